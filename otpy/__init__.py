@@ -1,0 +1,123 @@
+"""otpy: OTP-style actors and supervision trees for Python, on anyio."""
+
+from __future__ import annotations
+
+from ._core._actor import IGNORE as IGNORE
+from ._core._actor import NO_REPLY as NO_REPLY
+from ._core._actor import Actor as Actor
+from ._core._actor import Caller as Caller
+from ._core._deadletters import DeadLetterEvent as DeadLetterEvent
+from ._core._deadletters import DeadLetterStatistics as DeadLetterStatistics
+from ._core._deadletters import DeadLetterStream as DeadLetterStream
+from ._core._mailbox import MailboxConfig as MailboxConfig
+from ._core._mailbox import Overflow as Overflow
+from ._core._node import NamedRef as NamedRef
+from ._core._node import Node as Node
+from ._core._node import current_node as current_node
+from ._core._node import named as named
+from ._core._node import open_node as open_node
+from ._core._node import spawn as spawn
+from ._core._node import whereis as whereis
+from ._core._reasons import KILLED as KILLED
+from ._core._reasons import NOPROC as NOPROC
+from ._core._reasons import NORMAL as NORMAL
+from ._core._reasons import SHUTDOWN as SHUTDOWN
+from ._core._reasons import Down as Down
+from ._core._reasons import Exit as Exit
+from ._core._reasons import IdleTimeout as IdleTimeout
+from ._core._reasons import ShutdownWith as ShutdownWith
+from ._core._reasons import is_normal_exit as is_normal_exit
+from ._core._ref import ActorRef as ActorRef
+from ._core._ref import ActorStatistics as ActorStatistics
+from ._core._ref import ActorStatus as ActorStatus
+from ._core._ref import Monitor as Monitor
+from ._core._ref import Timer as Timer
+from ._exceptions import *  # noqa: F403
+from ._exceptions import __all__ as _exception_names
+
+__version__ = "0.1.0"
+from ._supervision._spec import AutoShutdown as AutoShutdown
+from ._supervision._spec import Backoff as Backoff
+from ._supervision._spec import ChildSpec as ChildSpec
+from ._supervision._spec import ChildType as ChildType
+from ._supervision._spec import DynamicSupervisorSpec as DynamicSupervisorSpec
+from ._supervision._spec import Restart as Restart
+from ._supervision._spec import Shutdown as Shutdown
+from ._supervision._spec import Strategy as Strategy
+from ._supervision._spec import SupervisorFlags as SupervisorFlags
+from ._supervision._spec import SupervisorSpec as SupervisorSpec
+from ._supervision._spec import backoff_delay as backoff_delay
+from ._supervision._supervisor import ChildCounts as ChildCounts
+from ._supervision._supervisor import ChildInfo as ChildInfo
+from ._supervision._supervisor import ChildStatistics as ChildStatistics
+from ._supervision._supervisor import DynamicSupervisor as DynamicSupervisor
+from ._supervision._supervisor import Supervisor as Supervisor
+from ._supervision._supervisor import SupervisorRef as SupervisorRef
+from ._supervision._supervisor import SupervisorStatistics as SupervisorStatistics
+from ._supervision._supervisor import open_supervisor as open_supervisor
+from ._supervision._supervisor import start_supervisor as start_supervisor
+from ._supervision._supervisor import supervisor_ref as supervisor_ref
+from ._supervision._window import RestartWindow as RestartWindow
+from ._supervision._window import record_restart as record_restart
+
+__all__ = [
+    # actors
+    "Actor",
+    "ActorRef",
+    "ActorStatistics",
+    "ActorStatus",
+    "Caller",
+    "IGNORE",
+    "NO_REPLY",
+    "Monitor",
+    "Timer",
+    "MailboxConfig",
+    "Overflow",
+    # reasons and system messages
+    "NORMAL",
+    "SHUTDOWN",
+    "KILLED",
+    "NOPROC",
+    "ShutdownWith",
+    "is_normal_exit",
+    "Down",
+    "Exit",
+    "IdleTimeout",
+    # node
+    "Node",
+    "NamedRef",
+    "open_node",
+    "current_node",
+    "spawn",
+    "whereis",
+    "named",
+    "DeadLetterEvent",
+    "DeadLetterStatistics",
+    "DeadLetterStream",
+    # supervision
+    "AutoShutdown",
+    "Backoff",
+    "ChildSpec",
+    "ChildType",
+    "DynamicSupervisorSpec",
+    "Restart",
+    "Shutdown",
+    "Strategy",
+    "SupervisorFlags",
+    "SupervisorSpec",
+    "backoff_delay",
+    "ChildCounts",
+    "ChildInfo",
+    "ChildStatistics",
+    "DynamicSupervisor",
+    "Supervisor",
+    "SupervisorRef",
+    "SupervisorStatistics",
+    "open_supervisor",
+    "start_supervisor",
+    "supervisor_ref",
+    "RestartWindow",
+    "record_restart",
+    # errors
+    *_exception_names,
+]

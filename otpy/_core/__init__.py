@@ -1,0 +1,1 @@
+"""The actor core: processes, mailboxes, names, monitors, links and the node."""

@@ -1,0 +1,213 @@
+"""Bounded mailboxes with a per-actor overflow policy (A12).
+
+A mailbox is a ``deque`` plus at most one parked consumer and a queue of parked
+producers. Putting a message when there is room never yields (like
+``asyncio.Queue.put``), so a burst of sends costs one wake-up of the consumer, not
+one task switch per message.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import attrs
+
+from .._exceptions import MailboxFull
+from ._lowlevel import TIMED_OUT, wait_for
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._lowlevel import Backend, OneShot
+
+__all__ = ["MailboxConfig", "Overflow"]
+
+
+class Overflow(enum.Enum):
+    """What a full mailbox does with one more message."""
+
+    REJECT = "reject"
+    """Raise :class:`~otpy.MailboxFull` to the sender at once."""
+    DROP_NEWEST = "drop_newest"
+    """Discard the incoming message; it goes to the dead-letter stream."""
+    DROP_OLDEST = "drop_oldest"
+    """Discard the oldest queued message to make room; it goes to the dead-letter stream."""
+    WAIT = "wait"
+    """The sender waits for room up to ``wait_timeout``, then gets :class:`~otpy.MailboxFull`.
+
+    The ``*_nowait`` senders cannot wait and raise :class:`~otpy.MailboxFull` at once."""
+
+
+def _check_timeout(inst: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(
+            f"mailbox {attribute.name} must be > 0 or None (wait forever), got {value!r}"
+        )
+
+
+@attrs.frozen(kw_only=True)
+class MailboxConfig:
+    """How big an actor's mailbox is and what happens when it is full.
+
+    Attributes:
+        capacity: the most messages it holds (> 0). System messages (stop requests,
+            monitor ``Down``, link ``Exit``, timers) are never refused.
+        overflow: the :class:`Overflow` policy.
+        wait_timeout: with :attr:`Overflow.WAIT`, the longest a sender waits for room;
+            ``None`` waits forever.
+    """
+
+    capacity: int = attrs.field(default=1000, validator=attrs.validators.gt(0))
+    overflow: Overflow = attrs.field(
+        default=Overflow.WAIT, validator=attrs.validators.instance_of(Overflow)
+    )
+    wait_timeout: float | None = attrs.field(default=5.0, validator=_check_timeout)
+
+
+DEFAULT_MAILBOX = MailboxConfig()
+
+
+class Mailbox:
+    """The queue of one actor. Runtime object; read it through ``ActorRef.statistics()``."""
+
+    __slots__ = (
+        "_backend",
+        "_getter",
+        "_on_drop",
+        "_putters",
+        "capacity",
+        "label",
+        "overflow",
+        "overflows",
+        "q",
+        "wait_timeout",
+    )
+
+    def __init__(
+        self,
+        config: MailboxConfig,
+        backend: Backend,
+        on_drop: Callable[[Any, str], None],
+        label: str,
+    ) -> None:
+        self.q: deque[Any] = deque()
+        self.capacity = config.capacity
+        self.overflow = config.overflow
+        self.wait_timeout = config.wait_timeout
+        self.overflows = 0
+        self.label = label
+        self._backend = backend
+        self._getter: OneShot | None = None
+        self._putters: deque[OneShot] | None = None
+        self._on_drop = on_drop
+
+    # -- consumer side ------------------------------------------------------------
+
+    def wake_consumer(self) -> None:
+        """Wake the consumer if it is parked."""
+        getter = self._getter
+        if getter is not None:
+            self._getter = None
+            if not getter.done():
+                getter.set_result(None)
+
+    async def park(self, timeout: float | None) -> bool:
+        """Park the consumer until a message arrives; return False if *timeout* passed first."""
+        fut = self._backend.new_future()
+        self._getter = fut
+        try:
+            result = await wait_for(self._backend, fut, timeout)
+        finally:
+            if self._getter is fut:
+                self._getter = None
+        return result is not TIMED_OUT
+
+    def wake_putter(self) -> None:
+        """Room was made: wake the longest-waiting producer."""
+        putters = self._putters
+        while putters:
+            fut = putters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+
+    def wake_all_putters(self) -> None:
+        """Wake every parked producer (the actor has exited; they will see it)."""
+        putters = self._putters
+        while putters:
+            fut = putters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+
+    # -- producer side ------------------------------------------------------------
+
+    def append(self, item: Any) -> None:
+        """Enqueue *item* regardless of capacity (system messages, stashed messages)."""
+        self.q.append(item)
+        if self._getter is not None:
+            self.wake_consumer()
+
+    def put_nowait(self, item: Any) -> None:
+        """Enqueue *item* or apply the overflow policy without waiting."""
+        q = self.q
+        if len(q) < self.capacity:
+            q.append(item)
+            if self._getter is not None:
+                self.wake_consumer()
+            return
+        self.overflow_nowait(item)
+
+    def overflow_nowait(self, item: Any) -> None:
+        """Apply the overflow policy to *item*, the mailbox being full."""
+        self.overflows += 1
+        policy = self.overflow
+        if policy is Overflow.DROP_NEWEST:
+            self._on_drop(item, "mailbox_full")
+        elif policy is Overflow.DROP_OLDEST:
+            oldest = self.q.popleft()
+            self.q.append(item)
+            self._on_drop(oldest, "mailbox_full_dropped_oldest")
+        else:
+            raise MailboxFull(self.label, self.capacity)
+
+    async def put_waiting(self, item: Any, is_alive: Callable[[], bool]) -> bool:
+        """Wait for room (policy WAIT), then enqueue; return False if the actor exited.
+
+        Raises:
+            MailboxFull: no room within ``wait_timeout``.
+        """
+        q = self.q
+        deadline: float | None = None
+        backend = self._backend
+        while len(q) >= self.capacity:
+            if self._putters is None:
+                self._putters = deque()
+            fut = backend.new_future()
+            self._putters.append(fut)
+            timeout = self.wait_timeout
+            if timeout is not None:
+                now = anyio.current_time()
+                if deadline is None:
+                    deadline = now + timeout
+                timeout = max(deadline - now, 0.0)
+            try:
+                result = await wait_for(backend, fut, timeout)
+            except BaseException:
+                # Pass on a wake-up we were given but can no longer use.
+                if fut.done() and not fut.cancelled():
+                    self.wake_putter()
+                else:
+                    fut.cancel()
+                raise
+            if result is TIMED_OUT:
+                self.overflows += 1
+                raise MailboxFull(self.label, self.capacity, self.wait_timeout)
+            if not is_alive():
+                return False
+        q.append(item)
+        if self._getter is not None:
+            self.wake_consumer()
+        return True

@@ -1,0 +1,1 @@
+"""Supervision: child specs, strategies, restart intensity, backoff and supervisors."""

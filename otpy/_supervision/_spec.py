@@ -1,0 +1,372 @@
+"""Child specs, supervisor flags and backoff: frozen, validated when built (S12)."""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .._core._actor import Actor
+from .._exceptions import InvalidChildSpec
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from .._core._mailbox import MailboxConfig
+
+__all__ = [
+    "AutoShutdown",
+    "Backoff",
+    "ChildSpec",
+    "ChildType",
+    "DynamicSupervisorSpec",
+    "Restart",
+    "Shutdown",
+    "Strategy",
+    "SupervisorFlags",
+    "SupervisorSpec",
+    "backoff_delay",
+]
+
+
+class Restart(enum.Enum):
+    """When a child is restarted (S4)."""
+
+    PERMANENT = "permanent"
+    """Always, whatever its exit reason, including ``normal``."""
+    TRANSIENT = "transient"
+    """Only after an abnormal exit (not ``normal``, ``shutdown`` or ``ShutdownWith``)."""
+    TEMPORARY = "temporary"
+    """Never; its spec is removed when it exits."""
+
+
+class Shutdown(enum.Enum):
+    """Non-numeric shutdown settings (S9); a number is a graceful timeout in seconds."""
+
+    BRUTAL_KILL = "brutal_kill"
+    """Cancel at once; ``terminate`` does not run."""
+    INFINITY = "infinity"
+    """Ask it to stop and wait as long as it takes (the default for supervisors)."""
+
+
+class ChildType(enum.Enum):
+    """Whether a child is a worker or a supervisor."""
+
+    WORKER = "worker"
+    SUPERVISOR = "supervisor"
+
+
+class Strategy(enum.Enum):
+    """What a supervisor restarts when a child exits (S1-S3)."""
+
+    ONE_FOR_ONE = "one_for_one"
+    ONE_FOR_ALL = "one_for_all"
+    REST_FOR_ONE = "rest_for_one"
+
+
+class AutoShutdown(enum.Enum):
+    """Whether significant children finishing stops the supervisor (S13)."""
+
+    NEVER = "never"
+    ANY_SIGNIFICANT = "any_significant"
+    ALL_SIGNIFICANT = "all_significant"
+
+
+def _finite_nonneg(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+
+
+@attrs.frozen(kw_only=True)
+class Backoff:
+    """Exponential restart backoff with jitter (S14).
+
+    The n-th consecutive restart (from 0) waits
+    ``min(maximum, minimum * 2**n * (1 + jitter * U[0, 1)))``: jitter is applied
+    before the cap, so a delay never exceeds ``maximum``. The count resets once the
+    child has run ``reset_after`` seconds without crashing (default: the midpoint
+    of minimum and maximum, as Akka does).
+
+    Attributes:
+        minimum: first delay, seconds (> 0).
+        maximum: the cap, seconds (>= minimum).
+        jitter: random factor in [0, 1].
+        reset_after: quiet period that resets the count, or ``None`` for the default.
+    """
+
+    minimum: float = attrs.field(default=0.1)
+    maximum: float = attrs.field(default=10.0)
+    jitter: float = attrs.field(default=0.2)
+    reset_after: float | None = attrs.field(default=None)
+
+    def __attrs_post_init__(self) -> None:
+        if not (_finite_nonneg(self.minimum) and self.minimum > 0):
+            raise ValueError(f"backoff minimum must be > 0 seconds, got {self.minimum!r}")
+        if not (_finite_nonneg(self.maximum) and self.maximum >= self.minimum):
+            raise ValueError(
+                f"backoff maximum must be >= minimum ({self.minimum!r}), got {self.maximum!r}"
+            )
+        if not (_finite_nonneg(self.jitter) and self.jitter <= 1):
+            raise ValueError(f"backoff jitter must be between 0 and 1, got {self.jitter!r}")
+        if self.reset_after is not None and not (
+            _finite_nonneg(self.reset_after) and self.reset_after > 0
+        ):
+            raise ValueError(f"backoff reset_after must be > 0 or None, got {self.reset_after!r}")
+
+    @property
+    def quiet_period(self) -> float:
+        """Seconds without a crash after which the attempt count resets."""
+        if self.reset_after is not None:
+            return self.reset_after
+        return (self.minimum + self.maximum) / 2
+
+
+def backoff_delay(backoff: Backoff, attempt: int, random: float) -> float:
+    """Return the delay before restart number *attempt* (from 0); *random* is in [0, 1)."""
+    base = backoff.minimum * 2.0 ** min(attempt, 1023)
+    return min(backoff.maximum, base * (1.0 + backoff.jitter * random))
+
+
+def _to_tuple(value: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(value)
+
+
+def _child_id(spec: Any) -> str:
+    return str(getattr(spec, "id", "?"))
+
+
+@attrs.frozen(kw_only=True)
+class ChildSpec:
+    """How a supervisor starts, restarts and stops one child (S12).
+
+    Attributes:
+        id: unique among its siblings.
+        start: the :class:`~otpy.Actor` subclass to spawn.
+        args: positional arguments for its ``init``.
+        restart: a :class:`Restart`.
+        shutdown: seconds to wait after asking it to stop before killing it
+            (default 5.0), :attr:`Shutdown.BRUTAL_KILL` or :attr:`Shutdown.INFINITY`
+            (the default for supervisors).
+        type: a :class:`ChildType`; supervisors are detected from ``start``.
+        significant: with the supervisor's ``auto_shutdown``, its exit may stop the
+            supervisor (S13). Not allowed with ``Restart.PERMANENT``.
+        name: register the child under this name; sends through ``otpy.named(name)``
+            reach each new incarnation and wait in a stash during restarts.
+        mailbox: overrides the actor class's mailbox config.
+        start_timeout: seconds ``init`` may take; ``None`` waits forever.
+        backoff: delay restarts with :class:`Backoff`; ``None`` restarts at once.
+        stash_capacity: messages kept for the name while it restarts (> 0).
+    """
+
+    id: str
+    start: type[Actor]
+    args: tuple[Any, ...] = attrs.field(default=(), converter=_to_tuple)
+    restart: Restart = Restart.PERMANENT
+    shutdown: float | Shutdown = attrs.field(
+        default=attrs.Factory(
+            lambda self: Shutdown.INFINITY if _is_supervisor(self.start) else 5.0, takes_self=True
+        )
+    )
+    type: ChildType = attrs.field(
+        default=attrs.Factory(
+            lambda self: ChildType.SUPERVISOR if _is_supervisor(self.start) else ChildType.WORKER,
+            takes_self=True,
+        )
+    )
+    significant: bool = False
+    name: str | None = None
+    mailbox: MailboxConfig | None = None
+    start_timeout: float | None = None
+    backoff: Backoff | None = None
+    stash_capacity: int = 1000
+
+    def __attrs_post_init__(self) -> None:
+        cid = self.id
+        if not isinstance(cid, str) or not cid:
+            raise InvalidChildSpec(str(cid), "id must be a non-empty string")
+        if not (isinstance(self.start, type) and issubclass(self.start, Actor)):
+            raise InvalidChildSpec(cid, f"start must be an otpy.Actor subclass, got {self.start!r}")
+        if not isinstance(self.restart, Restart):
+            raise InvalidChildSpec(
+                cid,
+                f"restart must be a Restart (PERMANENT, TRANSIENT, TEMPORARY), got {self.restart!r}",
+            )
+        shutdown = self.shutdown
+        if not isinstance(shutdown, Shutdown) and not _finite_nonneg(shutdown):
+            raise InvalidChildSpec(
+                cid,
+                f"shutdown must be >= 0 seconds, Shutdown.BRUTAL_KILL or Shutdown.INFINITY, "
+                f"got {shutdown!r}",
+            )
+        if not isinstance(self.type, ChildType):
+            raise InvalidChildSpec(cid, f"type must be a ChildType, got {self.type!r}")
+        if self.significant and self.restart is Restart.PERMANENT:
+            raise InvalidChildSpec(
+                cid, "a significant child cannot be permanent; make it transient or temporary"
+            )
+        if self.name is not None and (not isinstance(self.name, str) or not self.name):
+            raise InvalidChildSpec(cid, f"name must be a non-empty string, got {self.name!r}")
+        if self.start_timeout is not None and not (
+            _finite_nonneg(self.start_timeout) and self.start_timeout > 0
+        ):
+            raise InvalidChildSpec(cid, f"start_timeout must be > 0, got {self.start_timeout!r}")
+        if not isinstance(self.stash_capacity, int) or self.stash_capacity < 1:
+            raise InvalidChildSpec(cid, f"stash_capacity must be >= 1, got {self.stash_capacity!r}")
+        if self.backoff is not None and not isinstance(self.backoff, Backoff):
+            raise InvalidChildSpec(cid, f"backoff must be an otpy.Backoff, got {self.backoff!r}")
+
+
+def _is_supervisor(start: object) -> bool:
+    from ._supervisor import DynamicSupervisor, Supervisor
+
+    return isinstance(start, type) and issubclass(start, (Supervisor, DynamicSupervisor))
+
+
+@attrs.frozen(kw_only=True)
+class SupervisorFlags:
+    """A supervisor's strategy and restart intensity (S5).
+
+    Attributes:
+        strategy: a :class:`Strategy`.
+        intensity: restarts allowed within ``period`` (>= 0); one more and the
+            supervisor gives up. otpy's default is 3 in 5 s (Elixir's), not OTP's 1.
+        period: the sliding window, seconds (> 0).
+        auto_shutdown: an :class:`AutoShutdown`.
+    """
+
+    strategy: Strategy = Strategy.ONE_FOR_ONE
+    intensity: int = 3
+    period: float = 5.0
+    auto_shutdown: AutoShutdown = AutoShutdown.NEVER
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.strategy, Strategy):
+            raise InvalidChildSpec("<flags>", f"strategy must be a Strategy, got {self.strategy!r}")
+        if (
+            not isinstance(self.intensity, int)
+            or isinstance(self.intensity, bool)
+            or self.intensity < 0
+        ):
+            raise InvalidChildSpec(
+                "<flags>", f"intensity must be an integer >= 0, got {self.intensity!r}"
+            )
+        if not (_finite_nonneg(self.period) and self.period > 0):
+            raise InvalidChildSpec("<flags>", f"period must be > 0 seconds, got {self.period!r}")
+        if not isinstance(self.auto_shutdown, AutoShutdown):
+            raise InvalidChildSpec(
+                "<flags>", f"auto_shutdown must be an AutoShutdown, got {self.auto_shutdown!r}"
+            )
+
+
+def _to_children(
+    value: Iterable[ChildSpec | SupervisorSpec | DynamicSupervisorSpec],
+) -> tuple[ChildSpec, ...]:
+    out: list[ChildSpec] = []
+    for item in value:
+        if isinstance(item, (SupervisorSpec, DynamicSupervisorSpec)):
+            out.append(item.as_child())
+        elif isinstance(item, ChildSpec):
+            out.append(item)
+        else:
+            raise InvalidChildSpec(
+                _child_id(item),
+                f"expected a ChildSpec or SupervisorSpec, got {type(item).__name__}",
+            )
+    return tuple(out)
+
+
+@attrs.frozen(kw_only=True)
+class SupervisorSpec:
+    """A static supervisor: its children in start order and its flags.
+
+    Used as a child of another supervisor it becomes a ``ChildSpec`` of type
+    supervisor with ``shutdown=Shutdown.INFINITY``.
+
+    Attributes:
+        children: child specs (or nested supervisor specs), started in this order.
+        flags: :class:`SupervisorFlags`.
+        id: its id as a child of another supervisor.
+        name: register the supervisor under this name.
+        restart: its restart type as a child.
+        significant: its significance as a child.
+    """
+
+    children: tuple[ChildSpec, ...] = attrs.field(converter=_to_children)
+    flags: SupervisorFlags = SupervisorFlags()
+    id: str = "supervisor"
+    name: str | None = None
+    restart: Restart = Restart.PERMANENT
+    significant: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        seen: set[str] = set()
+        for child in self.children:
+            if child.id in seen:
+                raise InvalidChildSpec(child.id, f"duplicate child id in supervisor {self.id!r}")
+            seen.add(child.id)
+            if child.significant and self.flags.auto_shutdown is AutoShutdown.NEVER:
+                raise InvalidChildSpec(
+                    child.id,
+                    "significant children need the supervisor's auto_shutdown set to "
+                    "ANY_SIGNIFICANT or ALL_SIGNIFICANT",
+                )
+
+    def as_child(self) -> ChildSpec:
+        """Return the :class:`ChildSpec` that starts this supervisor under another."""
+        from ._supervisor import Supervisor
+
+        return ChildSpec(
+            id=self.id,
+            start=Supervisor,
+            args=(self,),
+            restart=self.restart,
+            significant=self.significant,
+            name=self.name,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class DynamicSupervisorSpec:
+    """A dynamic supervisor: children added at run time from one template (S10).
+
+    Attributes:
+        child: the template; ``start_child(*extra)`` spawns ``child.start`` with
+            ``child.args + extra``. It must not have a name.
+        max_children: refuse more than this many (``MaxChildren``); ``None`` is no limit.
+        intensity: restarts allowed within ``period``.
+        period: the sliding window, seconds.
+        id: its id as a child of another supervisor.
+        name: register the supervisor under this name.
+        restart: its restart type as a child.
+    """
+
+    child: ChildSpec
+    max_children: int | None = None
+    intensity: int = 3
+    period: float = 5.0
+    id: str = "dynamic_supervisor"
+    name: str | None = None
+    restart: Restart = Restart.PERMANENT
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.child, ChildSpec):
+            raise InvalidChildSpec(self.id, f"child must be a ChildSpec, got {self.child!r}")
+        if self.child.name is not None:
+            raise InvalidChildSpec(
+                self.child.id, "a dynamic supervisor's child template cannot have a name"
+            )
+        if self.max_children is not None and (
+            not isinstance(self.max_children, int) or self.max_children < 0
+        ):
+            raise InvalidChildSpec(
+                self.id, f"max_children must be an integer >= 0 or None, got {self.max_children!r}"
+            )
+        SupervisorFlags(intensity=self.intensity, period=self.period)
+
+    def as_child(self) -> ChildSpec:
+        """Return the :class:`ChildSpec` that starts this supervisor under another."""
+        from ._supervisor import DynamicSupervisor
+
+        return ChildSpec(
+            id=self.id, start=DynamicSupervisor, args=(self,), restart=self.restart, name=self.name
+        )

@@ -1,0 +1,74 @@
+"""Helpers for testing code built on otpy: virtual time, crash injection, waiting.
+
+Virtual time comes from trio's ``MockClock`` through the anyio pytest plugin::
+
+    @pytest.fixture
+    def anyio_backend():
+        return otpy.testing.virtual_time()
+
+With it, ``await anyio.sleep(3600)`` returns at once and time moves exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._core._actor import Actor
+from .._core._ref import _INTERNAL, ActorRef
+from .._supervision._spec import ChildSpec, Restart
+
+__all__ = [
+    "CrashAfter",
+    "CrashInjected",
+    "crash_after",
+    "inject_crash",
+    "virtual_time",
+]
+
+
+class CrashInjected(Exception):
+    """The exception :func:`inject_crash` and :class:`CrashAfter` crash actors with."""
+
+
+def virtual_time() -> tuple[str, dict[str, Any]]:
+    """Return an ``anyio_backend`` value: trio with a ``MockClock`` that jumps at once."""
+    from trio.testing import MockClock
+
+    return ("trio", {"clock": MockClock(autojump_threshold=0)})
+
+
+def inject_crash(ref: ActorRef, error: BaseException | None = None) -> None:
+    """Make *ref* crash with *error* (default :class:`CrashInjected`) at its next message.
+
+    The crash happens inside the actor's own task, in mailbox order, exactly as if
+    a handler had raised.
+    """
+    exc = error if error is not None else CrashInjected(f"crash injected into {ref.label}")
+
+    def crash() -> None:
+        raise exc
+
+    ref._mailbox.append((_INTERNAL, crash))
+
+
+class CrashAfter(Actor):
+    """An actor that crashes ``delay`` seconds after each start; answers ``"ping"`` calls."""
+
+    async def init(self, delay: float) -> None:
+        self.delay = delay
+        self.send_after(delay, "crash")
+
+    async def handle_info(self, message: Any) -> None:
+        if message == "crash":
+            raise CrashInjected(f"{self.ref.label} crashed after {self.delay:g}s")
+        await super().handle_info(message)
+
+    async def handle_call(self, message: Any, caller: Any) -> Any:
+        return message
+
+
+def crash_after(
+    delay: float, *, id: str, restart: Restart = Restart.PERMANENT, **options: Any
+) -> ChildSpec:
+    """Return a child spec whose actor crashes *delay* seconds after every start."""
+    return ChildSpec(id=id, start=CrashAfter, args=(delay,), restart=restart, **options)

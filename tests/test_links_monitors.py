@@ -1,0 +1,190 @@
+"""Monitors and links (REFERENCE A9, A10)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+
+import otpy
+from otpy.testing import CrashInjected, inject_crash
+
+
+class Idle(otpy.Actor):
+    async def handle_call(self, message: Any, caller: otpy.Caller) -> Any:
+        return message
+
+
+class Watcher(otpy.Actor):
+    """Records infos; can be told to monitor/demonitor/link."""
+
+    trap_exit = False
+
+    async def init(self, trap: bool = False) -> None:
+        self.trap_exit = trap
+        self.infos: list[Any] = []
+        self.monitors: dict[str, otpy.Monitor] = {}
+
+    async def handle_info(self, message: Any) -> None:
+        self.infos.append(message)
+
+    async def handle_call(self, message: Any, caller: otpy.Caller) -> Any:
+        op, *rest = message
+        if op == "monitor":
+            self.monitors[rest[1]] = self.monitor(rest[0])
+        elif op == "demonitor":
+            return self.demonitor(self.monitors[rest[0]])
+        elif op == "link":
+            self.link(rest[0])
+        elif op == "unlink":
+            self.unlink(rest[0])
+        elif op == "infos":
+            return list(self.infos)
+        return None
+
+
+async def test_a10_down_carries_the_exit_reason() -> None:
+    """A10: a monitor delivers Down with the monitored actor's exit reason."""
+    async with otpy.open_node() as node:
+        target = await node.spawn(Idle)
+        watcher = await node.spawn(Watcher)
+        await watcher.call(("monitor", target, "m"))
+        inject_crash(target)
+        await target.wait_exited()
+        await anyio.wait_all_tasks_blocked()
+        (down,) = await watcher.call(("infos",))
+        assert isinstance(down, otpy.Down)
+        assert down.actor is target
+        assert isinstance(down.reason, CrashInjected)
+
+
+async def test_a10_monitoring_a_dead_actor_gives_immediate_noproc() -> None:
+    """A10: monitoring an actor that already exited yields Down(noproc) at once."""
+    async with otpy.open_node() as node:
+        target = await node.spawn(Idle)
+        await target.stop()
+        watcher = await node.spawn(Watcher)
+        await watcher.call(("monitor", target, "m"))
+        (down,) = await watcher.call(("infos",))
+        assert down.reason == otpy.NOPROC
+
+
+async def test_a10_two_monitors_give_two_downs() -> None:
+    """A10: each monitor fires once, independently."""
+    async with otpy.open_node() as node:
+        target = await node.spawn(Idle)
+        watcher = await node.spawn(Watcher)
+        await watcher.call(("monitor", target, "a"))
+        await watcher.call(("monitor", target, "b"))
+        await target.stop()
+        await anyio.wait_all_tasks_blocked()
+        downs = await watcher.call(("infos",))
+        assert [type(d) for d in downs] == [otpy.Down, otpy.Down]
+        assert downs[0].monitor is not downs[1].monitor
+
+
+async def test_a10_demonitor_guarantees_no_down_even_if_already_queued() -> None:
+    """A10: after demonitor no Down is handled, even one queued before the demonitor."""
+
+    class Demonitors(Watcher):
+        async def handle_cast(self, message: Any) -> None:
+            self.demonitor(self.monitors["m"])
+
+    async with otpy.open_node() as node:
+        target = await node.spawn(Idle)
+        watcher = await node.spawn(Demonitors)
+        await watcher.call(("monitor", target, "m"))
+        await watcher.suspend()
+        await watcher.cast("demonitor")  # queued first...
+        await target.stop()  # ...then the Down queues behind it
+        assert watcher.statistics().queued == 2
+        await watcher.resume()
+        assert await watcher.call(("infos",)) == []
+
+
+async def test_a9_abnormal_exit_kills_linked_non_trapping_actor_with_same_reason() -> None:
+    """A9: an abnormal exit propagates over a link and kills a non-trapping actor with that reason."""
+    async with otpy.open_node() as node:
+        a = await node.spawn(Idle)
+        b = await node.spawn(Watcher)
+        await b.call(("link", a))
+        inject_crash(a)
+        reason = await b.wait_exited()
+        assert isinstance(reason, CrashInjected)
+        assert reason is a.exit_reason
+
+
+async def test_a9_normal_exit_does_not_propagate() -> None:
+    """A9: a normal exit does not kill linked actors."""
+    async with otpy.open_node() as node:
+        a = await node.spawn(Idle)
+        b = await node.spawn(Watcher)
+        await b.call(("link", a))
+        await a.stop(otpy.NORMAL)
+        await anyio.wait_all_tasks_blocked()
+        assert b.is_alive
+
+
+async def test_a9_trapping_actor_receives_exit_message() -> None:
+    """A9: an actor trapping exits gets Exit(actor, reason) and keeps running."""
+    async with otpy.open_node() as node:
+        a = await node.spawn(Idle)
+        b = await node.spawn(Watcher, True)
+        await b.call(("link", a))
+        inject_crash(a)
+        await a.wait_exited()
+        await anyio.wait_all_tasks_blocked()
+        (exit_msg,) = await b.call(("infos",))
+        assert isinstance(exit_msg, otpy.Exit)
+        assert exit_msg.actor is a
+        assert isinstance(exit_msg.reason, CrashInjected)
+        assert b.is_alive
+
+
+async def test_a9_explicit_kill_cannot_be_trapped() -> None:
+    """A9: kill() ends even a trapping actor, with reason killed and no terminate."""
+    async with otpy.open_node() as node:
+        b = await node.spawn(Watcher, True)
+        b.kill()
+        assert await b.wait_exited() == otpy.KILLED
+
+
+async def test_a9_link_to_dead_actor_delivers_noproc() -> None:
+    """A9: linking to an exited actor sends an exit signal with reason noproc."""
+    async with otpy.open_node() as node:
+        dead = await node.spawn(Idle)
+        await dead.stop()
+        trapper = await node.spawn(Watcher, True)
+        await trapper.call(("link", dead))
+        (exit_msg,) = await trapper.call(("infos",))
+        assert exit_msg.reason == otpy.NOPROC
+
+
+async def test_a9_unlink_stops_propagation() -> None:
+    """A9: after unlink, a crash no longer reaches the other actor."""
+    async with otpy.open_node() as node:
+        a = await node.spawn(Idle)
+        b = await node.spawn(Watcher)
+        await b.call(("link", a))
+        await b.call(("unlink", a))
+        inject_crash(a)
+        await a.wait_exited()
+        await anyio.wait_all_tasks_blocked()
+        assert b.is_alive
+
+
+async def test_a9_spawn_link_links_before_init() -> None:
+    """A9: spawn_link ties the child's fate to the parent's from the start."""
+
+    class Parent(otpy.Actor):
+        async def init(self) -> None:
+            self.child = await self.spawn_link(Idle)
+
+        async def handle_call(self, message: Any, caller: otpy.Caller) -> Any:
+            return self.child
+
+    async with otpy.open_node() as node:
+        parent = await node.spawn(Parent)
+        child = await parent.call("child")
+        inject_crash(parent)
+        assert isinstance(await child.wait_exited(), CrashInjected)
