@@ -13,6 +13,7 @@ from ._core._mailbox import MailboxConfig as MailboxConfig
 from ._core._mailbox import Overflow as Overflow
 from ._core._node import NamedRef as NamedRef
 from ._core._node import Node as Node
+from ._core._receptionist import Receptionist as Receptionist
 from ._core._node import current_node as current_node
 from ._core._node import named as named
 from ._core._node import open_node as open_node
@@ -86,6 +87,7 @@ __all__ = [
     # node
     "Node",
     "NamedRef",
+    "Receptionist",
     "open_node",
     "current_node",
     "spawn",

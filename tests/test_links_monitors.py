@@ -188,3 +188,38 @@ async def test_a9_spawn_link_links_before_init() -> None:
         child = await parent.call("child")
         inject_crash(parent)
         assert isinstance(await child.wait_exited(), CrashInjected)
+
+
+async def test_a16_receptionist_find_subscribe_and_vanish_on_stop() -> None:
+    """A16: find returns members; subscribe gets the current set then every change; stopping removes."""
+    async with otpy.open_node() as node:
+        a = await node.spawn(Idle)
+        b = await node.spawn(Idle)
+        rec = node.receptionist
+        rec.register("workers", a)
+        with rec.subscribe("workers") as listings:
+            assert await listings.receive() == frozenset({a})
+            rec.register("workers", b)
+            rec.register("workers", b)  # idempotent: no second listing
+            assert await listings.receive() == frozenset({a, b})
+            await a.stop()
+            assert await listings.receive() == frozenset({b})
+            rec.deregister("workers", b)
+            assert await listings.receive() == frozenset()
+        assert rec.find("workers") == frozenset()
+        assert rec.find("nothing") == frozenset()
+
+
+async def test_a15_trace_logs_kinds_and_types_only(caplog: Any) -> None:
+    """A15: trace logs each handled message by kind and type (never content); off again, silence."""
+    import logging
+
+    async with otpy.open_node() as node:
+        ref = await node.spawn(Idle)
+        with caplog.at_level(logging.INFO, logger="otpy.trace"):
+            ref.trace()
+            await ref.call("secret-value")
+            ref.trace(False)
+            await ref.call("quiet")
+        lines = [r.getMessage() for r in caplog.records if r.name == "otpy.trace"]
+        assert lines == [f"{ref.label} handle_call str", f"{ref.label} handle_call returned str"]

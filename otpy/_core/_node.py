@@ -22,6 +22,7 @@ from ._actor import IGNORE
 from ._deadletters import DeadLetterStream
 from ._lowlevel import TIMED_OUT, current_backend, wait_for
 from ._mailbox import DEFAULT_MAILBOX
+from ._receptionist import Receptionist
 from ._ref import _CALL, _CAST, _INFO, ActorRef
 
 if TYPE_CHECKING:
@@ -71,6 +72,8 @@ class Node:
 
     def __init__(self, *, dead_letters: DeadLetterStream | None = None) -> None:
         self.dead_letters = dead_letters or DeadLetterStream()
+        self.receptionist = Receptionist()
+        """Service discovery by key (A16)."""
         self._registry: dict[str, ActorRef | _Hold] = {}
         self._ids = itertools.count(1)
         self._live = 0
@@ -380,6 +383,7 @@ class open_node:
                 suppressed = await node._task_group.__aexit__(exc_type, exc, tb)
             finally:
                 node.dead_letters.close()
+                node.receptionist.close()
                 _current_node.reset(self._token)
         return suppressed
 

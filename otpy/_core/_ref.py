@@ -379,6 +379,22 @@ class ActorRef:
         """Resume handling mailbox messages after :meth:`suspend`."""
         await self._system_call(_SYS_RESUME, timeout)
 
+    def trace(self, enabled: bool = True) -> None:
+        """Log every message this actor handles, and how, to the ``otpy.trace`` logger (A15).
+
+        Messages are logged by kind and type only. Tracing wraps the handlers of this
+        incarnation, so it costs nothing while off.
+        """
+        actor = self._actor
+        names = ("handle_call", "handle_cast", "handle_info", "handle_continue")
+        if not enabled:
+            for name in names:
+                actor.__dict__.pop(name, None)
+            return
+        for name in names:
+            if name not in actor.__dict__:
+                setattr(actor, name, _traced(self.label, name, getattr(actor, name)))
+
     def statistics(self) -> ActorStatistics:
         """Return a frozen snapshot of the actor's state and counters."""
         mailbox = self._mailbox
@@ -818,6 +834,23 @@ class ActorRef:
                     linked._links.discard(self)
                 linked._exit_signal(self, reason)
         node._process_exited(self)
+
+
+_trace_logger = logging.getLogger("otpy.trace")
+
+
+def _traced(label: str, name: str, handler: Any) -> Any:
+    async def traced(message: Any, *rest: Any) -> Any:
+        _trace_logger.info("%s %s %s", label, name, type(message).__name__)
+        try:
+            result = await handler(message, *rest)
+        except BaseException as exc:
+            _trace_logger.info("%s %s raised %s", label, name, type(exc).__name__)
+            raise
+        _trace_logger.info("%s %s returned %s", label, name, type(result).__name__)
+        return result
+
+    return traced
 
 
 def _short(reason: object) -> str:

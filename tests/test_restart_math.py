@@ -1,0 +1,87 @@
+"""The pure arithmetic behind restart intensity and backoff (S5, S14), property-tested."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from otpy import Backoff, RestartWindow, backoff_delay, record_restart
+
+
+def test_s5_restart_exactly_period_old_still_counts() -> None:
+    """S5: a restart exactly `period` seconds old is still inside the window."""
+    window = RestartWindow(intensity=1, period=5.0)
+    assert record_restart(window, 0.0)
+    assert not record_restart(window, 5.0)
+
+
+def test_s5_restart_just_older_than_period_expires() -> None:
+    """S5 twin: a restart a hair older than `period` has left the window."""
+    window = RestartWindow(intensity=1, period=5.0)
+    assert record_restart(window, 0.0)
+    assert record_restart(window, 5.000001)
+
+
+def test_s5_intensity_zero_refuses_the_first_restart() -> None:
+    """S5: intensity 0 allows no restart at all."""
+    assert not record_restart(RestartWindow(intensity=0, period=5.0), 0.0)
+
+
+@given(
+    intensity=st.integers(min_value=0, max_value=20),
+    period=st.floats(min_value=0.1, max_value=100, allow_nan=False),
+    gaps=st.lists(st.floats(min_value=0, max_value=50, allow_nan=False), min_size=1, max_size=60),
+)
+def test_s5_window_matches_a_brute_force_count(
+    intensity: int, period: float, gaps: list[float]
+) -> None:
+    """S5: allowed iff the restarts within `period` (inclusive) of now number at most intensity."""
+    window = RestartWindow(intensity=intensity, period=period)
+    times: list[float] = []
+    now = 0.0
+    for gap in gaps:
+        now += gap
+        times.append(now)
+        expected = sum(1 for t in times if now - t <= period) <= intensity
+        assert record_restart(window, now) == expected
+        if not expected:
+            break
+    assert window.total == len(times)
+
+
+@given(
+    minimum=st.floats(min_value=0.001, max_value=10, allow_nan=False),
+    factor=st.floats(min_value=1, max_value=1000, allow_nan=False),
+    jitter=st.floats(min_value=0, max_value=1, allow_nan=False),
+    attempt=st.integers(min_value=0, max_value=5000),
+    random=st.floats(min_value=0, max_value=1, exclude_max=True, allow_nan=False),
+)
+def test_s14_backoff_delay_bounded_by_min_and_max(
+    minimum: float, factor: float, jitter: float, attempt: int, random: float
+) -> None:
+    """S14: every delay lies in [minimum, maximum]: jitter is applied before the cap."""
+    backoff = Backoff(minimum=minimum, maximum=minimum * factor, jitter=jitter)
+    delay = backoff_delay(backoff, attempt, random)
+    assert minimum <= delay <= backoff.maximum
+
+
+@given(
+    attempt=st.integers(min_value=0, max_value=30),
+    random=st.floats(min_value=0, max_value=1, exclude_max=True, allow_nan=False),
+)
+def test_s14_backoff_grows_monotonically_for_the_same_draw(attempt: int, random: float) -> None:
+    """S14: with the same random draw, the next attempt never waits less."""
+    backoff = Backoff(minimum=0.1, maximum=30.0, jitter=0.5)
+    assert backoff_delay(backoff, attempt + 1, random) >= backoff_delay(backoff, attempt, random)
+
+
+def test_s14_backoff_doubles_without_jitter_and_caps() -> None:
+    """S14: jitter 0 gives minimum * 2**n, capped at maximum (Akka's 3 s/30 s example)."""
+    backoff = Backoff(minimum=3.0, maximum=30.0, jitter=0.0)
+    assert [backoff_delay(backoff, n, 0.99) for n in range(6)] == [3, 6, 12, 24, 30, 30]
+
+
+def test_s14_backoff_default_reset_after_is_midpoint() -> None:
+    """S14: reset_after defaults to (minimum + maximum) / 2, like Akka."""
+    assert Backoff(minimum=1.0, maximum=9.0).quiet_period == 5.0
+    assert Backoff(minimum=1.0, maximum=9.0, reset_after=2.0).quiet_period == 2.0
