@@ -99,16 +99,19 @@ class Backend:
         new_future: makes a fresh one-shot future.
     """
 
-    __slots__ = ("loop", "name", "new_future")
+    __slots__ = ("clock", "loop", "name", "new_future")
 
     def __init__(self, name: str, loop: asyncio.AbstractEventLoop | None) -> None:
         self.name = name
         self.loop = loop
         self.new_future: Callable[[], OneShot]
+        self.clock: Callable[[], float]
         if loop is not None:
             self.new_future = loop.create_future
+            self.clock = loop.time
         else:
             self.new_future = GenericFuture
+            self.clock = anyio.current_time
 
 
 def current_backend() -> Backend:

@@ -22,6 +22,7 @@ from ._actor import IGNORE
 from ._deadletters import DeadLetterStream
 from ._lowlevel import TIMED_OUT, current_backend, wait_for
 from ._mailbox import DEFAULT_MAILBOX
+from ._reasons import SHUTDOWN
 from ._receptionist import Receptionist
 from ._ref import _CALL, _CAST, _INFO, ActorRef
 
@@ -76,7 +77,8 @@ class Node:
         """Service discovery by key (A16)."""
         self._registry: dict[str, ActorRef | _Hold] = {}
         self._ids = itertools.count(1)
-        self._live = 0
+        self._procs: set[ActorRef] = set()  # strong refs: asyncio keeps only weak ones to tasks
+        self._all_exited: anyio.Event | None = None
         self._spawned = 0
         self._roots: list[ActorRef] = []
         self._task_group: TaskGroup
@@ -144,9 +146,13 @@ class Node:
             ref._link(link)
         started = self._backend.new_future()
         ref._started = started
-        self._live += 1
+        self._procs.add(ref)
         self._spawned += 1
-        self._task_group.start_soon(ref._main, args, start_timeout)
+        loop = self._backend.loop
+        if loop is not None:
+            loop.create_task(ref._main_asyncio(args, start_timeout))
+        else:
+            self._task_group.start_soon(ref._main, args, start_timeout)
         try:
             result = await started
         except BaseException:
@@ -210,12 +216,23 @@ class Node:
     # -- bookkeeping ----------------------------------------------------------------
 
     def _process_exited(self, ref: ActorRef) -> None:
-        self._live -= 1
+        self._procs.discard(ref)
+        if not self._procs and self._all_exited is not None:
+            self._all_exited.set()
+
+    async def _kill_all(self) -> None:
+        """Kill every actor still running and wait until all have exited."""
+        if not self._procs:
+            return
+        self._all_exited = anyio.Event()
+        for ref in list(self._procs):
+            ref.kill(SHUTDOWN)
+        await self._all_exited.wait()
 
     @property
     def live_actors(self) -> int:
         """How many actors are running now."""
-        return self._live
+        return len(self._procs)
 
     @property
     def roots(self) -> tuple[ActorRef, ...]:
@@ -375,8 +392,10 @@ class open_node:
         try:
             with anyio.CancelScope(shield=exc_type is not None):
                 for root in reversed(node.roots):
-                    await root.stop("shutdown")
+                    await root.stop(SHUTDOWN)
         finally:
+            with anyio.CancelScope(shield=True):
+                await node._kill_all()
             # Whatever is still running (plain spawned actors, timers) is cancelled.
             node._task_group.cancel_scope.cancel("otpy: node stopping")
             try:

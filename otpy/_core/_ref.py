@@ -8,6 +8,7 @@ loop checks a single attribute per message.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 from collections import deque
@@ -151,6 +152,7 @@ class ActorRef:
         "_actor",
         "_attention",
         "_backend",
+        "_canceller",
         "_continue",
         "_current",
         "_deferred",
@@ -167,7 +169,6 @@ class ActorRef:
         "_monitoring",
         "_processed",
         "_restarts",
-        "_scope",
         "_started",
         "_started_at",
         "_stash",
@@ -212,7 +213,7 @@ class ActorRef:
         self._item: Any = None
         self._current: Caller | None = None
         self._deferred: set[Caller] | None = None
-        self._scope: anyio.CancelScope | None = None
+        self._canceller: asyncio.Task[None] | anyio.CancelScope | None = None
         self._started: OneShot | None = None
         self._exit_waiters: list[OneShot] | None = None
         self._exit_hooks: list[Callable[[ActorRef, object], None]] | None = None
@@ -226,7 +227,7 @@ class ActorRef:
         self._hold_capacity = 0
         self._processed = 0
         self._restarts = restarts
-        self._started_at = anyio.current_time()
+        self._started_at = node._backend.clock()
         actor.ref = self
 
     def __repr__(self) -> str:
@@ -345,8 +346,9 @@ class ActorRef:
         if self._exit_reason is not None or self._kill_reason is not None:
             return
         self._kill_reason = reason
-        if self._scope is not None:
-            self._scope.cancel(f"otpy: actor {self.label} killed ({reason!r})")
+        self._attention = True  # a handler that swallows the cancellation still stops
+        if self._canceller is not None:
+            self._canceller.cancel(f"otpy: actor {self.label} killed ({reason!r})")
 
     async def wait_exited(self, *, timeout: float | None = None) -> object:
         """Wait until this incarnation has exited; return its exit reason.
@@ -569,23 +571,52 @@ class ActorRef:
     # -- the process --------------------------------------------------------------------
 
     async def _main(self, init_args: tuple[Any, ...], start_timeout: float | None) -> None:
-        """The actor's task: init, loop, terminate, then tell everyone it exited."""
+        """The actor's task on any backend: init, loop, terminate, then signal the exit."""
         _current_actor.set(self)
         reason: object = None
         try:
             with anyio.CancelScope() as scope:
-                self._scope = scope
+                self._canceller = scope
                 if self._kill_reason is not None:
                     scope.cancel()
-                reason = await self._run(init_args, start_timeout)
+                reason = await self._init(init_args, start_timeout)
+                if reason is None:
+                    reason = await self._loop()
         finally:
-            if self._kill_reason is not None:
-                reason = self._kill_reason
-            elif reason is None:
-                reason = SHUTDOWN  # cancelled from outside: the node is shutting down
-            self._finish(reason)
+            self._finish(self._final_reason(reason))
 
-    async def _run(self, init_args: tuple[Any, ...], start_timeout: float | None) -> object:
+    async def _main_asyncio(self, init_args: tuple[Any, ...], start_timeout: float | None) -> None:
+        """The same on asyncio, without an anyio task wrapper or cancel scope.
+
+        Killing cancels the task itself; the cancellation is taken back with
+        ``uncancel()`` so it does not leak into anything else.
+        """
+        _current_actor.set(self)
+        task = asyncio.current_task()
+        assert task is not None
+        reason: object = None
+        try:
+            if self._kill_reason is None:
+                self._canceller = task
+                reason = await self._init(init_args, start_timeout)
+                if reason is None:
+                    reason = await self._loop()
+        except asyncio.CancelledError:
+            if self._kill_reason is None:
+                raise  # cancelled from outside: the loop is closing
+            task.uncancel()
+        finally:
+            self._finish(self._final_reason(reason))
+
+    def _final_reason(self, reason: object) -> object:
+        if self._kill_reason is not None:
+            return self._kill_reason
+        if reason is None:
+            return SHUTDOWN  # cancelled from outside: the node is shutting down
+        return reason
+
+    async def _init(self, init_args: tuple[Any, ...], start_timeout: float | None) -> object:
+        """Run ``init``; return ``None`` to go on to the loop, else the exit reason (A6)."""
         actor = self._actor
         started = self._started
         assert started is not None
@@ -619,12 +650,13 @@ class ActorRef:
             return self._stop_reason
         self._state = "running"
         started.set_result(self)
-        return await self._loop()
+        return None
 
     async def _loop(self) -> object:
         actor = self._actor
         mailbox = self._mailbox
         q = mailbox.q
+        new_future = self._backend.new_future
         while True:
             if self._attention:
                 reason = await self._attend()
@@ -633,6 +665,16 @@ class ActorRef:
                 continue
             if not q:
                 idle = self._idle
+                if idle is None:
+                    # Park inline: one frame fewer for every idle actor.
+                    fut = new_future()
+                    mailbox._getter = fut
+                    try:
+                        await fut
+                    finally:
+                        if mailbox._getter is fut:
+                            mailbox._getter = None
+                    continue
                 if not await mailbox.park(idle):
                     self._idle = None
                     self._item = (_INFO, IdleTimeout(idle or 0.0))
@@ -685,6 +727,8 @@ class ActorRef:
     async def _attend(self) -> object:
         """Handle whatever raised the attention flag; return a stop reason or _NOTHING."""
         self._attention = False
+        if self._kill_reason is not None:
+            return self._kill_reason
         sys = self._sys
         while sys:
             kind, arg = sys.popleft()
