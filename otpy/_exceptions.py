@@ -20,6 +20,9 @@
         ├── MaxChildren              a dynamic supervisor is at max_children
         └── RestartIntensityExceeded the supervisor gave up
 
+    TelemetryConfigError (otpy.telemetry) is an OtpyError and a ValueError: a bad
+    OTEL_* setting, raised before anything starts.
+
 Exceptions hold data and write their own message, naming the object and the value
 involved and, where the fix is obvious, what to do.
 """

@@ -662,7 +662,7 @@ async def test_s15_reports_for_crash_start_error_and_giving_up(
         async with otpy.open_supervisor(specs, flags=flags, name="top") as sup:
             inject_crash(sup.child("f"))  # type: ignore[arg-type]
             await anyio.sleep_forever()
-    reports = [r.otpy_report for r in caplog.records if r.name == "otpy.supervisor"]
+    reports = [r.__dict__["otpy_report"] for r in caplog.records if r.name == "otpy.supervisor"]
     contexts = [
         (r["context"], r["offender"]["id"] if isinstance(r["offender"], dict) else r["offender"])
         for r in reports
@@ -719,3 +719,56 @@ def test_s12_defaults() -> None:
     sup_child = SupervisorSpec(id="s", children=[]).as_child()
     assert (sup_child.type, sup_child.shutdown) == (otpy.ChildType.SUPERVISOR, Shutdown.INFINITY)
     assert (SupervisorFlags().intensity, SupervisorFlags().period) == (3, 5.0)
+
+
+class TestTelemetry:
+    @pytest.fixture
+    def anyio_backend(self) -> tuple[str, dict[str, Any]]:
+        return virtual_time()
+
+    async def test_t1_s15_restart_and_escalation_spans(self) -> None:
+        """T1/S15: each restart emits otpy.supervisor.restart; giving up emits an error escalation span."""
+        from opentelemetry.trace import StatusCode
+
+        from otpy.testing import capture_spans
+
+        with capture_spans() as exporter:
+            with pytest.raises(otpy.RestartIntensityExceeded):
+                async with otpy.open_supervisor(
+                    [crash_after(1.0, id="flaky")], flags=SupervisorFlags(intensity=2), name="sup"
+                ):
+                    await anyio.sleep_forever()
+            spans = exporter.get_finished_spans()
+        names = [s.name for s in spans]
+        assert names == ["otpy.supervisor.restart"] * 2 + ["otpy.supervisor.escalation"]
+        restart = spans[1].attributes or {}
+        assert restart["otpy.supervisor"] == "sup"
+        assert restart["otpy.child.id"] == "flaky"
+        assert restart["otpy.reason.class"] == "CrashInjected"
+        assert restart["otpy.restarts_in_window"] == 2
+        assert restart["otpy.strategy"] == "one_for_one"
+        escalation = spans[2]
+        assert escalation.status.status_code is StatusCode.ERROR
+        assert (escalation.attributes or {})["error.type"] == "RestartIntensityExceeded"
+
+    async def test_t1_start_error_span(self) -> None:
+        """T1: a child failing to restart emits an otpy.supervisor.start_error span with error.type."""
+        from otpy.testing import capture_spans
+
+        class OnlyOnce(otpy.Actor):
+            async def init(self, starts: list[int]) -> None:
+                starts.append(1)
+                if len(starts) > 1:
+                    raise KeyError("gone")
+
+        spec = ChildSpec(id="once", start=OnlyOnce, args=([],), restart=Restart.TRANSIENT)
+        with capture_spans() as exporter:
+            with pytest.raises(otpy.RestartIntensityExceeded):
+                async with otpy.open_supervisor([spec], flags=SupervisorFlags(intensity=1)) as sup:
+                    inject_crash(sup.child("once"))  # type: ignore[arg-type]
+                    await anyio.sleep_forever()
+            errors = [
+                s for s in exporter.get_finished_spans() if s.name == "otpy.supervisor.start_error"
+            ]
+        assert len(errors) == 1
+        assert (errors[0].attributes or {})["error.type"] == "KeyError"

@@ -16,8 +16,11 @@ from typing import Any
 from .._core._actor import Actor
 from .._core._ref import _INTERNAL, ActorRef
 from .._supervision._spec import ChildSpec, Restart
+from ._telemetry import capture_metrics, capture_spans
 
 __all__ = [
+    "capture_metrics",
+    "capture_spans",
     "CrashAfter",
     "CrashInjected",
     "crash_after",

@@ -1,0 +1,287 @@
+"""Supervision events as spans and metrics, through opentelemetry-api only.
+
+The supervisor calls these on its hot path, so each emitter is cheap when no SDK is
+installed (the API's no-op tracer and meter), and none of them ever raises: telemetry
+failing must not change what the supervisor does. A failure is logged at debug level.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import logging
+from typing import TYPE_CHECKING
+
+from opentelemetry import metrics, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from .._exceptions import RestartIntensityExceeded
+from ._names import (
+    ATTR_CHILD_ID,
+    ATTR_ERROR_TYPE,
+    ATTR_INTENSITY,
+    ATTR_PERIOD,
+    ATTR_REASON,
+    ATTR_REASON_CLASS,
+    ATTR_RESTART_DELAY,
+    ATTR_RESTARTS_IN_WINDOW,
+    ATTR_STRATEGY,
+    ATTR_SUPERVISOR,
+    METRIC_ESCALATIONS,
+    METRIC_RESTARTS,
+    SPAN_CHILD_START_ERROR,
+    SPAN_ESCALATION,
+    SPAN_RESTART,
+)
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import Counter, Meter
+    from opentelemetry.trace import Tracer
+
+__all__ = [
+    "describe_reason",
+    "get_meter",
+    "get_tracer",
+    "record_escalation",
+    "record_restart",
+    "record_start_error",
+]
+
+logger = logging.getLogger("otpy.telemetry")
+
+INSTRUMENTATION_NAME = "otpy"
+"""The instrumentation scope name on every span and metric otpy emits."""
+
+_MAX_MESSAGE = 200  # characters of an exception message kept in ATTR_REASON
+
+
+def _otpy_version() -> str:
+    try:
+        return importlib.metadata.version("otpy")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - otpy not installed
+        return "0+unknown"
+
+
+@functools.cache
+def get_tracer() -> Tracer:
+    """Return the tracer otpy records its spans with.
+
+    It comes from the global tracer provider. If none is installed yet, the API hands
+    out a proxy that starts recording once one is, so it is safe to call this before
+    `configure_from_env`.
+
+    Returns:
+        The ``"otpy"`` tracer, versioned with the installed otpy.
+
+    .. versionadded:: 0.1.0
+    """
+    return trace.get_tracer(INSTRUMENTATION_NAME, _otpy_version())
+
+
+@functools.cache
+def get_meter() -> Meter:
+    """Return the meter otpy records its metrics with.
+
+    Like `get_tracer`, it works before a meter provider is installed: the API's proxy
+    instruments start recording once one is.
+
+    Returns:
+        The ``"otpy"`` meter, versioned with the installed otpy.
+
+    .. versionadded:: 0.1.0
+    """
+    return metrics.get_meter(INSTRUMENTATION_NAME, _otpy_version())
+
+
+@functools.cache
+def _restarts_counter() -> Counter:
+    return get_meter().create_counter(
+        METRIC_RESTARTS, unit="{restart}", description="Children restarted by a supervisor."
+    )
+
+
+@functools.cache
+def _escalations_counter() -> Counter:
+    return get_meter().create_counter(
+        METRIC_ESCALATIONS,
+        unit="{escalation}",
+        description="Supervisors that exceeded their restart intensity and gave up.",
+    )
+
+
+def describe_reason(reason: object) -> tuple[str, str]:
+    """Return the class and a redacted description of an exit reason.
+
+    Reasons can carry message payloads, so only what is safe to export is kept:
+
+    - an exception gives its class name and ``"ClassName: message"``, the message cut
+      to 200 characters (just the class name when the message is empty);
+    - a string is an atom such as ``"normal"`` or ``"shutdown"`` and is both its class
+      and its description (cut to 200 characters);
+    - anything else, a `ShutdownWith` detail say, gives its type name only.
+
+    Args:
+        reason: An exit reason: an exception, an atom string or any other object.
+
+    Returns:
+        ``(reason_class, description)``, for `ATTR_REASON_CLASS` and `ATTR_REASON`.
+
+    .. versionadded:: 0.1.0
+    """
+    if isinstance(reason, BaseException):
+        name = type(reason).__name__
+        try:
+            message = str(reason)[:_MAX_MESSAGE]
+        except Exception:
+            message = "<unprintable message>"
+        return name, f"{name}: {message}" if message else name
+    if isinstance(reason, str):
+        atom = reason[:_MAX_MESSAGE]
+        return atom, atom
+    if isinstance(reason, type) and issubclass(reason, BaseException):
+        return reason.__name__, reason.__name__
+    name = type(reason).__name__
+    return name, name
+
+
+def record_restart(
+    *,
+    supervisor: str,
+    child_id: str,
+    reason: BaseException | str | object,
+    strategy: str,
+    restarts_in_window: int,
+    intensity: int,
+    period: float,
+    delay: float = 0.0,
+) -> None:
+    """Record that *supervisor* restarted *child_id*.
+
+    Emits a short INTERNAL `SPAN_RESTART` span and adds one to `METRIC_RESTARTS`. The
+    restart itself succeeded, so the span's status stays unset. Never raises.
+
+    Args:
+        supervisor: The supervisor's name.
+        child_id: The restarted child's id.
+        reason: Why the child exited; recorded through `describe_reason`.
+        strategy: The supervisor's strategy, such as ``"one_for_one"``.
+        restarts_in_window: Restarts in the sliding window, this one included.
+        intensity: The supervisor's restart intensity.
+        period: The intensity period, in seconds.
+        delay: The backoff delay before this restart, in seconds.
+
+    .. versionadded:: 0.1.0
+    """
+    try:
+        _restarts_counter().add(1, {ATTR_SUPERVISOR: str(supervisor), ATTR_CHILD_ID: str(child_id)})
+        span = get_tracer().start_span(SPAN_RESTART, kind=SpanKind.INTERNAL)
+        try:
+            if span.is_recording():
+                reason_class, description = describe_reason(reason)
+                span.set_attributes(
+                    {
+                        ATTR_SUPERVISOR: str(supervisor),
+                        ATTR_CHILD_ID: str(child_id),
+                        ATTR_REASON_CLASS: reason_class,
+                        ATTR_REASON: description,
+                        ATTR_STRATEGY: str(strategy),
+                        ATTR_RESTARTS_IN_WINDOW: restarts_in_window,
+                        ATTR_INTENSITY: intensity,
+                        ATTR_PERIOD: period,
+                        ATTR_RESTART_DELAY: delay,
+                    }
+                )
+        finally:
+            span.end()
+    except Exception:
+        logger.debug("could not record a supervisor restart", exc_info=True)
+
+
+def record_escalation(
+    *,
+    supervisor: str,
+    offender: str,
+    reason: object,
+    restarts: int,
+    intensity: int,
+    period: float,
+) -> None:
+    """Record that *supervisor* exceeded its restart intensity and gave up.
+
+    Emits a `SPAN_ESCALATION` span with status Error, ``error.type`` set to
+    ``"RestartIntensityExceeded"`` and a description saying the intensity was exceeded,
+    and adds one to `METRIC_ESCALATIONS`. Never raises.
+
+    Args:
+        supervisor: The supervisor's name.
+        offender: The id of the child whose exit was one restart too many.
+        reason: That child's exit reason; recorded through `describe_reason`.
+        restarts: Restarts counted in the window when the supervisor gave up.
+        intensity: The supervisor's restart intensity.
+        period: The intensity period, in seconds.
+
+    .. versionadded:: 0.1.0
+    """
+    try:
+        _escalations_counter().add(1, {ATTR_SUPERVISOR: str(supervisor)})
+        span = get_tracer().start_span(SPAN_ESCALATION, kind=SpanKind.INTERNAL)
+        try:
+            if span.is_recording():
+                reason_class, description = describe_reason(reason)
+                span.set_attributes(
+                    {
+                        ATTR_SUPERVISOR: str(supervisor),
+                        ATTR_CHILD_ID: str(offender),
+                        ATTR_REASON_CLASS: reason_class,
+                        ATTR_REASON: description,
+                        ATTR_RESTARTS_IN_WINDOW: restarts,
+                        ATTR_INTENSITY: intensity,
+                        ATTR_PERIOD: period,
+                        ATTR_ERROR_TYPE: RestartIntensityExceeded.__name__,
+                    }
+                )
+                span.set_status(
+                    Status(
+                        StatusCode.ERROR,
+                        f"supervisor {str(supervisor)!r} shut down: {restarts} restarts in "
+                        f"{period:g}s exceeded its intensity of {intensity}",
+                    )
+                )
+        finally:
+            span.end()
+    except Exception:
+        logger.debug("could not record a supervisor escalation", exc_info=True)
+
+
+def record_start_error(*, supervisor: str, child_id: str, reason: object) -> None:
+    """Record that *child_id* failed to start or restart under *supervisor*.
+
+    Emits a `SPAN_CHILD_START_ERROR` span with status Error, ``error.type`` set to the
+    reason's class and the redacted reason as its description. Never raises.
+
+    Args:
+        supervisor: The supervisor's name.
+        child_id: The child that failed to start.
+        reason: Why it failed; recorded through `describe_reason`.
+
+    .. versionadded:: 0.1.0
+    """
+    try:
+        span = get_tracer().start_span(SPAN_CHILD_START_ERROR, kind=SpanKind.INTERNAL)
+        try:
+            if span.is_recording():
+                reason_class, description = describe_reason(reason)
+                span.set_attributes(
+                    {
+                        ATTR_SUPERVISOR: str(supervisor),
+                        ATTR_CHILD_ID: str(child_id),
+                        ATTR_REASON_CLASS: reason_class,
+                        ATTR_REASON: description,
+                        ATTR_ERROR_TYPE: reason_class,
+                    }
+                )
+                span.set_status(Status(StatusCode.ERROR, description))
+        finally:
+            span.end()
+    except Exception:
+        logger.debug("could not record a child start error", exc_info=True)
