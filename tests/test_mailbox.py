@@ -218,3 +218,28 @@ async def test_named_ref_call_to_unknown_name_is_noproc() -> None:
     async with otpy.open_node() as node:
         with pytest.raises(otpy.ActorStopped, match="noproc"):
             await node.named("ghost").call("x")
+
+
+async def test_a12_dropped_calls_fail_with_mailbox_full() -> None:
+    """A12: a call dropped by DROP_NEWEST, or evicted by DROP_OLDEST, raises MailboxFull to its caller."""
+    async with otpy.open_node() as node:
+        newest = await node.spawn(Sink, mailbox=box(otpy.Overflow.DROP_NEWEST, capacity=1))
+        await newest.suspend()
+        await newest.cast("fill")
+        with pytest.raises(otpy.MailboxFull):
+            await newest.call("get")
+        oldest = await node.spawn(Sink, mailbox=box(otpy.Overflow.DROP_OLDEST, capacity=1))
+        await oldest.suspend()
+        errors: list[BaseException] = []
+
+        async def evicted_call() -> None:
+            try:
+                await oldest.call("get")
+            except otpy.MailboxFull as exc:
+                errors.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(evicted_call)
+            await anyio.wait_all_tasks_blocked()
+            await oldest.cast("newer")
+        assert len(errors) == 1

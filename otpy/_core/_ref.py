@@ -22,6 +22,7 @@ from .._exceptions import (
     ActorStopped,
     CallingSelf,
     CallTimeout,
+    MailboxFull,
     SpawnError,
     StashOverflow,
 )
@@ -459,6 +460,8 @@ class ActorRef:
             if not fut.done():
                 if reason == "actor_stopped":
                     fut.set_exception(ActorExited(self.label, self._exit_reason))
+                elif reason.startswith("mailbox_full"):
+                    fut.set_exception(MailboxFull(self.label, self._mailbox.capacity))
                 else:
                     fut.set_exception(ActorStopped(self.label, reason))
             return
