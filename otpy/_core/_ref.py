@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import traceback
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final, final
 
@@ -653,6 +654,7 @@ class ActorRef:
             return self._stop_reason
         self._state = "running"
         started.set_result(self)
+        self._started = None  # the future holds this ref: do not keep a cycle alive
         return None
 
     async def _loop(self) -> object:
@@ -793,7 +795,7 @@ class ActorRef:
                 _short(reason),
                 exc_info=exc,
             )
-        if not is_normal_exit(reason):
+        if not is_normal_exit(reason) and logger.isEnabledFor(logging.ERROR):
             item = self._item
             logger.error(
                 "actor %s terminating: %s",
@@ -881,6 +883,13 @@ class ActorRef:
                     linked._links.discard(self)
                 linked._exit_signal(self, reason)
         node._process_exited(self)
+        # Break the cycles a dead incarnation sits in, so refcounting frees most of it
+        # instead of the cyclic GC (whose pauses were the tail of restart latency).
+        self._canceller = None
+        self._item = None
+        self._current = None
+        if isinstance(reason, BaseException):
+            traceback.clear_frames(reason.__traceback__)
 
 
 _trace_logger = logging.getLogger("otpy.trace")

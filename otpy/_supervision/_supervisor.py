@@ -307,6 +307,8 @@ class _SupervisorBase(Actor):
 
     def _report(self, context: str, child: _Child | None, reason: object) -> None:
         """Log a structured supervisor report (S15): supervisor, context, reason, offender."""
+        if not logger.isEnabledFor(logging.ERROR):
+            return
         offender = None
         if child is not None:
             offender = {
