@@ -239,16 +239,19 @@ class MaxChildren(SupervisionError):
 class RestartIntensityExceeded(SupervisionError):
     """The supervisor gave up: more restarts in its period than its intensity allows."""
 
-    def __init__(self, supervisor: str, restarts: int, period: float, offender: object) -> None:
+    def __init__(
+        self, supervisor: str, restarts: int, period: float, offender: object, intensity: int
+    ) -> None:
         super().__init__(
             f"supervisor {supervisor!r} shut down: {restarts} restarts in {period:g}s "
-            f"is more than its intensity allows (last offender {offender!r}); "
+            f"exceed its intensity of {intensity} (last offender {offender!r}); "
             "fix the crashing child or raise intensity"
         )
         self.supervisor = supervisor
         self.restarts = restarts
         self.period = period
         self.offender = offender
+        self.intensity = intensity
 
 
 def _describe(reason: object) -> str:

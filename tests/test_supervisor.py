@@ -672,6 +672,8 @@ async def test_s15_reports_for_crash_start_error_and_giving_up(
     assert reports[0]["reason"].startswith("CrashInjected")
     assert reports[1]["reason"] == "RuntimeError: no second start"
     assert reports[2]["reason"] == "reached_max_restart_intensity"
+    assert reports[2]["last_exit"] == "CrashInjected: crash injected into f"
+    assert all(isinstance(r["offender"], dict) for r in reports)
 
 
 # -- validation --------------------------------------------------------------------------
@@ -772,3 +774,27 @@ class TestTelemetry:
             ]
         assert len(errors) == 1
         assert (errors[0].attributes or {})["error.type"] == "KeyError"
+
+
+async def test_labels_are_child_ids_and_dynamic_children_have_none() -> None:
+    """Reports and spans name children by spec id (or name); dynamic children get id#n labels."""
+    log: Log = []
+    inner = otpy.DynamicSupervisorSpec(id="pool", child=ChildSpec(id="job", start=Worker))
+    async with otpy.open_supervisor([worker("a", log), inner], name=None) as sup:
+        assert sup.ref.label == "root"
+        assert sup.child("a").label == "a"  # type: ignore[union-attr]
+        pool_ref = sup.child("pool")
+        assert pool_ref is not None
+        pool = otpy.supervisor_ref(pool_ref)
+        job = await pool.start_dynamic_child("j", log)
+        assert job.label.startswith("job#")
+        with pytest.raises(TypeError, match="dynamic supervisors' children have none"):
+            await pool.wait_child("job")
+
+
+async def test_give_up_message_names_intensity() -> None:
+    """S5: the give-up error says how many restarts exceeded which intensity."""
+    error = otpy.RestartIntensityExceeded("top", 4, 5.0, "f", 3)
+    assert str(error).startswith(
+        "supervisor 'top' shut down: 4 restarts in 5s exceed its intensity of 3"
+    )

@@ -132,11 +132,12 @@ class Node:
         restarts: int = 0,
         hold_name: int = 0,
         claim_name: bool = False,
+        label: str | None = None,
     ) -> ActorRef | None:
         """Spawn; return ``None`` if ``init`` returned ``IGNORE`` (supervisors need it)."""
         config = mailbox or actor_class.mailbox or DEFAULT_MAILBOX
         actor = actor_class()
-        ref = ActorRef(self, actor, next(self._ids), name, config, restarts)
+        ref = ActorRef(self, actor, next(self._ids), name, config, restarts, label)
         if name is not None:
             self._register(name, ref, claim_name)
         ref._hold_name = hold_name > 0

@@ -195,11 +195,12 @@ class ActorRef:
         name: str | None,
         mailbox: MailboxConfig,
         restarts: int = 0,
+        label: str | None = None,
     ) -> None:
         self.node = node
         self.id = ident
         self.name = name
-        self.label = name if name is not None else f"{type(actor).__name__}#{ident}"
+        self.label = label or name or f"{type(actor).__name__}#{ident}"
         self._actor = actor
         self._backend = node._backend
         self._mailbox = Mailbox(mailbox, node._backend, self._drop, self.label)

@@ -226,6 +226,20 @@ def _short(reason: object) -> str:
     return telemetry.describe_reason(reason)[1]
 
 
+def _offender(child: _Child) -> dict[str, object]:
+    """OTP's offender: what the report says about the child involved."""
+    spec = child.spec
+    return {
+        "id": spec.id,
+        "ref": repr(child.ref) if child.ref is not None else None,
+        "start": spec.start.__name__,
+        "restart": spec.restart.value,
+        "significant": spec.significant,
+        "shutdown": spec.shutdown.value if isinstance(spec.shutdown, Shutdown) else spec.shutdown,
+        "type": spec.type.value,
+    }
+
+
 class _SupervisorBase(Actor):
     """What static and dynamic supervisors share: starting, stopping, reporting."""
 
@@ -245,6 +259,7 @@ class _SupervisorBase(Actor):
         ref = await self.node._spawn(
             spec.start,
             child.args,
+            label=self._child_label(child),
             name=spec.name,
             mailbox=spec.mailbox,
             start_timeout=spec.start_timeout,
@@ -267,6 +282,9 @@ class _SupervisorBase(Actor):
             for listener in list(self._listeners):
                 listener(child.spec.id, ref)
         return ref
+
+    def _child_label(self, child: _Child) -> str | None:
+        return child.spec.name or child.spec.id
 
     async def _stop_child(self, child: _Child, *, release: bool) -> None:
         """Stop *child* per its shutdown setting (S9); the supervisor expects the exit."""
@@ -305,35 +323,29 @@ class _SupervisorBase(Actor):
 
     # -- restarts -------------------------------------------------------------------
 
-    def _report(self, context: str, child: _Child | None, reason: object) -> None:
+    def _report(
+        self,
+        context: str,
+        child: _Child | None,
+        reason: object,
+        *,
+        message: str | None = None,
+        **extra: object,
+    ) -> None:
         """Log a structured supervisor report (S15): supervisor, context, reason, offender."""
         if not logger.isEnabledFor(logging.ERROR):
             return
-        offender = None
-        if child is not None:
-            offender = {
-                "id": child.spec.id,
-                "ref": repr(child.ref) if child.ref is not None else None,
-                "start": child.spec.start.__name__,
-                "restart": child.spec.restart.value,
-                "significant": child.spec.significant,
-                "shutdown": child.spec.shutdown.value
-                if isinstance(child.spec.shutdown, Shutdown)
-                else child.spec.shutdown,
-                "type": child.spec.type.value,
-            }
-        report = {
+        report: dict[str, object] = {
             "supervisor": self.ref.label,
             "context": context,
-            "reason": _short(reason),
-            "offender": offender,
+            "reason": reason if isinstance(reason, str) else _short(reason),
+            "offender": _offender(child) if child is not None else None,
+            **extra,
         }
         logger.error(
-            "supervisor %s: %s of %s: %s",
+            "supervisor %s: %s",
             self.ref.label,
-            context,
-            offender["id"] if offender else "-",
-            report["reason"],
+            message or f"{context} of {child.spec.id if child else '-'}: {report['reason']}",
             extra={"otpy_report": report},
         )
 
@@ -344,17 +356,14 @@ class _SupervisorBase(Actor):
             return True
         window = self._window
         error = RestartIntensityExceeded(
-            self.ref.label, len(window.times), window.period, child.spec.id
+            self.ref.label, len(window.times), window.period, child.spec.id, window.intensity
         )
-        report = {
-            "supervisor": self.ref.label,
-            "context": "shutdown",
-            "reason": "reached_max_restart_intensity",
-            "offender": child.spec.id,
-            "last_exit": _short(reason),
-        }
-        logger.error(
-            "supervisor %s gave up: %s", self.ref.label, error, extra={"otpy_report": report}
+        self._report(
+            "shutdown",
+            child,
+            "reached_max_restart_intensity",
+            message=f"gave up: {error}",
+            last_exit=_short(reason),
         )
         telemetry.record_escalation(
             supervisor=self.ref.label,
@@ -551,18 +560,20 @@ class Supervisor(_SupervisorBase):
     async def _child_exited(self, child: _Child, reason: object) -> None:
         spec = child.spec
         normal = is_normal_exit(reason)
-        child.state = STOPPED
         if spec.restart is Restart.TEMPORARY:
+            child.state = STOPPED
             if not normal:
                 self._report("child_terminated", child, reason)
             self._children.remove(child)
             self._check_auto_shutdown(child)
             return
         if spec.restart is Restart.TRANSIENT and normal:
+            child.state = STOPPED
             if spec.name:
                 self.node.release_name(spec.name)
             self._check_auto_shutdown(child)
             return
+        child.state = RESTARTING
         self._report("child_terminated", child, reason)
         if not self._allow_restart(child, reason):
             return
@@ -708,6 +719,9 @@ class DynamicSupervisor(_SupervisorBase):
             self._children.remove(child)
         return ref
 
+    def _child_label(self, child: _Child) -> str | None:
+        return f"{child.spec.id}#{child.key}"
+
     async def _child_exited(self, child: _Child, reason: object) -> None:
         restart = child.spec.restart
         normal = is_normal_exit(reason)
@@ -832,6 +846,11 @@ class SupervisorRef:
         Raises:
             TimeoutError: no such incarnation within *timeout*.
         """
+        if not isinstance(self._sup, Supervisor):
+            raise TypeError(
+                "wait_child() needs a child id; dynamic supervisors' children have none "
+                "(monitor the child, or use which_children())"
+            )
         current = self.child(child_id)
         if current is not None and current is not other_than:
             await anyio.lowlevel.checkpoint()
@@ -856,7 +875,13 @@ class SupervisorRef:
         return found[0]
 
     def child(self, child_id: str) -> ActorRef | None:
-        """Return the running incarnation of child *child_id*, or ``None``."""
+        """Return the running incarnation of child *child_id*, or ``None``.
+
+        Raises:
+            TypeError: on a dynamic supervisor, whose children have no ids.
+        """
+        if not isinstance(self._sup, Supervisor):
+            raise TypeError("child() needs a child id; dynamic supervisors' children have none")
         for info in self._sup.which_children():
             if info.id == child_id:
                 return info.ref
@@ -883,7 +908,9 @@ async def start_supervisor(
 
     node = node or current_node()
     cls = Supervisor if isinstance(spec, SupervisorSpec) else DynamicSupervisor
-    ref = await node.spawn(cls, spec, name=spec.name)
+    ref = await node._spawn(cls, (spec,), name=spec.name, label=spec.name or spec.id)
+    if ref is None:  # pragma: no cover - supervisors never ignore their start
+        raise SpawnError(spec.id, "ignore")
     return SupervisorRef(ref)
 
 

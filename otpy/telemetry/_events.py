@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from .._core._reasons import ShutdownWith
 from .._exceptions import RestartIntensityExceeded
 from ._names import (
     ATTR_CHILD_ID,
@@ -138,6 +139,8 @@ def describe_reason(reason: object) -> tuple[str, str]:
     if isinstance(reason, str):
         atom = reason[:_MAX_MESSAGE]
         return atom, atom
+    if isinstance(reason, ShutdownWith):
+        return "ShutdownWith", f"shutdown: {describe_reason(reason.detail)[1]}"
     if isinstance(reason, type) and issubclass(reason, BaseException):
         return reason.__name__, reason.__name__
     name = type(reason).__name__
