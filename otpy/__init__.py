@@ -13,7 +13,6 @@ from ._core._mailbox import MailboxConfig as MailboxConfig
 from ._core._mailbox import Overflow as Overflow
 from ._core._node import NamedRef as NamedRef
 from ._core._node import Node as Node
-from ._core._receptionist import Receptionist as Receptionist
 from ._core._node import current_node as current_node
 from ._core._node import named as named
 from ._core._node import open_node as open_node
@@ -28,6 +27,7 @@ from ._core._reasons import Exit as Exit
 from ._core._reasons import IdleTimeout as IdleTimeout
 from ._core._reasons import ShutdownWith as ShutdownWith
 from ._core._reasons import is_normal_exit as is_normal_exit
+from ._core._receptionist import Receptionist as Receptionist
 from ._core._ref import ActorRef as ActorRef
 from ._core._ref import ActorStatistics as ActorStatistics
 from ._core._ref import ActorStatus as ActorStatus
