@@ -20,7 +20,11 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 venv: $(STAMP)
 
+# The demo exports no telemetry unless you ask for it (set OTEL_TRACES_EXPORTER=otlp
+# and a collector endpoint): without a collector the exporter only adds noise.
 demo: $(VENV)/.installed
+	OTEL_TRACES_EXPORTER=$${OTEL_TRACES_EXPORTER:-none} \
+	OTEL_METRICS_EXPORTER=$${OTEL_METRICS_EXPORTER:-none} \
 	$(BIN)/otpy run supervisors.demo:root --console
 
 lint: $(STAMP)

@@ -798,3 +798,21 @@ async def test_give_up_message_names_intensity() -> None:
     assert str(error).startswith(
         "supervisor 'top' shut down: 4 restarts in 5s exceed its intensity of 3"
     )
+
+
+async def test_s4_child_exiting_right_after_init_reports_its_real_reason() -> None:
+    """S4/S13: a transient child that stops in a continue step right after init exits normal, not noproc."""
+
+    class Finishes(otpy.Actor):
+        async def init(self) -> None:
+            self.continue_with("done")
+
+        async def handle_continue(self, argument: Any) -> None:
+            self.stop(otpy.NORMAL)
+
+    flags = SupervisorFlags(auto_shutdown=otpy.AutoShutdown.ANY_SIGNIFICANT, intensity=0)
+    spec = ChildSpec(id="job", start=Finishes, restart=Restart.TRANSIENT, significant=True)
+    async with otpy.open_node():
+        sup = await otpy.start_supervisor(SupervisorSpec(children=[spec], flags=flags))
+        assert await sup.wait_exited() == otpy.SHUTDOWN
+        assert sup.statistics().total_restarts == 0

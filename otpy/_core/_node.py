@@ -27,6 +27,7 @@ from ._receptionist import Receptionist
 from ._ref import _CALL, _CAST, _INFO, ActorRef
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
 
     from anyio.abc import TaskGroup
@@ -133,6 +134,7 @@ class Node:
         hold_name: int = 0,
         claim_name: bool = False,
         label: str | None = None,
+        on_created: Callable[[ActorRef], object] | None = None,
     ) -> ActorRef | None:
         """Spawn; return ``None`` if ``init`` returned ``IGNORE`` (supervisors need it)."""
         config = mailbox or actor_class.mailbox or DEFAULT_MAILBOX
@@ -145,6 +147,8 @@ class Node:
             ref._hold_capacity = hold_name
         if link is not None:
             ref._link(link)
+        if on_created is not None:
+            on_created(ref)
         started = self._backend.new_future()
         ref._started = started
         self._procs.add(ref)

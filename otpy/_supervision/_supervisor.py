@@ -256,18 +256,29 @@ class _SupervisorBase(Actor):
     async def _start(self, child: _Child) -> ActorRef | None:
         spec = child.spec
         hold = spec.stash_capacity if spec.name and spec.restart is not Restart.TEMPORARY else 0
-        ref = await self.node._spawn(
-            spec.start,
-            child.args,
-            label=self._child_label(child),
-            name=spec.name,
-            mailbox=spec.mailbox,
-            start_timeout=spec.start_timeout,
-            restarts=child.restarts,
-            hold_name=hold,
-            claim_name=True,
-        )
+        monitors: list[Monitor] = []
+        try:
+            # Monitor before the child's task runs: an exit right after init must
+            # reach us with its real reason, not as noproc.
+            ref = await self.node._spawn(
+                spec.start,
+                child.args,
+                label=self._child_label(child),
+                name=spec.name,
+                mailbox=spec.mailbox,
+                start_timeout=spec.start_timeout,
+                restarts=child.restarts,
+                hold_name=hold,
+                claim_name=True,
+                on_created=lambda created: monitors.append(self.monitor(created)),
+            )
+        except BaseException:
+            for monitor in monitors:
+                self.demonitor(monitor)
+            raise
         if ref is None:
+            for monitor in monitors:
+                self.demonitor(monitor)
             child.state = STOPPED
             if spec.name:
                 self.node.release_name(spec.name)
@@ -275,7 +286,7 @@ class _SupervisorBase(Actor):
         child.ref = ref
         child.state = RUNNING
         child.started_at = anyio.current_time()
-        child.monitor = self.monitor(ref)
+        child.monitor = monitors[0]
         self._monitors[child.monitor] = child
         logger.debug("supervisor %s started child %s as %r", self.ref.label, spec.id, ref)
         if self._listeners:

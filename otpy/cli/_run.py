@@ -1,0 +1,477 @@
+"""``otpy run MODULE:ATTR``: load a supervision tree by name and run it as a node.
+
+The tree is loaded the way hypercorn loads ``module:app``: *ATTR* names a
+:class:`~otpy.SupervisorSpec` or :class:`~otpy.DynamicSupervisorSpec`, or a function
+of no arguments returning one. The node runs on asyncio (with uvloop when it is
+installed) until SIGINT or SIGTERM: the first signal stops the tree gracefully, a
+second one stops it at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import logging
+import os
+import shutil
+import signal
+import sys
+from typing import TYPE_CHECKING, Any, final
+
+import anyio
+import click
+
+import otpy
+from otpy.telemetry import describe_reason
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from anyio.abc import TaskGroup, TaskStatus
+    from rich.console import Console
+
+__all__ = ["RunningNode", "TargetError", "load_target", "run", "run_node"]
+
+logger = logging.getLogger("otpy.cli")
+
+Spec = otpy.SupervisorSpec | otpy.DynamicSupervisorSpec
+
+TELEMETRY_FLUSH = 3.0
+"""Seconds the node waits at exit for spans and metrics to be exported."""
+
+EXIT_OK = 0
+"""The tree stopped cleanly."""
+EXIT_FAILED = 1
+"""The tree failed to start, its root supervisor gave up or crashed, or it was stopped at once."""
+EXIT_USAGE = 2
+"""Bad arguments: the target could not be loaded (click's usage-error code)."""
+
+
+def say(message: str) -> None:
+    """Print one ``otpy:`` status line to stderr.
+
+    ``sys.stderr`` is looked up at each call and written as text, so the live
+    console's redirect (which prints above the view) and test captures see it.
+    """
+    stream = sys.stderr
+    stream.write(f"otpy: {message}\n")
+    stream.flush()
+
+
+# -- loading the tree --------------------------------------------------------------------
+
+
+class TargetError(otpy.OtpyError, ValueError):
+    """A ``MODULE:ATTR`` target could not be turned into a supervisor spec.
+
+    Attributes:
+        target: the target as given.
+    """
+
+    def __init__(self, target: str, problem: str) -> None:
+        super().__init__(problem)
+        self.target = target
+
+
+def load_target(target: str) -> Spec:
+    """Import ``MODULE:ATTR`` and return the supervisor spec it names.
+
+    The current directory is put on ``sys.path`` first, so ``otpy run`` finds the
+    project's own modules. *ATTR* may be dotted (``module:trees.root``).
+
+    Args:
+        target: ``"package.module:attribute"``.
+
+    Returns:
+        The :class:`~otpy.SupervisorSpec` or :class:`~otpy.DynamicSupervisorSpec`; a
+        callable *ATTR* is called with no arguments and must return one.
+
+    Raises:
+        TargetError: the syntax is wrong, the module cannot be imported, the attribute
+            is missing, or it is not (and does not return) a supervisor spec.
+
+    .. versionadded:: 0.1.0
+    """
+    module_name, colon, attr = target.partition(":")
+    if not colon or not module_name.strip() or not attr.strip() or ":" in attr:
+        raise TargetError(
+            target,
+            f"{target!r} is not MODULE:ATTR; name a module and a supervisor spec in it, "
+            "like 'supervisors.demo:root'",
+        )
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (
+            module_name == exc.name or module_name.startswith(exc.name + ".")
+        ):
+            raise TargetError(
+                target,
+                f"cannot import module {module_name!r}: there is no module named {exc.name!r}; "
+                f"check the spelling, and run from the directory that contains it ({cwd})",
+            ) from exc
+        raise TargetError(target, _import_failed(module_name, exc)) from exc
+    except Exception as exc:
+        raise TargetError(target, _import_failed(module_name, exc)) from exc
+
+    value: Any = module
+    for part in attr.split("."):
+        try:
+            value = getattr(value, part)
+        except AttributeError:
+            specs = _specs_in(module)
+            hint = f"; supervisor specs in it: {', '.join(specs)}" if specs else ""
+            raise TargetError(
+                target,
+                f"module {module_name!r} has no attribute {attr!r}{hint}",
+            ) from None
+
+    if isinstance(value, (otpy.SupervisorSpec, otpy.DynamicSupervisorSpec)):
+        return value
+    if not callable(value):
+        raise TargetError(target, _wrong_type(target, value))
+    try:
+        inspect.signature(value).bind()
+    except TypeError:
+        raise TargetError(
+            target,
+            f"{target} is a callable that needs arguments; otpy calls it with none. "
+            "Give its parameters defaults, or point at the supervisor spec itself",
+        ) from None
+    except ValueError:  # no signature to check (some builtins): just call it
+        pass
+    try:
+        result = value()
+    except Exception as exc:
+        raise TargetError(
+            target, f"calling {target}() to build the tree failed: {_describe(exc)}"
+        ) from exc
+    if inspect.iscoroutine(result):
+        result.close()
+        raise TargetError(
+            target,
+            f"{target} is an async function; make it a plain function that returns "
+            "the SupervisorSpec",
+        )
+    if isinstance(result, (otpy.SupervisorSpec, otpy.DynamicSupervisorSpec)):
+        return result
+    raise TargetError(target, _wrong_type(f"{target}()", result, returned=True))
+
+
+def _import_failed(module_name: str, exc: BaseException) -> str:
+    return f"importing module {module_name!r} failed: {_describe(exc)}; fix the error in it"
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _wrong_type(what: str, value: object, *, returned: bool = False) -> str:
+    verb = "returned" if returned else "is"
+    return (
+        f"{what} {verb} {_short_repr(value)} ({type(value).__name__}), not a supervisor spec; "
+        "point at an otpy.SupervisorSpec or otpy.DynamicSupervisorSpec, or a function "
+        "returning one"
+    )
+
+
+def _short_repr(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _specs_in(module: object) -> list[str]:
+    return sorted(
+        name
+        for name, value in vars(module).items()
+        if isinstance(value, (otpy.SupervisorSpec, otpy.DynamicSupervisorSpec))
+    )
+
+
+# -- running it ------------------------------------------------------------------------
+
+
+@final
+class RunningNode:
+    """A node started by :func:`run_node`; its ``ready`` callback receives this.
+
+    Attributes:
+        node: the running :class:`~otpy.Node`.
+        target: the name the tree was started under (for messages).
+        supervisor: the root supervisor, once it has started.
+        stopping: whether a stop was requested.
+        forced: whether the stop was forced (a second request).
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, node: otpy.Node, target: str, task_group: TaskGroup) -> None:
+        self.node = node
+        self.target = target
+        self.supervisor: otpy.SupervisorRef | None = None
+        self.stopping = False
+        self.forced = False
+        self._task_group = task_group
+        self._startup = anyio.CancelScope()
+
+    def stop(self) -> None:
+        """Stop the tree gracefully; calling it again stops it at once.
+
+        A graceful stop asks the root supervisor to stop, which stops its children in
+        reverse start order, each within its shutdown setting. Stopping at once kills
+        the root supervisor, and the node then cancels every actor still running, so
+        slow ``terminate`` callbacks are cut short.
+        """
+        supervisor = self.supervisor
+        if supervisor is None:
+            self.stopping = True
+            self._startup.cancel("otpy: stop requested while the tree was starting")
+            return
+        if not self.stopping:
+            self.stopping = True
+            say("stopping (press Ctrl-C again to stop at once)")
+            self._task_group.start_soon(supervisor.stop)
+        elif not self.forced:
+            self.forced = True
+            say("stopping at once")
+            supervisor.ref.kill(otpy.KILLED)
+
+
+async def run_node(
+    spec: Spec,
+    *,
+    target: str | None = None,
+    console: bool | Console = False,
+    refresh: float = 4.0,
+    ready: Callable[[RunningNode], object] | None = None,
+    handle_signals: bool = True,
+) -> int:
+    """Run *spec* as a node until it stops; return the process exit code.
+
+    Opens a node, starts the root supervisor, registers it as a root and prints
+    ``otpy: node running TARGET (pid N); Ctrl-C to stop`` to stderr. SIGINT and
+    SIGTERM stop the tree (see :meth:`RunningNode.stop`).
+
+    Args:
+        spec: the root supervisor's spec.
+        target: the name used in messages; the spec's id by default.
+        console: show the live console (:func:`otpy.console.run_console`); pass a
+            :class:`rich.console.Console` to choose where it draws.
+        refresh: console frames per second.
+        ready: called once the tree is up, with a :class:`RunningNode` (for tests and
+            embedding: ``ready=lambda running: running.stop()``).
+        handle_signals: stop on SIGINT and SIGTERM. Needs the main thread.
+
+    Returns:
+        ``0`` after a clean stop; ``1`` if the tree failed to start, its root
+        supervisor gave up (``ShutdownWith(RestartIntensityExceeded)``) or exited
+        abnormally, or it was stopped at once. The reason is printed to stderr.
+
+    .. versionadded:: 0.1.0
+    """
+    label = target or spec.id
+    async with otpy.open_node() as node, anyio.create_task_group() as tg:
+        running = RunningNode(node, label, tg)
+        if handle_signals:
+            await tg.start(_stop_on_signals, running)
+        with running._startup:
+            try:
+                supervisor = await otpy.start_supervisor(spec)
+            except otpy.SpawnError as exc:
+                say(f"{label} failed to start: {exc}")
+                tg.cancel_scope.cancel("otpy: the tree failed to start")
+                return EXIT_FAILED
+        if running._startup.cancelled_caught:
+            say("stopped while starting")
+            tg.cancel_scope.cancel("otpy: stopped while starting")
+            return EXIT_FAILED
+        node.add_root(supervisor.ref)
+        running.supervisor = supervisor
+        exited = anyio.Event()
+        async with anyio.create_task_group() as view:
+            if console is not False:
+                view.start_soon(
+                    functools.partial(
+                        _show_console,
+                        running,
+                        refresh=refresh,
+                        console=None if console is True else console,
+                        until=exited,
+                    )
+                )
+            say(f"node running {label} (pid {os.getpid()}); Ctrl-C to stop")
+            if ready is not None:
+                ready(running)
+            reason = await supervisor.wait_exited()
+            exited.set()  # the console draws the stopped tree once more and returns
+        tg.cancel_scope.cancel("otpy: the root supervisor exited")
+    return _exit_code(running, reason)
+
+
+async def _stop_on_signals(running: RunningNode, *, task_status: TaskStatus[None]) -> None:
+    """Turn SIGINT and SIGTERM into :meth:`RunningNode.stop` calls."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for _signum in signals:
+            running.stop()
+
+
+async def _show_console(
+    running: RunningNode, *, refresh: float, console: Console | None, until: anyio.Event
+) -> None:
+    """Run the live console; a failure in it is logged and never stops the node."""
+    from otpy.console import run_console
+
+    def title() -> str:
+        if until.is_set():
+            status = "stopped"
+        elif running.forced:
+            status = "stopping at once"
+        elif running.stopping:
+            status = "stopping (Ctrl-C again: at once)"
+        else:
+            status = "Ctrl-C to stop"
+        return f"otpy · {running.target} · pid {os.getpid()} · {status}"
+
+    try:
+        await run_console(running.node, refresh=refresh, title=title, console=console, until=until)
+    except Exception:
+        logger.exception("the console failed; the node keeps running without it")
+
+
+def _exit_code(running: RunningNode, reason: object) -> int:
+    """Print how the tree ended and return the exit code for it."""
+    if running.forced and not otpy.is_normal_exit(reason):
+        say("stopped at once; actors still stopping were cancelled before terminate finished")
+        return EXIT_FAILED
+    if isinstance(reason, otpy.ShutdownWith) and isinstance(reason.detail, BaseException):
+        say(f"root supervisor {running.target} gave up: {reason.detail}")
+        return EXIT_FAILED
+    if otpy.is_normal_exit(reason):
+        if not running.stopping:
+            say(f"root supervisor {running.target} exited: {describe_reason(reason)[1]}")
+        say("stopped")
+        return EXIT_OK
+    say(f"root supervisor {running.target} exited abnormally: {describe_reason(reason)[1]}")
+    return EXIT_FAILED
+
+
+# -- the command -----------------------------------------------------------------------
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is now, so the live console can redirect it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
+class _OneLineFormatter(logging.Formatter):
+    """One line per record, cut to the terminal width, without tracebacks.
+
+    Under the live console the tree already shows each exit reason; full records
+    (run without ``--console``) keep the tracebacks.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        try:
+            text = super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+        line = text.splitlines()[0] if text else text
+        width = shutil.get_terminal_size().columns - 1
+        return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def _install_logging(level: str, *, console: bool) -> logging.Handler:
+    handler = _StderrHandler()
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    handler.setFormatter(_OneLineFormatter(fmt, "%H:%M:%S") if console else logging.Formatter(fmt))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    return handler
+
+
+def _backend_options() -> dict[str, Any]:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return {}
+    return {"use_uvloop": True}
+
+
+@click.command()
+@click.argument("target", metavar="MODULE:ATTR")
+@click.option(
+    "--console/--no-console",
+    default=False,
+    show_default=True,
+    help="Show a live view of the supervision tree.",
+)
+@click.option(
+    "--refresh",
+    type=click.FloatRange(min=0, min_open=True, max=60),
+    default=4.0,
+    show_default=True,
+    metavar="HZ",
+    help="Console frames per second.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="warning",
+    show_default=True,
+    help="Log records at this level and above go to stderr.",
+)
+@click.pass_context
+def run(ctx: click.Context, target: str, console: bool, refresh: float, log_level: str) -> None:
+    """Run a supervision tree as a node until Ctrl-C or SIGTERM.
+
+    ATTR names an otpy.SupervisorSpec or otpy.DynamicSupervisorSpec in MODULE, or
+    a function of no arguments returning one:
+
+    \b
+        otpy run supervisors.demo:root --console
+
+    The first Ctrl-C (or SIGTERM) stops the tree gracefully; a second stops it at
+    once. Exits 0 after a clean stop, 1 if the root supervisor gave up, and 2 if
+    MODULE:ATTR cannot be loaded.
+    """
+    try:
+        spec = load_target(target)
+    except TargetError as exc:
+        raise click.BadParameter(str(exc), param_hint="MODULE:ATTR") from None
+
+    from otpy.telemetry import TelemetryConfigError, configure_from_env
+
+    try:
+        telemetry = configure_from_env()
+    except TelemetryConfigError as exc:
+        raise click.UsageError(f"telemetry is misconfigured: {exc}") from None
+    handler = _install_logging(log_level, console=console)
+    try:
+        code = anyio.run(
+            functools.partial(run_node, spec, target=target, console=console, refresh=refresh),
+            backend="asyncio",
+            backend_options=_backend_options(),
+        )
+    finally:
+        try:
+            telemetry.shutdown(timeout=TELEMETRY_FLUSH)
+        except KeyboardInterrupt:  # a third Ctrl-C while spans flush: stop waiting for them
+            say("telemetry flush interrupted; spans not yet exported are lost")
+        finally:
+            logging.getLogger().removeHandler(handler)
+    ctx.exit(code)

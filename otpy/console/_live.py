@@ -1,0 +1,74 @@
+"""The live loop: take a snapshot, render it, sleep, at the refresh rate only."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import anyio
+from rich.console import Console
+from rich.live import Live
+
+from ._view import render_tree, take_snapshot
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import otpy
+
+__all__ = ["run_console"]
+
+
+async def run_console(
+    node: otpy.Node,
+    *,
+    refresh: float = 4.0,
+    title: str | Callable[[], str] | None = None,
+    console: Console | None = None,
+    until: anyio.Event | None = None,
+) -> None:
+    """Show the node's supervision trees live until *until* is set or the task is cancelled.
+
+    Each refresh takes one :func:`~otpy.console.take_snapshot` in the event loop and
+    draws it; nothing runs between refreshes, so the console costs the node nothing
+    else. A tree that stops stays on screen, shown as stopped. When *until* is set,
+    one last frame is drawn and the function returns; when the task is cancelled
+    (Ctrl-C), the last frame drawn stays. Either way the terminal is restored.
+
+    Args:
+        node: the node to watch; its ``roots`` are the trees shown.
+        refresh: frames per second (> 0).
+        title: a line above the table, or a function returning it at each frame.
+        console: where to draw; a new :class:`rich.console.Console` on stdout by default.
+        until: an event that ends the console after a final frame.
+
+    Raises:
+        ValueError: *refresh* is not > 0.
+
+    .. versionadded:: 0.1.0
+    """
+    if not refresh > 0:
+        raise ValueError(f"console refresh must be > 0 frames per second, got {refresh!r}")
+    interval = 1.0 / refresh
+    shown: list[otpy.ActorRef] = []  # every root seen so far, so stopped trees stay visible
+
+    def draw(live: Live) -> None:
+        shown.extend(ref for ref in node.roots if ref not in shown)
+        heading = title() if callable(title) else title
+        snapshot = take_snapshot(node, shown)
+        live.update(render_tree(snapshot, now=anyio.current_time(), title=heading), refresh=True)
+
+    live = Live(
+        console=console or Console(),
+        auto_refresh=False,  # frames are drawn from the event loop, never from a thread
+        redirect_stdout=True,
+        redirect_stderr=True,
+    )
+    with live:
+        while until is None or not until.is_set():
+            draw(live)
+            with anyio.move_on_after(interval):
+                if until is None:
+                    await anyio.sleep_forever()
+                else:
+                    await until.wait()
+        draw(live)

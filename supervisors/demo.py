@@ -1,0 +1,221 @@
+"""The demo tree that ``make demo`` runs: restarts you can watch in the console.
+
+::
+
+    root          one_for_one
+    ├── pipeline  rest_for_one   store <- enrich <- parse, talking by name
+    ├── workers   dynamic        short report jobs the ticker starts
+    ├── flaky     crashes every 2-8 s and comes back after a growing backoff
+    └── ticker    every 2 s: 8 records into the pipeline, one job into the pool
+
+``enrich`` crashes on every 40th record, so every 10 s or so the pipeline restarts
+it and ``parse`` (started after it) with it; records sent meanwhile wait for the
+new ``parse`` under its name. Run it with::
+
+    otpy run supervisors.demo:root --console
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import anyio
+import attrs
+
+import otpy
+
+TICK = 2.0
+"""Seconds between ticker bursts."""
+BURST = 8
+"""Records per burst."""
+POISON_EVERY = 40
+"""``enrich`` crashes on record numbers divisible by this."""
+
+
+@attrs.frozen
+class Record:
+    """One unit of work flowing through the pipeline."""
+
+    n: int
+    text: str
+
+
+class PoisonRecord(Exception):
+    """``enrich`` met a record it cannot handle (on purpose, for the demo)."""
+
+
+class FlakyCrash(Exception):
+    """``flaky`` crashed (on purpose, for the demo)."""
+
+
+# -- the pipeline ---------------------------------------------------------------------
+
+
+class Store(otpy.Actor):
+    """The sink: takes a little time per record, so its mailbox fills and drains."""
+
+    mailbox = otpy.MailboxConfig(capacity=100)
+
+    async def init(self) -> None:
+        """Start with nothing stored."""
+        self.stored = 0
+
+    async def handle_cast(self, message: Any) -> None:
+        """Store one record."""
+        if not isinstance(message, Record):
+            await super().handle_cast(message)
+            return
+        await anyio.sleep(0.1)  # a pretend write
+        self.stored += 1
+
+    async def handle_call(self, message: Any, caller: otpy.Caller) -> Any:
+        """Answer ``"stored"`` with the count."""
+        if message == "stored":
+            return self.stored
+        return await super().handle_call(message, caller)
+
+
+class Enrich(otpy.Actor):
+    """The middle stage: crashes on poison records, otherwise passes them on."""
+
+    mailbox = otpy.MailboxConfig(capacity=100)
+
+    async def init(self) -> None:
+        """Resolve where records go next."""
+        self.store = self.node.named("demo.store")
+
+    async def handle_cast(self, message: Any) -> None:
+        """Enrich a record and send it to ``store``."""
+        if not isinstance(message, Record):
+            await super().handle_cast(message)
+            return
+        if message.n % POISON_EVERY == 0:
+            raise PoisonRecord(f"record {message.n} is poison")
+        await self.store.cast(attrs.evolve(message, text=message.text.upper()))
+
+
+class Parse(otpy.Actor):
+    """The first stage: receives raw records from the ticker."""
+
+    mailbox = otpy.MailboxConfig(capacity=100)
+
+    async def init(self) -> None:
+        """Resolve where records go next."""
+        self.enrich = self.node.named("demo.enrich")
+
+    async def handle_cast(self, message: Any) -> None:
+        """Parse a record and send it to ``enrich``."""
+        if not isinstance(message, Record):
+            await super().handle_cast(message)
+            return
+        await self.enrich.cast(attrs.evolve(message, text=message.text.strip()))
+
+
+# rest_for_one: each stage sends to the one started before it, so when a stage
+# restarts, the stages after it (which send to it) restart too. enrich crashes at
+# most once per 10 s (every 40th record, 8 records per 2 s), 4 in any 30 s: 5 in 30 s
+# never gives up, yet a stage crashing in a loop would.
+pipeline = otpy.SupervisorSpec(
+    id="pipeline",
+    flags=otpy.SupervisorFlags(strategy=otpy.Strategy.REST_FOR_ONE, intensity=5, period=30.0),
+    children=[
+        otpy.ChildSpec(id="store", start=Store, name="demo.store"),
+        otpy.ChildSpec(id="enrich", start=Enrich, name="demo.enrich"),
+        otpy.ChildSpec(id="parse", start=Parse, name="demo.parse"),
+    ],
+)
+
+
+# -- the worker pool ------------------------------------------------------------------
+
+
+class Job(otpy.Actor):
+    """A short report job: runs for a while, then finishes normally."""
+
+    async def init(self, seconds: float) -> None:
+        """Finish after *seconds*."""
+        self.send_after(seconds, "done")
+
+    async def handle_info(self, message: Any) -> None:
+        """Stop normally when the time is up."""
+        if message == "done":
+            self.stop()
+        else:
+            await super().handle_info(message)
+
+
+# dynamic: jobs come and go at run time from one template. They are temporary, never
+# restarted, so intensity only guards against a bug: the default 3 in 5 s is enough.
+workers = otpy.DynamicSupervisorSpec(
+    id="workers",
+    name="demo.workers",
+    child=otpy.ChildSpec(id="job", start=Job, restart=otpy.Restart.TEMPORARY),
+    max_children=4,
+    intensity=3,
+    period=5.0,
+)
+
+
+# -- the flaky actor and the ticker -----------------------------------------------------
+
+
+class Flaky(otpy.Actor):
+    """Crashes 2 to 8 seconds after every start."""
+
+    async def init(self) -> None:
+        """Schedule this incarnation's crash."""
+        self.lifetime = random.uniform(2.0, 8.0)
+        self.send_after(self.lifetime, "crash")
+
+    async def handle_info(self, message: Any) -> None:
+        """Crash when the time comes."""
+        if message == "crash":
+            raise FlakyCrash(f"flaky crashed after {self.lifetime:.1f}s, on purpose")
+        await super().handle_info(message)
+
+
+class Ticker(otpy.Actor):
+    """Feeds the pipeline and the pool every :data:`TICK` seconds."""
+
+    async def init(self) -> None:
+        """Start counting and schedule the first burst."""
+        self.sent = 0
+        self.parse = self.node.named("demo.parse")
+        self.send_after(TICK, "tick")
+
+    async def handle_info(self, message: Any) -> None:
+        """Send a burst of records and start one job."""
+        if message != "tick":
+            await super().handle_info(message)
+            return
+        for _ in range(BURST):
+            self.sent += 1
+            await self.parse.cast(Record(self.sent, f"  record {self.sent}  "))
+        pool = self.node.whereis("demo.workers")
+        if pool is not None:
+            try:
+                await otpy.supervisor_ref(pool).start_dynamic_child(random.uniform(2.0, 9.0))
+            except otpy.MaxChildren:
+                pass  # the pool is full: skip this job
+        self.send_after(TICK, "tick")
+
+
+# one_for_one: the pipeline, the pool, flaky and the ticker are independent, so a crash
+# restarts only the one that crashed. flaky lives at least 2 s plus a 0.5 s backoff, so
+# at most 5 of its restarts fit in any 10 s: 8 in 10 s never gives up on it.
+root = otpy.SupervisorSpec(
+    id="root",
+    flags=otpy.SupervisorFlags(strategy=otpy.Strategy.ONE_FOR_ONE, intensity=8, period=10.0),
+    children=[
+        pipeline,
+        workers,
+        otpy.ChildSpec(
+            id="flaky",
+            start=Flaky,
+            # The delay doubles while it keeps crashing within 5 s of starting.
+            backoff=otpy.Backoff(minimum=0.5, maximum=8.0, reset_after=5.0),
+        ),
+        otpy.ChildSpec(id="ticker", start=Ticker),
+    ],
+)

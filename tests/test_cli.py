@@ -1,0 +1,266 @@
+"""``otpy run MODULE:ATTR``: loading the target, bad targets and options, exit codes."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import textwrap
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import trees
+from click.testing import CliRunner
+
+import otpy
+from otpy.cli import TargetError, load_target, main
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+@pytest.fixture(autouse=True)
+def restore_sys_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``load_target`` puts the working directory on ``sys.path``; undo it after each test."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+
+
+class FakeTelemetry:
+    """Stands in for ``otpy.telemetry.Telemetry`` so no global provider is installed."""
+
+    def __init__(self) -> None:
+        self.shutdowns: list[float] = []
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        self.shutdowns.append(timeout)
+
+
+@pytest.fixture
+def telemetry(monkeypatch: pytest.MonkeyPatch) -> FakeTelemetry:
+    """Replace ``configure_from_env`` with one returning a :class:`FakeTelemetry`."""
+    fake = FakeTelemetry()
+
+    def configure_from_env(**kwargs: Any) -> FakeTelemetry:
+        return fake
+
+    monkeypatch.setattr("otpy.telemetry.configure_from_env", configure_from_env)
+    return fake
+
+
+def invoke(*args: str) -> Any:
+    """Run ``otpy ARGS`` through click's runner."""
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+# -- targets that load ------------------------------------------------------------------
+
+
+def test_load_target_returns_the_spec() -> None:
+    """MODULE:ATTR naming a SupervisorSpec returns that spec."""
+    assert load_target("trees:quick") is trees.quick
+
+
+def test_load_target_accepts_a_dynamic_supervisor_spec() -> None:
+    """A DynamicSupervisorSpec is a valid root too."""
+    assert load_target("trees:pool") is trees.pool
+
+
+def test_load_target_calls_a_factory() -> None:
+    """A zero-argument callable is called and its spec returned."""
+    assert load_target("trees:build") is trees.quick
+
+
+def test_load_target_imports_from_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The current directory is importable, as it is for ``python -m``."""
+    (tmp_path / "cwd_tree.py").write_text(
+        textwrap.dedent(
+            """
+            import otpy
+            import trees
+
+            root = otpy.SupervisorSpec(id="cwd", children=[otpy.ChildSpec(id="a", start=trees.Idle)])
+            """
+        )
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "cwd_tree", raising=False)
+    spec = load_target("cwd_tree:root")
+    assert isinstance(spec, otpy.SupervisorSpec)
+    assert spec.id == "cwd"
+
+
+# -- targets that do not: exit code 2 and a message that says what to do ----------------
+
+
+@pytest.mark.parametrize("target", ["trees", "trees:", ":quick", "trees:quick:x", " :quick"])
+def test_bad_target_syntax_exits_2(target: str) -> None:
+    """A target that is not MODULE:ATTR is a usage error naming the expected form."""
+    result = invoke("run", target)
+    assert result.exit_code == 2
+    assert "Error: Invalid value for MODULE:ATTR:" in result.output
+    assert f"{target!r} is not MODULE:ATTR" in result.output
+    assert "'supervisors.demo:root'" in result.output
+
+
+def test_missing_module_exits_2() -> None:
+    """A module that does not exist is named, with where it was looked for."""
+    result = invoke("run", "no_such_tree_module:root")
+    assert result.exit_code == 2
+    assert "cannot import module 'no_such_tree_module'" in result.output
+    assert "there is no module named 'no_such_tree_module'" in result.output
+
+
+def test_module_that_fails_to_import_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error while importing the module is reported with its type and message."""
+    (tmp_path / "broken_tree.py").write_text("raise ValueError('no config file')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "broken_tree", raising=False)
+    result = invoke("run", "broken_tree:root")
+    assert result.exit_code == 2
+    assert "importing module 'broken_tree' failed: ValueError: no config file" in result.output
+
+
+def test_module_missing_a_dependency_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A missing import inside the module is not mistaken for the module being missing."""
+    (tmp_path / "needs_dep.py").write_text("import not_installed_dependency_xyz\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "needs_dep", raising=False)
+    result = invoke("run", "needs_dep:root")
+    assert result.exit_code == 2
+    assert "importing module 'needs_dep' failed: ModuleNotFoundError" in result.output
+    assert "not_installed_dependency_xyz" in result.output
+
+
+def test_missing_attribute_exits_2_and_lists_the_specs() -> None:
+    """A missing attribute is named, with the supervisor specs the module does have."""
+    result = invoke("run", "trees:nope")
+    assert result.exit_code == 2
+    assert "module 'trees' has no attribute 'nope'" in result.output
+    assert "supervisor specs in it: fails_to_start, finishes, pool, quick, slow_stop" in (
+        " ".join(result.output.split())
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("trees:not_a_spec", "trees:not_a_spec is 42 (int), not a supervisor spec"),
+        ("trees:build_wrong", "trees:build_wrong() returned 'root' (str), not a supervisor spec"),
+        ("trees:needs_arguments", "trees:needs_arguments is a callable that needs arguments"),
+        ("trees:build_async", "trees:build_async is an async function"),
+        ("trees:build_broken", "calling trees:build_broken() to build the tree failed: KeyError"),
+        ("trees:Idle", "trees:Idle() returned"),
+    ],
+)
+def test_wrong_attribute_exits_2(target: str, message: str) -> None:
+    """Something that is not (and does not return) a supervisor spec is a usage error."""
+    result = invoke("run", target)
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+
+
+def test_load_target_raises_target_error() -> None:
+    """``load_target`` raises TargetError, a ValueError, carrying the target."""
+    with pytest.raises(TargetError, match=r"^module 'trees' has no attribute 'nope'") as info:
+        load_target("trees:nope")
+    assert isinstance(info.value, ValueError)
+    assert info.value.target == "trees:nope"
+
+
+@pytest.mark.parametrize("refresh", ["0", "-1", "61", "fast"])
+def test_bad_refresh_exits_2(refresh: str) -> None:
+    """--refresh must be a rate in (0, 60] frames per second."""
+    result = invoke("run", "trees:quick", "--refresh", refresh)
+    assert result.exit_code == 2
+    assert "Invalid value for '--refresh'" in result.output
+
+
+def test_help_shows_usage() -> None:
+    """``otpy run --help`` shows the target form and the console options."""
+    result = invoke("run", "--help")
+    assert result.exit_code == 0
+    assert "Usage: otpy run [OPTIONS] MODULE:ATTR" in result.output
+    assert "--console / --no-console" in result.output
+    assert "--refresh HZ" in result.output
+
+
+# -- running through the command ---------------------------------------------------------
+
+
+def test_run_exits_0_when_the_tree_finishes(telemetry: FakeTelemetry) -> None:
+    """A tree that stops by itself (auto_shutdown) exits 0; telemetry is shut down once."""
+    result = invoke("run", "trees:finishes")
+    assert result.exit_code == 0, result.output
+    assert "otpy: node running trees:finishes (pid " in result.stderr
+    assert "otpy: root supervisor trees:finishes exited: shutdown" in result.stderr
+    assert result.stderr.endswith("otpy: stopped\n")
+    assert telemetry.shutdowns == [3.0]
+
+
+def test_run_exits_1_when_the_tree_cannot_start(telemetry: FakeTelemetry) -> None:
+    """A tree whose child fails init exits 1 and says which child and why (S8)."""
+    result = invoke("run", "trees:fails_to_start")
+    assert result.exit_code == 1
+    assert "otpy: trees:fails_to_start failed to start:" in result.stderr
+    assert "RuntimeError: the database is not there" in result.stderr
+    assert telemetry.shutdowns == [3.0]
+
+
+def test_python_m_otpy_is_the_same_command() -> None:
+    """``python -m otpy`` runs the same click group."""
+    import otpy.__main__ as entry
+
+    assert entry.main is main
+
+
+def test_run_with_console_prints_the_last_frame(telemetry: FakeTelemetry) -> None:
+    """A15: with --console and no terminal, the console's last frame is printed at the end."""
+    result = invoke("run", "trees:finishes", "--console", "--refresh", "20")
+    assert result.exit_code == 0, result.output
+    assert "otpy · trees:finishes · pid " in result.stdout
+    assert "finishes one_for_one stopped" in result.stdout
+    assert result.stderr.endswith("otpy: stopped\n")
+
+
+def test_misconfigured_telemetry_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unsupported OTEL_* value is a usage error, reported before the node starts."""
+    from otpy.telemetry import TelemetryConfigError
+
+    def configure_from_env(**kwargs: Any) -> FakeTelemetry:
+        raise TelemetryConfigError("OTEL_TRACES_EXPORTER", "zipkin", ("otlp", "console", "none"))
+
+    monkeypatch.setattr("otpy.telemetry.configure_from_env", configure_from_env)
+    result = invoke("run", "trees:quick")
+    assert result.exit_code == 2
+    assert "Error: telemetry is misconfigured: OTEL_TRACES_EXPORTER='zipkin'" in result.output
+    assert "otpy: node running" not in result.output
+
+
+def test_console_log_lines_are_one_line_without_tracebacks() -> None:
+    """Under the console, log records are cut to one line and leave tracebacks out."""
+    from otpy.cli._run import _OneLineFormatter
+
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        record = logging.LogRecord(
+            "otpy.actor", logging.ERROR, __file__, 1, "crashed:\nsecond line", (), sys.exc_info()
+        )
+    text = _OneLineFormatter("%(levelname)s %(message)s").format(record)
+    assert text == "ERROR crashed:"
+    assert record.exc_info is not None
+    assert "Traceback" in logging.Formatter().format(record)
+
+
+def test_run_falls_back_to_plain_asyncio_without_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without uvloop the node runs on the default asyncio loop."""
+    from otpy.cli._run import _backend_options
+
+    assert _backend_options() == {"use_uvloop": True}
+    monkeypatch.setitem(sys.modules, "uvloop", None)
+    assert _backend_options() == {}
