@@ -486,6 +486,22 @@ async def crash_dynamic(sup: otpy.SupervisorRef) -> otpy.ActorRef:
 # -- API ------------------------------------------------------------------------------
 
 
+async def test_s15_restart_report_at_info(caplog: pytest.LogCaptureFixture) -> None:
+    """S15: each restart logs an info report with the window count; nothing is built when INFO is off."""
+    log: Log = []
+    async with otpy.open_supervisor([worker("w", log)], name="top") as sup:
+        with caplog.at_level(logging.INFO, logger="otpy.supervisor"):
+            await crash(sup, "w")
+        with caplog.at_level(logging.ERROR, logger="otpy.supervisor"):
+            await crash(sup, "w")
+    restarts = [r.__dict__["otpy_report"] for r in caplog.records if r.levelno == logging.INFO]
+    assert len(restarts) == 1
+    assert restarts[0]["context"] == "restart"
+    assert restarts[0]["offender"]["id"] == "w"
+    assert restarts[0]["restarts_in_window"] == 1
+    assert "restarting w (1/3 restarts in 5s)" in caplog.text
+
+
 async def test_s11_child_api_error_cases() -> None:
     """S11: start_child/terminate_child/restart_child/delete_child with OTP's error cases."""
     log: Log = []

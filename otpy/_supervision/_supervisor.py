@@ -409,6 +409,27 @@ class _SupervisorBase(Actor):
             period=self._window.period,
             delay=delay,
         )
+        if logger.isEnabledFor(logging.INFO):
+            window = self._window
+            logger.info(
+                "supervisor %s: restarting %s (%d/%d restarts in %gs%s)",
+                self.ref.label,
+                child.spec.id,
+                len(window.times),
+                window.intensity,
+                window.period,
+                f", after {delay:.3g}s backoff" if delay else "",
+                extra={
+                    "otpy_report": {
+                        "supervisor": self.ref.label,
+                        "context": "restart",
+                        "reason": _short(reason),
+                        "offender": _offender(child),
+                        "restarts_in_window": len(window.times),
+                        "delay": delay,
+                    }
+                },
+            )
 
     async def _start_group(self, group: Sequence[_Child]) -> None:
         """(Re)start *group* in order; on a failure, retry later through the mailbox (S7)."""
