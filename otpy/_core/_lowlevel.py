@@ -12,6 +12,8 @@ primitive.
 from __future__ import annotations
 
 import asyncio
+import math
+from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -20,7 +22,15 @@ import sniffio
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
 
-__all__ = ["TIMED_OUT", "Backend", "GenericFuture", "OneShot", "current_backend", "wait_for"]
+__all__ = [
+    "TIMED_OUT",
+    "Backend",
+    "Deadlines",
+    "GenericFuture",
+    "OneShot",
+    "current_backend",
+    "wait_for",
+]
 
 
 class OneShot(Protocol):
@@ -99,13 +109,14 @@ class Backend:
         new_future: makes a fresh one-shot future.
     """
 
-    __slots__ = ("clock", "loop", "name", "new_future")
+    __slots__ = ("clock", "deadlines", "loop", "name", "new_future")
 
     def __init__(self, name: str, loop: asyncio.AbstractEventLoop | None) -> None:
         self.name = name
         self.loop = loop
         self.new_future: Callable[[], OneShot]
         self.clock: Callable[[], float]
+        self.deadlines: Deadlines | None = Deadlines(loop) if loop is not None else None
         if loop is not None:
             self.new_future = loop.create_future
             self.clock = loop.time
@@ -159,3 +170,61 @@ async def wait_for(backend: Backend, fut: OneShot, timeout: float | None) -> Any
         return await fut
     fut.cancel()
     return TIMED_OUT
+
+
+class Deadlines:
+    """Call timeouts on asyncio without a timer handle per call.
+
+    Calls with the same timeout expire in the order they were made, so each timeout
+    value keeps a FIFO of ``(deadline, future)`` and one loop timer is armed for the
+    earliest deadline. Adding costs a deque append instead of a heap push plus a
+    cancel; answered calls are dropped lazily (from the head on every add, and by a
+    sweep when a queue grows past :attr:`SWEEP_AT`).
+    """
+
+    SWEEP_AT = 4096
+
+    __slots__ = ("_armed_for", "_handle", "_loop", "_queues")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._queues: dict[float, deque[tuple[float, OneShot]]] = {}
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed_for = math.inf
+
+    def add(self, timeout: float, fut: OneShot) -> None:
+        """Set *fut* to :data:`TIMED_OUT` if it is still pending after *timeout* seconds."""
+        queue = self._queues.get(timeout)
+        if queue is None:
+            queue = self._queues[timeout] = deque()
+        while queue and queue[0][1].done():
+            queue.popleft()
+        deadline = self._loop.time() + timeout
+        queue.append((deadline, fut))
+        if len(queue) > self.SWEEP_AT:
+            self._queues[timeout] = deque(e for e in queue if not e[1].done())
+        if deadline < self._armed_for:
+            self._arm(deadline)
+
+    def _arm(self, deadline: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._armed_for = deadline
+        self._handle = self._loop.call_at(deadline, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        self._armed_for = math.inf
+        now = self._loop.time()
+        earliest = math.inf
+        for timeout, queue in list(self._queues.items()):
+            while queue and (queue[0][1].done() or queue[0][0] <= now):
+                _, fut = queue.popleft()
+                if not fut.done():
+                    fut.set_result(TIMED_OUT)
+            if queue:
+                earliest = min(earliest, queue[0][0])
+            else:
+                del self._queues[timeout]
+        if earliest < math.inf:
+            self._arm(earliest)

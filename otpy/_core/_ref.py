@@ -278,7 +278,13 @@ class ActorRef:
                 raise ActorStopped(self.label, self._exit_reason)
         else:
             mailbox.overflow_nowait(item)
-        result = await wait_for(self._backend, fut, timeout)
+        deadlines = self._backend.deadlines
+        if deadlines is not None:  # asyncio: no timer handle, no extra coroutine
+            if timeout is not None:
+                deadlines.add(timeout, fut)
+            result = await fut
+        else:
+            result = await wait_for(self._backend, fut, timeout)
         if result is TIMED_OUT:
             raise CallTimeout(self.label, timeout or 0.0)
         return result
