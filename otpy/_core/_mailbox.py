@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 __all__ = ["MailboxConfig", "Overflow"]
 
+Dropped = tuple[Any, str]
+"""An item a full mailbox dropped, and the dead-letter reason."""
+
 
 class Overflow(enum.Enum):
     """What a full mailbox does with one more message."""
@@ -76,7 +79,6 @@ class Mailbox:
     __slots__ = (
         "_backend",
         "_getter",
-        "_on_drop",
         "_putters",
         "capacity",
         "label",
@@ -90,7 +92,6 @@ class Mailbox:
         self,
         config: MailboxConfig,
         backend: Backend,
-        on_drop: Callable[[Any, str], None],
         label: str,
     ) -> None:
         self.q: deque[Any] = deque()
@@ -102,7 +103,6 @@ class Mailbox:
         self._backend = backend
         self._getter: OneShot | None = None
         self._putters: deque[OneShot] | None = None
-        self._on_drop = on_drop
 
     # -- consumer side ------------------------------------------------------------
 
@@ -150,28 +150,35 @@ class Mailbox:
         if self._getter is not None:
             self.wake_consumer()
 
-    def put_nowait(self, item: Any) -> None:
-        """Enqueue *item* or apply the overflow policy without waiting."""
+    def put_nowait(self, item: Any) -> Dropped | None:
+        """Enqueue *item* or apply the overflow policy without waiting.
+
+        Returns:
+            What the policy dropped, for the owner to report, or ``None``.
+        """
         q = self.q
         if len(q) < self.capacity:
             q.append(item)
             if self._getter is not None:
                 self.wake_consumer()
-            return
-        self.overflow_nowait(item)
+            return None
+        return self.overflow_nowait(item)
 
-    def overflow_nowait(self, item: Any) -> None:
-        """Apply the overflow policy to *item*, the mailbox being full."""
+    def overflow_nowait(self, item: Any) -> Dropped | None:
+        """Apply the overflow policy to *item*, the mailbox being full.
+
+        The mailbox holds no reference back to its actor (one reference cycle fewer
+        per actor); it returns the dropped item and why, and the actor reports it.
+        """
         self.overflows += 1
         policy = self.overflow
         if policy is Overflow.DROP_NEWEST:
-            self._on_drop(item, "mailbox_full")
-        elif policy is Overflow.DROP_OLDEST:
+            return item, "mailbox_full"
+        if policy is Overflow.DROP_OLDEST:
             oldest = self.q.popleft()
             self.q.append(item)
-            self._on_drop(oldest, "mailbox_full_dropped_oldest")
-        else:
-            raise MailboxFull(self.label, self.capacity)
+            return oldest, "mailbox_full_dropped_oldest"
+        raise MailboxFull(self.label, self.capacity)
 
     async def put_waiting(self, item: Any, is_alive: Callable[[], bool]) -> bool:
         """Wait for room (policy WAIT), then enqueue; return False if the actor exited.

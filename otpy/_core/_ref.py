@@ -203,7 +203,7 @@ class ActorRef:
         self.label = label or name or f"{type(actor).__name__}#{ident}"
         self._actor = actor
         self._backend = node._backend
-        self._mailbox = Mailbox(mailbox, node._backend, self._drop, self.label)
+        self._mailbox = Mailbox(mailbox, node._backend, self.label)
         self._state = "starting"
         self._attention = False
         self._sys: deque[tuple[Any, ...]] | None = None
@@ -277,7 +277,9 @@ class ActorRef:
             if not await mailbox.put_waiting(item, self._is_alive):
                 raise ActorStopped(self.label, self._exit_reason)
         else:
-            mailbox.overflow_nowait(item)
+            dropped = mailbox.overflow_nowait(item)
+            if dropped is not None:
+                self._drop(*dropped)
         deadlines = self._backend.deadlines
         if deadlines is not None:  # asyncio: no timer handle, no extra coroutine
             if timeout is not None:
@@ -312,7 +314,9 @@ class ActorRef:
     def cast_nowait(self, message: Any) -> None:
         """Like :meth:`cast` but never waits: a full WAIT mailbox raises ``MailboxFull``."""
         if self._exit_reason is None:
-            self._mailbox.put_nowait((_CAST, message))
+            dropped = self._mailbox.put_nowait((_CAST, message))
+            if dropped is not None:
+                self._drop(*dropped)
         else:
             self._drop((_CAST, message), "actor_stopped")
 
@@ -332,7 +336,9 @@ class ActorRef:
     def send_nowait(self, message: Any) -> None:
         """Like :meth:`send` but never waits: a full WAIT mailbox raises ``MailboxFull``."""
         if self._exit_reason is None:
-            self._mailbox.put_nowait((_INFO, message))
+            dropped = self._mailbox.put_nowait((_INFO, message))
+            if dropped is not None:
+                self._drop(*dropped)
         else:
             self._drop((_INFO, message), "actor_stopped")
 
@@ -434,7 +440,9 @@ class ActorRef:
             if not await mailbox.put_waiting(item, self._is_alive):
                 self._drop(item, "actor_stopped")
         else:
-            mailbox.overflow_nowait(item)
+            dropped = mailbox.overflow_nowait(item)
+            if dropped is not None:
+                self._drop(*dropped)
 
     def _deliver_system_info(self, message: Any) -> None:
         """Deliver an info regardless of capacity (Down, Exit, timers)."""
