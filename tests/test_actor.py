@@ -580,3 +580,41 @@ async def test_spawn_outside_a_node_explains_what_to_do() -> None:
     """Using otpy.spawn with no node running gives a NodeError saying how to start one."""
     with pytest.raises(otpy.NodeError, match="open_node"):
         await otpy.spawn(Counter)
+
+
+async def test_kill_stops_an_actor_whose_handler_swallows_cancellation() -> None:
+    """A9: a kill still ends an actor whose handler catches the cancellation and returns."""
+    entered = anyio.Event()
+
+    class Stubborn(otpy.Actor):
+        async def handle_cast(self, message: Any) -> None:
+            entered.set()
+            try:
+                await anyio.sleep_forever()
+            except BaseException:  # noqa: BLE001 - the point of the test: a handler that swallows
+                return
+
+    async with otpy.open_node() as node:
+        ref = await node.spawn(Stubborn)
+        await ref.cast("block")
+        await entered.wait()
+        ref.kill()
+        assert await ref.wait_exited() == otpy.KILLED
+
+
+async def test_node_exit_kills_plain_actors_without_terminate() -> None:
+    """Leaving open_node stops supervision trees gracefully and kills plain actors (reason shutdown)."""
+    terminated: list[object] = []
+
+    class Plain(otpy.Actor):
+        async def terminate(self, reason: object) -> None:
+            terminated.append(reason)
+
+    async with otpy.open_node() as node:
+        ref = await node.spawn(Plain)
+        events = node.dead_letters.subscribe()
+    assert ref.exit_reason == otpy.SHUTDOWN
+    assert terminated == []
+    assert node.live_actors == 0
+    with events, pytest.raises(anyio.EndOfStream):
+        await events.receive()
