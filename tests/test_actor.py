@@ -591,7 +591,7 @@ async def test_kill_stops_an_actor_whose_handler_swallows_cancellation() -> None
             entered.set()
             try:
                 await anyio.sleep_forever()
-            except BaseException:  # noqa: BLE001 - the point of the test: a handler that swallows
+            except BaseException:  # the point of the test: a handler that swallows it
                 return
 
     async with otpy.open_node() as node:
