@@ -9,6 +9,7 @@ from .._exceptions import UnhandledMessage
 from ._reasons import NORMAL
 
 if TYPE_CHECKING:
+    import weakref
     from collections.abc import Mapping
 
     from ._mailbox import MailboxConfig
@@ -93,8 +94,22 @@ class Actor:
     stash_capacity: ClassVar[int] = 100
     trap_exit: bool = False
 
-    ref: ActorRef
-    """This incarnation's reference; set before :meth:`init` runs."""
+    _otpy_ref: weakref.ref[ActorRef]
+
+    @property
+    def ref(self) -> ActorRef:
+        """This incarnation's reference; set before :meth:`init` runs.
+
+        The actor holds it weakly, so a dead incarnation is freed by reference
+        counting rather than left for the cyclic garbage collector.
+
+        Raises:
+            RuntimeError: the actor exited and nothing holds its reference any more.
+        """
+        ref = self._otpy_ref()
+        if ref is None:
+            raise RuntimeError(f"{type(self).__name__} has exited and its ActorRef is gone")
+        return ref
 
     # -- callbacks ----------------------------------------------------------------
 
@@ -143,7 +158,7 @@ class Actor:
         return {
             key: type(value).__name__
             for key, value in vars(self).items()
-            if not key.startswith("_") and key != "ref"
+            if not key.startswith("_")
         }
 
     # -- what handlers can ask for ------------------------------------------------

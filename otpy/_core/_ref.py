@@ -12,6 +12,7 @@ import asyncio
 import contextvars
 import logging
 import traceback
+import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final, final
 
@@ -231,7 +232,7 @@ class ActorRef:
         self._processed = 0
         self._restarts = restarts
         self._started_at = node._backend.clock()
-        actor.ref = self
+        actor._otpy_ref = weakref.ref(self)
 
     def __repr__(self) -> str:
         return f"<ActorRef {self.label} #{self.id} {self._state}>"

@@ -46,10 +46,12 @@ def inject_crash(ref: ActorRef, error: BaseException | None = None) -> None:
     The crash happens inside the actor's own task, in mailbox order, exactly as if
     a handler had raised.
     """
-    exc = error if error is not None else CrashInjected(f"crash injected into {ref.label}")
+    label = ref.label
 
     def crash() -> None:
-        raise exc
+        # Built here, not captured: a captured exception would sit in a reference
+        # cycle (closure -> exception -> traceback -> frame) after the crash.
+        raise error if error is not None else CrashInjected(f"crash injected into {label}")
 
     ref._mailbox.append((_INTERNAL, crash))
 
