@@ -832,3 +832,23 @@ async def test_s4_child_exiting_right_after_init_reports_its_real_reason() -> No
         sup = await otpy.start_supervisor(SupervisorSpec(children=[spec], flags=flags))
         assert await sup.wait_exited() == otpy.SHUTDOWN
         assert sup.statistics().total_restarts == 0
+
+
+async def test_dead_incarnations_are_freed_without_the_cyclic_gc() -> None:
+    """Restarted children leave nothing in reference cycles, so no GC pause grows with restarts."""
+    import gc
+
+    log: Log = []
+    async with otpy.open_supervisor(
+        [worker("w", log)], flags=SupervisorFlags(intensity=1000, period=1.0)
+    ) as sup:
+        await crash(sup, "w")  # warm up: first-use caches are not garbage
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(50):
+                await crash(sup, "w")
+            unreachable = gc.collect()
+        finally:
+            gc.enable()
+    assert unreachable < 50  # one object per restart would already be 50
