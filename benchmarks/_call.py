@@ -1,0 +1,171 @@
+"""Benchmark 2: call round trip, sequential calls from one task.
+
+Each ``await ref.call(i)`` (default 5 s timeout) is timed with
+``time.perf_counter_ns``; the figures are calls/s over the whole loop and the p50
+and p99 of the per-call latencies. The raw baseline is a server task answering
+requests from a bounded queue (capacity 1000) through a one-shot reply per request:
+
+- on asyncio, an ``asyncio.Queue`` plus a future per request;
+- on trio, an anyio memory object stream plus an ``anyio.Event`` slot per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+import otpy
+
+from ._actors import Echo, Slot
+from ._harness import (
+    CAPACITY,
+    BenchmarkResult,
+    Figure,
+    Sample,
+    Stopwatch,
+    Target,
+    column,
+    gc_diagnostics,
+    percentile,
+    run_rounds,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from anyio.abc import TaskStatus
+
+    from ._harness import Runtime
+
+__all__ = ["run"]
+
+FULL = 100_000
+QUICK = 10_000
+
+
+def _summary(latencies: list[int], watch: Stopwatch) -> Sample:
+    latencies.sort()
+    return {
+        "calls_per_s": len(latencies) / watch.seconds,
+        "p50_us": percentile(latencies, 0.50) / 1000,
+        "p99_us": percentile(latencies, 0.99) / 1000,
+        **watch.gc_sample(),
+    }
+
+
+async def otpy_calls(n: int) -> Sample:
+    """N sequential ``ref.call(i)`` to an actor that echoes."""
+    clock = time.perf_counter_ns
+    latencies = [0] * n
+    async with otpy.open_node():
+        ref = await otpy.spawn(Echo)
+        with Stopwatch() as watch:
+            for i in range(n):
+                sent = clock()
+                await ref.call(i)
+                latencies[i] = clock() - sent
+    return _summary(latencies, watch)
+
+
+async def raw_asyncio(n: int) -> Sample:
+    """N sequential requests through ``asyncio.Queue``, each answered through a future."""
+    clock = time.perf_counter_ns
+    latencies = [0] * n
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[Any, asyncio.Future[Any]]] = asyncio.Queue(CAPACITY)
+
+    async def server(*, task_status: TaskStatus[None]) -> None:
+        task_status.started()
+        while True:
+            message, reply = await queue.get()
+            reply.set_result(message)
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(server)
+        with Stopwatch() as watch:
+            for i in range(n):
+                sent = clock()
+                fut = loop.create_future()
+                await queue.put((i, fut))
+                await fut
+                latencies[i] = clock() - sent
+        tg.cancel_scope.cancel()
+    return _summary(latencies, watch)
+
+
+async def raw_anyio(n: int) -> Sample:
+    """N sequential requests through an anyio stream, each answered through a slot."""
+    clock = time.perf_counter_ns
+    latencies = [0] * n
+    send, receive = anyio.create_memory_object_stream[tuple[Any, Slot[Any]]](CAPACITY)
+
+    async def server(*, task_status: TaskStatus[None]) -> None:
+        task_status.started()
+        async for message, slot in receive:
+            slot.set(message)
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(server)
+        with Stopwatch() as watch:
+            for i in range(n):
+                sent = clock()
+                slot: Slot[Any] = Slot()
+                await send.send((i, slot))
+                await slot.event.wait()
+                latencies[i] = clock() - sent
+        tg.cancel_scope.cancel()
+    return _summary(latencies, watch)
+
+
+def run(runtime: Runtime, quick: bool, repeat: int) -> BenchmarkResult:
+    """Measure otpy's call rate and latency against a raw request/reply pair."""
+    n = QUICK if quick else FULL
+    raw: Callable[[int], Awaitable[Sample]]
+    if runtime.is_asyncio:
+        raw, raw_name = raw_asyncio, "asyncio.Queue + future"
+    else:
+        raw, raw_name = raw_anyio, "anyio stream + Event slot"
+    samples = run_rounds(
+        runtime, {"otpy": otpy_calls, "raw": raw}, size=n, repeat=repeat, warmup=n // 20
+    )
+    mine, theirs = samples["otpy"], samples["raw"]
+    figures = (
+        Figure(
+            metric="calls_per_s",
+            label="calls/s",
+            unit="/s",
+            higher_is_better=True,
+            baseline_name=raw_name,
+            otpy_samples=column(mine, "calls_per_s"),
+            baseline_samples=column(theirs, "calls_per_s"),
+            target=Target(text=">= 0.8x", on="ratio", op=">=", threshold=0.8),
+        ),
+        Figure(
+            metric="p50_us",
+            label="p50 latency",
+            unit="us",
+            higher_is_better=False,
+            baseline_name=raw_name,
+            otpy_samples=column(mine, "p50_us"),
+            baseline_samples=column(theirs, "p50_us"),
+        ),
+        Figure(
+            metric="p99_us",
+            label="p99 latency",
+            unit="us",
+            higher_is_better=False,
+            baseline_name=raw_name,
+            otpy_samples=column(mine, "p99_us"),
+            baseline_samples=column(theirs, "p99_us"),
+        ),
+    )
+    return BenchmarkResult(
+        name="call",
+        title="2. call round trip",
+        size=f"{n:,} sequential calls from one task",
+        figures=figures,
+        diagnostics=gc_diagnostics(samples),
+    )
