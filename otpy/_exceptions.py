@@ -14,11 +14,24 @@
     │   ├── CallingSelf              an actor called itself: it would deadlock
     │   ├── UnhandledMessage         a call/cast reached an actor with no handler for it
     │   └── StashOverflow            an actor stashed beyond its stash capacity
-    └── SupervisionError
-        ├── InvalidChildSpec         also a ValueError
-        ├── ChildError               start/restart/terminate/delete_child refused (OTP error cases)
-        ├── MaxChildren              a dynamic supervisor is at max_children
-        └── RestartIntensityExceeded the supervisor gave up
+    ├── SupervisionError
+    │   ├── InvalidChildSpec         also a ValueError
+    │   ├── ChildError               start/restart/terminate/delete_child refused (OTP error cases)
+    │   ├── MaxChildren              a dynamic supervisor is at max_children
+    │   └── RestartIntensityExceeded the supervisor gave up
+    └── DeadLetterError
+        ├── DeadLetterNotFound       no record with that id; also a LookupError
+        ├── ReplayRejected           a replay request was refused (archived, in progress, in doubt)
+        ├── ReplayFailed             the replay handler raised; the record is marked failed
+        ├── NoReplayHandler          no handler is registered for the record's source
+        ├── ReplayOutcomeUnknown     raised by a handler that cannot tell if its side effect happened
+        ├── ReplayUnavailable        a replay request got no outcome (its worker exited or timed out)
+        └── DeadLetterStoreError     the store cannot be used as it is
+            ├── StoreLocked          another process holds the write lock
+            ├── StoreFull            the disk (or max_page_count) is full
+            ├── NotAnOtpyStore       the file is not an otpy dead-letter store
+            ├── StoreVersionTooNew   a newer otpy wrote this schema
+            └── CorruptRecord        one stored row cannot be decoded
 
     TelemetryConfigError (otpy.telemetry) is an OtpyError and a ValueError: a bad
     OTEL_* setting, raised before anything starts.
@@ -33,6 +46,19 @@ from typing import ClassVar
 
 __all__ = [
     "ActorError",
+    "CorruptRecord",
+    "DeadLetterError",
+    "DeadLetterNotFound",
+    "DeadLetterStoreError",
+    "NoReplayHandler",
+    "NotAnOtpyStore",
+    "ReplayFailed",
+    "ReplayOutcomeUnknown",
+    "ReplayRejected",
+    "ReplayUnavailable",
+    "StoreFull",
+    "StoreLocked",
+    "StoreVersionTooNew",
     "ActorExited",
     "ActorStopped",
     "AlreadyStarted",
@@ -254,6 +280,162 @@ class RestartIntensityExceeded(SupervisionError):
         self.intensity = intensity
 
 
+class DeadLetterError(OtpyError):
+    """A dead-letter operation was refused or failed."""
+
+
+class DeadLetterNotFound(DeadLetterError, LookupError):
+    """No record has this id (it was never captured, or was purged or evicted)."""
+
+    def __init__(self, record_id: str) -> None:
+        super().__init__(
+            f"dead letter {record_id!r} not found: it was never captured, or was purged "
+            "or evicted by retention; 'otpy dlq list' shows what the store holds"
+        )
+        self.record_id = record_id
+
+
+class ReplayRejected(DeadLetterError):
+    """A replay was refused by the store's guard; nothing was re-sent.
+
+    Attributes:
+        record_id: the record.
+        outcome: ``"rejected_archived"``, ``"in_progress"``, ``"in_doubt"`` or
+            ``"already_replayed"``.
+    """
+
+    _HINTS: ClassVar[dict[str, str]] = {
+        "rejected_archived": "it is archived, and archived records are never replayed",
+        "in_progress": "a replay of it (or of its idempotency key) is running under a live lease; "
+        "wait for it, or for the lease to expire if its worker died",
+        "in_doubt": "an earlier replay started its side effect and never committed, so it may "
+        "have happened; check the destination, then 'otpy dlq resolve' it or replay with --force "
+        "(runbooks/replay.md)",
+        "already_replayed": "it was already replayed successfully; use force to send it again",
+    }
+
+    def __init__(self, record_id: str, outcome: str) -> None:
+        super().__init__(
+            f"replay of dead letter {record_id!r} refused: {self._HINTS.get(outcome, outcome)}"
+        )
+        self.record_id = record_id
+        self.outcome = outcome
+
+
+class ReplayFailed(DeadLetterError):
+    """The replay handler raised; the record is marked ``failed`` and can be replayed again."""
+
+    def __init__(self, record_id: str, error: str) -> None:
+        super().__init__(f"replay of dead letter {record_id!r} failed: {error}")
+        self.record_id = record_id
+        self.error = error
+
+
+class NoReplayHandler(DeadLetterError):
+    """Nothing can replay records from this source."""
+
+    def __init__(self, source: str, known: object) -> None:
+        super().__init__(
+            f"no replay handler is registered for source {source!r} (registered: {known}); "
+            f"pass handlers={{{source!r}: handler}} to the replay supervisor"
+        )
+        self.source = source
+
+
+class ReplayOutcomeUnknown(DeadLetterError):
+    """Raise it from a replay handler that cannot tell whether its side effect happened.
+
+    A read timeout after the request was sent is the usual case. The record becomes
+    ``in_doubt``, its idempotency key stays pending, and it is never re-sent
+    automatically: an operator checks the destination (``runbooks/replay.md``).
+
+    .. versionadded:: 0.1.0
+    """
+
+
+class ReplayUnavailable(DeadLetterError):
+    """A replay request got no outcome: its worker exited, or did not answer in time.
+
+    Raised by :meth:`ReplayResult.raise_for_outcome` when ``outcome`` is ``None``.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, record_id: str, detail: str) -> None:
+        super().__init__(f"replay of dead letter {record_id!r} has no outcome: {detail}")
+        self.record_id = record_id
+        self.detail = detail
+
+
+class DeadLetterStoreError(DeadLetterError):
+    """The dead-letter store cannot be used as it is; nothing committed is lost."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"dead-letter store {path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+class StoreLocked(DeadLetterStoreError):
+    """Another connection held the write lock longer than the busy timeout."""
+
+    def __init__(self, path: str, busy_timeout: float) -> None:
+        super().__init__(
+            path,
+            f"database is locked: another process held the write lock for more than "
+            f"{busy_timeout:g}s; stop the other writer (one node per store file) or raise "
+            "busy_timeout",
+        )
+        self.busy_timeout = busy_timeout
+
+
+class StoreFull(DeadLetterStoreError):
+    """The disk, or the store's size limit, is full; the write was rolled back."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            path,
+            "the disk or the store's size limit is full and the write was rolled back; "
+            "free space, or purge archived records with 'otpy dlq purge'",
+        )
+
+
+class NotAnOtpyStore(DeadLetterStoreError):
+    """The file exists but is not an otpy dead-letter store."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(
+            path,
+            f"not an otpy dead-letter store ({detail}); check --db, or move the file away "
+            "and let otpy create a new one",
+        )
+
+
+class StoreVersionTooNew(DeadLetterStoreError):
+    """The store's schema was written by a newer otpy."""
+
+    def __init__(self, path: str, found: int, supported: int) -> None:
+        super().__init__(
+            path,
+            f"schema version {found} was written by a newer otpy; this one understands up "
+            f"to {supported}: upgrade otpy to open it",
+        )
+        self.found = found
+        self.supported = supported
+
+
+class CorruptRecord(DeadLetterStoreError):
+    """One stored row cannot be decoded; the others are intact."""
+
+    def __init__(self, path: str, record_id: str, detail: str) -> None:
+        super().__init__(
+            path,
+            f"record {record_id!r} is corrupt ({detail}); the other records are intact: "
+            f"'otpy dlq purge --id {record_id}' removes it",
+        )
+        self.record_id = record_id
+
+
 def _describe(reason: object) -> str:
     if isinstance(reason, BaseException):
         text = str(reason)
@@ -261,3 +443,10 @@ def _describe(reason: object) -> str:
     if isinstance(reason, str):
         return reason
     return repr(reason)
+
+
+# Tracebacks, reports and dead-letter reason classes name the public path
+# (otpy.MailboxFull), not this private module.
+for _name in __all__:
+    globals()[_name].__module__ = "otpy"
+del _name

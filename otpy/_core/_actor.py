@@ -88,11 +88,17 @@ class Actor:
         stash_capacity: how many messages :meth:`stash` holds.
         trap_exit: receive linked actors' exits as :class:`~otpy.Exit` infos instead
             of dying with them.
+        dead_letter_on_crash: when a handler raises, publish the message it was
+            handling on ``node.dead_letters`` with reason ``"poison"`` (and the
+            exception), before the actor terminates; a router from
+            ``otpy.deadletter.route_dead_letters`` stores it. Set it on a subclass to
+            enable it for plain spawns and supervised children alike.
     """
 
     mailbox: ClassVar[MailboxConfig | None] = None
     stash_capacity: ClassVar[int] = 100
     trap_exit: bool = False
+    dead_letter_on_crash: ClassVar[bool] = False
 
     _otpy_ref: weakref.ref[ActorRef]
 

@@ -35,8 +35,10 @@ class DeadLetterEvent:
         message: the message object (never logged).
         kind: ``"cast"``, ``"info"`` or ``"call"``.
         reason: why: ``"actor_stopped"``, ``"noproc"``, ``"mailbox_full"``,
-            ``"mailbox_full_dropped_oldest"``, ``"stash_full"``.
+            ``"mailbox_full_dropped_oldest"``, ``"stash_full"``; or ``"poison"``: the
+            actor crashed handling it (only for actors with ``dead_letter_on_crash``).
         at: ``anyio.current_time()`` when it happened.
+        error: for ``"poison"``, the exception the handler raised; else ``None``.
     """
 
     recipient: str
@@ -44,6 +46,7 @@ class DeadLetterEvent:
     kind: str
     reason: str
     at: float
+    error: BaseException | None = None
 
 
 @attrs.frozen

@@ -29,6 +29,7 @@ from .._exceptions import (
     StashOverflow,
 )
 from ._actor import IGNORE, NO_REPLY, Caller
+from ._deadletters import DeadLetterEvent
 from ._lowlevel import TIMED_OUT, wait_for
 from ._mailbox import Mailbox, Overflow
 from ._reasons import KILLED, NOPROC, NORMAL, SHUTDOWN, Down, Exit, IdleTimeout, is_normal_exit
@@ -488,6 +489,14 @@ class ActorRef:
             recipient=self.label, message=item[1], kind=_KIND_NAMES[kind], reason=reason
         )
 
+    def _publish_poison(self, item: tuple[Any, ...], error: Exception) -> None:
+        """The handler raised on *item* and the actor has ``dead_letter_on_crash``."""
+        self.node.dead_letters.publish(
+            DeadLetterEvent(
+                self.label, item[1], _KIND_NAMES[item[0]], "poison", anyio.current_time(), error
+            )
+        )
+
     # -- requests from the actor's own handlers ---------------------------------------
 
     def _request_stop(self, reason: object) -> None:
@@ -742,6 +751,8 @@ class ActorRef:
                 else:
                     item[1]()
             except Exception as exc:
+                if actor.dead_letter_on_crash and kind != _INTERNAL:
+                    self._publish_poison(item, exc)
                 return await self._terminate(exc)
             self._processed += 1
 
