@@ -1,0 +1,71 @@
+"""Dead letters: durable records of what failed, and replay that never repeats a side effect.
+
+See ``docs/dead-letters.md``. The pieces:
+
+- :class:`DeadLetter`, the frozen record, built with :meth:`DeadLetter.capture`;
+- :class:`DeadLetterStore`, the store protocol, with :class:`SQLiteDeadLetterStore`
+  (the default, durable) and :class:`MemoryDeadLetterStore`;
+- the writer that group-commits captures, and the replay supervisor whose workers
+  are partitioned by dead-letter key.
+"""
+
+from __future__ import annotations
+
+from ._memory import MemoryDeadLetterStore as MemoryDeadLetterStore
+from ._record import Category as Category
+from ._record import DeadLetter as DeadLetter
+from ._record import Diagnostics as Diagnostics
+from ._record import ReplayOutcome as ReplayOutcome
+from ._record import ReplayState as ReplayState
+from ._record import ReplayStatus as ReplayStatus
+from ._record import Source as Source
+from ._record import Status as Status
+from ._record import new_id as new_id
+from ._record import redact as redact
+from ._record import redact_headers as redact_headers
+from ._sqlite import SQLiteDeadLetterStore as SQLiteDeadLetterStore
+from ._sqlite import open_store as open_store
+from ._store import Action as Action
+from ._store import DeadLetterFilter as DeadLetterFilter
+from ._store import DeadLetterStore as DeadLetterStore
+from ._store import Decision as Decision
+from ._store import LedgerEntry as LedgerEntry
+from ._store import LedgerState as LedgerState
+from ._store import Page as Page
+from ._store import Reclaimed as Reclaimed
+from ._store import RetentionPolicy as RetentionPolicy
+from ._store import RetentionRule as RetentionRule
+from ._store import StoreStatistics as StoreStatistics
+from ._store import SweepResult as SweepResult
+
+__all__ = [
+    "Action",
+    "Category",
+    "DeadLetter",
+    "DeadLetterFilter",
+    "DeadLetterStore",
+    "Decision",
+    "Diagnostics",
+    "LedgerEntry",
+    "LedgerState",
+    "MemoryDeadLetterStore",
+    "Page",
+    "Reclaimed",
+    "ReplayOutcome",
+    "ReplayState",
+    "ReplayStatus",
+    "RetentionPolicy",
+    "RetentionRule",
+    "SQLiteDeadLetterStore",
+    "Source",
+    "Status",
+    "StoreStatistics",
+    "SweepResult",
+    "new_id",
+    "open_store",
+    "redact",
+    "redact_headers",
+    # capture: the writer, its client, retention, capture points
+    # replay: the partitioned replay supervisor and its client
+
+]

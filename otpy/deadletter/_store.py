@@ -1,0 +1,514 @@
+"""The store protocol, its query and result types, and the replay guard both stores share.
+
+Every state change a replay makes is decided by the pure functions here
+(:func:`decide_replay`, :func:`finish_replay`, :func:`reclaim`), so the SQLite and
+in-memory stores cannot disagree: each store only runs them atomically (one
+``BEGIN IMMEDIATE`` transaction, or one synchronous step on the event loop).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import attrs
+
+from ._record import DeadLetter, ReplayOutcome, ReplayStatus, Source, Status
+
+if TYPE_CHECKING:
+    import builtins
+    from collections.abc import Iterable, Sequence
+
+__all__ = [
+    "ALL",
+    "Action",
+    "DeadLetterFilter",
+    "DeadLetterStore",
+    "Decision",
+    "LedgerEntry",
+    "LedgerState",
+    "Page",
+    "Reclaimed",
+    "RetentionPolicy",
+    "RetentionRule",
+    "StoreStatistics",
+    "SweepResult",
+    "decide_replay",
+    "finish_replay",
+    "reclaim",
+    "resolve",
+]
+
+
+def _optional_ids(ids: Iterable[str] | None) -> tuple[str, ...] | None:
+    return None if ids is None else tuple(ids)
+
+
+@attrs.frozen(kw_only=True)
+class DeadLetterFilter:
+    """Which records a list, archive, replay or purge applies to; fields combine with AND.
+
+    Attributes:
+        status: active, archived, or ``None`` for both.
+        key: exact dead-letter key.
+        source: where they failed.
+        reason_class: exact exception class name.
+        replay_status: replay state.
+        since: created at or after (wall clock, seconds since the epoch).
+        until: created before.
+        ids: exactly these ids.
+    """
+
+    status: Status | None = attrs.field(default=None, converter=attrs.converters.optional(Status))
+    key: str | None = None
+    source: Source | None = attrs.field(default=None, converter=attrs.converters.optional(Source))
+    reason_class: str | None = None
+    replay_status: ReplayStatus | None = attrs.field(
+        default=None, converter=attrs.converters.optional(ReplayStatus)
+    )
+    since: float | None = None
+    until: float | None = None
+    ids: tuple[str, ...] | None = attrs.field(default=None, converter=_optional_ids)
+
+    def __attrs_post_init__(self) -> None:
+        if self.since is not None and self.until is not None and self.until < self.since:
+            raise ValueError(f"filter: until ({self.until}) is before since ({self.since})")
+
+    def matches(self, record: DeadLetter) -> bool:
+        """Return whether *record* passes this filter."""
+        return (
+            (self.status is None or record.status == self.status)
+            and (self.key is None or record.key == self.key)
+            and (self.source is None or record.source == self.source)
+            and (self.reason_class is None or record.reason_class == self.reason_class)
+            and (self.replay_status is None or record.replay.status == self.replay_status)
+            and (self.since is None or record.created_at >= self.since)
+            and (self.until is None or record.created_at < self.until)
+            and (self.ids is None or record.id in self.ids)
+        )
+
+
+ALL = DeadLetterFilter()
+
+
+@attrs.frozen
+class Page:
+    """One page of a listing, newest first.
+
+    Attributes:
+        records: the records; large payloads are not loaded (``payload is None``).
+        next_cursor: pass as ``cursor`` for the next page; ``None`` on the last page.
+            Records captured while paging never shift a page: cursors are ids.
+    """
+
+    records: tuple[DeadLetter, ...]
+    next_cursor: str | None
+
+
+@attrs.frozen(kw_only=True)
+class StoreStatistics:
+    """Counts of what the store holds, and of what retention evicted.
+
+    Attributes:
+        total: records stored.
+        by_status: records per status.
+        by_source: records per source.
+        by_reason_class: records per reason class.
+        by_key: records per dead-letter key (the 20 largest).
+        by_replay_status: records per replay status.
+        evicted: records evicted by retention since the store was created, per
+            ``"<status>:<rule>"`` (``"archived:max_age"``...); persisted, so it
+            survives restarts.
+        captured: records captured since the store was created.
+    """
+
+    total: int
+    by_status: dict[str, int]
+    by_source: dict[str, int]
+    by_reason_class: dict[str, int]
+    by_key: dict[str, int]
+    by_replay_status: dict[str, int]
+    evicted: dict[str, int]
+    captured: int
+
+
+@attrs.frozen(kw_only=True)
+class RetentionRule:
+    """Limits for the records of one status; ``None`` means no limit.
+
+    Attributes:
+        max_count: keep at most this many (the oldest go first).
+        max_age: keep none older than this many seconds.
+    """
+
+    max_count: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(0))
+    )
+    max_age: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0))
+    )
+
+
+@attrs.frozen(kw_only=True)
+class RetentionPolicy:
+    """What the periodic sweep evicts (D5).
+
+    The defaults never evict an active record: an active dead letter is a message
+    nobody has decided about yet, and dropping it silently would defeat the store.
+    Archived records go after 30 days or beyond 100,000. Every eviction is counted in
+    :attr:`StoreStatistics.evicted` and logged; active limits, when set, are logged
+    at WARNING.
+
+    Attributes:
+        active: limits for active records (none by default).
+        archived: limits for archived records.
+        interval: seconds between sweeps.
+    """
+
+    active: RetentionRule = RetentionRule()
+    archived: RetentionRule = RetentionRule(max_count=100_000, max_age=30 * 86400.0)
+    interval: float = attrs.field(default=300.0, validator=attrs.validators.gt(0))
+
+    def rule_for(self, status: Status) -> RetentionRule:
+        """Return the rule for *status*."""
+        return self.active if status is Status.ACTIVE else self.archived
+
+
+@attrs.frozen
+class SweepResult:
+    """What one retention sweep evicted, per ``"<status>:<rule>"``."""
+
+    evicted: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        """Records evicted in all."""
+        return sum(self.evicted.values())
+
+
+class LedgerState(enum.StrEnum):
+    """The idempotency ledger's state for one key (D8)."""
+
+    PENDING = "pending"
+    """The side effect started; nobody knows yet whether it happened."""
+    COMMITTED = "committed"
+    """The side effect happened."""
+
+
+@attrs.frozen(kw_only=True)
+class LedgerEntry:
+    """One idempotency key in the ledger.
+
+    Attributes:
+        key: the idempotency key.
+        state: pending or committed.
+        record_id: the record whose replay wrote it.
+        expires_at: while pending, the writer's lease expiry.
+        updated_at: last change (wall clock).
+    """
+
+    key: str
+    state: LedgerState = attrs.field(converter=LedgerState)
+    record_id: str
+    expires_at: float | None
+    updated_at: float
+
+
+class Action(enum.Enum):
+    """What :func:`decide_replay` tells the store to do."""
+
+    PROCEED = "proceed"
+    """Take the lease: the caller runs the replay."""
+    REFUSE = "refuse"
+    """Leave the record as it is; answer with the outcome."""
+    SETTLE = "settle"
+    """Write the new record (now succeeded or in doubt); answer with the outcome."""
+
+
+@attrs.frozen
+class Decision:
+    """The guard's answer to a replay request.
+
+    Attributes:
+        action: proceed, refuse, or settle.
+        outcome: the answer to the requester when not proceeding.
+        record: the record after the decision (running with a lease when proceeding).
+    """
+
+    action: Action
+    outcome: ReplayOutcome | None
+    record: DeadLetter
+
+
+def _with_replay(record: DeadLetter, now: float, **changes: Any) -> DeadLetter:
+    return attrs.evolve(
+        record,
+        replay=attrs.evolve(record.replay, **changes),
+        updated_at=max(now, record.created_at),
+    )
+
+
+def decide_replay(
+    record: DeadLetter,
+    ledger: LedgerEntry | None,
+    *,
+    now: float,
+    lease: float,
+    force: bool = False,
+) -> Decision:
+    """Decide a replay request atomically with the record and its key's ledger entry (D4, D7-D9).
+
+    - archived: refused (``rejected_archived``), even with *force*;
+    - running under a live lease, or its key pending under another record's live
+      lease: ``in_progress``, even with *force* (two concurrent sends are never right);
+    - running with an expired lease: its worker died. If the side effect had started
+      (the ledger is pending for it) the record becomes ``in_doubt``; otherwise it is
+      replayable again;
+    - in doubt, without *force*: refused (``in_doubt``);
+    - succeeded, or its key already committed by any record, without *force*:
+      ``already_replayed`` and no side effect (a committed key also marks the record
+      succeeded);
+    - otherwise the caller takes a lease until ``now + lease``.
+
+    Args:
+        record: the record as stored.
+        ledger: the ledger entry of ``record.replay_key``, if any.
+        now: wall-clock time.
+        lease: seconds the caller may hold the record before it is presumed dead.
+        force: send again even if succeeded or in doubt.
+    """
+    replay = record.replay
+    if record.status is Status.ARCHIVED:
+        return Decision(Action.REFUSE, ReplayOutcome.REJECTED_ARCHIVED, record)
+    if replay.status is ReplayStatus.RUNNING:
+        if replay.lease_expires_at is not None and replay.lease_expires_at > now:
+            return Decision(Action.REFUSE, ReplayOutcome.IN_PROGRESS, record)
+        started = (
+            ledger is not None
+            and ledger.state is LedgerState.PENDING
+            and (ledger.record_id == record.id)
+        )
+        if started and not force:
+            doubted = _with_replay(
+                record,
+                now,
+                status=ReplayStatus.IN_DOUBT,
+                last_outcome=ReplayOutcome.IN_DOUBT,
+                last_error="lease expired after the side effect started: its worker died",
+                lease_expires_at=None,
+            )
+            return Decision(Action.SETTLE, ReplayOutcome.IN_DOUBT, doubted)
+    if (
+        ledger is not None
+        and ledger.state is LedgerState.PENDING
+        and ledger.record_id != record.id
+        and ledger.expires_at is not None
+        and ledger.expires_at > now
+    ):
+        return Decision(Action.REFUSE, ReplayOutcome.IN_PROGRESS, record)
+    if not force:
+        if replay.status is ReplayStatus.IN_DOUBT:
+            return Decision(Action.REFUSE, ReplayOutcome.IN_DOUBT, record)
+        if replay.status is ReplayStatus.SUCCEEDED:
+            return Decision(Action.REFUSE, ReplayOutcome.ALREADY_REPLAYED, record)
+        if ledger is not None and ledger.state is LedgerState.COMMITTED:
+            done = _with_replay(
+                record,
+                now,
+                status=ReplayStatus.SUCCEEDED,
+                last_outcome=ReplayOutcome.ALREADY_REPLAYED,
+                last_error=None,
+                lease_expires_at=None,
+            )
+            return Decision(Action.SETTLE, ReplayOutcome.ALREADY_REPLAYED, done)
+    running = _with_replay(
+        record,
+        now,
+        status=ReplayStatus.RUNNING,
+        attempts=replay.attempts + 1,
+        last_attempt_at=now,
+        lease_expires_at=now + lease,
+    )
+    return Decision(Action.PROCEED, None, running)
+
+
+def finish_replay(
+    record: DeadLetter, outcome: ReplayOutcome, *, error: str | None, now: float
+) -> DeadLetter:
+    """Return *record* after a replay it was leased for ended with *outcome*.
+
+    ``replayed`` -> succeeded; ``failed`` -> failed (replayable again; no second dead
+    letter is ever created); ``in_doubt`` -> in doubt. The store commits the ledger
+    in the same transaction: committed for ``replayed``, removed for ``failed``,
+    left pending for ``in_doubt``.
+    """
+    status = {
+        ReplayOutcome.REPLAYED: ReplayStatus.SUCCEEDED,
+        ReplayOutcome.FAILED: ReplayStatus.FAILED,
+        ReplayOutcome.IN_DOUBT: ReplayStatus.IN_DOUBT,
+    }.get(outcome)
+    if status is None:
+        raise ValueError(f"a replay cannot finish as {outcome.value!r}")
+    return _with_replay(
+        record,
+        now,
+        status=status,
+        last_outcome=outcome,
+        last_error=error,
+        lease_expires_at=None,
+    )
+
+
+@attrs.frozen
+class Reclaimed:
+    """A running record whose lease expired, after :func:`reclaim`.
+
+    Attributes:
+        record: the record now (failed and replayable, or in doubt).
+        resubmit: whether it should be replayed again (its side effect never started).
+    """
+
+    record: DeadLetter
+    resubmit: bool
+
+
+def reclaim(record: DeadLetter, ledger: LedgerEntry | None, *, now: float) -> Reclaimed | None:
+    """Settle a running record whose worker died (D9); ``None`` if its lease is live.
+
+    If the ledger shows its side effect started, it becomes in doubt and is never
+    resent automatically; otherwise it becomes failed with the reason, and replayable.
+    """
+    replay = record.replay
+    if replay.status is not ReplayStatus.RUNNING or (
+        replay.lease_expires_at is not None and replay.lease_expires_at > now
+    ):
+        return None
+    decision = decide_replay(record, ledger, now=now, lease=0.0)
+    if decision.action is Action.SETTLE:
+        return Reclaimed(decision.record, resubmit=False)
+    failed = _with_replay(
+        record,
+        now,
+        status=ReplayStatus.FAILED,
+        last_outcome=ReplayOutcome.FAILED,
+        last_error="lease expired before the side effect started: its worker died",
+        lease_expires_at=None,
+    )
+    return Reclaimed(failed, resubmit=True)
+
+
+def resolve(record: DeadLetter, *, succeeded: bool, now: float) -> DeadLetter:
+    """Return an in-doubt *record* settled by an operator who checked the destination.
+
+    Raises:
+        ValueError: the record is not in doubt.
+    """
+    if record.replay.status is not ReplayStatus.IN_DOUBT:
+        raise ValueError(
+            f"dead letter {record.id} has replay status {record.replay.status.value!r}, not "
+            "'in_doubt': "
+            "only in-doubt records are resolved by hand"
+        )
+    return _with_replay(
+        record,
+        now,
+        status=ReplayStatus.SUCCEEDED if succeeded else ReplayStatus.FAILED,
+        last_outcome=ReplayOutcome.REPLAYED if succeeded else ReplayOutcome.FAILED,
+        last_error=None if succeeded else "resolved by an operator: the side effect did not happen",
+        lease_expires_at=None,
+    )
+
+
+@runtime_checkable
+class DeadLetterStore(Protocol):
+    """Where dead letters live. :class:`SQLiteDeadLetterStore` and
+    :class:`MemoryDeadLetterStore` implement it; every method is atomic.
+
+    Times are wall-clock seconds since the epoch, taken from the store's ``clock``.
+    """
+
+    async def add_many(self, records: Sequence[DeadLetter]) -> int:
+        """Store *records* in one transaction; return how many were new.
+
+        Ids already stored are skipped, so a capture retried after a crash between
+        commit and acknowledgement is stored once.
+        """
+        ...
+
+    async def get(self, record_id: str) -> DeadLetter:
+        """Return the record with its payload loaded.
+
+        Raises:
+            DeadLetterNotFound: no such id.
+            CorruptRecord: the row cannot be decoded.
+        """
+        ...
+
+    async def list(
+        self,
+        where: DeadLetterFilter = ALL,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """Return one page of matching records, newest first (D3)."""
+        ...
+
+    async def count(self, where: DeadLetterFilter = ALL) -> int:
+        """Return how many records match."""
+        ...
+
+    async def archive(self, where: DeadLetterFilter) -> int:
+        """Archive matching active records that are not running; return how many (D4)."""
+        ...
+
+    async def purge(self, where: DeadLetterFilter) -> int:
+        """Delete matching records that are not running, with their payloads; return how many (D5)."""
+        ...
+
+    async def statistics(self) -> StoreStatistics:
+        """Return counts by status, source, reason class, key, replay status; evictions."""
+        ...
+
+    async def sweep(self, policy: RetentionPolicy) -> SweepResult:
+        """Evict what *policy* no longer keeps, counting every eviction (D5)."""
+        ...
+
+    async def begin_replay(self, record_id: str, *, lease: float, force: bool = False) -> Decision:
+        """Run :func:`decide_replay` atomically and store its result.
+
+        Raises:
+            DeadLetterNotFound: no such id.
+        """
+        ...
+
+    async def mark_started(self, record: DeadLetter, *, force: bool = False) -> bool:
+        """Write the ledger entry ``pending`` for the record's replay key just before its side effect.
+
+        Returns ``False`` (and writes nothing) if the key is already committed and
+        *force* is not set, or pending under another record's live lease: the side
+        effect must not run.
+        """
+        ...
+
+    async def finish(
+        self, record_id: str, outcome: ReplayOutcome, *, error: str | None = None
+    ) -> DeadLetter:
+        """Apply :func:`finish_replay` and the ledger change in one transaction."""
+        ...
+
+    async def reclaim_expired(self) -> builtins.list[Reclaimed]:
+        """Apply :func:`reclaim` to every running record whose lease expired."""
+        ...
+
+    async def resolve(self, record_id: str, *, succeeded: bool) -> DeadLetter:
+        """Settle an in-doubt record by hand (runbooks/replay.md); commits or clears its ledger key."""
+        ...
+
+    async def ledger(self, key: str) -> LedgerEntry | None:
+        """Return the ledger entry for an idempotency key."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the store; further calls raise."""
+        ...

@@ -1,0 +1,376 @@
+"""The dead-letter record: validation, redaction, ids, and round trips through both stores (D1)."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from otpy.deadletter import (
+    Category,
+    DeadLetter,
+    DeadLetterFilter,
+    DeadLetterStore,
+    Diagnostics,
+    MemoryDeadLetterStore,
+    ReplayOutcome,
+    ReplayState,
+    ReplayStatus,
+    Source,
+    SQLiteDeadLetterStore,
+    Status,
+    new_id,
+    redact,
+    redact_headers,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+T0 = 1_700_000_000.0
+INLINE_LIMIT = 64  # small, so payloads on both sides of it are cheap to generate
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def id_millis(record_id: str) -> int:
+    """The millisecond timestamp encoded in the first 48 bits of an id."""
+    value = 0
+    for char in record_id:
+        value = value * 32 + _CROCKFORD.index(char)
+    return value >> 80
+
+
+def record(**changes: Any) -> DeadLetter:
+    """A valid record at T0 with *changes* applied."""
+    fields: dict[str, Any] = {
+        "id": new_id(T0),
+        "key": "dest",
+        "source": Source.OUTBOUND,
+        "reason_class": "TimeoutError",
+        "payload": b"body",
+        "created_at": T0,
+        "updated_at": T0,
+    }
+    fields.update(changes)
+    return DeadLetter(**fields)
+
+
+# -- round trips ----------------------------------------------------------------------
+
+texts = st.text(max_size=40)
+optional_texts = st.none() | texts
+pairs = st.lists(st.tuples(texts, texts), max_size=6).map(tuple)
+counts = st.integers(min_value=0, max_value=2**63 - 1)
+times = st.floats(min_value=-1e11, max_value=1e11, allow_nan=False)
+optional_times = st.none() | times
+
+
+@st.composite
+def dead_letters(draw: st.DrawFn) -> DeadLetter:
+    """Arbitrary valid records: every enum value, optional fields set or not, any bytes."""
+    created = draw(times)
+    payload = draw(
+        st.none()
+        | st.binary(max_size=INLINE_LIMIT)
+        | st.binary(min_size=INLINE_LIMIT + 1, max_size=4 * INLINE_LIMIT)
+    )
+    return DeadLetter(
+        id=new_id(),  # not drawn: one store serves every example, and ids must not repeat
+        key=draw(st.text(min_size=1, max_size=40)),
+        source=draw(st.sampled_from(Source)),
+        reason_class=draw(st.text(min_size=1, max_size=40)),
+        reason=draw(texts),
+        category=draw(st.sampled_from(Category)),
+        correlation_id=draw(optional_texts),
+        idempotency_key=draw(optional_texts),
+        attempt=draw(counts),
+        max_attempts=draw(counts),
+        payload=payload,
+        content_type=draw(texts),
+        headers=draw(pairs),
+        diagnostics=Diagnostics(
+            pressure_level=draw(optional_texts),
+            queue_depth=draw(st.none() | counts),
+            queue_capacity=draw(st.none() | counts),
+        ),
+        trace_context=draw(pairs),
+        status=draw(st.sampled_from(Status)),
+        replay=ReplayState(
+            status=draw(st.sampled_from(ReplayStatus)),
+            attempts=draw(counts),
+            last_attempt_at=draw(optional_times),
+            last_outcome=draw(st.none() | st.sampled_from(ReplayOutcome)),
+            last_error=draw(optional_texts),
+            lease_expires_at=draw(optional_times),
+        ),
+        created_at=created,
+        updated_at=created + draw(st.floats(min_value=0, max_value=1e9)),
+    )
+
+
+def as_listed(original: DeadLetter) -> DeadLetter:
+    """What a listing shows of *original*: large payloads are left out."""
+    if original.payload is not None and len(original.payload) > INLINE_LIMIT:
+        return attrs.evolve(original, payload=None)
+    return original
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Round trips run on asyncio: aiosqlite needs it."""
+    return "asyncio"
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DeadLetterStore]:
+    """One store of each kind, shared by all of a test's examples."""
+    if request.param == "memory":
+        memory = MemoryDeadLetterStore(inline_limit=INLINE_LIMIT)
+        yield memory
+        await memory.aclose()
+    else:
+        sqlite = await SQLiteDeadLetterStore.open(
+            tmp_path / "dead.db", synchronous="OFF", inline_limit=INLINE_LIMIT
+        )
+        yield sqlite
+        await sqlite.aclose()
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(original=dead_letters())
+async def test_d1_any_record_round_trips_through_the_store(
+    store: DeadLetterStore, original: DeadLetter
+) -> None:
+    """D1: every field of any valid record comes back from get exactly; listings drop only large payloads."""
+    assert await store.add_many([original]) == 1
+    assert await store.get(original.id) == original
+    build: Any = DeadLetterFilter  # see only_ids in test_store_contract.py
+    page = await store.list(build(ids=(original.id,)))
+    assert page.records == (as_listed(original),)
+
+
+async def test_d1_huge_headers_and_payload_round_trip(store: DeadLetterStore) -> None:
+    """D1: a thousand headers, one of a megabyte, and a 2 MB payload come back intact."""
+    headers = (*((f"X-H-{i}", "v" * i) for i in range(1000)), ("X-Big", "é" * 2**20))
+    original = record(headers=headers, payload=bytes(range(256)) * 8192, key="ключ/🔑")
+    assert await store.add_many([original]) == 1
+    assert await store.get(original.id) == original
+
+
+async def test_d1_empty_and_absent_payloads_stay_distinct(store: DeadLetterStore) -> None:
+    """D1: an empty payload comes back as b'', an absent one (size 0) as None."""
+    empty, absent = record(payload=b""), record(payload=None)
+    await store.add_many([empty, absent])
+    assert (await store.get(empty.id)).payload == b""
+    assert (await store.get(absent.id)).payload is None
+
+
+# -- validation -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad_id",
+    ["", "short", "01HZZZZZZZZZZZZZZZZZZZZZZZ0", "01hzxyzxyzxyzxyzxyzxyzxyzx", "U" * 26],
+)
+def test_d1_malformed_id_is_refused(bad_id: str) -> None:
+    """D1: an id that is not 26 Crockford characters (no I, L, O, U, no lowercase) is refused."""
+    with pytest.raises(ValueError, match="is not a 26-character otpy id"):
+        record(id=bad_id)
+
+
+def test_d1_new_id_is_accepted() -> None:
+    """D1 twin: ids from new_id are valid record ids."""
+    assert record(id=new_id()).id
+
+
+@pytest.mark.parametrize("field", ["key", "reason_class"])
+def test_d1_empty_key_or_reason_class_is_refused(field: str) -> None:
+    """D1: a record must say where it was going and what failed."""
+    with pytest.raises(ValueError, match=f"^dead letter: {field} must not be empty$"):
+        record(**{field: ""})
+
+
+def test_d1_payload_size_must_match_the_payload() -> None:
+    """D1: a payload_size that disagrees with the payload is refused."""
+    with pytest.raises(ValueError, match=r"payload_size is 5 but the payload has 4 bytes"):
+        record(payload=b"body", payload_size=5)
+
+
+def test_d1_payload_size_defaults_to_the_payload_length() -> None:
+    """D1 twin: payload_size is taken from the payload, and may be stated without one."""
+    assert record(payload=b"body").payload_size == 4
+    assert record(payload=None, payload_size=10).payload_size == 10
+    assert not record(payload=None, payload_size=10).payload_loaded
+    assert record(payload=None).payload_loaded
+
+
+def test_d1_updated_before_created_is_refused() -> None:
+    """D1: a record cannot change before it exists."""
+    with pytest.raises(ValueError, match="updated_at is before created_at"):
+        record(updated_at=T0 - 1)
+
+
+@pytest.mark.parametrize("field", ["attempt", "max_attempts"])
+def test_d1_negative_attempts_are_refused(field: str) -> None:
+    """D1: attempt counts are never negative."""
+    with pytest.raises(ValueError, match=f"'{field}' must be >= 0"):
+        record(**{field: -1})
+
+
+def test_d1_negative_queue_depth_is_refused() -> None:
+    """D1: diagnostics counts are never negative."""
+    with pytest.raises(ValueError, match="queue_depth must be >= 0, got -1"):
+        Diagnostics(queue_depth=-1)
+
+
+def test_d1_unknown_source_is_refused() -> None:
+    """D1: the source must be one otpy knows, so replay handlers can be found by it."""
+    with pytest.raises(ValueError, match="'carrier_pigeon' is not a valid Source"):
+        record(source="carrier_pigeon")
+
+
+def test_d1_capture_redacts_and_stamps() -> None:
+    """D1: capture takes class and message from the error, redacts both reason and headers."""
+    error = ConnectionError("login failed: password=hunter2")
+    captured = DeadLetter.capture(
+        key="api",
+        source="outbound",
+        error=error,
+        payload="héllo",
+        headers={"Authorization": "Bearer abcdefgh", "X-Request-Id": "r-1"},
+        trace_context={},
+        now=T0,
+    )
+    assert captured.reason_class == "ConnectionError"
+    assert captured.reason == "login failed: password=[redacted]"
+    assert captured.headers == (("Authorization", "[redacted]"), ("X-Request-Id", "r-1"))
+    assert (captured.payload, captured.content_type) == (
+        "héllo".encode(),
+        "text/plain; charset=utf-8",
+    )
+    assert captured.replay_key == f"dead_letter:{captured.id}"
+    assert id_millis(captured.id) >= int(T0 * 1000)
+
+
+def test_d8_replay_key_is_the_idempotency_key_when_there_is_one() -> None:
+    """D8: a replay shares the original operation's idempotency key."""
+    assert record(idempotency_key="order-1").replay_key == "order-1"
+
+
+# -- redaction ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Authorization: Bearer abc.def-123", "Authorization: Bearer [redacted]"),
+        ("basic dXNlcjpwYXNz rejected", "basic [redacted] rejected"),
+        ("password=hunter2&user=bob", "password=[redacted]&user=bob"),
+        ('{"api_key": "sk_live_123"}', '{"api_key": "[redacted]"}'),
+        ("ACCESS-KEY: AKIA1234 denied", "ACCESS-KEY: [redacted] denied"),
+        ("connect postgres://bob:s3cret@db:5432/x", "connect postgres://[redacted]@db:5432/x"),
+        ("signature=abc; secret: xyz", "signature=[redacted]; secret: [redacted]"),
+        ("(token=abc123) rejected", "(token=[redacted]) rejected"),
+        (
+            "Authorization: Token 9944b09199c62bcf9418ad846dd0e4bb",
+            "Authorization: Token [redacted]",
+        ),
+    ],
+)
+def test_redact_hides_credentials(text: str, expected: str) -> None:
+    """Tokens, secret-named key=value pairs and URL passwords are replaced by [redacted]."""
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "connection refused by 10.0.0.1:443",
+        "HTTP 503 Service Unavailable after 3 attempts",
+        "the secret garden: chapter 2",
+        "auth failed for user bob",
+        "passwords must match",
+        "https://example.com/path?page=2",
+        "Bearer abc",  # too short to be a token
+        "token bucket exhausted for tenant acme",  # "token" followed by an ordinary word
+        "",
+    ],
+)
+def test_redact_leaves_ordinary_text_alone(text: str) -> None:
+    """Twin: messages without credentials come back unchanged, so reasons stay readable."""
+    assert redact(text) == text
+
+
+def test_redact_headers_hides_credential_headers_whatever_their_case() -> None:
+    """Authorization, cookies, API keys and signatures are redacted, matched case-insensitively."""
+    headers = [
+        ("AUTHORIZATION", "Bearer x"),
+        ("Cookie", "session=1"),
+        ("set-cookie", "a=b"),
+        ("X-Api-Key", "k"),
+        ("Stripe-Signature", "t=1,v1=abc"),
+    ]
+    assert redact_headers(headers) == tuple((name, "[redacted]") for name, _ in headers)
+
+
+def test_redact_headers_keeps_ordinary_headers() -> None:
+    """Twin: other headers, order and duplicates are kept as they are."""
+    headers = [("Content-Type", "application/json"), ("X-Trace", "a"), ("X-Trace", "b")]
+    assert redact_headers(headers) == tuple(headers)
+
+
+# -- ids ------------------------------------------------------------------------------
+
+
+def test_new_ids_are_strictly_increasing_within_a_millisecond() -> None:
+    """Ids made in the same millisecond still sort in creation order."""
+    now = id_millis(new_id()) / 1000 + 1.0
+    ids = [new_id(now) for _ in range(1000)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 1000
+    assert {id_millis(i) for i in ids} == {int(now * 1000)}
+
+
+def test_new_ids_sort_by_creation_time() -> None:
+    """An id made later carries the later time, and sorts after."""
+    start = id_millis(new_id()) / 1000 + 1.0
+    earlier, later = new_id(start), new_id(start + 2.5)
+    assert earlier < later
+    assert id_millis(later) - id_millis(earlier) == 2500
+
+
+def test_new_ids_keep_increasing_when_the_clock_steps_back() -> None:
+    """Twin: a wall clock stepping back (NTP) never produces an id that sorts earlier."""
+    start = id_millis(new_id()) / 1000 + 1.0
+    before = new_id(start)
+    after = [new_id(start - 60.0), new_id(start - 3600.0), new_id(start - 0.001)]
+    assert [before, *after] == sorted([before, *after])
+    assert {id_millis(i) for i in after} == {id_millis(before)}
+
+
+def test_new_ids_from_many_threads_are_distinct_and_valid() -> None:
+    """Ids made concurrently in several threads never collide, and all are valid record ids."""
+    results: list[list[str]] = [[] for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda out=out: out.extend(new_id() for _ in range(500)))
+        for out in results
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [record_id for out in results for record_id in out]
+    assert len(set(every)) == 2000
+    for out in results:
+        assert out == sorted(out)
+    for record_id in every[::40]:
+        assert record(id=record_id).id == record_id

@@ -1,0 +1,731 @@
+"""What only the SQLite store does: durability, the file format, locking, disk full, corruption.
+
+The protocol's semantics are tested on both stores in test_store_contract.py. Here a
+plain ``sqlite3`` connection plays the other process (or the vandal) beside the store.
+aiosqlite runs on asyncio only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import sys
+import textwrap
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import attrs
+import pytest
+
+from otpy._exceptions import (
+    CorruptRecord,
+    DeadLetterNotFound,
+    DeadLetterStoreError,
+    NotAnOtpyStore,
+    StoreFull,
+    StoreLocked,
+    StoreVersionTooNew,
+)
+from otpy.deadletter import (
+    Action,
+    DeadLetter,
+    DeadLetterFilter,
+    LedgerState,
+    ReplayOutcome,
+    ReplayStatus,
+    RetentionPolicy,
+    RetentionRule,
+    Source,
+    SQLiteDeadLetterStore,
+    Status,
+    _sqlite,
+    open_store,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+
+T0 = 1_700_000_000.0
+APPLICATION_ID = 0x6F747079
+
+
+def make(key: str = "dest", **changes: Any) -> DeadLetter:
+    """A captured record at T0 with *changes* applied."""
+    fields: dict[str, Any] = {
+        "key": key,
+        "source": Source.OUTBOUND,
+        "reason_class": "httpx.ConnectTimeout",
+        "reason": "timed out",
+        "payload": b"hello",
+        "trace_context": {},
+        "now": T0,
+    }
+    fields.update(changes)
+    return DeadLetter.capture(**fields)
+
+
+def only_ids(ids: tuple[str, ...]) -> DeadLetterFilter:
+    """A filter for exactly *ids*."""
+    # Through Any: mypy reads the `optional(tuple)` converter of `ids` as taking
+    # `Iterable[_T_co]` with the type variable unbound, and rejects every tuple.
+    build: Any = DeadLetterFilter
+    where: DeadLetterFilter = build(ids=ids)
+    return where
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """aiosqlite resolves asyncio futures: these tests run on asyncio only."""
+    return "asyncio"
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    """Where the store file goes."""
+    return tmp_path / "dead.db"
+
+
+@pytest.fixture
+def raw(path: Path) -> Iterator[sqlite3.Connection]:
+    """A plain sqlite3 connection to the store file: another process, or a vandal."""
+    connection = sqlite3.connect(path, isolation_level=None, timeout=0)
+    yield connection
+    connection.close()
+
+
+def pragma(path: Path, name: str) -> object:
+    """Read one PRAGMA from the file with a fresh connection."""
+    with sqlite3.connect(path) as connection:
+        value: object = connection.execute(f"PRAGMA {name}").fetchone()[0]
+    connection.close()
+    return value
+
+
+def snapshot(path: Path) -> dict[str, bytes]:
+    """The bytes of the file and of any SQLite side files next to it."""
+    return {p.name: p.read_bytes() for p in path.parent.iterdir() if p.name.startswith(path.name)}
+
+
+# -- the file format ------------------------------------------------------------------
+
+
+async def test_new_store_is_marked_and_versioned(path: Path) -> None:
+    """A new file gets otpy's application_id, schema version 1, and WAL journaling."""
+    async with open_store(path) as store:
+        assert store.path == str(path)
+        assert repr(store) == f"<SQLiteDeadLetterStore {str(path)!r}>"
+    assert pragma(path, "application_id") == APPLICATION_ID
+    assert pragma(path, "user_version") == len(_sqlite.MIGRATIONS) == 1
+    assert pragma(path, "journal_mode") == "wal"
+
+
+async def test_an_empty_file_becomes_a_store(path: Path) -> None:
+    """A zero-byte file (touched by a deploy script) is an empty database: it is initialised."""
+    await anyio.Path(path).touch()
+    async with open_store(path) as store:
+        await store.add_many([make()])
+    assert pragma(path, "application_id") == APPLICATION_ID
+
+
+async def test_reopening_is_idempotent(path: Path) -> None:
+    """Opening an up-to-date store again changes neither its schema nor its records."""
+    record = make()
+    async with open_store(path) as store:
+        await store.add_many([record])
+    with sqlite3.connect(path) as connection:
+        schema = connection.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall()
+    connection.close()
+    for _ in range(2):
+        async with open_store(path) as store:
+            assert await store.get(record.id) == record
+    with sqlite3.connect(path) as connection:
+        assert (
+            connection.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall() == schema
+        )
+    connection.close()
+    assert pragma(path, "user_version") == 1
+
+
+async def test_open_migrates_an_older_schema(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store written by an older otpy is migrated on open, records intact."""
+    record = make(payload=b"x" * 100_000)
+    async with open_store(path) as store:
+        await store.add_many([record])
+    v2 = ("ALTER TABLE dead_letters ADD COLUMN note TEXT",)
+    monkeypatch.setattr(_sqlite, "MIGRATIONS", (*_sqlite.MIGRATIONS, v2))
+    async with open_store(path) as store:
+        assert await store.get(record.id) == record
+    assert pragma(path, "user_version") == 2
+    with sqlite3.connect(path) as connection:
+        columns = [row[1] for row in connection.execute("PRAGMA table_info(dead_letters)")]
+    connection.close()
+    assert "note" in columns
+
+
+async def test_failed_migration_leaves_the_store_as_it_was(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A migration that fails rolls back whole: old version, old schema, records intact."""
+    record = make()
+    async with open_store(path) as store:
+        await store.add_many([record])
+    broken = ("ALTER TABLE dead_letters ADD COLUMN note TEXT", "THIS IS NOT SQL")
+    monkeypatch.setattr(_sqlite, "MIGRATIONS", (*_sqlite.MIGRATIONS, broken))
+    with pytest.raises(DeadLetterStoreError, match="sqlite failed with SQLITE_ERROR"):
+        await SQLiteDeadLetterStore.open(path)
+    monkeypatch.undo()
+    assert pragma(path, "user_version") == 1
+    async with open_store(path) as store:
+        assert await store.get(record.id) == record
+    with sqlite3.connect(path) as connection:
+        columns = [row[1] for row in connection.execute("PRAGMA table_info(dead_letters)")]
+    connection.close()
+    assert "note" not in columns
+
+
+async def test_store_from_a_newer_otpy_is_refused_untouched(path: Path) -> None:
+    """A schema version above what this otpy knows raises StoreVersionTooNew and writes nothing."""
+    async with open_store(path):
+        pass
+    with sqlite3.connect(path, isolation_level=None) as connection:
+        connection.execute("PRAGMA user_version = 7")
+    connection.close()
+    before = await anyio.Path(path).read_bytes()
+    with pytest.raises(
+        StoreVersionTooNew, match="schema version 7 was written by a newer otpy"
+    ) as info:
+        await SQLiteDeadLetterStore.open(path)
+    assert (info.value.found, info.value.supported) == (7, 1)
+    assert await anyio.Path(path).read_bytes() == before
+
+
+async def test_text_file_is_not_a_store(path: Path) -> None:
+    """A text file at the path raises NotAnOtpyStore and is left exactly as it was."""
+    await anyio.Path(path).write_text("these are my notes, not a database\n" * 20)
+    before = snapshot(path)
+    with pytest.raises(NotAnOtpyStore, match=r"not an otpy dead-letter store \(sqlite says"):
+        await SQLiteDeadLetterStore.open(path)
+    assert snapshot(path) == before
+
+
+async def test_another_applications_database_is_not_a_store(path: Path) -> None:
+    """An SQLite database of some other program raises NotAnOtpyStore and is left untouched."""
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
+        connection.execute("INSERT INTO invoices (total) VALUES (9.5)")
+    connection.close()
+    before = snapshot(path)
+    with pytest.raises(NotAnOtpyStore, match="SQLite database of another application"):
+        await SQLiteDeadLetterStore.open(path)
+    assert snapshot(path) == before
+
+
+async def test_database_with_a_foreign_application_id_is_not_a_store(path: Path) -> None:
+    """An empty database stamped with another application_id is refused, not claimed."""
+    with sqlite3.connect(path, isolation_level=None) as connection:
+        connection.execute("PRAGMA application_id = 42")
+    connection.close()
+    before = snapshot(path)
+    with pytest.raises(NotAnOtpyStore, match="application_id is 0x0000002a, not 0x6f747079"):
+        await SQLiteDeadLetterStore.open(path)
+    assert snapshot(path) == before
+
+
+async def test_missing_directory_is_a_store_error(tmp_path: Path) -> None:
+    """A path in a directory that does not exist says so, instead of a bare sqlite3 error."""
+    with pytest.raises(DeadLetterStoreError, match="check that its directory exists"):
+        await SQLiteDeadLetterStore.open(tmp_path / "nowhere" / "dead.db")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"synchronous": "EXTRA"},
+            r"synchronous must be one of 'FULL', 'NORMAL', 'OFF', got 'EXTRA'",
+        ),
+        ({"inline_limit": -1}, "inline_limit must be >= 0, got -1"),
+        ({"busy_timeout": -0.5}, "busy_timeout must be >= 0, got -0.5"),
+        ({"max_pages": 0}, "max_pages must be >= 1 or None, got 0"),
+    ],
+)
+async def test_bad_options_are_refused_before_the_file_is_created(
+    path: Path, options: dict[str, Any], message: str
+) -> None:
+    """Out-of-range options raise ValueError naming the option, and no file appears."""
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        await SQLiteDeadLetterStore.open(path, **options)
+    assert not await anyio.Path(path).exists()
+
+
+@pytest.mark.parametrize("synchronous", ["FULL", "normal", "OFF"])
+async def test_each_synchronous_mode_is_accepted(path: Path, synchronous: str) -> None:
+    """Twin: every allowed synchronous mode, in any case, opens a working store."""
+    async with open_store(path, synchronous=synchronous) as store:
+        assert await store.add_many([make()]) == 1
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_opening_on_trio_says_asyncio_is_needed(path: Path) -> None:
+    """aiosqlite cannot run on trio: open says so, and what to use instead."""
+    with pytest.raises(RuntimeError, match=r"runs on asyncio only .* or use MemoryDeadLetterStore"):
+        await SQLiteDeadLetterStore.open(path)
+    assert not await anyio.Path(path).exists()
+
+
+# -- durability -----------------------------------------------------------------------
+
+
+async def test_d2_everything_survives_close_and_reopen(path: Path) -> None:
+    """D2: records (large payloads too), replay state, ledger and counters are all on disk."""
+    small, large, archived = make(), make(payload=os.urandom(200_000)), make(key="old")
+    clock = [T0]
+    async with open_store(path, inline_limit=1000, clock=lambda: clock[0]) as store:
+        await store.add_many([small, large, archived])
+        await store.archive(only_ids((archived.id,)))
+        decision = await store.begin_replay(large.id, lease=30.0)
+        assert await store.mark_started(decision.record)
+        await store.begin_replay(small.id, lease=30.0)
+        await store.finish(small.id, ReplayOutcome.REPLAYED)
+        clock[0] += 10 * 86400.0
+        await store.sweep(RetentionPolicy(archived=RetentionRule(max_age=86400.0)))
+        before = {r.id: await store.get(r.id) for r in (small, large)}
+        ledger = {r.id: await store.ledger(r.replay_key) for r in (small, large)}
+        stats = await store.statistics()
+    async with open_store(path, inline_limit=1000) as store:
+        assert {r.id: await store.get(r.id) for r in (small, large)} == before
+        assert before[large.id].payload == large.payload
+        assert {r.id: await store.ledger(r.replay_key) for r in (small, large)} == ledger
+        assert await store.statistics() == stats
+    assert stats.evicted == {"archived:max_age": 1}
+    assert stats.captured == 3
+    entry = ledger[large.id]
+    assert entry is not None
+    assert entry.state is LedgerState.PENDING
+
+
+async def test_d2_committed_records_survive_kill_9(path: Path) -> None:
+    """D2: once add_many returns, a SIGKILL of the process loses nothing."""
+    script = textwrap.dedent(
+        """
+        import sys, anyio
+        from otpy.deadletter import DeadLetter, open_store
+
+        async def main():
+            async with open_store(sys.argv[1]) as store:
+                records = [
+                    DeadLetter.capture(key="k", source="ingest", payload=bytes([i]) * 70_000,
+                                       trace_context={})
+                    for i in range(3)
+                ]
+                await store.add_many(records)
+                print(" ".join(r.id for r in records), flush=True)
+                await anyio.sleep_forever()
+
+        anyio.run(main, backend="asyncio")
+        """
+    )
+    async with await anyio.open_process([sys.executable, "-c", script, str(path)]) as process:
+        assert process.stdout is not None
+        line = b""
+        async for chunk in process.stdout:
+            line += chunk
+            if line.endswith(b"\n"):
+                break
+        process.send_signal(signal.SIGKILL)
+        assert await process.wait() == -signal.SIGKILL
+    ids = line.decode().split()
+    assert len(ids) == 3
+    async with open_store(path) as store:
+        for i, record_id in enumerate(ids):
+            assert (await store.get(record_id)).payload == bytes([i]) * 70_000
+
+
+async def test_large_payloads_live_apart_and_go_with_their_record(path: Path) -> None:
+    """Payloads over inline_limit are stored in their own table and deleted with the record."""
+    small, large = make(payload=b"s" * 10), make(payload=b"L" * 11)
+    async with open_store(path, inline_limit=10) as store:
+        await store.add_many([small, large])
+        with sqlite3.connect(path) as connection:
+            assert connection.execute("SELECT id FROM payloads").fetchall() == [(large.id,)]
+            inline = connection.execute(
+                "SELECT payload FROM dead_letters WHERE id = ?", (small.id,)
+            ).fetchone()
+        connection.close()
+        assert inline == (b"s" * 10,)
+        assert await store.purge(DeadLetterFilter()) == 2
+        with sqlite3.connect(path) as connection:
+            assert connection.execute("SELECT count(*) FROM payloads").fetchone() == (0,)
+        connection.close()
+
+
+async def test_list_never_reads_the_payloads_table(path: Path, raw: sqlite3.Connection) -> None:
+    """Listing leaves large payloads unread: it works even with the payload gone; get does not."""
+    (large,) = [make(payload=b"L" * 200)]
+    async with open_store(path, inline_limit=100) as store:
+        await store.add_many([large])
+        raw.execute("DELETE FROM payloads")
+        (listed,) = (await store.list()).records
+        assert listed == attrs.evolve(large, payload=None)
+        with pytest.raises(CorruptRecord, match="its payload is missing"):
+            await store.get(large.id)
+    for where in (DeadLetterFilter(), DeadLetterFilter(status=Status.ACTIVE)):
+        sql, params = _sqlite.list_query(where, limit=50, cursor=None)
+        plan = " ".join(row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+        assert "payloads" not in plan
+
+
+async def test_d5_large_sweeps_evict_in_chunks_and_count_everything(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """D5: a sweep evicting more than one chunk commits chunk by chunk and counts every eviction."""
+    monkeypatch.setattr(_sqlite, "SWEEP_CHUNK", 2)
+    clock = [T0]
+    async with open_store(path, clock=lambda: clock[0]) as store:
+        old = [make() for _ in range(5)]
+        await store.add_many(old)
+        await store.archive(DeadLetterFilter())
+        clock[0] += 100.0
+        young = [make(now=clock[0]) for _ in range(7)]
+        await store.add_many(young)
+        policy = RetentionPolicy(
+            active=RetentionRule(max_count=2), archived=RetentionRule(max_age=50.0)
+        )
+        result = await store.sweep(policy)
+        assert result.evicted == {"archived:max_age": 5, "active:max_count": 5}
+        assert (await store.statistics()).evicted == result.evicted
+        assert [r.id for r in (await store.list()).records] == [r.id for r in reversed(young[5:])]
+
+
+# -- locking and concurrency ----------------------------------------------------------
+
+
+async def test_write_while_another_process_holds_the_lock_is_store_locked(
+    path: Path, raw: sqlite3.Connection
+) -> None:
+    """A write waits busy_timeout for another connection's write lock, then raises StoreLocked."""
+    async with open_store(path, busy_timeout=0) as store:
+        raw.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(StoreLocked, match="held the write lock for more than 0s") as info:
+            await store.add_many([make()])
+        assert info.value.busy_timeout == 0
+        assert await store.count() == 0  # readers are not blocked (WAL)
+        raw.execute("ROLLBACK")
+        assert await store.add_many([make()]) == 1
+
+
+async def test_d7_replay_guard_takes_the_write_lock_before_reading(
+    path: Path, raw: sqlite3.Connection
+) -> None:
+    """D7: begin_replay reads the record under the write lock, so two processes cannot both proceed."""
+    record = make()
+    async with open_store(path, busy_timeout=0) as store:
+        await store.add_many([record])
+        raw.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreLocked):
+            await store.begin_replay(record.id, lease=30.0)
+        assert (await store.get(record.id)).replay.status is ReplayStatus.NEVER
+        raw.execute("COMMIT")
+        assert (await store.begin_replay(record.id, lease=30.0)).action is Action.PROCEED
+
+
+async def test_d7_two_stores_on_one_file_never_both_proceed(path: Path) -> None:
+    """D7: concurrent replays of one record through two connections: one proceeds, one is in progress."""
+    record = make()
+    decisions = []
+    async with open_store(path) as first, open_store(path) as second:
+        await first.add_many([record])
+
+        async def replay(store: SQLiteDeadLetterStore) -> None:
+            decisions.append(await store.begin_replay(record.id, lease=30.0))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(replay, first)
+            tg.start_soon(replay, second)
+    assert sorted(d.action.value for d in decisions) == ["proceed", "refuse"]
+    assert {d.outcome for d in decisions} == {None, ReplayOutcome.IN_PROGRESS}
+
+
+async def test_concurrent_add_many_from_many_tasks(path: Path) -> None:
+    """Batches added from 20 tasks at once are all stored, each once, and all counted."""
+    batches = [[make(key=f"k{t}") for _ in range(25)] for t in range(20)]
+    added = []
+    async with open_store(path) as store:
+
+        async def writer(batch: list[DeadLetter]) -> None:
+            added.append(await store.add_many(batch))
+
+        async with anyio.create_task_group() as tg:
+            for batch in batches:
+                tg.start_soon(writer, batch)
+        assert added == [25] * 20
+        assert await store.count() == 500
+        assert (await store.statistics()).captured == 500
+        assert await store.add_many([r for batch in batches for r in batch]) == 0
+
+
+async def test_cancelled_operation_rolls_back_and_leaves_the_store_usable(path: Path) -> None:
+    """A call cancelled mid-transaction commits nothing and leaves no transaction open."""
+    record = make()
+    scope = anyio.CancelScope()
+
+    def cancelling_clock() -> float:
+        scope.cancel()  # called inside the transaction, before its write
+        return T0
+
+    async with open_store(path, clock=cancelling_clock) as store:
+        await store.add_many([record])
+        with scope:
+            await store.archive(DeadLetterFilter())
+        assert scope.cancelled_caught
+        assert (await store.get(record.id)).status is Status.ACTIVE
+        store.clock = lambda: T0
+        assert await store.archive(DeadLetterFilter()) == 1
+
+
+async def test_cancelled_while_waiting_for_the_lock_leaves_no_transaction_open(
+    path: Path, raw: sqlite3.Connection
+) -> None:
+    """A call cancelled while BEGIN waits for another process's lock leaves the store usable."""
+    async with open_store(path) as store:
+        raw.execute("BEGIN EXCLUSIVE")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(store.add_many, [make()])
+            await anyio.wait_all_tasks_blocked()
+            tg.cancel_scope.cancel()
+            raw.execute("ROLLBACK")  # BEGIN goes through on aiosqlite's thread after all
+        assert await store.add_many([make()]) == 1
+        assert await store.count() == 1
+
+
+async def test_error_inside_a_transaction_rolls_it_back(path: Path) -> None:
+    """An exception raised mid-transaction (here by the clock) propagates and nothing is written."""
+    record = make()
+
+    def broken_clock() -> float:
+        raise RuntimeError("clock unplugged")
+
+    async with open_store(path, clock=broken_clock) as store:
+        await store.add_many([record])
+        with pytest.raises(RuntimeError, match="clock unplugged"):
+            await store.begin_replay(record.id, lease=30.0)
+        assert (await store.get(record.id)).replay.attempts == 0
+        assert await store.add_many([make()]) == 1
+
+
+# -- a full disk ----------------------------------------------------------------------
+
+
+async def test_store_full_rolls_back_the_batch_and_keeps_what_was_committed(path: Path) -> None:
+    """When max_pages is reached add_many raises StoreFull, stores none of that batch, loses nothing."""
+    async with open_store(path):
+        pass
+    pages = pragma(path, "page_count")
+    assert isinstance(pages, int)
+    committed: list[DeadLetter] = []
+    async with open_store(path, max_pages=pages + 8) as store:
+        full: StoreFull | None = None
+        for _ in range(100):
+            batch = [make(payload=os.urandom(1500)) for _ in range(4)]
+            try:
+                await store.add_many(batch)
+            except StoreFull as exc:
+                full = exc
+                break
+            committed += batch
+        assert full is not None, "the store never filled up"
+        assert "the disk or the store's size limit is full" in str(full)
+        assert committed
+        assert await store.count() == len(committed)
+        await store.purge(only_ids(tuple(r.id for r in committed[:4])))
+        assert await store.add_many([make(payload=b"fits again")]) == 1  # freed pages are reused
+    async with open_store(path) as store:
+        for record in committed[4:]:
+            assert await store.get(record.id) == record
+        assert await store.count() == len(committed) - 3
+
+
+# -- damaged rows ---------------------------------------------------------------------
+
+DAMAGE = [
+    ("status", "bogus", r"status 'bogus' is not one of active, archived"),
+    ("category", "sad", r"category 'sad' is not one of retryable, terminal, fatal"),
+    ("replay_last_outcome", "meh", r"replay_last_outcome 'meh' is not one of replayed"),
+    ("headers", "{not json", r"headers is not valid JSON"),
+    ("trace_context", '{"traceparent": "x"}', r"trace_context is not a JSON list of \[name"),
+    ("created_at", "yesterday", r"created_at is str, not a number"),
+    ("attempt", -1, r"ValueError: 'attempt' must be >= 0"),
+    ("payload_size", 999, r"payload_size is 999 but the payload has 5 bytes"),
+    ("payload", "text, not bytes", r"payload is str, not a blob"),
+    ("key", "", r"key must not be empty"),
+    ("reason_class", b"\x00", r"reason_class is bytes, not text"),
+    ("attempt", "many", r"attempt is str, not an integer"),
+]
+
+
+@pytest.mark.parametrize(("column", "value", "detail"), DAMAGE, ids=[d[0] for d in DAMAGE])
+async def test_damaged_row_is_a_corrupt_record_and_can_be_purged(
+    path: Path, raw: sqlite3.Connection, column: str, value: object, detail: str
+) -> None:
+    """A row no record could have written raises CorruptRecord naming it; the others read fine; purge removes it."""
+    damaged, intact = make(), make()
+    async with open_store(path) as store:
+        await store.add_many([damaged, intact])
+        raw.execute(f"UPDATE dead_letters SET {column} = ? WHERE id = ?", (value, damaged.id))
+        with pytest.raises(CorruptRecord, match=detail) as info:
+            await store.get(damaged.id)
+        assert info.value.record_id == damaged.id
+        assert f"'otpy dlq purge --id {damaged.id}' removes it" in str(info.value)
+        with pytest.raises(CorruptRecord):
+            await store.list()
+        with pytest.raises(CorruptRecord):
+            await store.begin_replay(damaged.id, lease=30.0)
+        assert await store.get(intact.id) == intact
+        assert await store.count() == 2
+        assert await store.purge(only_ids((damaged.id,))) == 1
+        with pytest.raises(DeadLetterNotFound):
+            await store.get(damaged.id)
+        assert (await store.list()).records == (intact,)
+
+
+async def test_damaged_id_is_still_purgeable_by_that_id(
+    path: Path, raw: sqlite3.Connection
+) -> None:
+    """A row whose id itself is malformed is reported under that id, and purge removes it."""
+    record = make()
+    async with open_store(path) as store:
+        await store.add_many([record])
+        raw.execute("UPDATE dead_letters SET id = 'not-an-id' WHERE id = ?", (record.id,))
+        with pytest.raises(CorruptRecord, match=r"record 'not-an-id' is corrupt \(ValueError"):
+            await store.list()
+        assert await store.purge(only_ids(("not-an-id",))) == 1
+        assert await store.count() == 0
+
+
+async def test_reclaim_skips_a_damaged_running_record(
+    path: Path, raw: sqlite3.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    """D9: one undecodable running row is logged by id and skipped; the others are reclaimed."""
+    damaged, healthy = make(), make()
+    clock = [T0]
+    async with open_store(path, clock=lambda: clock[0]) as store:
+        await store.add_many([damaged, healthy])
+        for record in (damaged, healthy):
+            await store.begin_replay(record.id, lease=5.0)
+        raw.execute("UPDATE dead_letters SET source = 'martian' WHERE id = ?", (damaged.id,))
+        clock[0] += 5.0
+        reclaimed = await store.reclaim_expired()
+        assert [r.record.id for r in reclaimed] == [healthy.id]
+    assert f"record '{damaged.id}' is corrupt" in caplog.text
+
+
+async def test_damaged_ledger_entry_is_a_store_error(path: Path, raw: sqlite3.Connection) -> None:
+    """A ledger row with an unknown state is reported, never read as 'not started'."""
+    record = make()
+    async with open_store(path) as store:
+        await store.add_many([record])
+        raw.execute(
+            "INSERT INTO ledger VALUES (?, 'maybe', ?, NULL, 0)", (record.replay_key, record.id)
+        )
+        with pytest.raises(DeadLetterStoreError, match="ledger entry for idempotency key"):
+            await store.begin_replay(record.id, lease=30.0)
+        assert (await store.get(record.id)).replay.status is ReplayStatus.NEVER
+
+
+async def test_damaged_schema_is_a_store_error(path: Path, raw: sqlite3.Connection) -> None:
+    """A table dropped behind the store's back surfaces as a store error with sqlite's complaint."""
+    async with open_store(path) as store:
+        raw.execute("DROP TABLE counters")
+        with pytest.raises(
+            DeadLetterStoreError, match="sqlite failed with SQLITE_ERROR: no such table: counters"
+        ):
+            await store.statistics()
+        with pytest.raises(DeadLetterStoreError, match="no such table: counters"):
+            await store.add_many([make()])
+        assert await store.count() == 0  # the failed capture was rolled back
+
+
+# -- query plans ----------------------------------------------------------------------
+
+INDEXED = [
+    DeadLetterFilter(),
+    DeadLetterFilter(status=Status.ACTIVE),
+    DeadLetterFilter(status=Status.ARCHIVED, key="dest"),
+    DeadLetterFilter(key="dest"),
+    DeadLetterFilter(replay_status=ReplayStatus.FAILED),
+    only_ids(("A" * 26, "B" * 26)),
+    only_ids(tuple(f"{i:026d}" for i in range(600))),
+]
+
+
+@pytest.mark.parametrize("cursor", [None, "0" * 26])
+@pytest.mark.parametrize("where", INDEXED, ids=range(len(INDEXED)))
+async def test_listing_uses_an_index_and_never_sorts(
+    path: Path, where: DeadLetterFilter, cursor: str | None
+) -> None:
+    """Listing pages walk an index in id order (no table scan, no sort), so they stay fast at 1M rows."""
+    async with open_store(path):
+        pass
+    sql, params = _sqlite.list_query(where, limit=50, cursor=cursor)
+    with sqlite3.connect(path) as connection:
+        plan = [row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+    connection.close()
+    main = [step for step in plan if " d " in f" {step} "]
+    assert main
+    assert all("USING INDEX" in step or "USING COVERING INDEX" in step for step in main), plan
+    assert not any("TEMP B-TREE" in step for step in plan), plan
+
+
+async def test_reclaim_reads_only_running_records_through_an_index(path: Path) -> None:
+    """D9: finding expired leases searches the replay-status index instead of scanning the table."""
+    async with open_store(path):
+        pass
+    with sqlite3.connect(path) as connection:
+        plan = [
+            row[3]
+            for row in connection.execute(f"EXPLAIN QUERY PLAN {_sqlite.RECLAIM_QUERY}", (T0,))
+        ]
+    connection.close()
+    assert any(
+        "SEARCH d USING INDEX dead_letters_replay_status_id (replay_status=?)" in s for s in plan
+    )
+
+
+# -- error translation ----------------------------------------------------------------
+
+
+def _error(message: str, code: int | None = None) -> sqlite3.Error:
+    """An sqlite3 error as the module raises it (with a code) or as older ones did (without)."""
+    exc = sqlite3.OperationalError(message)
+    if code is not None:
+        exc.sqlite_errorcode = code
+        exc.sqlite_errorname = "SQLITE_X"
+    return exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind", "message"),
+    [
+        (_error("database is locked"), StoreLocked, "database is locked"),
+        (_error("database table is locked"), StoreLocked, "database is locked"),
+        (_error("x", sqlite3.SQLITE_BUSY | 0x100), StoreLocked, "database is locked"),
+        (_error("database or disk is full"), StoreFull, "is full"),
+        (_error("file is not a database"), NotAnOtpyStore, "file is not a database"),
+        (_error("damaged", sqlite3.SQLITE_CORRUPT), DeadLetterStoreError, r"\.recover"),
+        (_error("ro", sqlite3.SQLITE_READONLY), DeadLetterStoreError, "needs write access"),
+        (_error("odd", sqlite3.SQLITE_MISMATCH), DeadLetterStoreError, "SQLITE_X: odd"),
+        (_error("odd"), DeadLetterStoreError, "OperationalError: odd"),
+    ],
+)
+def test_sqlite_errors_become_store_errors(
+    exc: sqlite3.Error, kind: type[DeadLetterStoreError], message: str
+) -> None:
+    """Each sqlite3 failure maps to the store error an operator can act on (codes, or messages without them)."""
+    error = _sqlite._store_error(exc, "dead.db", 5.0)
+    assert type(error) is kind
+    assert error.path == "dead.db"
+    assert re.search(message, str(error))

@@ -1,0 +1,914 @@
+"""The DeadLetterStore protocol, run against every store: memory (the reference) and SQLite.
+
+Both stores must answer alike, so every test here runs on both. The SQLite store only
+runs on asyncio (aiosqlite); the memory store also runs on trio. Time comes from a
+fake wall clock injected as ``clock=``, so leases and ages move without sleeping.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import attrs
+import pytest
+
+from otpy._exceptions import DeadLetterNotFound, DeadLetterStoreError
+from otpy.deadletter import (
+    Action,
+    DeadLetter,
+    DeadLetterFilter,
+    DeadLetterStore,
+    LedgerState,
+    MemoryDeadLetterStore,
+    ReplayOutcome,
+    ReplayStatus,
+    RetentionPolicy,
+    RetentionRule,
+    Source,
+    SQLiteDeadLetterStore,
+    Status,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+T0 = 1_700_000_000.0
+INLINE_LIMIT = 100
+
+
+@attrs.define
+class FakeClock:
+    """A wall clock that only moves when a test says so."""
+
+    now: float = T0
+
+    def __call__(self) -> float:
+        """Return the current fake time."""
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward."""
+        self.now += seconds
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(("memory", "asyncio"), id="memory-asyncio"),
+        pytest.param(("memory", "trio"), id="memory-trio"),
+        pytest.param(("sqlite", "asyncio"), id="sqlite-asyncio"),
+    ]
+)
+def flavour(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """Which store, on which backend (aiosqlite needs asyncio)."""
+    value: tuple[str, str] = request.param
+    return value
+
+
+@pytest.fixture
+def anyio_backend(flavour: tuple[str, str]) -> tuple[str, dict[str, Any]]:
+    """The backend the flavour asks for."""
+    if flavour[1] == "trio":
+        from trio.testing import MockClock
+
+        return ("trio", {"clock": MockClock(autojump_threshold=0)})
+    return ("asyncio", {})
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """The store's wall clock."""
+    return FakeClock()
+
+
+@pytest.fixture
+async def store(
+    flavour: tuple[str, str], clock: FakeClock, tmp_path: Path
+) -> AsyncIterator[DeadLetterStore]:
+    """An empty store of the flavour, on the fake clock, with a 100-byte inline limit."""
+    if flavour[0] == "memory":
+        memory = MemoryDeadLetterStore(clock=clock, inline_limit=INLINE_LIMIT)
+        yield memory
+        await memory.aclose()
+    else:
+        sqlite = await SQLiteDeadLetterStore.open(
+            tmp_path / "dead.db", synchronous="NORMAL", inline_limit=INLINE_LIMIT, clock=clock
+        )
+        yield sqlite
+        await sqlite.aclose()
+
+
+def make(clock: FakeClock, key: str = "dest", **changes: Any) -> DeadLetter:
+    """A record captured now on *clock*, with *changes* applied."""
+    fields: dict[str, Any] = {
+        "key": key,
+        "source": Source.OUTBOUND,
+        "reason_class": "httpx.ConnectTimeout",
+        "reason": "timed out",
+        "payload": b"hello",
+        "trace_context": {},
+        "now": clock.now,
+    }
+    fields.update(changes)
+    return DeadLetter.capture(**fields)
+
+
+async def add(store: DeadLetterStore, *records: DeadLetter) -> tuple[DeadLetter, ...]:
+    """Store *records* and return them."""
+    assert await store.add_many(records) == len(records)
+    return records
+
+
+def only_ids(ids: tuple[str, ...]) -> DeadLetterFilter:
+    """A filter for exactly *ids*."""
+    # Through Any: mypy reads the `optional(tuple)` converter of `ids` as taking
+    # `Iterable[_T_co]` with the type variable unbound, and rejects every tuple.
+    build: Any = DeadLetterFilter
+    where: DeadLetterFilter = build(ids=ids)
+    return where
+
+
+async def listed_ids(store: DeadLetterStore, where: DeadLetterFilter | None = None) -> list[str]:
+    """Every matching id, newest first, across all pages."""
+    where = where or DeadLetterFilter()
+    ids: list[str] = []
+    cursor = None
+    while True:
+        page = await store.list(where, limit=7, cursor=cursor)
+        ids += [r.id for r in page.records]
+        cursor = page.next_cursor
+        if cursor is None:
+            return ids
+
+
+# -- add, get, list -------------------------------------------------------------------
+
+
+async def test_store_implements_the_protocol(store: DeadLetterStore) -> None:
+    """Each store is a DeadLetterStore (the runtime-checkable protocol)."""
+    assert isinstance(store, DeadLetterStore)
+
+
+async def test_d3_get_returns_the_record_as_added(store: DeadLetterStore, clock: FakeClock) -> None:
+    """D3: get returns the stored record, payload and all."""
+    (record,) = await add(store, make(clock, payload=b"\x00\xff" * 300, correlation_id="c-1"))
+    assert await store.get(record.id) == record
+
+
+async def test_d3_get_unknown_id_is_not_found(store: DeadLetterStore, clock: FakeClock) -> None:
+    """D3: get of an id never stored raises DeadLetterNotFound naming it."""
+    await add(store, make(clock))
+    missing = make(clock).id
+    with pytest.raises(DeadLetterNotFound, match=rf"^dead letter '{missing}' not found"):
+        await store.get(missing)
+
+
+async def test_add_many_stores_a_retried_capture_once(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """add_many skips ids already stored and reports only the new ones."""
+    first, second = make(clock), make(clock)
+    assert await store.add_many([first]) == 1
+    assert await store.add_many([first, second, second]) == 1
+    assert await store.count() == 2
+    assert (await store.statistics()).captured == 2
+
+
+async def test_add_many_of_nothing_is_zero(store: DeadLetterStore) -> None:
+    """An empty batch stores nothing and counts nothing."""
+    assert await store.add_many([]) == 0
+    assert (await store.statistics()).captured == 0
+
+
+async def test_add_many_refuses_a_record_without_its_payload(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """A listed record (payload not loaded) cannot be stored: its body would be lost."""
+    record = attrs.evolve(make(clock, payload=b"x" * 500), payload=None)
+    with pytest.raises(ValueError, match="cannot store a record without its payload"):
+        await store.add_many([record])
+    assert await store.count() == 0
+
+
+async def test_d3_list_is_newest_first(store: DeadLetterStore, clock: FakeClock) -> None:
+    """D3: list returns records newest first."""
+    records = []
+    for _ in range(5):
+        records.append(make(clock))
+        clock.advance(1.0)
+    await add(store, *records)
+    page = await store.list()
+    assert [r.id for r in page.records] == [r.id for r in reversed(records)]
+    assert page.next_cursor is None
+
+
+async def test_d3_list_stops_at_the_limit(store: DeadLetterStore, clock: FakeClock) -> None:
+    """D3: a limit below the count returns that many, the newest, and a cursor."""
+    records = await add(store, *(make(clock) for _ in range(5)))
+    page = await store.list(limit=2)
+    assert [r.id for r in page.records] == [records[4].id, records[3].id]
+    assert page.next_cursor == records[3].id
+
+
+async def test_d3_list_limit_equal_to_the_count_has_no_next_page(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D3 twin: a limit equal to the count returns everything and no cursor."""
+    await add(store, *(make(clock) for _ in range(5)))
+    page = await store.list(limit=5)
+    assert len(page.records) == 5
+    assert page.next_cursor is None
+
+
+async def test_list_limit_below_one_is_refused(store: DeadLetterStore) -> None:
+    """A limit of 0 is a mistake, not an empty page."""
+    with pytest.raises(ValueError, match="limit must be >= 1, got 0"):
+        await store.list(limit=0)
+
+
+async def test_paging_is_stable_while_records_arrive(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """Records captured between pages neither repeat nor push a record off a page."""
+    originals = await add(store, *(make(clock) for _ in range(10)))
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await store.list(limit=3, cursor=cursor)
+        seen += [r.id for r in page.records]
+        await add(store, make(clock), make(clock))  # newer than everything being paged
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == [r.id for r in reversed(originals)]
+
+
+async def test_listing_leaves_large_payloads_out(store: DeadLetterStore, clock: FakeClock) -> None:
+    """A payload over the inline limit is listed as None with its size; get loads it."""
+    big, small = await add(
+        store, make(clock, payload=b"b" * (INLINE_LIMIT + 1)), make(clock, payload=b"s")
+    )
+    listed = {r.id: r for r in (await store.list()).records}
+    assert listed[big.id].payload is None
+    assert listed[big.id].payload_size == INLINE_LIMIT + 1
+    assert not listed[big.id].payload_loaded
+    assert listed[small.id] == small
+    assert (await store.get(big.id)).payload == b"b" * (INLINE_LIMIT + 1)
+
+
+async def test_listing_keeps_a_payload_exactly_at_the_inline_limit(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """Twin: a payload of exactly the inline limit is listed in full."""
+    (record,) = await add(store, make(clock, payload=b"e" * INLINE_LIMIT))
+    assert (await store.list()).records == (record,)
+
+
+# -- filters --------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def population(store: DeadLetterStore, clock: FakeClock) -> dict[str, DeadLetter]:
+    """Six records that differ in one field each, one second apart, some archived or replayed."""
+    records = {}
+    specs: dict[str, dict[str, Any]] = {
+        "plain": {},
+        "other_key": {"key": "elsewhere"},
+        "ingest": {"source": Source.INGEST},
+        "value_error": {"reason_class": "ValueError"},
+        "archived": {},
+        "failed_replay": {},
+    }
+    for name, changes in specs.items():
+        records[name] = make(clock, **changes)
+        clock.advance(1.0)
+    await add(store, *records.values())
+    assert await store.archive(only_ids((records["archived"].id,))) == 1
+    decision = await store.begin_replay(records["failed_replay"].id, lease=30.0)
+    assert decision.action is Action.PROCEED
+    await store.finish(records["failed_replay"].id, ReplayOutcome.FAILED, error="503")
+    return records
+
+
+FILTERS: list[tuple[dict[str, Any], set[str]]] = [
+    ({}, {"plain", "other_key", "ingest", "value_error", "archived", "failed_replay"}),
+    (
+        {"status": Status.ACTIVE},
+        {"plain", "other_key", "ingest", "value_error", "failed_replay"},
+    ),
+    ({"status": "archived"}, {"archived"}),
+    ({"key": "elsewhere"}, {"other_key"}),
+    ({"source": Source.INGEST}, {"ingest"}),
+    ({"reason_class": "ValueError"}, {"value_error"}),
+    ({"replay_status": ReplayStatus.FAILED}, {"failed_replay"}),
+    (
+        {"replay_status": ReplayStatus.NEVER},
+        {"plain", "other_key", "ingest", "value_error", "archived"},
+    ),
+    ({"since": T0 + 2.0}, {"ingest", "value_error", "archived", "failed_replay"}),
+    ({"until": T0 + 2.0}, {"plain", "other_key"}),
+    ({"since": T0 + 1.0, "until": T0 + 3.0}, {"other_key", "ingest"}),
+    ({"status": Status.ACTIVE, "since": T0 + 3.0}, {"value_error", "failed_replay"}),
+    ({"key": "dest", "source": Source.INGEST}, {"ingest"}),
+    ({"key": "nobody"}, set()),
+]
+
+
+@pytest.mark.parametrize(("fields", "expected"), FILTERS, ids=[repr(f) for f, _ in FILTERS])
+async def test_d3_every_filter_field_selects_exactly_its_records(
+    store: DeadLetterStore,
+    population: dict[str, DeadLetter],
+    fields: dict[str, Any],
+    expected: set[str],
+) -> None:
+    """D3: list and count apply each filter field (since inclusive, until exclusive), ANDed."""
+    where = DeadLetterFilter(**fields)
+    names = {record.id: name for name, record in population.items()}
+    ids = await listed_ids(store, where)
+    assert {names[i] for i in ids} == expected
+    assert ids == sorted(ids, reverse=True)
+    assert await store.count(where) == len(expected)
+
+
+async def test_ids_filter_selects_exactly_those_ids(
+    store: DeadLetterStore, population: dict[str, DeadLetter]
+) -> None:
+    """An ids filter lists those records only; unknown ids are ignored."""
+    wanted = (population["plain"].id, population["archived"].id, "0" * 26)
+    assert set(await listed_ids(store, only_ids(wanted))) == set(wanted[:2])
+
+
+async def test_empty_ids_filter_selects_nothing(
+    store: DeadLetterStore, population: dict[str, DeadLetter]
+) -> None:
+    """Twin: an empty ids filter matches no record (not every record)."""
+    assert await listed_ids(store, only_ids(())) == []
+    assert await store.count(only_ids(())) == 0
+
+
+async def test_ids_filter_with_thousands_of_ids(store: DeadLetterStore, clock: FakeClock) -> None:
+    """An ids filter of 1,200 ids (more than SQLite binds one by one) still selects exactly them."""
+    records = await add(store, *(make(clock) for _ in range(1500)))
+    wanted = tuple(r.id for r in records[100:1300])
+    assert await store.count(only_ids(wanted)) == 1200
+    assert await store.purge(only_ids(wanted)) == 1200
+    assert await store.count() == 300
+
+
+# -- archive and purge ----------------------------------------------------------------
+
+
+async def test_d4_archive_marks_matching_active_records(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D4: archive sets status archived and bumps updated_at; other records stay active."""
+    kept, archived = await add(store, make(clock, key="a"), make(clock, key="b"))
+    clock.advance(60.0)
+    assert await store.archive(DeadLetterFilter(key="b")) == 1
+    record = await store.get(archived.id)
+    assert record.status is Status.ARCHIVED
+    assert record.updated_at == clock.now
+    assert (await store.get(kept.id)).status is Status.ACTIVE
+
+
+async def test_d4_archive_of_an_unknown_id_changes_nothing(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D4: archiving an id that is not stored reports 0 (the caller's not_found)."""
+    await add(store, make(clock))
+    assert await store.archive(only_ids((make(clock).id,))) == 0
+
+
+async def test_d4_archive_twice_counts_once(store: DeadLetterStore, clock: FakeClock) -> None:
+    """D4: an archived record is not archived again."""
+    (record,) = await add(store, make(clock))
+    assert await store.archive(only_ids((record.id,))) == 1
+    assert await store.archive(only_ids((record.id,))) == 0
+
+
+async def test_archive_leaves_running_records_alone(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """A record being replayed is not archived under its worker (jido 4.4 #20d)."""
+    running, idle = await add(store, make(clock), make(clock))
+    await store.begin_replay(running.id, lease=30.0)
+    assert await store.archive(DeadLetterFilter()) == 1
+    assert (await store.get(running.id)).status is Status.ACTIVE
+    assert (await store.get(idle.id)).status is Status.ARCHIVED
+
+
+async def test_d5_purge_removes_matching_records_and_counts_them(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D5: purge by status and age deletes exactly those records and returns how many."""
+    old_archived, old_active = await add(store, make(clock), make(clock))
+    clock.advance(3600.0)
+    (new_archived,) = await add(store, make(clock))
+    await store.archive(only_ids((old_archived.id, new_archived.id)))
+    where = DeadLetterFilter(status=Status.ARCHIVED, until=T0 + 1800.0)
+    assert await store.purge(where) == 1
+    with pytest.raises(DeadLetterNotFound):
+        await store.get(old_archived.id)
+    assert {r.id for r in (await store.list()).records} == {old_active.id, new_archived.id}
+
+
+async def test_d5_purge_removes_large_payloads_too(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D5: a purged record's payload goes with it; re-adding the id stores it afresh."""
+    (record,) = await add(store, make(clock, payload=b"p" * 1000))
+    assert await store.purge(only_ids((record.id,))) == 1
+    assert await store.add_many([record]) == 1
+    assert await store.get(record.id) == record
+
+
+async def test_d5_purge_leaves_running_records_alone(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D5: purge never deletes a record under a replay lease."""
+    running, idle = await add(store, make(clock), make(clock))
+    await store.begin_replay(running.id, lease=30.0)
+    assert await store.purge(DeadLetterFilter()) == 1
+    assert await store.get(running.id)
+    with pytest.raises(DeadLetterNotFound):
+        await store.get(idle.id)
+
+
+async def test_d5_purge_of_unknown_ids_is_zero(store: DeadLetterStore, clock: FakeClock) -> None:
+    """D5: purging ids that are not stored deletes nothing."""
+    await add(store, make(clock))
+    assert await store.purge(only_ids(("0" * 26,))) == 0
+    assert await store.count() == 1
+
+
+# -- statistics -----------------------------------------------------------------------
+
+
+async def test_statistics_count_by_every_dimension(
+    store: DeadLetterStore, population: dict[str, DeadLetter]
+) -> None:
+    """Statistics count records by status, source, reason class, key and replay status."""
+    stats = await store.statistics()
+    assert stats.total == 6
+    assert stats.captured == 6
+    assert stats.by_status == {"active": 5, "archived": 1}
+    assert stats.by_source == {"outbound": 5, "ingest": 1}
+    assert stats.by_reason_class == {"httpx.ConnectTimeout": 5, "ValueError": 1}
+    assert stats.by_key == {"dest": 5, "elsewhere": 1}
+    assert stats.by_replay_status == {"never": 5, "failed": 1}
+    assert stats.evicted == {}
+
+
+async def test_statistics_by_key_keeps_the_20_largest(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """by_key lists the 20 busiest keys; a 21st, smaller key is left out."""
+    records = [
+        make(clock, key=f"key-{k:02d}") for k in range(21) for _ in range(2 if k < 20 else 1)
+    ]
+    await add(store, *records)
+    stats = await store.statistics()
+    assert stats.by_key == {f"key-{k:02d}": 2 for k in range(20)}
+    assert stats.total == 41
+
+
+async def test_statistics_of_an_empty_store(store: DeadLetterStore) -> None:
+    """An empty store reports zeros and empty groups."""
+    stats = await store.statistics()
+    assert (stats.total, stats.captured, stats.by_status, stats.evicted) == (0, 0, {}, {})
+
+
+# -- retention ------------------------------------------------------------------------
+
+
+async def test_d5_sweep_evicts_archived_records_older_than_max_age(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D5: archived records older than max_age go, counted as archived:max_age."""
+    old = await add(store, make(clock), make(clock))
+    clock.advance(10.0)
+    (young,) = await add(store, make(clock))
+    await store.archive(DeadLetterFilter())
+    clock.advance(100.0)
+    policy = RetentionPolicy(archived=RetentionRule(max_age=105.0))
+    result = await store.sweep(policy)
+    assert result.evicted == {"archived:max_age": 2}
+    assert result.total == 2
+    assert await listed_ids(store) == [young.id]
+    assert (await store.statistics()).evicted == {"archived:max_age": 2}
+    assert {r.id for r in old}.isdisjoint(await listed_ids(store))
+
+
+async def test_d5_sweep_keeps_a_record_exactly_max_age_old(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D5 twin: a record exactly max_age seconds old is kept."""
+    (record,) = await add(store, make(clock))
+    await store.archive(DeadLetterFilter())
+    clock.advance(100.0)
+    result = await store.sweep(RetentionPolicy(archived=RetentionRule(max_age=100.0)))
+    assert result.evicted == {}
+    assert await listed_ids(store) == [record.id]
+
+
+async def test_d5_sweep_evicts_the_oldest_beyond_max_count(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D5: beyond max_count the oldest go first, counted as <status>:max_count."""
+    records = await add(store, *(make(clock) for _ in range(5)))
+    result = await store.sweep(RetentionPolicy(active=RetentionRule(max_count=3)))
+    assert result.evicted == {"active:max_count": 2}
+    assert await listed_ids(store) == [r.id for r in reversed(records[2:])]
+
+
+async def test_d5_sweep_at_max_count_evicts_nothing(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D5 twin: exactly max_count records are all kept."""
+    await add(store, *(make(clock) for _ in range(3)))
+    assert (await store.sweep(RetentionPolicy(active=RetentionRule(max_count=3)))).evicted == {}
+    assert await store.count() == 3
+
+
+async def test_d5_evictions_accumulate_across_sweeps(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D5: the eviction counters add up over sweeps, per status and rule."""
+    policy = RetentionPolicy(
+        active=RetentionRule(max_count=1), archived=RetentionRule(max_age=10.0)
+    )
+    await add(store, make(clock), make(clock))
+    (archived,) = await add(store, make(clock))
+    await store.archive(only_ids((archived.id,)))
+    clock.advance(11.0)
+    assert (await store.sweep(policy)).evicted == {"active:max_count": 1, "archived:max_age": 1}
+    await add(store, make(clock), make(clock), make(clock))
+    assert (await store.sweep(policy)).evicted == {"active:max_count": 3}
+    stats = await store.statistics()
+    assert stats.evicted == {"active:max_count": 4, "archived:max_age": 1}
+    assert stats.captured == 6
+
+
+async def test_d5_default_policy_never_evicts_active_records(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D5: the default policy keeps ancient active records.
+
+    An active dead letter is a message nobody has decided about yet; evicting it
+    silently would lose exactly what the store exists to keep. Only archived records
+    age out by default.
+    """
+    active = await add(store, *(make(clock) for _ in range(3)))
+    (archived,) = await add(store, make(clock))
+    await store.archive(only_ids((archived.id,)))
+    clock.advance(365 * 86400.0)
+    result = await store.sweep(RetentionPolicy())
+    assert result.evicted == {"archived:max_age": 1}
+    assert sorted(await listed_ids(store)) == sorted(r.id for r in active)
+
+
+async def test_d5_sweep_never_evicts_running_records(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D5: a record under a replay lease survives even a rule that would evict it."""
+    running, idle = await add(store, make(clock), make(clock))
+    await store.begin_replay(running.id, lease=3600.0)
+    clock.advance(100.0)
+    policy = RetentionPolicy(active=RetentionRule(max_count=0, max_age=1.0))
+    assert (await store.sweep(policy)).evicted == {"active:max_age": 1}
+    assert await listed_ids(store) == [running.id]
+    assert idle.id not in await listed_ids(store)
+
+
+# -- the replay guard -----------------------------------------------------------------
+
+
+async def test_d4_archived_record_is_rejected_even_when_forced(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D4: replaying an archived record is refused as rejected_archived, force or not."""
+    (record,) = await add(store, make(clock))
+    await store.archive(only_ids((record.id,)))
+    for force in (False, True):
+        decision = await store.begin_replay(record.id, lease=30.0, force=force)
+        assert (decision.action, decision.outcome) == (
+            Action.REFUSE,
+            ReplayOutcome.REJECTED_ARCHIVED,
+        )
+    assert (await store.get(record.id)).replay.attempts == 0
+
+
+async def test_begin_replay_takes_a_lease(store: DeadLetterStore, clock: FakeClock) -> None:
+    """A replayable record becomes running with one more attempt and a lease until now + lease."""
+    (record,) = await add(store, make(clock, payload=b"L" * 1000))
+    clock.advance(5.0)
+    decision = await store.begin_replay(record.id, lease=30.0)
+    assert decision.action is Action.PROCEED
+    assert decision.record.payload == b"L" * 1000  # the worker gets the body to re-send
+    stored = await store.get(record.id)
+    assert stored == decision.record
+    assert stored.replay.status is ReplayStatus.RUNNING
+    assert stored.replay.attempts == 1
+    assert stored.replay.last_attempt_at == clock.now
+    assert stored.replay.lease_expires_at == clock.now + 30.0
+
+
+async def test_begin_replay_of_an_unknown_id_is_not_found(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """begin_replay of an id never stored raises DeadLetterNotFound."""
+    with pytest.raises(DeadLetterNotFound):
+        await store.begin_replay(make(clock).id, lease=30.0)
+
+
+async def test_d7_replay_under_a_live_lease_is_in_progress(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D7: a second replay while the first holds a live lease is in_progress, even forced."""
+    (record,) = await add(store, make(clock))
+    await store.begin_replay(record.id, lease=30.0)
+    clock.advance(29.0)
+    for force in (False, True):
+        decision = await store.begin_replay(record.id, lease=30.0, force=force)
+        assert (decision.action, decision.outcome) == (Action.REFUSE, ReplayOutcome.IN_PROGRESS)
+    assert (await store.get(record.id)).replay.attempts == 1
+
+
+async def test_d9_expired_lease_without_a_started_side_effect_is_replayable(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D9: once a dead worker's lease expires, and its side effect never started, replay proceeds."""
+    (record,) = await add(store, make(clock))
+    await store.begin_replay(record.id, lease=30.0)
+    clock.advance(30.0)
+    decision = await store.begin_replay(record.id, lease=30.0)
+    assert decision.action is Action.PROCEED
+    assert decision.record.replay.attempts == 2
+
+
+async def test_d8_d9_expired_lease_after_the_side_effect_started_is_in_doubt(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D8, D9: a dead worker that had marked its side effect started leaves the record in doubt."""
+    (record,) = await add(store, make(clock))
+    decision = await store.begin_replay(record.id, lease=30.0)
+    assert await store.mark_started(decision.record)
+    clock.advance(31.0)
+    doubted = await store.begin_replay(record.id, lease=30.0)
+    assert (doubted.action, doubted.outcome) == (Action.SETTLE, ReplayOutcome.IN_DOUBT)
+    assert (await store.get(record.id)).replay.status is ReplayStatus.IN_DOUBT
+    again = await store.begin_replay(record.id, lease=30.0)
+    assert (again.action, again.outcome) == (Action.REFUSE, ReplayOutcome.IN_DOUBT)
+    assert (await store.get(record.id)).replay.attempts == 1
+
+
+async def test_d7_succeeded_record_is_already_replayed(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D7: a succeeded record answers already_replayed and takes no lease."""
+    (record,) = await add(store, make(clock))
+    decision = await store.begin_replay(record.id, lease=30.0)
+    assert await store.mark_started(decision.record)
+    done = await store.finish(record.id, ReplayOutcome.REPLAYED)
+    assert done.replay.status is ReplayStatus.SUCCEEDED
+    again = await store.begin_replay(record.id, lease=30.0)
+    assert (again.action, again.outcome) == (Action.REFUSE, ReplayOutcome.ALREADY_REPLAYED)
+    assert (await store.get(record.id)).replay.attempts == 1
+
+
+async def test_d7_forced_replay_of_a_succeeded_record_proceeds(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D7 twin: force replays a succeeded record, and mark_started lets it past the committed key."""
+    (record,) = await add(store, make(clock))
+    await store.begin_replay(record.id, lease=30.0)
+    await store.finish(record.id, ReplayOutcome.REPLAYED)
+    decision = await store.begin_replay(record.id, lease=30.0, force=True)
+    assert decision.action is Action.PROCEED
+    assert decision.record.replay.attempts == 2
+    assert not await store.mark_started(decision.record)
+    assert await store.mark_started(decision.record, force=True)
+
+
+async def test_d8_key_committed_by_another_record_is_already_replayed(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D8: a record whose idempotency key another record's replay committed is settled succeeded."""
+    first, second = await add(
+        store, make(clock, idempotency_key="order-7"), make(clock, idempotency_key="order-7")
+    )
+    decision = await store.begin_replay(first.id, lease=30.0)
+    assert await store.mark_started(decision.record)
+    await store.finish(first.id, ReplayOutcome.REPLAYED)
+    settled = await store.begin_replay(second.id, lease=30.0)
+    assert (settled.action, settled.outcome) == (Action.SETTLE, ReplayOutcome.ALREADY_REPLAYED)
+    stored = await store.get(second.id)
+    assert stored.replay.status is ReplayStatus.SUCCEEDED
+    assert stored.replay.attempts == 0
+
+
+async def test_d8_key_pending_under_another_live_lease_is_in_progress(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D8: while one record's side effect for a key is pending, another record with that key waits."""
+    first, second = await add(
+        store, make(clock, idempotency_key="order-8"), make(clock, idempotency_key="order-8")
+    )
+    decision = await store.begin_replay(first.id, lease=30.0)
+    assert await store.mark_started(decision.record)
+    blocked = await store.begin_replay(second.id, lease=30.0)
+    assert (blocked.action, blocked.outcome) == (Action.REFUSE, ReplayOutcome.IN_PROGRESS)
+
+
+async def test_d6_failed_replay_stays_on_the_record_and_is_replayable(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D6: a failed replay marks the same record failed (no new record) and it can be replayed."""
+    (record,) = await add(store, make(clock))
+    decision = await store.begin_replay(record.id, lease=30.0)
+    assert await store.mark_started(decision.record)
+    failed = await store.finish(record.id, ReplayOutcome.FAILED, error="HTTP 503")
+    assert failed.replay.status is ReplayStatus.FAILED
+    assert failed.replay.last_outcome is ReplayOutcome.FAILED
+    assert failed.replay.last_error == "HTTP 503"
+    assert failed.replay.lease_expires_at is None
+    assert await store.get(record.id) == failed
+    assert await store.count() == 1
+    assert await store.ledger(record.replay_key) is None
+    retry = await store.begin_replay(record.id, lease=30.0)
+    assert retry.action is Action.PROCEED
+    assert retry.record.replay.attempts == 2
+
+
+async def test_d8_finish_replayed_commits_the_key(store: DeadLetterStore, clock: FakeClock) -> None:
+    """D8: a successful replay leaves its idempotency key committed in the ledger."""
+    (record,) = await add(store, make(clock))
+    decision = await store.begin_replay(record.id, lease=30.0)
+    assert await store.mark_started(decision.record)
+    pending = await store.ledger(record.replay_key)
+    assert pending is not None
+    assert (pending.state, pending.record_id, pending.expires_at) == (
+        LedgerState.PENDING,
+        record.id,
+        clock.now + 30.0,
+    )
+    clock.advance(2.0)
+    await store.finish(record.id, ReplayOutcome.REPLAYED)
+    committed = await store.ledger(record.replay_key)
+    assert committed is not None
+    assert (committed.state, committed.expires_at, committed.updated_at) == (
+        LedgerState.COMMITTED,
+        None,
+        clock.now,
+    )
+
+
+async def test_d8_finish_in_doubt_keeps_the_key_pending(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D8: a worker that cannot tell whether its side effect happened leaves the record in doubt, key pending."""
+    (record,) = await add(store, make(clock))
+    assert await store.mark_started((await store.begin_replay(record.id, lease=30.0)).record)
+    doubted = await store.finish(record.id, ReplayOutcome.IN_DOUBT, error="timeout after send")
+    assert doubted.replay.status is ReplayStatus.IN_DOUBT
+    assert await store.get(record.id) == doubted
+    entry = await store.ledger(record.replay_key)
+    assert entry is not None
+    assert entry.state is LedgerState.PENDING
+    refused = await store.begin_replay(record.id, lease=30.0)
+    assert (refused.action, refused.outcome) == (Action.REFUSE, ReplayOutcome.IN_DOUBT)
+
+
+async def test_finish_refuses_an_outcome_no_replay_ends_with(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """finish with in_progress is a bug in the caller, and the record is left running."""
+    (record,) = await add(store, make(clock))
+    await store.begin_replay(record.id, lease=30.0)
+    with pytest.raises(ValueError, match="cannot finish as 'in_progress'"):
+        await store.finish(record.id, ReplayOutcome.IN_PROGRESS)
+    assert (await store.get(record.id)).replay.status is ReplayStatus.RUNNING
+
+
+async def test_d8_mark_started_refuses_a_committed_key(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D8: mark_started refuses (and writes nothing) when the key is already committed."""
+    first, second = await add(
+        store, make(clock, idempotency_key="pay-1"), make(clock, idempotency_key="pay-1")
+    )
+    decision = await store.begin_replay(first.id, lease=30.0)
+    assert await store.mark_started(decision.record)
+    await store.finish(first.id, ReplayOutcome.REPLAYED)
+    before = await store.ledger("pay-1")
+    assert not await store.mark_started(await store.get(second.id))
+    assert await store.ledger("pay-1") == before
+
+
+async def test_d8_mark_started_waits_out_another_records_live_lease(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D8: a key pending under another record's live lease is refused; after it expires, taken over."""
+    first, second = await add(
+        store, make(clock, idempotency_key="pay-2"), make(clock, idempotency_key="pay-2")
+    )
+    assert await store.mark_started((await store.begin_replay(first.id, lease=30.0)).record)
+    assert not await store.mark_started(second)
+    clock.advance(30.0)
+    assert await store.mark_started(second)
+    entry = await store.ledger("pay-2")
+    assert entry is not None
+    assert entry.record_id == second.id
+
+
+async def test_d9_reclaim_expired_settles_dead_workers(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D9: expired leases are reclaimed: failed and resubmitted if nothing started, else in doubt."""
+    never_started, started, live = await add(store, make(clock), make(clock), make(clock))
+    await store.begin_replay(never_started.id, lease=10.0)
+    assert await store.mark_started((await store.begin_replay(started.id, lease=10.0)).record)
+    await store.begin_replay(live.id, lease=60.0)
+    clock.advance(10.0)
+    reclaimed = {r.record.id: r for r in await store.reclaim_expired()}
+    assert set(reclaimed) == {never_started.id, started.id}
+    assert reclaimed[never_started.id].resubmit
+    assert reclaimed[never_started.id].record.replay.status is ReplayStatus.FAILED
+    assert not reclaimed[started.id].resubmit
+    assert reclaimed[started.id].record.replay.status is ReplayStatus.IN_DOUBT
+    for record_id, result in reclaimed.items():
+        assert await store.get(record_id) == result.record
+    assert (await store.get(live.id)).replay.status is ReplayStatus.RUNNING
+    assert await store.reclaim_expired() == []
+
+
+async def test_d8_resolve_succeeded_commits_the_key(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D8: an operator resolving an in-doubt record as done commits its key: no resend ever."""
+    (record,) = await add(store, make(clock))
+    assert await store.mark_started((await store.begin_replay(record.id, lease=5.0)).record)
+    clock.advance(5.0)
+    await store.reclaim_expired()
+    resolved = await store.resolve(record.id, succeeded=True)
+    assert resolved.replay.status is ReplayStatus.SUCCEEDED
+    entry = await store.ledger(record.replay_key)
+    assert entry is not None
+    assert entry.state is LedgerState.COMMITTED
+    again = await store.begin_replay(record.id, lease=5.0)
+    assert again.outcome is ReplayOutcome.ALREADY_REPLAYED
+
+
+async def test_d8_resolve_not_done_clears_the_key_and_allows_replay(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D8 twin: resolving an in-doubt record as not done clears its key; it is replayable."""
+    (record,) = await add(store, make(clock))
+    assert await store.mark_started((await store.begin_replay(record.id, lease=5.0)).record)
+    clock.advance(5.0)
+    await store.reclaim_expired()
+    resolved = await store.resolve(record.id, succeeded=False)
+    assert resolved.replay.status is ReplayStatus.FAILED
+    assert await store.get(record.id) == resolved
+    assert await store.ledger(record.replay_key) is None
+    assert (await store.begin_replay(record.id, lease=5.0)).action is Action.PROCEED
+
+
+async def test_resolve_refuses_a_record_that_is_not_in_doubt(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """Only in-doubt records are resolved by hand; others are left as they are."""
+    (record,) = await add(store, make(clock))
+    with pytest.raises(ValueError, match="has replay status 'never', not 'in_doubt'"):
+        await store.resolve(record.id, succeeded=True)
+    assert await store.get(record.id) == record
+    assert await store.ledger(record.replay_key) is None
+
+
+async def test_ledger_of_an_unknown_key_is_none(store: DeadLetterStore) -> None:
+    """A key no replay touched has no ledger entry."""
+    assert await store.ledger("never-seen") is None
+
+
+# -- lifecycle ------------------------------------------------------------------------
+
+
+async def test_closed_store_refuses_every_call(store: DeadLetterStore, clock: FakeClock) -> None:
+    """After aclose, calls raise DeadLetterStoreError instead of touching closed resources."""
+    (record,) = await add(store, make(clock))
+    await store.aclose()
+    with pytest.raises(DeadLetterStoreError, match="the store is closed"):
+        await store.get(record.id)
+    with pytest.raises(DeadLetterStoreError, match="the store is closed"):
+        await store.add_many([make(clock)])
+    await store.aclose()  # idempotent
+
+
+async def test_store_call_is_a_checkpoint(store: DeadLetterStore) -> None:
+    """Every store call is a cancellation point, even one with nothing to do."""
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await store.count()
+        pytest.fail("count() did not check for cancellation")
+    assert scope.cancelled_caught
