@@ -11,6 +11,9 @@ See ``docs/dead-letters.md``. The pieces:
 
 from __future__ import annotations
 
+from ._capture import dead_letter_from_event as dead_letter_from_event
+from ._capture import encode_payload as encode_payload
+from ._capture import route_dead_letters as route_dead_letters
 from ._memory import MemoryDeadLetterStore as MemoryDeadLetterStore
 from ._record import Category as Category
 from ._record import DeadLetter as DeadLetter
@@ -37,6 +40,12 @@ from ._store import RetentionPolicy as RetentionPolicy
 from ._store import RetentionRule as RetentionRule
 from ._store import StoreStatistics as StoreStatistics
 from ._store import SweepResult as SweepResult
+from ._writer import DeadLetters as DeadLetters
+from ._writer import DeadLettersStatistics as DeadLettersStatistics
+from ._writer import DeadLetterWriter as DeadLetterWriter
+from ._writer import RetentionSweeper as RetentionSweeper
+from ._writer import WriterStatistics as WriterStatistics
+from ._writer import dead_letter_children as dead_letter_children
 
 __all__ = [
     "Action",
@@ -66,6 +75,15 @@ __all__ = [
     "redact",
     "redact_headers",
     # capture: the writer, its client, retention, capture points
+    "DeadLetters",
+    "DeadLettersStatistics",
+    "DeadLetterWriter",
+    "RetentionSweeper",
+    "WriterStatistics",
+    "dead_letter_children",
+    "dead_letter_from_event",
+    "encode_payload",
+    "route_dead_letters",
     # replay: the partitioned replay supervisor and its client
 
 ]
