@@ -26,6 +26,17 @@ from ._record import Status as Status
 from ._record import new_id as new_id
 from ._record import redact as redact
 from ._record import redact_headers as redact_headers
+from ._replay import ReplayConfig as ReplayConfig
+from ._replay import Replayer as Replayer
+from ._replay import ReplayHandler as ReplayHandler
+from ._replay import ReplayHandlers as ReplayHandlers
+from ._replay import ReplayOutcomeUnknown as ReplayOutcomeUnknown
+from ._replay import ReplayResult as ReplayResult
+from ._replay import ReplayUnavailable as ReplayUnavailable
+from ._replay import open_replayer as open_replayer
+from ._replay import partition_of as partition_of
+from ._replay import replay_supervisor as replay_supervisor
+from ._replay import stable_hash as stable_hash
 from ._sqlite import SQLiteDeadLetterStore as SQLiteDeadLetterStore
 from ._sqlite import open_store as open_store
 from ._store import Action as Action
@@ -85,5 +96,15 @@ __all__ = [
     "encode_payload",
     "route_dead_letters",
     # replay: the partitioned replay supervisor and its client
-
+    "ReplayConfig",
+    "Replayer",
+    "ReplayHandler",
+    "ReplayHandlers",
+    "ReplayOutcomeUnknown",
+    "ReplayResult",
+    "ReplayUnavailable",
+    "open_replayer",
+    "partition_of",
+    "replay_supervisor",
+    "stable_hash",
 ]

@@ -1,0 +1,601 @@
+"""Replay: re-send dead letters through handlers, at most once per idempotency key (D6-D10).
+
+The replay supervisor (``one_for_one``) runs ``partitions`` workers and a reclaimer.
+A record goes to worker ``stable_hash(record.key) % partitions``, so the replays of
+one key run in order, one at a time, while other partitions run concurrently. Keys
+that share a partition share its queue, as with Broadway's ``partition_by``.
+
+One replay, in the worker (see :func:`decide_replay` in ``_store.py`` for the guard):
+
+1. ``store.begin_replay`` takes a lease, or answers ``rejected_archived`` /
+   ``in_progress`` / ``already_replayed`` / ``in_doubt`` without a side effect;
+2. ``store.get`` loads the payload. A worker dying here leaves a lease and no
+   ledger entry: once the lease expires the reclaimer marks the record failed and
+   resubmits it;
+3. ``store.mark_started`` writes the ledger entry ``pending`` for the replay key;
+4. the handler runs, within ``handler_timeout``;
+5. ``store.finish`` records the outcome and commits (``replayed``), clears
+   (``failed``) or keeps (``in_doubt``) the ledger entry in one transaction.
+
+A worker dying between 3 and 5 leaves the key pending: after the lease the record is
+``in_doubt`` and is never re-sent automatically (``runbooks/replay.md``).
+
+The actors and their telemetry are in ``_replay_worker.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import types
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Final, TypeAlias, final
+
+import anyio
+import anyio.lowlevel
+import attrs
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from .._core._node import current_node
+from .._exceptions import (
+    ActorStopped,
+    CallTimeout,
+    DeadLetterError,
+    DeadLetterNotFound,
+    InvalidChildSpec,
+    MailboxFull,
+    NoReplayHandler,
+    ReplayFailed,
+    ReplayOutcomeUnknown,
+    ReplayRejected,
+    ReplayUnavailable,
+)
+from .._supervision._spec import ChildSpec, Strategy, SupervisorFlags, SupervisorSpec
+from .._supervision._supervisor import open_supervisor
+from ._record import DeadLetter, ReplayOutcome, Source
+from ._store import DeadLetterFilter
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from ._store import DeadLetterStore, Reclaimed
+
+__all__ = [
+    "ReplayConfig",
+    "ReplayHandler",
+    "ReplayHandlers",
+    "ReplayOutcomeUnknown",
+    "ReplayResult",
+    "ReplayUnavailable",
+    "Replayer",
+    "open_replayer",
+    "partition_of",
+    "replay_supervisor",
+    "stable_hash",
+]
+
+logger = logging.getLogger("otpy.deadletter.replay")
+
+_propagator = TraceContextTextMapPropagator()
+
+ReplayHandler: TypeAlias = Callable[[DeadLetter, str], Awaitable[object]]
+"""Re-sends one record: ``await handler(record, idempotency_key)``.
+
+The record has its payload loaded. Pass the key to the destination (an
+``Idempotency-Key`` header, a unique column) so it can deduplicate too. Return to
+report success; raise an ordinary exception when the side effect certainly did not
+happen (the record becomes ``failed`` and replayable); raise
+:class:`ReplayOutcomeUnknown` when you cannot tell (the record becomes ``in_doubt``).
+"""
+
+# -- partitioning -------------------------------------------------------------------
+
+
+def stable_hash(key: str) -> int:
+    """Return a 64-bit hash of *key* that is the same in every process and every run (D10).
+
+    Python's ``hash()`` is salted per process, so it cannot route a key to the same
+    partition after a restart; this is BLAKE2b with an 8-byte digest.
+    """
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """Return the partition, in ``range(partitions)``, that replays records with *key*."""
+    return stable_hash(key) % partitions
+
+
+# -- errors -------------------------------------------------------------------------
+
+
+# -- results ------------------------------------------------------------------------
+
+_REFUSALS = frozenset(
+    {
+        ReplayOutcome.ALREADY_REPLAYED,
+        ReplayOutcome.REJECTED_ARCHIVED,
+        ReplayOutcome.IN_PROGRESS,
+        ReplayOutcome.IN_DOUBT,
+    }
+)
+
+
+@attrs.frozen(kw_only=True)
+class ReplayResult:
+    """What one replay request came to.
+
+    Attributes:
+        record_id: the record.
+        outcome: the outcome, or ``None`` when the request got none: its worker
+            exited or did not answer within the timeout (``error`` says which). The
+            record's state in the store is then the truth: if the replay had taken its
+            lease, the reclaimer settles it once the lease expires (replayable again if
+            the side effect never started, ``in_doubt`` if it had); if it had not, the
+            record is unchanged and can simply be replayed again.
+        record: the record after the request, when there is an outcome.
+        error: the handler's error (class and redacted message) for ``failed`` and
+            ``in_doubt``; why there is no outcome when ``outcome`` is ``None``.
+
+    .. versionadded:: 0.1.0
+    """
+
+    record_id: str
+    outcome: ReplayOutcome | None
+    record: DeadLetter | None = None
+    error: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether the record's side effect is known to have happened (now or before)."""
+        return self.outcome in (ReplayOutcome.REPLAYED, ReplayOutcome.ALREADY_REPLAYED)
+
+    def raise_for_outcome(self) -> ReplayResult:
+        """Return this result if the record was replayed; raise otherwise.
+
+        Like httpx's ``raise_for_status``: anything but ``replayed`` raises.
+
+        Raises:
+            ReplayRejected: ``already_replayed``, ``rejected_archived``,
+                ``in_progress`` or ``in_doubt``; nothing was sent by this request
+                (for ``in_doubt``, maybe something was: see ``error``).
+            ReplayFailed: the handler raised; the record is ``failed`` and replayable.
+            ReplayUnavailable: there is no outcome (``outcome is None``).
+        """
+        if self.outcome is ReplayOutcome.REPLAYED:
+            return self
+        if self.outcome is None:
+            raise ReplayUnavailable(self.record_id, self.error or "no answer")
+        if self.outcome is ReplayOutcome.FAILED:
+            raise ReplayFailed(self.record_id, self.error or "unknown error")
+        assert self.outcome in _REFUSALS
+        raise ReplayRejected(self.record_id, self.outcome.value)
+
+
+# -- configuration ------------------------------------------------------------------
+
+
+ReplayHandlers: TypeAlias = Mapping[Source, ReplayHandler] | Mapping[str, ReplayHandler]
+"""Handlers by source: ``{Source.OUTBOUND: resend}`` or ``{"outbound": resend}``."""
+
+_SOURCES = frozenset(source.value for source in Source)
+
+
+def _to_handlers(value: ReplayHandlers) -> Mapping[str, ReplayHandler]:
+    return types.MappingProxyType({str(key): handler for key, handler in dict(value).items()})
+
+
+def _positive(name: str, value: object) -> str | None:
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not value > 0
+        or value == float("inf")
+    ):
+        return f"{name} must be a finite number > 0, got {value!r}"
+    return None
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class ReplayConfig:
+    """Everything the replay supervisor and its clients share; validated when built.
+
+    Attributes:
+        store: the dead-letter store.
+        handlers: a handler per :class:`~otpy.deadletter.Source`; records from a
+            source without one cannot be replayed (:class:`~otpy.NoReplayHandler`).
+        name: the supervisor's name; workers are ``"<name>.<i>"``, the reclaimer
+            ``"<name>.reclaimer"``. Two replay supervisors on a node need two names.
+        partitions: how many workers (>= 1).
+        handler_timeout: seconds a handler may run; past it the record is ``in_doubt``.
+        lease_margin: the lease is ``handler_timeout + lease_margin`` seconds, so a
+            live worker finishes its store writes well within it; a dead worker's
+            record is reclaimed once it runs out.
+        reclaim_interval: seconds between the reclaimer's sweeps for expired leases.
+        intensity: worker restarts allowed within ``period`` before the replay
+            supervisor gives up and its parent decides.
+        period: the restart window, seconds.
+
+    Raises:
+        InvalidChildSpec: a value is out of range, or a handler key is not a source.
+
+    .. versionadded:: 0.1.0
+    """
+
+    store: DeadLetterStore
+    handlers: Mapping[str, ReplayHandler] = attrs.field(converter=_to_handlers)
+    name: str = "replay"
+    partitions: int = 4
+    handler_timeout: float = 30.0
+    lease_margin: float = 30.0
+    reclaim_interval: float = 5.0
+    intensity: int = 10
+    period: float = 60.0
+
+    def __attrs_post_init__(self) -> None:
+        name = self.name
+        if not isinstance(name, str) or not name:
+            raise InvalidChildSpec(str(name), "the replay supervisor's name must not be empty")
+        if (
+            not isinstance(self.partitions, int)
+            or isinstance(self.partitions, bool)
+            or self.partitions < 1
+        ):
+            raise InvalidChildSpec(
+                name, f"partitions must be an integer >= 1, got {self.partitions!r}"
+            )
+        for field in ("handler_timeout", "lease_margin", "reclaim_interval"):
+            problem = _positive(field, getattr(self, field))
+            if problem is not None:
+                raise InvalidChildSpec(name, problem)
+        SupervisorFlags(intensity=self.intensity, period=self.period)
+        if not self.handlers:
+            raise InvalidChildSpec(
+                name, "handlers is empty: register one per source, e.g. {Source.OUTBOUND: resend}"
+            )
+        known = ", ".join(source.value for source in Source)
+        for key, handler in self.handlers.items():
+            if key not in _SOURCES:
+                raise InvalidChildSpec(name, f"handler key {key!r} is not a source ({known})")
+            if not callable(handler):
+                raise InvalidChildSpec(
+                    name, f"the handler for {key!r} is not callable: {handler!r}"
+                )
+
+    @property
+    def lease(self) -> float:
+        """Seconds a worker holds a record: ``handler_timeout + lease_margin``."""
+        return self.handler_timeout + self.lease_margin
+
+    def worker_name(self, partition: int) -> str:
+        """Return the registered name of the worker for *partition*."""
+        return f"{self.name}.{partition}"
+
+    @property
+    def reclaimer_name(self) -> str:
+        """The reclaimer's registered name."""
+        return f"{self.name}.reclaimer"
+
+    def partition_of(self, key: str) -> int:
+        """Return the partition that replays records with dead-letter key *key*."""
+        return partition_of(key, self.partitions)
+
+    def supervisor_spec(self) -> SupervisorSpec:
+        """Return the replay supervisor's spec: the workers, then the reclaimer.
+
+        Put it in a tree's children (after the store's writer), or start it with
+        :func:`open_replayer`.
+        """
+        from ._replay_worker import Reclaimer, ReplayWorker
+
+        workers = [
+            ChildSpec(
+                id=self.worker_name(i),
+                start=ReplayWorker,
+                args=(self, i),
+                name=self.worker_name(i),
+                # A graceful stop lets the replay in flight finish instead of leaving
+                # it in doubt.
+                shutdown=self.handler_timeout + 1.0,
+            )
+            for i in range(self.partitions)
+        ]
+        reclaimer = ChildSpec(
+            id=self.reclaimer_name, start=Reclaimer, args=(self,), name=self.reclaimer_name
+        )
+        # one_for_one: partitions are independent; a crashed worker restarts alone
+        # and the others keep replaying (D10).
+        return SupervisorSpec(
+            id=self.name,
+            name=self.name,
+            children=[*workers, reclaimer],
+            flags=SupervisorFlags(
+                strategy=Strategy.ONE_FOR_ONE, intensity=self.intensity, period=self.period
+            ),
+        )
+
+    def replayer(self) -> Replayer:
+        """Return a client for the replay supervisor this config starts."""
+        return Replayer(self)
+
+
+def replay_supervisor(
+    store: DeadLetterStore,
+    handlers: ReplayHandlers,
+    *,
+    name: str = "replay",
+    partitions: int = 4,
+    handler_timeout: float = 30.0,
+    lease_margin: float = 30.0,
+    reclaim_interval: float = 5.0,
+) -> SupervisorSpec:
+    """Return the replay supervisor's spec; see :class:`ReplayConfig` for the options.
+
+    Reach it with ``Replayer.from_spec(spec)``.
+
+    .. versionadded:: 0.1.0
+    """
+    return ReplayConfig(
+        store=store,
+        handlers=handlers,
+        name=name,
+        partitions=partitions,
+        handler_timeout=handler_timeout,
+        lease_margin=lease_margin,
+        reclaim_interval=reclaim_interval,
+    ).supervisor_spec()
+
+
+# -- messages -----------------------------------------------------------------------
+
+
+@attrs.frozen
+class _Replay:
+    """A request to replay one record; carries what the span needs before the store answers."""
+
+    record_id: str
+    key: str
+    source: str
+    trace_context: tuple[tuple[str, str], ...]
+    force: bool
+    carrier: tuple[tuple[str, str], ...]
+    """The requester's trace context: the replay span's parent."""
+
+    @classmethod
+    def of(
+        cls, record: DeadLetter, *, force: bool, carrier: tuple[tuple[str, str], ...]
+    ) -> _Replay:
+        return cls(record.id, record.key, str(record.source), record.trace_context, force, carrier)
+
+
+class _Reclaim:
+    """Sweep for expired leases now (a call) or on the timer (an info)."""
+
+
+_RECLAIM_NOW: Final = _Reclaim()
+_TICK: Final = _Reclaim()
+
+
+def _current_carrier() -> tuple[tuple[str, str], ...]:
+    carrier: dict[str, str] = {}
+    try:
+        _propagator.inject(carrier)
+    except Exception:  # pragma: no cover - telemetry never changes what replay does
+        logger.debug("could not inject the trace context", exc_info=True)
+    return tuple(sorted(carrier.items()))
+
+
+# -- the client ---------------------------------------------------------------------
+
+_PAGE = 500
+
+
+@final
+class Replayer:
+    """Sends replay requests to a running replay supervisor.
+
+    Make one from the config that built the supervisor (``Replayer(config)``,
+    ``config.replayer()``, ``Replayer.from_spec(spec)``) or get one from
+    :func:`open_replayer`. Methods must run on the node that runs the supervisor.
+
+    .. versionadded:: 0.1.0
+    """
+
+    __slots__ = ("config",)
+
+    def __init__(self, config: ReplayConfig) -> None:
+        self.config = config
+
+    def __repr__(self) -> str:
+        return f"<Replayer {self.config.name!r} partitions={self.config.partitions}>"
+
+    @classmethod
+    def from_spec(cls, spec: SupervisorSpec) -> Replayer:
+        """Return a client for the supervisor *spec* (made by :func:`replay_supervisor`).
+
+        Raises:
+            TypeError: *spec* is not a replay supervisor's spec.
+        """
+        from ._replay_worker import Reclaimer
+
+        for child in spec.children:
+            if child.start is Reclaimer and child.args and isinstance(child.args[0], ReplayConfig):
+                return cls(child.args[0])
+        raise TypeError(f"supervisor spec {spec.id!r} was not made by replay_supervisor()")
+
+    async def replay(
+        self, record_id: str, *, force: bool = False, timeout: float | None = 60.0
+    ) -> ReplayResult:
+        """Replay one record through its partition's worker (D6-D9).
+
+        A refusal by the guard (archived, in progress, already replayed, in doubt) is
+        a result, not an error: call :meth:`ReplayResult.raise_for_outcome` to turn
+        anything but ``replayed`` into an exception.
+
+        Args:
+            record_id: the record.
+            force: send again even if already replayed or in doubt. Archived records
+                and replays in progress are refused even then.
+            timeout: seconds to wait for the outcome, including time queued behind
+                the partition's other replays; ``None`` waits as long as it takes. A
+                request still queued when it expires is never run.
+
+        Returns:
+            The result; ``outcome`` is ``None`` if the worker exited or did not answer
+            in time (see :class:`ReplayResult`).
+
+        Raises:
+            DeadLetterNotFound: no such record.
+            NoReplayHandler: no handler for the record's source; nothing was changed.
+        """
+        await anyio.lowlevel.checkpoint()
+        page = await self.config.store.list(DeadLetterFilter(ids=(record_id,)), limit=1)
+        if not page.records:
+            raise DeadLetterNotFound(record_id)
+        record = page.records[0]
+        self._check_handler(str(record.source))
+        reply = await self._submit(
+            _Replay.of(record, force=force, carrier=_current_carrier()), timeout
+        )
+        if isinstance(reply, DeadLetterError):
+            raise reply
+        return reply
+
+    async def replay_many(
+        self,
+        where: DeadLetterFilter,
+        *,
+        force: bool = False,
+        timeout: float | None = 60.0,
+        on_progress: Callable[[ReplayResult], object] | None = None,
+    ) -> list[ReplayResult]:
+        """Replay every record matching *where*, oldest first (the CLI's bulk replay).
+
+        The matching ids are read first, page by page. Each partition then gets its
+        records one at a time, in capture order, so a key's records are replayed in
+        order; the partitions run concurrently, so at most ``partitions`` replays run
+        at once. Records captured after the listing are not included.
+
+        Args:
+            where: which records.
+            force: as for :meth:`replay`.
+            timeout: per record, as for :meth:`replay`.
+            on_progress: called with each result as it arrives (a progress bar); if
+                it raises, the remaining replays are cancelled.
+
+        Returns:
+            One result per record, oldest record first. A record purged meanwhile
+            gets ``outcome=None`` and an error saying so.
+
+        Raises:
+            NoReplayHandler: some matching records have no handler for their source;
+                nothing was replayed (narrow *where* by source).
+        """
+        await anyio.lowlevel.checkpoint()
+        carrier = _current_carrier()
+        requests: list[_Replay] = []
+        cursor: str | None = None
+        while True:
+            page = await self.config.store.list(where, limit=_PAGE, cursor=cursor)
+            requests.extend(_Replay.of(r, force=force, carrier=carrier) for r in page.records)
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        requests.reverse()  # newest first -> capture order
+        for source in sorted({r.source for r in requests}):
+            self._check_handler(source)
+        lanes: dict[int, list[int]] = {}
+        for index, request in enumerate(requests):
+            lanes.setdefault(self.config.partition_of(request.key), []).append(index)
+        results: list[ReplayResult | None] = [None] * len(requests)
+
+        async def lane(indices: list[int]) -> None:
+            for index in indices:
+                request = requests[index]
+                reply = await self._submit(request, timeout)
+                if isinstance(reply, DeadLetterError):
+                    reply = ReplayResult(
+                        record_id=request.record_id, outcome=None, error=str(reply)
+                    )
+                results[index] = reply
+                if on_progress is not None:
+                    on_progress(reply)
+
+        async with anyio.create_task_group() as tg:
+            for indices in lanes.values():
+                tg.start_soon(lane, indices)
+        return [result for result in results if result is not None]
+
+    async def reclaim(self, *, timeout: float | None = 60.0) -> list[Reclaimed]:
+        """Sweep for expired leases now instead of at the reclaimer's next tick.
+
+        Returns:
+            What was reclaimed; records with ``resubmit`` set were sent back to
+            their partitions.
+        """
+        reply = (
+            await current_node()
+            .named(self.config.reclaimer_name)
+            .call(_RECLAIM_NOW, timeout=timeout)
+        )
+        return reply  # type: ignore[no-any-return]
+
+    def _check_handler(self, source: str) -> None:
+        if source not in self.config.handlers:
+            raise NoReplayHandler(source, sorted(self.config.handlers))
+
+    async def _submit(
+        self, request: _Replay, timeout: float | None
+    ) -> ReplayResult | DeadLetterError:
+        worker = self.config.worker_name(self.config.partition_of(request.key))
+        try:
+            reply = await current_node().named(worker).call(request, timeout=timeout)
+        except CallTimeout:
+            detail = (
+                f"replay worker {worker!r} did not answer within {timeout:g}s: if the replay "
+                "had not started it never will; if it had, it goes on and the record shows "
+                "its outcome"
+            )
+        except ActorStopped as exc:  # includes ActorExited: the worker died
+            detail = (
+                f"{exc}; if the replay had taken its lease the reclaimer settles the record "
+                "once the lease expires, otherwise the record is unchanged: check it and "
+                "replay again"
+            )
+        except MailboxFull as exc:  # pragma: no cover - takes a full 1000-message mailbox
+            detail = f"{exc}; nothing was replayed"
+        else:
+            return reply  # type: ignore[no-any-return]
+        return ReplayResult(record_id=request.record_id, outcome=None, error=detail)
+
+
+@contextlib.asynccontextmanager
+async def open_replayer(
+    store: DeadLetterStore,
+    handlers: ReplayHandlers,
+    *,
+    name: str = "replay",
+    partitions: int = 4,
+    handler_timeout: float = 30.0,
+    lease_margin: float = 30.0,
+    reclaim_interval: float = 5.0,
+) -> AsyncIterator[Replayer]:
+    """``async with open_replayer(store, handlers) as replayer:`` runs a replay supervisor.
+
+    For the CLI and scripts, which have no tree of their own: the supervisor runs on
+    the current node (one is opened if none is running) and stops when the block
+    ends. The options are :class:`ReplayConfig`'s.
+
+    .. versionadded:: 0.1.0
+    """
+    config = ReplayConfig(
+        store=store,
+        handlers=handlers,
+        name=name,
+        partitions=partitions,
+        handler_timeout=handler_timeout,
+        lease_margin=lease_margin,
+        reclaim_interval=reclaim_interval,
+    )
+    async with open_supervisor(config.supervisor_spec()):
+        yield Replayer(config)

@@ -1,0 +1,440 @@
+"""The replay supervisor's actors, the workers and the reclaimer, and replay telemetry (D8-D10, T4).
+
+See ``_replay.py`` for the protocol a replay follows. Telemetry uses opentelemetry-api
+only and never raises: a failure is logged at debug level and the replay goes on.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import TYPE_CHECKING, Any, Final, final
+
+import anyio
+import attrs
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from .._core._actor import Actor
+from .._exceptions import (
+    DeadLetterError,
+    DeadLetterNotFound,
+    DeadLetterStoreError,
+    NoReplayHandler,
+)
+from ..telemetry._events import get_meter, get_tracer
+from ._record import ReplayOutcome, redact
+from ._replay import _RECLAIM_NOW, _TICK, ReplayOutcomeUnknown, ReplayResult, _Replay
+from ._store import Action, LedgerState
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from opentelemetry.metrics import Counter
+    from opentelemetry.trace import Span
+
+    from .._core._actor import Caller
+    from ._record import DeadLetter
+    from ._replay import ReplayConfig, ReplayHandler
+    from ._store import Reclaimed
+
+__all__ = [
+    "ATTR_ATTEMPT",
+    "ATTR_FORCE",
+    "ATTR_KEY",
+    "ATTR_OUTCOME",
+    "ATTR_PARTITION",
+    "ATTR_RECORD_ID",
+    "ATTR_RESUBMIT",
+    "ATTR_SOURCE",
+    "METRIC_OUTCOMES",
+    "SPAN_RECLAIM",
+    "SPAN_REPLAY",
+    "Reclaimer",
+    "ReplayWorker",
+]
+
+logger = logging.getLogger("otpy.deadletter.replay")
+
+# -- telemetry names ----------------------------------------------------------------
+
+SPAN_REPLAY: Final = "dead_letter replay"
+"""One replay request handled by a worker (INTERNAL), linked to the failed attempt's span."""
+SPAN_RECLAIM: Final = "dead_letter reclaim"
+"""A dead worker's replay settled by the reclaimer (INTERNAL), linked likewise."""
+ATTR_RECORD_ID: Final = "otpy.deadletter.id"
+"""The record's id."""
+ATTR_KEY: Final = "otpy.deadletter.key"
+"""The record's dead-letter key (its partitioning key)."""
+ATTR_SOURCE: Final = "otpy.deadletter.source"
+"""Where the record's message failed."""
+ATTR_OUTCOME: Final = "otpy.replay.outcome"
+"""``replayed``, ``already_replayed``, ``rejected_archived``, ``in_progress``, ``failed``, ``in_doubt``."""
+ATTR_PARTITION: Final = "otpy.replay.partition"
+"""The worker's partition number."""
+ATTR_ATTEMPT: Final = "otpy.replay.attempt"
+"""The record's replay attempts, this one included when it ran."""
+ATTR_FORCE: Final = "otpy.replay.force"
+"""Whether the replay was forced."""
+ATTR_RESUBMIT: Final = "otpy.replay.resubmit"
+"""On a reclaim span: whether the record was resubmitted (its side effect never started)."""
+_ATTR_ERROR_TYPE: Final = "error.type"
+METRIC_OUTCOMES: Final = "otpy.replay.outcomes"
+"""Replay attempts by `ATTR_OUTCOME` and `ATTR_SOURCE`; a dead worker's attempt is
+counted when the reclaimer settles it."""
+
+_propagator = TraceContextTextMapPropagator()
+
+
+def _class_name(exc: BaseException) -> str:
+    cls = type(exc)
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _describe(exc: BaseException) -> str:
+    """Return ``"Class: message"`` for *exc*, redacted and cut to 500 characters."""
+    name = _class_name(exc)
+    try:
+        message = str(exc)
+    except Exception:
+        message = "<unprintable message>"
+    return redact(f"{name}: {message}"[:500] if message else name)
+
+
+@attrs.frozen
+class _Ended:
+    """How a handler call ended: the outcome, and for failures the error and its class."""
+
+    outcome: ReplayOutcome
+    error: str | None = None
+    error_type: str | None = None
+
+
+# -- the worker ---------------------------------------------------------------------
+
+
+@final
+class ReplayWorker(Actor):
+    """Replays the records of one partition, one at a time, in the order requested.
+
+    Calls come from :class:`Replayer`, casts from the reclaimer. Store errors crash
+    the worker: its supervisor restarts it, and a record it held is reclaimed after
+    its lease.
+    """
+
+    config: ReplayConfig
+    partition: int
+
+    async def init(self, config: ReplayConfig, partition: int) -> None:
+        """Keep the config and partition number."""
+        self.config = config
+        self.partition = partition
+
+    async def handle_call(self, message: Any, caller: Caller) -> Any:
+        """Replay a record for a :class:`Replayer`; answer a result or a typed error."""
+        if isinstance(message, _Replay):
+            if caller.answered:
+                return None  # the requester timed out before this started: never run it
+            return await self._replay(message)
+        return await super().handle_call(message, caller)
+
+    async def handle_cast(self, message: Any) -> None:
+        """Replay a record the reclaimer resubmitted."""
+        if isinstance(message, _Replay):
+            result = await self._replay(message)
+            if isinstance(result, DeadLetterError):
+                logger.warning(
+                    "resubmitted replay of dead letter %s not run: %s", message.record_id, result
+                )
+            return
+        await super().handle_cast(message)
+
+    async def _replay(self, request: _Replay) -> ReplayResult | DeadLetterError:
+        span = _start_span(request, self.partition)
+        token = _attach(span)
+        try:
+            return await self._attempt(request, span)
+        except BaseException as exc:
+            _interrupted(span, exc)
+            raise
+        finally:
+            _detach(token)
+            _end(span)
+
+    async def _attempt(self, request: _Replay, span: Span) -> ReplayResult | DeadLetterError:
+        config = self.config
+        store = config.store
+        handler = config.handlers.get(request.source)
+        if handler is None:  # pragma: no cover - the client and the reclaimer check first
+            return NoReplayHandler(request.source, sorted(config.handlers))
+        try:
+            decision = await store.begin_replay(
+                request.record_id, lease=config.lease, force=request.force
+            )
+        except DeadLetterNotFound as exc:  # purged or evicted since it was requested
+            return exc
+        if decision.action is not Action.PROCEED:
+            assert decision.outcome is not None
+            refused = ReplayResult(
+                record_id=request.record_id, outcome=decision.outcome, record=decision.record
+            )
+            return _finished(span, request, refused, decision.record.replay.attempts)
+        attempt = decision.record.replay.attempts
+        # Between the lease and the side effect: dying here leaves no ledger entry,
+        # so the reclaimer resubmits the record once the lease expires (D9).
+        record = await store.get(request.record_id)
+        if not await store.mark_started(record, force=request.force):
+            # Another record with the same idempotency key got there first.
+            entry = await store.ledger(record.replay_key)
+            if entry is not None and entry.state is LedgerState.COMMITTED:
+                final = await store.finish(record.id, ReplayOutcome.REPLAYED)
+                outcome = ReplayOutcome.ALREADY_REPLAYED
+            else:
+                final = await store.finish(
+                    record.id,
+                    ReplayOutcome.FAILED,
+                    error="another record's replay of the same idempotency key is in progress",
+                )
+                outcome = ReplayOutcome.IN_PROGRESS
+            raced = ReplayResult(record_id=record.id, outcome=outcome, record=final)
+            return _finished(span, request, raced, attempt)
+        ended = await self._run_handler(handler, record)
+        final = await store.finish(record.id, ended.outcome, error=ended.error)
+        if ended.outcome is ReplayOutcome.IN_DOUBT:
+            logger.warning(
+                "replay of dead letter %s is in doubt (%s): it is not re-sent automatically; "
+                "see runbooks/replay.md",
+                record.id,
+                ended.error,
+            )
+        elif ended.outcome is ReplayOutcome.FAILED:
+            logger.info("replay of dead letter %s failed: %s", record.id, ended.error)
+        result = ReplayResult(
+            record_id=record.id, outcome=ended.outcome, record=final, error=ended.error
+        )
+        return _finished(span, request, result, attempt, ended.error_type)
+
+    async def _run_handler(self, handler: ReplayHandler, record: DeadLetter) -> _Ended:
+        timeout = self.config.handler_timeout
+        try:
+            with anyio.move_on_after(timeout) as scope:
+                await handler(record, record.replay_key)
+        except ReplayOutcomeUnknown as exc:
+            return _Ended(ReplayOutcome.IN_DOUBT, _describe(exc), _class_name(exc))
+        except Exception as exc:
+            return _Ended(ReplayOutcome.FAILED, _describe(exc), _class_name(exc))
+        if scope.cancelled_caught:
+            return _Ended(
+                ReplayOutcome.IN_DOUBT,
+                f"the handler did not finish within {timeout:g}s and was cancelled: "
+                "the side effect may have happened",
+                "timeout",
+            )
+        return _Ended(ReplayOutcome.REPLAYED)
+
+    def format_status(self) -> Mapping[str, object]:
+        """Show the partition and the supervisor's name, never the store or the handlers."""
+        return {"replay": self.config.name, "partition": self.partition}
+
+
+@final
+class Reclaimer(Actor):
+    """Every ``reclaim_interval``, settles the records of workers that died holding a lease (D9).
+
+    A record whose side effect never started becomes ``failed`` and is resubmitted
+    to its partition; one whose side effect started becomes ``in_doubt`` and waits
+    for an operator. Store errors are logged and retried at the next sweep.
+    """
+
+    config: ReplayConfig
+
+    async def init(self, config: ReplayConfig) -> None:
+        """Schedule the first sweep."""
+        self.config = config
+        self.send_after(config.reclaim_interval, _TICK)
+
+    async def handle_info(self, message: Any) -> None:
+        """Sweep on the timer, then schedule the next sweep."""
+        if message is _TICK:
+            try:
+                await self._reclaim()
+            except DeadLetterStoreError as exc:
+                logger.warning("replay reclaimer %s: sweep failed: %s", self.config.name, exc)
+            self.send_after(self.config.reclaim_interval, _TICK)
+            return
+        await super().handle_info(message)
+
+    async def handle_call(self, message: Any, caller: Caller) -> Any:
+        """Sweep now (``Replayer.reclaim``); answer what was reclaimed."""
+        if message is _RECLAIM_NOW:
+            return await self._reclaim()
+        return await super().handle_call(message, caller)
+
+    async def _reclaim(self) -> list[Reclaimed]:
+        config = self.config
+        reclaimed = sorted(await config.store.reclaim_expired(), key=lambda r: r.record.id)
+        for item in reclaimed:
+            record = item.record
+            partition = config.partition_of(record.key)
+            _record_reclaim(item, partition)
+            if not item.resubmit:
+                logger.warning(
+                    "dead letter %s is in doubt: its replay worker died after the side effect "
+                    "started; it is not re-sent automatically (runbooks/replay.md)",
+                    record.id,
+                )
+            elif str(record.source) not in config.handlers:
+                # Leased by another replay supervisor (the CLI's, say) that died.
+                logger.warning(
+                    "dead letter %s: its replay worker died; not resubmitted, as %r has no "
+                    "handler for source %r: it stays failed",
+                    record.id,
+                    config.name,
+                    record.source.value,
+                )
+            else:
+                logger.info("dead letter %s: its replay worker died; resubmitting it", record.id)
+                request = _Replay.of(record, force=False, carrier=())
+                await self.node.named(config.worker_name(partition)).cast(request)
+        return reclaimed
+
+    def format_status(self) -> Mapping[str, object]:
+        """Show the supervisor's name, never the store."""
+        return {"replay": self.config.name}
+
+
+# -- telemetry ----------------------------------------------------------------------
+
+
+@functools.cache
+def _outcomes_counter() -> Counter:
+    return get_meter().create_counter(
+        METRIC_OUTCOMES, unit="{attempt}", description="Dead-letter replay attempts by outcome."
+    )
+
+
+def _links(trace_context: tuple[tuple[str, str], ...]) -> list[Link]:
+    """Return a link to the span context stored in a record, if it holds a valid one."""
+    if not trace_context:
+        return []
+    context = _propagator.extract(dict(trace_context))
+    span_context = trace.get_current_span(context).get_span_context()
+    return [Link(span_context)] if span_context.is_valid else []
+
+
+def _start_span(request: _Replay, partition: int) -> Span:
+    """Start the replay span: a child of the requester's span, linked to the failure's."""
+    try:
+        parent = _propagator.extract(dict(request.carrier)) if request.carrier else None
+        return get_tracer().start_span(
+            SPAN_REPLAY,
+            context=parent,
+            kind=SpanKind.INTERNAL,
+            links=_links(request.trace_context),
+            attributes={
+                ATTR_RECORD_ID: request.record_id,
+                ATTR_KEY: request.key,
+                ATTR_SOURCE: request.source,
+                ATTR_PARTITION: partition,
+                ATTR_FORCE: request.force,
+            },
+        )
+    except Exception:  # pragma: no cover - telemetry never breaks a replay
+        logger.debug("could not start a replay span", exc_info=True)
+        return trace.INVALID_SPAN
+
+
+def _attach(span: Span) -> object:
+    """Make *span* current, so the handler's own spans are its children."""
+    try:
+        return otel_context.attach(trace.set_span_in_context(span))
+    except Exception:  # pragma: no cover - telemetry never breaks a replay
+        logger.debug("could not make the replay span current", exc_info=True)
+        return None
+
+
+def _detach(token: object) -> None:
+    try:
+        if token is not None:
+            otel_context.detach(token)  # type: ignore[arg-type]
+    except Exception:  # pragma: no cover - telemetry never breaks a replay
+        logger.debug("could not restore the trace context", exc_info=True)
+
+
+def _end(span: Span) -> None:
+    try:
+        span.end()
+    except Exception:  # pragma: no cover - telemetry never breaks a replay
+        logger.debug("could not end a replay span", exc_info=True)
+
+
+def _count(outcome: ReplayOutcome, source: str) -> None:
+    try:
+        _outcomes_counter().add(1, {ATTR_OUTCOME: outcome.value, ATTR_SOURCE: source})
+    except Exception:  # pragma: no cover - telemetry never breaks a replay
+        logger.debug("could not count a replay outcome", exc_info=True)
+
+
+def _finished(
+    span: Span, request: _Replay, result: ReplayResult, attempt: int, error_type: str | None = None
+) -> ReplayResult:
+    """Put *result* on the span and the counter; return it."""
+    outcome = result.outcome
+    assert outcome is not None
+    _count(outcome, request.source)
+    try:
+        if span.is_recording():
+            span.set_attributes({ATTR_OUTCOME: outcome.value, ATTR_ATTEMPT: attempt})
+            if error_type is not None:
+                span.set_attribute(_ATTR_ERROR_TYPE, error_type)
+                span.set_status(Status(StatusCode.ERROR, result.error))
+    except Exception:  # pragma: no cover - telemetry never breaks a replay
+        logger.debug("could not record a replay outcome on its span", exc_info=True)
+    return result
+
+
+def _interrupted(span: Span, exc: BaseException) -> None:
+    """The worker stopped mid-replay: killed, cancelled, or crashed by a store error."""
+    try:
+        if span.is_recording():
+            if isinstance(exc, anyio.get_cancelled_exc_class()):
+                error_type = "interrupted"
+                description = (
+                    "the replay worker stopped mid-replay; the reclaimer settles the record "
+                    "after its lease"
+                )
+            else:
+                error_type, description = _class_name(exc), _describe(exc)
+            span.set_attribute(_ATTR_ERROR_TYPE, error_type)
+            span.set_status(Status(StatusCode.ERROR, description))
+    except Exception:  # pragma: no cover - telemetry never breaks a replay
+        logger.debug("could not record an interrupted replay", exc_info=True)
+
+
+def _record_reclaim(item: Reclaimed, partition: int) -> None:
+    """Count the dead worker's attempt with its settled outcome; emit a reclaim span."""
+    record = item.record
+    outcome = ReplayOutcome.FAILED if item.resubmit else ReplayOutcome.IN_DOUBT
+    _count(outcome, str(record.source))
+    try:
+        span = get_tracer().start_span(
+            SPAN_RECLAIM,
+            kind=SpanKind.INTERNAL,
+            links=_links(record.trace_context),
+            attributes={
+                ATTR_RECORD_ID: record.id,
+                ATTR_KEY: record.key,
+                ATTR_SOURCE: str(record.source),
+                ATTR_PARTITION: partition,
+                ATTR_OUTCOME: outcome.value,
+                ATTR_ATTEMPT: record.replay.attempts,
+                ATTR_RESUBMIT: item.resubmit,
+            },
+        )
+        span.end()
+    except Exception:  # pragma: no cover - telemetry never breaks a replay
+        logger.debug("could not record a reclaim span", exc_info=True)
