@@ -1,5 +1,7 @@
 """The ``otpy`` command line: ``otpy run MODULE:ATTR`` runs a supervision tree as a node.
 
+``otpy dlq ...`` lists, inspects, replays, archives and purges dead letters.
+
 Also reachable as ``python -m otpy``.
 
 .. versionadded:: 0.1.0
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import click
 
+from ._dlq import dlq
 from ._run import RunningNode as RunningNode
 from ._run import TargetError as TargetError
 from ._run import load_target as load_target
@@ -25,3 +28,4 @@ def main() -> None:
 
 
 main.add_command(run)
+main.add_command(dlq)

@@ -1,0 +1,957 @@
+"""``otpy dlq ...``: list, inspect, replay, archive and purge the dead letters in a store file.
+
+Every command takes ``--db PATH``, a store the node wrote; none of them creates one,
+so a mistyped path is an error rather than a new empty store. People get rich
+tables; scripts pass ``--json`` and read one JSON document from stdout, while
+prompts and progress bars go to stderr. Typed otpy errors (a locked store, a file
+that is not a store, an unknown id...) print their message and exit 1, usage errors
+exit 2.
+
+.. versionadded:: 0.1.0
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import importlib
+import inspect
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+import attrs
+import click
+from rich.console import Console
+
+import otpy
+from otpy.deadletter import DeadLetterFilter, ReplayOutcome, ReplayStatus, Source, Status
+
+from ._dlq_render import (
+    NO_OUTCOME,
+    ReplayLine,
+    record_json,
+    render_page,
+    render_record,
+    render_replay_summary,
+    render_statistics,
+    replay_json,
+    statistics_json,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterator
+    from contextlib import AbstractAsyncContextManager
+
+    from rich.console import RenderableType
+    from rich.progress import Progress
+
+    from otpy.deadletter import DeadLetterStore
+    from otpy.deadletter._replay import ReplayHandler
+
+__all__ = [
+    "DlqSettings",
+    "HandlersError",
+    "dlq",
+    "load_handlers",
+    "parse_time",
+]
+
+T = TypeVar("T")
+F = TypeVar("F", bound="Callable[..., Any]")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+"""A typed otpy error, a refused confirmation, or a replay that did not end replayed."""
+
+MAX_LIMIT = 10_000
+"""The largest page ``otpy dlq list --limit`` asks for."""
+
+_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+_DURATION = re.compile(
+    r"^(?=\d)(?:(?P<w>\d+(?:\.\d+)?)w)?(?:(?P<d>\d+(?:\.\d+)?)d)?(?:(?P<h>\d+(?:\.\d+)?)h)?"
+    r"(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$"
+)
+_UNIT_SECONDS = {"w": 604_800.0, "d": 86_400.0, "h": 3_600.0, "m": 60.0, "s": 1.0}
+_REPLAYED = frozenset({ReplayOutcome.REPLAYED.value, ReplayOutcome.ALREADY_REPLAYED.value})
+
+
+def _open_sqlite(path: str) -> AbstractAsyncContextManager[DeadLetterStore]:
+    from otpy.deadletter._sqlite import open_store
+
+    return open_store(path)
+
+
+@attrs.frozen(kw_only=True)
+class DlqSettings:
+    """What ``otpy dlq`` opens stores with and what time it is; tests pass their own.
+
+    Pass an instance as click's ``obj`` (``CliRunner().invoke(main, args, obj=settings)``).
+
+    Attributes:
+        open_store: called with the ``--db`` path; returns an async context manager
+            yielding the store. The SQLite store by default.
+        clock: wall-clock time, for relative times (``--since 2h``) and the snapshot
+            bulk commands take when they count what they will act on.
+    """
+
+    open_store: Callable[[str], AbstractAsyncContextManager[DeadLetterStore]] = _open_sqlite
+    clock: Callable[[], float] = time.time
+
+
+def _settings(ctx: click.Context) -> DlqSettings:
+    return ctx.find_object(DlqSettings) or DlqSettings()
+
+
+# -- times --------------------------------------------------------------------------
+
+
+def parse_time(text: str, *, now: float) -> float:
+    """Return the epoch time *text* names: ISO 8601, or a duration ago.
+
+    ``2h`` is two hours before *now*; units are ``s``, ``m``, ``h``, ``d`` and ``w``
+    and combine (``1d12h``). ISO 8601 times without an offset are UTC, as every time
+    ``otpy dlq`` prints is.
+
+    Raises:
+        ValueError: *text* is neither.
+
+    .. versionadded:: 0.1.0
+    """
+    value = text.strip()
+    match = _DURATION.match(value)
+    if match:
+        seconds = sum(float(n) * _UNIT_SECONDS[unit] for unit, n in match.groupdict().items() if n)
+        return now - seconds
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a time: give ISO 8601 (2024-05-01T12:00:00Z, UTC unless it "
+            "has an offset) or a duration ago (15m, 2h, 7d, 1d12h)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()
+
+
+class _TimeParam(click.ParamType[float, str]):
+    name = "TIME"
+
+    def convert(
+        self, value: str, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        now = (_settings(ctx) if ctx is not None else DlqSettings()).clock()
+        try:
+            return parse_time(str(value), now=now)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+TIME = _TimeParam()
+
+
+# -- loading handlers ---------------------------------------------------------------
+
+
+class HandlersError(otpy.OtpyError, ValueError):
+    """A ``--handlers MODULE:ATTR`` target could not be turned into replay handlers.
+
+    Attributes:
+        target: the target as given.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, target: str, problem: str) -> None:
+        super().__init__(problem)
+        self.target = target
+
+
+def load_handlers(target: str) -> dict[Source | str, ReplayHandler]:
+    """Import ``MODULE:ATTR`` and return the replay handlers it names, keyed by source.
+
+    Loaded the way ``otpy run`` loads a tree: the current directory goes on
+    ``sys.path``, *ATTR* may be dotted, and a function of no arguments is called.
+    The result must be a mapping from a :class:`~otpy.deadletter.Source` (or its
+    value, ``"outbound"``) to an async handler, called as
+    ``await handler(record, idempotency_key)``.
+
+    Raises:
+        HandlersError: the target cannot be imported, or is not such a mapping.
+
+    .. versionadded:: 0.1.0
+    """
+    module_name, colon, attr = target.partition(":")
+    if not colon or not module_name.strip() or not attr.strip() or ":" in attr:
+        raise HandlersError(
+            target,
+            f"{target!r} is not MODULE:ATTR; name a module and a mapping of replay "
+            "handlers in it, like 'myapp.replay:handlers'",
+        )
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (
+            module_name == exc.name or module_name.startswith(exc.name + ".")
+        ):
+            raise HandlersError(
+                target,
+                f"cannot import module {module_name!r}: there is no module named {exc.name!r}; "
+                f"check the spelling, and run from the directory that contains it ({cwd})",
+            ) from exc
+        raise HandlersError(target, _import_failed(module_name, exc)) from exc
+    except Exception as exc:
+        raise HandlersError(target, _import_failed(module_name, exc)) from exc
+    value: Any = module
+    for part in attr.split("."):
+        try:
+            value = getattr(value, part)
+        except AttributeError:
+            raise HandlersError(
+                target, f"module {module_name!r} has no attribute {attr!r}"
+            ) from None
+    if not isinstance(value, Mapping) and callable(value):
+        try:
+            value = value()
+        except Exception as exc:
+            raise HandlersError(
+                target, f"calling {target}() to build the handlers failed: {_describe(exc)}"
+            ) from exc
+        if inspect.iscoroutine(value):
+            value.close()
+            raise HandlersError(target, f"{target} is an async function; make it a plain function")
+    if not isinstance(value, Mapping):
+        raise HandlersError(
+            target,
+            f"{target} is {type(value).__name__}, not a mapping; point at a dict of "
+            "{source: async handler}, like {'outbound': resend}",
+        )
+    handlers: dict[Source | str, ReplayHandler] = {}
+    for source, handler in value.items():
+        try:
+            key = Source(source)
+        except ValueError:
+            known = ", ".join(s.value for s in Source)
+            raise HandlersError(
+                target, f"{target}: {source!r} is not a dead-letter source; use one of {known}"
+            ) from None
+        if not callable(handler):
+            raise HandlersError(
+                target, f"{target}: the handler for {key.value!r} is not callable: {handler!r}"
+            )
+        handlers[key] = handler
+    if not handlers:
+        raise HandlersError(target, f"{target} is empty: register a handler per source to replay")
+    return handlers
+
+
+def _import_failed(module_name: str, exc: BaseException) -> str:
+    return f"importing module {module_name!r} failed: {_describe(exc)}; fix the error in it"
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# -- running ------------------------------------------------------------------------
+
+
+def _run(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run *fn* on asyncio (aiosqlite needs it); typed otpy errors become one-line errors."""
+    try:
+        return anyio.run(fn, backend="asyncio")
+    except otpy.OtpyError as exc:
+        raise click.ClickException(str(exc)) from None
+    except BaseExceptionGroup as group:
+        leaves = list(_leaves(group))
+        if leaves and all(isinstance(e, click.ClickException | click.Abort) for e in leaves):
+            raise leaves[0] from None
+        if leaves and all(isinstance(e, otpy.OtpyError) for e in leaves):
+            message = "\n".join(dict.fromkeys(str(e) for e in leaves))
+            raise click.ClickException(message) from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
+
+
+def _out() -> Console:
+    """A console on stdout; the width comes from the terminal, or ``COLUMNS``."""
+    return Console(highlight=False, soft_wrap=False)
+
+
+def _err() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _print(renderable: RenderableType) -> None:
+    _out().print(renderable)
+
+
+def _print_json(document: object) -> None:
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+def _say(message: str) -> None:
+    click.echo(message)
+
+
+@contextlib.contextmanager
+def _progress(description: str, total: int) -> Iterator[Progress]:
+    """A progress bar on stderr, so ``--json`` output stays parseable."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    progress = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=_err(),
+        transient=False,
+    )
+    with progress:
+        progress.add_task(description, total=total)
+        yield progress
+
+
+def _advance(progress: Progress, amount: int) -> None:
+    for task in progress.tasks:
+        progress.advance(task.id, amount)
+
+
+def _plural(count: int, word: str = "dead letter") -> str:
+    return f"{count} {word}{'s' if count != 1 else ''}"
+
+
+def _confirm(question: str) -> None:
+    """Ask on stderr; a refusal aborts (exit 1) with nothing changed."""
+    if not click.confirm(question, default=False, err=True):
+        click.echo("nothing changed", err=True)
+        raise click.Abort()
+
+
+# -- options ------------------------------------------------------------------------
+
+
+def _check_db(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    if not value.exists():
+        raise click.BadParameter(
+            f"{value} does not exist; check the path. 'otpy dlq' never creates a store: "
+            "the node that captures dead letters does",
+            ctx,
+            param,
+        )
+    if value.is_dir():
+        raise click.BadParameter(f"{value} is a directory, not a store file", ctx, param)
+    return value
+
+
+def _check_cursor(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not _ID.match(value):
+        raise click.BadParameter(
+            f"{value!r} is not a cursor; pass the id printed after 'next page:'", ctx, param
+        )
+    return value
+
+
+def _check_ids(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
+    for record_id in value:
+        if not _ID.match(record_id):
+            raise click.BadParameter(
+                f"{record_id!r} is not a dead-letter id (26 characters, as 'otpy dlq list' shows)",
+                ctx,
+                param,
+            )
+    return tuple(dict.fromkeys(value))
+
+
+def _db_option(fn: F) -> F:
+    return click.option(
+        "--db",
+        required=True,
+        type=click.Path(path_type=Path),
+        callback=_check_db,
+        metavar="PATH",
+        help="The dead-letter store file.",
+    )(fn)
+
+
+def _json_option(fn: F) -> F:
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print one JSON document to stdout."
+    )(fn)
+
+
+def _yes_option(fn: F) -> F:
+    return click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")(fn)
+
+
+def _status_choice(default: str) -> Callable[[F], F]:
+    return click.option(
+        "--status",
+        type=click.Choice(["active", "archived", "all"]),
+        default=default,
+        show_default=True,
+        help="Records with this status.",
+    )
+
+
+_FILTERS = ("key", "source", "reason_class", "replay_status", "since", "until")
+
+
+def _filter_options(fn: F) -> F:
+    options = [
+        click.option("--key", metavar="KEY", help="Exactly this dead-letter key."),
+        click.option(
+            "--source",
+            type=click.Choice([s.value for s in Source]),
+            help="Failed at this source.",
+        ),
+        click.option(
+            "--reason-class",
+            metavar="CLASS",
+            help="Failed with exactly this exception class (e.g. httpx.ConnectTimeout).",
+        ),
+        click.option(
+            "--replay-status",
+            type=click.Choice([s.value for s in ReplayStatus]),
+            help="With this replay status.",
+        ),
+        click.option(
+            "--since",
+            type=TIME,
+            help="Captured at or after TIME: ISO 8601 (UTC by default) or a duration ago (2h, 7d).",
+        ),
+        click.option("--until", type=TIME, help="Captured before TIME (same forms as --since)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _status_value(status: str) -> Status | None:
+    return None if status == "all" else Status(status)
+
+
+def _make_filter(
+    *, status: Status | None, ids: tuple[str, ...] | None = None, **filters: Any
+) -> DeadLetterFilter:
+    try:
+        where = DeadLetterFilter(status=status, **filters)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    return where if ids is None else _only(where, ids)
+
+
+def _only(where: DeadLetterFilter, ids: tuple[str, ...]) -> DeadLetterFilter:
+    # mypy's attrs plugin types the ``ids`` converter (``optional(tuple)``) as taking
+    # ``Iterable[_T_co]`` with the type variable unsolved, and rejects every argument
+    loose: Any = ids
+    return attrs.evolve(where, ids=loose)
+
+
+def _snapshot(where: DeadLetterFilter, now: float) -> DeadLetterFilter:
+    """Limit a bulk filter to what exists now, so a confirmed count is what is acted on."""
+    until = now if where.until is None else min(where.until, now)
+    return attrs.evolve(where, until=max(until, where.since) if where.since is not None else until)
+
+
+def _selection(
+    ids: tuple[str, ...], all_matching: bool, filters: dict[str, Any], verb: str
+) -> bool:
+    """Check IDs and filters are not mixed; return whether this is a bulk operation."""
+    narrowed = any(filters[name] is not None for name in _FILTERS)
+    if ids and (narrowed or all_matching):
+        raise click.UsageError(f"give either IDs or filters (--all-matching) to {verb}, not both")
+    if not ids and not (narrowed or all_matching):
+        raise click.UsageError(
+            f"say what to {verb}: IDs, filters, or --all-matching for every active record"
+        )
+    return not ids
+
+
+async def _require_ids(store: DeadLetterStore, ids: tuple[str, ...]) -> None:
+    """Raise :class:`~otpy.DeadLetterNotFound` for the first of *ids* that is not stored.
+
+    Counts rather than loads, so a corrupt record among them can still be acted on.
+    """
+    if await store.count(_only(DeadLetterFilter(), ids)) == len(ids):
+        return
+    for record_id in ids:
+        if not await store.count(_only(DeadLetterFilter(), (record_id,))):
+            raise otpy.DeadLetterNotFound(record_id)
+
+
+# -- the group ----------------------------------------------------------------------
+
+
+@click.group()
+def dlq() -> None:
+    """Inspect, replay, archive and purge dead letters.
+
+    \b
+        otpy dlq list --db var/dead.db --since 2h
+        otpy dlq get 01HZX3... --db var/dead.db
+        otpy dlq replay --all-matching --source outbound --db var/dead.db \\
+            --handlers myapp.replay:handlers
+
+    Times are printed in UTC. Exits 0 on success, 1 on an error (the message says
+    what to do), 2 on bad arguments.
+    """
+
+
+@dlq.command("list")
+@_db_option
+@_status_choice("active")
+@_filter_options
+@click.option(
+    "--limit",
+    type=click.IntRange(1, MAX_LIMIT),
+    metavar="N",
+    default=50,
+    show_default=True,
+    help="Records per page.",
+)
+@click.option(
+    "--cursor",
+    metavar="ID",
+    callback=_check_cursor,
+    help="Start after this record: the cursor the previous page printed.",
+)
+@click.option("--payload", is_flag=True, help="With --json, include payloads (base64 and text).")
+@_json_option
+@click.pass_context
+def list_(
+    ctx: click.Context,
+    /,
+    db: Path,
+    status: str,
+    limit: int,
+    cursor: str | None,
+    payload: bool,
+    as_json: bool,
+    **filters: Any,
+) -> None:
+    """List dead letters, newest first, one page at a time.
+
+    The page ends with the cursor of the next one, when there is one.
+    """
+    settings = _settings(ctx)
+    where = _make_filter(status=_status_value(status), **filters)
+
+    async def main() -> None:
+        async with settings.open_store(str(db)) as store:
+            page = await store.list(where, limit=limit, cursor=cursor)
+            total = await store.count(where)
+        if as_json:
+            _print_json(
+                {
+                    "records": [record_json(r, payload=payload) for r in page.records],
+                    "next_cursor": page.next_cursor,
+                    "total": total,
+                }
+            )
+        else:
+            _print(render_page(page, total=total, show_status=status != "active"))
+
+    _run(main)
+
+
+@dlq.command()
+@click.argument("record_id", metavar="ID", callback=lambda c, p, v: _check_ids(c, p, (v,))[0])
+@_db_option
+@click.option(
+    "--payload", is_flag=True, help="Show the payload: text if UTF-8, else a hex preview."
+)
+@_json_option
+@click.pass_context
+def get(ctx: click.Context, record_id: str, db: Path, payload: bool, as_json: bool) -> None:
+    """Show one dead letter in full: diagnostics, trace context, replay state, headers.
+
+    The payload is shown only with --payload.
+    """
+    settings = _settings(ctx)
+
+    async def main() -> None:
+        async with settings.open_store(str(db)) as store:
+            record = await store.get(record_id)
+        if as_json:
+            _print_json(record_json(record, payload=payload))
+        else:
+            _print(render_record(record, payload=payload))
+
+    _run(main)
+
+
+@dlq.command()
+@click.argument("ids", nargs=-1, metavar="[ID]...", callback=_check_ids)
+@_db_option
+@click.option(
+    "--all-matching",
+    is_flag=True,
+    help="Replay every active record matching the filters (all of them with no filter).",
+)
+@_filter_options
+@click.option(
+    "--handlers",
+    "handlers_target",
+    required=True,
+    metavar="MODULE:ATTR",
+    help="A mapping {source: async handler}; each handler re-sends a record: "
+    "await handler(record, idempotency_key).",
+)
+@click.option("--force", is_flag=True, help="Replay even records that succeeded or are in doubt.")
+@click.option(
+    "--partitions",
+    type=click.IntRange(min=1),
+    metavar="N",
+    default=None,
+    help="Replay workers (default 4); records with the same key go to the same one, in order.",
+)
+@_yes_option
+@_json_option
+@click.pass_context
+def replay(
+    ctx: click.Context,
+    /,
+    ids: tuple[str, ...],
+    db: Path,
+    all_matching: bool,
+    handlers_target: str,
+    force: bool,
+    partitions: int | None,
+    yes: bool,
+    as_json: bool,
+    **filters: Any,
+) -> None:
+    """Re-send dead letters through their source's handler.
+
+    Give IDs, or --all-matching with the list filters. A bulk replay asks for
+    confirmation with the count (unless --yes) and shows a progress bar on stderr.
+    Exits 0 when every record ended replayed (or had been already), 1 otherwise:
+    a failure, a record in doubt, an archived record or one a replay is running for.
+    """
+    settings = _settings(ctx)
+    bulk = _selection(ids, all_matching, filters, "replay")
+    try:
+        handlers = load_handlers(handlers_target)
+    except HandlersError as exc:
+        raise click.BadParameter(str(exc), ctx, param_hint="'--handlers'") from None
+    where = _make_filter(status=Status.ACTIVE, **filters)
+
+    async def main() -> list[ReplayLine]:
+        async with settings.open_store(str(db)) as store:
+            if bulk:
+                target = _snapshot(where, settings.clock())
+            else:
+                await _require_ids(store, ids)
+                # every status: an archived record is reported as refused, not skipped
+                target = _only(DeadLetterFilter(), ids)
+            total = await store.count(target)
+            if total == 0:
+                return []
+            await _check_handlers(store, target, handlers, handlers_target)
+            if bulk and not yes:
+                _confirm(f"Replay {_plural(total)}?")
+            return await _replay(
+                store,
+                handlers,
+                target,
+                total=total if bulk else None,
+                force=force,
+                partitions=partitions,
+            )
+
+    lines = _run(main)
+    if as_json:
+        _print_json(replay_json(lines))
+    elif not lines:
+        _say("no dead letters match; nothing replayed")
+    else:
+        _print(render_replay_summary(lines))
+    ctx.exit(EXIT_OK if all(line.outcome in _REPLAYED for line in lines) else EXIT_FAILED)
+
+
+@dlq.command()
+@click.argument("ids", nargs=-1, metavar="[ID]...", callback=_check_ids)
+@_db_option
+@click.option(
+    "--all-matching",
+    is_flag=True,
+    help="Archive every active record matching the filters (all of them with no filter).",
+)
+@_filter_options
+@_yes_option
+@click.pass_context
+def archive(
+    ctx: click.Context,
+    /,
+    ids: tuple[str, ...],
+    db: Path,
+    all_matching: bool,
+    yes: bool,
+    **filters: Any,
+) -> None:
+    """Archive active dead letters: kept for the record, never replayed.
+
+    Give IDs, or filters (--all-matching alone archives every active record).
+    Asks for confirmation with the count unless --yes. Records a replay is running
+    for are skipped.
+    """
+    settings = _settings(ctx)
+    bulk = _selection(ids, all_matching, filters, "archive")
+
+    async def main() -> tuple[int, int]:
+        async with settings.open_store(str(db)) as store:
+            if bulk:
+                target = _snapshot(_make_filter(status=Status.ACTIVE, **filters), settings.clock())
+            else:
+                await _require_ids(store, ids)
+                target = _make_filter(status=Status.ACTIVE, ids=ids)
+            total = await store.count(target)
+            if total == 0:
+                return 0, 0
+            if not yes:
+                _confirm(f"Archive {_plural(total)}? Archived records are never replayed.")
+            if not bulk:
+                return await store.archive(target), total
+            with _progress("archiving", total) as progress:
+                done = await store.archive(target)
+                _advance(progress, total)
+            return done, total
+
+    done, total = _run(main)
+    _say(_done_message("archived", done, total))
+
+
+@dlq.command()
+@_db_option
+@click.option(
+    "--status",
+    type=click.Choice(["active", "archived", "all"]),
+    default=None,
+    help="Records with this status: archived by default, all with --id. "
+    "Active records are only purged when asked for, and always after confirmation.",
+)
+@click.option(
+    "--older-than",
+    type=TIME,
+    metavar="AGE",
+    help="Only records captured before AGE ago (30d) or before an ISO 8601 time.",
+)
+@click.option(
+    "--id",
+    "ids",
+    multiple=True,
+    metavar="ID",
+    callback=_check_ids,
+    help="Only this record (repeatable): a corrupt one, say.",
+)
+@_yes_option
+@click.pass_context
+def purge(
+    ctx: click.Context,
+    db: Path,
+    status: str | None,
+    older_than: float | None,
+    ids: tuple[str, ...],
+    yes: bool,
+) -> None:
+    """Delete dead letters for good, with their payloads.
+
+    Purges archived records unless --status says otherwise (with --id, records of
+    any status). Asks for confirmation with the count unless --yes. Records a
+    replay is running for are skipped.
+    """
+    settings = _settings(ctx)
+    chosen = status or ("all" if ids else "archived")
+    where = _make_filter(status=_status_value(chosen), ids=ids or None, until=older_than)
+
+    async def main() -> tuple[int, int]:
+        async with settings.open_store(str(db)) as store:
+            target = where if ids else _snapshot(where, settings.clock())
+            total = await store.count(target)
+            if total == 0:
+                return 0, 0
+            active = (
+                await store.count(attrs.evolve(target, status=Status.ACTIVE))
+                if target.status is not Status.ARCHIVED
+                else 0
+            )
+            if not yes:
+                detail = f" ({active} active, never replayed)" if active else ""
+                _confirm(f"Purge {_plural(total)}{detail}? This cannot be undone.")
+            if ids:
+                return await store.purge(target), total
+            with _progress("purging", total) as progress:
+                done = await store.purge(target)
+                _advance(progress, total)
+            return done, total
+
+    done, total = _run(main)
+    _say(_done_message("purged", done, total))
+
+
+def _done_message(verb: str, done: int, total: int) -> str:
+    if total == 0:
+        return f"no dead letters match; nothing {verb}"
+    message = f"{verb} {_plural(done)}"
+    if done < total:
+        message += f"; {total - done} skipped: a replay is running for them"
+    return message
+
+
+@dlq.command()
+@_db_option
+@_json_option
+@click.pass_context
+def stats(ctx: click.Context, db: Path, as_json: bool) -> None:
+    """Count dead letters by status, source, reason class, key and replay status.
+
+    Also shows how many records retention evicted, by status and rule.
+    """
+    settings = _settings(ctx)
+
+    async def main() -> None:
+        async with settings.open_store(str(db)) as store:
+            statistics = await store.statistics()
+        if as_json:
+            _print_json(statistics_json(statistics))
+        else:
+            _print(render_statistics(statistics))
+
+    _run(main)
+
+
+@dlq.command()
+@click.argument("record_id", metavar="ID", callback=lambda c, p, v: _check_ids(c, p, (v,))[0])
+@_db_option
+@click.option(
+    "--succeeded/--failed",
+    "succeeded",
+    default=None,
+    help="What you found at the destination: the side effect happened, or it did not.",
+)
+@click.pass_context
+def resolve(ctx: click.Context, record_id: str, db: Path, succeeded: bool | None) -> None:
+    """Settle an in-doubt replay by hand, after checking the destination.
+
+    --succeeded marks it replayed (it is never sent again without --force);
+    --failed marks it failed, so it can be replayed. See runbooks/replay.md.
+    """
+    if succeeded is None:  # click does not enforce required=True on a flag pair
+        raise click.UsageError(
+            "say what you found at the destination: --succeeded (the side effect "
+            "happened) or --failed (it did not)"
+        )
+    settings = _settings(ctx)
+
+    async def main() -> None:
+        async with settings.open_store(str(db)) as store:
+            try:
+                await store.resolve(record_id, succeeded=succeeded)
+            except ValueError:  # not in doubt: say what it is
+                record = await store.get(record_id)
+                raise click.ClickException(_not_in_doubt(record_id, record.replay.status)) from None
+
+    _run(main)
+    if succeeded:
+        _say(f"dead letter {record_id} resolved as succeeded; it will not be replayed again")
+    else:
+        _say(f"dead letter {record_id} resolved as failed; 'otpy dlq replay' can send it again")
+
+
+def _not_in_doubt(record_id: str, status: ReplayStatus) -> str:
+    return (
+        f"dead letter {record_id} is not in doubt (its replay status is {status.value!r}): "
+        "only in-doubt records are resolved by hand; 'otpy dlq replay' replays the others"
+    )
+
+
+# -- replaying ----------------------------------------------------------------------
+
+
+async def _check_handlers(
+    store: DeadLetterStore,
+    where: DeadLetterFilter,
+    handlers: Mapping[Source | str, ReplayHandler],
+    target: str,
+) -> None:
+    """Refuse, before anything is replayed, records from a source *handlers* lacks."""
+    for source in Source:
+        if source in handlers or where.source not in (None, source):
+            continue
+        count = await store.count(attrs.evolve(where, source=source))
+        if count:
+            raise click.ClickException(
+                f"nothing replayed: {_plural(count)} to replay came from source "
+                f"{source.value!r}, which {target} has no handler for; add one, or narrow "
+                "the replay with --source"
+            )
+
+
+def _no_handler(source: str, handlers: Mapping[Source | str, ReplayHandler]) -> str:
+    known = ", ".join(sorted(str(s) for s in handlers))
+    return (
+        f"records to replay came from source {source!r}, which has no handler (handlers: "
+        f"{known}); add one, or narrow the replay with --source"
+    )
+
+
+async def _replay(
+    store: DeadLetterStore,
+    handlers: Mapping[Source | str, ReplayHandler],
+    where: DeadLetterFilter,
+    *,
+    total: int | None,
+    force: bool,
+    partitions: int | None,
+) -> list[ReplayLine]:
+    """Replay what *where* matches on a replay supervisor of our own; *total* shows progress.
+
+    The supervisor runs on a node opened for the occasion and partitions records by
+    key, so one key's records are replayed in order, as the node's own replayer does.
+    A replay running elsewhere (the node's) holds its lease: this one answers
+    ``in_progress`` for it rather than sending twice.
+    """
+    from otpy.deadletter._replay import open_replayer
+
+    options: dict[str, Any] = {} if partitions is None else {"partitions": partitions}
+    async with otpy.open_node(), open_replayer(store, handlers, **options) as replayer:
+        try:
+            if total is None:
+                results = await replayer.replay_many(where, force=force)
+            else:
+                with _progress("replaying", total) as progress:
+                    results = await replayer.replay_many(
+                        where, force=force, on_progress=lambda _: _advance(progress, 1)
+                    )
+        except otpy.NoReplayHandler as exc:  # a record captured since _check_handlers
+            raise click.ClickException(_no_handler(exc.source, handlers)) from None
+    return [
+        ReplayLine(
+            record_id=result.record_id,
+            outcome=NO_OUTCOME if result.outcome is None else result.outcome.value,
+            error=result.error,
+            record=result.record,
+        )
+        for result in results
+    ]
