@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from . import _call, _cast, _fanout, _restart, _spawn
+from . import _call, _cast, _deadletter, _fanout, _restart, _spawn
 from ._harness import Benchmark, environment, runtimes_for
 from ._report import print_report, to_json
 
@@ -28,6 +28,14 @@ BENCHMARKS = (
     Benchmark(name="fanout", title="3. fan-out", run=_fanout.run),
     Benchmark(name="spawn", title="4. spawn idle actors", run=_spawn.run),
     Benchmark(name="restart", title="5. restart latency", run=_restart.run),
+    Benchmark(
+        name="dlq-capture",
+        title="6. durable capture",
+        run=_deadletter.run_capture,
+        asyncio_only=True,
+    ),
+    Benchmark(name="dlq-replay", title="7. replay", run=_deadletter.run_replay, asyncio_only=True),
+    Benchmark(name="dlq-list", title="8. list", run=_deadletter.run_list, asyncio_only=True),
 )
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -93,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for runtime in runtimes:
         results: list[BenchmarkResult] = []
         for benchmark in chosen:
+            if benchmark.asyncio_only and not runtime.is_asyncio:
+                continue  # aiosqlite resolves asyncio futures: it cannot run on trio
             started = time.perf_counter()
             results.append(benchmark.run(runtime, args.quick, args.repeat))
             elapsed = time.perf_counter() - started

@@ -334,11 +334,13 @@ class Benchmark:
         name: its key for ``--only`` and JSON.
         title: its heading.
         run: ``run(runtime, quick=..., repeat=...)``.
+        asyncio_only: skipped on trio (the dead-letter store needs asyncio).
     """
 
     name: str
     title: str
     run: Callable[[Runtime, bool, int], BenchmarkResult]
+    asyncio_only: bool = False
 
 
 def gc_diagnostics(samples: Mapping[str, Sequence[Sample]]) -> dict[str, float]:
