@@ -852,3 +852,11 @@ async def test_dead_incarnations_are_freed_without_the_cyclic_gc() -> None:
         finally:
             gc.enable()
     assert unreachable < 50  # one object per restart would already be 50
+
+
+async def test_s10_open_supervisor_without_a_node_raises_the_start_error_itself() -> None:
+    """S10: a failed start through open_supervisor's own node raises SpawnError, not a group."""
+    with pytest.raises(otpy.SpawnError, match="failed to start child 'bad'") as info:
+        async with otpy.open_supervisor([ChildSpec(id="bad", start=FailsInit)]):
+            pass  # pragma: no cover - the tree must not start
+    assert isinstance(info.value.reason, RuntimeError)

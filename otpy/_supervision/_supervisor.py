@@ -1000,7 +1000,12 @@ class open_supervisor:
             sup = await start_supervisor(self._spec, node=node)
         except BaseException as exc:
             if self._own_node is not None:
-                await self._own_node.__aexit__(type(exc), exc, exc.__traceback__)
+                if isinstance(exc, Exception):
+                    # The start failed and rolled back: close the node as if the block
+                    # ended, so the caller gets the SpawnError itself, not a group.
+                    await self._own_node.__aexit__(None, None, None)
+                else:
+                    await self._own_node.__aexit__(type(exc), exc, exc.__traceback__)
             raise
         node.add_root(sup.ref)
         self._sup = sup
