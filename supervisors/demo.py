@@ -2,21 +2,26 @@
 
 ::
 
-    root          one_for_one
-    ├── pipeline  rest_for_one   store <- enrich <- parse, talking by name
-    ├── workers   dynamic        short report jobs the ticker starts
-    ├── flaky     crashes every 2-8 s and comes back after a growing backoff
-    └── ticker    every 2 s: 8 records into the pipeline, one job into the pool
+    root            one_for_one
+    ├── dead-letters rest_for_one  the SQLite store, its writer, retention, the router
+    ├── pipeline    rest_for_one   store <- enrich <- parse, talking by name
+    ├── workers     dynamic        short report jobs the ticker starts
+    ├── flaky       crashes every 2-8 s and comes back after a growing backoff
+    └── ticker      every 2 s: 8 records into the pipeline, one job into the pool
 
 ``enrich`` crashes on every 40th record, so every 10 s or so the pipeline restarts
 it and ``parse`` (started after it) with it; records sent meanwhile wait for the
-new ``parse`` under its name. Run it with::
+new ``parse`` under its name. The record it crashed on is a poison message: it is
+dead-lettered into ``var/dead-letters.db`` (``OTPY_DEAD_LETTERS`` overrides the
+path), where ``otpy dlq list --db var/dead-letters.db`` shows it. Run it with::
 
     otpy run supervisors.demo:root --console
 """
 
 from __future__ import annotations
 
+import json
+import os
 import random
 from typing import Any
 
@@ -24,6 +29,7 @@ import anyio
 import attrs
 
 import otpy
+from otpy.deadletter import DeadLetterStore, dead_letter_children, encode_payload, sqlite_store
 
 TICK = 2.0
 """Seconds between ticker bursts."""
@@ -31,6 +37,8 @@ BURST = 8
 """Records per burst."""
 POISON_EVERY = 40
 """``enrich`` crashes on record numbers divisible by this."""
+DEAD_LETTERS = os.environ.get("OTPY_DEAD_LETTERS", "var/dead-letters.db")
+"""Where the demo keeps its dead letters (the directory is created if missing)."""
 
 
 @attrs.frozen
@@ -77,9 +85,13 @@ class Store(otpy.Actor):
 
 
 class Enrich(otpy.Actor):
-    """The middle stage: crashes on poison records, otherwise passes them on."""
+    """The middle stage: crashes on poison records, otherwise passes them on.
+
+    The record it crashed on is dead-lettered (``dead_letter_on_crash``).
+    """
 
     mailbox = otpy.MailboxConfig(capacity=100)
+    dead_letter_on_crash = True
 
     async def init(self) -> None:
         """Resolve where records go next."""
@@ -201,21 +213,43 @@ class Ticker(otpy.Actor):
         self.send_after(TICK, "tick")
 
 
-# one_for_one: the pipeline, the pool, flaky and the ticker are independent, so a crash
-# restarts only the one that crashed. flaky lives at least 2 s plus a 0.5 s backoff, so
-# at most 5 of its restarts fit in any 10 s: 8 in 10 s never gives up on it.
-root = otpy.SupervisorSpec(
-    id="root",
-    flags=otpy.SupervisorFlags(strategy=otpy.Strategy.ONE_FOR_ONE, intensity=8, period=10.0),
-    children=[
-        pipeline,
-        workers,
-        otpy.ChildSpec(
-            id="flaky",
-            start=Flaky,
-            # The delay doubles while it keeps crashing within 5 s of starting.
-            backoff=otpy.Backoff(minimum=0.5, maximum=8.0, reset_after=5.0),
-        ),
-        otpy.ChildSpec(id="ticker", start=Ticker),
-    ],
-)
+def encode_record(message: object) -> tuple[bytes, str]:
+    """Store a :class:`Record` as JSON, so a dead-lettered one can be read and replayed."""
+    if isinstance(message, Record):
+        return json.dumps(attrs.asdict(message)).encode(), "application/json"
+    return encode_payload(message)
+
+
+def build_root(store: DeadLetterStore) -> otpy.SupervisorSpec:
+    """Return the demo tree, keeping its dead letters in *store*."""
+    # rest_for_one: the store opens first and the writer uses it; the router sends
+    # to the writer. If one restarts, the ones after it restart too.
+    dead_letters = otpy.SupervisorSpec(
+        id="dead-letters",
+        flags=otpy.SupervisorFlags(strategy=otpy.Strategy.REST_FOR_ONE),
+        children=dead_letter_children(store, route=True, encoder=encode_record),
+    )
+    # one_for_one: the dead-letter service, the pipeline, the pool, flaky and the
+    # ticker are independent (they talk by name), so a crash restarts only the one
+    # that crashed. flaky lives at least 2 s plus a 0.5 s backoff, so at most 5 of its
+    # restarts fit in any 10 s: 8 in 10 s never gives up on it.
+    return otpy.SupervisorSpec(
+        id="root",
+        flags=otpy.SupervisorFlags(strategy=otpy.Strategy.ONE_FOR_ONE, intensity=8, period=10.0),
+        children=[
+            dead_letters,
+            pipeline,
+            workers,
+            otpy.ChildSpec(
+                id="flaky",
+                start=Flaky,
+                # The delay doubles while it keeps crashing within 5 s of starting.
+                backoff=otpy.Backoff(minimum=0.5, maximum=8.0, reset_after=5.0),
+            ),
+            otpy.ChildSpec(id="ticker", start=Ticker),
+        ],
+    )
+
+
+root = build_root(sqlite_store(DEAD_LETTERS))
+"""The tree ``make demo`` runs, with its dead letters in :data:`DEAD_LETTERS`."""

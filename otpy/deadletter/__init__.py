@@ -15,6 +15,11 @@ from ._capture import dead_letter_from_event as dead_letter_from_event
 from ._capture import encode_payload as encode_payload
 from ._capture import route_dead_letters as route_dead_letters
 from ._memory import MemoryDeadLetterStore as MemoryDeadLetterStore
+from ._owner import DeadLetterRouter as DeadLetterRouter
+from ._owner import StoreHandle as StoreHandle
+from ._owner import StoreOwner as StoreOwner
+from ._owner import dead_letter_children as dead_letter_children
+from ._owner import sqlite_store as sqlite_store
 from ._record import Category as Category
 from ._record import DeadLetter as DeadLetter
 from ._record import Diagnostics as Diagnostics
@@ -56,7 +61,6 @@ from ._writer import DeadLettersStatistics as DeadLettersStatistics
 from ._writer import DeadLetterWriter as DeadLetterWriter
 from ._writer import RetentionSweeper as RetentionSweeper
 from ._writer import WriterStatistics as WriterStatistics
-from ._writer import dead_letter_children as dead_letter_children
 
 __all__ = [
     "Action",
@@ -64,6 +68,7 @@ __all__ = [
     "DeadLetter",
     "DeadLetterFilter",
     "DeadLetterStore",
+    "DeadLetterRouter",
     "Decision",
     "Diagnostics",
     "LedgerEntry",
@@ -80,6 +85,8 @@ __all__ = [
     "Source",
     "Status",
     "StoreStatistics",
+    "StoreHandle",
+    "StoreOwner",
     "SweepResult",
     "new_id",
     "open_store",
@@ -106,5 +113,6 @@ __all__ = [
     "open_replayer",
     "partition_of",
     "replay_supervisor",
+    "sqlite_store",
     "stable_hash",
 ]

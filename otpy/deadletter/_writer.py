@@ -8,8 +8,8 @@ answered only once the transaction holding it has committed. Use it through
 (ids are fixed before the first attempt and the store ignores ids it already has, so
 a retry never stores a record twice).
 
-:func:`dead_letter_children` returns the child specs to put first in a node's
-``rest_for_one`` tree: the writer, then the :class:`RetentionSweeper`.
+:func:`~otpy.deadletter.dead_letter_children` returns the child specs to put first
+in a node's ``rest_for_one`` tree.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from .._core._actor import NO_REPLY, Actor
 from .._core._mailbox import MailboxConfig, Overflow
 from .._core._node import current_node
 from .._exceptions import ActorStopped, CallTimeout, DeadLetterError, MailboxFull
-from .._supervision._spec import ChildSpec
 from ._record import DeadLetter, Status
 from ._store import RetentionPolicy
 from ._telemetry import record_dropped, record_evictions, store_kind, write_span
@@ -48,7 +47,6 @@ __all__ = [
     "DeadLettersStatistics",
     "RetentionSweeper",
     "WriterStatistics",
-    "dead_letter_children",
 ]
 
 logger = logging.getLogger("otpy.deadletter")
@@ -620,60 +618,3 @@ class RetentionSweeper(Actor):
                 )
         record_evictions(result.evicted)
         return result
-
-
-# -- child specs -----------------------------------------------------------------------
-
-
-def dead_letter_children(
-    store: DeadLetterStore,
-    *,
-    name: str = DEFAULT_NAME,
-    retention: RetentionPolicy | None = None,
-    sweep: bool = True,
-    max_batch: int = DEFAULT_MAX_BATCH,
-    mailbox: MailboxConfig = WRITER_MAILBOX,
-) -> list[ChildSpec]:
-    """Return the child specs of the dead-letter writer and its retention sweeper.
-
-    Put them first in a ``rest_for_one`` tree, so everything that captures starts
-    after the writer and restarts if it does::
-
-        # rest_for_one: the dead-letter writer starts first; if it restarts,
-        # everything that sends to it restarts too.
-        root = SupervisorSpec(
-            strategy=Strategy.REST_FOR_ONE,
-            children=[*dead_letter_children(store), pressure, app],
-        )
-
-    Args:
-        store: the store; the caller opens and closes it.
-        name: the writer's registered name (the sweeper's is ``"<name>-retention"``).
-        retention: the sweeper's policy; :class:`RetentionPolicy` defaults if ``None``.
-        sweep: whether to include the sweeper.
-        max_batch: records per transaction, about.
-        mailbox: the writer's mailbox; its restart stash holds as many messages.
-
-    Returns:
-        The writer's spec, then the sweeper's.
-    """
-    children = [
-        ChildSpec(
-            id=name,
-            start=DeadLetterWriter,
-            args=(store, max_batch),
-            name=name,
-            mailbox=mailbox,
-            stash_capacity=mailbox.capacity,
-        )
-    ]
-    if sweep:
-        children.append(
-            ChildSpec(
-                id=f"{name}-retention",
-                start=RetentionSweeper,
-                args=(store, retention or RetentionPolicy()),
-                name=f"{name}-retention",
-            )
-        )
-    return children
