@@ -13,10 +13,10 @@ import click
 
 from ._dlq import dlq
 from ._run import RunningNode as RunningNode
-from ._run import TargetError as TargetError
 from ._run import load_target as load_target
 from ._run import run as run
 from ._run import run_node as run_node
+from ._target import TargetError as TargetError
 
 __all__ = ["RunningNode", "TargetError", "load_target", "main", "run_node"]
 

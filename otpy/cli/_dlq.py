@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import importlib
 import inspect
 import json
-import os
 import re
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -44,6 +41,7 @@ from ._dlq_render import (
     replay_json,
     statistics_json,
 )
+from ._target import TargetError, describe, resolve_target
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
@@ -160,7 +158,7 @@ TIME = _TimeParam()
 # -- loading handlers ---------------------------------------------------------------
 
 
-class HandlersError(otpy.OtpyError, ValueError):
+class HandlersError(TargetError):
     """A ``--handlers MODULE:ATTR`` target could not be turned into replay handlers.
 
     Attributes:
@@ -168,10 +166,6 @@ class HandlersError(otpy.OtpyError, ValueError):
 
     .. versionadded:: 0.1.0
     """
-
-    def __init__(self, target: str, problem: str) -> None:
-        super().__init__(problem)
-        self.target = target
 
 
 def load_handlers(target: str) -> dict[Source | str, ReplayHandler]:
@@ -188,44 +182,18 @@ def load_handlers(target: str) -> dict[Source | str, ReplayHandler]:
 
     .. versionadded:: 0.1.0
     """
-    module_name, colon, attr = target.partition(":")
-    if not colon or not module_name.strip() or not attr.strip() or ":" in attr:
-        raise HandlersError(
-            target,
-            f"{target!r} is not MODULE:ATTR; name a module and a mapping of replay "
-            "handlers in it, like 'myapp.replay:handlers'",
-        )
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and (
-            module_name == exc.name or module_name.startswith(exc.name + ".")
-        ):
-            raise HandlersError(
-                target,
-                f"cannot import module {module_name!r}: there is no module named {exc.name!r}; "
-                f"check the spelling, and run from the directory that contains it ({cwd})",
-            ) from exc
-        raise HandlersError(target, _import_failed(module_name, exc)) from exc
-    except Exception as exc:
-        raise HandlersError(target, _import_failed(module_name, exc)) from exc
-    value: Any = module
-    for part in attr.split("."):
-        try:
-            value = getattr(value, part)
-        except AttributeError:
-            raise HandlersError(
-                target, f"module {module_name!r} has no attribute {attr!r}"
-            ) from None
+    value = resolve_target(
+        target,
+        error=HandlersError,
+        wanted="a mapping of replay handlers",
+        example="myapp.replay:handlers",
+    )
     if not isinstance(value, Mapping) and callable(value):
         try:
             value = value()
         except Exception as exc:
             raise HandlersError(
-                target, f"calling {target}() to build the handlers failed: {_describe(exc)}"
+                target, f"calling {target}() to build the handlers failed: {describe(exc)}"
             ) from exc
         if inspect.iscoroutine(value):
             value.close()
@@ -253,15 +221,6 @@ def load_handlers(target: str) -> dict[Source | str, ReplayHandler]:
     if not handlers:
         raise HandlersError(target, f"{target} is empty: register a handler per source to replay")
     return handlers
-
-
-def _import_failed(module_name: str, exc: BaseException) -> str:
-    return f"importing module {module_name!r} failed: {_describe(exc)}; fix the error in it"
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 # -- running ------------------------------------------------------------------------

@@ -10,7 +10,6 @@ second one stops it at once.
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import logging
 import os
@@ -24,6 +23,8 @@ import click
 
 import otpy
 from otpy.telemetry import describe_reason
+
+from ._target import TargetError, describe, resolve_target
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -62,18 +63,6 @@ def say(message: str) -> None:
 # -- loading the tree --------------------------------------------------------------------
 
 
-class TargetError(otpy.OtpyError, ValueError):
-    """A ``MODULE:ATTR`` target could not be turned into a supervisor spec.
-
-    Attributes:
-        target: the target as given.
-    """
-
-    def __init__(self, target: str, problem: str) -> None:
-        super().__init__(problem)
-        self.target = target
-
-
 def load_target(target: str) -> Spec:
     """Import ``MODULE:ATTR`` and return the supervisor spec it names.
 
@@ -93,43 +82,13 @@ def load_target(target: str) -> Spec:
 
     .. versionadded:: 0.1.0
     """
-    module_name, colon, attr = target.partition(":")
-    if not colon or not module_name.strip() or not attr.strip() or ":" in attr:
-        raise TargetError(
-            target,
-            f"{target!r} is not MODULE:ATTR; name a module and a supervisor spec in it, "
-            "like 'supervisors.demo:root'",
-        )
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and (
-            module_name == exc.name or module_name.startswith(exc.name + ".")
-        ):
-            raise TargetError(
-                target,
-                f"cannot import module {module_name!r}: there is no module named {exc.name!r}; "
-                f"check the spelling, and run from the directory that contains it ({cwd})",
-            ) from exc
-        raise TargetError(target, _import_failed(module_name, exc)) from exc
-    except Exception as exc:
-        raise TargetError(target, _import_failed(module_name, exc)) from exc
-
-    value: Any = module
-    for part in attr.split("."):
-        try:
-            value = getattr(value, part)
-        except AttributeError:
-            specs = _specs_in(module)
-            hint = f"; supervisor specs in it: {', '.join(specs)}" if specs else ""
-            raise TargetError(
-                target,
-                f"module {module_name!r} has no attribute {attr!r}{hint}",
-            ) from None
-
+    value = resolve_target(
+        target,
+        error=TargetError,
+        wanted="a supervisor spec",
+        example="supervisors.demo:root",
+        attribute_hint=_specs_hint,
+    )
     if isinstance(value, (otpy.SupervisorSpec, otpy.DynamicSupervisorSpec)):
         return value
     if not callable(value):
@@ -148,7 +107,7 @@ def load_target(target: str) -> Spec:
         result = value()
     except Exception as exc:
         raise TargetError(
-            target, f"calling {target}() to build the tree failed: {_describe(exc)}"
+            target, f"calling {target}() to build the tree failed: {describe(exc)}"
         ) from exc
     if inspect.iscoroutine(result):
         result.close()
@@ -160,15 +119,6 @@ def load_target(target: str) -> Spec:
     if isinstance(result, (otpy.SupervisorSpec, otpy.DynamicSupervisorSpec)):
         return result
     raise TargetError(target, _wrong_type(f"{target}()", result, returned=True))
-
-
-def _import_failed(module_name: str, exc: BaseException) -> str:
-    return f"importing module {module_name!r} failed: {_describe(exc)}; fix the error in it"
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _wrong_type(what: str, value: object, *, returned: bool = False) -> str:
@@ -185,12 +135,13 @@ def _short_repr(value: object) -> str:
     return text if len(text) <= 40 else text[:39] + "…"
 
 
-def _specs_in(module: object) -> list[str]:
-    return sorted(
+def _specs_hint(module: object) -> str:
+    specs = sorted(
         name
         for name, value in vars(module).items()
         if isinstance(value, (otpy.SupervisorSpec, otpy.DynamicSupervisorSpec))
     )
+    return f"; supervisor specs in it: {', '.join(specs)}" if specs else ""
 
 
 # -- running it ------------------------------------------------------------------------

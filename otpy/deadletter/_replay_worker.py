@@ -28,6 +28,7 @@ from ..telemetry._events import get_meter, get_tracer
 from ._record import ReplayOutcome, redact
 from ._replay import _RECLAIM_NOW, _TICK, ReplayOutcomeUnknown, ReplayResult, _Replay
 from ._store import Action, LedgerState
+from ._telemetry import ATTR_RECORD_ID, ATTR_SOURCE
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -64,12 +65,8 @@ SPAN_REPLAY: Final = "dead_letter replay"
 """One replay request handled by a worker (INTERNAL), linked to the failed attempt's span."""
 SPAN_RECLAIM: Final = "dead_letter reclaim"
 """A dead worker's replay settled by the reclaimer (INTERNAL), linked likewise."""
-ATTR_RECORD_ID: Final = "otpy.deadletter.id"
-"""The record's id."""
 ATTR_KEY: Final = "otpy.deadletter.key"
 """The record's dead-letter key (its partitioning key)."""
-ATTR_SOURCE: Final = "otpy.deadletter.source"
-"""Where the record's message failed."""
 ATTR_OUTCOME: Final = "otpy.replay.outcome"
 """``replayed``, ``already_replayed``, ``rejected_archived``, ``in_progress``, ``failed``, ``in_doubt``."""
 ATTR_PARTITION: Final = "otpy.replay.partition"
