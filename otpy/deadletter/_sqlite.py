@@ -215,6 +215,10 @@ _NOT_RUNNING: Final = "replay_status IS NOT 'running'"
 _JSON = json.JSONEncoder(separators=(",", ":"))
 
 
+def _record_id(record: DeadLetter) -> str:
+    return record.id
+
+
 @functools.lru_cache(maxsize=256)
 def _pairs_to_json(pairs: tuple[tuple[str, str], ...]) -> str:
     # Cached: records from one capture point share their headers, and the trace
@@ -861,7 +865,9 @@ class SQLiteDeadLetterStore:
         """
         rows: list[tuple[object, ...]] = []
         apart: list[tuple[bytes, str]] = []
-        for record in records:
+        # In id order: ids rise with time, so sorted rows append to the indexes'
+        # right-hand pages instead of touching pages all over them.
+        for record in sorted(records, key=_record_id):
             if record.payload is None and record.payload_size:
                 raise ValueError(
                     f"dead letter {record.id}: cannot store a record without its payload"
