@@ -35,6 +35,18 @@ from ._core._ref import Monitor as Monitor
 from ._core._ref import Timer as Timer
 from ._exceptions import *  # noqa: F403
 from ._exceptions import __all__ as _exception_names
+from ._pressure._policy import Admission as Admission
+from ._pressure._policy import Level as Level
+from ._pressure._policy import LevelState as LevelState
+from ._pressure._policy import PressurePolicy as PressurePolicy
+from ._pressure._policy import Priority as Priority
+from ._pressure._policy import Threshold as Threshold
+from ._pressure._policy import Verdict as Verdict
+from ._pressure._policy import admit as admit
+from ._pressure._policy import advance as advance
+from ._pressure._policy import level_for as level_for
+from ._pressure._ratelimit import RateLimiter as RateLimiter
+from ._pressure._ratelimit import RateLimiterStatistics as RateLimiterStatistics
 
 __version__ = "0.1.0"
 from ._supervision._spec import AutoShutdown as AutoShutdown
@@ -120,6 +132,19 @@ __all__ = [
     "supervisor_ref",
     "RestartWindow",
     "record_restart",
+    # pressure
+    "Admission",
+    "Level",
+    "LevelState",
+    "PressurePolicy",
+    "Priority",
+    "RateLimiter",
+    "RateLimiterStatistics",
+    "Threshold",
+    "Verdict",
+    "admit",
+    "advance",
+    "level_for",
     # errors
     *_exception_names,
 ]

@@ -14,6 +14,7 @@
     │   ├── CallingSelf              an actor called itself: it would deadlock
     │   ├── UnhandledMessage         a call/cast reached an actor with no handler for it
     │   └── StashOverflow            an actor stashed beyond its stash capacity
+    ├── InvalidPressurePolicy        a bad pressure policy field; also a ValueError
     ├── SupervisionError
     │   ├── InvalidChildSpec         also a ValueError
     │   ├── ChildError               start/restart/terminate/delete_child refused (OTP error cases)
@@ -66,6 +67,7 @@ __all__ = [
     "CallingSelf",
     "ChildError",
     "InvalidChildSpec",
+    "InvalidPressurePolicy",
     "MailboxFull",
     "MaxChildren",
     "NodeError",
@@ -278,6 +280,20 @@ class RestartIntensityExceeded(SupervisionError):
         self.period = period
         self.offender = offender
         self.intensity = intensity
+
+
+class InvalidPressurePolicy(OtpyError, ValueError):
+    """A pressure policy field is invalid; raised when the policy is built.
+
+    Attributes:
+        field: the field, like ``"degraded.exit"``.
+        problem: what is wrong with it.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"pressure policy: {field} {problem}")
+        self.field = field
+        self.problem = problem
 
 
 class DeadLetterError(OtpyError):

@@ -1,0 +1,1 @@
+"""Queue pressure: levels with hysteresis, admission by priority, and rate limiting."""
