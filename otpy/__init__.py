@@ -35,6 +35,14 @@ from ._core._ref import Monitor as Monitor
 from ._core._ref import Timer as Timer
 from ._exceptions import *  # noqa: F403
 from ._exceptions import __all__ as _exception_names
+from ._pressure._monitor import GET_PRESSURE as GET_PRESSURE
+from ._pressure._monitor import PressureMonitor as PressureMonitor
+from ._pressure._monitor import PressureStatistics as PressureStatistics
+from ._pressure._monitor import SamplePressure as SamplePressure
+from ._pressure._monitor import SourcePressure as SourcePressure
+from ._pressure._monitor import Watched as Watched
+from ._pressure._monitor import notify_pressure as notify_pressure
+from ._pressure._monitor import pressure_statistics as pressure_statistics
 from ._pressure._policy import Admission as Admission
 from ._pressure._policy import Level as Level
 from ._pressure._policy import LevelState as LevelState
@@ -45,6 +53,8 @@ from ._pressure._policy import Verdict as Verdict
 from ._pressure._policy import admit as admit
 from ._pressure._policy import advance as advance
 from ._pressure._policy import level_for as level_for
+from ._pressure._queue import BoundedQueue as BoundedQueue
+from ._pressure._queue import QueueStatistics as QueueStatistics
 from ._pressure._ratelimit import RateLimiter as RateLimiter
 from ._pressure._ratelimit import RateLimiterStatistics as RateLimiterStatistics
 
@@ -134,10 +144,12 @@ __all__ = [
     "record_restart",
     # pressure
     "Admission",
+    "BoundedQueue",
     "Level",
     "LevelState",
     "PressurePolicy",
     "Priority",
+    "QueueStatistics",
     "RateLimiter",
     "RateLimiterStatistics",
     "Threshold",
@@ -145,6 +157,14 @@ __all__ = [
     "admit",
     "advance",
     "level_for",
+    "GET_PRESSURE",
+    "PressureMonitor",
+    "PressureStatistics",
+    "SamplePressure",
+    "SourcePressure",
+    "Watched",
+    "notify_pressure",
+    "pressure_statistics",
     # errors
     *_exception_names,
 ]

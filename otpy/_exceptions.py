@@ -15,6 +15,9 @@
     │   ├── UnhandledMessage         a call/cast reached an actor with no handler for it
     │   └── StashOverflow            an actor stashed beyond its stash capacity
     ├── InvalidPressurePolicy        a bad pressure policy field; also a ValueError
+    ├── PressureError                a bounded queue refused a message
+    │   ├── LoadShed                 shed at level shed: the message's priority is shed
+    │   └── QueueFull                the bounded queue is at capacity
     ├── SupervisionError
     │   ├── InvalidChildSpec         also a ValueError
     │   ├── ChildError               start/restart/terminate/delete_child refused (OTP error cases)
@@ -68,10 +71,13 @@ __all__ = [
     "ChildError",
     "InvalidChildSpec",
     "InvalidPressurePolicy",
+    "LoadShed",
     "MailboxFull",
     "MaxChildren",
     "NodeError",
     "OtpyError",
+    "PressureError",
+    "QueueFull",
     "RestartIntensityExceeded",
     "SpawnError",
     "StashOverflow",
@@ -296,6 +302,68 @@ class InvalidPressurePolicy(OtpyError, ValueError):
         self.problem = problem
 
 
+class PressureError(OtpyError):
+    """A bounded queue refused a message; the message was not queued.
+
+    Attributes:
+        queue: the queue's name.
+        priority: the message's priority (an ``otpy.Priority``).
+        level: the queue's pressure level then (an ``otpy.Level``).
+        depth: messages queued then.
+        capacity: the queue's capacity.
+    """
+
+    def __init__(
+        self, text: str, queue: str, priority: object, level: object, depth: int, capacity: int
+    ) -> None:
+        super().__init__(text)
+        self.queue = queue
+        self.priority = priority
+        self.level = level
+        self.depth = depth
+        self.capacity = capacity
+
+
+class LoadShed(PressureError):
+    """The queue is at level ``shed`` and sheds this priority (``reason="load_shed"``)."""
+
+    reason: ClassVar[str] = "load_shed"
+
+    def __init__(
+        self, queue: str, priority: object, level: object, depth: int, capacity: int
+    ) -> None:
+        super().__init__(
+            f"queue {queue!r} shed a {_label(priority)} priority message at level "
+            f"{_label(level)} ({depth}/{capacity} queued); retry it later, send it at a "
+            "priority the policy does not shed, or add consumers",
+            queue,
+            priority,
+            level,
+            depth,
+            capacity,
+        )
+
+
+class QueueFull(PressureError):
+    """The queue is at capacity: every priority is refused (``reason="queue_full"``)."""
+
+    reason: ClassVar[str] = "queue_full"
+
+    def __init__(
+        self, queue: str, priority: object, level: object, depth: int, capacity: int
+    ) -> None:
+        super().__init__(
+            f"queue {queue!r} is full ({depth}/{capacity} queued) and refused a "
+            f"{_label(priority)} priority message; slow the producer, add consumers, "
+            "or raise capacity",
+            queue,
+            priority,
+            level,
+            depth,
+            capacity,
+        )
+
+
 class DeadLetterError(OtpyError):
     """A dead-letter operation was refused or failed."""
 
@@ -450,6 +518,11 @@ class CorruptRecord(DeadLetterStoreError):
             f"'otpy dlq purge --id {record_id}' removes it",
         )
         self.record_id = record_id
+
+
+def _label(value: object) -> str:
+    name = getattr(value, "name", None)
+    return name.lower() if isinstance(name, str) else str(value)
 
 
 def _describe(reason: object) -> str:

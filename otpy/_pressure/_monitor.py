@@ -1,0 +1,510 @@
+"""The pressure monitor: an actor that turns queue occupancy into levels (P4-P5).
+
+It samples each watched queue's ``statistics()`` snapshot every ``interval`` seconds
+(and whenever a producer calls :func:`notify_pressure`), runs :func:`~otpy.advance` on
+the occupancy ratio, and for each real level change emits exactly one transition span
+and metric. It reads public snapshots only, so it can watch an ``ActorRef`` (its
+mailbox), a bounded queue, or anything with ``statistics().queued`` and
+``.capacity``.
+
+Restarts: the levels the monitor has *published* live outside the actor, in a small
+registry per node keyed by the monitor's registered name (or its ``component`` when
+it has none). A restarted incarnation continues from them: a level that did not
+change while it was down gives no transition, one that did gives exactly one, with
+the previously published level as ``old_level``. Nothing else the actor holds
+matters; its first sample recomputes everything from fresh snapshots. With nothing
+published yet (the monitor's first start on a node) the baseline is ``normal``, so a
+queue already under pressure is reported once rather than never.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import types
+import weakref
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+import anyio
+import attrs
+from opentelemetry.trace import SpanKind
+
+from .._core._actor import Actor
+from .._core._node import current_node
+from .._exceptions import OtpyError
+from ..telemetry._events import get_meter, get_tracer
+from ._policy import Level, LevelState, PressurePolicy, advance
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from opentelemetry.metrics import Counter
+    from opentelemetry.metrics import _Gauge as Gauge  # still underscored in the API
+
+    from .._core._actor import Caller
+    from .._core._node import NamedRef, Node
+    from .._core._ref import ActorRef
+
+__all__ = [
+    "ATTR_PRESSURE_CAPACITY",
+    "ATTR_PRESSURE_COMPONENT",
+    "ATTR_PRESSURE_DEPTH",
+    "ATTR_PRESSURE_NEW_LEVEL",
+    "ATTR_PRESSURE_OLD_LEVEL",
+    "ATTR_PRESSURE_PARTITION",
+    "ATTR_PRESSURE_QUEUE",
+    "ATTR_PRESSURE_RATIO",
+    "GET_PRESSURE",
+    "METRIC_PRESSURE_CAPACITY",
+    "METRIC_PRESSURE_DEPTH",
+    "METRIC_PRESSURE_TRANSITIONS",
+    "SPAN_PRESSURE_TRANSITION",
+    "PressureMonitor",
+    "PressureStatistics",
+    "SamplePressure",
+    "SourcePressure",
+    "Watched",
+    "notify_pressure",
+    "pressure_statistics",
+]
+
+logger = logging.getLogger("otpy.pressure")
+
+# -- telemetry names ---------------------------------------------------------------
+
+SPAN_PRESSURE_TRANSITION: Final = "otpy.pressure.transition"
+"""A watched queue changed pressure level (a short INTERNAL span, one per change)."""
+ATTR_PRESSURE_COMPONENT: Final = "otpy.pressure.component"
+"""The monitor's ``component`` (what the queues belong to)."""
+ATTR_PRESSURE_QUEUE: Final = "otpy.pressure.queue"
+"""The watched queue's name."""
+ATTR_PRESSURE_PARTITION: Final = "otpy.pressure.partition"
+"""The queue's partition; set only when the queue has one."""
+ATTR_PRESSURE_OLD_LEVEL: Final = "otpy.pressure.old_level"
+"""The level before the change: ``normal``, ``warn``, ``degraded`` or ``shed``."""
+ATTR_PRESSURE_NEW_LEVEL: Final = "otpy.pressure.new_level"
+"""The level after the change."""
+ATTR_PRESSURE_DEPTH: Final = "otpy.pressure.depth"
+"""Items queued when the change was seen."""
+ATTR_PRESSURE_CAPACITY: Final = "otpy.pressure.capacity"
+"""The queue's capacity."""
+ATTR_PRESSURE_RATIO: Final = "otpy.pressure.ratio"
+"""Occupancy, ``depth / capacity``."""
+METRIC_PRESSURE_DEPTH: Final = "otpy.pressure.queue.depth"
+"""Synchronous gauge: items queued, recorded at every sample, by component/queue."""
+METRIC_PRESSURE_CAPACITY: Final = "otpy.pressure.queue.capacity"
+"""Synchronous gauge: queue capacity, recorded at every sample, by component/queue."""
+METRIC_PRESSURE_TRANSITIONS: Final = "otpy.pressure.transitions"
+"""Counter: level changes, by component, queue and new level."""
+
+
+# -- sources -----------------------------------------------------------------------
+
+
+class Occupancy(Protocol):
+    """What the monitor reads from a snapshot."""
+
+    @property
+    def queued(self) -> int: ...
+
+    @property
+    def capacity(self) -> int: ...
+
+
+class Observable(Protocol):
+    """Anything with a ``statistics()`` snapshot that has ``queued`` and ``capacity``."""
+
+    def statistics(self) -> Occupancy: ...
+
+
+def _check_name(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"Watched.name must be a non-empty string, got {value!r}")
+
+
+@attrs.frozen
+class Watched:
+    """One queue the monitor watches.
+
+    Attributes:
+        name: the queue's name, as spans and metrics report it.
+        target: an object with ``statistics()`` (an ``ActorRef``, a bounded queue),
+            or a registered actor name, looked up at every sample so it follows the
+            actor across restarts (skipped while no incarnation is running).
+        partition: the partition, for partitioned queues; reported when set.
+    """
+
+    name: str = attrs.field(validator=_check_name)
+    target: Observable | str
+    partition: str | int | None = None
+
+    @property
+    def key(self) -> str:
+        """``name``, or ``"name[partition]"``: how statistics and :class:`SamplePressure` name it."""
+        return self.name if self.partition is None else f"{self.name}[{self.partition}]"
+
+
+@attrs.frozen(kw_only=True)
+class SourcePressure:
+    """The last sample of one watched queue.
+
+    Attributes:
+        name: the queue's name.
+        partition: its partition, or ``None``.
+        level: its pressure level (``level.label`` is the span/metric value).
+        ratio: occupancy, ``depth / capacity``.
+        depth: items queued.
+        capacity: the queue's capacity.
+        since: ``anyio.current_time()`` when the level was entered.
+        sampled_at: ``anyio.current_time()`` of the sample.
+    """
+
+    name: str
+    partition: str | int | None
+    level: Level
+    ratio: float
+    depth: int
+    capacity: int
+    since: float
+    sampled_at: float
+
+    @property
+    def label(self) -> str:
+        """The level's label: ``"normal"``, ``"warn"``, ``"degraded"`` or ``"shed"``."""
+        return self.level.label
+
+
+@attrs.frozen(kw_only=True)
+class PressureStatistics:
+    """A snapshot of a :class:`PressureMonitor`.
+
+    Attributes:
+        component: the monitor's component.
+        sources: the last sample of each watched queue, by :attr:`Watched.key`
+            (queues not sampled yet, or whose statistics failed, are absent).
+        transitions: level changes published, across all of the monitor's
+            incarnations.
+        samples: samples taken by the current incarnation.
+    """
+
+    component: str
+    sources: Mapping[str, SourcePressure]
+    transitions: int
+    samples: int
+
+    def level(self, key: str) -> Level:
+        """Return the level of source *key* (``NORMAL`` if it was never sampled)."""
+        source = self.sources.get(key)
+        return Level.NORMAL if source is None else source.level
+
+
+# -- messages ----------------------------------------------------------------------
+
+
+@attrs.frozen
+class SamplePressure:
+    """Ask the monitor to sample now: one source by key, or all (``None``).
+
+    Cast it (see :func:`notify_pressure`) on enqueue/dequeue events; call it to sample and get
+    the resulting :class:`PressureStatistics` back.
+    """
+
+    source: str | None = None
+
+
+class _GetPressure:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "otpy.GET_PRESSURE"
+
+
+GET_PRESSURE: Final = _GetPressure()
+"""Call message: ``await monitor.call(GET_PRESSURE)`` returns :class:`PressureStatistics`."""
+
+
+class _Tick:
+    __slots__ = ()
+
+
+_TICK: Final = _Tick()
+
+
+# -- the registry of published levels --------------------------------------------
+
+
+@attrs.define
+class _Published:
+    """What a monitor has told the world; outlives its incarnations."""
+
+    states: dict[str, LevelState] = attrs.field(factory=dict)
+    sources: dict[str, SourcePressure] = attrs.field(factory=dict)
+    transitions: int = 0
+
+
+_published: weakref.WeakKeyDictionary[Node, dict[str, _Published]] = weakref.WeakKeyDictionary()
+
+
+def pressure_statistics(monitor: str, *, node: Node | None = None) -> PressureStatistics | None:
+    """Return what the monitor registered as *monitor* last published, without a call.
+
+    Reads the node's registry of published levels, so it works from synchronous code
+    (the console) and while the monitor restarts. ``samples`` is 0 here.
+
+    Args:
+        monitor: the monitor's registered name, or its ``component`` if it has none.
+        node: the node; the current one by default.
+
+    Returns:
+        The snapshot, or ``None`` if no such monitor ever sampled on this node.
+    """
+    node = node or current_node()
+    published = _published.get(node, {}).get(monitor)
+    if published is None:
+        return None
+    return PressureStatistics(
+        component=monitor,
+        sources=types.MappingProxyType(dict(published.sources)),
+        transitions=published.transitions,
+        samples=0,
+    )
+
+
+def notify_pressure(monitor: ActorRef | NamedRef, source: str | None = None) -> None:
+    """Ask *monitor* to sample *source* (all sources if ``None``) now.
+
+    Meant for queues and producers to call on enqueue/dequeue, so a level change is
+    reported at once rather than at the next interval. It never waits and never
+    raises: if the monitor's mailbox is full or it is restarting, the hint is dropped
+    and the next sample sees the change anyway. Extra samples are harmless: a sample
+    that finds the same level reports nothing.
+    """
+    try:
+        monitor.cast_nowait(SamplePressure(source))
+    except OtpyError:
+        logger.debug("pressure notify dropped", exc_info=True)
+
+
+# -- telemetry ---------------------------------------------------------------------
+
+
+@functools.cache
+def _depth_gauge() -> Gauge:
+    return get_meter().create_gauge(
+        METRIC_PRESSURE_DEPTH, unit="{item}", description="Items queued in a watched queue."
+    )
+
+
+@functools.cache
+def _capacity_gauge() -> Gauge:
+    return get_meter().create_gauge(
+        METRIC_PRESSURE_CAPACITY, unit="{item}", description="Capacity of a watched queue."
+    )
+
+
+@functools.cache
+def _transitions_counter() -> Counter:
+    return get_meter().create_counter(
+        METRIC_PRESSURE_TRANSITIONS,
+        unit="{transition}",
+        description="Pressure level changes of watched queues.",
+    )
+
+
+def _base_attributes(component: str, sample: SourcePressure) -> dict[str, str | int]:
+    attributes: dict[str, str | int] = {
+        ATTR_PRESSURE_COMPONENT: component,
+        ATTR_PRESSURE_QUEUE: sample.name,
+    }
+    if sample.partition is not None:
+        attributes[ATTR_PRESSURE_PARTITION] = sample.partition
+    return attributes
+
+
+def _record_sample(component: str, sample: SourcePressure) -> None:
+    try:
+        attributes = _base_attributes(component, sample)
+        _depth_gauge().set(sample.depth, attributes)
+        _capacity_gauge().set(sample.capacity, attributes)
+    except Exception:
+        logger.debug("could not record a pressure sample", exc_info=True)
+
+
+def _record_transition(component: str, old: Level, sample: SourcePressure) -> None:
+    try:
+        attributes = _base_attributes(component, sample)
+        _transitions_counter().add(1, {**attributes, ATTR_PRESSURE_NEW_LEVEL: sample.label})
+        span = get_tracer().start_span(SPAN_PRESSURE_TRANSITION, kind=SpanKind.INTERNAL)
+        try:
+            if span.is_recording():
+                span.set_attributes(
+                    {
+                        **attributes,
+                        ATTR_PRESSURE_OLD_LEVEL: old.label,
+                        ATTR_PRESSURE_NEW_LEVEL: sample.label,
+                        ATTR_PRESSURE_DEPTH: sample.depth,
+                        ATTR_PRESSURE_CAPACITY: sample.capacity,
+                        ATTR_PRESSURE_RATIO: sample.ratio,
+                    }
+                )
+        finally:
+            span.end()
+    except Exception:
+        logger.debug("could not record a pressure transition", exc_info=True)
+
+
+# -- the actor ---------------------------------------------------------------------
+
+
+def _as_sources(sources: Mapping[str, Observable | str] | Iterable[Watched]) -> dict[str, Watched]:
+    items: list[Watched]
+    if isinstance(sources, Mapping):
+        items = [Watched(name, target) for name, target in sources.items()]
+    else:
+        items = list(sources)
+    watched: dict[str, Watched] = {}
+    for item in items:
+        if not isinstance(item, Watched):
+            raise TypeError(f"expected Watched records or a name -> queue mapping, got {item!r}")
+        if item.key in watched:
+            raise ValueError(f"two watched queues are both named {item.key!r}")
+        watched[item.key] = item
+    return watched
+
+
+def _ratio(depth: int, capacity: int) -> float:
+    if capacity <= 0:  # no room at all: anything queued means full
+        return 1.0 if depth > 0 else 0.0
+    return depth / capacity
+
+
+class PressureMonitor(Actor):
+    """Samples watched queues and reports each pressure level change once (P5).
+
+    Start it as a supervised child (give it a ``name`` so a restarted incarnation
+    finds the levels its predecessor published)::
+
+        ChildSpec(id="pressure", start=PressureMonitor, name="pressure",
+                  args=({"ingest": "ingest"}, PressurePolicy(), 1.0, "gateway"))
+
+    ``init(sources, policy=PressurePolicy(), interval=1.0, component="otpy")``:
+
+    - *sources*: ``{name: queue}`` or an iterable of :class:`Watched`; a queue is
+      anything with ``statistics().queued`` and ``.capacity``, or a registered actor
+      name.
+    - *interval*: seconds between samples (anyio's clock); it also samples at start
+      and on every :class:`SamplePressure` (see :func:`notify_pressure`).
+    - *component*: reported as ``otpy.pressure.component``.
+
+    Messages: cast :class:`SamplePressure` to sample now; call it to sample and get
+    :class:`PressureStatistics`; call :data:`GET_PRESSURE` for the statistics without
+    sampling.
+    """
+
+    async def init(
+        self,
+        sources: Mapping[str, Observable | str] | Iterable[Watched],
+        policy: PressurePolicy | None = None,
+        interval: float = 1.0,
+        component: str = "otpy",
+    ) -> None:
+        if not (interval > 0) or math.isinf(interval):
+            raise ValueError(f"interval must be a finite number of seconds > 0, got {interval!r}")
+        self.sources = _as_sources(sources)
+        self.policy = policy if policy is not None else PressurePolicy()
+        self.interval = interval
+        self.component = component
+        self.samples = 0
+        registry = _published.setdefault(self.node, {})
+        self._published = registry.setdefault(self.ref.name or component, _Published())
+        for stale in set(self._published.states) - set(self.sources):
+            del self._published.states[stale]
+            self._published.sources.pop(stale, None)
+        self._sample_all()
+        self.send_after(interval, _TICK)
+
+    # -- sampling --------------------------------------------------------------------
+
+    def _sample_all(self) -> None:
+        for key in self.sources:
+            self._sample(key)
+        self.samples += 1
+
+    def _sample(self, key: str) -> None:
+        watched = self.sources[key]
+        try:
+            target = watched.target
+            if isinstance(target, str):
+                found = self.node.whereis(target)
+                if found is None:
+                    return  # restarting, or not started yet: the next sample sees it
+                target = found
+            snapshot = target.statistics()
+            depth, capacity = int(snapshot.queued), int(snapshot.capacity)
+        except Exception:
+            logger.debug("could not sample queue %s", key, exc_info=True)
+            return
+        now = anyio.current_time()
+        ratio = _ratio(depth, capacity)
+        published = self._published
+        state = published.states.get(key) or LevelState(Level.NORMAL, now)
+        new = advance(self.policy, state, ratio, now)
+        sample = SourcePressure(
+            name=watched.name,
+            partition=watched.partition,
+            level=new.level,
+            ratio=ratio,
+            depth=depth,
+            capacity=capacity,
+            since=new.since,
+            sampled_at=now,
+        )
+        published.states[key] = new
+        published.sources[key] = sample
+        _record_sample(self.component, sample)
+        if new is not state:
+            published.transitions += 1
+            _record_transition(self.component, state.level, sample)
+
+    # -- messages --------------------------------------------------------------------
+
+    def statistics(self) -> PressureStatistics:
+        """Return a frozen snapshot of the last samples and the transition count."""
+        return PressureStatistics(
+            component=self.component,
+            sources=types.MappingProxyType(dict(self._published.sources)),
+            transitions=self._published.transitions,
+            samples=self.samples,
+        )
+
+    def _handle_sample(self, message: SamplePressure) -> None:
+        if message.source is None:
+            self._sample_all()
+        elif message.source in self.sources:
+            self._sample(message.source)
+            self.samples += 1
+        else:
+            logger.debug("pressure monitor %s: no source %r", self.ref.label, message.source)
+
+    async def handle_cast(self, message: Any) -> None:
+        if isinstance(message, SamplePressure):
+            self._handle_sample(message)
+            return
+        await super().handle_cast(message)
+
+    async def handle_call(self, message: Any, caller: Caller) -> Any:
+        if message is GET_PRESSURE:
+            return self.statistics()
+        if isinstance(message, SamplePressure):
+            self._handle_sample(message)
+            return self.statistics()
+        return await super().handle_call(message, caller)
+
+    async def handle_info(self, message: Any) -> None:
+        if message is _TICK:
+            self._sample_all()
+            self.send_after(self.interval, _TICK)
+            return
+        await super().handle_info(message)
