@@ -61,9 +61,9 @@ logger = logging.getLogger("otpy.deadletter.replay")
 
 # -- telemetry names ----------------------------------------------------------------
 
-SPAN_REPLAY: Final = "dead_letter replay"
+SPAN_REPLAY: Final = "otpy.deadletter.replay"
 """One replay request handled by a worker (INTERNAL), linked to the failed attempt's span."""
-SPAN_RECLAIM: Final = "dead_letter reclaim"
+SPAN_RECLAIM: Final = "otpy.deadletter.reclaim"
 """A dead worker's replay settled by the reclaimer (INTERNAL), linked likewise."""
 ATTR_KEY: Final = "otpy.deadletter.key"
 """The record's dead-letter key (its partitioning key)."""

@@ -47,7 +47,7 @@ __all__ = [
 
 logger = logging.getLogger("otpy.telemetry")
 
-SPAN_WRITE: Final = "dead_letter write"
+SPAN_WRITE: Final = "otpy.deadletter.write"
 """One committed batch of dead letters (INTERNAL); links to each record's failure span."""
 
 ATTR_COUNT: Final = "otpy.deadletter.count"

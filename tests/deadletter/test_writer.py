@@ -533,7 +533,7 @@ def _sum_points(reader: InMemoryMetricReader, name: str) -> dict[tuple[tuple[str
 
 
 async def test_each_committed_batch_is_a_span_linked_to_its_records_failures() -> None:
-    """T1, T4: one 'dead_letter write' span per batch, with count and store, linked to each record's trace context."""
+    """T1, T4: one 'otpy.deadletter.write' span per batch, with count and store, linked to each record's trace context."""
     inner = MemoryDeadLetterStore()
     client = DeadLetters()
     with capture_spans() as exporter, capture_metrics() as reader:
