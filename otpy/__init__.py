@@ -35,6 +35,8 @@ from ._core._ref import Monitor as Monitor
 from ._core._ref import Timer as Timer
 from ._exceptions import *  # noqa: F403
 from ._exceptions import __all__ as _exception_names
+from ._partition import partition_of as partition_of
+from ._partition import stable_hash as stable_hash
 from ._pressure._monitor import GET_PRESSURE as GET_PRESSURE
 from ._pressure._monitor import PressureMonitor as PressureMonitor
 from ._pressure._monitor import PressureStatistics as PressureStatistics
@@ -43,6 +45,10 @@ from ._pressure._monitor import SourcePressure as SourcePressure
 from ._pressure._monitor import Watched as Watched
 from ._pressure._monitor import notify_pressure as notify_pressure
 from ._pressure._monitor import pressure_statistics as pressure_statistics
+from ._pressure._partitioned import PartitionedQueue as PartitionedQueue
+from ._pressure._partitioned import PartitionedQueueStatistics as PartitionedQueueStatistics
+from ._pressure._partitioned import PartitionStatistics as PartitionStatistics
+from ._pressure._partitioned import open_partitioned_workers as open_partitioned_workers
 from ._pressure._policy import Admission as Admission
 from ._pressure._policy import Level as Level
 from ._pressure._policy import LevelState as LevelState
@@ -150,6 +156,12 @@ __all__ = [
     "PressurePolicy",
     "Priority",
     "QueueStatistics",
+    "PartitionedQueue",
+    "PartitionedQueueStatistics",
+    "PartitionStatistics",
+    "open_partitioned_workers",
+    "partition_of",
+    "stable_hash",
     "RateLimiter",
     "RateLimiterStatistics",
     "Threshold",

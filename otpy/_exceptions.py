@@ -17,7 +17,8 @@
     ├── InvalidPressurePolicy        a bad pressure policy field; also a ValueError
     ├── PressureError                a bounded queue refused a message
     │   ├── LoadShed                 shed at level shed: the message's priority is shed
-    │   └── QueueFull                the bounded queue is at capacity
+    │   ├── QueueFull                the bounded queue is at capacity
+    │   └── QueueClosed              the partitioned queue is closed (draining)
     ├── SupervisionError
     │   ├── InvalidChildSpec         also a ValueError
     │   ├── ChildError               start/restart/terminate/delete_child refused (OTP error cases)
@@ -77,6 +78,7 @@ __all__ = [
     "NodeError",
     "OtpyError",
     "PressureError",
+    "QueueClosed",
     "QueueFull",
     "RestartIntensityExceeded",
     "SpawnError",
@@ -356,6 +358,29 @@ class QueueFull(PressureError):
             f"queue {queue!r} is full ({depth}/{capacity} queued) and refused a "
             f"{_label(priority)} priority message; slow the producer, add consumers, "
             "or raise capacity",
+            queue,
+            priority,
+            level,
+            depth,
+            capacity,
+        )
+
+
+class QueueClosed(PressureError):
+    """The partitioned queue is closed (draining or drained): nothing more is accepted.
+
+    ``reason = "closed"``; the other attributes are those of :class:`PressureError`
+    for the partition the item would have gone to.
+    """
+
+    reason: ClassVar[str] = "closed"
+
+    def __init__(
+        self, queue: str, priority: object, level: object, depth: int, capacity: int
+    ) -> None:
+        super().__init__(
+            f"queue {queue!r} is closed and refused a {_label(priority)} priority message; "
+            "it is shutting down, so dead-letter the message or send it elsewhere",
             queue,
             priority,
             level,

@@ -26,7 +26,6 @@ The actors and their telemetry are in ``_replay_worker.py``.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import types
 from collections.abc import Awaitable, Callable, Mapping
@@ -51,6 +50,8 @@ from .._exceptions import (
     ReplayRejected,
     ReplayUnavailable,
 )
+from .._partition import partition_of as partition_of
+from .._partition import stable_hash as stable_hash
 from .._supervision._spec import ChildSpec, Strategy, SupervisorFlags, SupervisorSpec
 from .._supervision._supervisor import open_supervisor
 from ._record import DeadLetter, ReplayOutcome, Source
@@ -91,20 +92,8 @@ happen (the record becomes ``failed`` and replayable); raise
 
 # -- partitioning -------------------------------------------------------------------
 
-
-def stable_hash(key: str) -> int:
-    """Return a 64-bit hash of *key* that is the same in every process and every run (D10).
-
-    Python's ``hash()`` is salted per process, so it cannot route a key to the same
-    partition after a restart; this is BLAKE2b with an 8-byte digest.
-    """
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
-
-
-def partition_of(key: str, partitions: int) -> int:
-    """Return the partition, in ``range(partitions)``, that replays records with *key*."""
-    return stable_hash(key) % partitions
-
+# stable_hash and partition_of live in otpy._partition, shared with the partitioned
+# work queue; they are re-exported here (and from otpy.deadletter) unchanged.
 
 # -- errors -------------------------------------------------------------------------
 

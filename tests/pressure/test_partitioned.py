@@ -1,0 +1,371 @@
+"""The partitioned work queue (P1, P3, P8, P10): per-key order, bounded demand, graceful drain."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+
+import otpy
+import otpy.deadletter
+from otpy import (
+    PartitionedQueue,
+    PressureError,
+    PressurePolicy,
+    Priority,
+    QueueClosed,
+    QueueFull,
+    open_partitioned_workers,
+    partition_of,
+    stable_hash,
+)
+from otpy.testing import virtual_time
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+virtual = pytest.mark.parametrize("anyio_backend", [virtual_time()])
+
+
+def key_in(partition: int, partitions: int, *, skip: int = 0) -> str:
+    """A key that partition_of routes to *partition* (the *skip*-th such key)."""
+    found = [f"k{i}" for i in range(1000) if partition_of(f"k{i}", partitions) == partition]
+    return found[skip]
+
+
+def recorder() -> tuple[list[tuple[str, int]], Callable[[str, int], Awaitable[None]]]:
+    """A handler that records (key, item) and returns at once."""
+    seen: list[tuple[str, int]] = []
+
+    async def handler(key: str, item: int) -> None:
+        await anyio.lowlevel.checkpoint()
+        seen.append((key, item))
+
+    return seen, handler
+
+
+async def test_p3_same_key_is_handled_in_arrival_order() -> None:
+    """P3: every item of one key reaches the handler in the order it was put."""
+    queue: PartitionedQueue[int] = PartitionedQueue(4, 64, name="q")
+    seen: list[tuple[str, int]] = []
+
+    async def handler(key: str, item: int) -> None:
+        await anyio.lowlevel.checkpoint()
+        seen.append((key, item))
+
+    keys = [f"customer-{i}" for i in range(6)]
+    async with open_partitioned_workers(queue, handler, max_demand=3):
+        for n in range(60):
+            await queue.put(keys[n % len(keys)], n)
+        assert await queue.aclose() == []
+    for key in keys:
+        assert [item for k, item in seen if k == key] == list(range(keys.index(key), 60, 6))
+    assert queue.statistics().processed == 60
+
+
+async def test_p3_distinct_partitions_run_concurrently() -> None:
+    """P3: a handler blocked on one partition does not stop another partition's handler."""
+    queue: PartitionedQueue[str] = PartitionedQueue(2, 8, name="q")
+    other_ran = anyio.Event()
+
+    async def handler(key: str, item: str) -> None:
+        if item == "blocked":
+            await other_ran.wait()  # only returns if partition 1 runs meanwhile
+        else:
+            other_ran.set()
+
+    async with open_partitioned_workers(queue, handler):
+        await queue.put(key_in(0, 2), "blocked")
+        await queue.put(key_in(1, 2), "free")
+        with anyio.fail_after(5):
+            assert await queue.aclose() == []
+    assert queue.statistics().processed == 2
+
+
+async def test_p3_same_partition_is_serial() -> None:
+    """P3 (twin): two keys of one partition never run at once; the second waits its turn."""
+    queue: PartitionedQueue[str] = PartitionedQueue(2, 8, name="q")
+    first, second = key_in(0, 2), key_in(0, 2, skip=1)
+    release = anyio.Event()
+    started: list[str] = []
+
+    async def handler(key: str, item: str) -> None:
+        started.append(key)
+        if key == first:
+            await release.wait()
+
+    async with open_partitioned_workers(queue, handler):
+        await queue.put(first, "a")
+        await queue.put(second, "b")
+        await anyio.wait_all_tasks_blocked()
+        assert started == [first]
+        release.set()
+        assert await queue.aclose() == []
+    assert started == [first, second]
+
+
+async def test_p1_outstanding_never_exceeds_max_demand_and_refills_at_min_demand() -> None:
+    """P1: at most max_demand outstanding; more is asked for only at min_demand."""
+    queue: PartitionedQueue[int] = PartitionedQueue(1, 16, name="q")
+    for n in range(10):
+        queue.put_nowait("k", n)
+    observed: list[tuple[int, int]] = []
+
+    async def handler(key: str, item: int) -> None:
+        part = queue.statistics().partitions[0]
+        observed.append((part.outstanding, part.queue.queued))
+        await anyio.lowlevel.checkpoint()
+
+    async with open_partitioned_workers(queue, handler, max_demand=4, min_demand=2):
+        assert (queue.statistics().max_demand, queue.statistics().min_demand) == (4, 2)
+        assert await queue.aclose() == []
+    # (outstanding incl. the item in hand, still queued) at each handler entry
+    assert observed == [
+        (4, 6), (3, 6), (4, 4), (3, 4), (4, 2), (3, 2), (4, 0), (3, 0), (2, 0), (1, 0),
+    ]  # fmt: skip
+    part = queue.statistics().partitions[0]
+    assert part.peak_outstanding == 4  # reaches max_demand, never more
+    assert part.demands == 4
+
+
+async def test_p1_default_min_demand_is_half_of_max() -> None:
+    """P1: min_demand defaults to max_demand // 2."""
+    queue: PartitionedQueue[int] = PartitionedQueue(1, 4, name="q")
+    _, handler = recorder()
+    async with open_partitioned_workers(queue, handler, max_demand=7):
+        stats = queue.statistics()
+        assert (stats.max_demand, stats.min_demand) == (7, 3)
+    assert queue.statistics().max_demand is None  # detached on exit
+
+
+@pytest.mark.parametrize(
+    ("max_demand", "min_demand"), [(0, None), (True, None), (4, 4), (4, -1), (1, 1)]
+)
+async def test_p1_invalid_demand_is_rejected(max_demand: int, min_demand: int | None) -> None:
+    """P1: max_demand < 1 or min_demand outside [0, max_demand) is a ValueError."""
+    queue: PartitionedQueue[int] = PartitionedQueue(1, 4, name="q")
+    _, handler = recorder()
+    with pytest.raises(ValueError, match="_demand"):
+        async with open_partitioned_workers(
+            queue, handler, max_demand=max_demand, min_demand=min_demand
+        ):
+            pass  # pragma: no cover
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 1.5])
+def test_invalid_partitions_are_rejected(bad: object) -> None:
+    """Partitions must be an integer >= 1."""
+    with pytest.raises(ValueError, match="partitions must be"):
+        PartitionedQueue(bad, 4, name="q")  # type: ignore[arg-type]
+
+
+async def test_p8_one_full_partition_refuses_while_the_others_accept() -> None:
+    """P8: a partition at capacity raises QueueFull naming itself; other partitions accept."""
+    rejected: list[tuple[str, int, Priority, str]] = []
+    queue: PartitionedQueue[int] = PartitionedQueue(
+        2, 3, name="out", on_reject=lambda *args: rejected.append(args)
+    )
+    hot, cold = key_in(0, 2), key_in(1, 2)
+    for n in range(3):
+        await queue.put(hot, n, priority=Priority.CRITICAL)  # up to capacity: accepted
+    with pytest.raises(QueueFull) as info:
+        await queue.put(hot, 3, priority=Priority.CRITICAL)
+    assert info.value.queue == "out[0]"
+    assert (info.value.depth, info.value.capacity) == (3, 3)
+    with pytest.raises(QueueFull):
+        queue.put_nowait(hot, 4, priority=Priority.CRITICAL)
+    await queue.put(cold, 5, priority=Priority.CRITICAL)
+    assert rejected == [
+        (hot, 3, Priority.CRITICAL, "queue_full"),
+        (hot, 4, Priority.CRITICAL, "queue_full"),
+    ]
+    stats = queue.statistics()
+    assert [p.queue.queued for p in stats.partitions] == [3, 1]
+    assert [p.queue.name for p in stats.partitions] == ["out[0]", "out[1]"]
+    assert (stats.queued, stats.capacity) == (4, 6)
+    assert stats.partitions[0].queue.rejected == {"queue_full": {"critical": 2}}
+
+
+async def test_p3_partitioning_is_stable_and_shared_with_replay() -> None:
+    """P3/D10: the queue routes with the replay workers' stable_hash, a pinned value."""
+    assert otpy.stable_hash is otpy.deadletter.stable_hash
+    assert otpy.partition_of is otpy.deadletter.partition_of
+    assert stable_hash("orders:42") == 7041023272453229123
+    queue: PartitionedQueue[int] = PartitionedQueue(4, 4, name="q")
+    assert queue.partition_of("orders:42") == 7041023272453229123 % 4
+    queue.put_nowait("orders:42", 1)
+    queued = [p.queue.queued for p in queue.statistics().partitions]
+    assert queued[7041023272453229123 % 4] == 1
+    assert sum(queued) == 1
+
+
+async def test_handler_error_is_counted_and_the_worker_goes_on() -> None:
+    """A raising handler hands the item to on_error; its partition and others carry on."""
+    queue: PartitionedQueue[int] = PartitionedQueue(2, 8, name="q")
+    failures: list[tuple[str, int, str]] = []
+    seen: list[int] = []
+    bad, good = key_in(0, 2), key_in(1, 2)
+
+    async def handler(key: str, item: int) -> None:
+        await anyio.lowlevel.checkpoint()
+        if item == 1:
+            raise RuntimeError("boom")
+        seen.append(item)
+
+    async with open_partitioned_workers(
+        queue, handler, on_error=lambda k, i, e: failures.append((k, i, str(e)))
+    ):
+        for n in range(3):
+            await queue.put(bad, n)
+        await queue.put(good, 10)
+        assert await queue.aclose() == []
+    assert failures == [(bad, 1, "boom")]
+    assert sorted(seen) == [0, 2, 10]
+    stats = queue.statistics()
+    assert [(p.processed, p.errors) for p in stats.partitions] == [(2, 1), (1, 0)]
+    assert (stats.processed, stats.errors, stats.callback_errors) == (3, 1, 0)
+
+
+async def test_handler_error_without_on_error_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """With no on_error, a handler error is logged (type, not payload) and counted."""
+    queue: PartitionedQueue[str] = PartitionedQueue(1, 8, name="q")
+
+    async def handler(key: str, item: str) -> None:
+        raise ValueError(item)
+
+    with caplog.at_level(logging.ERROR, logger="otpy.pressure"):
+        async with open_partitioned_workers(queue, handler):
+            await queue.put("k", "x")
+            await queue.put("k", "y")
+            assert await queue.aclose() == []
+    assert queue.statistics().errors == 2
+    assert [r.getMessage() for r in caplog.records] == [
+        "queue 'q': handler raised ValueError in partition 0; the worker goes on"
+    ] * 2
+
+
+async def test_raising_on_error_is_counted_and_the_worker_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An on_error that raises is logged and counted in callback_errors; nothing stops."""
+    queue: PartitionedQueue[int] = PartitionedQueue(1, 8, name="q")
+
+    async def handler(key: str, item: int) -> None:
+        raise RuntimeError
+
+    def on_error(key: str, item: int, exc: Exception) -> None:
+        raise KeyError(item)
+
+    with caplog.at_level(logging.ERROR, logger="otpy.pressure"):
+        async with open_partitioned_workers(queue, handler, on_error=on_error):
+            await queue.put("k", 1)
+            await queue.put("k", 2)
+            assert await queue.aclose() == []
+    stats = queue.statistics()
+    assert (stats.errors, stats.callback_errors) == (2, 2)
+    assert len(caplog.records) == 2
+
+
+async def test_p10_aclose_drains_everything_then_refuses_puts() -> None:
+    """P10: aclose lets workers finish all queued work; later puts raise QueueClosed."""
+    queue: PartitionedQueue[int] = PartitionedQueue(3, 32, name="q")
+    seen, handler = recorder()
+    async with open_partitioned_workers(queue, handler, max_demand=2):
+        for n in range(30):
+            queue.put_nowait(f"key-{n % 5}", n)
+        assert await queue.aclose(timeout=5) == []
+        assert queue.closed
+        with pytest.raises(QueueClosed) as info:
+            await queue.put("key-0", 99)
+        assert isinstance(info.value, PressureError)
+        assert info.value.reason == "closed"
+        with pytest.raises(QueueClosed):
+            queue.put_nowait("key-0", 99)
+    assert sorted(item for _, item in seen) == list(range(30))
+    assert queue.statistics().closed
+
+
+async def test_p10_aclose_without_workers_returns_everything_in_order() -> None:
+    """P10: with no workers, aclose hands back every queued item, per partition in order."""
+    queue: PartitionedQueue[int] = PartitionedQueue(2, 8, name="q")
+    a, b = key_in(0, 2), key_in(1, 2)
+    for n in range(3):
+        await queue.put(a, n)
+        await queue.put(b, 10 + n)
+    assert await queue.aclose() == [(a, 0), (a, 1), (a, 2), (b, 10), (b, 11), (b, 12)]
+    assert queue.statistics().queued == 0
+
+
+@virtual
+async def test_p10_aclose_timeout_cancels_and_returns_the_unfinished() -> None:
+    """P10: work not done within the timeout is cancelled and returned, not lost."""
+    queue: PartitionedQueue[int] = PartitionedQueue(2, 8, name="q")
+    stuck, free = key_in(0, 2), key_in(1, 2)
+    done: list[int] = []
+
+    async def handler(key: str, item: int) -> None:
+        if key == stuck:
+            await anyio.sleep_forever()
+        done.append(item)
+
+    async with open_partitioned_workers(queue, handler, max_demand=2, min_demand=0):
+        for n in range(4):
+            await queue.put(stuck, n)
+            await queue.put(free, 10 + n)
+        started = anyio.current_time()
+        leftovers = await queue.aclose(timeout=5)
+        assert anyio.current_time() - started == pytest.approx(5)
+    # the cancelled item first, then the rest of its demand, then what was still queued
+    assert leftovers == [(stuck, 0), (stuck, 1), (stuck, 2), (stuck, 3)]
+    assert done == [10, 11, 12, 13]
+    assert queue.statistics().outstanding == 0
+    assert queue.statistics().queued == 0
+
+
+async def test_p10_a_put_deferred_before_aclose_is_still_drained() -> None:
+    """P10: a put waiting for admission when aclose starts is admitted and handled."""
+    policy = PressurePolicy(defer=frozenset({Priority.NORMAL}))
+    queue: PartitionedQueue[int] = PartitionedQueue(1, 10, name="q", policy=policy)
+    for n in range(9):  # 9/10 is degraded: a normal put is deferred
+        queue.put_nowait("k", n, priority=Priority.CRITICAL)
+    seen, handler = recorder()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(queue.put, "k", 99)
+        await anyio.wait_all_tasks_blocked()
+        assert queue.statistics().partitions[0].queue.deferred == 1
+        async with open_partitioned_workers(queue, handler, max_demand=3):
+            assert await queue.aclose() == []
+    assert [item for _, item in seen] == [*range(9), 99]
+
+
+async def test_leaving_the_block_keeps_unfinished_items_for_the_next_workers() -> None:
+    """Leaving the block cancels without dropping: the next workers resume in order."""
+    queue: PartitionedQueue[int] = PartitionedQueue(1, 8, name="q")
+    for n in range(4):
+        queue.put_nowait("k", n)
+    entered = anyio.Event()
+
+    async def stuck(key: str, item: int) -> None:
+        entered.set()
+        await anyio.sleep_forever()
+
+    async with open_partitioned_workers(queue, stuck, max_demand=2):
+        await entered.wait()
+        assert queue.statistics().outstanding == 2
+    assert queue.statistics().outstanding == 2  # still owned by the queue
+    seen, handler = recorder()
+    async with open_partitioned_workers(queue, handler, max_demand=2):
+        assert await queue.aclose() == []
+    assert [item for _, item in seen] == [0, 1, 2, 3]  # the interrupted item runs again
+
+
+async def test_one_set_of_workers_at_a_time() -> None:
+    """A queue with workers refuses a second set with anyio.BusyResourceError."""
+    queue: PartitionedQueue[int] = PartitionedQueue(1, 4, name="q")
+    _, handler = recorder()
+    async with open_partitioned_workers(queue, handler):
+        with pytest.raises(anyio.BusyResourceError, match="already has workers"):
+            async with open_partitioned_workers(queue, handler):
+                pass  # pragma: no cover
