@@ -33,6 +33,7 @@ from opentelemetry.trace import SpanKind
 
 from .._core._actor import Actor
 from .._core._node import current_node
+from .._core._ref import ActorRef
 from .._exceptions import OtpyError
 from ..telemetry._events import get_meter, get_tracer
 from ._policy import Level, LevelState, PressurePolicy, advance
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
 
     from .._core._actor import Caller
     from .._core._node import NamedRef, Node
-    from .._core._ref import ActorRef
 
 __all__ = [
     "ATTR_PRESSURE_CAPACITY",
@@ -272,18 +272,40 @@ def pressure_statistics(monitor: str, *, node: Node | None = None) -> PressureSt
     )
 
 
+_pending: weakref.WeakKeyDictionary[ActorRef, set[str | None]] = weakref.WeakKeyDictionary()
+"""Hints not yet handled, per monitor: a burst of notifications becomes one sample."""
+
+
+@attrs.frozen
+class _Coalesced:
+    """The one hint in flight to a monitor; it samples what was asked since it was sent."""
+
+
+_COALESCED: Final = _Coalesced()
+
+
 def notify_pressure(monitor: ActorRef | NamedRef, source: str | None = None) -> None:
-    """Ask *monitor* to sample *source* (all sources if ``None``) now.
+    """Ask *monitor* to sample *source* (all sources if ``None``) soon.
 
     Meant for queues and producers to call on enqueue/dequeue, so a level change is
     reported at once rather than at the next interval. It never waits and never
-    raises: if the monitor's mailbox is full or it is restarting, the hint is dropped
-    and the next sample sees the change anyway. Extra samples are harmless: a sample
-    that finds the same level reports nothing.
+    raises. Hints coalesce: while one is on its way to the monitor, further calls
+    only add their source to it, so a producer calling this on every put costs one
+    sample per mailbox round, not one per message. If the monitor's mailbox is full
+    or it is restarting, the hint is dropped and the next interval sees the change.
     """
+    ref = monitor.resolve() if not isinstance(monitor, ActorRef) else monitor
+    if ref is None:
+        return
+    asked = _pending.get(ref)
+    if asked is not None:
+        asked.add(source)
+        return
+    _pending[ref] = {source}
     try:
-        monitor.cast_nowait(SamplePressure(source))
+        ref.cast_nowait(_COALESCED)
     except OtpyError:
+        _pending.pop(ref, None)
         logger.debug("pressure notify dropped", exc_info=True)
 
 
@@ -491,6 +513,14 @@ class PressureMonitor(Actor):
     async def handle_cast(self, message: Any) -> None:
         if isinstance(message, SamplePressure):
             self._handle_sample(message)
+            return
+        if message is _COALESCED:
+            asked = _pending.pop(self.ref, set())
+            if None in asked:
+                self._sample_all()
+            else:
+                for source in sorted(s for s in asked if s is not None):
+                    self._handle_sample(SamplePressure(source))
             return
         await super().handle_cast(message)
 

@@ -20,10 +20,14 @@ import anyio.lowlevel
 import attrs
 
 from .._exceptions import LoadShed, PressureError, QueueFull
+from ._monitor import notify_pressure
 from ._policy import Level, LevelState, PressurePolicy, Priority, Verdict, admit, advance
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from .._core._node import NamedRef
+    from .._core._ref import ActorRef
 
 __all__ = ["BoundedQueue", "QueueStatistics"]
 
@@ -140,6 +144,7 @@ class BoundedQueue(Generic[T]):
         self._deferred = 0
         self._transitions = 0
         self._callback_errors = 0
+        self._watchers: list[tuple[ActorRef | NamedRef, str]] = []
 
     def __repr__(self) -> str:
         return (
@@ -173,6 +178,16 @@ class BoundedQueue(Generic[T]):
 
     # -- level ---------------------------------------------------------------
 
+    def watch(self, monitor: ActorRef | NamedRef, source: str | None = None) -> None:
+        """Notify *monitor* (a :class:`~otpy.PressureMonitor`) whenever this queue's level changes.
+
+        The monitor still samples on its interval; this makes it see a change at
+        once, at the cost of one hint per transition rather than per message.
+        *source* is the name the monitor knows this queue by (the queue's name by
+        default).
+        """
+        self._watchers.append((monitor, source or self._name))
+
     def _observe(self) -> None:
         state = advance(
             self._policy,
@@ -182,6 +197,8 @@ class BoundedQueue(Generic[T]):
         )
         if state is self._state:
             return
+        for monitor, source in self._watchers:
+            notify_pressure(monitor, source)
         logger.debug(
             "queue %r: pressure %s -> %s (%d/%d queued)",
             self._name,

@@ -329,6 +329,22 @@ async def test_notify_samples_at_once_without_waiting_for_the_interval() -> None
         assert (await ref.call(GET_PRESSURE)).sources["other"].level is Level.SHED
 
 
+async def test_a_burst_of_notifications_is_one_sample_of_what_was_asked() -> None:
+    """1,000 notifications before the monitor runs become one sample, of exactly those sources."""
+    queues = {name: FakeQueue(96) for name in ("a", "b", "c")}
+    async with otpy.open_node() as node:
+        ref = await node.spawn(PressureMonitor, queues, None, HOUR)
+        before: PressureStatistics = await ref.call(GET_PRESSURE)
+        for q in queues.values():
+            q.queued = 0
+        for i in range(1000):
+            notify_pressure(ref, "a" if i % 2 else "b")
+        await anyio.wait_all_tasks_blocked()
+        after: PressureStatistics = await ref.call(GET_PRESSURE)
+    assert after.samples - before.samples == 2  # one sample each of "a" and "b"
+    assert [after.level(k) for k in "abc"] == [Level.NORMAL, Level.NORMAL, Level.SHED]
+
+
 async def test_notify_never_raises_when_the_monitor_mailbox_is_full() -> None:
     """notify_pressure() drops the hint on a full mailbox instead of raising or waiting."""
 
