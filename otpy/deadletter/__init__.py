@@ -31,6 +31,9 @@ from ._record import Status as Status
 from ._record import new_id as new_id
 from ._record import redact as redact
 from ._record import redact_headers as redact_headers
+from ._rejections import RejectionDeadLetters as RejectionDeadLetters
+from ._rejections import dead_letter_rejections as dead_letter_rejections
+from ._rejections import dead_lettering_queue as dead_lettering_queue
 from ._replay import ReplayConfig as ReplayConfig
 from ._replay import Replayer as Replayer
 from ._replay import ReplayHandler as ReplayHandler
@@ -99,10 +102,13 @@ __all__ = [
     "RetentionSweeper",
     "WriterStatistics",
     "dead_letter_children",
+    "dead_letter_rejections",
+    "dead_lettering_queue",
     "dead_letter_from_event",
     "encode_payload",
     "route_dead_letters",
     # replay: the partitioned replay supervisor and its client
+    "RejectionDeadLetters",
     "ReplayConfig",
     "Replayer",
     "ReplayHandler",

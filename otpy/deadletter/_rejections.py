@@ -1,0 +1,218 @@
+"""Dead-letter the messages a bounded queue refuses (P7, P8, D1).
+
+A :class:`~otpy.BoundedQueue` hands every refused message to its ``on_reject``
+callback, synchronously, before the producer's :class:`~otpy.LoadShed` or
+:class:`~otpy.QueueFull` is raised. :func:`dead_letter_rejections` builds such a
+callback: it turns each refusal into a :class:`~otpy.deadletter.DeadLetter` (source
+``load_shed`` or ``queue_full``, category retryable, the queue's level, depth and
+capacity as diagnostics) and hands it to the writer without waiting::
+
+    rejections = dead_letter_rejections(DeadLetters(), key="ingest")
+    queue = BoundedQueue(1000, name="ingest", on_reject=rejections)
+    rejections.bind(queue)
+
+or, in one step, ``queue = dead_lettering_queue(1000, DeadLetters(), key="ingest")``.
+
+The queue takes its callback when it is built and the callback reads the queue's
+``statistics()``, hence the separate :meth:`RejectionDeadLetters.bind`. Capture is
+fire-and-forget (:meth:`~otpy.deadletter.DeadLetters.capture_nowait`): a producer
+being refused must not wait for a disk, and a busy writer drops the record and
+counts it (``otpy.deadletter.capture_dropped``) rather than slowing the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Final, Generic, TypeVar, final
+
+from .._pressure._policy import PressurePolicy, Priority
+from .._pressure._queue import BoundedQueue
+from ._capture import encode_payload
+from ._record import Category, DeadLetter, Diagnostics, Source
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._capture import Encoder
+    from ._writer import DeadLetters
+
+__all__ = [
+    "PRIORITY_HEADER",
+    "QUEUE_HEADER",
+    "RejectionDeadLetters",
+    "dead_letter_rejections",
+    "dead_lettering_queue",
+]
+
+logger = logging.getLogger("otpy.pressure")
+
+T = TypeVar("T")
+
+PRIORITY_HEADER: Final = "otpy-priority"
+"""Header holding the refused message's priority label (``low`` ... ``critical``)."""
+QUEUE_HEADER: Final = "otpy-queue"
+"""Header holding the name of the queue that refused the message."""
+
+_SOURCES: Final = {"load_shed": Source.LOAD_SHED, "queue_full": Source.QUEUE_FULL}
+_REASON_CLASSES: Final = {"load_shed": "otpy.LoadShed", "queue_full": "otpy.QueueFull"}
+
+
+@final
+class RejectionDeadLetters(Generic[T]):
+    """An ``on_reject`` callback that stores each refused message as a dead letter.
+
+    Build it with :func:`dead_letter_rejections`. Call :meth:`bind` with the queue it
+    is given to, so records carry the queue's level, depth and capacity; unbound, it
+    still stores every refusal, with empty diagnostics and the queue name
+    ``"queue"``.
+
+    Attributes:
+        client: the dead-letter writer's client.
+        encoder: turns a message into ``(body, content_type)``.
+    """
+
+    def __init__(
+        self,
+        client: DeadLetters,
+        *,
+        key: str | Callable[[object], str],
+        encoder: Encoder = encode_payload,
+    ) -> None:
+        if isinstance(key, str) and not key:
+            raise ValueError("dead_letter_rejections: key must be a non-empty string or a function")
+        self.client = client
+        self.encoder = encoder
+        self._key = key
+        self._queue: BoundedQueue[T] | None = None
+
+    def __repr__(self) -> str:
+        queue = "unbound" if self._queue is None else repr(self._queue.name)
+        return f"<RejectionDeadLetters {queue}>"
+
+    @property
+    def queue(self) -> BoundedQueue[T] | None:
+        """The queue whose statistics records carry, or ``None`` before :meth:`bind`."""
+        return self._queue
+
+    def bind(self, queue: BoundedQueue[T]) -> None:
+        """Read diagnostics from *queue*, the queue this callback was given to.
+
+        Raises:
+            ValueError: already bound to another queue.
+        """
+        if self._queue is not None and self._queue is not queue:
+            raise ValueError(
+                f"dead_letter_rejections: already bound to queue {self._queue.name!r}; "
+                "build one callback per queue"
+            )
+        self._queue = queue
+
+    def record(self, item: T, priority: Priority, reason: str) -> DeadLetter:
+        """Return the dead letter for *item*, refused with *reason*, without storing it.
+
+        Raises:
+            ValueError: *reason* is neither ``"load_shed"`` nor ``"queue_full"``, or
+                the key function returned an empty key.
+        """
+        source = _SOURCES.get(reason)
+        if source is None:
+            raise ValueError(
+                f"dead_letter_rejections: unknown rejection reason {reason!r}; "
+                f"expected one of {sorted(_SOURCES)}"
+            )
+        key = self._key if isinstance(self._key, str) else self._key(item)
+        name = "queue"
+        diagnostics = Diagnostics()
+        if self._queue is not None:
+            stats = self._queue.statistics()
+            name = stats.name
+            diagnostics = Diagnostics(
+                pressure_level=stats.level.label,
+                queue_depth=stats.queued,
+                queue_capacity=stats.capacity,
+            )
+        body, content_type = self.encoder(item)
+        level = diagnostics.pressure_level or "unknown"
+        return DeadLetter.capture(
+            key=key,
+            source=source,
+            reason_class=_REASON_CLASSES[reason],
+            reason=(
+                f"queue {name!r} refused a {priority.name.lower()} priority message "
+                f"({reason}, level {level}, "
+                f"{diagnostics.queue_depth}/{diagnostics.queue_capacity} queued)"
+            ),
+            payload=body,
+            content_type=content_type,
+            headers=((PRIORITY_HEADER, priority.name.lower()), (QUEUE_HEADER, name)),
+            category=Category.RETRYABLE,
+            diagnostics=diagnostics,
+        )
+
+    def __call__(self, item: T, priority: Priority, reason: str) -> None:
+        """Store the refused *item* through the writer, without waiting (the ``on_reject`` hook)."""
+        self.client.capture_nowait(self.record(item, priority, reason))
+
+
+def dead_letter_rejections(
+    client: DeadLetters,
+    *,
+    key: str | Callable[[object], str],
+    queue: BoundedQueue[T] | None = None,
+    encoder: Encoder = encode_payload,
+) -> RejectionDeadLetters[T]:
+    """Return an ``on_reject`` callback that dead-letters each refused message (P7, P8).
+
+    Each ``load_shed`` or ``queue_full`` refusal becomes a record with source
+    :attr:`~otpy.deadletter.Source.LOAD_SHED` or :attr:`~otpy.deadletter.Source.QUEUE_FULL`,
+    ``reason_class`` ``"otpy.LoadShed"`` or ``"otpy.QueueFull"``, category retryable,
+    the headers ``otpy-priority`` and ``otpy-queue``, and (once bound to the queue)
+    the queue's level, depth and capacity as diagnostics. It is handed to the writer
+    with :meth:`~otpy.deadletter.DeadLetters.capture_nowait`, so the refused producer
+    never waits for storage; a busy writer's drops are counted, not raised.
+
+    Args:
+        client: the dead-letter writer's client (``DeadLetters()``).
+        key: the dead-letter key: a string, or a function of the message (replays
+            are partitioned by key, so use the routing key if there is one).
+        queue: the queue to read diagnostics from; usually not built yet, so bind it
+            afterwards with :meth:`RejectionDeadLetters.bind`, or use
+            :func:`dead_lettering_queue`.
+        encoder: turns a message into ``(body, content_type)``; the default never
+            pickles (see :func:`~otpy.deadletter.encode_payload`).
+
+    Raises:
+        ValueError: *key* is an empty string.
+    """
+    callback: RejectionDeadLetters[T] = RejectionDeadLetters(client, key=key, encoder=encoder)
+    if queue is not None:
+        callback.bind(queue)
+    return callback
+
+
+def dead_lettering_queue(
+    capacity: int,
+    client: DeadLetters,
+    *,
+    key: str | Callable[[object], str],
+    name: str = "queue",
+    policy: PressurePolicy | None = None,
+    encoder: Encoder = encode_payload,
+) -> BoundedQueue[T]:
+    """Return a :class:`~otpy.BoundedQueue` whose refused messages are dead-lettered.
+
+    The same as building the queue with ``on_reject=dead_letter_rejections(...)`` and
+    binding the callback to it.
+
+    Raises:
+        ValueError: *capacity* is not an integer >= 1, or *key* is empty.
+    """
+    callback: RejectionDeadLetters[T] = RejectionDeadLetters(client, key=key, encoder=encoder)
+    queue: BoundedQueue[T] = BoundedQueue(
+        capacity,
+        name=name,
+        policy=policy if policy is not None else PressurePolicy(),
+        on_reject=callback,
+    )
+    callback.bind(queue)
+    return queue

@@ -1,0 +1,198 @@
+"""Refused messages become dead letters (P7, P8, D1): nothing a bounded queue refuses is lost."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import otpy
+from otpy import BoundedQueue, LoadShed, PressureError, Priority, QueueFull
+from otpy.deadletter import (
+    Category,
+    DeadLetter,
+    DeadLetterFilter,
+    DeadLetters,
+    Diagnostics,
+    MemoryDeadLetterStore,
+    Source,
+    dead_letter_children,
+)
+from otpy.deadletter._rejections import (
+    PRIORITY_HEADER,
+    QUEUE_HEADER,
+    RejectionDeadLetters,
+    dead_letter_rejections,
+    dead_lettering_queue,
+)
+
+# With capacity 20 and the default thresholds, 19 queued is level shed.
+CAPACITY = 20
+SHED_DEPTH = 19
+MARKER_KEY = "test-marker"
+
+
+async def settled(store: MemoryDeadLetterStore) -> list[DeadLetter]:
+    """Every rejection stored so far, oldest first.
+
+    capture_nowait is fire-and-forget; the writer commits in order, so once an
+    acknowledged capture of a marker returns, everything handed over before it is in.
+    """
+    await DeadLetters().capture(DeadLetter.capture(key=MARKER_KEY, source=Source.INGEST))
+    page = await store.list(limit=10_000)
+    return sorted((r for r in page.records if r.key != MARKER_KEY), key=lambda r: r.id)
+
+
+def filled(queue: BoundedQueue[object], depth: int) -> BoundedQueue[object]:
+    """Put *depth* critical items (never throttled or shed) into *queue*."""
+    for n in range(depth):
+        queue.put_nowait(1000 + n, priority=Priority.CRITICAL)
+    return queue
+
+
+async def test_a_shed_message_is_stored_with_its_priority_and_the_queue_diagnostics() -> None:
+    """P7/D1: a shed message is stored as load_shed, retryable, with level, depth and capacity."""
+    store = MemoryDeadLetterStore()
+    async with otpy.open_supervisor(dead_letter_children(store, sweep=False)):
+        queue = filled(dead_lettering_queue(CAPACITY, DeadLetters(), key="orders", name="in"), 19)
+        with pytest.raises(LoadShed):
+            queue.put_nowait({"order": 7}, priority=Priority.LOW)
+        [record] = await settled(store)
+    assert (record.key, record.source, record.reason_class, record.category) == (
+        "orders",
+        Source.LOAD_SHED,
+        "otpy.LoadShed",
+        Category.RETRYABLE,
+    )
+    assert dict(record.headers) == {PRIORITY_HEADER: "low", QUEUE_HEADER: "in"}
+    assert record.diagnostics == Diagnostics(
+        pressure_level="shed", queue_depth=SHED_DEPTH, queue_capacity=CAPACITY
+    )
+    assert (record.payload, record.content_type) == (b'{"order":7}', "application/json")
+    assert (
+        record.reason
+        == "queue 'in' refused a low priority message (load_shed, level shed, 19/20 queued)"
+    )
+
+
+async def test_a_queue_full_refusal_is_stored_even_for_critical_work() -> None:
+    """P8/D1: at capacity a critical message is refused as queue_full and stored with depth == capacity."""
+    store = MemoryDeadLetterStore()
+    async with otpy.open_supervisor(dead_letter_children(store, sweep=False)):
+        queue = filled(dead_lettering_queue(CAPACITY, DeadLetters(), key="orders", name="in"), 20)
+        with pytest.raises(QueueFull):
+            await queue.put(42, priority=Priority.CRITICAL)
+        [record] = await settled(store)
+    assert (record.source, record.reason_class, record.category) == (
+        Source.QUEUE_FULL,
+        "otpy.QueueFull",
+        Category.RETRYABLE,
+    )
+    assert dict(record.headers)[PRIORITY_HEADER] == "critical"
+    assert record.diagnostics == Diagnostics(
+        pressure_level="shed", queue_depth=CAPACITY, queue_capacity=CAPACITY
+    )
+    assert record.payload == b"42"
+
+
+async def test_below_shed_nothing_is_dead_lettered() -> None:
+    """P7: a message the queue accepts is not stored (the twin of the shed test)."""
+    store = MemoryDeadLetterStore()
+    async with otpy.open_supervisor(dead_letter_children(store, sweep=False)):
+        queue = filled(dead_lettering_queue(CAPACITY, DeadLetters(), key="orders"), SHED_DEPTH - 1)
+        queue.put_nowait(7, priority=Priority.LOW)
+        assert await settled(store) == []
+    assert len(queue) == SHED_DEPTH
+
+
+async def test_under_sustained_overload_processed_plus_stored_equals_sent() -> None:
+    """P7/P8/D1: every message is either processed or stored as shed/queue_full; none is lost."""
+    store = MemoryDeadLetterStore()
+    sent = 300
+    priorities = list(Priority)
+    processed: list[int] = []
+    async with otpy.open_supervisor(dead_letter_children(store, sweep=False)):
+        client = DeadLetters()
+        queue: BoundedQueue[int] = dead_lettering_queue(CAPACITY, client, key="orders")
+        for n in range(sent):
+            try:
+                queue.put_nowait(n, priority=priorities[n % len(priorities)])
+            except PressureError:
+                pass
+            if n % 3 == 0:  # the consumer takes one for every three sent
+                processed.append(queue.get_nowait())
+            assert len(queue) <= CAPACITY
+        while len(queue):
+            processed.append(queue.get_nowait())
+        records = await settled(store)
+        assert client.statistics().dropped == 0
+    stats = queue.statistics()
+    stored = [json.loads(r.payload or b"") for r in records]
+    assert len(processed) + len(stored) == sent
+    assert sorted(processed + stored) == list(range(sent))
+    assert len(records) == stats.rejected_total
+    by_source = {
+        s: sum(r.source is s for r in records) for s in (Source.LOAD_SHED, Source.QUEUE_FULL)
+    }
+    assert by_source[Source.LOAD_SHED] == sum(stats.rejected.get("load_shed", {}).values())
+    assert by_source[Source.QUEUE_FULL] == sum(stats.rejected.get("queue_full", {}).values())
+    assert by_source[Source.LOAD_SHED] > 0
+    assert by_source[Source.QUEUE_FULL] > 0
+    shed_priorities = {
+        dict(r.headers)[PRIORITY_HEADER] for r in records if r.source is Source.LOAD_SHED
+    }
+    assert shed_priorities == {"low"}
+
+
+async def test_the_key_can_be_a_function_of_the_message_and_records_are_filterable() -> None:
+    """D1: key=callable keys each record by its message; the store filters them by source."""
+    store = MemoryDeadLetterStore()
+    async with otpy.open_supervisor(dead_letter_children(store, sweep=False)):
+        queue: BoundedQueue[dict[str, str]] = dead_lettering_queue(
+            1,
+            DeadLetters(),
+            key=lambda m: f"tenant:{m['tenant']}",  # type: ignore[index]
+        )
+        queue.put_nowait({"tenant": "a"})
+        with pytest.raises(QueueFull):
+            queue.put_nowait({"tenant": "b"})
+        await settled(store)
+        page = await store.list(DeadLetterFilter(source=Source.QUEUE_FULL))
+    assert [r.key for r in page.records] == ["tenant:b"]
+
+
+async def test_an_unbound_callback_still_stores_with_empty_diagnostics() -> None:
+    """D1: without bind() every refusal is still stored; only the queue figures are missing."""
+    store = MemoryDeadLetterStore()
+    async with otpy.open_supervisor(dead_letter_children(store, sweep=False)):
+        callback: RejectionDeadLetters[int] = dead_letter_rejections(DeadLetters(), key="k")
+        queue: BoundedQueue[int] = BoundedQueue(1, on_reject=callback)
+        queue.put_nowait(1)
+        with pytest.raises(QueueFull):
+            queue.put_nowait(2)
+        [record] = await settled(store)
+    assert record.diagnostics == Diagnostics()
+    assert record.source is Source.QUEUE_FULL
+    assert queue.statistics().callback_errors == 0
+
+
+def test_bind_refuses_a_second_queue_but_accepts_the_same_one_again() -> None:
+    """One callback reads one queue's statistics: binding it to another is a ValueError."""
+    callback: RejectionDeadLetters[int] = dead_letter_rejections(DeadLetters(), key="k")
+    first: BoundedQueue[int] = BoundedQueue(1, name="first", on_reject=callback)
+    callback.bind(first)
+    callback.bind(first)
+    with pytest.raises(
+        ValueError, match=r"already bound to queue 'first'; build one callback per queue"
+    ):
+        callback.bind(BoundedQueue(1, name="second"))
+    assert callback.queue is first
+
+
+def test_an_empty_key_and_an_unknown_reason_are_refused() -> None:
+    """Misuse is a ValueError that names the problem."""
+    with pytest.raises(ValueError, match="key must be a non-empty string"):
+        dead_letter_rejections(DeadLetters(), key="")
+    callback: RejectionDeadLetters[int] = dead_letter_rejections(DeadLetters(), key="k")
+    with pytest.raises(ValueError, match=r"unknown rejection reason 'nope'"):
+        callback.record(1, Priority.LOW, "nope")
