@@ -265,3 +265,89 @@ async def test_run_console_rejects_a_refresh_rate_of_zero() -> None:
 def test_format_duration(seconds: float, expected: str) -> None:
     """Durations are short: tenths below 10 s, then s, m+s, h+m, d+h."""
     assert format_duration(seconds) == expected
+
+
+# -- pressure ----------------------------------------------------------------------------
+
+
+async def pressure_scene() -> tuple[NodeSnapshot, float]:
+    """A tree with a pressure monitor registered as ``pressure`` watching two of its children.
+
+    ``busy`` (mailbox 9/10, degraded) and ``calm`` (empty, normal) are watched by their
+    registered names; ``other`` is not watched.
+    """
+    specs: list[otpy.ChildSpec | otpy.SupervisorSpec] = [
+        otpy.ChildSpec(id="busy", start=Idle, name="busy"),
+        otpy.ChildSpec(id="calm", start=Idle, name="calm"),
+        otpy.ChildSpec(id="other", start=Idle),
+        otpy.ChildSpec(
+            id="monitor",
+            start=otpy.PressureMonitor,
+            name="pressure",
+            args=({"busy": "busy", "calm": "calm"},),
+        ),
+    ]
+    async with otpy.open_supervisor(specs, name="root") as sup:
+        busy = sup.child("busy")
+        assert busy is not None
+        await busy.suspend()
+        for n in range(9):
+            await busy.cast(n)
+        await otpy.named("pressure").call(otpy.SamplePressure())
+        return take_snapshot(otpy.current_node()), anyio.current_time()
+
+
+async def test_p5_console_shows_the_pressure_level_of_watched_children() -> None:
+    """P5/A15: with a monitor running, a pressure column shows each watched child's level."""
+    snapshot, now = await pressure_scene()
+    assert set(snapshot.pressure) == {"pressure"}
+    assert lines(render(render_tree(snapshot, now=now), width=120)) == [
+        "name                       state       restarts intensity mailbox uptime pressure last exit",
+        "root one_for_one           running            - 0/3 in 5s 0/10000   0.0s -",
+        "├─ busy Idle               suspended          0              9/10   0.0s degraded",
+        "├─ calm Idle               running            0              0/10   0.0s normal",
+        "├─ other Idle              running            0              0/10   0.0s -",
+        "└─ monitor PressureMonitor running            0            0/1000   0.0s -",
+        "5 live actors (1 supervisor, 4 workers)  ·  0 restarts  ·  0 dead letters",
+    ]
+
+
+async def test_p5_pressure_levels_are_coloured_and_the_column_stays_when_narrow() -> None:
+    """P5/A15: degraded is bold yellow, normal dim; below 96 columns the pressure column remains."""
+    snapshot, now = await pressure_scene()
+    styled = render(render_tree(snapshot, now=now), styles=True)
+    assert "\x1b[1;33mdegraded\x1b[0m" in styled
+    assert "\x1b[2mnormal  \x1b[0m" in styled
+    narrow = lines(render(render_tree(snapshot, now=now), width=80))
+    assert (
+        narrow[0]
+        == "name                      state       restarts intensity mailbox uptime pressure"
+    )
+    assert (
+        narrow[2]
+        == "├─ busy Idle              suspended          0              9/10   0.0s degraded"
+    )
+
+
+async def test_p5_console_shows_the_worst_partition_of_a_monitor_named_by_component() -> None:
+    """P5/A15: take_snapshot(monitors=...) reads an unregistered monitor; partitions show their worst level."""
+    calm: otpy.BoundedQueue[int] = otpy.BoundedQueue(10, name="busy")
+    full: otpy.BoundedQueue[int] = otpy.BoundedQueue(10, name="busy")
+    for n in range(10):
+        full.put_nowait(n, priority=otpy.Priority.CRITICAL)
+    sources = [otpy.Watched("busy", calm, partition=0), otpy.Watched("busy", full, partition=1)]
+    async with otpy.open_supervisor([otpy.ChildSpec(id="busy", start=Idle)], name="root"):
+        node = otpy.current_node()
+        monitor = await otpy.spawn(otpy.PressureMonitor, sources, None, 1.0, "edge")
+        await monitor.call(otpy.SamplePressure())
+        without = take_snapshot(node)
+        snapshot = take_snapshot(node, monitors=["edge", "nobody"])
+        await monitor.stop()
+    assert without.pressure == {}
+    assert set(snapshot.pressure) == {"edge"}
+    output = lines(render(render_tree(snapshot, now=anyio.current_time()), width=120))
+    assert (
+        output[0]
+        == "name             state       restarts intensity mailbox uptime pressure last exit"
+    )
+    assert output[2] == "└─ busy Idle     running            0              0/10   0.0s shed"

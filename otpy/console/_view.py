@@ -17,7 +17,7 @@ from rich.text import Text
 import otpy
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
     from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 
@@ -33,6 +33,17 @@ STATE_STYLES: dict[str, str] = {
     "stopped": "bold red",
 }
 """The colour of each child and actor state."""
+
+PRESSURE_STYLES: dict[str, str] = {
+    "normal": "dim",
+    "warn": "yellow",
+    "degraded": "bold yellow",
+    "shed": "bold red",
+}
+"""The colour of each pressure level."""
+
+MONITOR_CLASS = "PressureMonitor"
+"""Children of this actor class with a registered name are read as pressure monitors."""
 
 MAX_ROWS_PER_SUPERVISOR = 20
 """Children shown under one supervisor; a big dynamic pool is summarised after that."""
@@ -51,20 +62,36 @@ class NodeSnapshot:
         trees: a snapshot of each root supervisor, in start order.
         live_actors: actors running on the node, supervisors included.
         dead_letters: the dead-letter counters, if known.
+        pressure: the last published snapshot of each pressure monitor read, by
+            monitor name (empty when none runs: the console then has no pressure
+            column).
     """
 
     trees: tuple[otpy.SupervisorStatistics, ...]
     live_actors: int | None = None
     dead_letters: otpy.DeadLetterStatistics | None = None
+    pressure: Mapping[str, otpy.PressureStatistics] = attrs.field(factory=dict)
 
 
-def take_snapshot(node: otpy.Node, roots: Iterable[otpy.ActorRef] | None = None) -> NodeSnapshot:
+def take_snapshot(
+    node: otpy.Node,
+    roots: Iterable[otpy.ActorRef] | None = None,
+    *,
+    monitors: Iterable[str] = (),
+) -> NodeSnapshot:
     """Copy the statistics of *node* and its root supervisors into a :class:`NodeSnapshot`.
+
+    Pressure comes from what the monitors last published
+    (:func:`~otpy.pressure_statistics`), never from a call: every child running a
+    :class:`~otpy.PressureMonitor` under a registered name is read, and so is each
+    name in *monitors*.
 
     Args:
         node: the running node.
         roots: the root supervisors to show; ``node.roots`` when omitted. Roots that
             are not supervisors are skipped.
+        monitors: more pressure monitors to read, by registered name (or by
+            ``component``, for a monitor without one).
 
     Returns:
         A frozen snapshot; rendering it later never touches the node again.
@@ -77,11 +104,33 @@ def take_snapshot(node: otpy.Node, roots: Iterable[otpy.ActorRef] | None = None)
             trees.append(otpy.supervisor_ref(ref).statistics())
         except TypeError:  # a plain actor added as a root: nothing to draw as a tree
             continue
+    pressure: dict[str, otpy.PressureStatistics] = {}
+    for name in [*_monitor_names(trees), *monitors]:
+        published = otpy.pressure_statistics(name, node=node)
+        if published is not None:
+            pressure[name] = published
     return NodeSnapshot(
         trees=tuple(trees),
         live_actors=node.live_actors,
         dead_letters=node.dead_letters.statistics(),
+        pressure=pressure,
     )
+
+
+def _monitor_names(trees: Iterable[otpy.SupervisorStatistics]) -> list[str]:
+    """The registered names of the pressure monitors running in *trees*."""
+    names: list[str] = []
+    for tree in trees:
+        for child in tree.children:
+            if child.supervisor is not None:
+                names.extend(_monitor_names([child.supervisor]))
+            elif (
+                child.actor is not None
+                and child.actor.actor_class == MONITOR_CLASS
+                and child.actor.name is not None
+            ):
+                names.append(child.actor.name)
+    return names
 
 
 def render_tree(
@@ -95,7 +144,10 @@ def render_tree(
     Each row is a supervisor or a child: its id (indented under its supervisor), its
     state in colour, how often it was restarted, for supervisors the restarts in the
     window against the intensity (``"2/3 in 5s"``), mailbox depth against capacity,
-    uptime and the last exit reason. Narrower than :data:`WIDE` columns, the
+    uptime and the last exit reason. When the snapshot holds pressure monitors, a
+    ``pressure`` column shows the level of each row whose child id or registered
+    name is the name of a watched queue (the worst level over its partitions); so
+    name the :class:`~otpy.Watched` source after the child it watches. Narrower than :data:`WIDE` columns, the
     abnormal exit reasons are listed under the table instead of in a column.
 
     Args:
@@ -118,7 +170,28 @@ def render_tree(
     rows: list[_Row] = []
     for tree in snapshot.trees:
         _supervisor_rows(rows, tree, now, prefix="", branch="", child=None)
-    return _TreeView(title, tuple(rows), _footer(snapshot))
+    levels = _pressure_levels(snapshot.pressure)
+    if snapshot.pressure:
+        rows = [attrs.evolve(row, pressure=_pressure_cell(row, levels)) for row in rows]
+    return _TreeView(title, tuple(rows), _footer(snapshot), pressure=bool(snapshot.pressure))
+
+
+def _pressure_levels(pressure: Mapping[str, otpy.PressureStatistics]) -> dict[str, otpy.Level]:
+    """The worst level of each watched queue name, over monitors and partitions."""
+    levels: dict[str, otpy.Level] = {}
+    for stats in pressure.values():
+        for source in stats.sources.values():
+            levels[source.name] = max(levels.get(source.name, otpy.Level.NORMAL), source.level)
+    return levels
+
+
+def _pressure_cell(row: _Row, levels: Mapping[str, otpy.Level]) -> Text:
+    """The row's level, or a dim ``-`` when no monitor watches it."""
+    found = [levels[name] for name in row.names if name in levels]
+    if not found:
+        return Text("-", style="dim") if row.names else Text()
+    label = max(found).label
+    return Text(label, style=PRESSURE_STYLES.get(label, ""))
 
 
 # -- rows ------------------------------------------------------------------------------
@@ -136,6 +209,9 @@ class _Row:
     mailbox: Text = attrs.field(factory=Text)
     uptime: Text = attrs.field(factory=Text)
     reason: str | None = None
+    names: tuple[str, ...] = ()
+    """The child id and registered name: what a watched queue's name is matched against."""
+    pressure: Text = attrs.field(factory=Text)
 
 
 def _supervisor_rows(
@@ -162,6 +238,7 @@ def _supervisor_rows(
             mailbox=_mailbox(stats.actor),
             uptime=_uptime(stats.actor, now),
             reason=child.last_exit_reason if child is not None else None,
+            names=_names(ident, stats.actor),
         )
     )
     inner = prefix + ("" if not branch else ("   " if branch.startswith("└") else "│  "))
@@ -200,7 +277,14 @@ def _child_row(child: otpy.ChildStatistics, now: float, *, prefix: str) -> _Row:
         mailbox=_mailbox(actor) if actor is not None else Text("-", style="dim"),
         uptime=_uptime(actor, now) if actor is not None else Text("-", style="dim"),
         reason=child.last_exit_reason,
+        names=_names(child.id, actor),
     )
+
+
+def _names(ident: str, actor: otpy.ActorStatistics | None) -> tuple[str, ...]:
+    if actor is None or actor.name is None or actor.name == ident:
+        return (ident,)
+    return (ident, actor.name)
 
 
 def _child_state(child: otpy.ChildStatistics) -> str:
@@ -230,6 +314,7 @@ class _TreeView:
     title: str | None
     rows: tuple[_Row, ...]
     footer: Text
+    pressure: bool = False
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         wide = options.max_width >= WIDE
@@ -257,10 +342,14 @@ class _TreeView:
         table.add_column("intensity", justify="right", no_wrap=True, min_width=len("0/3 in 5s"))
         table.add_column("mailbox", justify="right", no_wrap=True, min_width=len("0/1000"))
         table.add_column("uptime", justify="right", no_wrap=True, min_width=len("59m59s"))
+        if self.pressure:
+            table.add_column("pressure", no_wrap=True, min_width=len("degraded"))
         if wide:
             table.add_column("last exit", min_width=12)
         for row in self.rows:
             cells = [row.name, row.state, row.restarts, row.window, row.mailbox, row.uptime]
+            if self.pressure:
+                cells.append(row.pressure)
             if wide:
                 cells.append(_reason(row.reason))
             table.add_row(*cells)
