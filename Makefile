@@ -39,7 +39,7 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
-bench: $(VENV)/.installed
+bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:

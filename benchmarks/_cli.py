@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from . import _call, _cast, _deadletter, _fanout, _restart, _spawn
+from . import _call, _cast, _deadletter, _fanout, _pressure, _restart, _spawn
 from ._harness import Benchmark, environment, runtimes_for
 from ._report import print_report, to_json
 
@@ -36,6 +36,8 @@ BENCHMARKS = (
     ),
     Benchmark(name="dlq-replay", title="7. replay", run=_deadletter.run_replay, asyncio_only=True),
     Benchmark(name="dlq-list", title="8. list", run=_deadletter.run_list, asyncio_only=True),
+    Benchmark(name="overload", title="9. 10x overload", run=_pressure.run_overload),
+    Benchmark(name="monitor", title="10. monitoring cost", run=_pressure.run_monitor),
 )
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"
