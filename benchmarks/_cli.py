@@ -38,6 +38,7 @@ BENCHMARKS = (
     Benchmark(name="dlq-list", title="8. list", run=_deadletter.run_list, asyncio_only=True),
     Benchmark(name="overload", title="9. 10x overload", run=_pressure.run_overload),
     Benchmark(name="monitor", title="10. monitoring cost", run=_pressure.run_monitor),
+    Benchmark(name="partitioned", title="11. partitioned queue", run=_pressure.run_partitioned),
 )
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"

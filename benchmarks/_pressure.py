@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import resource
 from typing import TYPE_CHECKING
@@ -19,14 +20,25 @@ import anyio
 import anyio.lowlevel
 
 import otpy
-from otpy import BoundedQueue, LoadShed, PressureMonitor, Priority, QueueFull
+from otpy import (
+    BoundedQueue,
+    LoadShed,
+    PartitionedQueue,
+    PressureMonitor,
+    Priority,
+    QueueFull,
+    open_partitioned_workers,
+    partition_of,
+)
 
 from ._harness import BenchmarkResult, Figure, Sample, Stopwatch, Target, column, run_rounds
 
 if TYPE_CHECKING:
+    from anyio.streams.memory import MemoryObjectReceiveStream
+
     from ._harness import Runtime
 
-__all__ = ["run_monitor", "run_overload"]
+__all__ = ["run_monitor", "run_overload", "run_partitioned"]
 
 CAPACITY = 1000
 PRIORITIES = (Priority.LOW, Priority.NORMAL, Priority.HIGH, Priority.CRITICAL)
@@ -162,5 +174,94 @@ def run_monitor(runtime: Runtime, quick: bool, repeat: int) -> BenchmarkResult:
                 target=Target(text=">= 0.95x", on="ratio", op=">=", threshold=0.95),
             ),
         ),
-        notes=("the monitor samples every 100 ms, and the queue notifies it on every level change",),
+        notes=(
+            "the monitor samples every 100 ms, and the queue notifies it on every level change",
+        ),
+    )
+
+
+# -- 11. partitioned queue ----------------------------------------------------------------
+
+PARTITIONS = (1, 8, 64)
+
+
+async def _partitioned(n: int, partitions: int) -> Sample:
+    queue: PartitionedQueue[int] = PartitionedQueue(partitions, CAPACITY, name="bench")
+    keys = [f"key-{k}" for k in range(max(partitions * 4, 16))]
+    done = anyio.Event()
+    handled = 0
+
+    async def handler(key: str, item: int) -> None:
+        nonlocal handled
+        handled += 1
+        if handled == n:
+            done.set()
+
+    with Stopwatch() as watch:
+        async with open_partitioned_workers(queue, handler, max_demand=64):
+            for i in range(n):
+                await queue.put(keys[i % len(keys)], i, priority=Priority.CRITICAL)
+            await done.wait()
+    return {"messages_per_s": n / watch.seconds}
+
+
+async def _raw_streams(n: int, partitions: int) -> Sample:
+    """One anyio memory stream (buffer 1,000) and one consumer task per partition."""
+    keys = [f"key-{k}" for k in range(max(partitions * 4, 16))]
+    routes = [partition_of(key, partitions) for key in keys]
+    streams = [anyio.create_memory_object_stream[int](CAPACITY) for _ in range(partitions)]
+    done = anyio.Event()
+    handled = 0
+
+    async def consumer(receive: MemoryObjectReceiveStream[int]) -> None:
+        nonlocal handled
+        async with receive:
+            async for _ in receive:
+                handled += 1
+                if handled == n:
+                    done.set()
+
+    with Stopwatch() as watch:
+        async with anyio.create_task_group() as tg:
+            for _, receive in streams:
+                tg.start_soon(consumer, receive)
+            for i in range(n):
+                await streams[routes[i % len(keys)]][0].send(i)
+            await done.wait()
+            for send, _ in streams:
+                await send.aclose()
+    return {"messages_per_s": n / watch.seconds}
+
+
+def run_partitioned(runtime: Runtime, quick: bool, repeat: int) -> BenchmarkResult:
+    """PartitionedQueue throughput against raw anyio streams, at 1, 8 and 64 partitions."""
+    n = 20_000 if quick else 200_000
+    figures = []
+    for partitions in PARTITIONS:
+        samples = run_rounds(
+            runtime,
+            {
+                "otpy": functools.partial(_partitioned, partitions=partitions),
+                "raw": functools.partial(_raw_streams, partitions=partitions),
+            },
+            size=n,
+            repeat=repeat,
+        )
+        figures.append(
+            Figure(
+                metric=f"messages_per_s_{partitions}",
+                label=f"messages/s, {partitions} partition{'s' if partitions > 1 else ''}",
+                unit="/s",
+                higher_is_better=True,
+                baseline_name="an anyio stream and a consumer per partition",
+                otpy_samples=column(samples["otpy"], "messages_per_s"),
+                baseline_samples=column(samples["raw"], "messages_per_s"),
+            )
+        )
+    return BenchmarkResult(
+        name="partitioned",
+        title="11. partitioned queue",
+        size=f"{n:,} messages, one producer, keys spread over the partitions",
+        figures=tuple(figures),
+        notes=("each partition holds up to 1,000; workers pull up to 64 at a time",),
     )
