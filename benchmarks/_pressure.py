@@ -95,7 +95,7 @@ async def _overload(n: int) -> Sample:
 
 def run_overload(runtime: Runtime, quick: bool, repeat: int) -> BenchmarkResult:
     """Peak RSS under 10x overload against the idle RSS."""
-    n = 100_000 if quick else 1_000_000
+    n = 20_000 if quick else 1_000_000
     samples = run_rounds(runtime, {"otpy": _overload}, size=n, repeat=repeat)["otpy"]
     return BenchmarkResult(
         name="overload",
@@ -154,7 +154,7 @@ async def _unmonitored(n: int) -> Sample:
 
 def run_monitor(runtime: Runtime, quick: bool, repeat: int) -> BenchmarkResult:
     """Queue throughput with the pressure monitor on against off."""
-    n = 50_000 if quick else 300_000
+    n = 10_000 if quick else 300_000
     samples = run_rounds(
         runtime, {"on": _monitored, "off": _unmonitored}, size=n, repeat=repeat, warmup=n // 20
     )
@@ -235,7 +235,7 @@ async def _raw_streams(n: int, partitions: int) -> Sample:
 
 def run_partitioned(runtime: Runtime, quick: bool, repeat: int) -> BenchmarkResult:
     """PartitionedQueue throughput against raw anyio streams, at 1, 8 and 64 partitions."""
-    n = 20_000 if quick else 200_000
+    n = 5_000 if quick else 200_000
     figures = []
     for partitions in PARTITIONS:
         samples = run_rounds(
