@@ -41,7 +41,7 @@ from ._policy import Level, LevelState, PressurePolicy, advance
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from opentelemetry.metrics import Counter
+    from opentelemetry.metrics import Counter, Histogram
     from opentelemetry.metrics import _Gauge as Gauge  # still underscored in the API
 
     from .._core._actor import Caller
@@ -59,7 +59,13 @@ __all__ = [
     "GET_PRESSURE",
     "METRIC_PRESSURE_CAPACITY",
     "METRIC_PRESSURE_DEPTH",
+    "METRIC_PRESSURE_DROPS",
+    "METRIC_PRESSURE_THROTTLE",
     "METRIC_PRESSURE_TRANSITIONS",
+    "ATTR_PRESSURE_PRIORITY",
+    "ATTR_PRESSURE_REASON",
+    "record_drop",
+    "record_throttle",
     "SPAN_PRESSURE_TRANSITION",
     "PressureMonitor",
     "PressureStatistics",
@@ -97,6 +103,12 @@ METRIC_PRESSURE_DEPTH: Final = "otpy.pressure.queue.depth"
 METRIC_PRESSURE_CAPACITY: Final = "otpy.pressure.queue.capacity"
 """Synchronous gauge: queue capacity, recorded at every sample, by component/queue."""
 METRIC_PRESSURE_TRANSITIONS: Final = "otpy.pressure.transitions"
+METRIC_PRESSURE_DROPS: Final = "otpy.pressure.drops"
+"""Messages a bounded queue refused, by queue, ``otpy.pressure.reason`` and ``otpy.pressure.priority``."""
+METRIC_PRESSURE_THROTTLE: Final = "otpy.pressure.throttle_time"
+"""Seconds producers waited because a bounded queue throttled them (histogram), by queue."""
+ATTR_PRESSURE_REASON: Final = "otpy.pressure.reason"
+ATTR_PRESSURE_PRIORITY: Final = "otpy.pressure.priority"
 """Counter: level changes, by component, queue and new level."""
 
 
@@ -333,6 +345,43 @@ def _transitions_counter() -> Counter:
         unit="{transition}",
         description="Pressure level changes of watched queues.",
     )
+
+
+@functools.cache
+def _drops_counter() -> Counter:
+    return get_meter().create_counter(
+        METRIC_PRESSURE_DROPS, unit="{message}", description="Messages a bounded queue refused."
+    )
+
+
+@functools.cache
+def _throttle_histogram() -> Histogram:
+    return get_meter().create_histogram(
+        METRIC_PRESSURE_THROTTLE, unit="s", description="Time producers waited, throttled."
+    )
+
+
+def record_drop(queue: str, reason: str, priority: str) -> None:
+    """Count one refused message; telemetry failures are logged, never raised."""
+    try:
+        _drops_counter().add(
+            1,
+            {
+                ATTR_PRESSURE_QUEUE: queue,
+                ATTR_PRESSURE_REASON: reason,
+                ATTR_PRESSURE_PRIORITY: priority,
+            },
+        )
+    except Exception:
+        logger.debug("could not count a pressure drop", exc_info=True)
+
+
+def record_throttle(queue: str, seconds: float) -> None:
+    """Record one producer's throttle wait; telemetry failures are logged, never raised."""
+    try:
+        _throttle_histogram().record(seconds, {ATTR_PRESSURE_QUEUE: queue})
+    except Exception:
+        logger.debug("could not record a throttle wait", exc_info=True)
 
 
 def _base_attributes(component: str, sample: SourcePressure) -> dict[str, str | int]:

@@ -20,7 +20,7 @@ import anyio.lowlevel
 import attrs
 
 from .._exceptions import LoadShed, PressureError, QueueFull
-from ._monitor import notify_pressure
+from ._monitor import notify_pressure, record_drop, record_throttle
 from ._policy import Level, LevelState, PressurePolicy, Priority, Verdict, admit, advance
 
 if TYPE_CHECKING:
@@ -228,6 +228,7 @@ class BoundedQueue(Generic[T]):
         error = cls(self._name, priority, self._state.level, len(self._items), self._capacity)
         by_priority = self._rejected.setdefault(cls.reason, {})
         by_priority[priority.name.lower()] = by_priority.get(priority.name.lower(), 0) + 1
+        record_drop(self._name, cls.reason, priority.name.lower())
         if self._on_reject is not None:
             try:
                 self._on_reject(item, priority, cls.reason)
@@ -277,7 +278,9 @@ class BoundedQueue(Generic[T]):
                 try:
                     await anyio.sleep(self._policy.throttle)
                 finally:
-                    self._throttle_seconds += anyio.current_time() - started
+                    waited = anyio.current_time() - started
+                    self._throttle_seconds += waited
+                    record_throttle(self._name, waited)
             elif verdict is Verdict.DEFER:
                 self._deferred += 1
                 await self._wait_for_relief()

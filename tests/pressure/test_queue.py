@@ -58,8 +58,8 @@ def _mixed(n: int) -> Iterable[Priority]:
 
 @virtual
 async def test_p8_sustained_overload_stays_bounded_and_accounts_for_every_message() -> None:
-    """P8: 50,000 mixed-priority messages at 10x the consumer's rate: depth <= capacity, all accounted, no critical shed."""
-    sent = 50_000
+    """P8: 100,000 mixed-priority messages at 10x the consumer's rate: depth <= capacity, all accounted, no critical shed."""
+    sent = 100_000
     capacity = 100
     rejected_by_callback: list[tuple[Priority, str]] = []
     queue: BoundedQueue[int] = BoundedQueue(
@@ -450,3 +450,42 @@ async def test_twin_a_queue_of_one() -> None:
     with pytest.raises(QueueFull):
         queue.put_nowait(2, priority=Priority.CRITICAL)
     assert queue.get_nowait() == 1
+
+
+@virtual
+async def test_drops_are_counted_by_reason_and_priority_and_throttle_time_is_recorded() -> None:
+    """Every refusal increments otpy.pressure.drops by reason and priority; throttle waits go to a histogram."""
+    from otpy._pressure._monitor import METRIC_PRESSURE_DROPS, METRIC_PRESSURE_THROTTLE
+    from otpy.testing import capture_metrics
+
+    with capture_metrics() as reader:
+        queue: BoundedQueue[int] = BoundedQueue(20, name="metered")
+        for n in range(19):
+            queue.put_nowait(n, priority=Priority.CRITICAL)
+        with pytest.raises(LoadShed):
+            await queue.put(1, priority=Priority.LOW)
+        await queue.put(2, priority=Priority.NORMAL)  # shed level, not shed: throttled
+        with pytest.raises(QueueFull):
+            await queue.put(3, priority=Priority.CRITICAL)
+        data = reader.get_metrics_data()
+    drops: dict[tuple[str, str], int] = {}
+    throttle: list[tuple[int, float]] = []
+    assert data is not None
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                for point in metric.data.data_points:
+                    attributes = dict(point.attributes or {})
+                    if attributes.get("otpy.pressure.queue") != "metered":
+                        continue
+                    if metric.name == METRIC_PRESSURE_DROPS:
+                        key = (
+                            str(attributes["otpy.pressure.reason"]),
+                            str(attributes["otpy.pressure.priority"]),
+                        )
+                        drops[key] = int(point.value)  # type: ignore[union-attr]
+                    elif metric.name == METRIC_PRESSURE_THROTTLE:
+                        throttle.append((point.count, point.sum))  # type: ignore[union-attr]
+    assert drops == {("load_shed", "low"): 1, ("queue_full", "critical"): 1}
+    [(count, seconds)] = throttle
+    assert (count, round(seconds, 9)) == (1, 0.005)
