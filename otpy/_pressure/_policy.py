@@ -180,15 +180,16 @@ def level_for(policy: PressurePolicy, current: Level, ratio: float) -> Level:
     Up: the highest level whose enter ratio *ratio* reaches. Down: a level is kept
     while *ratio* stays at or above its exit ratio.
     """
+    thresholds = (policy.warn, policy.degraded, policy.shed)
     up = Level.NORMAL
-    for level in _LEVELS:
-        if ratio >= policy.threshold(level).enter:
+    for level, threshold in zip(_LEVELS, thresholds, strict=True):
+        if ratio >= threshold.enter:
             up = level
     if up >= current:
         return up
     kept = Level.NORMAL
-    for level in _LEVELS:
-        if level <= current and ratio >= policy.threshold(level).exit:
+    for level, threshold in zip(_LEVELS, thresholds, strict=True):
+        if level <= current and ratio >= threshold.exit:
             kept = level
     return max(up, kept)
 

@@ -21,7 +21,16 @@ import attrs
 
 from .._exceptions import LoadShed, PressureError, QueueFull
 from ._monitor import notify_pressure, record_drop, record_throttle
-from ._policy import Level, LevelState, PressurePolicy, Priority, Verdict, admit, advance
+from ._policy import (
+    Level,
+    LevelState,
+    PressurePolicy,
+    Priority,
+    Verdict,
+    admit,
+    advance,
+    level_for,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -189,12 +198,10 @@ class BoundedQueue(Generic[T]):
         self._watchers.append((monitor, source or self._name))
 
     def _observe(self) -> None:
-        state = advance(
-            self._policy,
-            self._state,
-            ratio=len(self._items) / self._capacity,
-            now=anyio.current_time(),
-        )
+        ratio = len(self._items) / self._capacity
+        if level_for(self._policy, self._state.level, ratio) == self._state.level:
+            return  # the usual case: no clock read needed to know nothing changes
+        state = advance(self._policy, self._state, ratio=ratio, now=anyio.current_time())
         if state is self._state:
             return
         for monitor, source in self._watchers:
