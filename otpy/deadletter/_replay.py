@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Final, TypeAlias, final
 import anyio
 import anyio.lowlevel
 import attrs
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from .._core._node import current_node
 from .._exceptions import (
@@ -54,7 +53,7 @@ from .._partition import partition_of as partition_of
 from .._partition import stable_hash as stable_hash
 from .._supervision._spec import ChildSpec, Strategy, SupervisorFlags, SupervisorSpec
 from .._supervision._supervisor import open_supervisor
-from ._record import DeadLetter, ReplayOutcome, Source
+from ._record import DeadLetter, ReplayOutcome, Source, current_trace_context
 from ._store import DeadLetterFilter
 
 if TYPE_CHECKING:
@@ -77,8 +76,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("otpy.deadletter.replay")
-
-_propagator = TraceContextTextMapPropagator()
 
 ReplayHandler: TypeAlias = Callable[[DeadLetter, str], Awaitable[object]]
 """Re-sends one record: ``await handler(record, idempotency_key)``.
@@ -365,15 +362,6 @@ _RECLAIM_NOW: Final = _Reclaim()
 _TICK: Final = _Reclaim()
 
 
-def _current_carrier() -> tuple[tuple[str, str], ...]:
-    carrier: dict[str, str] = {}
-    try:
-        _propagator.inject(carrier)
-    except Exception:  # pragma: no cover - telemetry never changes what replay does
-        logger.debug("could not inject the trace context", exc_info=True)
-    return tuple(sorted(carrier.items()))
-
-
 # -- the client ---------------------------------------------------------------------
 
 _PAGE = 500
@@ -444,7 +432,7 @@ class Replayer:
         record = page.records[0]
         self._check_handler(str(record.source))
         reply = await self._submit(
-            _Replay.of(record, force=force, carrier=_current_carrier()), timeout
+            _Replay.of(record, force=force, carrier=current_trace_context()), timeout
         )
         if isinstance(reply, DeadLetterError):
             raise reply
@@ -481,7 +469,7 @@ class Replayer:
                 nothing was replayed (narrow *where* by source).
         """
         await anyio.lowlevel.checkpoint()
-        carrier = _current_carrier()
+        carrier = current_trace_context()
         requests: list[_Replay] = []
         cursor: str | None = None
         while True:

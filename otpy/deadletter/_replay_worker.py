@@ -28,7 +28,7 @@ from ..telemetry._events import get_meter, get_tracer
 from ._record import ReplayOutcome, redact
 from ._replay import _RECLAIM_NOW, _TICK, ReplayOutcomeUnknown, ReplayResult, _Replay
 from ._store import Action, LedgerState
-from ._telemetry import ATTR_RECORD_ID, ATTR_SOURCE
+from ._telemetry import ATTR_RECORD_ID, ATTR_SOURCE, span_context_from
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -315,12 +315,8 @@ def _outcomes_counter() -> Counter:
 
 
 def _links(trace_context: tuple[tuple[str, str], ...]) -> list[Link]:
-    """Return a link to the span context stored in a record, if it holds a valid one."""
-    if not trace_context:
-        return []
-    context = _propagator.extract(dict(trace_context))
-    span_context = trace.get_current_span(context).get_span_context()
-    return [Link(span_context)] if span_context.is_valid else []
+    span_context = span_context_from(trace_context)
+    return [Link(span_context)] if span_context is not None else []
 
 
 def _start_span(request: _Replay, partition: int) -> Span:

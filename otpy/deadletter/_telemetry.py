@@ -40,6 +40,7 @@ __all__ = [
     "SPAN_WRITE",
     "record_dropped",
     "record_evictions",
+    "span_context_from",
     "span_context_of",
     "store_kind",
     "write_span",
@@ -107,13 +108,18 @@ def _dropped_counter() -> Counter:
     )
 
 
-def span_context_of(record: DeadLetter) -> SpanContext | None:
-    """Return the span context stored in *record*'s ``traceparent``, if it holds a valid one."""
-    if not record.trace_context:
+def span_context_from(trace_context: tuple[tuple[str, str], ...]) -> SpanContext | None:
+    """Return the span context in W3C *trace_context* pairs, if they hold a valid one."""
+    if not trace_context:
         return None
-    context = _propagator.extract(carrier=dict(record.trace_context))
+    context = _propagator.extract(carrier=dict(trace_context))
     span_context = get_current_span(context).get_span_context()
     return span_context if span_context.is_valid else None
+
+
+def span_context_of(record: DeadLetter) -> SpanContext | None:
+    """Return the span context stored in *record*'s ``traceparent``, if it holds a valid one."""
+    return span_context_from(record.trace_context)
 
 
 @contextlib.contextmanager
