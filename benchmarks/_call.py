@@ -23,13 +23,12 @@ from ._actors import Echo, Slot
 from ._harness import (
     CAPACITY,
     BenchmarkResult,
-    Figure,
     Sample,
     Stopwatch,
     Target,
-    column,
     gc_diagnostics,
-    percentile,
+    latency_sample,
+    rate_and_latency_figures,
     run_rounds,
 )
 
@@ -46,16 +45,6 @@ FULL = 100_000
 QUICK = 10_000
 
 
-def _summary(latencies: list[int], watch: Stopwatch) -> Sample:
-    latencies.sort()
-    return {
-        "calls_per_s": len(latencies) / watch.seconds,
-        "p50_us": percentile(latencies, 0.50) / 1000,
-        "p99_us": percentile(latencies, 0.99) / 1000,
-        **watch.gc_sample(),
-    }
-
-
 async def otpy_calls(n: int) -> Sample:
     """N sequential ``ref.call(i)`` to an actor that echoes."""
     clock = time.perf_counter_ns
@@ -67,7 +56,7 @@ async def otpy_calls(n: int) -> Sample:
                 sent = clock()
                 await ref.call(i)
                 latencies[i] = clock() - sent
-    return _summary(latencies, watch)
+    return latency_sample("calls_per_s", latencies, watch)
 
 
 async def raw_asyncio(n: int) -> Sample:
@@ -93,7 +82,7 @@ async def raw_asyncio(n: int) -> Sample:
                 await fut
                 latencies[i] = clock() - sent
         tg.cancel_scope.cancel()
-    return _summary(latencies, watch)
+    return latency_sample("calls_per_s", latencies, watch)
 
 
 async def raw_anyio(n: int) -> Sample:
@@ -117,7 +106,7 @@ async def raw_anyio(n: int) -> Sample:
                 await slot.event.wait()
                 latencies[i] = clock() - sent
         tg.cancel_scope.cancel()
-    return _summary(latencies, watch)
+    return latency_sample("calls_per_s", latencies, watch)
 
 
 def run(runtime: Runtime, quick: bool, repeat: int) -> BenchmarkResult:
@@ -132,35 +121,15 @@ def run(runtime: Runtime, quick: bool, repeat: int) -> BenchmarkResult:
         runtime, {"otpy": otpy_calls, "raw": raw}, size=n, repeat=repeat, warmup=n // 20
     )
     mine, theirs = samples["otpy"], samples["raw"]
-    figures = (
-        Figure(
-            metric="calls_per_s",
-            label="calls/s",
-            unit="/s",
-            higher_is_better=True,
-            baseline_name=raw_name,
-            otpy_samples=column(mine, "calls_per_s"),
-            baseline_samples=column(theirs, "calls_per_s"),
-            target=Target(text=">= 0.8x", on="ratio", op=">=", threshold=0.8),
-        ),
-        Figure(
-            metric="p50_us",
-            label="p50 latency",
-            unit="us",
-            higher_is_better=False,
-            baseline_name=raw_name,
-            otpy_samples=column(mine, "p50_us"),
-            baseline_samples=column(theirs, "p50_us"),
-        ),
-        Figure(
-            metric="p99_us",
-            label="p99 latency",
-            unit="us",
-            higher_is_better=False,
-            baseline_name=raw_name,
-            otpy_samples=column(mine, "p99_us"),
-            baseline_samples=column(theirs, "p99_us"),
-        ),
+    figures = rate_and_latency_figures(
+        mine,
+        theirs,
+        baseline_name=raw_name,
+        rate_metric="calls_per_s",
+        rate_label="calls/s",
+        latency_label="latency",
+        rate_target=Target(text=">= 0.8x", on="ratio", op=">=", threshold=0.8),
+        p99_target=None,
     )
     return BenchmarkResult(
         name="call",

@@ -33,8 +33,10 @@ __all__ = [
     "column",
     "environment",
     "gc_diagnostics",
+    "latency_sample",
     "median",
     "percentile",
+    "rate_and_latency_figures",
     "run_rounds",
     "runtime_named",
     "runtimes_for",
@@ -341,6 +343,55 @@ class Benchmark:
     title: str
     run: Callable[[Runtime, bool, int], BenchmarkResult]
     asyncio_only: bool = False
+
+
+def latency_sample(rate_metric: str, latencies: list[int], watch: Stopwatch) -> Sample:
+    """Rate, p50 and p99 (in us) of *latencies* (ns) timed inside *watch*; sorts them."""
+    latencies.sort()
+    return {
+        rate_metric: len(latencies) / watch.seconds,
+        "p50_us": percentile(latencies, 0.50) / 1000,
+        "p99_us": percentile(latencies, 0.99) / 1000,
+        **watch.gc_sample(),
+    }
+
+
+def rate_and_latency_figures(
+    mine: Sequence[Sample],
+    theirs: Sequence[Sample],
+    *,
+    baseline_name: str,
+    rate_metric: str,
+    rate_label: str,
+    latency_label: str,
+    rate_target: Target | None = None,
+    p99_target: Target | None = None,
+) -> tuple[Figure, Figure, Figure]:
+    """The rate, p50 and p99 figures of two contenders measured by :func:`latency_sample`."""
+    rate = Figure(
+        metric=rate_metric,
+        label=rate_label,
+        unit="/s",
+        higher_is_better=True,
+        baseline_name=baseline_name,
+        otpy_samples=column(mine, rate_metric),
+        baseline_samples=column(theirs, rate_metric),
+        target=rate_target,
+    )
+    p50, p99 = (
+        Figure(
+            metric=f"{quantile}_us",
+            label=f"{quantile} {latency_label}",
+            unit="us",
+            higher_is_better=False,
+            baseline_name=baseline_name,
+            otpy_samples=column(mine, f"{quantile}_us"),
+            baseline_samples=column(theirs, f"{quantile}_us"),
+            target=target,
+        )
+        for quantile, target in (("p50", None), ("p99", p99_target))
+    )
+    return rate, p50, p99
 
 
 def gc_diagnostics(samples: Mapping[str, Sequence[Sample]]) -> dict[str, float]:

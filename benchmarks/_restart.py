@@ -31,13 +31,12 @@ from ._actors import Echo, Slot
 from ._harness import (
     CAPACITY,
     BenchmarkResult,
-    Figure,
     Sample,
     Stopwatch,
     Target,
-    column,
     gc_diagnostics,
-    percentile,
+    latency_sample,
+    rate_and_latency_figures,
     run_rounds,
 )
 
@@ -59,16 +58,6 @@ _CRASH: Final = object()
 
 class _Crash(Exception):
     """What the baseline worker raises."""
-
-
-def _summary(latencies: list[int], watch: Stopwatch) -> Sample:
-    latencies.sort()
-    return {
-        "restarts_per_s": len(latencies) / watch.seconds,
-        "p50_us": percentile(latencies, 0.50) / 1000,
-        "p99_us": percentile(latencies, 0.99) / 1000,
-        **watch.gc_sample(),
-    }
 
 
 async def otpy_restarts(n: int) -> Sample:
@@ -94,7 +83,7 @@ async def otpy_restarts(n: int) -> Sample:
         logging.disable(previous)
     if restarts != n:
         raise RuntimeError(f"the supervisor counted {restarts} restarts, expected {n}")
-    return _summary(latencies, watch)
+    return latency_sample("restarts_per_s", latencies, watch)
 
 
 async def bare_asyncio(n: int) -> Sample:
@@ -140,7 +129,7 @@ async def bare_asyncio(n: int) -> Sample:
                 await reply
                 latencies[i] = clock() - crashed
         tg.cancel_scope.cancel()
-    return _summary(latencies, watch)
+    return latency_sample("restarts_per_s", latencies, watch)
 
 
 async def bare_anyio(n: int) -> Sample:
@@ -187,7 +176,7 @@ async def bare_anyio(n: int) -> Sample:
                 await reply.event.wait()
                 latencies[i] = clock() - crashed
         tg.cancel_scope.cancel()
-    return _summary(latencies, watch)
+    return latency_sample("restarts_per_s", latencies, watch)
 
 
 def run(runtime: Runtime, quick: bool, repeat: int) -> BenchmarkResult:
@@ -202,36 +191,15 @@ def run(runtime: Runtime, quick: bool, repeat: int) -> BenchmarkResult:
         runtime, {"otpy": otpy_restarts, "bare": raw}, size=n, repeat=repeat, warmup=n // 20
     )
     mine, theirs = samples["otpy"], samples["bare"]
-    figures = (
-        Figure(
-            metric="restarts_per_s",
-            label="restarts/s",
-            unit="/s",
-            higher_is_better=True,
-            baseline_name=raw_name,
-            otpy_samples=column(mine, "restarts_per_s"),
-            baseline_samples=column(theirs, "restarts_per_s"),
-            target=Target(text=">= 10,000/s", on="value", op=">=", threshold=10_000),
-        ),
-        Figure(
-            metric="p50_us",
-            label="p50 crash->answer",
-            unit="us",
-            higher_is_better=False,
-            baseline_name=raw_name,
-            otpy_samples=column(mine, "p50_us"),
-            baseline_samples=column(theirs, "p50_us"),
-        ),
-        Figure(
-            metric="p99_us",
-            label="p99 crash->answer",
-            unit="us",
-            higher_is_better=False,
-            baseline_name=raw_name,
-            otpy_samples=column(mine, "p99_us"),
-            baseline_samples=column(theirs, "p99_us"),
-            target=Target(text="< 150 us", on="value", op="<", threshold=150),
-        ),
+    figures = rate_and_latency_figures(
+        mine,
+        theirs,
+        baseline_name=raw_name,
+        rate_metric="restarts_per_s",
+        rate_label="restarts/s",
+        latency_label="crash->answer",
+        rate_target=Target(text=">= 10,000/s", on="value", op=">=", threshold=10_000),
+        p99_target=Target(text="< 150 us", on="value", op="<", threshold=150),
     )
     return BenchmarkResult(
         name="restart",
