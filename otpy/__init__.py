@@ -48,6 +48,7 @@ from ._pressure._monitor import pressure_statistics as pressure_statistics
 from ._pressure._partitioned import PartitionedQueue as PartitionedQueue
 from ._pressure._partitioned import PartitionedQueueStatistics as PartitionedQueueStatistics
 from ._pressure._partitioned import PartitionStatistics as PartitionStatistics
+from ._pressure._partitioned import PartitionWorker as PartitionWorker
 from ._pressure._partitioned import open_partitioned_workers as open_partitioned_workers
 from ._pressure._policy import Admission as Admission
 from ._pressure._policy import Level as Level
@@ -159,6 +160,7 @@ __all__ = [
     "PartitionedQueue",
     "PartitionedQueueStatistics",
     "PartitionStatistics",
+    "PartitionWorker",
     "open_partitioned_workers",
     "partition_of",
     "stable_hash",

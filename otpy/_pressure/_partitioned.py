@@ -1,18 +1,26 @@
-"""A bounded, key-partitioned work queue with demand-driven workers (P1, P3, P8, P10).
+"""A bounded, key-partitioned work queue with supervised, demand-driven workers (P1, P3, P8, P10).
 
-Items go to partition ``partition_of(key, partitions)`` (the routing the dead-letter
-replay workers use), each partition a :class:`BoundedQueue` with its own capacity
-and pressure level. One worker per partition takes that partition's items in
-arrival order, so the same key is handled strictly in order and distinct
-partitions run concurrently.
+Items go to partition ``partition_of(key, partitions)``, each partition a
+:class:`BoundedQueue` with its own capacity and pressure level. One worker per
+partition takes that partition's items in arrival order, so the same key is handled
+strictly in order and distinct partitions run concurrently. The replay workers of
+``otpy.deadletter`` are built on it.
+
+Workers are actors (:class:`PartitionWorker`) under a supervisor: build their specs
+with :meth:`PartitionedQueue.worker_specs` (to put them in a tree of your own) or
+:meth:`PartitionedQueue.supervisor_spec`, or run them for a block with
+:func:`open_partitioned_workers`. A worker handles its partition's items inside one
+mailbox message at a time, at most ``max_demand`` items per message, so system
+messages (a supervisor's stop, ``get_status``) get in between and a graceful stop
+lets the item in hand finish. An idle worker costs one mailbox message to wake.
 
 Flow is demand-driven, as in GenStage: a worker pulls at most ``max_demand`` items
 out of its queue into the partition's *outstanding* buffer and asks for more only
-when the outstanding count falls to ``min_demand``. Outstanding items belong to
-the queue, not to the worker task: an item is removed only once its handler has
-returned or raised, so a worker that is cancelled mid-item leaves it at the head
-of the buffer for the next worker (or for :meth:`PartitionedQueue.aclose` to hand
-back).
+when the outstanding count falls to ``min_demand``. Outstanding items belong to the
+queue, not to the worker: an item is removed only once its handler has returned or
+raised, so a worker stopped mid-item leaves it at the head of the buffer, and the
+worker that takes over (its restarted successor, the next set of workers) handles it
+again first: delivery is at least once, and ``redelivered`` counts those items.
 """
 
 from __future__ import annotations
@@ -20,22 +28,29 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 
 import anyio
 import anyio.lowlevel
 import attrs
 
-from .._exceptions import QueueClosed
+from .._core._actor import Actor
+from .._exceptions import OtpyError, QueueClosed
 from .._partition import partition_of
+from .._supervision._spec import ChildSpec, Restart, Strategy, SupervisorFlags, SupervisorSpec
+from .._supervision._supervisor import open_supervisor
 from ._policy import PressurePolicy, Priority
 from ._queue import BoundedQueue, QueueStatistics
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+
+    from .._core._node import NamedRef
+    from .._core._ref import ActorRef
 
 __all__ = [
     "PartitionStatistics",
+    "PartitionWorker",
     "PartitionedQueue",
     "PartitionedQueueStatistics",
     "open_partitioned_workers",
@@ -61,6 +76,9 @@ class PartitionStatistics:
         demands: how many times the worker asked for more (each refill counts once).
         processed: items whose handler returned.
         errors: items whose handler raised an ``Exception``.
+        redelivered: items handed to a worker again because the one before it
+            stopped while handling them (at-least-once delivery).
+        worker: the label of the worker attached now, or ``None``.
     """
 
     partition: int
@@ -70,6 +88,8 @@ class PartitionStatistics:
     demands: int
     processed: int
     errors: int
+    redelivered: int
+    worker: str | None
 
 
 @attrs.frozen(kw_only=True)
@@ -77,7 +97,8 @@ class PartitionedQueueStatistics:
     """A snapshot of a :class:`PartitionedQueue`.
 
     ``queued`` and ``capacity`` are totals over the partitions, with the same names
-    as :class:`QueueStatistics`, so the pressure monitor reads this too.
+    as :class:`QueueStatistics`; the pressure monitor reads ``partitions`` to give
+    each partition its own level.
 
     Attributes:
         name: the queue's name.
@@ -85,7 +106,6 @@ class PartitionedQueueStatistics:
         closed: :meth:`PartitionedQueue.aclose` has been called.
         max_demand: the attached workers' ``max_demand`` (``None`` with no workers).
         min_demand: the attached workers' ``min_demand`` (``None`` with no workers).
-        callback_errors: ``on_error`` calls that raised (each is logged).
     """
 
     name: str
@@ -93,7 +113,6 @@ class PartitionedQueueStatistics:
     closed: bool
     max_demand: int | None
     min_demand: int | None
-    callback_errors: int
 
     @property
     def queued(self) -> int:
@@ -120,30 +139,50 @@ class PartitionedQueueStatistics:
         """Items whose handler raised, in all."""
         return sum(p.errors for p in self.partitions)
 
+    @property
+    def redelivered(self) -> int:
+        """Items handed to a worker again after its predecessor stopped mid-item, in all."""
+        return sum(p.redelivered for p in self.partitions)
+
+
+@attrs.frozen(eq=False)
+class _Consumer(Generic[T]):
+    """What one set of workers does with the items: shared by the workers of a spec."""
+
+    handler: Callable[[str, T], Awaitable[object]]
+    max_demand: int
+    min_demand: int
+    on_error: Callable[[str, T, Exception], object] | None
+
 
 @attrs.define(eq=False)
 class _Partition(Generic[T]):
     queue: BoundedQueue[tuple[str, T]]
     outstanding: collections.deque[tuple[str, T]] = attrs.Factory(collections.deque)
-    arrived: anyio.Event = attrs.Factory(anyio.Event)  # set (and replaced) on put/close
+    worker: ActorRef | None = None
+    waiting: bool = False  # the worker is idle: wake it with one _WORK when an item arrives
+    in_hand: bool = False  # the head of outstanding is being handled
+    scope: anyio.CancelScope | None = None  # the worker's current batch (aclose cancels it)
     putting: int = 0
     peak_outstanding: int = 0
     demands: int = 0
     processed: int = 0
     errors: int = 0
-
-    def wake(self) -> None:
-        self.arrived.set()
-        self.arrived = anyio.Event()
+    redelivered: int = 0
 
 
-@attrs.define(eq=False)
-class _Workers:
-    max_demand: int
-    min_demand: int
-    scopes: list[anyio.CancelScope]
-    running: int
-    stopped: anyio.Event = attrs.Factory(anyio.Event)
+def _check_demand(queue: str, max_demand: int, min_demand: int | None) -> int:
+    if isinstance(max_demand, bool) or not isinstance(max_demand, int) or max_demand < 1:
+        raise ValueError(
+            f"workers of queue {queue!r}: max_demand must be an integer >= 1, got {max_demand!r}"
+        )
+    low = max_demand // 2 if min_demand is None else min_demand
+    if isinstance(low, bool) or not isinstance(low, int) or not 0 <= low < max_demand:
+        raise ValueError(
+            f"workers of queue {queue!r}: min_demand must be an integer in "
+            f"[0, max_demand={max_demand}), got {min_demand!r}"
+        )
+    return low
 
 
 @final
@@ -153,7 +192,8 @@ class PartitionedQueue(Generic[T]):
     ``await put(key, item, priority=...)`` applies that partition's admission, exactly
     as :meth:`BoundedQueue.put` does (throttle, defer, :class:`LoadShed`,
     :class:`QueueFull`): one hot key fills its own partition and leaves the others
-    accepting. Consume with :func:`open_partitioned_workers`; stop with
+    accepting. Consume with supervised workers (:meth:`worker_specs`,
+    :meth:`supervisor_spec`, :func:`open_partitioned_workers`); stop with
     :meth:`aclose`.
 
     Args:
@@ -201,8 +241,8 @@ class PartitionedQueue(Generic[T]):
             for i in range(partitions)
         ]
         self._closed = False
-        self._workers: _Workers | None = None
-        self._callback_errors = 0
+        self._abandoned = False  # aclose timed out: workers stop without finishing
+        self._consumer: _Consumer[T] | None = None
 
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""
@@ -227,6 +267,20 @@ class PartitionedQueue(Generic[T]):
         """Return the partition that handles *key*: ``partition_of(key, partitions)``."""
         return partition_of(key, len(self._parts))
 
+    def has_worker(self, partition: int) -> bool:
+        """Whether a live worker is attached to *partition* now."""
+        worker = self._parts[partition].worker
+        return worker is not None and worker.is_alive
+
+    def watch(self, monitor: ActorRef | NamedRef, source: str | None = None) -> None:
+        """Hint *monitor* (a :class:`~otpy.PressureMonitor`) when any partition's level changes.
+
+        *source* is the name the monitor knows this queue by (the queue's name by
+        default); the monitor then samples every partition of it.
+        """
+        for part in self._parts:
+            part.queue.watch(monitor, source or self._name)
+
     def _closed_error(self, part: _Partition[T], priority: Priority) -> QueueClosed:
         queue = part.queue
         return QueueClosed(queue.name, priority, queue.level, len(queue), queue.capacity)
@@ -239,16 +293,17 @@ class PartitionedQueue(Generic[T]):
             LoadShed: the partition is at ``shed`` and sheds *priority*.
             QueueFull: the partition is at capacity (every priority).
         """
-        await anyio.lowlevel.checkpoint()
-        part = self._parts[self.partition_of(key)]
+        part = self._parts[partition_of(key, len(self._parts))]
         if self._closed:
+            await anyio.lowlevel.checkpoint()
             raise self._closed_error(part, priority)
         part.putting += 1
         try:
             await part.queue.put((key, item), priority=priority)
         finally:
             part.putting -= 1
-            part.wake()
+        if part.waiting:
+            self._wake(part)
 
     def put_nowait(self, key: str, item: T, *, priority: Priority = Priority.NORMAL) -> None:
         """Queue *item* on *key*'s partition now, or refuse it (see :meth:`BoundedQueue.put_nowait`).
@@ -259,24 +314,26 @@ class PartitionedQueue(Generic[T]):
             QueueFull: the partition is at capacity (every priority).
             anyio.WouldBlock: *priority* is deferred at the partition's level.
         """
-        part = self._parts[self.partition_of(key)]
+        part = self._parts[partition_of(key, len(self._parts))]
         if self._closed:
             raise self._closed_error(part, priority)
         part.queue.put_nowait((key, item), priority=priority)
-        part.wake()
+        if part.waiting:
+            self._wake(part)
 
     async def aclose(self, timeout: float = 30.0) -> list[tuple[str, T]]:
         """Stop accepting, let the workers finish what is queued, and return the rest (P10).
 
         From the first call on, :meth:`put` raises :class:`QueueClosed`. Attached
-        workers keep going until every partition is empty (puts already waiting
-        to be admitted included), then exit. If that takes longer than *timeout*
-        seconds they are cancelled. Whatever was not finished is removed from the
-        queue and returned as ``(key, item)`` pairs, partition by partition in
-        order, for the caller to dead-letter: nothing is dropped. An item whose
-        handler was cancelled midway is returned too (its side effect may or may
-        not have happened). With no workers attached, everything queued is
-        returned at once.
+        workers keep going until their partition is empty (puts already waiting to
+        be admitted included), then stop with reason ``normal`` (they are transient
+        children, so they are not restarted). If that takes longer than *timeout*
+        seconds, their handlers are cancelled and they stop. Whatever was not
+        finished is removed from the queue and returned as ``(key, item)`` pairs,
+        partition by partition in order, for the caller to dead-letter: nothing is
+        dropped. An item whose handler was cancelled midway is returned too (its
+        side effect may or may not have happened). With no workers attached,
+        everything queued is returned at once.
 
         Args:
             timeout: seconds to wait for the workers to drain (default 30, as P10).
@@ -285,25 +342,25 @@ class PartitionedQueue(Generic[T]):
         if not self._closed:
             self._closed = True
             for part in self._parts:
-                part.wake()
-        workers = self._workers
-        if workers is not None:
-            with anyio.move_on_after(timeout):
-                await workers.stopped.wait()
-            if not workers.stopped.is_set():
-                logger.warning(
-                    "queue %r: workers did not drain within %ss; cancelling them",
-                    self._name,
-                    timeout,
-                )
-                for scope in workers.scopes:
-                    scope.cancel()
-                with anyio.CancelScope(shield=True):
-                    await workers.stopped.wait()
+                self._wake(part)
+        with anyio.move_on_after(timeout):
+            await self._wait_workers()
+        if self._live_workers():
+            logger.warning(
+                "queue %r: workers did not drain within %ss; cancelling them", self._name, timeout
+            )
+            self._abandoned = True
+            for part in self._parts:
+                if part.scope is not None:
+                    part.scope.cancel()
+                self._wake(part)
+            with anyio.CancelScope(shield=True):
+                await self._wait_workers()
         leftovers: list[tuple[str, T]] = []
         for part in self._parts:
             leftovers.extend(part.outstanding)
             part.outstanding.clear()
+            part.in_hand = False
             while True:
                 try:
                     leftovers.append(part.queue.get_nowait())
@@ -313,7 +370,7 @@ class PartitionedQueue(Generic[T]):
 
     def statistics(self) -> PartitionedQueueStatistics:
         """Return a snapshot: each partition's queue statistics and demand counters."""
-        workers = self._workers
+        consumer = self._consumer
         return PartitionedQueueStatistics(
             name=self._name,
             partitions=tuple(
@@ -325,106 +382,292 @@ class PartitionedQueue(Generic[T]):
                     demands=part.demands,
                     processed=part.processed,
                     errors=part.errors,
+                    redelivered=part.redelivered,
+                    worker=_label(part.worker),
                 )
                 for i, part in enumerate(self._parts)
             ),
             closed=self._closed,
-            max_demand=None if workers is None else workers.max_demand,
-            min_demand=None if workers is None else workers.min_demand,
-            callback_errors=self._callback_errors,
+            max_demand=None if consumer is None else consumer.max_demand,
+            min_demand=None if consumer is None else consumer.min_demand,
         )
 
     # -- workers ---------------------------------------------------------------
 
-    def _attach(self, max_demand: int, min_demand: int) -> _Workers:
-        if self._workers is not None:
+    def worker_specs(
+        self,
+        handler: Callable[[str, T], Awaitable[object]],
+        *,
+        max_demand: int = 10,
+        min_demand: int | None = None,
+        on_error: Callable[[str, T, Exception], object] | None = None,
+        shutdown: float = 5.0,
+        id_prefix: str | None = None,
+        register: bool = False,
+    ) -> list[ChildSpec]:
+        """Return one :class:`PartitionWorker` child spec per partition, for a tree of your own.
+
+        Worker *i* calls ``await handler(key, item)`` for partition *i*'s items, one
+        at a time, in arrival order (P3); partitions run concurrently. It holds at
+        most *max_demand* items outstanding and pulls more only when that falls to
+        *min_demand* (P1).
+
+        A handler that raises an ``Exception`` does not stop the worker: the error
+        is counted in ``errors`` and passed to ``on_error(key, item, exc)`` (or
+        logged, type only, when there is none), and the worker goes on with the
+        next item; other partitions never notice. An ``on_error`` that raises
+        crashes the worker (the item is not handled again): its supervisor restarts
+        it, within its intensity. Re-raise from ``on_error`` for errors that mean
+        the worker's own resources are broken.
+
+        The workers are :attr:`~otpy.Restart.TRANSIENT`: they are restarted after a
+        crash and not after draining a closed queue. A graceful stop lets the item
+        in hand finish, within *shutdown* seconds; an item interrupted by a kill is
+        handled again by the next worker.
+
+        Args:
+            handler: handles one item.
+            max_demand: the most items a worker has outstanding (>= 1).
+            min_demand: refill when outstanding falls to this (``0 <= min_demand <
+                max_demand``); default ``max_demand // 2``.
+            on_error: called with each item whose handler raised; raise to crash.
+            shutdown: seconds a graceful stop waits for the item in hand.
+            id_prefix: worker *i* has child id ``f"{id_prefix}.{i}"`` (default the
+                queue's name).
+            register: also register worker *i* under its child id.
+
+        Raises:
+            ValueError: *max_demand* or *min_demand* is out of range.
+        """
+        consumer = _Consumer(
+            handler, max_demand, _check_demand(self._name, max_demand, min_demand), on_error
+        )
+        prefix = self._name if id_prefix is None else id_prefix
+        return [
+            ChildSpec(
+                id=f"{prefix}.{i}",
+                start=PartitionWorker,
+                args=(self, i, consumer),
+                restart=Restart.TRANSIENT,
+                shutdown=shutdown,
+                name=f"{prefix}.{i}" if register else None,
+            )
+            for i in range(len(self._parts))
+        ]
+
+    def supervisor_spec(
+        self,
+        handler: Callable[[str, T], Awaitable[object]],
+        *,
+        max_demand: int = 10,
+        min_demand: int | None = None,
+        on_error: Callable[[str, T, Exception], object] | None = None,
+        shutdown: float = 5.0,
+        name: str | None = None,
+        intensity: int = 10,
+        period: float = 60.0,
+    ) -> SupervisorSpec:
+        """Return a ``one_for_one`` supervisor spec over :meth:`worker_specs`.
+
+        Its id is *name* or ``f"{queue name}.workers"``; it is registered under
+        *name* when one is given. A worker crashing more than *intensity* times in
+        *period* seconds stops the supervisor, and its parent decides.
+        The other options are :meth:`worker_specs`'s.
+        """
+        children = self.worker_specs(
+            handler, max_demand=max_demand, min_demand=min_demand, on_error=on_error,
+            shutdown=shutdown,
+        )  # fmt: skip
+        # one_for_one: partitions are independent; a crashed worker restarts alone.
+        return SupervisorSpec(
+            id=name or f"{self._name}.workers",
+            name=name,
+            children=children,
+            flags=SupervisorFlags(
+                strategy=Strategy.ONE_FOR_ONE, intensity=intensity, period=period
+            ),
+        )
+
+    def _attach(self, index: int, worker: ActorRef, consumer: _Consumer[T]) -> _Partition[T]:
+        part = self._parts[index]
+        current = self._consumer
+        busy = [i for i in range(len(self._parts)) if self.has_worker(i)]
+        if index in busy or (current is not None and current is not consumer and busy):
             raise anyio.BusyResourceError(
                 f"consuming from partitioned queue {self._name!r}: it already has workers"
             )
-        workers = _Workers(
-            max_demand=max_demand,
-            min_demand=min_demand,
-            scopes=[anyio.CancelScope() for _ in self._parts],
-            running=len(self._parts),
-        )
-        self._workers = workers
-        return workers
+        self._consumer = consumer
+        part.worker = worker
+        part.waiting = False
+        if part.in_hand:
+            part.in_hand = False
+            part.redelivered += 1
+            logger.warning(
+                "queue %r: partition %d's worker stopped while handling an item; "
+                "handing it to %s again (at-least-once delivery)",
+                self._name,
+                index,
+                worker.label,
+            )
+        return part
 
-    def _detach(self, workers: _Workers) -> None:
-        if self._workers is workers:
-            self._workers = None
+    def _detach(self, index: int, worker: ActorRef) -> None:
+        part = self._parts[index]
+        if part.worker is worker:
+            part.worker = None
+            part.waiting = False
+        if not self._live_workers():
+            self._consumer = None
+
+    def _live_workers(self) -> list[ActorRef]:
+        return [
+            part.worker for part in self._parts if part.worker is not None and part.worker.is_alive
+        ]
+
+    async def _wait_workers(self) -> None:
+        """Wait until no worker is attached (a restarted worker is waited for too)."""
+        while live := self._live_workers():
+            await live[0].wait_exited()
+
+    def _wake(self, part: _Partition[T]) -> None:
+        part.waiting = False
+        worker = part.worker
+        if worker is not None:
+            with contextlib.suppress(OtpyError):  # it exited: its successor starts working
+                worker.send_nowait(_WORK)
 
     def _demand(self, part: _Partition[T], max_demand: int) -> None:
         """Pull items until *max_demand* are outstanding or the queue is empty."""
-        if len(part.outstanding) >= max_demand or not len(part.queue):
+        queue = part.queue
+        outstanding = part.outstanding
+        if len(outstanding) >= max_demand or not len(queue):
             return
         part.demands += 1
-        while len(part.outstanding) < max_demand:
+        while len(outstanding) < max_demand:
             try:
-                part.outstanding.append(part.queue.get_nowait())
+                outstanding.append(queue.get_nowait())
             except anyio.WouldBlock:
                 break
-        part.peak_outstanding = max(part.peak_outstanding, len(part.outstanding))
+        if len(outstanding) > part.peak_outstanding:
+            part.peak_outstanding = len(outstanding)
 
-    async def _work(
-        self,
-        index: int,
-        workers: _Workers,
-        handler: Callable[[str, T], Awaitable[object]],
-        on_error: Callable[[str, T, Exception], object] | None,
+
+def _label(worker: ActorRef | None) -> str | None:
+    return worker.label if worker is not None and worker.is_alive else None
+
+
+class _Work:
+    def __repr__(self) -> str:
+        return "<work>"
+
+
+_WORK: Final = _Work()
+
+
+@final
+class PartitionWorker(Actor):
+    """Handles one partition of a :class:`PartitionedQueue`; made by its :meth:`~PartitionedQueue.worker_specs`.
+
+    ``init(queue, partition, consumer)`` attaches it to the partition; a second live
+    worker for the same partition fails to start with :class:`anyio.BusyResourceError`.
+    """
+
+    queue: PartitionedQueue[Any]
+    partition: int
+    _consumer: _Consumer[Any]
+    _part: _Partition[Any]
+
+    async def init(
+        self, queue: PartitionedQueue[Any], partition: int, consumer: _Consumer[Any]
     ) -> None:
-        part = self._parts[index]
+        """Attach to the partition and start with whatever is already queued."""
+        self.queue = queue
+        self.partition = partition
+        self._consumer = consumer
+        self._part = queue._attach(partition, self.ref, consumer)
+        self.continue_with(_WORK)
+
+    async def handle_continue(self, argument: Any) -> None:
+        """Handle the first batch (see :meth:`handle_info`)."""
+        await self._step()
+
+    async def handle_info(self, message: Any) -> None:
+        """On ``_WORK``: handle up to ``max_demand`` items, then go round the mailbox."""
+        if message is _WORK:
+            await self._step()
+            return
+        await super().handle_info(message)
+
+    async def terminate(self, reason: object) -> None:
+        """Detach from the partition; unfinished items stay in the queue."""
+        self.queue._detach(self.partition, self.ref)
+
+    def format_status(self) -> Mapping[str, object]:
+        """Show the queue and partition, never the items."""
+        part = self._part
+        return {
+            "queue": self.queue.name,
+            "partition": self.partition,
+            "outstanding": len(part.outstanding),
+            "processed": part.processed,
+            "errors": part.errors,
+        }
+
+    async def _step(self) -> None:
+        queue, part, consumer = self.queue, self._part, self._consumer
+        handler, max_demand, min_demand = consumer.handler, consumer.max_demand, consumer.min_demand
+        outstanding = part.outstanding
+        ref = self.ref
+        budget = max_demand
         try:
-            with workers.scopes[index]:
-                while True:
-                    if len(part.outstanding) <= workers.min_demand:
-                        self._demand(part, workers.max_demand)
-                    if not part.outstanding:
-                        if self._closed and not part.putting:
-                            return  # drained
-                        await part.arrived.wait()
-                        continue
-                    key, item = part.outstanding[0]
+            with anyio.CancelScope() as scope:
+                part.scope = scope
+                while not queue._abandoned:
+                    if len(outstanding) <= min_demand:
+                        queue._demand(part, max_demand)
+                    if not outstanding:
+                        if queue._closed and not part.putting:
+                            break  # drained
+                        part.waiting = True
+                        return
+                    if not budget or ref._attention:
+                        # Go round the mailbox so a stop or get_status gets in first.
+                        ref.send_nowait(_WORK)
+                        return
+                    budget -= 1
+                    key, item = outstanding[0]
+                    part.in_hand = True
                     try:
                         await handler(key, item)
                     except Exception as exc:
+                        part.in_hand = False
+                        outstanding.popleft()
                         part.errors += 1
-                        self._handle_error(index, key, item, exc, on_error)
+                        self._failed(key, item, exc)
                     else:
+                        part.in_hand = False
+                        outstanding.popleft()
                         part.processed += 1
-                    part.outstanding.popleft()
-                    await anyio.lowlevel.checkpoint()  # one busy partition must not starve others
         finally:
-            workers.running -= 1
-            if workers.running == 0:
-                workers.stopped.set()
+            # Killed mid-item, in_hand stays set: the next worker is handed it again.
+            part.scope = None
+        # Drained, or abandoned by aclose: an item cancelled midway stays at the head
+        # of outstanding, and aclose hands it back.
+        part.in_hand = False
+        self.stop()
 
-    def _handle_error(
-        self,
-        index: int,
-        key: str,
-        item: T,
-        exc: Exception,
-        on_error: Callable[[str, T, Exception], object] | None,
-    ) -> None:
+    def _failed(self, key: str, item: Any, exc: Exception) -> None:
+        on_error = self._consumer.on_error
         if on_error is None:
             logger.error(
                 "queue %r: handler raised %s in partition %d; the worker goes on",
-                self._name,
+                self.queue.name,
                 type(exc).__name__,
-                index,
+                self.partition,
                 exc_info=exc,
             )
             return
-        try:
-            on_error(key, item, exc)
-        except Exception:
-            self._callback_errors += 1
-            logger.exception(
-                "queue %r: on_error raised in partition %d; the worker goes on",
-                self._name,
-                index,
-            )
+        on_error(key, item, exc)  # raising crashes this worker: its supervisor decides
 
 
 @contextlib.asynccontextmanager
@@ -435,59 +678,31 @@ async def open_partitioned_workers(
     max_demand: int = 10,
     min_demand: int | None = None,
     on_error: Callable[[str, T, Exception], object] | None = None,
+    shutdown: float = 5.0,
+    intensity: int = 10,
+    period: float = 60.0,
 ) -> AsyncIterator[PartitionedQueue[T]]:
-    """Run one worker per partition of *queue* for the duration of the block.
+    """Run *queue*'s supervised workers (:meth:`PartitionedQueue.supervisor_spec`) for a block.
 
-    Each worker calls ``await handler(key, item)`` for its partition's items, one
-    at a time, in arrival order (P3); partitions run concurrently. A worker holds
-    at most *max_demand* items outstanding and pulls more only when that falls to
-    *min_demand* (P1).
-
-    A handler that raises an ``Exception`` does not stop anything: the error is
-    counted in ``errors``, passed to ``on_error(key, item, exc)`` (or logged when
-    there is none) and the worker goes on with the next item; other partitions
-    never notice. Cancellation and other ``BaseException`` propagate.
-
-    Leaving the block cancels the workers without draining; unfinished items stay
-    in the queue (a cancelled item first in line) for the next workers or
-    :meth:`PartitionedQueue.aclose`. For a graceful drain, ``await queue.aclose()``
-    inside the block.
-
-    Args:
-        queue: the queue to consume; one set of workers at a time.
-        handler: handles one item.
-        max_demand: the most items a worker has outstanding (>= 1).
-        min_demand: refill when outstanding falls to this (``0 <= min_demand <
-            max_demand``); default ``max_demand // 2``.
-        on_error: called with each item whose handler raised; if it raises, the
-            error is logged and counted in ``callback_errors``.
+    The supervisor runs on the current node (one is opened if none is running).
+    Leaving the block stops the workers gracefully: each finishes the item in hand
+    (within *shutdown* seconds) and unfinished items stay in the queue for the next
+    workers or :meth:`PartitionedQueue.aclose`. For a full drain, ``await
+    queue.aclose()`` inside the block. If the workers crash more than *intensity*
+    times in *period* seconds, the block is cancelled and
+    :class:`~otpy.RestartIntensityExceeded` is raised.
 
     Raises:
         ValueError: *max_demand* or *min_demand* is out of range.
         anyio.BusyResourceError: *queue* already has workers.
     """
-    if isinstance(max_demand, bool) or not isinstance(max_demand, int) or max_demand < 1:
-        raise ValueError(
-            f"workers of queue {queue.name!r}: max_demand must be an integer >= 1, "
-            f"got {max_demand!r}"
+    spec = queue.supervisor_spec(
+        handler, max_demand=max_demand, min_demand=min_demand, on_error=on_error,
+        shutdown=shutdown, intensity=intensity, period=period,
+    )  # fmt: skip
+    if queue._live_workers():
+        raise anyio.BusyResourceError(
+            f"consuming from partitioned queue {queue.name!r}: it already has workers"
         )
-    low = max_demand // 2 if min_demand is None else min_demand
-    if isinstance(low, bool) or not isinstance(low, int) or not 0 <= low < max_demand:
-        raise ValueError(
-            f"workers of queue {queue.name!r}: min_demand must be an integer in "
-            f"[0, max_demand={max_demand}), got {min_demand!r}"
-        )
-    workers = queue._attach(max_demand, low)
-    try:
-        async with anyio.create_task_group() as tg:
-            for index in range(queue.partitions):
-                tg.start_soon(
-                    queue._work, index, workers, handler, on_error, name=f"{queue.name}[{index}]"
-                )
-            try:
-                yield queue
-            finally:
-                for scope in workers.scopes:
-                    scope.cancel()
-    finally:
-        queue._detach(workers)
+    async with open_supervisor(spec):
+        yield queue

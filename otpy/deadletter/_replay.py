@@ -1,9 +1,12 @@
 """Replay: re-send dead letters through handlers, at most once per idempotency key (D6-D10).
 
 The replay supervisor (``one_for_one``) runs ``partitions`` workers and a reclaimer.
-A record goes to worker ``stable_hash(record.key) % partitions``, so the replays of
-one key run in order, one at a time, while other partitions run concurrently. Keys
-that share a partition share its queue, as with Broadway's ``partition_by``.
+The workers are the :class:`~otpy.PartitionWorker` actors of a
+:class:`~otpy.PartitionedQueue` (the pressure package's building block): a request
+goes to partition ``stable_hash(record.key) % partitions``, so the replays of one key
+run in order, one at a time, while other partitions run concurrently. Keys that share
+a partition share its queue, as with Broadway's ``partition_by``; each partition
+holds up to ``capacity`` waiting requests, with the queue's pressure levels.
 
 One replay, in the worker (see :func:`decide_replay` in ``_store.py`` for the guard):
 
@@ -37,13 +40,11 @@ import attrs
 
 from .._core._node import current_node
 from .._exceptions import (
-    ActorStopped,
-    CallTimeout,
     DeadLetterError,
     DeadLetterNotFound,
     InvalidChildSpec,
-    MailboxFull,
     NoReplayHandler,
+    PressureError,
     ReplayFailed,
     ReplayOutcomeUnknown,
     ReplayRejected,
@@ -51,6 +52,7 @@ from .._exceptions import (
 )
 from .._partition import partition_of as partition_of
 from .._partition import stable_hash as stable_hash
+from .._pressure._partitioned import PartitionedQueue
 from .._supervision._spec import ChildSpec, Strategy, SupervisorFlags, SupervisorSpec
 from .._supervision._supervisor import open_supervisor
 from ._record import DeadLetter, ReplayOutcome, Source, current_trace_context
@@ -193,6 +195,8 @@ class ReplayConfig:
         name: the supervisor's name; workers are ``"<name>.<i>"``, the reclaimer
             ``"<name>.reclaimer"``. Two replay supervisors on a node need two names.
         partitions: how many workers (>= 1).
+        capacity: replay requests that may wait per partition (>= 1); past it a
+            request gets no outcome and an error saying the queue is full.
         handler_timeout: seconds a handler may run; past it the record is ``in_doubt``.
         lease_margin: the lease is ``handler_timeout + lease_margin`` seconds, so a
             live worker finishes its store writes well within it; a dead worker's
@@ -212,11 +216,13 @@ class ReplayConfig:
     handlers: Mapping[str, ReplayHandler] = attrs.field(converter=_to_handlers)
     name: str = "replay"
     partitions: int = 4
+    capacity: int = 1000
     handler_timeout: float = 30.0
     lease_margin: float = 30.0
     reclaim_interval: float = 5.0
     intensity: int = 10
     period: float = 60.0
+    _queue: PartitionedQueue[_Job] = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         name = self.name
@@ -230,6 +236,12 @@ class ReplayConfig:
             raise InvalidChildSpec(
                 name, f"partitions must be an integer >= 1, got {self.partitions!r}"
             )
+        if (
+            not isinstance(self.capacity, int)
+            or isinstance(self.capacity, bool)
+            or self.capacity < 1
+        ):
+            raise InvalidChildSpec(name, f"capacity must be an integer >= 1, got {self.capacity!r}")
         for field in ("handler_timeout", "lease_margin", "reclaim_interval"):
             problem = _positive(field, getattr(self, field))
             if problem is not None:
@@ -247,6 +259,13 @@ class ReplayConfig:
                 raise InvalidChildSpec(
                     name, f"the handler for {key!r} is not callable: {handler!r}"
                 )
+        queue: PartitionedQueue[_Job] = PartitionedQueue(self.partitions, self.capacity, name=name)
+        object.__setattr__(self, "_queue", queue)
+
+    @property
+    def queue(self) -> PartitionedQueue[_Job]:
+        """The replay requests, partitioned by key; watch it with a pressure monitor."""
+        return self._queue
 
     @property
     def lease(self) -> float:
@@ -272,20 +291,18 @@ class ReplayConfig:
         Put it in a tree's children (after the store's writer), or start it with
         :func:`open_replayer`.
         """
-        from ._replay_worker import Reclaimer, ReplayWorker
+        from ._replay_worker import Reclaimer, ReplayRunner, crash_worker
 
-        workers = [
-            ChildSpec(
-                id=self.worker_name(i),
-                start=ReplayWorker,
-                args=(self, i),
-                name=self.worker_name(i),
-                # A graceful stop lets the replay in flight finish instead of leaving
-                # it in doubt.
-                shutdown=self.handler_timeout + 1.0,
-            )
-            for i in range(self.partitions)
-        ]
+        workers = self._queue.worker_specs(
+            ReplayRunner(self),
+            max_demand=1,  # waiting requests stay in the queue, where pressure sees them
+            on_error=crash_worker,
+            # A graceful stop lets the replay in flight finish instead of leaving it
+            # in doubt.
+            shutdown=self.handler_timeout + 1.0,
+            id_prefix=self.name,
+            register=True,
+        )
         reclaimer = ChildSpec(
             id=self.reclaimer_name, start=Reclaimer, args=(self,), name=self.reclaimer_name
         )
@@ -311,6 +328,7 @@ def replay_supervisor(
     *,
     name: str = "replay",
     partitions: int = 4,
+    capacity: int = 1000,
     handler_timeout: float = 30.0,
     lease_margin: float = 30.0,
     reclaim_interval: float = 5.0,
@@ -326,6 +344,7 @@ def replay_supervisor(
         handlers=handlers,
         name=name,
         partitions=partitions,
+        capacity=capacity,
         handler_timeout=handler_timeout,
         lease_margin=lease_margin,
         reclaim_interval=reclaim_interval,
@@ -352,6 +371,26 @@ class _Replay:
         cls, record: DeadLetter, *, force: bool, carrier: tuple[tuple[str, str], ...]
     ) -> _Replay:
         return cls(record.id, record.key, str(record.source), record.trace_context, force, carrier)
+
+
+@attrs.define(eq=False)
+class _Job:
+    """A replay request in the queue, and where its answer goes."""
+
+    request: _Replay
+    done: anyio.Event | None = None
+    """Set once answered; ``None`` for a resubmission nobody waits for."""
+    result: ReplayResult | DeadLetterError | None = None
+    settled: bool = False
+    """Answered, or given up by its requester: never run (again)."""
+
+    def settle(self, result: ReplayResult | DeadLetterError) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        self.result = result
+        if self.done is not None:
+            self.done.set()
 
 
 class _Reclaim:
@@ -524,25 +563,34 @@ class Replayer:
     async def _submit(
         self, request: _Replay, timeout: float | None
     ) -> ReplayResult | DeadLetterError:
-        worker = self.config.worker_name(self.config.partition_of(request.key))
+        config = self.config
+        partition = config.partition_of(request.key)
+        worker = config.worker_name(partition)
+        if not config.queue.has_worker(partition):
+            await anyio.lowlevel.checkpoint()
+            detail = (
+                f"replay worker {worker!r} is not running (noproc); nothing was replayed: "
+                f"start replay supervisor {config.name!r} and replay again"
+            )
+            return ReplayResult(record_id=request.record_id, outcome=None, error=detail)
+        done = anyio.Event()
+        job = _Job(request, done)
         try:
-            reply = await current_node().named(worker).call(request, timeout=timeout)
-        except CallTimeout:
+            with anyio.fail_after(timeout):
+                await config.queue.put(request.key, job)
+                await done.wait()
+        except TimeoutError:
+            job.settled = True  # if it has not started, it never will
             detail = (
                 f"replay worker {worker!r} did not answer within {timeout:g}s: if the replay "
                 "had not started it never will; if it had, it goes on and the record shows "
                 "its outcome"
             )
-        except ActorStopped as exc:  # includes ActorExited: the worker died
-            detail = (
-                f"{exc}; if the replay had taken its lease the reclaimer settles the record "
-                "once the lease expires, otherwise the record is unchanged: check it and "
-                "replay again"
-            )
-        except MailboxFull as exc:  # pragma: no cover - takes a full 1000-message mailbox
+        except PressureError as exc:
             detail = f"{exc}; nothing was replayed"
         else:
-            return reply  # type: ignore[no-any-return]
+            assert job.result is not None
+            return job.result
         return ReplayResult(record_id=request.record_id, outcome=None, error=detail)
 
 
@@ -553,6 +601,7 @@ async def open_replayer(
     *,
     name: str = "replay",
     partitions: int = 4,
+    capacity: int = 1000,
     handler_timeout: float = 30.0,
     lease_margin: float = 30.0,
     reclaim_interval: float = 5.0,
@@ -570,6 +619,7 @@ async def open_replayer(
         handlers=handlers,
         name=name,
         partitions=partitions,
+        capacity=capacity,
         handler_timeout=handler_timeout,
         lease_margin=lease_margin,
         reclaim_interval=reclaim_interval,

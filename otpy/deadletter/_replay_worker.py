@@ -1,6 +1,8 @@
-"""The replay supervisor's actors, the workers and the reclaimer, and replay telemetry (D8-D10, T4).
+"""What the replay supervisor runs: the workers' handler, the reclaimer, and replay telemetry (D8-D10, T4).
 
-See ``_replay.py`` for the protocol a replay follows. Telemetry uses opentelemetry-api
+The workers are the :class:`~otpy.PartitionWorker` actors of the config's
+:class:`~otpy.PartitionedQueue`; :class:`ReplayRunner` is their handler. See
+``_replay.py`` for the protocol a replay follows. Telemetry uses opentelemetry-api
 only and never raises: a failure is logged at debug level and the replay goes on.
 """
 
@@ -23,10 +25,12 @@ from .._exceptions import (
     DeadLetterNotFound,
     DeadLetterStoreError,
     NoReplayHandler,
+    PressureError,
 )
+from .._pressure._policy import Priority
 from ..telemetry._events import get_meter, get_tracer
 from ._record import ReplayOutcome, redact
-from ._replay import _RECLAIM_NOW, _TICK, ReplayOutcomeUnknown, ReplayResult, _Replay
+from ._replay import _RECLAIM_NOW, _TICK, ReplayOutcomeUnknown, ReplayResult, _Job, _Replay
 from ._store import Action, LedgerState
 from ._telemetry import ATTR_RECORD_ID, ATTR_SOURCE, span_context_from
 
@@ -54,7 +58,8 @@ __all__ = [
     "SPAN_RECLAIM",
     "SPAN_REPLAY",
     "Reclaimer",
-    "ReplayWorker",
+    "ReplayRunner",
+    "crash_worker",
 ]
 
 logger = logging.getLogger("otpy.deadletter.replay")
@@ -111,47 +116,54 @@ class _Ended:
     error_type: str | None = None
 
 
-# -- the worker ---------------------------------------------------------------------
+# -- the workers' handler -------------------------------------------------------------
+
+
+def crash_worker(key: str, job: _Job, exc: Exception) -> None:
+    """The workers' ``on_error``: a store error (or a bug) crashes the worker.
+
+    Handler errors never get here (they are outcomes); the supervisor restarts the
+    worker, and a record it held is reclaimed after its lease.
+    """
+    raise exc
 
 
 @final
-class ReplayWorker(Actor):
+class ReplayRunner:
     """Replays the records of one partition, one at a time, in the order requested.
 
-    Calls come from :class:`Replayer`, casts from the reclaimer. Store errors crash
-    the worker: its supervisor restarts it, and a record it held is reclaimed after
-    its lease.
+    The handler of the replay queue's workers: requests come from :class:`Replayer`
+    and from the reclaimer. A request whose requester gave up before it started is
+    never run; one whose worker stopped mid-replay is answered ``outcome=None`` and
+    not run again by the next worker.
     """
 
-    config: ReplayConfig
-    partition: int
+    __slots__ = ("config",)
 
-    async def init(self, config: ReplayConfig, partition: int) -> None:
-        """Keep the config and partition number."""
+    def __init__(self, config: ReplayConfig) -> None:
         self.config = config
-        self.partition = partition
 
-    async def handle_call(self, message: Any, caller: Caller) -> Any:
-        """Replay a record for a :class:`Replayer`; answer a result or a typed error."""
-        if isinstance(message, _Replay):
-            if caller.answered:
-                return None  # the requester timed out before this started: never run it
-            return await self._replay(message)
-        return await super().handle_call(message, caller)
+    def __repr__(self) -> str:
+        return f"<ReplayRunner {self.config.name!r}>"
 
-    async def handle_cast(self, message: Any) -> None:
-        """Replay a record the reclaimer resubmitted."""
-        if isinstance(message, _Replay):
-            result = await self._replay(message)
-            if isinstance(result, DeadLetterError):
-                logger.warning(
-                    "resubmitted replay of dead letter %s not run: %s", message.record_id, result
-                )
+    async def __call__(self, key: str, job: _Job) -> None:
+        """Replay *job*'s record and settle the job with the result."""
+        if job.settled:
             return
-        await super().handle_cast(message)
+        request = job.request
+        try:
+            result = await self._replay(request)
+        except BaseException as exc:
+            job.settle(_stopped(request, self.config.partition_of(key), exc))
+            raise
+        job.settle(result)
+        if job.done is None and isinstance(result, DeadLetterError):
+            logger.warning(
+                "resubmitted replay of dead letter %s not run: %s", request.record_id, result
+            )
 
     async def _replay(self, request: _Replay) -> ReplayResult | DeadLetterError:
-        span = _start_span(request, self.partition)
+        span = _start_span(request, self.config.partition_of(request.key))
         token = _attach(span)
         try:
             return await self._attempt(request, span)
@@ -233,9 +245,18 @@ class ReplayWorker(Actor):
             )
         return _Ended(ReplayOutcome.REPLAYED)
 
-    def format_status(self) -> Mapping[str, object]:
-        """Show the partition and the supervisor's name, never the store or the handlers."""
-        return {"replay": self.config.name, "partition": self.partition}
+
+def _stopped(request: _Replay, partition: int, exc: BaseException) -> ReplayResult:
+    """The answer for a request whose worker stopped (or crashed) mid-replay."""
+    if isinstance(exc, anyio.get_cancelled_exc_class()):
+        how = f"replay worker for partition {partition} stopped mid-replay"
+    else:
+        how = f"replay worker for partition {partition} crashed: {_describe(exc)}"
+    detail = (
+        f"{how}; if the replay had taken its lease the reclaimer settles the record once "
+        "the lease expires, otherwise the record is unchanged: check it and replay again"
+    )
+    return ReplayResult(record_id=request.record_id, outcome=None, error=detail)
 
 
 @final
@@ -294,10 +315,23 @@ class Reclaimer(Actor):
                     record.source.value,
                 )
             else:
-                logger.info("dead letter %s: its replay worker died; resubmitting it", record.id)
-                request = _Replay.of(record, force=False, carrier=())
-                await self.node.named(config.worker_name(partition)).cast(request)
+                self._resubmit(record)
         return reclaimed
+
+    def _resubmit(self, record: DeadLetter) -> None:
+        job = _Job(_Replay.of(record, force=False, carrier=()))
+        try:
+            self.config.queue.put_nowait(record.key, job, priority=Priority.HIGH)
+        except (PressureError, anyio.WouldBlock) as exc:
+            reason = str(exc) or "its partition is deferring requests"
+            logger.warning(
+                "dead letter %s: its replay worker died; not resubmitted (%s): it stays "
+                "failed, replay it by hand",
+                record.id,
+                reason,
+            )
+        else:
+            logger.info("dead letter %s: its replay worker died; resubmitting it", record.id)
 
     def format_status(self) -> Mapping[str, object]:
         """Show the supervisor's name, never the store."""

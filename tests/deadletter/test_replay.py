@@ -435,6 +435,87 @@ async def test_request_still_queued_when_its_call_times_out_never_runs(
     assert (await store.get(second.id)).replay.status is ReplayStatus.NEVER
 
 
+async def test_p3_replay_requests_go_through_the_shared_partitioned_queue(
+    store: MemoryDeadLetterStore, dest: Destination, clock: FakeClock
+) -> None:
+    """P3/D10: the replay workers are the PartitionWorkers of the config's PartitionedQueue.
+
+    Each request is counted by its key's partition, and the queue's workers are the
+    registered replay workers.
+    """
+    keys = keys_in_distinct_partitions(2)
+    records = [
+        capture(clock, key=keys[0]),
+        capture(clock, key=keys[0]),
+        capture(clock, key=keys[1]),
+    ]
+    await store.add_many(records)
+    async with open_replayer(store, {Source.OUTBOUND: dest.send}) as replayer:
+        for record in records:
+            (await replayer.replay(record.id)).raise_for_outcome()
+        queue = replayer.config.queue
+        stats = queue.statistics()
+        worker = otpy.whereis(replayer.config.worker_name(queue.partition_of(keys[0])))
+        assert worker is not None
+        assert stats.partitions[queue.partition_of(keys[0])].worker == worker.label
+    assert queue.name == "replay"
+    assert [p.processed for p in stats.partitions if p.processed] == (
+        [2, 1] if queue.partition_of(keys[0]) < queue.partition_of(keys[1]) else [1, 2]
+    )
+    assert (stats.errors, stats.redelivered, stats.max_demand) == (0, 0, 1)
+
+
+@pytest.mark.parametrize("anyio_backend", [virtual_time()])
+async def test_p8_a_full_replay_partition_refuses_the_request_without_replaying(
+    store: MemoryDeadLetterStore, dest: Destination, clock: FakeClock
+) -> None:
+    """P8: past ``capacity`` waiting requests a replay gets no outcome and a QueueFull reason."""
+    first, second, third = (capture(clock) for _ in range(3))
+    await store.add_many([first, second, third])
+    entered, release = anyio.Event(), anyio.Event()
+    dest.before[first.id] = blocker(entered, release)
+    results: list[ReplayResult] = []
+
+    async def replay(record_id: str) -> None:
+        results.append(await replayer.replay(record_id))
+
+    async with (
+        open_replayer(store, {Source.OUTBOUND: dest.send}, capacity=1) as replayer,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(replay, first.id)
+        await entered.wait()  # first is in hand: the partition queue is empty
+        tg.start_soon(replay, second.id)  # waits in the queue: 1/1
+        await anyio.wait_all_tasks_blocked()
+        full = await replayer.replay(third.id)
+        release.set()
+    assert full.outcome is None
+    assert full.error is not None
+    assert "queue 'replay[" in full.error
+    assert full.error.endswith("; nothing was replayed")
+    with pytest.raises(ReplayUnavailable):
+        full.raise_for_outcome()
+    assert [r.outcome for r in results] == [ReplayOutcome.REPLAYED, ReplayOutcome.REPLAYED]
+    assert dest.order == [first.id, second.id]
+    assert (await store.get(third.id)).replay.status is ReplayStatus.NEVER
+
+
+async def test_replaying_without_a_running_supervisor_says_so_at_once(
+    store: MemoryDeadLetterStore, dest: Destination, clock: FakeClock
+) -> None:
+    """A replayer whose supervisor is not running answers ``noproc`` at once, sends nothing."""
+    record = capture(clock)
+    await store.add_many([record])
+    config = ReplayConfig(store=store, handlers={Source.OUTBOUND: dest.send})
+    async with otpy.open_node():
+        result = await config.replayer().replay(record.id, timeout=None)
+    assert result.outcome is None
+    assert result.error is not None
+    assert result.error.startswith("replay worker 'replay.")
+    assert "is not running (noproc); nothing was replayed" in result.error
+    assert dest.order == []
+
+
 # -- partitions -------------------------------------------------------------------------
 
 
@@ -594,6 +675,7 @@ def test_from_spec_refuses_other_supervisors() -> None:
     ("options", "message"),
     [
         ({"partitions": 0}, r"^child 'replay': partitions must be an integer >= 1, got 0"),
+        ({"capacity": 0}, r"^child 'replay': capacity must be an integer >= 1, got 0"),
         ({"handler_timeout": 0}, r"^child 'replay': handler_timeout must be a finite number > 0"),
         ({"lease_margin": -1.0}, r"^child 'replay': lease_margin must be a finite number > 0"),
         ({"reclaim_interval": float("inf")}, r"reclaim_interval must be a finite number > 0"),
@@ -816,12 +898,18 @@ async def test_an_unprintable_handler_error_is_still_recorded(
 async def test_worker_status_shows_no_store_or_handlers(
     store: MemoryDeadLetterStore, dest: Destination
 ) -> None:
-    """A15: get_status of a worker and the reclaimer shows their partition and name only."""
+    """A15: get_status of a worker and the reclaimer shows names and counters, no store or handler."""
     async with open_replayer(store, {Source.OUTBOUND: dest.send}, partitions=2):
         worker, reclaimer = otpy.whereis("replay.1"), otpy.whereis("replay.reclaimer")
         assert worker is not None
         assert reclaimer is not None
-        assert (await worker.get_status()).state == {"replay": "replay", "partition": 1}
+        assert (await worker.get_status()).state == {
+            "queue": "replay",
+            "partition": 1,
+            "outstanding": 0,
+            "processed": 0,
+            "errors": 0,
+        }
         assert (await reclaimer.get_status()).state == {"replay": "replay"}
 
 

@@ -212,7 +212,7 @@ async def test_worker_killed_holding_a_lease_is_reclaimed_and_replayed_once(
         [lost] = results
         assert lost.outcome is None
         assert lost.error is not None
-        assert "exited before replying: killed" in lost.error
+        assert "stopped mid-replay; if the replay had taken its lease the reclaimer" in lost.error
         stuck = await store.get(held.id)
         assert stuck.replay.status is ReplayStatus.RUNNING
         assert await store.ledger(held.replay_key) is None
@@ -455,7 +455,7 @@ async def test_store_error_mid_replay_crashes_the_worker_and_the_record_is_recov
             await store.finished[record.id].wait()
     assert lost.outcome is None
     assert lost.error is not None
-    assert "exited before replying: StoreLocked: dead-letter store var/dead.db" in lost.error
+    assert "crashed: otpy.StoreLocked: dead-letter store var/dead.db" in lost.error
     assert (await store.get(record.id)).replay.status is ReplayStatus.SUCCEEDED
     assert dest.effects[record.replay_key] == 1
     crashed = next(s for s in exporter.get_finished_spans() if s.name == SPAN_REPLAY)

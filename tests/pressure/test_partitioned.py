@@ -225,7 +225,7 @@ async def test_handler_error_is_counted_and_the_worker_goes_on() -> None:
     assert sorted(seen) == [0, 2, 10]
     stats = queue.statistics()
     assert [(p.processed, p.errors) for p in stats.partitions] == [(2, 1), (1, 0)]
-    assert (stats.processed, stats.errors, stats.callback_errors) == (3, 1, 0)
+    assert (stats.processed, stats.errors, stats.redelivered) == (3, 1, 0)
 
 
 async def test_handler_error_without_on_error_is_logged(caplog: pytest.LogCaptureFixture) -> None:
@@ -246,26 +246,135 @@ async def test_handler_error_without_on_error_is_logged(caplog: pytest.LogCaptur
     ] * 2
 
 
-async def test_raising_on_error_is_counted_and_the_worker_goes_on(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """An on_error that raises is logged and counted in callback_errors; nothing stops."""
+async def test_raising_on_error_crashes_the_worker_and_its_supervisor_restarts_it() -> None:
+    """S4/P3: on_error re-raising crashes only that worker; the restart goes on with the next item.
+
+    The failed item is not handled again (it was handed to on_error); the other
+    partition's worker is the same incarnation throughout.
+    """
+    queue: PartitionedQueue[int] = PartitionedQueue(2, 8, name="q")
+    sick, healthy = key_in(0, 2), key_in(1, 2)
+    seen: list[int] = []
+
+    async def handler(key: str, item: int) -> None:
+        await anyio.lowlevel.checkpoint()
+        if item == 1:
+            raise RuntimeError("store is gone")
+        seen.append(item)
+
+    def on_error(key: str, item: int, exc: Exception) -> None:
+        raise exc
+
+    async with otpy.open_supervisor(queue.supervisor_spec(handler, on_error=on_error)) as sup:
+        first, other = sup.child("q.0"), sup.child("q.1")
+        await queue.put(healthy, 10)
+        for n in range(3):
+            await queue.put(sick, n)
+        restarted = await sup.wait_child("q.0", other_than=first)
+        assert sup.child("q.1") is other
+        assert await queue.aclose() == []
+        assert sup.statistics().total_restarts == 1
+        assert first is not None
+        assert isinstance(first.exit_reason, RuntimeError)
+        assert restarted is not first
+    assert sorted(seen) == [0, 2, 10]
+    stats = queue.statistics()
+    assert (stats.processed, stats.errors, stats.redelivered) == (3, 1, 0)
+
+
+async def test_s5_workers_crashing_past_intensity_end_the_block() -> None:
+    """S5: more crashes than the intensity allows stop the supervisor; the block raises."""
     queue: PartitionedQueue[int] = PartitionedQueue(1, 8, name="q")
 
     async def handler(key: str, item: int) -> None:
-        raise RuntimeError
+        raise RuntimeError(item)
 
     def on_error(key: str, item: int, exc: Exception) -> None:
-        raise KeyError(item)
+        raise exc
 
-    with caplog.at_level(logging.ERROR, logger="otpy.pressure"):
-        async with open_partitioned_workers(queue, handler, on_error=on_error):
-            await queue.put("k", 1)
-            await queue.put("k", 2)
-            assert await queue.aclose() == []
-    stats = queue.statistics()
-    assert (stats.errors, stats.callback_errors) == (2, 2)
-    assert len(caplog.records) == 2
+    with pytest.raises(otpy.RestartIntensityExceeded):
+        async with open_partitioned_workers(queue, handler, on_error=on_error, intensity=2):
+            for n in range(8):
+                await queue.put("k", n)
+            await anyio.sleep_forever()
+    assert queue.statistics().errors == 3  # the third crash is one too many
+    assert queue.statistics().partitions[0].worker is None
+
+
+@virtual
+async def test_p3_a_killed_worker_is_restarted_and_redelivers_the_item_in_hand() -> None:
+    """S4/P3: a worker killed mid-item is restarted; the item runs again first, in order."""
+    queue: PartitionedQueue[int] = PartitionedQueue(2, 8, name="q")
+    victim, bystander = key_in(0, 2), key_in(1, 2)
+    calls: list[int] = []
+    entered = anyio.Event()
+
+    async def handler(key: str, item: int) -> None:
+        calls.append(item)
+        if item == 1 and calls.count(1) == 1:
+            entered.set()
+            await anyio.sleep_forever()
+
+    async with otpy.open_supervisor(queue.supervisor_spec(handler)) as sup:
+        other = sup.child("q.1")
+        for n in range(4):
+            await queue.put(victim, n)
+        await entered.wait()
+        first = sup.child("q.0")
+        assert first is not None
+        assert queue.statistics().partitions[0].worker == first.label
+        first.kill()
+        await sup.wait_child("q.0", other_than=first)
+        await queue.put(bystander, 10)
+        assert sup.child("q.1") is other
+        assert await queue.aclose() == []
+    assert calls == [0, 1, 1, 2, 3, 10]
+    assert queue.statistics().partitions[0].redelivered == 1
+
+
+@virtual
+async def test_a_graceful_stop_lets_the_item_in_hand_finish() -> None:
+    """S9/P10: stopping the workers waits for the handler in progress; the rest stay queued."""
+    queue: PartitionedQueue[int] = PartitionedQueue(1, 8, name="q")
+    for n in range(4):
+        queue.put_nowait("k", n)
+    entered, release = anyio.Event(), anyio.Event()
+    done: list[int] = []
+
+    async def handler(key: str, item: int) -> None:
+        entered.set()
+        await release.wait()
+        done.append(item)
+
+    async with anyio.create_task_group() as tg:
+        async with open_partitioned_workers(queue, handler, max_demand=2, shutdown=30):
+            await entered.wait()
+            tg.start_soon(anyio.sleep, 10)  # the stop below waits; release in the meantime
+            tg.start_soon(_release_later, release, 10)
+        assert anyio.current_time() == pytest.approx(10)  # waited for the handler, no kill
+    assert done == [0]
+    assert queue.statistics().redelivered == 0
+    assert await queue.aclose() == [("k", 1), ("k", 2), ("k", 3)]
+
+
+async def _release_later(event: anyio.Event, delay: float) -> None:
+    await anyio.sleep(delay)
+    event.set()
+
+
+async def test_worker_specs_fit_a_tree_of_ones_own() -> None:
+    """The worker specs are ordinary transient children: ids, names, shutdown as asked."""
+    queue: PartitionedQueue[int] = PartitionedQueue(3, 8, name="q")
+    seen, handler = recorder()
+    specs = queue.worker_specs(handler, shutdown=2.0, id_prefix="lane", register=True)
+    assert [(c.id, c.name, c.restart, c.shutdown) for c in specs] == [
+        (f"lane.{i}", f"lane.{i}", otpy.Restart.TRANSIENT, 2.0) for i in range(3)
+    ]
+    async with otpy.open_supervisor(specs):
+        assert otpy.whereis("lane.2") is not None
+        await queue.put("a", 1)
+        assert await queue.aclose() == []
+    assert seen == [("a", 1)]
 
 
 async def test_p10_aclose_drains_everything_then_refuses_puts() -> None:
@@ -340,8 +449,12 @@ async def test_p10_a_put_deferred_before_aclose_is_still_drained() -> None:
     assert [item for _, item in seen] == [*range(9), 99]
 
 
+@virtual
 async def test_leaving_the_block_keeps_unfinished_items_for_the_next_workers() -> None:
-    """Leaving the block cancels without dropping: the next workers resume in order."""
+    """Leaving the block stops (and, past shutdown, kills) the workers without dropping.
+
+    The next workers resume in order, starting with the interrupted item (P10).
+    """
     queue: PartitionedQueue[int] = PartitionedQueue(1, 8, name="q")
     for n in range(4):
         queue.put_nowait("k", n)
