@@ -5,7 +5,9 @@ It samples each watched queue's ``statistics()`` snapshot every ``interval`` sec
 the occupancy ratio, and for each real level change emits exactly one transition span
 and metric. It reads public snapshots only, so it can watch an ``ActorRef`` (its
 mailbox), a bounded queue, or anything with ``statistics().queued`` and
-``.capacity``.
+``.capacity``. A snapshot that also has ``partitions`` (a ``PartitionedQueue``'s)
+gets one level per partition instead of one for its total, so one hot partition
+is reported as itself.
 
 Restarts: the levels the monitor has *published* live outside the actor, in a small
 registry per node keyed by the monitor's registered name (or its ``component`` when
@@ -131,6 +133,27 @@ class Observable(Protocol):
     def statistics(self) -> Occupancy: ...
 
 
+class PartitionOccupancy(Protocol):
+    """One partition of a partitioned snapshot (a ``PartitionStatistics``)."""
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def queue(self) -> Occupancy: ...
+
+
+class PartitionedOccupancy(Occupancy, Protocol):
+    """A snapshot whose ``partitions`` the monitor levels one by one (``PartitionedQueueStatistics``).
+
+    Duck-typed: the monitor never imports the partitioned queue, it only checks that
+    ``partitions`` is a non-empty tuple of :class:`PartitionOccupancy`-shaped items.
+    """
+
+    @property
+    def partitions(self) -> tuple[PartitionOccupancy, ...]: ...
+
+
 def _check_name(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, str) or not value:
         raise ValueError(f"Watched.name must be a non-empty string, got {value!r}")
@@ -142,10 +165,13 @@ class Watched:
 
     Attributes:
         name: the queue's name, as spans and metrics report it.
-        target: an object with ``statistics()`` (an ``ActorRef``, a bounded queue),
-            or a registered actor name, looked up at every sample so it follows the
-            actor across restarts (skipped while no incarnation is running).
-        partition: the partition, for partitioned queues; reported when set.
+        target: an object with ``statistics()`` (an ``ActorRef``, a bounded queue, a
+            partitioned queue), or a registered actor name, looked up at every sample
+            so it follows the actor across restarts (skipped while no incarnation is
+            running).
+        partition: the partition this record stands for, when one queue per
+            partition is watched by hand; reported when set. A target whose snapshot
+            has ``partitions`` needs none: it is levelled per partition by itself.
     """
 
     name: str = attrs.field(validator=_check_name)
@@ -160,11 +186,12 @@ class Watched:
 
 @attrs.frozen(kw_only=True)
 class SourcePressure:
-    """The last sample of one watched queue.
+    """The last sample of one watched queue, or of one partition of it.
 
     Attributes:
-        name: the queue's name.
-        partition: its partition, or ``None``.
+        name: the queue's name (:attr:`Watched.name`, for each of its partitions too).
+        partition: its partition (the snapshot's index, for a partitioned source),
+            or ``None``.
         level: its pressure level (``level.label`` is the span/metric value).
         ratio: occupancy, ``depth / capacity``.
         depth: items queued.
@@ -194,8 +221,10 @@ class PressureStatistics:
 
     Attributes:
         component: the monitor's component.
-        sources: the last sample of each watched queue, by :attr:`Watched.key`
-            (queues not sampled yet, or whose statistics failed, are absent).
+        sources: the last sample of each watched queue, by :attr:`Watched.key`; a
+            partitioned source has one entry per partition instead, by
+            ``f"{key}[{i}]"`` (queues not sampled yet, or whose statistics failed, are
+            absent).
         transitions: level changes published, across all of the monitor's
             incarnations.
         samples: samples taken by the current incarnation.
@@ -218,6 +247,9 @@ class PressureStatistics:
 @attrs.frozen
 class SamplePressure:
     """Ask the monitor to sample now: one source by key, or all (``None``).
+
+    The key of a partition (``"jobs[2]"``) or of its partitioned source (``"jobs"``)
+    both sample every partition of that source: one snapshot holds them all.
 
     Cast it (see :func:`notify_pressure`) on enqueue/dequeue events; call it to sample and get
     the resulting :class:`PressureStatistics` back.
@@ -254,6 +286,13 @@ class _Published:
     states: dict[str, LevelState] = attrs.field(factory=dict)
     sources: dict[str, SourcePressure] = attrs.field(factory=dict)
     transitions: int = 0
+    owned: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
+    """The keys each watched key last published: itself, or its partitions' keys."""
+
+    def forget(self, key: str) -> None:
+        """Drop the published level of *key*, silently (it is no longer watched)."""
+        self.states.pop(key, None)
+        self.sources.pop(key, None)
 
 
 _published: weakref.WeakKeyDictionary[Node, dict[str, _Published]] = weakref.WeakKeyDictionary()
@@ -451,6 +490,52 @@ def _ratio(depth: int, capacity: int) -> float:
     return depth / capacity
 
 
+def _is_partition(part: object) -> bool:
+    queue = getattr(part, "queue", None)
+    return (
+        isinstance(getattr(part, "partition", None), (int, str))
+        and hasattr(queue, "queued")
+        and hasattr(queue, "capacity")
+    )
+
+
+def _partitions(snapshot: Occupancy) -> tuple[PartitionOccupancy, ...] | None:
+    """Return the snapshot's partitions if it is :class:`PartitionedOccupancy`-shaped, else ``None``."""
+    parts = getattr(snapshot, "partitions", None)
+    if not isinstance(parts, tuple) or not parts or not all(_is_partition(p) for p in parts):
+        return None
+    indexes = [p.partition for p in parts]
+    if len(set(indexes)) != len(indexes):
+        raise ValueError(f"partition indexes repeat: {indexes!r}")
+    return parts
+
+
+@attrs.frozen
+class _Reading:
+    """One occupancy read from a snapshot: a watched source's total, or one partition's."""
+
+    key: str
+    partition: str | int | None
+    depth: int
+    capacity: int
+
+
+def _readings(watched: Watched, snapshot: Occupancy) -> list[_Reading]:
+    parts = _partitions(snapshot)
+    if parts is None:
+        depth, capacity = int(snapshot.queued), int(snapshot.capacity)
+        return [_Reading(watched.key, watched.partition, depth, capacity)]
+    return [
+        _Reading(
+            f"{watched.key}[{part.partition}]",
+            part.partition,
+            int(part.queue.queued),
+            int(part.queue.capacity),
+        )
+        for part in parts
+    ]
+
+
 class PressureMonitor(Actor):
     """Samples watched queues and reports each pressure level change once (P5).
 
@@ -465,6 +550,13 @@ class PressureMonitor(Actor):
     - *sources*: ``{name: queue}`` or an iterable of :class:`Watched`; a queue is
       anything with ``statistics().queued`` and ``.capacity``, or a registered actor
       name.
+    - A partitioned source (its snapshot has a non-empty tuple ``partitions`` of items
+      with ``.partition`` and ``.queue.queued``/``.capacity``, as
+      :class:`~otpy.PartitionedQueue`'s has) gets one level per partition and no
+      level for its total: partition *i* of source ``key`` is published as
+      ``f"{key}[{i}]"``, with ``partition=i`` on its spans and gauges, so one hot
+      partition gives one transition, for that partition only. A partition key that
+      is also the key of another watched source is skipped (with a warning).
     - *interval*: seconds between samples (anyio's clock); it also samples at start
       and on every :class:`SamplePressure` (see :func:`notify_pressure`).
     - *component*: reported as ``otpy.pressure.component``.
@@ -489,10 +581,13 @@ class PressureMonitor(Actor):
         self.component = component
         self.samples = 0
         registry = _published.setdefault(self.node, {})
-        self._published = registry.setdefault(self.ref.name or component, _Published())
-        for stale in set(self._published.states) - set(self.sources):
-            del self._published.states[stale]
-            self._published.sources.pop(stale, None)
+        self._published = published = registry.setdefault(self.ref.name or component, _Published())
+        self._collisions: set[str] = set()
+        for gone in set(published.owned) - set(self.sources):
+            del published.owned[gone]
+        kept = {k for key in self.sources for k in published.owned.get(key, (key,))}
+        for stale in set(published.states) - kept:
+            published.forget(stale)
         self._sample_all()
         self.send_after(interval, _TICK)
 
@@ -512,32 +607,65 @@ class PressureMonitor(Actor):
                 if found is None:
                     return  # restarting, or not started yet: the next sample sees it
                 target = found
-            snapshot = target.statistics()
-            depth, capacity = int(snapshot.queued), int(snapshot.capacity)
+            readings = _readings(watched, target.statistics())
         except Exception:
             logger.debug("could not sample queue %s", key, exc_info=True)
             return
         now = anyio.current_time()
-        ratio = _ratio(depth, capacity)
         published = self._published
-        state = published.states.get(key) or LevelState(Level.NORMAL, now)
+        keys: list[str] = []
+        for reading in readings:
+            if reading.key != key and reading.key in self.sources:
+                self._collide(key, reading.key)
+                continue
+            self._publish(watched.name, reading, now)
+            keys.append(reading.key)
+        others = set(self.sources) - {key}  # never forget another source's level
+        for gone in set(published.owned.get(key, (key,))) - set(keys) - others:
+            published.forget(gone)  # the source changed shape: fewer partitions, or none
+        published.owned[key] = tuple(keys)
+
+    def _publish(self, name: str, reading: _Reading, now: float) -> None:
+        ratio = _ratio(reading.depth, reading.capacity)
+        published = self._published
+        state = published.states.get(reading.key) or LevelState(Level.NORMAL, now)
         new = advance(self.policy, state, ratio, now)
         sample = SourcePressure(
-            name=watched.name,
-            partition=watched.partition,
+            name=name,
+            partition=reading.partition,
             level=new.level,
             ratio=ratio,
-            depth=depth,
-            capacity=capacity,
+            depth=reading.depth,
+            capacity=reading.capacity,
             since=new.since,
             sampled_at=now,
         )
-        published.states[key] = new
-        published.sources[key] = sample
+        published.states[reading.key] = new
+        published.sources[reading.key] = sample
         _record_sample(self.component, sample)
         if new is not state:
             published.transitions += 1
             _record_transition(self.component, state.level, sample)
+
+    def _collide(self, key: str, partition_key: str) -> None:
+        if partition_key not in self._collisions:
+            self._collisions.add(partition_key)
+            logger.warning(
+                "pressure monitor %s: partition %r of source %r has the key of another "
+                "watched source; it is not levelled: rename one of them",
+                self.ref.label,
+                partition_key,
+                key,
+            )
+
+    def _owner(self, source: str) -> str | None:
+        """The watched key that samples *source*: itself, or its partition's source."""
+        if source in self.sources:
+            return source
+        for key, keys in self._published.owned.items():
+            if source in keys and key in self.sources:
+                return key
+        return None
 
     # -- messages --------------------------------------------------------------------
 
@@ -553,8 +681,10 @@ class PressureMonitor(Actor):
     def _handle_sample(self, message: SamplePressure) -> None:
         if message.source is None:
             self._sample_all()
-        elif message.source in self.sources:
-            self._sample(message.source)
+            return
+        key = self._owner(message.source)
+        if key is not None:
+            self._sample(key)
             self.samples += 1
         else:
             logger.debug("pressure monitor %s: no source %r", self.ref.label, message.source)
@@ -567,8 +697,8 @@ class PressureMonitor(Actor):
             asked = _pending.pop(self.ref, set())
             if None in asked:
                 self._sample_all()
-            else:
-                for source in sorted(s for s in asked if s is not None):
+            else:  # a source and its partitions' keys are one sample
+                for source in sorted({self._owner(s) or s for s in asked if s is not None}):
                     self._handle_sample(SamplePressure(source))
             return
         await super().handle_cast(message)

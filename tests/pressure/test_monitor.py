@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import anyio
 import attrs
@@ -489,3 +489,362 @@ async def test_p5_watches_a_bounded_queue_through_its_statistics() -> None:
             stats: PressureStatistics = await ref.call(GET_PRESSURE)
     assert (stats.sources["jobs"].depth, stats.sources["jobs"].label) == (9, "degraded")
     assert moves(exporter) == [("normal", "degraded")]  # the samples run after the puts
+
+
+# -- partitioned sources ---------------------------------------------------------------
+
+
+@attrs.frozen
+class PartSnapshot:
+    """The shape of ``PartitionStatistics``: an index and the partition's own snapshot."""
+
+    partition: int
+    queue: Snapshot
+
+
+@attrs.frozen
+class PartitionedSnapshot:
+    """The shape of ``PartitionedQueueStatistics``: partitions, plus totals."""
+
+    partitions: tuple[PartSnapshot, ...]
+
+    @property
+    def queued(self) -> int:
+        return sum(p.queue.queued for p in self.partitions)
+
+    @property
+    def capacity(self) -> int:
+        return sum(p.queue.capacity for p in self.partitions)
+
+
+@attrs.define
+class FakePartitioned:
+    """A partitioned queue whose per-partition depths the test sets (capacity 100 each)."""
+
+    depths: list[int]
+    capacity: int = 100
+
+    def statistics(self) -> PartitionedSnapshot:
+        return PartitionedSnapshot(
+            tuple(PartSnapshot(i, Snapshot(d, self.capacity)) for i, d in enumerate(self.depths))
+        )
+
+
+@attrs.frozen
+class OddSnapshot:
+    """Totals plus a ``partitions`` attribute that is not a tuple of partitions."""
+
+    queued: int
+    capacity: int
+    partitions: object
+
+
+@attrs.define
+class OddQueue:
+    """A source whose snapshot's ``partitions`` the test sets to anything."""
+
+    partitions: object
+    queued: int = 96
+
+    def statistics(self) -> OddSnapshot:
+        return OddSnapshot(self.queued, 100, self.partitions)
+
+
+def partition_moves(exporter: InMemorySpanExporter) -> list[tuple[object, ...]]:
+    """(queue, partition or None, old, new) of each transition span, in order."""
+    return [
+        (
+            attributes[ATTR_PRESSURE_QUEUE],
+            attributes.get(ATTR_PRESSURE_PARTITION),
+            attributes[ATTR_PRESSURE_OLD_LEVEL],
+            attributes[ATTR_PRESSURE_NEW_LEVEL],
+        )
+        for attributes in (dict(s.attributes or {}) for s in transitions(exporter))
+    ]
+
+
+def key_in_another_partition(queue: otpy.PartitionedQueue[int], *taken: int) -> str:
+    """A key that the queue routes to a partition not in *taken*."""
+    return next(k for k in (f"key-{n}" for n in range(1000)) if queue.partition_of(k) not in taken)
+
+
+async def drive_calls(ref: otpy.ActorRef, times: int) -> None:
+    """Have the monitor sample every source *times* times."""
+    for _ in range(times):
+        await ref.call(SamplePressure())
+
+
+async def test_p5_partitioned_source_reports_each_partition_level_once() -> None:
+    """P5: one hot partition of a PartitionedQueue gives one transition, for it only."""
+    queue: otpy.PartitionedQueue[int] = otpy.PartitionedQueue(4, 10, name="jobs")
+    hot = queue.partition_of("tenant-a")
+    with capture_spans() as exporter:
+        async with otpy.open_node() as node:
+            ref = await node.spawn(PressureMonitor, {"jobs": queue}, None, HOUR, "gateway")
+            for n in range(9):  # 9/10: degraded; the hints coalesce into few samples
+                queue.put_nowait("tenant-a", n)
+                notify_pressure(ref, "jobs")
+            await anyio.wait_all_tasks_blocked()
+            await drive_calls(ref, 3)  # more samples at the same levels: nothing new
+            stats: PressureStatistics = await ref.call(GET_PRESSURE)
+    assert sorted(stats.sources) == [f"jobs[{i}]" for i in range(4)]  # no total "jobs"
+    assert [stats.level(f"jobs[{i}]") for i in range(4)] == [
+        Level.DEGRADED if i == hot else Level.NORMAL for i in range(4)
+    ]
+    sample = stats.sources[f"jobs[{hot}]"]
+    assert (sample.name, sample.partition, sample.depth, sample.capacity) == ("jobs", hot, 9, 10)
+    (span,) = transitions(exporter)
+    assert dict(span.attributes or {}) == {
+        ATTR_PRESSURE_COMPONENT: "gateway",
+        ATTR_PRESSURE_QUEUE: "jobs",
+        ATTR_PRESSURE_PARTITION: hot,
+        ATTR_PRESSURE_OLD_LEVEL: "normal",
+        ATTR_PRESSURE_NEW_LEVEL: "degraded",
+        ATTR_PRESSURE_DEPTH: 9,
+        ATTR_PRESSURE_CAPACITY: 10,
+        ATTR_PRESSURE_RATIO: 0.9,
+    }
+    assert stats.transitions == 1
+
+
+async def drive_partitions(
+    ref: otpy.ActorRef, queue: FakePartitioned, rows: Iterable[list[int]]
+) -> None:
+    """Set each row of per-partition depths in turn and have the monitor sample it."""
+    for row in rows:
+        queue.depths = row
+        await ref.call(SamplePressure())
+
+
+OSCILLATING: Final = [[69, 0, 0], [71, 96, 0], [65, 96, 0], [71, 96, 0], [65, 0, 0], [71, 0, 0]]
+"""Partition 0 crosses warn's enter ratio back and forth; 1 goes to shed and back; 2 idles."""
+
+
+async def test_p5_hysteresis_holds_for_each_partition_on_its_own() -> None:
+    """P5: each partition has its own hysteresis: 0 oscillates once into warn, 1 once each way."""
+    queue = FakePartitioned([0, 0, 0])
+    with capture_spans() as exporter:
+        async with otpy.open_node() as node:
+            ref = await node.spawn(PressureMonitor, {"q": queue}, PressurePolicy(), HOUR)
+            await drive_partitions(ref, queue, OSCILLATING)
+            stats: PressureStatistics = await ref.call(GET_PRESSURE)
+    assert partition_moves(exporter) == [
+        ("q", 0, "normal", "warn"),
+        ("q", 1, "normal", "shed"),
+        ("q", 1, "shed", "normal"),
+    ]
+    assert [stats.level(f"q[{i}]") for i in range(3)] == [Level.WARN, Level.NORMAL, Level.NORMAL]
+    assert stats.transitions == 3
+
+
+async def test_p5_twin_without_hysteresis_each_partition_crossing_is_a_transition() -> None:
+    """P5 twin: with exit == enter partition 0's every crossing counts; 1 and 2 are unchanged."""
+    queue = FakePartitioned([0, 0, 0])
+    with capture_spans() as exporter:
+        async with otpy.open_node() as node:
+            policy = PressurePolicy.without_hysteresis()
+            ref = await node.spawn(PressureMonitor, {"q": queue}, policy, HOUR)
+            await drive_partitions(ref, queue, OSCILLATING)
+    zero = [m for m in partition_moves(exporter) if m[1] == 0]
+    assert zero == [("q", 0, "normal", "warn"), ("q", 0, "warn", "normal")] * 2 + [
+        ("q", 0, "normal", "warn")
+    ]
+    assert [m for m in partition_moves(exporter) if m[1] != 0] == [
+        ("q", 1, "normal", "shed"),
+        ("q", 1, "shed", "normal"),
+    ]
+
+
+async def test_p5_restarted_monitor_gives_no_spurious_transition_for_partitions() -> None:
+    """P5: after a restart unchanged partitions stay silent; one that changed meanwhile, once."""
+    queue: otpy.PartitionedQueue[int] = otpy.PartitionedQueue(4, 10, name="jobs")
+    hot_key = "tenant-a"
+    hot = queue.partition_of(hot_key)
+    later_key = key_in_another_partition(queue, hot)
+    later = queue.partition_of(later_key)
+    spec = ChildSpec(
+        id="pressure",
+        start=PressureMonitor,
+        args=({"jobs": queue}, None, HOUR, "app"),
+        name="pressure",
+    )
+    with capture_spans() as exporter:
+        async with otpy.open_supervisor([spec]) as sup:
+            for n in range(8):  # 8/10: warn
+                queue.put_nowait(hot_key, n)
+            first: PressureStatistics = await otpy.named("pressure").call(SamplePressure())
+            assert partition_moves(exporter) == [("jobs", hot, "normal", "warn")]
+
+            old = sup.child("pressure")
+            assert old is not None
+            inject_crash(old)
+            new = await sup.wait_child("pressure", other_than=old)
+            again: PressureStatistics = await new.call(SamplePressure())
+            assert partition_moves(exporter) == [("jobs", hot, "normal", "warn")]
+            assert again.sources[f"jobs[{hot}]"].since == first.sources[f"jobs[{hot}]"].since
+            assert sorted(again.sources) == sorted(first.sources)
+
+            for n in range(9):  # another partition fills while the monitor is down
+                queue.put_nowait(later_key, n)
+            inject_crash(new)
+            newest = await sup.wait_child("pressure", other_than=new)
+            await newest.call(SamplePressure())
+            stats: PressureStatistics = await newest.call(SamplePressure())
+    assert partition_moves(exporter) == [
+        ("jobs", hot, "normal", "warn"),
+        ("jobs", later, "normal", "degraded"),
+    ]
+    assert stats.transitions == 2
+
+
+async def test_p5_restart_keeps_the_partitions_of_a_source_still_watched() -> None:
+    """P5: a new incarnation keeps a still-watched source's partition levels, drops the rest."""
+    kept, dropped = FakePartitioned([80, 0]), FakePartitioned([90])
+    with capture_spans() as exporter:
+        async with otpy.open_node() as node:
+            sources = {"kept": kept, "dropped": dropped}
+            ref = await node.spawn(PressureMonitor, sources, None, HOUR, name="m")
+            await ref.stop()
+            kept.depths = [72, 0]  # below warn's enter, above its exit: warn holds
+            ref = await node.spawn(PressureMonitor, {"kept": kept}, None, HOUR, name="m")
+            stats: PressureStatistics = await ref.call(GET_PRESSURE)
+    assert sorted(stats.sources) == ["kept[0]", "kept[1]"]
+    assert stats.level("kept[0]") is Level.WARN
+    assert partition_moves(exporter) == [  # from the first incarnation only
+        ("kept", 0, "normal", "warn"),
+        ("dropped", 0, "normal", "degraded"),
+    ]
+
+
+async def test_p5_a_hint_for_the_source_or_one_partition_samples_all_its_partitions() -> None:
+    """P5: notify_pressure("q") or SamplePressure("q[1]") resample every partition of q, once."""
+    queue, other = FakePartitioned([0, 0]), FakeQueue(0)
+    async with otpy.open_node() as node:
+        ref = await node.spawn(PressureMonitor, {"q": queue, "other": other}, None, HOUR)
+        queue.depths, other.queued = [96, 80], 96
+        notify_pressure(ref, "q")
+        await anyio.wait_all_tasks_blocked()
+        hinted: PressureStatistics = await ref.call(GET_PRESSURE)
+        assert [hinted.level(k) for k in ("q[0]", "q[1]", "other")] == [
+            Level.SHED,
+            Level.WARN,
+            Level.NORMAL,  # only "q" was sampled
+        ]
+        queue.depths = [0, 0]
+        by_partition: PressureStatistics = await ref.call(SamplePressure("q[1]"))
+        assert [by_partition.level(k) for k in ("q[0]", "q[1]")] == [Level.NORMAL, Level.NORMAL]
+        assert by_partition.samples == hinted.samples + 1
+
+        queue.depths = [96, 96]
+        for source in ("q", "q[0]", "q[1]", "q[1]"):  # one source, asked four ways
+            notify_pressure(ref, source)
+        await anyio.wait_all_tasks_blocked()
+        burst: PressureStatistics = await ref.call(GET_PRESSURE)
+    assert burst.samples == by_partition.samples + 1
+    assert [burst.level(k) for k in ("q[0]", "q[1]")] == [Level.SHED, Level.SHED]
+    assert burst.level("other") is Level.NORMAL
+
+
+async def test_p5_gauges_carry_the_partition_of_a_partitioned_source() -> None:
+    """P5: depth and capacity gauges and the transition counter are recorded per partition."""
+    queue = FakePartitioned([10, 90], capacity=100)
+    with capture_metrics() as reader:
+        async with otpy.open_node() as node:
+            await node.spawn(PressureMonitor, {"pq": queue}, None, HOUR, "gw-partitions")
+            points = _points(reader)
+    ours = (ATTR_PRESSURE_COMPONENT, "gw-partitions")
+    depth, capacity, counted = (
+        {k: v for k, v in points[metric].items() if ours in k}
+        for metric in (METRIC_PRESSURE_DEPTH, METRIC_PRESSURE_CAPACITY, METRIC_PRESSURE_TRANSITIONS)
+    )
+
+    def labels(partition: int, *more: tuple[str, str]) -> tuple[tuple[str, Any], ...]:
+        """The sorted attributes of partition *partition* of "pq", plus *more*."""
+        return tuple(
+            sorted((ours, (ATTR_PRESSURE_QUEUE, "pq"), (ATTR_PRESSURE_PARTITION, partition), *more))
+        )
+
+    assert depth == {labels(0): 10, labels(1): 90}
+    assert capacity == {labels(0): 100, labels(1): 100}
+    assert counted == {labels(1, (ATTR_PRESSURE_NEW_LEVEL, "degraded")): 1}
+
+
+async def test_p5_partition_keys_follow_the_shape_of_the_snapshot() -> None:
+    """P5: fewer partitions drop their keys; with no partitions left the total is levelled."""
+    queue = FakePartitioned([0, 0, 96])
+    with capture_spans() as exporter:
+        async with otpy.open_node() as node:
+            ref = await node.spawn(PressureMonitor, {"q": queue}, None, HOUR)
+            queue.depths = [96, 0]
+            two: PressureStatistics = await ref.call(SamplePressure())
+            queue.depths = []
+            none: PressureStatistics = await ref.call(SamplePressure())
+    assert sorted(two.sources) == ["q[0]", "q[1]"]
+    assert (list(none.sources), none.sources["q"].partition) == (["q"], None)
+    assert partition_moves(exporter) == [("q", 2, "normal", "shed"), ("q", 0, "normal", "shed")]
+
+
+@pytest.mark.parametrize(
+    "partitions",
+    [
+        pytest.param((), id="empty"),
+        pytest.param(4, id="a-count"),
+        pytest.param(("a", "b"), id="not-partitions"),
+        pytest.param([PartSnapshot(0, Snapshot(1, 2))], id="a-list"),
+        pytest.param((PartSnapshot(0, Snapshot(1, 2)), "b"), id="one-not-a-partition"),
+    ],
+)
+async def test_p5_a_snapshot_without_partitions_of_that_shape_is_levelled_by_its_total(
+    partitions: object,
+) -> None:
+    """P5 twin: a ``partitions`` that is not a non-empty tuple of partitions is ignored."""
+    async with otpy.open_node() as node:
+        ref = await node.spawn(PressureMonitor, {"q": OddQueue(partitions)}, None, HOUR)
+        stats: PressureStatistics = await ref.call(GET_PRESSURE)
+    assert list(stats.sources) == ["q"]
+    assert (stats.sources["q"].partition, stats.level("q")) == (None, Level.SHED)
+
+
+async def test_p5_repeated_partition_indexes_skip_the_source_not_the_monitor() -> None:
+    """P5: a snapshot listing one partition twice is not sampled; the other sources are."""
+    twice = PartitionedSnapshot((PartSnapshot(0, Snapshot(96, 100)),) * 2)
+    source = OddQueue(twice.partitions)
+    async with otpy.open_node() as node:
+        ref = await node.spawn(PressureMonitor, {"q": source, "ok": FakeQueue(96)}, None, HOUR)
+        stats: PressureStatistics = await ref.call(SamplePressure())
+        assert ref.is_alive
+    assert list(stats.sources) == ["ok"]
+
+
+async def test_p5_a_partition_key_taken_by_another_source_is_left_to_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """P5: partition q[0] of a partitioned q never overwrites, nor drops, a source watched as q[0]."""
+    by_hand = Watched("q", FakeQueue(96), partition=0)
+    partitioned = Watched("q", FakePartitioned([0, 80]))
+    with capture_spans() as exporter, caplog.at_level("WARNING", logger="otpy.pressure"):
+        async with otpy.open_node() as node:
+            ref = await node.spawn(PressureMonitor, [partitioned], None, HOUR, name="m")
+            await ref.stop()  # it published q[0] and q[1]; now q[0] is also watched by hand
+            ref = await node.spawn(PressureMonitor, [by_hand, partitioned], None, HOUR, name="m")
+            await drive_calls(ref, 2)
+            stats: PressureStatistics = await ref.call(GET_PRESSURE)
+    assert sorted(stats.sources) == ["q[0]", "q[1]"]  # the by-hand q[0], the partitioned q[1]
+    assert (stats.sources["q[0]"].depth, stats.sources["q[1]"].depth) == (96, 80)
+    assert (stats.level("q[0]"), stats.level("q[1]")) == (Level.SHED, Level.WARN)
+    assert partition_moves(exporter) == [
+        ("q", 1, "normal", "warn"),  # the first incarnation
+        ("q", 0, "normal", "shed"),  # the by-hand queue, once over three samples
+    ]
+    warnings = [r for r in caplog.records if "has the key of another" in r.getMessage()]
+    assert len(warnings) == 1  # once per incarnation, not once per sample
+
+
+async def test_p5_partitioned_queue_statistics_fit_the_monitors_protocol() -> None:
+    """P5: PartitionedQueueStatistics is a PartitionedOccupancy (mypy checks the assignment)."""
+    queue: otpy.PartitionedQueue[int] = otpy.PartitionedQueue(2, 5, name="typed")
+    queue.put_nowait("k", 1)
+    snapshot: _monitor.PartitionedOccupancy = queue.statistics()
+    assert [(p.partition, p.queue.queued, p.queue.capacity) for p in snapshot.partitions] == [
+        (i, int(i == queue.partition_of("k")), 5) for i in range(2)
+    ]
