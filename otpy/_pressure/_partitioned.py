@@ -35,6 +35,7 @@ import anyio.lowlevel
 import attrs
 
 from .._core._actor import Actor
+from .._core._reasons import SHUTDOWN
 from .._exceptions import OtpyError, QueueClosed
 from .._partition import partition_of
 from .._supervision._spec import ChildSpec, Restart, Strategy, SupervisorFlags, SupervisorSpec
@@ -162,7 +163,6 @@ class _Partition(Generic[T]):
     worker: ActorRef | None = None
     waiting: bool = False  # the worker is idle: wake it with one _WORK when an item arrives
     in_hand: bool = False  # the head of outstanding is being handled
-    scope: anyio.CancelScope | None = None  # the worker's current batch (aclose cancels it)
     putting: int = 0
     peak_outstanding: int = 0
     demands: int = 0
@@ -350,10 +350,9 @@ class PartitionedQueue(Generic[T]):
                 "queue %r: workers did not drain within %ss; cancelling them", self._name, timeout
             )
             self._abandoned = True
-            for part in self._parts:
-                if part.scope is not None:
-                    part.scope.cancel()
-                self._wake(part)
+            for worker in self._live_workers():
+                # Reason shutdown: a transient worker is not restarted after it.
+                worker.kill(SHUTDOWN)
             with anyio.CancelScope(shield=True):
                 await self._wait_workers()
         leftovers: list[tuple[str, T]] = []
@@ -619,41 +618,34 @@ class PartitionWorker(Actor):
         outstanding = part.outstanding
         ref = self.ref
         budget = max_demand
-        try:
-            with anyio.CancelScope() as scope:
-                part.scope = scope
-                while not queue._abandoned:
-                    if len(outstanding) <= min_demand:
-                        queue._demand(part, max_demand)
-                    if not outstanding:
-                        if queue._closed and not part.putting:
-                            break  # drained
-                        part.waiting = True
-                        return
-                    if not budget or ref._attention:
-                        # Go round the mailbox so a stop or get_status gets in first.
-                        ref.send_nowait(_WORK)
-                        return
-                    budget -= 1
-                    key, item = outstanding[0]
-                    part.in_hand = True
-                    try:
-                        await handler(key, item)
-                    except Exception as exc:
-                        part.in_hand = False
-                        outstanding.popleft()
-                        part.errors += 1
-                        self._failed(key, item, exc)
-                    else:
-                        part.in_hand = False
-                        outstanding.popleft()
-                        part.processed += 1
-        finally:
-            # Killed mid-item, in_hand stays set: the next worker is handed it again.
-            part.scope = None
-        # Drained, or abandoned by aclose: an item cancelled midway stays at the head
-        # of outstanding, and aclose hands it back.
-        part.in_hand = False
+        while not queue._abandoned:
+            if len(outstanding) <= min_demand:
+                queue._demand(part, max_demand)
+            if not outstanding:
+                if queue._closed and not part.putting:
+                    break  # drained
+                part.waiting = True
+                return
+            if not budget or ref._attention:
+                # Go round the mailbox so a stop or get_status gets in first.
+                ref.send_nowait(_WORK)
+                return
+            budget -= 1
+            key, item = outstanding[0]
+            # Killed mid-item, in_hand stays set: the next worker is handed it again
+            # (or aclose hands it back).
+            part.in_hand = True
+            try:
+                await handler(key, item)
+            except Exception as exc:
+                part.in_hand = False
+                outstanding.popleft()
+                part.errors += 1
+                self._failed(key, item, exc)
+            else:
+                part.in_hand = False
+                outstanding.popleft()
+                part.processed += 1
         self.stop()
 
     def _failed(self, key: str, item: Any, exc: Exception) -> None:
