@@ -49,6 +49,7 @@ from ._pressure._partitioned import PartitionedQueue as PartitionedQueue
 from ._pressure._partitioned import PartitionedQueueStatistics as PartitionedQueueStatistics
 from ._pressure._partitioned import PartitionStatistics as PartitionStatistics
 from ._pressure._partitioned import PartitionWorker as PartitionWorker
+from ._pressure._partitioned import QueueDrainer as QueueDrainer
 from ._pressure._partitioned import open_partitioned_workers as open_partitioned_workers
 from ._pressure._policy import Admission as Admission
 from ._pressure._policy import Level as Level
@@ -161,6 +162,7 @@ __all__ = [
     "PartitionedQueueStatistics",
     "PartitionStatistics",
     "PartitionWorker",
+    "QueueDrainer",
     "open_partitioned_workers",
     "partition_of",
     "stable_hash",

@@ -28,14 +28,14 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeAlias, TypeVar, final
 
 import anyio
 import anyio.lowlevel
 import attrs
 
 from .._core._actor import Actor
-from .._core._reasons import SHUTDOWN
+from .._core._reasons import SHUTDOWN, is_normal_exit
 from .._exceptions import OtpyError, QueueClosed
 from .._partition import partition_of
 from .._supervision._spec import ChildSpec, Restart, Strategy, SupervisorFlags, SupervisorSpec
@@ -54,6 +54,7 @@ __all__ = [
     "PartitionWorker",
     "PartitionedQueue",
     "PartitionedQueueStatistics",
+    "QueueDrainer",
     "open_partitioned_workers",
 ]
 
@@ -62,6 +63,9 @@ logger = logging.getLogger("otpy.pressure")
 T = TypeVar("T")
 
 _DEFAULT_POLICY = PressurePolicy()
+
+Leftovers: TypeAlias = "Callable[[str, list[tuple[str, T]]], Awaitable[object]]"
+"""``await on_leftovers(queue_name, leftovers)``: stores the ``(key, item)`` pairs a drain left."""
 
 
 @attrs.frozen(kw_only=True)
@@ -242,6 +246,7 @@ class PartitionedQueue(Generic[T]):
         ]
         self._closed = False
         self._abandoned = False  # aclose timed out: workers stop without finishing
+        self._drained: anyio.Event | None = None  # set once closed and every partition is empty
         self._consumer: _Consumer[T] | None = None
 
     def __repr__(self) -> str:
@@ -325,10 +330,11 @@ class PartitionedQueue(Generic[T]):
         """Stop accepting, let the workers finish what is queued, and return the rest (P10).
 
         From the first call on, :meth:`put` raises :class:`QueueClosed`. Attached
-        workers keep going until their partition is empty (puts already waiting to
-        be admitted included), then stop with reason ``normal`` (they are transient
-        children, so they are not restarted). If that takes longer than *timeout*
-        seconds, their handlers are cancelled and they stop. Whatever was not
+        workers keep going until every partition is empty (puts already waiting to
+        be admitted included), then idle until their supervisor stops them. If that
+        takes longer than *timeout* seconds, the workers still running are killed
+        with reason ``shutdown`` (transient children are not restarted after it),
+        which cancels their handlers. Whatever was not
         finished is removed from the queue and returned as ``(key, item)`` pairs,
         partition by partition in order, for the caller to dead-letter: nothing is
         dropped. An item whose handler was cancelled midway is returned too (its
@@ -341,11 +347,16 @@ class PartitionedQueue(Generic[T]):
         await anyio.lowlevel.checkpoint()
         if not self._closed:
             self._closed = True
+            self._drained = anyio.Event()
             for part in self._parts:
                 self._wake(part)
-        with anyio.move_on_after(timeout):
-            await self._wait_workers()
+            self._note_drained()
+        drained = self._drained
+        assert drained is not None
         if self._live_workers():
+            with anyio.move_on_after(timeout):
+                await drained.wait()
+        if not drained.is_set() and self._live_workers():
             logger.warning(
                 "queue %r: workers did not drain within %ss; cancelling them", self._name, timeout
             )
@@ -420,9 +431,10 @@ class PartitionedQueue(Generic[T]):
         the worker's own resources are broken.
 
         The workers are :attr:`~otpy.Restart.TRANSIENT`: they are restarted after a
-        crash and not after draining a closed queue. A graceful stop lets the item
-        in hand finish, within *shutdown* seconds; an item interrupted by a kill is
-        handled again by the next worker.
+        crash, and not after :meth:`aclose` kills the ones that did not drain in
+        time (reason ``shutdown``). A graceful stop lets the item in hand finish,
+        within *shutdown* seconds; an item interrupted by a kill is handed to the
+        next worker first.
 
         Args:
             handler: handles one item.
@@ -465,18 +477,26 @@ class PartitionedQueue(Generic[T]):
         name: str | None = None,
         intensity: int = 10,
         period: float = 60.0,
+        drain: float | None = None,
+        on_leftovers: Leftovers[T] | None = None,
     ) -> SupervisorSpec:
         """Return a ``one_for_one`` supervisor spec over :meth:`worker_specs`.
 
         Its id is *name* or ``f"{queue name}.workers"``; it is registered under
         *name* when one is given. A worker crashing more than *intensity* times in
         *period* seconds stops the supervisor, and its parent decides.
+
+        With *drain* (seconds), the supervisor also runs :meth:`drain_spec` after
+        the workers, so shutting it down drains the queue first (P10) and hands
+        what was not finished to *on_leftovers*.
         The other options are :meth:`worker_specs`'s.
         """
         children = self.worker_specs(
             handler, max_demand=max_demand, min_demand=min_demand, on_error=on_error,
             shutdown=shutdown,
         )  # fmt: skip
+        if drain is not None:
+            children.append(self.drain_spec(drain, on_leftovers=on_leftovers))
         # one_for_one: partitions are independent; a crashed worker restarts alone.
         return SupervisorSpec(
             id=name or f"{self._name}.workers",
@@ -486,6 +506,53 @@ class PartitionedQueue(Generic[T]):
                 strategy=Strategy.ONE_FOR_ONE, intensity=intensity, period=period
             ),
         )
+
+    def drain_spec(
+        self,
+        timeout: float = 30.0,
+        *,
+        on_leftovers: Leftovers[T] | None = None,
+        id: str | None = None,
+    ) -> ChildSpec:
+        """Return a child that drains this queue when its supervisor shuts down (P10).
+
+        Put it *after* the workers in the same supervisor: children stop in reverse
+        start order, so it stops first, while the workers still run. On a graceful
+        stop it calls :meth:`aclose` with *timeout*, so producers are refused
+        (:class:`QueueClosed`), the workers finish what is queued, and whatever they
+        did not finish goes to ``await on_leftovers(queue_name, leftovers)``, e.g.
+        :func:`otpy.deadletter.dead_letter_leftovers`. Without *on_leftovers* the
+        leftovers are counted in a warning and dropped. When it starts again (its
+        supervisor restarted), it reopens the queue.
+
+        Args:
+            timeout: seconds the workers get to drain (default 30, as P10).
+            on_leftovers: stores what was not finished.
+            id: the child id (default ``f"{queue name}.drain"``).
+        """
+        if not timeout > 0:
+            raise ValueError(f"queue {self._name!r}: drain timeout must be > 0, got {timeout!r}")
+        return ChildSpec(
+            id=id or f"{self._name}.drain",
+            start=QueueDrainer,
+            args=(self, timeout, on_leftovers),
+            restart=Restart.TRANSIENT,
+            # room for the drain and for storing the leftovers
+            shutdown=timeout + 10.0,
+        )
+
+    def _reopen(self) -> None:
+        self._closed = False
+        self._abandoned = False
+        self._drained = None
+
+    def _note_drained(self) -> None:
+        drained = self._drained
+        if drained is not None and all(
+            not part.outstanding and not len(part.queue) and not part.putting
+            for part in self._parts
+        ):
+            drained.set()
 
     def _attach(self, index: int, worker: ActorRef, consumer: _Consumer[T]) -> _Partition[T]:
         part = self._parts[index]
@@ -622,9 +689,9 @@ class PartitionWorker(Actor):
             if len(outstanding) <= min_demand:
                 queue._demand(part, max_demand)
             if not outstanding:
-                if queue._closed and not part.putting:
-                    break  # drained
                 part.waiting = True
+                if queue._closed and not part.putting:
+                    queue._note_drained()
                 return
             if not budget or ref._attention:
                 # Go round the mailbox so a stop or get_status gets in first.
@@ -646,7 +713,6 @@ class PartitionWorker(Actor):
                 part.in_hand = False
                 outstanding.popleft()
                 part.processed += 1
-        self.stop()
 
     def _failed(self, key: str, item: Any, exc: Exception) -> None:
         on_error = self._consumer.on_error
@@ -660,6 +726,52 @@ class PartitionWorker(Actor):
             )
             return
         on_error(key, item, exc)  # raising crashes this worker: its supervisor decides
+
+
+@final
+class QueueDrainer(Actor):
+    """Drains a :class:`PartitionedQueue` when stopped gracefully; made by :meth:`~PartitionedQueue.drain_spec`."""
+
+    queue: PartitionedQueue[Any]
+    timeout: float
+    on_leftovers: Leftovers[Any] | None
+
+    async def init(
+        self, queue: PartitionedQueue[Any], timeout: float, on_leftovers: Leftovers[Any] | None
+    ) -> None:
+        """Reopen the queue (a restarted tree accepts again)."""
+        self.queue = queue
+        self.timeout = timeout
+        self.on_leftovers = on_leftovers
+        queue._reopen()
+
+    async def terminate(self, reason: object) -> None:
+        """On a graceful stop: close the queue, let the workers drain, store the rest."""
+        if not is_normal_exit(reason):
+            return
+        queue = self.queue
+        leftovers = await queue.aclose(self.timeout)
+        if not leftovers:
+            logger.info("queue %r drained", queue.name)
+            return
+        if self.on_leftovers is None:
+            logger.warning(
+                "queue %r: %d items were not finished before shutdown and are dropped; "
+                "pass on_leftovers (e.g. dead_letter_leftovers) to keep them",
+                queue.name,
+                len(leftovers),
+            )
+            return
+        await self.on_leftovers(queue.name, leftovers)
+        logger.warning(
+            "queue %r: %d items were not finished before shutdown; handed to on_leftovers",
+            queue.name,
+            len(leftovers),
+        )
+
+    def format_status(self) -> Mapping[str, object]:
+        """Show the queue and the timeout, never the items."""
+        return {"queue": self.queue.name, "drain_timeout": self.timeout}
 
 
 @contextlib.asynccontextmanager

@@ -32,6 +32,7 @@ from ._record import new_id as new_id
 from ._record import redact as redact
 from ._record import redact_headers as redact_headers
 from ._rejections import RejectionDeadLetters as RejectionDeadLetters
+from ._rejections import dead_letter_leftovers as dead_letter_leftovers
 from ._rejections import dead_letter_rejections as dead_letter_rejections
 from ._rejections import dead_lettering_queue as dead_lettering_queue
 from ._replay import ReplayConfig as ReplayConfig
@@ -102,6 +103,7 @@ __all__ = [
     "RetentionSweeper",
     "WriterStatistics",
     "dead_letter_children",
+    "dead_letter_leftovers",
     "dead_letter_rejections",
     "dead_lettering_queue",
     "dead_letter_from_event",

@@ -23,7 +23,7 @@ counts it (``otpy.deadletter.capture_dropped``) rather than slowing the queue.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Final, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 
 from .._pressure._policy import PressurePolicy, Priority
 from .._pressure._queue import BoundedQueue
@@ -31,7 +31,7 @@ from ._capture import encode_payload
 from ._record import Category, DeadLetter, Diagnostics, Source
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from ._capture import Encoder
     from ._writer import DeadLetters
@@ -40,6 +40,7 @@ __all__ = [
     "PRIORITY_HEADER",
     "QUEUE_HEADER",
     "RejectionDeadLetters",
+    "dead_letter_leftovers",
     "dead_letter_rejections",
     "dead_lettering_queue",
 ]
@@ -216,3 +217,46 @@ def dead_lettering_queue(
     )
     callback.bind(queue)
     return queue
+
+
+def dead_letter_leftovers(
+    client: DeadLetters, *, encoder: Encoder = encode_payload, timeout: float = 10.0
+) -> Callable[[str, list[tuple[str, Any]]], Awaitable[None]]:
+    """Return an ``on_leftovers`` for :meth:`~otpy.PartitionedQueue.drain_spec` that dead-letters them (P10).
+
+    Each ``(key, item)`` a drain left unfinished becomes a record with the item's key
+    (so a replay lands on the same partition), source
+    :attr:`~otpy.deadletter.Source.UNDELIVERABLE`, ``reason_class``
+    ``"otpy.QueueClosed"``, category retryable and the ``otpy-queue`` header. All of
+    them are stored in one transaction, and the drain waits for the commit: the
+    items are durable before the supervisor finishes shutting down.
+
+    Args:
+        client: the dead-letter writer's client (``DeadLetters()``); the writer must
+            still run, so put the dead-letter service before the workers' supervisor.
+        encoder: turns an item into ``(body, content_type)``.
+        timeout: seconds to wait for the commit.
+    """
+
+    async def store(queue: str, leftovers: list[tuple[str, Any]]) -> None:
+        records = []
+        for key, item in leftovers:
+            body, content_type = encoder(item)
+            records.append(
+                DeadLetter.capture(
+                    key=key,
+                    source=Source.UNDELIVERABLE,
+                    reason_class="otpy.QueueClosed",
+                    reason=(
+                        f"queue {queue!r} shut down before this item was handled "
+                        "(its workers did not drain in time)"
+                    ),
+                    payload=body,
+                    content_type=content_type,
+                    headers=((QUEUE_HEADER, queue),),
+                    category=Category.RETRYABLE,
+                )
+            )
+        await client.capture(records, timeout=timeout)
+
+    return store

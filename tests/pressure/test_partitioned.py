@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,15 @@ from otpy import (
     partition_of,
     stable_hash,
 )
+from otpy.deadletter import (
+    Category,
+    DeadLetters,
+    MemoryDeadLetterStore,
+    Source,
+    dead_letter_children,
+    dead_letter_leftovers,
+)
+from otpy.deadletter._rejections import QUEUE_HEADER
 from otpy.testing import virtual_time
 
 if TYPE_CHECKING:
@@ -482,3 +492,68 @@ async def test_one_set_of_workers_at_a_time() -> None:
         with pytest.raises(anyio.BusyResourceError, match="already has workers"):
             async with open_partitioned_workers(queue, handler):
                 pass  # pragma: no cover
+
+
+@virtual
+async def test_p10_shutting_down_drains_then_dead_letters_what_was_not_finished() -> None:
+    """P10/D1: a tree's shutdown drains the queue first; what is left becomes dead letters.
+
+    The drainer stops before the workers (reverse start order), closes the queue, and
+    gives the workers the drain timeout; the stuck partition's items are stored,
+    with their own keys, before the dead-letter service stops.
+    """
+    store = MemoryDeadLetterStore()
+    queue: PartitionedQueue[int] = PartitionedQueue(2, 16, name="jobs")
+    stuck, free = key_in(0, 2), key_in(1, 2)
+    done: list[int] = []
+
+    async def handler(key: str, item: int) -> None:
+        if key == stuck and item >= 1:
+            await anyio.sleep_forever()
+        await anyio.sleep(1)
+        done.append(item)
+
+    workers = queue.supervisor_spec(
+        handler, drain=5.0, on_leftovers=dead_letter_leftovers(DeadLetters())
+    )
+    dead_letters = otpy.SupervisorSpec(
+        id="dead-letters",
+        flags=otpy.SupervisorFlags(strategy=otpy.Strategy.REST_FOR_ONE),
+        children=dead_letter_children(store, sweep=False),
+    )
+    async with otpy.open_supervisor([dead_letters, workers]):
+        for n in range(3):
+            queue.put_nowait(stuck, n)
+            queue.put_nowait(free, 10 + n)
+        started = anyio.current_time()
+    assert anyio.current_time() - started == pytest.approx(5)  # the drain timeout
+    assert sorted(done) == [0, 10, 11, 12]
+    records = sorted((await store.list(limit=100)).records, key=lambda r: r.id)
+    assert [(r.key, json.loads(r.payload)) for r in records] == [(stuck, 1), (stuck, 2)]
+    assert {(r.source, r.reason_class, r.category) for r in records} == {
+        (Source.UNDELIVERABLE, "otpy.QueueClosed", Category.RETRYABLE)
+    }
+    assert all(dict(r.headers) == {QUEUE_HEADER: "jobs"} for r in records)
+    with pytest.raises(QueueClosed):
+        queue.put_nowait(free, 99)
+
+
+async def test_p10_a_drained_queue_reopens_when_its_workers_start_again() -> None:
+    """P10: the drainer reopens the queue at start, so a restarted tree accepts work again."""
+    queue: PartitionedQueue[int] = PartitionedQueue(1, 8, name="jobs")
+    seen, handler = recorder()
+    spec = queue.supervisor_spec(handler, drain=1.0)
+    async with otpy.open_supervisor(spec):
+        await queue.put("k", 1)
+    assert queue.closed
+    async with otpy.open_supervisor(spec):
+        assert not queue.closed
+        await queue.put("k", 2)
+    assert seen == [("k", 1), ("k", 2)]
+
+
+def test_drain_timeout_must_be_positive() -> None:
+    """A drain timeout of 0 is refused when the spec is built, naming the queue."""
+    queue: PartitionedQueue[int] = PartitionedQueue(1, 8, name="jobs")
+    with pytest.raises(ValueError, match=r"queue 'jobs': drain timeout must be > 0, got 0"):
+        queue.drain_spec(0)
