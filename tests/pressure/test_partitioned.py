@@ -529,7 +529,7 @@ async def test_p10_shutting_down_drains_then_dead_letters_what_was_not_finished(
     assert anyio.current_time() - started == pytest.approx(5)  # the drain timeout
     assert sorted(done) == [0, 10, 11, 12]
     records = sorted((await store.list(limit=100)).records, key=lambda r: r.id)
-    assert [(r.key, json.loads(r.payload)) for r in records] == [(stuck, 1), (stuck, 2)]
+    assert [(r.key, json.loads(r.payload or b"")) for r in records] == [(stuck, 1), (stuck, 2)]
     assert {(r.source, r.reason_class, r.category) for r in records} == {
         (Source.UNDELIVERABLE, "otpy.QueueClosed", Category.RETRYABLE)
     }
@@ -545,9 +545,9 @@ async def test_p10_a_drained_queue_reopens_when_its_workers_start_again() -> Non
     spec = queue.supervisor_spec(handler, drain=1.0)
     async with otpy.open_supervisor(spec):
         await queue.put("k", 1)
-    assert queue.closed
+    assert queue.statistics().closed
     async with otpy.open_supervisor(spec):
-        assert not queue.closed
+        assert not queue.statistics().closed
         await queue.put("k", 2)
     assert seen == [("k", 1), ("k", 2)]
 
