@@ -31,8 +31,12 @@ from ._record import Status as Status
 from ._record import new_id as new_id
 from ._record import redact as redact
 from ._record import redact_headers as redact_headers
+from ._rejections import PartitionedRejectionDeadLetters as PartitionedRejectionDeadLetters
 from ._rejections import RejectionDeadLetters as RejectionDeadLetters
 from ._rejections import dead_letter_leftovers as dead_letter_leftovers
+from ._rejections import (
+    dead_letter_partitioned_rejections as dead_letter_partitioned_rejections,
+)
 from ._rejections import dead_letter_rejections as dead_letter_rejections
 from ._rejections import dead_lettering_queue as dead_lettering_queue
 from ._replay import ReplayConfig as ReplayConfig
@@ -104,12 +108,14 @@ __all__ = [
     "WriterStatistics",
     "dead_letter_children",
     "dead_letter_leftovers",
+    "dead_letter_partitioned_rejections",
     "dead_letter_rejections",
     "dead_lettering_queue",
     "dead_letter_from_event",
     "encode_payload",
     "route_dead_letters",
     # replay: the partitioned replay supervisor and its client
+    "PartitionedRejectionDeadLetters",
     "RejectionDeadLetters",
     "ReplayConfig",
     "Replayer",

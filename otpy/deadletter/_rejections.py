@@ -33,13 +33,17 @@ from ._record import Category, DeadLetter, Diagnostics, Source
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from .._pressure._partitioned import PartitionedQueue
+    from .._pressure._queue import QueueStatistics
     from ._capture import Encoder
     from ._writer import DeadLetters
 
 __all__ = [
     "PRIORITY_HEADER",
     "QUEUE_HEADER",
+    "PartitionedRejectionDeadLetters",
     "RejectionDeadLetters",
+    "dead_letter_partitioned_rejections",
     "dead_letter_leftovers",
     "dead_letter_rejections",
     "dead_lettering_queue",
@@ -115,44 +119,120 @@ class RejectionDeadLetters(Generic[T]):
             ValueError: *reason* is neither ``"load_shed"`` nor ``"queue_full"``, or
                 the key function returned an empty key.
         """
-        source = _SOURCES.get(reason)
-        if source is None:
-            raise ValueError(
-                f"dead_letter_rejections: unknown rejection reason {reason!r}; "
-                f"expected one of {sorted(_SOURCES)}"
-            )
         key = self._key if isinstance(self._key, str) else self._key(item)
-        name = "queue"
-        diagnostics = Diagnostics()
-        if self._queue is not None:
-            stats = self._queue.statistics()
-            name = stats.name
-            diagnostics = Diagnostics(
-                pressure_level=stats.level.label,
-                queue_depth=stats.queued,
-                queue_capacity=stats.capacity,
-            )
-        body, content_type = self.encoder(item)
-        level = diagnostics.pressure_level or "unknown"
-        return DeadLetter.capture(
-            key=key,
-            source=source,
-            reason_class=_REASON_CLASSES[reason],
-            reason=(
-                f"queue {name!r} refused a {priority.name.lower()} priority message "
-                f"({reason}, level {level}, "
-                f"{diagnostics.queue_depth}/{diagnostics.queue_capacity} queued)"
-            ),
-            payload=body,
-            content_type=content_type,
-            headers=((PRIORITY_HEADER, priority.name.lower()), (QUEUE_HEADER, name)),
-            category=Category.RETRYABLE,
-            diagnostics=diagnostics,
-        )
+        stats = None if self._queue is None else self._queue.statistics()
+        return _rejection_record(key, item, priority, reason, stats, self.encoder)
 
     def __call__(self, item: T, priority: Priority, reason: str) -> None:
         """Store the refused *item* through the writer, without waiting (the ``on_reject`` hook)."""
         self.client.capture_nowait(self.record(item, priority, reason))
+
+
+def _rejection_record(
+    key: str,
+    item: object,
+    priority: Priority,
+    reason: str,
+    stats: QueueStatistics | None,
+    encoder: Encoder,
+) -> DeadLetter:
+    """The dead letter for *item*, refused with *reason* by the queue *stats* describes."""
+    source = _SOURCES.get(reason)
+    if source is None:
+        raise ValueError(
+            f"dead_letter_rejections: unknown rejection reason {reason!r}; "
+            f"expected one of {sorted(_SOURCES)}"
+        )
+    name = "queue"
+    diagnostics = Diagnostics()
+    if stats is not None:
+        name = stats.name
+        diagnostics = Diagnostics(
+            pressure_level=stats.level.label,
+            queue_depth=stats.queued,
+            queue_capacity=stats.capacity,
+        )
+    body, content_type = encoder(item)
+    level = diagnostics.pressure_level or "unknown"
+    return DeadLetter.capture(
+        key=key,
+        source=source,
+        reason_class=_REASON_CLASSES[reason],
+        reason=(
+            f"queue {name!r} refused a {priority.name.lower()} priority message "
+            f"({reason}, level {level}, "
+            f"{diagnostics.queue_depth}/{diagnostics.queue_capacity} queued)"
+        ),
+        payload=body,
+        content_type=content_type,
+        headers=((PRIORITY_HEADER, priority.name.lower()), (QUEUE_HEADER, name)),
+        category=Category.RETRYABLE,
+        diagnostics=diagnostics,
+    )
+
+
+@final
+class PartitionedRejectionDeadLetters(Generic[T]):
+    """An ``on_reject`` for a :class:`~otpy.PartitionedQueue` that stores each refusal (P7, P8).
+
+    Build it with :func:`dead_letter_partitioned_rejections`. Each record takes the
+    item's own key (so a replay lands on the same partition) and, once bound, the
+    refusing partition's name (``"jobs[2]"``), level, depth and capacity.
+    """
+
+    def __init__(self, client: DeadLetters, *, encoder: Encoder = encode_payload) -> None:
+        self.client = client
+        self.encoder = encoder
+        self._queue: PartitionedQueue[T] | None = None
+
+    def __repr__(self) -> str:
+        queue = "unbound" if self._queue is None else repr(self._queue.name)
+        return f"<PartitionedRejectionDeadLetters {queue}>"
+
+    def bind(self, queue: PartitionedQueue[T]) -> None:
+        """Read diagnostics from *queue*, the queue this callback was given to.
+
+        Raises:
+            ValueError: already bound to another queue.
+        """
+        if self._queue is not None and self._queue is not queue:
+            raise ValueError(
+                f"dead_letter_partitioned_rejections: already bound to queue "
+                f"{self._queue.name!r}; build one callback per queue"
+            )
+        self._queue = queue
+
+    def record(self, key: str, item: T, priority: Priority, reason: str) -> DeadLetter:
+        """Return the dead letter for *item* (routed by *key*), without storing it."""
+        queue = self._queue
+        stats = None
+        if queue is not None:
+            stats = queue.statistics().partitions[queue.partition_of(key)].queue
+        return _rejection_record(key, item, priority, reason, stats, self.encoder)
+
+    def __call__(self, key: str, item: T, priority: Priority, reason: str) -> None:
+        """Store the refused *item* through the writer, without waiting (the ``on_reject`` hook)."""
+        self.client.capture_nowait(self.record(key, item, priority, reason))
+
+
+def dead_letter_partitioned_rejections(
+    client: DeadLetters,
+    *,
+    queue: PartitionedQueue[T] | None = None,
+    encoder: Encoder = encode_payload,
+) -> PartitionedRejectionDeadLetters[T]:
+    """Return an ``on_reject`` for a :class:`~otpy.PartitionedQueue` that dead-letters refusals.
+
+    The records are those of :func:`dead_letter_rejections`, keyed by each item's
+    own key. Bind it to the queue afterwards (``callback.bind(queue)``) or pass
+    *queue* for the refusing partition's diagnostics.
+    """
+    callback: PartitionedRejectionDeadLetters[T] = PartitionedRejectionDeadLetters(
+        client, encoder=encoder
+    )
+    if queue is not None:
+        callback.bind(queue)
+    return callback
 
 
 def dead_letter_rejections(

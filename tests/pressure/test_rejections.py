@@ -7,7 +7,7 @@ import json
 import pytest
 
 import otpy
-from otpy import BoundedQueue, LoadShed, PressureError, Priority, QueueFull
+from otpy import BoundedQueue, LoadShed, PartitionedQueue, PressureError, Priority, QueueFull
 from otpy.deadletter import (
     Category,
     DeadLetter,
@@ -15,8 +15,10 @@ from otpy.deadletter import (
     DeadLetters,
     Diagnostics,
     MemoryDeadLetterStore,
+    PartitionedRejectionDeadLetters,
     Source,
     dead_letter_children,
+    dead_letter_partitioned_rejections,
 )
 from otpy.deadletter._rejections import (
     PRIORITY_HEADER,
@@ -196,3 +198,47 @@ def test_an_empty_key_and_an_unknown_reason_are_refused() -> None:
     callback: RejectionDeadLetters[int] = dead_letter_rejections(DeadLetters(), key="k")
     with pytest.raises(ValueError, match=r"unknown rejection reason 'nope'"):
         callback.record(1, Priority.LOW, "nope")
+
+
+async def test_p8_a_partitioned_queue_refusal_is_stored_under_the_items_own_key() -> None:
+    """P8/D1: a full partition's refusal is stored with the item's key and that partition's figures.
+
+    The key is the routing key, so replaying the record lands on the same partition.
+    """
+    store = MemoryDeadLetterStore()
+    async with otpy.open_supervisor(dead_letter_children(store, sweep=False)):
+        rejections: PartitionedRejectionDeadLetters[dict[str, int]] = (
+            dead_letter_partitioned_rejections(DeadLetters())
+        )
+        queue: PartitionedQueue[dict[str, int]] = PartitionedQueue(
+            4, 2, name="jobs", on_reject=rejections
+        )
+        rejections.bind(queue)
+        hot = "customer-7"
+        for n in range(2):
+            queue.put_nowait(hot, {"n": n}, priority=Priority.CRITICAL)
+        with pytest.raises(QueueFull):
+            queue.put_nowait(hot, {"n": 2}, priority=Priority.HIGH)
+        other = next(k for k in ("a", "b", "c") if queue.partition_of(k) != queue.partition_of(hot))
+        queue.put_nowait(other, {"n": 3})  # another partition still accepts
+        [record] = await settled(store)
+    partition = queue.partition_of(hot)
+    assert (record.key, record.source, record.reason_class) == (
+        hot,
+        Source.QUEUE_FULL,
+        "otpy.QueueFull",
+    )
+    assert dict(record.headers) == {PRIORITY_HEADER: "high", QUEUE_HEADER: f"jobs[{partition}]"}
+    assert record.diagnostics == Diagnostics(pressure_level="shed", queue_depth=2, queue_capacity=2)
+    assert json.loads(record.payload or b"") == {"n": 2}
+
+
+def test_a_partitioned_rejection_callback_binds_to_one_queue() -> None:
+    """One callback per queue: binding it to a second queue is refused, naming the first."""
+    rejections: PartitionedRejectionDeadLetters[int] = dead_letter_partitioned_rejections(
+        DeadLetters(), queue=PartitionedQueue(1, 2, name="a")
+    )
+    with pytest.raises(
+        ValueError, match="already bound to queue 'a'; build one callback per queue"
+    ):
+        rejections.bind(PartitionedQueue(1, 2, name="b"))
