@@ -351,3 +351,34 @@ async def test_p5_console_shows_the_worst_partition_of_a_monitor_named_by_compon
         == "name             state       restarts intensity mailbox uptime pressure last exit"
     )
     assert output[2] == "└─ busy Idle     running            0              0/10   0.0s shed"
+
+
+async def test_p5_each_partition_worker_row_shows_its_own_partition_level() -> None:
+    """P5/A15: a partitioned queue's workers show their partition's level; its supervisor the worst."""
+    queue: otpy.PartitionedQueue[int] = otpy.PartitionedQueue(2, 10, name="jobs")
+    hot = next(k for k in ("a", "b", "c", "d") if queue.partition_of(k) == 1)
+    entered, release = anyio.Event(), anyio.Event()
+
+    async def handler(key: str, item: int) -> None:
+        entered.set()
+        await release.wait()
+
+    specs: list[otpy.ChildSpec | otpy.SupervisorSpec] = [
+        queue.supervisor_spec(handler, max_demand=1, name="jobs"),
+        otpy.ChildSpec(
+            id="monitor", start=otpy.PressureMonitor, name="pressure", args=({"jobs": queue},)
+        ),
+    ]
+    async with otpy.open_supervisor(specs, name="root"):
+        queue.put_nowait(hot, 0)
+        await entered.wait()  # one in hand, then 9/10 queued: degraded
+        for n in range(1, 10):
+            queue.put_nowait(hot, n, priority=otpy.Priority.CRITICAL)
+        await otpy.named("pressure").call(otpy.SamplePressure())
+        snapshot, now = take_snapshot(otpy.current_node()), anyio.current_time()
+        release.set()
+    rows = lines(render(render_tree(snapshot, now=now), width=120))
+    assert [row.split()[-1] for row in rows[1:5]] == ["-", "degraded", "normal", "degraded"]
+    assert rows[2].startswith("├─ jobs one_for_one")
+    assert rows[3].startswith("│  ├─ jobs.0 PartitionWorker")
+    assert rows[4].startswith("│  └─ jobs.1 PartitionWorker")

@@ -146,8 +146,9 @@ def render_tree(
     window against the intensity (``"2/3 in 5s"``), mailbox depth against capacity,
     uptime and the last exit reason. When the snapshot holds pressure monitors, a
     ``pressure`` column shows the level of each row whose child id or registered
-    name is the name of a watched queue (the worst level over its partitions); so
-    name the :class:`~otpy.Watched` source after the child it watches. Narrower than :data:`WIDE` columns, the
+    name is the name of a watched queue (the worst level over its partitions), or
+    ``"name.i"`` for partition *i* (a partition worker's child id); so name the
+    :class:`~otpy.Watched` source after the child it watches. Narrower than :data:`WIDE` columns, the
     abnormal exit reasons are listed under the table instead of in a column.
 
     Args:
@@ -177,11 +178,19 @@ def render_tree(
 
 
 def _pressure_levels(pressure: Mapping[str, otpy.PressureStatistics]) -> dict[str, otpy.Level]:
-    """The worst level of each watched queue name, over monitors and partitions."""
+    """The worst level of each watched queue name, over monitors and partitions.
+
+    Partition *i* of queue ``name`` is also listed as ``"name.i"``, the child id of
+    its :class:`~otpy.PartitionWorker`, so each worker's row shows its own level.
+    """
     levels: dict[str, otpy.Level] = {}
     for stats in pressure.values():
         for source in stats.sources.values():
-            levels[source.name] = max(levels.get(source.name, otpy.Level.NORMAL), source.level)
+            names = [source.name]
+            if source.partition is not None:
+                names.append(f"{source.name}.{source.partition}")
+            for name in names:
+                levels[name] = max(levels.get(name, otpy.Level.NORMAL), source.level)
     return levels
 
 
