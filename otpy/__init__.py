@@ -9,6 +9,7 @@ from ._core._actor import Caller as Caller
 from ._core._deadletters import DeadLetterEvent as DeadLetterEvent
 from ._core._deadletters import DeadLetterStatistics as DeadLetterStatistics
 from ._core._deadletters import DeadLetterStream as DeadLetterStream
+from ._core._deadletters import DeadLetterSuppression as DeadLetterSuppression
 from ._core._mailbox import MailboxConfig as MailboxConfig
 from ._core._mailbox import Overflow as Overflow
 from ._core._node import NamedRef as NamedRef
@@ -126,6 +127,7 @@ __all__ = [
     "DeadLetterEvent",
     "DeadLetterStatistics",
     "DeadLetterStream",
+    "DeadLetterSuppression",
     # supervision
     "AutoShutdown",
     "Backoff",

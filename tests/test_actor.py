@@ -244,6 +244,31 @@ async def test_a4_cast_to_dead_actor_never_raises_and_is_a_dead_letter() -> None
         assert node.dead_letters.statistics().by_reason["actor_stopped"] == 3
 
 
+class Nudge(otpy.DeadLetterSuppression):
+    """An actor's own housekeeping message: never a dead letter."""
+
+
+async def test_a13_signals_and_suppressed_messages_are_counted_not_published() -> None:
+    """A13: Down, Exit and DeadLetterSuppression messages to a dead actor are only counted.
+
+    They are notifications, not work: a durable dead-letter router must not store them
+    (Akka's DeadLetterSuppression). An ordinary message is still published.
+    """
+    async with otpy.open_node() as node:
+        ref = await node.spawn(Counter)
+        other = await node.spawn(Counter)
+        await ref.stop()
+        with node.dead_letters.subscribe() as events:
+            await ref.send(Nudge())
+            await ref.send(otpy.Exit(other, otpy.NORMAL))
+            await ref.send("work")
+            first = await events.receive()
+        assert first.message == "work"
+        stats = node.dead_letters.statistics()
+        assert (stats.total, stats.suppressed) == (1, 2)
+        await other.stop()
+
+
 async def test_a4_casts_from_one_sender_arrive_in_order() -> None:
     """A4: casts from one sender are handled in send order."""
     async with otpy.open_node() as node:

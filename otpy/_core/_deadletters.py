@@ -18,12 +18,26 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
+from ._reasons import Down, Exit
+
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-__all__ = ["DeadLetterEvent", "DeadLetterStatistics", "DeadLetterStream"]
+__all__ = ["DeadLetterEvent", "DeadLetterStatistics", "DeadLetterStream", "DeadLetterSuppression"]
 
 logger = logging.getLogger("otpy.deadletters")
+
+
+class DeadLetterSuppression:
+    """A marker base: messages of its subclasses are never published as dead letters.
+
+    For an actor's own housekeeping messages (a timer tick, a "work" nudge) and for
+    signals (:class:`~otpy.Down`, :class:`~otpy.Exit`, which are treated alike): left
+    in the mailbox of an actor that stopped, they are only counted, in
+    ``statistics().suppressed``, as Akka's ``DeadLetterSuppression`` does.
+    """
+
+    __slots__ = ()
 
 
 @attrs.frozen
@@ -58,15 +72,20 @@ class DeadLetterStatistics:
         by_reason: events per reason.
         subscriber_drops: events a slow subscriber missed because its buffer was full.
         logs_suppressed: events not logged because of the rate limit.
+        suppressed: undeliverable signals and :class:`DeadLetterSuppression`
+            messages, counted and not published.
     """
 
     total: int
     by_reason: dict[str, int]
     subscriber_drops: int
     logs_suppressed: int
+    suppressed: int = 0
 
 
 Sink = Callable[[DeadLetterEvent], None]
+
+_SUPPRESSED = (DeadLetterSuppression, Down, Exit)
 
 
 class DeadLetterStream:
@@ -83,11 +102,15 @@ class DeadLetterStream:
         self._suppressed = 0
         self._suppressed_total = 0
         self._subscriber_drops = 0
+        self._suppressed_messages = 0
 
     def publish_undeliverable(
         self, *, recipient: str, message: Any, kind: str, reason: str
     ) -> None:
-        """Record one undeliverable message."""
+        """Record one undeliverable message (a suppressed one is only counted)."""
+        if isinstance(message, _SUPPRESSED):
+            self._suppressed_messages += 1
+            return
         self.publish(DeadLetterEvent(recipient, message, kind, reason, anyio.current_time()))
 
     def publish(self, event: DeadLetterEvent) -> None:
@@ -158,6 +181,7 @@ class DeadLetterStream:
             by_reason=dict(self._counts),
             subscriber_drops=self._subscriber_drops,
             logs_suppressed=self._suppressed_total,
+            suppressed=self._suppressed_messages,
         )
 
     def close(self) -> None:

@@ -35,6 +35,7 @@ import anyio.lowlevel
 import attrs
 
 from .._core._actor import Actor
+from .._core._deadletters import DeadLetterSuppression
 from .._core._reasons import SHUTDOWN, is_normal_exit
 from .._exceptions import OtpyError, QueueClosed
 from .._partition import partition_of
@@ -598,7 +599,7 @@ class PartitionedQueue(Generic[T]):
     def _wake(self, part: _Partition[T]) -> None:
         part.waiting = False
         worker = part.worker
-        if worker is not None:
+        if worker is not None and worker.is_alive:
             with contextlib.suppress(OtpyError):  # it exited: its successor starts working
                 worker.send_nowait(_WORK)
 
@@ -622,7 +623,9 @@ def _label(worker: ActorRef | None) -> str | None:
     return worker.label if worker is not None and worker.is_alive else None
 
 
-class _Work:
+class _Work(DeadLetterSuppression):
+    __slots__ = ()
+
     def __repr__(self) -> str:
         return "<work>"
 

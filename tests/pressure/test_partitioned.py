@@ -519,7 +519,9 @@ async def test_p10_shutting_down_drains_then_dead_letters_what_was_not_finished(
     dead_letters = otpy.SupervisorSpec(
         id="dead-letters",
         flags=otpy.SupervisorFlags(strategy=otpy.Strategy.REST_FOR_ONE),
-        children=dead_letter_children(store, sweep=False),
+        # route: anything undeliverable would be stored too; nothing but the two
+        # leftovers may be (no worker nudges, no exit signals).
+        children=dead_letter_children(store, sweep=False, route=True),
     )
     async with otpy.open_supervisor([dead_letters, workers]):
         for n in range(3):
