@@ -6,14 +6,22 @@
     ├── dead-letters rest_for_one  the SQLite store, its writer, retention, the router
     ├── pipeline    rest_for_one   store <- enrich <- parse, talking by name
     ├── workers     dynamic        short report jobs the ticker starts
+    ├── deliveries  one_for_one    a partitioned work queue: a worker per partition
+    ├── pressure    the pressure monitor, watching each delivery partition
     ├── flaky       crashes every 2-8 s and comes back after a growing backoff
-    └── ticker      every 2 s: 8 records into the pipeline, one job into the pool
+    └── ticker      every 2 s: 8 records into the pipeline, 8 deliveries, one job
 
 ``enrich`` crashes on every 40th record, so every 10 s or so the pipeline restarts
 it and ``parse`` (started after it) with it; records sent meanwhile wait for the
 new ``parse`` under its name. The record it crashed on is a poison message: it is
 dead-lettered into ``var/dead-letters.db`` (``OTPY_DEAD_LETTERS`` overrides the
-path), where ``otpy dlq list --db var/dead-letters.db`` shows it. Run it with::
+path), where ``otpy dlq list --db var/dead-letters.db`` shows it.
+
+Every third tick one customer has a surge of low-priority deliveries: its partition
+climbs through warn and degraded to shed (the console's pressure column), the
+ticker is throttled, and the deliveries shed or refused are dead-lettered under the
+customer's key. On shutdown the deliveries still queued are drained for up to 2 s
+and the rest dead-lettered. Run it with::
 
     otpy run supervisors.demo:root --console
 """
@@ -29,7 +37,16 @@ import anyio
 import attrs
 
 import otpy
-from otpy.deadletter import DeadLetterStore, dead_letter_children, encode_payload, sqlite_store
+from otpy.deadletter import (
+    DeadLetters,
+    DeadLetterStore,
+    PartitionedRejectionDeadLetters,
+    dead_letter_children,
+    dead_letter_leftovers,
+    dead_letter_partitioned_rejections,
+    encode_payload,
+    sqlite_store,
+)
 
 TICK = 2.0
 """Seconds between ticker bursts."""
@@ -37,6 +54,11 @@ BURST = 8
 """Records per burst."""
 POISON_EVERY = 40
 """``enrich`` crashes on record numbers divisible by this."""
+CUSTOMERS = 6
+"""Deliveries go to ``customer-0`` ... ``customer-5``, keyed (and partitioned) by customer."""
+SURGE_EVERY = 3
+"""Every this many ticks, ``customer-0`` gets a surge of :data:`SURGE` low-priority deliveries."""
+SURGE = 60
 DEAD_LETTERS = os.environ.get("OTPY_DEAD_LETTERS", "var/dead-letters.db")
 """Where the demo keeps its dead letters (the directory is created if missing)."""
 
@@ -169,6 +191,14 @@ workers = otpy.DynamicSupervisorSpec(
 )
 
 
+# -- deliveries: a partitioned work queue ------------------------------------------------
+
+
+async def deliver(customer: str, record: Record) -> None:
+    """Pretend to call a customer's slow API."""
+    await anyio.sleep(random.uniform(0.05, 0.25))
+
+
 # -- the flaky actor and the ticker -----------------------------------------------------
 
 
@@ -188,22 +218,39 @@ class Flaky(otpy.Actor):
 
 
 class Ticker(otpy.Actor):
-    """Feeds the pipeline and the pool every :data:`TICK` seconds."""
+    """Feeds the pipeline, the deliveries and the pool every :data:`TICK` seconds."""
 
-    async def init(self) -> None:
+    async def init(self, deliveries: otpy.PartitionedQueue[Record]) -> None:
         """Start counting and schedule the first burst."""
         self.sent = 0
+        self.ticks = 0
+        self.refused = 0
+        self.deliveries = deliveries
         self.parse = self.node.named("demo.parse")
         self.send_after(TICK, "tick")
+
+    async def _deliver(self, customer: str, record: Record, priority: otpy.Priority) -> None:
+        try:
+            await self.deliveries.put(customer, record, priority=priority)
+        except otpy.PressureError:
+            self.refused += 1  # shed or full: already dead-lettered by on_reject
 
     async def handle_info(self, message: Any) -> None:
         """Send a burst of records and start one job."""
         if message != "tick":
             await super().handle_info(message)
             return
+        self.ticks += 1
         for _ in range(BURST):
             self.sent += 1
-            await self.parse.cast(Record(self.sent, f"  record {self.sent}  "))
+            record = Record(self.sent, f"  record {self.sent}  ")
+            await self.parse.cast(record)
+            customer = f"customer-{self.sent % CUSTOMERS}"
+            await self._deliver(customer, record, otpy.Priority.NORMAL)
+        if self.ticks % SURGE_EVERY == 0:
+            for n in range(SURGE):
+                surge = Record(-n, f"surge {self.ticks}.{n}")
+                await self._deliver("customer-0", surge, otpy.Priority.LOW)
         pool = self.node.whereis("demo.workers")
         if pool is not None:
             try:
@@ -229,9 +276,30 @@ def build_root(store: DeadLetterStore) -> otpy.SupervisorSpec:
         flags=otpy.SupervisorFlags(strategy=otpy.Strategy.REST_FOR_ONE),
         children=dead_letter_children(store, route=True, encoder=encode_record),
     )
-    # one_for_one: the dead-letter service, the pipeline, the pool, flaky and the
-    # ticker are independent (they talk by name), so a crash restarts only the one
-    # that crashed. flaky lives at least 2 s plus a 0.5 s backoff, so at most 5 of its
+    rejections: PartitionedRejectionDeadLetters[Record] = dead_letter_partitioned_rejections(
+        DeadLetters(), encoder=encode_record
+    )
+    queue: otpy.PartitionedQueue[Record] = otpy.PartitionedQueue(
+        4, 40, name="deliveries", on_reject=rejections
+    )
+    rejections.bind(queue)
+    deliveries = queue.supervisor_spec(
+        deliver,
+        name="deliveries",
+        max_demand=4,
+        drain=2.0,
+        on_leftovers=dead_letter_leftovers(DeadLetters(), encoder=encode_record),
+    )
+    pressure = otpy.ChildSpec(
+        id="pressure",
+        start=otpy.PressureMonitor,
+        name="pressure",
+        args=({"deliveries": queue}, None, 0.5, "demo"),
+    )
+    # one_for_one: the dead-letter service, the pipeline, the pool, the deliveries,
+    # the monitor, flaky and the ticker are independent (they talk by name or through
+    # the queue), so a crash restarts only the one that crashed. The dead-letter
+    # service starts first, so it stops last: the deliveries' drain can still store. flaky lives at least 2 s plus a 0.5 s backoff, so at most 5 of its
     # restarts fit in any 10 s: 8 in 10 s never gives up on it.
     return otpy.SupervisorSpec(
         id="root",
@@ -240,13 +308,15 @@ def build_root(store: DeadLetterStore) -> otpy.SupervisorSpec:
             dead_letters,
             pipeline,
             workers,
+            deliveries,
+            pressure,
             otpy.ChildSpec(
                 id="flaky",
                 start=Flaky,
                 # The delay doubles while it keeps crashing within 5 s of starting.
                 backoff=otpy.Backoff(minimum=0.5, maximum=8.0, reset_after=5.0),
             ),
-            otpy.ChildSpec(id="ticker", start=Ticker),
+            otpy.ChildSpec(id="ticker", start=Ticker, args=(queue,)),
         ],
     )
 
