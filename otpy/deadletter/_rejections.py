@@ -23,7 +23,7 @@ counts it (``otpy.deadletter.capture_dropped``) rather than slowing the queue.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Protocol, TypeVar, final
 
 from .._pressure._policy import PressurePolicy, Priority
 from .._pressure._queue import BoundedQueue
@@ -62,8 +62,45 @@ _SOURCES: Final = {"load_shed": Source.LOAD_SHED, "queue_full": Source.QUEUE_FUL
 _REASON_CLASSES: Final = {"load_shed": "otpy.LoadShed", "queue_full": "otpy.QueueFull"}
 
 
+Q = TypeVar("Q", bound="_Named")
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class _Bound(Generic[Q]):
+    """The queue a rejection callback reads its diagnostics from, bound once."""
+
+    _what: ClassVar[str]
+    _queue: Q | None = None
+
+    def __repr__(self) -> str:
+        queue = "unbound" if self._queue is None else repr(self._queue.name)
+        return f"<{type(self).__name__} {queue}>"
+
+    @property
+    def queue(self) -> Q | None:
+        """The queue whose statistics records carry, or ``None`` before :meth:`bind`."""
+        return self._queue
+
+    def bind(self, queue: Q) -> None:
+        """Read diagnostics from *queue*, the queue this callback was given to.
+
+        Raises:
+            ValueError: already bound to another queue.
+        """
+        if self._queue is not None and self._queue is not queue:
+            raise ValueError(
+                f"{self._what}: already bound to queue {self._queue.name!r}; "
+                "build one callback per queue"
+            )
+        self._queue = queue
+
+
 @final
-class RejectionDeadLetters(Generic[T]):
+class RejectionDeadLetters(_Bound["BoundedQueue[T]"], Generic[T]):
     """An ``on_reject`` callback that stores each refused message as a dead letter.
 
     Build it with :func:`dead_letter_rejections`. Call :meth:`bind` with the queue it
@@ -75,6 +112,8 @@ class RejectionDeadLetters(Generic[T]):
         client: the dead-letter writer's client.
         encoder: turns a message into ``(body, content_type)``.
     """
+
+    _what = "dead_letter_rejections"
 
     def __init__(
         self,
@@ -88,29 +127,6 @@ class RejectionDeadLetters(Generic[T]):
         self.client = client
         self.encoder = encoder
         self._key = key
-        self._queue: BoundedQueue[T] | None = None
-
-    def __repr__(self) -> str:
-        queue = "unbound" if self._queue is None else repr(self._queue.name)
-        return f"<RejectionDeadLetters {queue}>"
-
-    @property
-    def queue(self) -> BoundedQueue[T] | None:
-        """The queue whose statistics records carry, or ``None`` before :meth:`bind`."""
-        return self._queue
-
-    def bind(self, queue: BoundedQueue[T]) -> None:
-        """Read diagnostics from *queue*, the queue this callback was given to.
-
-        Raises:
-            ValueError: already bound to another queue.
-        """
-        if self._queue is not None and self._queue is not queue:
-            raise ValueError(
-                f"dead_letter_rejections: already bound to queue {self._queue.name!r}; "
-                "build one callback per queue"
-            )
-        self._queue = queue
 
     def record(self, item: T, priority: Priority, reason: str) -> DeadLetter:
         """Return the dead letter for *item*, refused with *reason*, without storing it.
@@ -172,7 +188,7 @@ def _rejection_record(
 
 
 @final
-class PartitionedRejectionDeadLetters(Generic[T]):
+class PartitionedRejectionDeadLetters(_Bound["PartitionedQueue[T]"], Generic[T]):
     """An ``on_reject`` for a :class:`~otpy.PartitionedQueue` that stores each refusal (P7, P8).
 
     Build it with :func:`dead_letter_partitioned_rejections`. Each record takes the
@@ -180,27 +196,11 @@ class PartitionedRejectionDeadLetters(Generic[T]):
     refusing partition's name (``"jobs[2]"``), level, depth and capacity.
     """
 
+    _what = "dead_letter_partitioned_rejections"
+
     def __init__(self, client: DeadLetters, *, encoder: Encoder = encode_payload) -> None:
         self.client = client
         self.encoder = encoder
-        self._queue: PartitionedQueue[T] | None = None
-
-    def __repr__(self) -> str:
-        queue = "unbound" if self._queue is None else repr(self._queue.name)
-        return f"<PartitionedRejectionDeadLetters {queue}>"
-
-    def bind(self, queue: PartitionedQueue[T]) -> None:
-        """Read diagnostics from *queue*, the queue this callback was given to.
-
-        Raises:
-            ValueError: already bound to another queue.
-        """
-        if self._queue is not None and self._queue is not queue:
-            raise ValueError(
-                f"dead_letter_partitioned_rejections: already bound to queue "
-                f"{self._queue.name!r}; build one callback per queue"
-            )
-        self._queue = queue
 
     def record(self, key: str, item: T, priority: Priority, reason: str) -> DeadLetter:
         """Return the dead letter for *item* (routed by *key*), without storing it."""
