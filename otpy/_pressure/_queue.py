@@ -1,17 +1,23 @@
 """A bounded queue whose producers are throttled, deferred or shed by priority (P5-P8).
 
-The queue runs the pure policy in :mod:`._policy`: every put asks :func:`admit`
-what to do with the message, and every put and get feeds the new occupancy to
+The queue runs the pure policy in :mod:`._policy`: every put gets the verdict
+:func:`admit` gives, and every put and get feeds the new occupancy to
 :func:`advance`, which steps the level up at once and down only past the exit
-ratio (hysteresis). Pressure is pushed onto *producers*: a throttled or deferred
-producer waits in its own task, and the consumer's :meth:`BoundedQueue.get` never
-sleeps. Nothing is dropped silently: every refusal raises a typed error, is counted
-by reason and priority, and is handed to ``on_reject`` (the seam to dead letters).
+ratio (hysteresis). Neither is called on every operation: for its current level
+the queue caches the depths at which :func:`level_for` keeps that level, and
+whether :func:`admit` queues every priority there, so the usual put and get cost
+an integer comparison. Pressure is pushed onto *producers*: a throttled or
+deferred producer waits in its own task, and the consumer's
+:meth:`BoundedQueue.get` never sleeps. Nothing is dropped silently: every refusal
+raises a typed error, is counted by reason and priority, and is handed to
+``on_reject`` (the seam to dead letters).
 """
 
 from __future__ import annotations
 
+import bisect
 import collections
+import functools
 import logging
 from typing import TYPE_CHECKING, Generic, TypeVar, final
 
@@ -45,6 +51,54 @@ logger = logging.getLogger("otpy.pressure")
 T = TypeVar("T")
 
 _DEFAULT_POLICY = PressurePolicy()
+
+
+@attrs.frozen
+class _Regime:
+    """What a queue can decide without asking the policy, while it stays at one level.
+
+    Attributes:
+        lo: the least depth at which :func:`level_for` keeps the level.
+        hi: the greatest such depth (``hi < lo``: none does).
+        put_below: ``put`` queues at once at depths in ``[lo, put_below)``: the level
+            holds and :func:`admit` accepts every priority there (empty otherwise).
+        put_nowait_below: the same for ``put_nowait``, which also queues a throttled
+            message at once.
+    """
+
+    lo: int
+    hi: int
+    put_below: int
+    put_nowait_below: int
+
+
+@functools.lru_cache(maxsize=256)
+def _regime(policy: PressurePolicy, capacity: int, level: Level) -> _Regime:
+    """Return the :class:`_Regime` of *level*: O(log capacity), cached per policy, capacity, level.
+
+    For a fixed current level, :func:`level_for` never falls as the ratio rises: a
+    higher ratio reaches every enter ratio a lower one reaches, and keeps every
+    exit ratio it keeps (and once it reaches the current level, the exits no longer
+    matter). So the depths it maps to *level* are one interval, and two
+    binary searches over ``0..capacity`` find it, with the ratio computed exactly as
+    :meth:`BoundedQueue._observe` computes it. :func:`admit` depends on the depth only
+    through ``depth >= capacity``, so its verdicts below capacity are asked once.
+    """
+
+    def level_at(depth: int) -> Level:
+        return level_for(policy, level, depth / capacity)
+
+    depths = range(capacity + 1)
+    lo = bisect.bisect_left(depths, True, key=lambda d: level_at(d) >= level)
+    hi = bisect.bisect_left(depths, True, key=lambda d: level_at(d) > level) - 1
+    verdicts = {admit(policy, level, p, depth=0, capacity=1).verdict for p in Priority}
+    open_below = min(hi + 1, capacity)
+    return _Regime(
+        lo=lo,
+        hi=hi,
+        put_below=open_below if verdicts == {Verdict.ACCEPT} else lo,
+        put_nowait_below=open_below if verdicts <= {Verdict.ACCEPT, Verdict.THROTTLE} else lo,
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -141,6 +195,7 @@ class BoundedQueue(Generic[T]):
         self._on_reject = on_reject
         self._items: collections.deque[T] = collections.deque()
         self._state = LevelState()  # normal: nothing to step down from, so no time needed
+        self._settle()  # _lo, _hi, _put_below, _put_nowait_below: see _Regime
         self._arrived = anyio.Event()  # set (and replaced) when an item is queued
         self._getters = 0
         self._changed = anyio.Event()  # set (and replaced) on every level change
@@ -197,10 +252,19 @@ class BoundedQueue(Generic[T]):
         """
         self._watchers.append((monitor, source or self._name))
 
+    def _settle(self) -> None:
+        """Cache what the current level lets put, put_nowait and _observe skip."""
+        regime = _regime(self._policy, self._capacity, self._state.level)
+        self._lo = regime.lo
+        self._hi = regime.hi
+        self._put_below = regime.put_below
+        self._put_nowait_below = regime.put_nowait_below
+
     def _observe(self) -> None:
+        if self._lo <= len(self._items) <= self._hi:
+            return  # the usual case: level_for keeps the level, so no clock read is needed
+        # level_for moves the level; min_dwell may still hold a step down.
         ratio = len(self._items) / self._capacity
-        if level_for(self._policy, self._state.level, ratio) == self._state.level:
-            return  # the usual case: no clock read needed to know nothing changes
         state = advance(self._policy, self._state, ratio=ratio, now=anyio.current_time())
         if state is self._state:
             return
@@ -215,6 +279,7 @@ class BoundedQueue(Generic[T]):
             self._capacity,
         )
         self._state = state
+        self._settle()
         self._transitions += 1
         self._changed.set()
         self._changed = anyio.Event()
@@ -272,6 +337,9 @@ class BoundedQueue(Generic[T]):
             QueueFull: the queue is at capacity (every priority).
         """
         await anyio.lowlevel.checkpoint()
+        if self._lo <= len(self._items) < self._put_below:
+            self._enqueue(item)  # what _verdict would say (ACCEPT), without asking it
+            return
         throttled = False
         while True:
             verdict = self._verdict(priority)
@@ -323,6 +391,9 @@ class BoundedQueue(Generic[T]):
             QueueFull: the queue is at capacity (every priority).
             anyio.WouldBlock: *priority* is deferred at this level.
         """
+        if self._lo <= len(self._items) < self._put_nowait_below:
+            self._enqueue(item)  # what _verdict would say (ACCEPT or THROTTLE), without asking it
+            return
         verdict = self._verdict(priority)
         if verdict is Verdict.ACCEPT or verdict is Verdict.THROTTLE:
             self._enqueue(item)

@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 from typing import TYPE_CHECKING
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import otpy
 from otpy import (
     BoundedQueue,
     Level,
+    LevelState,
     LoadShed,
     PressureError,
     PressurePolicy,
     Priority,
     QueueFull,
+    QueueStatistics,
+    Threshold,
+    Verdict,
+    admit,
+    advance,
+    level_for,
 )
+from otpy._pressure._queue import _regime
 from otpy.testing import virtual_time
 
 if TYPE_CHECKING:
@@ -393,6 +404,29 @@ async def test_twin_without_hysteresis_every_crossing_is_a_transition() -> None:
     assert queue.statistics().transitions == before + 20
 
 
+@virtual
+@pytest.mark.parametrize("nowait", [True, False])
+@pytest.mark.parametrize(
+    ("dwelt", "level", "transitions"),
+    [(1.0, Level.NORMAL, 2), (0.5, Level.WARN, 1)],
+)
+async def test_p5_a_put_after_min_dwell_ran_out_steps_down_first(
+    nowait: bool, dwelt: float, level: Level, transitions: int
+) -> None:
+    """P5 and twin: held at warn by min_dwell, a put once the dwell ran out steps down before queueing."""
+    queue = filled(14, policy=PressurePolicy(min_dwell=1.0))  # 14/20 = 0.70: warn
+    drain(queue, 3)  # 11/20 = 0.55 is below warn's exit, but warn must last 1 s
+    await anyio.sleep(dwelt)
+    if nowait:
+        queue.put_nowait(99)
+    else:
+        await queue.put(99)
+    # After 1 s, 11/20 steps down to normal, and 12/20 = 0.60 does not enter warn;
+    # before that, warn holds and 12/20 is at its exit ratio, which keeps it.
+    stats = queue.statistics()
+    assert (stats.queued, stats.level, stats.transitions) == (12, level, transitions)
+
+
 async def test_p7_on_reject_gets_every_refused_message() -> None:
     """P7: on_reject is called with the item, priority and reason of each refusal (the dead-letter seam)."""
     seen: list[tuple[int, Priority, str]] = []
@@ -489,3 +523,213 @@ async def test_drops_are_counted_by_reason_and_priority_and_throttle_time_is_rec
     assert drops == {("load_shed", "low"): 1, ("queue_full", "critical"): 1}
     [(count, seconds)] = throttle
     assert (count, round(seconds, 9)) == (1, 0.005)
+
+
+# -- the queue against the pure policy --------------------------------------------
+
+# Ratios that fall exactly on a depth (k/40 of a capacity dividing 40) and ratios that do not.
+RATIOS = st.one_of(st.integers(1, 40).map(lambda k: k / 40), st.floats(0.01, 1.0))
+SOME_PRIORITIES = st.frozensets(st.sampled_from([Priority.LOW, Priority.NORMAL, Priority.HIGH]))
+
+
+@st.composite
+def policies(draw: st.DrawFn) -> PressurePolicy:
+    """Valid policies: enter ratios strictly increasing, each exit at or below its enter."""
+    enters = sorted(draw(st.lists(RATIOS, min_size=3, max_size=3, unique=True)))
+    warn, degraded, shed = (
+        Threshold(enter, draw(st.one_of(st.just(enter), st.just(0.0), st.floats(0.0, enter))))
+        for enter in enters
+    )
+    return PressurePolicy(
+        warn=warn,
+        degraded=degraded,
+        shed=shed,
+        min_dwell=draw(st.sampled_from([0.0, 1.0, 2.5])),
+        throttle=draw(st.sampled_from([0.0, 0.005, 1.0])),
+        defer=draw(SOME_PRIORITIES),
+        shed_priorities=draw(SOME_PRIORITIES),
+    )
+
+
+Step = tuple[str, Priority, float]
+
+
+def _steps(kinds: list[str]) -> st.SearchStrategy[list[Step]]:
+    return st.lists(
+        st.tuples(st.sampled_from(kinds), st.sampled_from(Priority), st.sampled_from([0.5, 3.0])),
+        max_size=40,
+    )
+
+
+@st.composite
+def scripts(draw: st.DrawFn) -> list[Step]:
+    """Fill to some depth, then mixed, draining and filling phases.
+
+    "sleep" lets min_dwell run out; "check" compares statistics, which observes the
+    level, so it is a step of its own rather than done after every step.
+    """
+    prefill = [("put_nowait", Priority.CRITICAL, 0.0)] * draw(st.integers(0, 40))
+    mixed = draw(_steps(["put_nowait", "put", "get_nowait", "sleep", "check"]))
+    drain = draw(_steps(["get_nowait", "get_nowait", "put_nowait", "put", "sleep", "check"]))
+    fill = draw(_steps(["put_nowait", "put_nowait", "put", "get_nowait", "sleep", "check"]))
+    return [*prefill, *mixed, *drain, *fill, ("check", Priority.NORMAL, 0.0)]
+
+
+class Reference:
+    """A BoundedQueue's level, refusals and statistics, from level_for/advance/admit alone."""
+
+    def __init__(self, capacity: int, policy: PressurePolicy) -> None:
+        self.capacity = capacity
+        self.policy = policy
+        self.items: collections.deque[int] = collections.deque()
+        self.state = LevelState()
+        self.counts = dict.fromkeys(("peak", "accepted", "taken", "throttled", "deferred"), 0)
+        self.transitions = 0
+        self.throttle_seconds = 0.0
+        self.rejected: dict[str, dict[str, int]] = {}
+
+    def observe(self) -> None:
+        """Feed the occupancy to advance at the clock's time, as every queue operation does."""
+        state = advance(
+            self.policy, self.state, len(self.items) / self.capacity, now=anyio.current_time()
+        )
+        self.transitions += state is not self.state
+        self.state = state
+
+    def verdict(self, priority: Priority) -> Verdict:
+        """Observe, then ask admit."""
+        self.observe()
+        depth = len(self.items)
+        return admit(
+            self.policy, self.state.level, priority, depth=depth, capacity=self.capacity
+        ).verdict
+
+    def would_defer(self, priority: Priority) -> bool:
+        """Whether a put would wait for relief (the consumers this test does not run); no side effects."""
+        ratio = len(self.items) / self.capacity
+        level = advance(self.policy, self.state, ratio, now=anyio.current_time()).level
+        depth = len(self.items)
+        verdict = admit(self.policy, level, priority, depth=depth, capacity=self.capacity).verdict
+        return verdict is Verdict.DEFER
+
+    def enqueue(self, item: int) -> None:
+        """Queue *item* and observe."""
+        self.items.append(item)
+        self.counts["accepted"] += 1
+        self.counts["peak"] = max(self.counts["peak"], len(self.items))
+        self.observe()
+
+    def refuse(self, verdict: Verdict, priority: Priority) -> type[PressureError]:
+        """Count a refusal; return the error the queue must raise."""
+        error = LoadShed if verdict is Verdict.SHED else QueueFull
+        by_priority = self.rejected.setdefault(error.reason, {})
+        label = priority.name.lower()
+        by_priority[label] = by_priority.get(label, 0) + 1
+        return error
+
+    def statistics(self) -> QueueStatistics:
+        """Observe, then the snapshot the queue must report."""
+        self.observe()
+        return QueueStatistics(
+            name="q",
+            queued=len(self.items),
+            capacity=self.capacity,
+            level=self.state.level,
+            rejected={reason: dict(counts) for reason, counts in self.rejected.items()},
+            throttle_seconds=self.throttle_seconds,
+            transitions=self.transitions,
+            callback_errors=0,
+            **self.counts,
+        )
+
+
+@virtual
+@settings(max_examples=300, deadline=None)
+@given(
+    policy=st.one_of(st.just(PressurePolicy()), policies()),
+    capacity=st.integers(1, 40),
+    script=scripts(),
+)
+async def test_p4_p8_fast_admission_path_matches_the_policy(
+    policy: PressurePolicy, capacity: int, script: list[Step]
+) -> None:
+    """P4-P8: after every put, put_nowait, get_nowait and sleep, level, refusals and statistics equal the pure policy's."""
+    queue: BoundedQueue[int] = BoundedQueue(capacity, name="q", policy=policy)
+    model = Reference(capacity, policy)
+    for item, (op, priority, seconds) in enumerate(script):
+        if op == "sleep":
+            await anyio.sleep(seconds)
+        elif op == "check":
+            assert queue.statistics() == model.statistics()
+            assert queue.level is model.state.level
+        elif op == "get_nowait":
+            if model.items:
+                expected = model.items.popleft()
+                model.counts["taken"] += 1
+                model.observe()
+                assert queue.get_nowait() == expected
+            else:
+                with pytest.raises(anyio.WouldBlock):
+                    queue.get_nowait()
+        elif op == "put_nowait":
+            verdict = model.verdict(priority)
+            if verdict in (Verdict.ACCEPT, Verdict.THROTTLE):
+                queue.put_nowait(item, priority=priority)
+                model.enqueue(item)
+            elif verdict is Verdict.DEFER:
+                model.counts["deferred"] += 1
+                with pytest.raises(anyio.WouldBlock):
+                    queue.put_nowait(item, priority=priority)
+            else:
+                error = model.refuse(verdict, priority)
+                with pytest.raises(error) as caught:
+                    queue.put_nowait(item, priority=priority)
+                assert (caught.value.level, caught.value.depth) == (
+                    model.state.level,
+                    len(model.items),
+                )
+        elif not model.would_defer(priority):
+            started = anyio.current_time()
+            verdict = model.verdict(priority)
+            raised: PressureError | None = None
+            try:
+                await queue.put(item, priority=priority)
+            except PressureError as exc:
+                raised = exc
+            if verdict is Verdict.THROTTLE:  # the queue waited, then asked again
+                model.counts["throttled"] += 1
+                model.throttle_seconds += anyio.current_time() - started
+                verdict = model.verdict(priority)
+                if verdict is Verdict.THROTTLE:
+                    verdict = Verdict.ACCEPT  # throttled at most once
+            if verdict is Verdict.ACCEPT:
+                assert raised is None
+                model.enqueue(item)
+            else:
+                assert isinstance(raised, model.refuse(verdict, priority))
+                assert (raised.level, raised.depth) == (model.state.level, len(model.items))
+
+
+@settings(max_examples=300)
+@given(
+    policy=st.one_of(st.just(PressurePolicy()), policies()),
+    capacity=st.one_of(st.integers(1, 100), st.integers(1, 1_000_000)),
+    level=st.sampled_from(Level),
+    data=st.data(),
+)
+def test_p4_the_depths_a_level_is_kept_at_are_one_interval(
+    policy: PressurePolicy, capacity: int, level: Level, data: st.DataObject
+) -> None:
+    """P4: level_for rises with depth, and a level's cached bounds are where it keeps the level."""
+    regime = _regime(policy, capacity, level)
+
+    def level_at(depth: int) -> Level:
+        return level_for(policy, level, depth / capacity)
+
+    assert regime.lo == 0 or level_at(regime.lo - 1) < level
+    assert regime.lo == capacity + 1 or level_at(regime.lo) >= level
+    assert regime.hi == -1 or level_at(regime.hi) <= level
+    assert regime.hi == capacity or level_at(regime.hi + 1) > level
+    low, high = sorted(data.draw(st.integers(0, capacity)) for _ in range(2))
+    assert level_at(low) <= level_at(high)
+    assert (regime.lo <= low <= regime.hi) == (level_at(low) == level)
