@@ -605,18 +605,11 @@ class PartitionedQueue(Generic[T]):
 
     def _demand(self, part: _Partition[T], max_demand: int) -> None:
         """Pull items until *max_demand* are outstanding or the queue is empty."""
-        queue = part.queue
         outstanding = part.outstanding
-        if len(outstanding) >= max_demand or not len(queue):
-            return
-        part.demands += 1
-        while len(outstanding) < max_demand:
-            try:
-                outstanding.append(queue.get_nowait())
-            except anyio.WouldBlock:
-                break
-        if len(outstanding) > part.peak_outstanding:
-            part.peak_outstanding = len(outstanding)
+        if part.queue._take_into(outstanding, max_demand - len(outstanding)):
+            part.demands += 1
+            if len(outstanding) > part.peak_outstanding:
+                part.peak_outstanding = len(outstanding)
 
 
 def _label(worker: ActorRef | None) -> str | None:

@@ -411,6 +411,22 @@ class BoundedQueue(Generic[T]):
         self._observe()
         return item
 
+    def _take_into(self, into: collections.deque[T], most: int) -> int:
+        """Move up to *most* of the oldest messages to *into*, with one level update.
+
+        For a consumer that takes in bulk (a partition worker's demand): the level
+        is brought up to date once, for the depth after the take.
+        """
+        items = self._items
+        count = min(most, len(items))
+        if count <= 0:
+            return 0
+        for _ in range(count):
+            into.append(items.popleft())
+        self._taken += count
+        self._observe()
+        return count
+
     async def get(self) -> T:
         """Return the oldest message, waiting while the queue is empty (FIFO).
 
