@@ -923,3 +923,37 @@ def test_configure_from_env_installs_and_exports() -> None:
         text = text[end:].strip()
     assert [span["name"] for span in spans] == ["early", SPAN_RESTART]
     assert {span["resource"]["attributes"][SERVICE_NAME] for span in spans} == {"svc-from-env"}
+
+
+def test_t5_envelope_propagation_is_installed_only_when_traces_are_configured() -> None:
+    """STYLE 5/T5: without an SDK a send carries nothing; configure_from_env turns it on.
+
+    A program that never configures tracing must not pay for a context lookup on every
+    send; once traces are configured, sends carry the sender's context.
+    """
+    result = _run_python(
+        """
+        import otpy
+        from otpy._core import _envelope
+        from otpy.telemetry import configure_from_env
+
+        assert _envelope.hooks is None, "installed by merely importing otpy"
+        telemetry = configure_from_env()
+        assert _envelope.hooks is not None
+        telemetry.shutdown(timeout=5.0)
+        """,
+        OTEL_TRACES_EXPORTER="console",
+        OTEL_METRICS_EXPORTER="none",
+    )
+    assert result.returncode == 0, result.stderr
+    disabled = _run_python(
+        """
+        from otpy._core import _envelope
+        from otpy.telemetry import configure_from_env
+
+        configure_from_env()
+        assert _envelope.hooks is None
+        """,
+        OTEL_SDK_DISABLED="true",
+    )
+    assert disabled.returncode == 0, disabled.stderr

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, final
 import anyio
 
 from .._exceptions import ActorStopped, AlreadyStarted, CallTimeout, NodeError, SpawnError
+from . import _envelope
 from ._actor import IGNORE
 from ._deadletters import DeadLetterStream
 from ._lowlevel import TIMED_OUT, current_backend, wait_for
@@ -262,7 +263,10 @@ def _undeliverable(node: Node, name: str, item: tuple[Any, ...], reason: str) ->
             fut.set_exception(ActorStopped(name, reason))
         return
     node.dead_letters.publish_undeliverable(
-        recipient=name, message=item[1], kind="cast" if kind == _CAST else "info", reason=reason
+        recipient=name,
+        message=_envelope.unwrap(item[1]),
+        kind="cast" if kind == _CAST else "info",
+        reason=reason,
     )
 
 
@@ -313,7 +317,7 @@ class NamedRef:
             raise ActorStopped(self.name)
         backend = self._node._backend
         fut = backend.new_future()
-        self._hold(target, (_CALL, message, fut))
+        self._hold(target, (_CALL, _envelope.wrap(message), fut))
         result = await wait_for(backend, fut, timeout)
         if result is TIMED_OUT:
             raise CallTimeout(self.name, timeout or 0.0)
@@ -325,7 +329,7 @@ class NamedRef:
         if isinstance(target, ActorRef):
             await target.cast(message)
         else:
-            self._offer(target, (_CAST, message))
+            self._offer(target, (_CAST, _envelope.wrap(message)))
 
     def cast_nowait(self, message: Any) -> None:
         """Cast without waiting for mailbox room."""
@@ -333,7 +337,7 @@ class NamedRef:
         if isinstance(target, ActorRef):
             target.cast_nowait(message)
         else:
-            self._offer(target, (_CAST, message))
+            self._offer(target, (_CAST, _envelope.wrap(message)))
 
     async def send(self, message: Any) -> None:
         """Send an info to the current incarnation."""
@@ -341,7 +345,7 @@ class NamedRef:
         if isinstance(target, ActorRef):
             await target.send(message)
         else:
-            self._offer(target, (_INFO, message))
+            self._offer(target, (_INFO, _envelope.wrap(message)))
 
     def send_nowait(self, message: Any) -> None:
         """Send an info without waiting for mailbox room."""
@@ -349,7 +353,7 @@ class NamedRef:
         if isinstance(target, ActorRef):
             target.send_nowait(message)
         else:
-            self._offer(target, (_INFO, message))
+            self._offer(target, (_INFO, _envelope.wrap(message)))
 
     def _offer(self, target: _Hold | None, item: tuple[Any, ...]) -> None:
         if target is None:

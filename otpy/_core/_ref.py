@@ -28,8 +28,10 @@ from .._exceptions import (
     SpawnError,
     StashOverflow,
 )
+from . import _envelope
 from ._actor import IGNORE, NO_REPLY, Caller
 from ._deadletters import DeadLetterEvent
+from ._envelope import Traced as _Traced
 from ._lowlevel import TIMED_OUT, wait_for
 from ._mailbox import Mailbox, Overflow
 from ._reasons import KILLED, NOPROC, NORMAL, SHUTDOWN, Down, Exit, IdleTimeout, is_normal_exit
@@ -268,6 +270,8 @@ class ActorRef:
             raise ActorStopped(self.label, self._exit_reason)
         if _current_actor.get() is self:
             raise CallingSelf(self.label)
+        if _envelope.hooks is not None:
+            message = _envelope.wrap(message)
         fut = self._backend.new_future()
         item = (_CALL, message, fut)
         mailbox = self._mailbox
@@ -303,6 +307,8 @@ class ActorRef:
             MailboxFull: the mailbox is full and its policy refuses the message.
         """
         if self._exit_reason is None:
+            if _envelope.hooks is not None:
+                message = _envelope.wrap(message)
             mailbox = self._mailbox
             if len(mailbox.q) < mailbox.capacity:
                 mailbox.q.append((_CAST, message))
@@ -316,6 +322,8 @@ class ActorRef:
     def cast_nowait(self, message: Any) -> None:
         """Like :meth:`cast` but never waits: a full WAIT mailbox raises ``MailboxFull``."""
         if self._exit_reason is None:
+            if _envelope.hooks is not None:
+                message = _envelope.wrap(message)
             dropped = self._mailbox.put_nowait((_CAST, message))
             if dropped is not None:
                 self._drop(*dropped)
@@ -325,6 +333,8 @@ class ActorRef:
     async def send(self, message: Any) -> None:
         """Send *message* to ``handle_info``; the same delivery rules as :meth:`cast`."""
         if self._exit_reason is None:
+            if _envelope.hooks is not None:
+                message = _envelope.wrap(message)
             mailbox = self._mailbox
             if len(mailbox.q) < mailbox.capacity:
                 mailbox.q.append((_INFO, message))
@@ -338,6 +348,8 @@ class ActorRef:
     def send_nowait(self, message: Any) -> None:
         """Like :meth:`send` but never waits: a full WAIT mailbox raises ``MailboxFull``."""
         if self._exit_reason is None:
+            if _envelope.hooks is not None:
+                message = _envelope.wrap(message)
             dropped = self._mailbox.put_nowait((_INFO, message))
             if dropped is not None:
                 self._drop(*dropped)
@@ -486,14 +498,22 @@ class ActorRef:
         if kind == _INTERNAL:
             return
         self.node.dead_letters.publish_undeliverable(
-            recipient=self.label, message=item[1], kind=_KIND_NAMES[kind], reason=reason
+            recipient=self.label,
+            message=_envelope.unwrap(item[1]),
+            kind=_KIND_NAMES[kind],
+            reason=reason,
         )
 
     def _publish_poison(self, item: tuple[Any, ...], error: Exception) -> None:
         """The handler raised on *item* and the actor has ``dead_letter_on_crash``."""
         self.node.dead_letters.publish(
             DeadLetterEvent(
-                self.label, item[1], _KIND_NAMES[item[0]], "poison", anyio.current_time(), error
+                self.label,
+                _envelope.unwrap(item[1]),
+                _KIND_NAMES[item[0]],
+                "poison",
+                anyio.current_time(),
+                error,
             )
         )
 
@@ -719,14 +739,20 @@ class ActorRef:
             self._item = item
             self._idle = None
             kind = item[0]
+            message = item[1]
+            traced = type(message) is _Traced
+            if traced:
+                # The sender's trace context, current while the message is handled.
+                token = _envelope.activate_context(message.context)
+                message = message.message
             try:
                 if kind == _CAST:
-                    await actor.handle_cast(item[1])
+                    await actor.handle_cast(message)
                 elif kind == _CALL:
                     fut = item[2]
                     caller = Caller(self, fut)
                     self._current = caller
-                    reply = await actor.handle_call(item[1], caller)
+                    reply = await actor.handle_call(message, caller)
                     self._current = None
                     if reply is NO_REPLY:
                         if self._stash_marker:
@@ -741,7 +767,6 @@ class ActorRef:
                         else:
                             self._item = (_CALL, item[1], fut, reply)
                 elif kind == _INFO:
-                    message = item[1]
                     if type(message) is Down:
                         monitoring = self._monitoring
                         if monitoring is None or message.monitor not in monitoring:
@@ -749,11 +774,15 @@ class ActorRef:
                         monitoring.discard(message.monitor)
                     await actor.handle_info(message)
                 else:
-                    item[1]()
+                    message()
             except Exception as exc:
                 if actor.dead_letter_on_crash and kind != _INTERNAL:
-                    self._publish_poison(item, exc)
+                    self._publish_poison(item, exc)  # with the message's context current
+                if traced:
+                    _envelope.restore_context(token)
                 return await self._terminate(exc)
+            if traced:
+                _envelope.restore_context(token)
             self._processed += 1
 
     async def _attend(self) -> object:

@@ -39,6 +39,7 @@ from ._names import METRIC_RESTARTS as METRIC_RESTARTS
 from ._names import SPAN_CHILD_START_ERROR as SPAN_CHILD_START_ERROR
 from ._names import SPAN_ESCALATION as SPAN_ESCALATION
 from ._names import SPAN_RESTART as SPAN_RESTART
+from ._propagation import install_propagation as install_propagation
 from ._setup import Telemetry as Telemetry
 from ._setup import TelemetryConfigError as TelemetryConfigError
 from ._setup import configure_from_env as configure_from_env
@@ -50,6 +51,7 @@ __all__ = [
     "TelemetryConfigError",
     "get_tracer",
     "get_meter",
+    "install_propagation",
     # events
     "record_restart",
     "record_escalation",

@@ -32,6 +32,7 @@ import attrs
 from opentelemetry import metrics, trace
 
 from .._exceptions import OtpyError
+from ._propagation import install_propagation
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -568,6 +569,8 @@ def configure_from_env(*, default_service_name: str = "otpy") -> Telemetry:
                 meter_provider.shutdown()
                 meter_provider = None
 
+        if tracer_provider_installed():
+            install_propagation()  # traces export: carry their context across mailboxes
         handle = Telemetry(
             enabled=tracer_provider is not None or meter_provider is not None,
             tracer_provider=tracer_provider,

@@ -29,6 +29,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
+from ..telemetry._propagation import install_propagation
 from ..telemetry._setup import meter_provider_installed, sdk_disabled, tracer_provider_installed
 
 if TYPE_CHECKING:
@@ -97,6 +98,7 @@ def _span_fanout() -> _Fanout:
         if trace.get_tracer_provider() is not provider:  # pragma: no cover - a race
             raise RuntimeError("capture_spans() lost the race to install a TracerProvider")
         _fanout = fanout
+        install_propagation()  # as configure_from_env does once traces are on
         return fanout
 
 

@@ -1,0 +1,175 @@
+"""Trace context travels in the message envelope (STYLE 5, T4): a handler runs in its sender's trace.
+
+Each test sends from inside a span and checks, from the spans the handlers start,
+that the trace continues through cast, call, send, a registered name during a
+restart, and a second hop, and that it never leaks into the next message.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import pytest
+from opentelemetry import trace
+
+import otpy
+from otpy.deadletter import (
+    DeadLetter,
+    DeadLetters,
+    MemoryDeadLetterStore,
+    Source,
+    dead_letter_children,
+)
+from otpy.telemetry import get_tracer
+from otpy.testing import capture_spans, virtual_time
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan
+
+
+class Echo(otpy.Actor):
+    """Starts a span named after each message, records the message type, forwards on request."""
+
+    async def init(self, seen: list[Any], forward: str | None = None) -> None:
+        self.seen = seen
+        self.forward = forward
+
+    async def _handle(self, message: Any) -> None:
+        self.seen.append(message)
+        with get_tracer().start_as_current_span(f"handle {message}"):
+            if self.forward is not None:
+                await otpy.named(self.forward).cast(f"{message}+")
+
+    async def handle_cast(self, message: Any) -> None:
+        await self._handle(message)
+
+    async def handle_info(self, message: Any) -> None:
+        await self._handle(message)
+
+    async def handle_call(self, message: Any, caller: otpy.Caller) -> Any:
+        await self._handle(message)
+        return trace.get_current_span().get_span_context().trace_id
+
+
+def by_name(spans: tuple[ReadableSpan, ...]) -> dict[str, ReadableSpan]:
+    return {span.name: span for span in spans}
+
+
+async def test_cast_call_and_send_run_their_handlers_in_the_senders_trace() -> None:
+    """The handler's span is a child of the sender's span, whatever the send."""
+    seen: list[Any] = []
+    with capture_spans() as exporter:
+        async with otpy.open_node() as node:
+            ref = await node.spawn(Echo, seen)
+            with get_tracer().start_as_current_span("request") as request:
+                await ref.cast("a")
+                ref.cast_nowait("b")
+                await ref.send("c")
+                ref.send_nowait("d")
+                trace_id = await ref.call("e")
+            await ref.stop()
+    spans = by_name(exporter.get_finished_spans())
+    parent = request.get_span_context()
+    assert trace_id == parent.trace_id
+    for name in ("a", "b", "c", "d", "e"):
+        span = spans[f"handle {name}"]
+        assert span.parent is not None
+        assert (span.context.trace_id, span.parent.span_id) == (parent.trace_id, parent.span_id)
+    assert seen == ["a", "b", "c", "d", "e"]  # handlers see the bare message
+
+
+async def test_the_trace_follows_a_pipeline_and_never_leaks_into_the_next_message() -> None:
+    """A -> B keeps one trace; an untraced message after it runs with no current span."""
+    seen_a: list[Any] = []
+    seen_b: list[Any] = []
+    with capture_spans() as exporter:
+        async with otpy.open_supervisor(
+            [
+                otpy.ChildSpec(id="b", start=Echo, args=(seen_b,), name="b"),
+                otpy.ChildSpec(id="a", start=Echo, args=(seen_a, "b"), name="a"),
+            ]
+        ):
+            with get_tracer().start_as_current_span("request") as request:
+                await otpy.named("a").cast("x")
+            await otpy.named("a").cast("y")  # no span around this one
+            await otpy.named("b").call("sync")
+    spans = by_name(exporter.get_finished_spans())
+    trace_id = request.get_span_context().trace_id
+    assert spans["handle x"].context.trace_id == trace_id
+    assert spans["handle x+"].context.trace_id == trace_id
+    assert spans["handle x+"].parent is not None
+    assert spans["handle x+"].parent.span_id == spans["handle x"].context.span_id
+    assert spans["handle y"].parent is None  # a new trace: nothing leaked from x
+    assert spans["handle y+"].context.trace_id == spans["handle y"].context.trace_id != trace_id
+
+
+@pytest.mark.parametrize("anyio_backend", [virtual_time()])
+async def test_a_send_held_for_a_restarting_name_keeps_its_trace() -> None:
+    """A send to a name whose actor is restarting waits in the stash with its context."""
+    seen: list[Any] = []
+    spec = otpy.ChildSpec(
+        id="echo",
+        start=Echo,
+        args=(seen,),
+        name="echo",
+        backoff=otpy.Backoff(minimum=5.0, maximum=5.0),  # virtual seconds
+    )
+    with capture_spans() as exporter:
+        async with otpy.open_supervisor([spec]) as sup:
+            first = sup.child("echo")
+            assert first is not None
+            first.kill(RuntimeError("boom"))
+            await first.wait_exited()
+            assert otpy.whereis("echo") is None  # backing off: the name is free
+            with get_tracer().start_as_current_span("request") as request:
+                await otpy.named("echo").cast("held")
+            await sup.wait_child("echo", other_than=first)
+            await otpy.named("echo").call("sync")
+    spans = by_name(exporter.get_finished_spans())
+    assert spans["handle held"].context.trace_id == request.get_span_context().trace_id
+
+
+class Fragile(otpy.Actor):
+    """Crashes on every message; its poison messages are dead-lettered."""
+
+    dead_letter_on_crash = True
+
+    async def handle_cast(self, message: Any) -> None:
+        raise ValueError("cannot handle it")
+
+
+async def test_a_poison_dead_letter_carries_the_senders_trace_context() -> None:
+    """T4/D1: the record of a message that crashed its actor links to the sender's trace."""
+    store = MemoryDeadLetterStore()
+    with capture_spans():
+        async with otpy.open_supervisor(
+            [
+                otpy.SupervisorSpec(
+                    id="dead-letters", children=dead_letter_children(store, route=True)
+                ),
+                otpy.ChildSpec(id="fragile", start=Fragile, name="fragile"),
+            ]
+        ) as sup:
+            fragile = sup.child("fragile")
+            assert fragile is not None
+            with get_tracer().start_as_current_span("request") as request:
+                await otpy.named("fragile").cast("payload")
+            await sup.wait_child("fragile", other_than=fragile)
+            await DeadLetters().capture(DeadLetter.capture(key="marker", source=Source.INGEST))
+            page = await store.list(limit=10)
+    [record] = [r for r in page.records if r.source is Source.ACTOR_CRASH]
+    traceparent = dict(record.trace_context)["traceparent"]
+    assert traceparent.split("-")[1] == format(request.get_span_context().trace_id, "032x")
+
+
+async def test_without_a_span_messages_travel_bare() -> None:
+    """No span, no envelope: the mailbox holds the message itself (the cost stays one lookup)."""
+    async with otpy.open_node() as node:
+        ref = await node.spawn(Echo, [])
+        await ref.suspend()
+        await ref.cast("bare")
+        assert [item[1] for item in ref._mailbox.q] == ["bare"]
+        await ref.resume()
+        await ref.stop()
+    await anyio.lowlevel.checkpoint()
