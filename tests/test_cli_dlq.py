@@ -34,6 +34,7 @@ from otpy.deadletter import (
     ReplayOutcome,
     ReplayState,
     ReplayStatus,
+    RetentionPolicy,
     Status,
 )
 from otpy.deadletter._sqlite import open_store
@@ -683,6 +684,38 @@ def test_stats_json(store: Fixture) -> None:
     assert doc["by_replay_status"] == {"never": 7}
     assert doc["evicted"] == {}
     assert doc["captured"] == 7
+
+
+def test_stats_shows_pruned_ledger_entries_apart_from_evicted_records(store: Fixture) -> None:
+    """D5, D8: ledger entries a sweep pruned get their own line; they are not counted as evicted records."""
+
+    async def replay_archive_and_sweep() -> None:
+        async with open_store(store.db, clock=clock, synchronous="OFF") as opened:
+            for name in ("connect_b", "crash"):
+                decision = await opened.begin_replay(store.id(name), lease=30.0)
+                assert await opened.mark_started(decision.record)
+                await opened.finish(store.id(name), ReplayOutcome.REPLAYED)
+            await opened.archive(DeadLetterFilter(key="bridge:b"))
+            await opened.archive(DeadLetterFilter(key="worker"))
+
+        def later() -> float:
+            """100 days on: the archived records and the replayed keys have aged out."""
+            return NOW + 100 * DAY
+
+        async with open_store(store.db, clock=later, synchronous="OFF") as opened:
+            result = await opened.sweep(RetentionPolicy())
+        assert result.evicted == {"archived:max_age": 4, "ledger:max_age": 2}
+
+    anyio.run(replay_archive_and_sweep, backend="asyncio")
+    result = invoke("stats", "--db", str(store.db))
+    assert result.exit_code == 0, result.output
+    assert re.search(
+        r"Evicted by retention: 4\nStatus:rule\s+Records\n─+\narchived:max_age\s+4\n\n"
+        r"Idempotency ledger entries pruned by retention: 2\n$",
+        result.stdout,
+    ), result.stdout
+    doc = run_json("stats", "--db", str(store.db))
+    assert doc["evicted"] == {"archived:max_age": 4, "ledger:max_age": 2}
 
 
 # -- resolve ------------------------------------------------------------------------

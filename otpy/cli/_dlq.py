@@ -785,7 +785,8 @@ def _done_message(verb: str, done: int, total: int) -> str:
 def stats(ctx: click.Context, db: Path, as_json: bool) -> None:
     """Count dead letters by status, source, reason class, key and replay status.
 
-    Also shows how many records retention evicted, by status and rule.
+    Also shows how many records retention evicted, by status and rule, and how
+    many idempotency ledger entries it pruned.
     """
     settings = _settings(ctx)
 

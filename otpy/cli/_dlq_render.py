@@ -25,6 +25,7 @@ from rich.text import Text
 
 from otpy._exceptions import ReplayRejected
 from otpy.deadletter import ReplayOutcome, ReplayStatus, Status
+from otpy.deadletter._store import LEDGER_EVICTED
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -459,7 +460,11 @@ def _count_table(title: str, counts: Mapping[str, int], label: str) -> Group:
 
 
 def render_statistics(stats: StoreStatistics) -> RenderableType:
-    """Return the totals, then a table per dimension and one of retention evictions."""
+    """Return the totals, a table per dimension, one of retention evictions, then ledger pruning.
+
+    Pruned idempotency ledger entries are not records: they get their own line
+    rather than a row among (and a share of the total of) the evicted records.
+    """
     active = stats.by_status.get(Status.ACTIVE.value, 0)
     archived = stats.by_status.get(Status.ARCHIVED.value, 0)
     headline = Text(
@@ -467,7 +472,9 @@ def render_statistics(stats: StoreStatistics) -> RenderableType:
         f"({active} active, {archived} archived); "
         f"{stats.captured} captured since the store was created"
     )
-    evicted = sum(stats.evicted.values())
+    records = {name: n for name, n in stats.evicted.items() if name != LEDGER_EVICTED}
+    evicted = sum(records.values())
+    pruned = stats.evicted.get(LEDGER_EVICTED, 0)
     return Group(
         headline,
         Text(""),
@@ -475,5 +482,6 @@ def render_statistics(stats: StoreStatistics) -> RenderableType:
         _count_table("By reason class", stats.by_reason_class, "Reason class"),
         _count_table("By key (the 20 largest)", stats.by_key, "Key"),
         _count_table("By replay status", stats.by_replay_status, "Replay status"),
-        _count_table(f"Evicted by retention: {evicted}", stats.evicted, "Status:rule"),
+        _count_table(f"Evicted by retention: {evicted}", records, "Status:rule"),
+        Text(f"Idempotency ledger entries pruned by retention: {pruned}"),
     )

@@ -13,6 +13,7 @@ from .._exceptions import DeadLetterNotFound, DeadLetterStoreError
 from ._record import ReplayOutcome, ReplayStatus, Status
 from ._store import (
     ALL,
+    LEDGER_EVICTED,
     Action,
     DeadLetterFilter,
     Decision,
@@ -25,6 +26,7 @@ from ._store import (
     SweepResult,
     decide_replay,
     finish_replay,
+    ledger_prunable,
     reclaim,
     resolve,
 )
@@ -167,7 +169,10 @@ class MemoryDeadLetterStore:
         )
 
     async def sweep(self, policy: RetentionPolicy) -> SweepResult:
-        """Evict by age, then by count, per status; running records are never evicted."""
+        """Evict by age, then by count, per status; running records are never evicted.
+
+        Then prune the ledger entries that :func:`ledger_prunable` allows.
+        """
         await self._enter()
         now = self.clock()
         evicted: Counter[str] = Counter()
@@ -193,9 +198,25 @@ class MemoryDeadLetterStore:
                 for r in excess:
                     del self._records[r.id]
                 evicted[f"{status.value}:max_count"] += len(excess)
+        if policy.ledger_max_age is not None:
+            evicted[LEDGER_EVICTED] += self._prune_ledger(now - policy.ledger_max_age)
         result = {k: v for k, v in evicted.items() if v}
         self._evicted.update(result)
         return SweepResult(result)
+
+    def _prune_ledger(self, cutoff: float) -> int:
+        """Remove the ledger entries older than *cutoff* that no record can use; return how many."""
+        idempotency_keys = {r.idempotency_key for r in self._records.values() if r.idempotency_key}
+        victims = [
+            key
+            for key, entry in self._ledger.items()
+            if ledger_prunable(
+                entry, cutoff=cutoff, record_ids=self._records, idempotency_keys=idempotency_keys
+            )
+        ]
+        for key in victims:
+            del self._ledger[key]
+        return len(victims)
 
     async def begin_replay(self, record_id: str, *, lease: float, force: bool = False) -> Decision:
         """Decide and store a replay request atomically."""

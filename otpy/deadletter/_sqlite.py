@@ -55,6 +55,7 @@ from ._record import (
 )
 from ._store import (
     ALL,
+    LEDGER_EVICTED,
     Action,
     DeadLetterFilter,
     Decision,
@@ -527,6 +528,29 @@ _STATISTICS: Final = """
     UNION ALL SELECT 'counter', name, value FROM counters
 """
 
+# 'dead_letter:<id>' (12 characters, then the id) is DeadLetter.replay_key for a record
+# without an idempotency key: that record still uses the entry.
+PRUNE_LEDGER: Final = """
+    DELETE FROM ledger WHERE key IN (
+        SELECT l.key FROM ledger AS l
+        WHERE l.updated_at < ?
+            AND NOT EXISTS (SELECT 1 FROM dead_letters AS d WHERE d.id = l.record_id)
+            AND NOT EXISTS (SELECT 1 FROM dead_letters AS d WHERE d.idempotency_key = l.key)
+            AND NOT (
+                substr(l.key, 1, 12) = 'dead_letter:'
+                AND EXISTS (SELECT 1 FROM dead_letters AS d WHERE d.id = substr(l.key, 13))
+            )
+        LIMIT ?
+    )
+"""
+"""Delete (a chunk of) the ledger entries :func:`~otpy.deadletter.ledger_prunable` allows.
+
+Parameters: the cutoff (``now - ledger_max_age``) and the chunk size. It reads the
+ledger once; each old entry costs three lookups in ``dead_letters``: by primary key
+(its ``record_id``), by the ``dead_letters_idempotency_key`` index (its key), and by
+primary key again for a key ``dead_letter:<id>``. It never scans ``dead_letters``.
+"""
+
 # -- errors -----------------------------------------------------------------------------
 
 
@@ -995,9 +1019,11 @@ class SQLiteDeadLetterStore:
     async def sweep(self, policy: RetentionPolicy) -> SweepResult:
         """Evict by age, then by count (oldest first), per status; never running records (D5).
 
-        Evictions go in transactions of at most ``SWEEP_CHUNK`` records, each adding
-        its evictions to the persisted counters, so a large first sweep never holds
-        the write lock (and so the writer) for long.
+        Then prune the idempotency ledger by ``policy.ledger_max_age``, looking up each
+        old entry's records by index (never scanning them). Evictions go in
+        transactions of at most ``SWEEP_CHUNK`` records (or ledger entries), each
+        adding its evictions to the persisted counters, so a large first sweep never
+        holds the write lock (and so the writer) for long.
         """
         now = self.clock()
         evicted: dict[str, int] = {}
@@ -1011,6 +1037,8 @@ class SQLiteDeadLetterStore:
                 evicted[f"{status.value}:max_count"] = await self._evict(
                     status, "max_count", excess
                 )
+        if policy.ledger_max_age is not None:
+            evicted[LEDGER_EVICTED] = await self._prune_ledger(now - policy.ledger_max_age)
         return SweepResult({name: n for name, n in evicted.items() if n})
 
     async def _evict(
@@ -1025,6 +1053,26 @@ class SQLiteDeadLetterStore:
         async def chunk(db: aiosqlite.Connection) -> int:
             select, params = await victims(db)
             cursor = await db.execute(f"DELETE FROM dead_letters WHERE id IN ({select})", params)
+            if cursor.rowcount:
+                await db.execute(_BUMP, (counter, cursor.rowcount))
+            return cursor.rowcount
+
+        total = 0
+        while True:
+            deleted = await self._write(chunk)
+            total += deleted
+            if deleted < SWEEP_CHUNK:
+                return total
+
+    async def _prune_ledger(self, cutoff: float) -> int:
+        """Delete ledger entries older than *cutoff* that no record can use; return how many.
+
+        A chunk per transaction, each counted in the persisted counters, as :meth:`_evict`.
+        """
+        counter = f"evicted:{LEDGER_EVICTED}"
+
+        async def chunk(db: aiosqlite.Connection) -> int:
+            cursor = await db.execute(PRUNE_LEDGER, (cutoff, SWEEP_CHUNK))
             if cursor.rowcount:
                 await db.execute(_BUMP, (counter, cursor.rowcount))
             return cursor.rowcount

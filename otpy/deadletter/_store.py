@@ -9,7 +9,7 @@ in-memory stores cannot disagree: each store only runs them atomically (one
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 import attrs
 
@@ -17,10 +17,11 @@ from ._record import DeadLetter, ReplayOutcome, ReplayStatus, Source, Status
 
 if TYPE_CHECKING:
     import builtins
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Container, Iterable, Sequence
 
 __all__ = [
     "ALL",
+    "LEDGER_EVICTED",
     "Action",
     "DeadLetterFilter",
     "DeadLetterStore",
@@ -35,6 +36,7 @@ __all__ = [
     "SweepResult",
     "decide_replay",
     "finish_replay",
+    "ledger_prunable",
     "reclaim",
     "resolve",
 ]
@@ -117,8 +119,10 @@ class StoreStatistics:
         by_key: records per dead-letter key (the 20 largest).
         by_replay_status: records per replay status.
         evicted: records evicted by retention since the store was created, per
-            ``"<status>:<rule>"`` (``"archived:max_age"``...); persisted, so it
-            survives restarts.
+            ``"<status>:<rule>"`` (``"archived:max_age"``...), and idempotency
+            ledger entries pruned, as ``"ledger:max_age"``
+            (:attr:`RetentionPolicy.ledger_max_age`); persisted, so it survives
+            restarts.
         captured: records captured since the store was created.
     """
 
@@ -159,15 +163,44 @@ class RetentionPolicy:
     :attr:`StoreStatistics.evicted` and logged; active limits, when set, are logged
     at WARNING.
 
+    The sweep also prunes the idempotency ledger (D8), after evicting records. An
+    entry is removed only when both hold:
+
+    a. it was last updated more than ``ledger_max_age`` seconds ago, and
+    b. no stored record can use it any more: no record has the entry's
+       ``record_id`` as its id, no record has the entry's key as its
+       ``idempotency_key``, and, for a key ``dead_letter:<id>``, no record has
+       that id.
+
+    Both, because each protects against a different second send. Without (b), a
+    record that shares an idempotency key with the one whose replay committed it
+    would no longer find the committed entry, and its replay would run the side
+    effect a second time. Without (a), a duplicate of the original request that is
+    captured later with the same idempotency key would find no entry and be sent
+    again; the age keeps that protection for ``ledger_max_age`` seconds. After that
+    such a duplicate *is* replayed: that is the trade-off that keeps the store file
+    from growing without bound. Counted as ``"ledger:max_age"``.
+
     Attributes:
         active: limits for active records (none by default).
         archived: limits for archived records.
         interval: seconds between sweeps.
+        ledger_max_age: seconds after its last update that a ledger entry no stored
+            record can use is pruned (90 days by default); ``None`` never prunes.
     """
 
     active: RetentionRule = RetentionRule()
     archived: RetentionRule = RetentionRule(max_count=100_000, max_age=30 * 86400.0)
     interval: float = attrs.field(default=300.0, validator=attrs.validators.gt(0))
+    ledger_max_age: float | None = attrs.field(default=90 * 86400.0)
+
+    @ledger_max_age.validator
+    def _check_ledger_max_age(self, _attribute: object, value: float | None) -> None:
+        if value is not None and not value > 0:  # `not >` also refuses NaN
+            raise ValueError(
+                f"retention policy: ledger_max_age must be > 0 seconds, got {value!r}; "
+                "use None to never prune the idempotency ledger"
+            )
 
     def rule_for(self, status: Status) -> RetentionRule:
         """Return the rule for *status*."""
@@ -176,13 +209,16 @@ class RetentionPolicy:
 
 @attrs.frozen
 class SweepResult:
-    """What one retention sweep evicted, per ``"<status>:<rule>"``."""
+    """What one retention sweep evicted, per ``"<status>:<rule>"``.
+
+    Idempotency ledger entries it pruned are counted as ``"ledger:max_age"``.
+    """
 
     evicted: dict[str, int]
 
     @property
     def total(self) -> int:
-        """Records evicted in all."""
+        """Records evicted and ledger entries pruned, in all."""
         return sum(self.evicted.values())
 
 
@@ -212,6 +248,44 @@ class LedgerEntry:
     record_id: str
     expires_at: float | None
     updated_at: float
+
+
+LEDGER_EVICTED: Final = "ledger:max_age"
+"""The key of :attr:`SweepResult.evicted` and :attr:`StoreStatistics.evicted` that
+counts idempotency ledger entries pruned by :attr:`RetentionPolicy.ledger_max_age`."""
+
+_OWN_KEY_PREFIX: Final = "dead_letter:"
+"""The prefix of :attr:`DeadLetter.replay_key` for a record without an idempotency key."""
+
+
+def ledger_prunable(
+    entry: LedgerEntry,
+    *,
+    cutoff: float,
+    record_ids: Container[str],
+    idempotency_keys: Container[str],
+) -> bool:
+    """Return whether the retention sweep may remove *entry* (D5, D8).
+
+    Only when it was last updated before *cutoff* (``now - ledger_max_age``) and no
+    stored record can use it: no record's id is its ``record_id``, no record's
+    ``idempotency_key`` is its key, and no record's own key ``dead_letter:<id>`` is
+    its key. See :class:`RetentionPolicy` for why both. A pending entry whose record
+    still exists is therefore never removed.
+
+    Args:
+        entry: the ledger entry.
+        cutoff: entries updated at or after this wall-clock time are kept.
+        record_ids: the ids of the stored records.
+        idempotency_keys: the idempotency keys of the stored records.
+    """
+    if entry.updated_at >= cutoff or entry.record_id in record_ids:
+        return False
+    if entry.key in idempotency_keys:
+        return False
+    if entry.key.startswith(_OWN_KEY_PREFIX):
+        return entry.key[len(_OWN_KEY_PREFIX) :] not in record_ids
+    return True
 
 
 class Action(enum.Enum):

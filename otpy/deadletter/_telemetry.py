@@ -16,6 +16,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, get_current_span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from ..telemetry._events import get_meter, get_tracer
+from ._store import LEDGER_EVICTED
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -187,12 +188,15 @@ def _end_failed(span: Span, exc: Exception) -> None:
 
 
 def record_evictions(evicted: dict[str, int]) -> None:
-    """Count a sweep's evictions (keys ``"<status>:<rule>"``) in `METRIC_EVICTIONS`."""
+    """Count a sweep's evictions (keys ``"<status>:<rule>"``) in `METRIC_EVICTIONS`.
+
+    Pruned ledger entries (``"ledger:max_age"``) are not records and are left out.
+    """
     try:
         counter = _evictions_counter()
         for key, count in evicted.items():
             status, _, rule = key.partition(":")
-            if count:
+            if count and key != LEDGER_EVICTED:
                 counter.add(count, {ATTR_STATUS: status, ATTR_RULE: rule})
     except Exception:
         logger.debug("could not count dead-letter evictions", exc_info=True)

@@ -26,7 +26,7 @@ from .._core._mailbox import MailboxConfig, Overflow
 from .._core._node import current_node
 from .._exceptions import ActorStopped, CallTimeout, DeadLetterError, MailboxFull
 from ._record import DeadLetter, Status
-from ._store import RetentionPolicy
+from ._store import LEDGER_EVICTED, RetentionPolicy
 from ._telemetry import record_dropped, record_evictions, store_kind, write_span
 
 if TYPE_CHECKING:
@@ -575,7 +575,9 @@ class RetentionSweeper(Actor):
 
     Every eviction is logged (INFO for archived records, WARNING for active ones:
     those were waiting for a decision) and counted in ``otpy.deadletter.evictions``
-    by status and rule. A store error is logged and the next sweep tries again.
+    by status and rule. Idempotency ledger entries pruned by
+    ``policy.ledger_max_age`` are logged at INFO; they are not records, so that
+    metric leaves them out. A store error is logged and the next sweep tries again.
     """
 
     async def init(self, store: DeadLetterStore, policy: RetentionPolicy | None = None) -> None:
@@ -605,7 +607,13 @@ class RetentionSweeper(Actor):
         self.evicted.update(result.evicted)
         for key, count in sorted(result.evicted.items()):
             status, _, rule = key.partition(":")
-            if status == Status.ACTIVE.value:
+            if key == LEDGER_EVICTED:
+                logger.info(
+                    "dead-letter retention pruned %d idempotency ledger entries: older than "
+                    "ledger_max_age, and no stored record uses them",
+                    count,
+                )
+            elif status == Status.ACTIVE.value:
                 logger.warning(
                     "dead-letter retention evicted %d active records by %s: they were never "
                     "replayed or archived; check RetentionPolicy.active",

@@ -401,6 +401,28 @@ async def test_d5_large_sweeps_evict_in_chunks_and_count_everything(
         assert [r.id for r in (await store.list()).records] == [r.id for r in reversed(young[5:])]
 
 
+async def test_d5_d8_large_ledger_prunes_go_in_chunks_and_persist_their_count(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """D5, D8: pruning more ledger entries than one chunk commits chunk by chunk; the count survives reopening."""
+    monkeypatch.setattr(_sqlite, "SWEEP_CHUNK", 2)
+    clock = [T0]
+    async with open_store(path, clock=lambda: clock[0]) as store:
+        records = [make(idempotency_key=f"order-{n}") for n in range(6)]
+        await store.add_many(records)
+        for record in records:
+            decision = await store.begin_replay(record.id, lease=30.0)
+            assert await store.mark_started(decision.record)
+            await store.finish(record.id, ReplayOutcome.REPLAYED)
+        await store.purge(only_ids(tuple(r.id for r in records[:5])))
+        clock[0] += 90 * 86400.0 + 1.0
+        result = await store.sweep(RetentionPolicy())
+        assert result.evicted == {"ledger:max_age": 5}
+    async with open_store(path) as store:
+        assert (await store.statistics()).evicted == {"ledger:max_age": 5}
+        assert [await store.ledger(f"order-{n}") is None for n in range(6)] == [True] * 5 + [False]
+
+
 # -- locking and concurrency ----------------------------------------------------------
 
 
@@ -693,6 +715,27 @@ async def test_reclaim_reads_only_running_records_through_an_index(path: Path) -
     assert any(
         "SEARCH d USING INDEX dead_letters_replay_status_id (replay_status=?)" in s for s in plan
     )
+
+
+async def test_d5_d8_ledger_pruning_never_scans_the_records(path: Path) -> None:
+    """D5, D8: pruning reads the ledger once and looks each entry's records up by index, never scanning them."""
+    async with open_store(path):
+        pass
+    with sqlite3.connect(path) as connection:
+        plan = [
+            row[3]
+            for row in connection.execute(
+                f"EXPLAIN QUERY PLAN {_sqlite.PRUNE_LEDGER}", (T0, _sqlite.SWEEP_CHUNK)
+            )
+        ]
+    connection.close()
+    lookups = [step for step in plan if " d " in f" {step} "]
+    assert lookups == [
+        "SEARCH d USING COVERING INDEX sqlite_autoindex_dead_letters_1 (id=?)",
+        "SEARCH d USING COVERING INDEX dead_letters_idempotency_key (idempotency_key=?)",
+        "SEARCH d USING COVERING INDEX sqlite_autoindex_dead_letters_1 (id=?)",
+    ], plan
+    assert "SEARCH ledger USING INDEX sqlite_autoindex_ledger_1 (key=?)" in plan
 
 
 # -- error translation ----------------------------------------------------------------

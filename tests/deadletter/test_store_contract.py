@@ -581,6 +581,222 @@ async def test_d5_sweep_never_evicts_running_records(
     assert idle.id not in await listed_ids(store)
 
 
+# -- retention of the idempotency ledger ----------------------------------------------
+
+DAY = 86400.0
+LEDGER_AGE = 90 * DAY  # RetentionPolicy's default ledger_max_age
+
+
+@pytest.mark.parametrize("age", [0, -1.0, float("nan")])
+def test_d5_retention_policy_refuses_a_ledger_max_age_not_above_zero(age: float) -> None:
+    """D5: ledger_max_age must be > 0 seconds, and the error says None is how to never prune."""
+    with pytest.raises(
+        ValueError,
+        match=rf"^retention policy: ledger_max_age must be > 0 seconds, got {age!r}; "
+        "use None to never prune the idempotency ledger$",
+    ):
+        RetentionPolicy(ledger_max_age=age)
+
+
+def test_d5_retention_policy_ledger_max_age_defaults_to_90_days() -> None:
+    """D5: by default the ledger keeps unused entries 90 days; None and any positive age are valid."""
+    assert RetentionPolicy().ledger_max_age == 90 * 86400.0
+    assert RetentionPolicy(ledger_max_age=None).ledger_max_age is None
+    assert RetentionPolicy(ledger_max_age=0.5).ledger_max_age == 0.5
+
+
+async def replayed(store: DeadLetterStore, record: DeadLetter) -> None:
+    """Replay *record* successfully, so its replay key is committed in the ledger."""
+    decision = await store.begin_replay(record.id, lease=30.0)
+    assert decision.action is Action.PROCEED
+    assert await store.mark_started(decision.record)
+    await store.finish(record.id, ReplayOutcome.REPLAYED)
+
+
+async def test_d5_d8_sweep_prunes_old_ledger_entries_no_record_can_use(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D5, D8: entries of purged records, last updated more than ledger_max_age ago, are pruned and counted."""
+    keyed, unkeyed = await add(store, make(clock, idempotency_key="order-1"), make(clock))
+    await replayed(store, keyed)
+    await replayed(store, unkeyed)
+    assert await store.purge(DeadLetterFilter()) == 2
+    clock.advance(LEDGER_AGE + 1.0)
+    result = await store.sweep(RetentionPolicy())
+    assert result.evicted == {"ledger:max_age": 2}
+    assert result.total == 2
+    assert await store.ledger("order-1") is None
+    assert await store.ledger(unkeyed.replay_key) is None
+    assert (await store.statistics()).evicted == {"ledger:max_age": 2}
+    assert (await store.sweep(RetentionPolicy())).evicted == {}
+
+
+@pytest.mark.parametrize(
+    "age", [pytest.param(LEDGER_AGE - 1.0, id="younger"), pytest.param(LEDGER_AGE, id="exactly")]
+)
+async def test_d5_d8_sweep_keeps_ledger_entries_up_to_ledger_max_age_old(
+    store: DeadLetterStore, clock: FakeClock, age: float
+) -> None:
+    """D5, D8 twin: an unused entry younger than, or exactly, ledger_max_age old is kept."""
+    (record,) = await add(store, make(clock, idempotency_key="order-2"))
+    await replayed(store, record)
+    await store.purge(DeadLetterFilter())
+    clock.advance(age)
+    assert (await store.sweep(RetentionPolicy())).evicted == {}
+    entry = await store.ledger("order-2")
+    assert entry is not None
+    assert entry.state is LedgerState.COMMITTED
+
+
+async def test_d5_d8_sweep_keeps_a_key_another_record_still_carries(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D5, D8: an entry whose key is another stored record's idempotency key is kept however old.
+
+    Pruning it would let that record's replay send the side effect a second time.
+    """
+    first, second = await add(
+        store, make(clock, idempotency_key="order-3"), make(clock, idempotency_key="order-3")
+    )
+    await replayed(store, first)
+    await store.purge(only_ids((first.id,)))
+    clock.advance(10 * 365 * DAY)
+    assert (await store.sweep(RetentionPolicy(ledger_max_age=1.0))).evicted == {}
+    entry = await store.ledger("order-3")
+    assert entry is not None
+    assert (entry.state, entry.record_id) == (LedgerState.COMMITTED, first.id)
+    settled = await store.begin_replay(second.id, lease=30.0)
+    assert (settled.action, settled.outcome) == (Action.SETTLE, ReplayOutcome.ALREADY_REPLAYED)
+
+
+async def test_d5_d8_sweep_keeps_a_dead_letter_key_whose_record_exists(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D5, D8: a key ``dead_letter:<id>`` committed by another record is kept while record <id> exists.
+
+    The stored record replays under that key (it has no idempotency key of its own),
+    so it still uses the entry although neither its id nor its idempotency key match.
+    """
+    (plain,) = await add(store, make(clock))
+    (borrower,) = await add(store, make(clock, idempotency_key=plain.replay_key))
+    await replayed(store, borrower)
+    await store.purge(only_ids((borrower.id,)))
+    clock.advance(10 * 365 * DAY)
+    assert (await store.sweep(RetentionPolicy(ledger_max_age=1.0))).evicted == {}
+    assert await store.ledger(plain.replay_key) is not None
+    settled = await store.begin_replay(plain.id, lease=30.0)
+    assert settled.outcome is ReplayOutcome.ALREADY_REPLAYED
+
+
+@pytest.mark.parametrize("idempotency_key", [None, "pay-9"])
+async def test_d5_d8_sweep_never_prunes_the_pending_entry_of_an_in_doubt_record(
+    store: DeadLetterStore, clock: FakeClock, idempotency_key: str | None
+) -> None:
+    """D5, D8: a pending entry whose record still exists (in doubt) is kept however old.
+
+    It is the store's evidence that the side effect may have happened, and it stays
+    as long as the record does.
+    """
+    (record,) = await add(store, make(clock, idempotency_key=idempotency_key))
+    decision = await store.begin_replay(record.id, lease=30.0)
+    assert await store.mark_started(decision.record)
+    await store.finish(record.id, ReplayOutcome.IN_DOUBT, error="timeout after send")
+    clock.advance(10 * 365 * DAY)
+    assert (await store.sweep(RetentionPolicy(ledger_max_age=1.0))).evicted == {}
+    entry = await store.ledger(record.replay_key)
+    assert entry is not None
+    assert (entry.state, entry.record_id) == (LedgerState.PENDING, record.id)
+    refused = await store.begin_replay(record.id, lease=30.0)
+    assert (refused.action, refused.outcome) == (Action.REFUSE, ReplayOutcome.IN_DOUBT)
+
+
+async def test_d5_d8_d9_sweep_keeps_the_pending_entry_of_a_dead_worker_until_reclaimed(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D5, D8, D9: a dead worker's old pending entry survives the sweep, so reclaim still finds it in doubt.
+
+    Had the sweep pruned it, the reclaimer would take the side effect for never
+    started and resubmit the record: a second send.
+    """
+    (record,) = await add(store, make(clock, idempotency_key="pay-10"))
+    decision = await store.begin_replay(record.id, lease=30.0)
+    assert await store.mark_started(decision.record)
+    clock.advance(10 * 365 * DAY)
+    assert (await store.sweep(RetentionPolicy(ledger_max_age=1.0))).evicted == {}
+    (reclaimed,) = await store.reclaim_expired()
+    assert not reclaimed.resubmit
+    assert reclaimed.record.replay.status is ReplayStatus.IN_DOUBT
+
+
+async def test_d5_d8_ledger_max_age_none_never_prunes(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D5, D8: with ledger_max_age=None the ledger keeps even ancient entries no record uses."""
+    (record,) = await add(store, make(clock, idempotency_key="order-4"))
+    await replayed(store, record)
+    await store.purge(DeadLetterFilter())
+    clock.advance(10 * 365 * DAY)
+    assert (await store.sweep(RetentionPolicy(ledger_max_age=None))).evicted == {}
+    assert await store.ledger("order-4") is not None
+    assert (await store.statistics()).evicted == {}
+
+
+async def test_d5_d8_records_evicted_by_a_sweep_lose_their_ledger_entries_in_it(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D5, D8: a sweep evicts records first, then prunes the old entries they leave; both counted."""
+    keyed, unkeyed = await add(store, make(clock, idempotency_key="order-5"), make(clock))
+    await replayed(store, keyed)
+    await replayed(store, unkeyed)
+    await store.archive(DeadLetterFilter())
+    clock.advance(LEDGER_AGE + 1.0)
+    result = await store.sweep(RetentionPolicy())
+    assert result.evicted == {"archived:max_age": 2, "ledger:max_age": 2}
+    assert result.total == 4
+    assert await store.count() == 0
+    assert await store.ledger("order-5") is None
+    stats = await store.statistics()
+    assert stats.evicted == {"archived:max_age": 2, "ledger:max_age": 2}
+
+
+async def test_d5_d8_duplicate_captured_within_ledger_max_age_is_already_replayed(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D5, D8: a later duplicate of a replayed request finds the kept entry; its side effect never runs."""
+    (original,) = await add(store, make(clock, idempotency_key="order-6"))
+    await replayed(store, original)
+    await store.purge(DeadLetterFilter())
+    clock.advance(LEDGER_AGE)
+    await store.sweep(RetentionPolicy())
+    (duplicate,) = await add(store, make(clock, idempotency_key="order-6"))
+    settled = await store.begin_replay(duplicate.id, lease=30.0)
+    assert (settled.action, settled.outcome) == (Action.SETTLE, ReplayOutcome.ALREADY_REPLAYED)
+
+
+async def test_d5_d8_duplicate_captured_after_pruning_replays_again(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D5, D8: once its entry is pruned, a later duplicate with the same key replays: its side effect runs.
+
+    This is the documented trade-off of RetentionPolicy.ledger_max_age: the ledger
+    stops protecting against duplicates captured more than that long after the
+    original replay, so the store file does not grow without bound.
+    """
+    (original,) = await add(store, make(clock, idempotency_key="order-7"))
+    await replayed(store, original)
+    await store.purge(DeadLetterFilter())
+    clock.advance(LEDGER_AGE + 1.0)
+    assert (await store.sweep(RetentionPolicy())).evicted == {"ledger:max_age": 1}
+    (duplicate,) = await add(store, make(clock, idempotency_key="order-7"))
+    decision = await store.begin_replay(duplicate.id, lease=30.0)
+    assert decision.action is Action.PROCEED
+    assert await store.mark_started(decision.record)  # the side effect runs again
+    await store.finish(duplicate.id, ReplayOutcome.REPLAYED)
+    entry = await store.ledger("order-7")
+    assert entry is not None
+    assert (entry.state, entry.record_id) == (LedgerState.COMMITTED, duplicate.id)
+
+
 # -- the replay guard -----------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from otpy.deadletter import (
     DeadLettersStatistics,
     DeadLetterWriter,
     MemoryDeadLetterStore,
+    ReplayOutcome,
     RetentionPolicy,
     RetentionRule,
     Source,
@@ -460,6 +461,44 @@ async def test_evicting_active_records_is_logged_as_a_warning(
     [warning] = [r for r in caplog.records if "retention evicted" in r.getMessage()]
     assert warning.levelno == logging.WARNING
     assert warning.getMessage().startswith("dead-letter retention evicted 2 active records")
+
+
+@VIRTUAL_TIME
+async def test_pruned_ledger_entries_are_logged_as_such_and_not_counted_as_evictions(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """D5, D8: ledger entries a sweep prunes are logged at INFO; the evictions metric counts records only."""
+    caplog.set_level(logging.INFO, logger="otpy.deadletter")
+    now = [1e9]
+    inner = MemoryDeadLetterStore(clock=lambda: now[0])
+    dead = DeadLetter.capture(
+        key="orders",
+        source=Source.OUTBOUND,
+        reason_class="HTTPError",
+        payload=b"body",
+        idempotency_key="order-1",
+        now=now[0],
+    )
+    await inner.add_many([dead])
+    assert await inner.mark_started((await inner.begin_replay(dead.id, lease=30.0)).record)
+    await inner.finish(dead.id, ReplayOutcome.REPLAYED)
+    await inner.archive(DeadLetterFilter())
+    now[0] += 90 * 86400.0 + 1.0
+    with capture_metrics() as reader:
+        async with otpy.open_supervisor(dead_letter_children(inner)):
+            await anyio.wait_all_tasks_blocked()
+        evictions = _sum_points(reader, METRIC_EVICTIONS)
+    assert evictions == {((ATTR_RULE, "max_age"), (ATTR_STATUS, "archived")): 1}
+    assert (await inner.statistics()).evicted == {"archived:max_age": 1, "ledger:max_age": 1}
+    logged = [(r.levelno, r.getMessage()) for r in caplog.records if "retention" in r.getMessage()]
+    assert logged == [
+        (logging.INFO, "dead-letter retention evicted 1 archived records by max_age"),
+        (
+            logging.INFO,
+            "dead-letter retention pruned 1 idempotency ledger entries: older than "
+            "ledger_max_age, and no stored record uses them",
+        ),
+    ]
 
 
 class FlakySweeps:
