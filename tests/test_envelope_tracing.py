@@ -7,6 +7,7 @@ restart, and a second hop, and that it never leaks into the next message.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -173,3 +174,17 @@ async def test_without_a_span_messages_travel_bare() -> None:
         await ref.resume()
         await ref.stop()
     await anyio.lowlevel.checkpoint()
+
+
+async def test_a_crash_report_names_the_message_type_not_the_envelope(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A8/S15: the crash report's last_message is the message's own type when it came traced."""
+    with capture_spans(), caplog.at_level(logging.ERROR, logger="otpy.actor"):
+        async with otpy.open_node() as node:
+            ref = await node.spawn(Fragile)
+            with get_tracer().start_as_current_span("request"):
+                await ref.cast("payload")
+            await ref.wait_exited()
+    [report] = [r.otpy_report for r in caplog.records if hasattr(r, "otpy_report")]
+    assert report["last_message"] == "cast:str"

@@ -862,7 +862,9 @@ class ActorRef:
                     "otpy_report": {
                         "actor": self.label,
                         "reason": _short(reason),
-                        "last_message": _KIND_NAMES.get(item[0], "?") + ":" + type(item[1]).__name__
+                        "last_message": _KIND_NAMES.get(item[0], "?")
+                        + ":"
+                        + type(_envelope.unwrap(item[1])).__name__
                         if item
                         else None,
                         "state": self._format_status(),
