@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import textwrap
@@ -264,3 +265,47 @@ def test_run_falls_back_to_plain_asyncio_without_uvloop(monkeypatch: pytest.Monk
     assert _backend_options() == {"use_uvloop": True}
     monkeypatch.setitem(sys.modules, "uvloop", None)
     assert _backend_options() == {}
+
+
+def test_s15_log_format_json_writes_structured_reports(telemetry: FakeTelemetry) -> None:
+    """S15: --log-format json gives one JSON object per line, with the supervisor's report."""
+    result = invoke("run", "trees:fails_to_start", "--log-format", "json")
+    assert result.exit_code == 1
+    entries = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    [start_error] = [e for e in entries if e.get("report", {}).get("context") == "start_error"]
+    assert start_error["level"] == "error"
+    assert start_error["logger"] == "otpy.supervisor"
+    assert start_error["report"]["supervisor"] == "fails_to_start"
+    assert start_error["report"]["offender"]["id"] == "db"
+    assert "the database is not there" in start_error["report"]["reason"]
+    assert start_error["time"].endswith("+00:00")
+
+
+def test_json_lines_carry_the_exception_and_the_current_trace() -> None:
+    """A record logged inside a span names its trace; an exception keeps type and traceback."""
+    from opentelemetry import trace as otel_trace
+
+    from otpy.cli._run import JsonFormatter
+    from otpy.testing import capture_spans
+
+    try:
+        raise ValueError("bad input")
+    except ValueError:
+        record = logging.getLogger("t").makeRecord(
+            "t", logging.ERROR, __file__, 1, "failed %s", ("x",), sys.exc_info()
+        )
+    record.otpy_report = {"actor": "a", "last_message": "cast:str"}
+    with capture_spans(), otpy.telemetry.get_tracer().start_as_current_span("s") as span:
+        line = JsonFormatter().format(record)
+    entry = json.loads(line)
+    assert entry["message"] == "failed x"
+    assert entry["report"] == {"actor": "a", "last_message": "cast:str"}
+    assert entry["exception"]["type"] == "builtins.ValueError"
+    assert entry["exception"]["message"] == "bad input"
+    assert "Traceback" in entry["exception"]["traceback"]
+    context = span.get_span_context()
+    assert (entry["trace_id"], entry["span_id"]) == (
+        format(context.trace_id, "032x"),
+        format(context.span_id, "016x"),
+    )
+    assert otel_trace.get_current_span().get_span_context().is_valid is False

@@ -9,8 +9,10 @@ second one stops it at once.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import inspect
+import json
 import logging
 import os
 import shutil
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any, final
 
 import anyio
 import click
+from opentelemetry import trace
 
 import otpy
 from otpy.telemetry import describe_reason
@@ -32,7 +35,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup, TaskStatus
     from rich.console import Console
 
-__all__ = ["RunningNode", "TargetError", "load_target", "run", "run_node"]
+__all__ = ["JsonFormatter", "RunningNode", "TargetError", "load_target", "run", "run_node"]
 
 logger = logging.getLogger("otpy.cli")
 
@@ -345,10 +348,52 @@ class _OneLineFormatter(logging.Formatter):
         return line if len(line) <= width else line[: width - 1] + "…"
 
 
-def _install_logging(level: str, *, console: bool) -> logging.Handler:
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log collectors (S15).
+
+    Fields: ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``message``; ``report``
+    for otpy's structured crash and supervisor reports (supervisor, context, reason,
+    offender; actor, last message *type*, state as ``format_status`` shows it);
+    ``exception`` (type, message, traceback) when there is one; and ``trace_id`` /
+    ``span_id`` of the current span, so a crash line finds its trace. Message
+    contents are never included: reports carry types only.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        report = getattr(record, "otpy_report", None)
+        if report is not None:
+            entry["report"] = report
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            entry["exception"] = {
+                "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+                "message": str(exc),
+                "traceback": self.formatException(record.exc_info),
+            }
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            entry["trace_id"] = format(span.trace_id, "032x")
+            entry["span_id"] = format(span.span_id, "016x")
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+def _install_logging(level: str, *, console: bool, json_lines: bool = False) -> logging.Handler:
     handler = _StderrHandler()
     fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    handler.setFormatter(_OneLineFormatter(fmt, "%H:%M:%S") if console else logging.Formatter(fmt))
+    if json_lines:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            _OneLineFormatter(fmt, "%H:%M:%S") if console else logging.Formatter(fmt)
+        )
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(level.upper())
@@ -386,8 +431,22 @@ def _backend_options() -> dict[str, Any]:
     show_default=True,
     help="Log records at this level and above go to stderr.",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"], case_sensitive=False),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per line, with otpy's structured reports and trace ids.",
+)
 @click.pass_context
-def run(ctx: click.Context, target: str, console: bool, refresh: float, log_level: str) -> None:
+def run(
+    ctx: click.Context,
+    target: str,
+    console: bool,
+    refresh: float,
+    log_level: str,
+    log_format: str,
+) -> None:
     """Run a supervision tree as a node until Ctrl-C or SIGTERM.
 
     ATTR names an otpy.SupervisorSpec or otpy.DynamicSupervisorSpec in MODULE, or
@@ -411,7 +470,7 @@ def run(ctx: click.Context, target: str, console: bool, refresh: float, log_leve
         telemetry = configure_from_env()
     except TelemetryConfigError as exc:
         raise click.UsageError(f"telemetry is misconfigured: {exc}") from None
-    handler = _install_logging(log_level, console=console)
+    handler = _install_logging(log_level, console=console, json_lines=log_format == "json")
     try:
         code = anyio.run(
             functools.partial(run_node, spec, target=target, console=console, refresh=refresh),
