@@ -289,7 +289,7 @@ def test_json_lines_carry_the_exception_and_the_current_trace() -> None:
     from otpy.testing import capture_spans
 
     try:
-        raise ValueError("bad input")
+        raise ValueError("bad input, token=s3cr3t")
     except ValueError:
         record = logging.getLogger("t").makeRecord(
             "t", logging.ERROR, __file__, 1, "failed %s", ("x",), sys.exc_info()
@@ -301,8 +301,9 @@ def test_json_lines_carry_the_exception_and_the_current_trace() -> None:
     assert entry["message"] == "failed x"
     assert entry["report"] == {"actor": "a", "last_message": "cast:str"}
     assert entry["exception"]["type"] == "builtins.ValueError"
-    assert entry["exception"]["message"] == "bad input"
+    assert entry["exception"]["message"] == "bad input, token=[redacted]"
     assert "Traceback" in entry["exception"]["traceback"]
+    assert "s3cr3t" not in line
     context = span.get_span_context()
     assert (entry["trace_id"], entry["span_id"]) == (
         format(context.trace_id, "032x"),

@@ -25,6 +25,7 @@ import click
 from opentelemetry import trace
 
 import otpy
+from otpy.deadletter import redact
 from otpy.telemetry import describe_reason
 
 from ._target import TargetError, describe, resolve_target
@@ -356,7 +357,8 @@ class JsonFormatter(logging.Formatter):
     offender; actor, last message *type*, state as ``format_status`` shows it);
     ``exception`` (type, message, traceback) when there is one; and ``trace_id`` /
     ``span_id`` of the current span, so a crash line finds its trace. Message
-    contents are never included: reports carry types only.
+    contents are never included (reports carry types only), and credentials in
+    exception messages are redacted as dead-letter reasons are.
     """
 
     def format(self, record: logging.LogRecord) -> str:
@@ -375,8 +377,8 @@ class JsonFormatter(logging.Formatter):
             exc = record.exc_info[1]
             entry["exception"] = {
                 "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
-                "message": str(exc),
-                "traceback": self.formatException(record.exc_info),
+                "message": redact(str(exc)),
+                "traceback": redact(self.formatException(record.exc_info)),
             }
         span = trace.get_current_span().get_span_context()
         if span.is_valid:
