@@ -379,6 +379,17 @@ class PartitionedQueue(Generic[T]):
                     break
         return leftovers
 
+    def clear(self) -> list[tuple[str, T]]:
+        """Remove and return every item no worker has demanded yet; the queue stays open.
+
+        Items are returned as ``(key, item)`` pairs, partition by partition in order.
+        Outstanding items (demanded, or in a handler's hands) stay.
+        """
+        taken: collections.deque[tuple[str, T]] = collections.deque()
+        for part in self._parts:
+            part.queue._take_into(taken, len(part.queue))
+        return list(taken)
+
     def statistics(self) -> PartitionedQueueStatistics:
         """Return a snapshot: each partition's queue statistics and demand counters."""
         consumer = self._consumer

@@ -20,6 +20,7 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from .._core._actor import Actor
+from .._core._reasons import is_normal_exit
 from .._exceptions import (
     DeadLetterError,
     DeadLetterNotFound,
@@ -274,6 +275,27 @@ class Reclaimer(Actor):
         """Schedule the first sweep."""
         self.config = config
         self.send_after(config.reclaim_interval, _TICK)
+
+    async def terminate(self, reason: object) -> None:
+        """The replay supervisor is stopping (the reclaimer stops first): answer what waits.
+
+        Requests still queued would otherwise wait for their timeout; they are
+        answered at once with no outcome (nothing was replayed). Replays in progress
+        finish, or are answered by their worker.
+        """
+        if not is_normal_exit(reason):
+            return  # the reclaimer itself crashed: the workers carry on
+        for _key, job in self.config.queue.clear():
+            job.settle(
+                ReplayResult(
+                    record_id=job.request.record_id,
+                    outcome=None,
+                    error=(
+                        f"replay supervisor {self.config.name!r} stopped before this request "
+                        "ran; nothing was replayed: replay it again"
+                    ),
+                )
+            )
 
     async def handle_info(self, message: Any) -> None:
         """Sweep on the timer, then schedule the next sweep."""

@@ -949,3 +949,42 @@ async def test_replay_end_to_end_on_the_sqlite_store(
             assert entry.state is LedgerState.COMMITTED
         assert (await reopened.get(records[3].id)).replay.attempts == 2
     assert dest.effects == Counter({f"pay-{i}": 1 for i in range(4)})
+
+
+@pytest.mark.parametrize("anyio_backend", [virtual_time()])
+async def test_requests_queued_when_the_supervisor_stops_are_answered_at_once(
+    store: MemoryDeadLetterStore, dest: Destination, clock: FakeClock
+) -> None:
+    """A request still queued when the replay supervisor stops gets no outcome at once.
+
+    It is not left waiting for its timeout, and nothing is sent; the replay in hand
+    finishes (a graceful stop).
+    """
+    first, second = capture(clock), capture(clock)
+    await store.add_many([first, second])
+    entered, release = anyio.Event(), anyio.Event()
+    dest.before[first.id] = blocker(entered, release)
+    results: dict[str, ReplayResult] = {}
+
+    async def replay(replayer: Replayer, record_id: str) -> None:
+        results[record_id] = await replayer.replay(record_id, timeout=120)
+        if record_id == second.id:
+            release.set()  # only once the queued one has its answer
+
+    async with (
+        anyio.create_task_group() as tg,
+        open_replayer(store, {Source.OUTBOUND: dest.send}) as replayer,
+    ):
+        tg.start_soon(replay, replayer, first.id)
+        await entered.wait()
+        tg.start_soon(replay, replayer, second.id)
+        await anyio.wait_all_tasks_blocked()
+    late = results[second.id]
+    assert late.outcome is None
+    assert late.error == (
+        "replay supervisor 'replay' stopped before this request ran; nothing was replayed: "
+        "replay it again"
+    )
+    assert results[first.id].outcome is ReplayOutcome.REPLAYED
+    assert dest.order == [first.id]
+    assert (await store.get(second.id)).replay.status is ReplayStatus.NEVER

@@ -559,3 +559,30 @@ def test_drain_timeout_must_be_positive() -> None:
     queue: PartitionedQueue[int] = PartitionedQueue(1, 8, name="jobs")
     with pytest.raises(ValueError, match=r"queue 'jobs': drain timeout must be > 0, got 0"):
         queue.drain_spec(0)
+
+
+async def test_clear_takes_what_no_worker_demanded_and_leaves_the_queue_open() -> None:
+    """clear() hands back the undemanded items in order; the item in hand stays; puts go on."""
+    queue: PartitionedQueue[int] = PartitionedQueue(2, 8, name="q")
+    a = key_in(0, 2)
+    entered, release = anyio.Event(), anyio.Event()
+    seen: list[int] = []
+
+    async def handler(key: str, item: int) -> None:
+        if item == 0:
+            entered.set()
+            await release.wait()
+        seen.append(item)
+
+    async with open_partitioned_workers(queue, handler, max_demand=1):
+        await queue.put(a, 0)
+        await entered.wait()
+        for n in (1, 2):
+            await queue.put(a, n)
+        assert queue.clear() == [(a, 1), (a, 2)]
+        assert queue.statistics().outstanding == 1  # the item in hand
+        assert queue.statistics().queued == 0
+        release.set()
+        await queue.put(a, 3)
+        assert await queue.aclose() == []
+    assert seen == [0, 3]
