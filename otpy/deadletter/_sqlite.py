@@ -1048,31 +1048,35 @@ class SQLiteDeadLetterStore:
         victims: Callable[[aiosqlite.Connection], Awaitable[tuple[str, tuple[object, ...]]]],
     ) -> int:
         """Delete what *victims* selects, a chunk per transaction, counting it; return how many."""
-        counter = f"evicted:{status.value}:{rule}"
 
-        async def chunk(db: aiosqlite.Connection) -> int:
+        async def delete(db: aiosqlite.Connection) -> aiosqlite.Cursor:
             select, params = await victims(db)
-            cursor = await db.execute(f"DELETE FROM dead_letters WHERE id IN ({select})", params)
-            if cursor.rowcount:
-                await db.execute(_BUMP, (counter, cursor.rowcount))
-            return cursor.rowcount
+            return await db.execute(f"DELETE FROM dead_letters WHERE id IN ({select})", params)
 
-        total = 0
-        while True:
-            deleted = await self._write(chunk)
-            total += deleted
-            if deleted < SWEEP_CHUNK:
-                return total
+        return await self._delete_in_chunks(f"evicted:{status.value}:{rule}", delete)
 
     async def _prune_ledger(self, cutoff: float) -> int:
-        """Delete ledger entries older than *cutoff* that no record can use; return how many.
+        """Delete ledger entries older than *cutoff* that no record can use; return how many."""
 
-        A chunk per transaction, each counted in the persisted counters, as :meth:`_evict`.
+        async def delete(db: aiosqlite.Connection) -> aiosqlite.Cursor:
+            return await db.execute(PRUNE_LEDGER, (cutoff, SWEEP_CHUNK))
+
+        return await self._delete_in_chunks(f"evicted:{LEDGER_EVICTED}", delete)
+
+    async def _delete_in_chunks(
+        self,
+        counter: str,
+        delete: Callable[[aiosqlite.Connection], Awaitable[aiosqlite.Cursor]],
+    ) -> int:
+        """Run *delete* (at most ``SWEEP_CHUNK`` rows) a transaction at a time until it
+        deletes fewer, adding each chunk to the persisted *counter*; return the total.
+
+        Short transactions: a large first sweep never holds the write lock (and so the
+        writer) for long.
         """
-        counter = f"evicted:{LEDGER_EVICTED}"
 
         async def chunk(db: aiosqlite.Connection) -> int:
-            cursor = await db.execute(PRUNE_LEDGER, (cutoff, SWEEP_CHUNK))
+            cursor = await delete(db)
             if cursor.rowcount:
                 await db.execute(_BUMP, (counter, cursor.rowcount))
             return cursor.rowcount
