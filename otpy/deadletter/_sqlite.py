@@ -152,7 +152,13 @@ _V1: Final = (
     "CREATE TABLE counters (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+_V2: Final = (
+    # Ledger pruning (RetentionPolicy.ledger_max_age) reads only the entries older
+    # than its cutoff, instead of the whole ledger at every sweep.
+    "CREATE INDEX ledger_updated_at ON ledger (updated_at)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 """``MIGRATIONS[n]`` takes a store from ``user_version`` n to n + 1, in one transaction."""
 
 _COLUMNS: Final = (
@@ -545,8 +551,9 @@ PRUNE_LEDGER: Final = """
 """
 """Delete (a chunk of) the ledger entries :func:`~otpy.deadletter.ledger_prunable` allows.
 
-Parameters: the cutoff (``now - ledger_max_age``) and the chunk size. It reads the
-ledger once; each old entry costs three lookups in ``dead_letters``: by primary key
+Parameters: the cutoff (``now - ledger_max_age``) and the chunk size. It reads only
+the ledger entries older than the cutoff (index ``ledger_updated_at``, schema
+version 2); each costs three lookups in ``dead_letters``: by primary key
 (its ``record_id``), by the ``dead_letters_idempotency_key`` index (its key), and by
 primary key again for a key ``dead_letter:<id>``. It never scans ``dead_letters``.
 """

@@ -114,12 +114,12 @@ def snapshot(path: Path) -> dict[str, bytes]:
 
 
 async def test_new_store_is_marked_and_versioned(path: Path) -> None:
-    """A new file gets otpy's application_id, schema version 1, and WAL journaling."""
+    """A new file gets otpy's application_id, the latest schema version (2), and WAL."""
     async with open_store(path) as store:
         assert store.path == str(path)
         assert repr(store) == f"<SQLiteDeadLetterStore {str(path)!r}>"
     assert pragma(path, "application_id") == APPLICATION_ID
-    assert pragma(path, "user_version") == len(_sqlite.MIGRATIONS) == 1
+    assert pragma(path, "user_version") == len(_sqlite.MIGRATIONS) == 2
     assert pragma(path, "journal_mode") == "wal"
 
 
@@ -147,7 +147,7 @@ async def test_reopening_is_idempotent(path: Path) -> None:
             connection.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall() == schema
         )
     connection.close()
-    assert pragma(path, "user_version") == 1
+    assert pragma(path, "user_version") == 2
 
 
 async def test_open_migrates_an_older_schema(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -159,7 +159,7 @@ async def test_open_migrates_an_older_schema(path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(_sqlite, "MIGRATIONS", (*_sqlite.MIGRATIONS, v2))
     async with open_store(path) as store:
         assert await store.get(record.id) == record
-    assert pragma(path, "user_version") == 2
+    assert pragma(path, "user_version") == 3
     with sqlite3.connect(path) as connection:
         columns = [row[1] for row in connection.execute("PRAGMA table_info(dead_letters)")]
     connection.close()
@@ -178,7 +178,7 @@ async def test_failed_migration_leaves_the_store_as_it_was(
     with pytest.raises(DeadLetterStoreError, match="sqlite failed with SQLITE_ERROR"):
         await SQLiteDeadLetterStore.open(path)
     monkeypatch.undo()
-    assert pragma(path, "user_version") == 1
+    assert pragma(path, "user_version") == 2
     async with open_store(path) as store:
         assert await store.get(record.id) == record
     with sqlite3.connect(path) as connection:
@@ -199,7 +199,7 @@ async def test_store_from_a_newer_otpy_is_refused_untouched(path: Path) -> None:
         StoreVersionTooNew, match="schema version 7 was written by a newer otpy"
     ) as info:
         await SQLiteDeadLetterStore.open(path)
-    assert (info.value.found, info.value.supported) == (7, 1)
+    assert (info.value.found, info.value.supported) == (7, 2)
     assert await anyio.Path(path).read_bytes() == before
 
 
@@ -736,6 +736,7 @@ async def test_d5_d8_ledger_pruning_never_scans_the_records(path: Path) -> None:
         "SEARCH d USING COVERING INDEX sqlite_autoindex_dead_letters_1 (id=?)",
     ], plan
     assert "SEARCH ledger USING INDEX sqlite_autoindex_ledger_1 (key=?)" in plan
+    assert "SEARCH l USING INDEX ledger_updated_at (updated_at<?)" in plan  # no ledger scan
 
 
 # -- error translation ----------------------------------------------------------------
@@ -772,3 +773,34 @@ def test_sqlite_errors_become_store_errors(
     assert type(error) is kind
     assert error.path == "dead.db"
     assert re.search(message, str(error))
+
+
+async def test_a_version_1_store_gains_the_ledger_index_and_keeps_its_ledger(path: Path) -> None:
+    """D5/D8: a store written before ledger pruning is migrated to version 2 on open.
+
+    The migration only adds the index pruning reads; records and ledger entries are
+    kept, and the old entry is pruned by the next sweep as usual.
+    """
+    record = make()
+    async with open_store(path) as store:
+        await store.add_many([record])
+    with sqlite3.connect(path, isolation_level=None) as connection:
+        connection.execute("DROP INDEX ledger_updated_at")
+        connection.execute(
+            "INSERT INTO ledger (key, state, record_id, expires_at, updated_at) "
+            "VALUES ('dead_letter:gone', 'committed', 'gone', NULL, ?)",
+            (T0,),
+        )
+        connection.execute("PRAGMA user_version = 1")
+    connection.close()
+    async with open_store(path, clock=lambda: T0 + 100 * 86400.0) as store:
+        assert await store.get(record.id) == record
+        assert pragma(path, "user_version") == 2
+        assert (await store.ledger("dead_letter:gone")) is not None
+        result = await store.sweep(RetentionPolicy())
+        assert result.evicted == {"ledger:max_age": 1}
+        assert (await store.ledger("dead_letter:gone")) is None
+    with sqlite3.connect(path) as connection:
+        indexes = [row[1] for row in connection.execute("PRAGMA index_list(ledger)")]
+    connection.close()
+    assert "ledger_updated_at" in indexes
