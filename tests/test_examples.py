@@ -20,6 +20,7 @@ KEY_LINES = {
     "dynamic_pool.py": "pool: 3 workers running, 1 restart",
     "monitors_links.py": "guardian (linked, trap_exit) alive: True",
     "one_for_all_pair.py": "both restarted: connection on session 2, reader on session 2",
+    "partitioned_deliveries.py": "nothing lost: 60 of 60 burst deliveries delivered or dead-lettered",
     "rest_for_one_pipeline.py": "store holds [30, 40]",
 }
 
