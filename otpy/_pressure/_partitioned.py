@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import inspect
 import logging
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeAlias, TypeVar, final
 
@@ -174,6 +175,27 @@ class _Partition(Generic[T]):
     processed: int = 0
     errors: int = 0
     redelivered: int = 0
+
+
+def _is_async(fn: object) -> bool:
+    """Whether calling *fn* returns an awaitable: an ``async def``, or an object with one as ``__call__``."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - an instance's async __call__
+    )
+
+
+def _check_callbacks(queue: str, handler: object, on_error: object) -> None:
+    """Refuse, when the spec is built, callbacks that would fail on every item."""
+    if not callable(handler) or not _is_async(handler):
+        raise TypeError(
+            f"workers of queue {queue!r}: handler must be an async function "
+            f"(async def handler(key, item)), got {handler!r}"
+        )
+    if on_error is not None and (not callable(on_error) or _is_async(on_error)):
+        raise TypeError(
+            f"workers of queue {queue!r}: on_error must be a plain function called "
+            f"synchronously (def on_error(key, item, exc)), got {on_error!r}"
+        )
 
 
 def _check_demand(queue: str, max_demand: int, min_demand: int | None) -> int:
@@ -461,7 +483,9 @@ class PartitionedQueue(Generic[T]):
 
         Raises:
             ValueError: *max_demand* or *min_demand* is out of range.
+            TypeError: *handler* is not an async function, or *on_error* is one.
         """
+        _check_callbacks(self._name, handler, on_error)
         consumer = _Consumer(
             handler, max_demand, _check_demand(self._name, max_demand, min_demand), on_error
         )
@@ -544,6 +568,11 @@ class PartitionedQueue(Generic[T]):
         """
         if not timeout > 0:
             raise ValueError(f"queue {self._name!r}: drain timeout must be > 0, got {timeout!r}")
+        if on_leftovers is not None and not _is_async(on_leftovers):
+            raise TypeError(
+                f"queue {self._name!r}: on_leftovers must be an async function "
+                f"(async def on_leftovers(queue_name, leftovers)), got {on_leftovers!r}"
+            )
         return ChildSpec(
             id=id or f"{self._name}.drain",
             start=QueueDrainer,

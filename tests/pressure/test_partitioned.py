@@ -586,3 +586,27 @@ async def test_clear_takes_what_no_worker_demanded_and_leaves_the_queue_open() -
         await queue.put(a, 3)
         assert await queue.aclose() == []
     assert seen == [0, 3]
+
+
+def test_callbacks_that_would_fail_on_every_item_are_refused_when_the_spec_is_built() -> None:
+    """A sync handler, an async on_error or a sync on_leftovers is a TypeError naming the fix."""
+    queue: PartitionedQueue[int] = PartitionedQueue(1, 8, name="jobs")
+    _, handler = recorder()
+
+    def sync_handler(key: str, item: int) -> None: ...
+
+    async def async_on_error(key: str, item: int, exc: Exception) -> None: ...
+
+    def sync_leftovers(queue_name: str, leftovers: list[tuple[str, int]]) -> None: ...
+
+    with pytest.raises(TypeError, match=r"handler must be an async function \(async def handler"):
+        queue.worker_specs(sync_handler)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"on_error must be a plain function called synchronously"):
+        queue.supervisor_spec(handler, on_error=async_on_error)
+    with pytest.raises(TypeError, match=r"on_leftovers must be an async function"):
+        queue.drain_spec(1.0, on_leftovers=sync_leftovers)  # type: ignore[arg-type]
+
+    class Handler:
+        async def __call__(self, key: str, item: int) -> None: ...
+
+    assert len(queue.worker_specs(Handler())) == 1  # an object with an async __call__ will do
