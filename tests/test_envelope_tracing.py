@@ -188,3 +188,32 @@ async def test_a_crash_report_names_the_message_type_not_the_envelope(
             await ref.wait_exited()
     [report] = [r.otpy_report for r in caplog.records if hasattr(r, "otpy_report")]
     assert report["last_message"] == "cast:str"
+
+
+async def test_each_partitioned_item_is_handled_in_its_own_producers_trace() -> None:
+    """A worker handling items from three producers in one batch gives each its producer's trace.
+
+    The nudge that wakes the worker belongs to nobody's trace, and an item put with no
+    span is handled with none.
+    """
+    queue: otpy.PartitionedQueue[str] = otpy.PartitionedQueue(1, 16, name="jobs")
+
+    async def handler(key: str, item: str) -> None:
+        with get_tracer().start_as_current_span(f"handle {item}"):
+            pass
+
+    with capture_spans() as exporter:
+        async with otpy.open_node():
+            producers = {}
+            for name in ("p1", "p2", "p3"):
+                with get_tracer().start_as_current_span(name) as span:
+                    queue.put_nowait("k", name)  # no checkpoint: all three wait for one batch
+                producers[name] = span.get_span_context().trace_id
+            queue.put_nowait("k", "untraced")
+            async with otpy.open_supervisor(queue.supervisor_spec(handler, max_demand=8)):
+                assert await queue.aclose() == []
+    spans = by_name(exporter.get_finished_spans())
+    for name, trace_id in producers.items():
+        assert spans[f"handle {name}"].context.trace_id == trace_id
+    assert spans["handle untraced"].parent is None
+    assert len(set(producers.values())) == 3

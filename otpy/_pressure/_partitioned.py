@@ -35,10 +35,11 @@ import anyio
 import anyio.lowlevel
 import attrs
 
+from .._core import _envelope
 from .._core._actor import Actor
 from .._core._deadletters import DeadLetterSuppression
 from .._core._reasons import SHUTDOWN, is_normal_exit
-from .._exceptions import OtpyError, QueueClosed
+from .._exceptions import QueueClosed
 from .._partition import partition_of
 from .._supervision._spec import ChildSpec, Restart, Strategy, SupervisorFlags, SupervisorSpec
 from .._supervision._supervisor import open_supervisor
@@ -65,6 +66,16 @@ logger = logging.getLogger("otpy.pressure")
 T = TypeVar("T")
 
 _DEFAULT_POLICY = PressurePolicy()
+
+_Entry: TypeAlias = "tuple[str, T, object | None]"
+"""What a partition holds: key, item, and the producer's trace context (or ``None``)."""
+
+
+def _capture() -> object | None:
+    """The producer's trace context, when envelope tracing is on and there is one."""
+    hooks = _envelope.hooks
+    return None if hooks is None else hooks.capture()
+
 
 Leftovers: TypeAlias = "Callable[[str, list[tuple[str, T]]], Awaitable[object]]"
 """``await on_leftovers(queue_name, leftovers)``: stores the ``(key, item)`` pairs a drain left."""
@@ -164,8 +175,8 @@ class _Consumer(Generic[T]):
 
 @attrs.define(eq=False)
 class _Partition(Generic[T]):
-    queue: BoundedQueue[tuple[str, T]]
-    outstanding: collections.deque[tuple[str, T]] = attrs.Factory(collections.deque)
+    queue: BoundedQueue[_Entry[T]]
+    outstanding: collections.deque[_Entry[T]] = attrs.Factory(collections.deque)
     worker: ActorRef | None = None
     waiting: bool = False  # the worker is idle: wake it with one _WORK when an item arrives
     in_hand: bool = False  # the head of outstanding is being handled
@@ -255,7 +266,7 @@ class PartitionedQueue(Generic[T]):
         if on_reject is not None:
             callback = on_reject
 
-            def reject(entry: tuple[str, T], priority: Priority, reason: str) -> object:
+            def reject(entry: _Entry[T], priority: Priority, reason: str) -> object:
                 return callback(entry[0], entry[1], priority, reason)
 
         self._name = name
@@ -327,7 +338,7 @@ class PartitionedQueue(Generic[T]):
             raise self._closed_error(part, priority)
         part.putting += 1
         try:
-            await part.queue.put((key, item), priority=priority)
+            await part.queue.put((key, item, _capture()), priority=priority)
         finally:
             part.putting -= 1
         if part.waiting:
@@ -345,7 +356,7 @@ class PartitionedQueue(Generic[T]):
         part = self._parts[partition_of(key, len(self._parts))]
         if self._closed:
             raise self._closed_error(part, priority)
-        part.queue.put_nowait((key, item), priority=priority)
+        part.queue.put_nowait((key, item, _capture()), priority=priority)
         if part.waiting:
             self._wake(part)
 
@@ -389,17 +400,13 @@ class PartitionedQueue(Generic[T]):
                 worker.kill(SHUTDOWN)
             with anyio.CancelScope(shield=True):
                 await self._wait_workers()
-        leftovers: list[tuple[str, T]] = []
+        entries: collections.deque[_Entry[T]] = collections.deque()
         for part in self._parts:
-            leftovers.extend(part.outstanding)
+            entries.extend(part.outstanding)
             part.outstanding.clear()
             part.in_hand = False
-            while True:
-                try:
-                    leftovers.append(part.queue.get_nowait())
-                except anyio.WouldBlock:
-                    break
-        return leftovers
+            part.queue._take_into(entries, len(part.queue))
+        return [(key, item) for key, item, _context in entries]
 
     def clear(self) -> list[tuple[str, T]]:
         """Remove and return every item no worker has demanded yet; the queue stays open.
@@ -407,10 +414,10 @@ class PartitionedQueue(Generic[T]):
         Items are returned as ``(key, item)`` pairs, partition by partition in order.
         Outstanding items (demanded, or in a handler's hands) stay.
         """
-        taken: collections.deque[tuple[str, T]] = collections.deque()
+        taken: collections.deque[_Entry[T]] = collections.deque()
         for part in self._parts:
             part.queue._take_into(taken, len(part.queue))
-        return list(taken)
+        return [(key, item) for key, item, _context in taken]
 
     def statistics(self) -> PartitionedQueueStatistics:
         """Return a snapshot: each partition's queue statistics and demand counters."""
@@ -640,8 +647,9 @@ class PartitionedQueue(Generic[T]):
         part.waiting = False
         worker = part.worker
         if worker is not None and worker.is_alive:
-            with contextlib.suppress(OtpyError):  # it exited: its successor starts working
-                worker.send_nowait(_WORK)
+            # Not a traced send: the nudge belongs to no producer's trace (each item
+            # carries its own).
+            worker._deliver_system_info(_WORK)
 
     def _demand(self, part: _Partition[T], max_demand: int) -> None:
         """Pull items until *max_demand* are outstanding or the queue is empty."""
@@ -731,13 +739,15 @@ class PartitionWorker(Actor):
                 return
             if not budget or ref._attention:
                 # Go round the mailbox so a stop or get_status gets in first.
-                ref.send_nowait(_WORK)
+                ref._deliver_system_info(_WORK)
                 return
             budget -= 1
-            key, item = outstanding[0]
+            key, item, context = outstanding[0]
             # Killed mid-item, in_hand stays set: the next worker is handed it again
             # (or aclose hands it back).
             part.in_hand = True
+            # The producer's trace context, current while its item is handled.
+            token = None if context is None else _envelope.activate_context(context)
             try:
                 await handler(key, item)
             except Exception as exc:
@@ -749,6 +759,9 @@ class PartitionWorker(Actor):
                 part.in_hand = False
                 outstanding.popleft()
                 part.processed += 1
+            finally:
+                if token is not None:
+                    _envelope.restore_context(token)
 
     def _failed(self, key: str, item: Any, exc: Exception) -> None:
         on_error = self._consumer.on_error
