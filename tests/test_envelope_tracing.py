@@ -217,3 +217,24 @@ async def test_each_partitioned_item_is_handled_in_its_own_producers_trace() -> 
         assert spans[f"handle {name}"].context.trace_id == trace_id
     assert spans["handle untraced"].parent is None
     assert len(set(producers.values())) == 3
+
+
+async def test_housekeeping_messages_travel_bare_even_inside_a_span() -> None:
+    """A DeadLetterSuppression message (a nudge, a hint) belongs to no request: no envelope."""
+
+    class Nudge(otpy.DeadLetterSuppression):
+        pass
+
+    nudge = Nudge()
+    with capture_spans():
+        async with otpy.open_node() as node:
+            ref = await node.spawn(Echo, [])
+            await ref.suspend()
+            with get_tracer().start_as_current_span("request"):
+                await ref.send(nudge)
+                await ref.send("work")
+            held = [item[1] for item in ref._mailbox.q]
+            await ref.resume()
+            await ref.stop()
+    assert held[0] is nudge
+    assert type(held[1]).__name__ == "Traced"  # ordinary messages still carry the trace

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final, final
 
+from ._deadletters import DeadLetterSuppression
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -74,9 +76,13 @@ def install(new: Hooks | None) -> Hooks | None:
 
 
 def wrap(message: Any) -> Any:
-    """Return *message*, in a :class:`Traced` envelope if the sender has a context to carry."""
+    """Return *message*, in a :class:`Traced` envelope if the sender has a context to carry.
+
+    Housekeeping (a :class:`~otpy.DeadLetterSuppression` message: a nudge, a hint)
+    belongs to no request, so it travels bare.
+    """
     installed = hooks
-    if installed is None:
+    if installed is None or isinstance(message, DeadLetterSuppression):
         return message
     context = installed.capture()
     return message if context is None else Traced(message, context)

@@ -34,6 +34,7 @@ import attrs
 from opentelemetry.trace import SpanKind
 
 from .._core._actor import Actor
+from .._core._deadletters import DeadLetterSuppression
 from .._core._node import current_node
 from .._core._ref import ActorRef
 from .._exceptions import OtpyError
@@ -328,8 +329,13 @@ _pending: weakref.WeakKeyDictionary[ActorRef, set[str | None]] = weakref.WeakKey
 
 
 @attrs.frozen
-class _Coalesced:
-    """The one hint in flight to a monitor; it samples what was asked since it was sent."""
+class _Coalesced(DeadLetterSuppression):
+    """The one hint in flight to a monitor; it samples what was asked since it was sent.
+
+    Housekeeping: it carries no producer's trace, and is never a dead letter.
+    """
+
+    __slots__ = ()
 
 
 _COALESCED: Final = _Coalesced()
