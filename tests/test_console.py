@@ -354,7 +354,7 @@ async def test_p5_console_shows_the_worst_partition_of_a_monitor_named_by_compon
 
 
 async def test_p5_each_partition_worker_row_shows_its_own_partition_level() -> None:
-    """P5/A15: a partitioned queue's workers show their partition's level; its supervisor the worst."""
+    """P5/A15: each partition worker shows its partition's level and depth; the supervisor the worst."""
     queue: otpy.PartitionedQueue[int] = otpy.PartitionedQueue(2, 10, name="jobs")
     hot = next(k for k in ("a", "b", "c", "d") if queue.partition_of(k) == 1)
     entered, release = anyio.Event(), anyio.Event()
@@ -378,7 +378,10 @@ async def test_p5_each_partition_worker_row_shows_its_own_partition_level() -> N
         snapshot, now = take_snapshot(otpy.current_node()), anyio.current_time()
         release.set()
     rows = lines(render(render_tree(snapshot, now=now), width=120))
-    assert [row.split()[-1] for row in rows[1:5]] == ["-", "degraded", "normal", "degraded"]
     assert rows[2].startswith("├─ jobs one_for_one")
+    assert rows[2].endswith(" degraded")  # the worst partition
     assert rows[3].startswith("│  ├─ jobs.0 PartitionWorker")
+    assert rows[3].endswith(" 0/1000   0.0s normal 0/10")  # mailbox empty, partition too
     assert rows[4].startswith("│  └─ jobs.1 PartitionWorker")
+    # the worker's backlog is in its partition, not its mailbox: the cell shows it
+    assert rows[4].endswith(" 0/1000   0.0s degraded 9/10")

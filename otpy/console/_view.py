@@ -147,8 +147,9 @@ def render_tree(
     uptime and the last exit reason. When the snapshot holds pressure monitors, a
     ``pressure`` column shows the level of each row whose child id or registered
     name is the name of a watched queue (the worst level over its partitions), or
-    ``"name.i"`` for partition *i* (a partition worker's child id); so name the
-    :class:`~otpy.Watched` source after the child it watches. Narrower than :data:`WIDE` columns, the
+    ``"name.i"`` for partition *i* (a partition worker's child id, shown with the
+    partition's depth against its capacity); so name the :class:`~otpy.Watched`
+    source after the child it watches. Narrower than :data:`WIDE` columns, the
     abnormal exit reasons are listed under the table instead of in a column.
 
     Args:
@@ -177,30 +178,41 @@ def render_tree(
     return _TreeView(title, tuple(rows), _footer(snapshot), pressure=bool(snapshot.pressure))
 
 
-def _pressure_levels(pressure: Mapping[str, otpy.PressureStatistics]) -> dict[str, otpy.Level]:
+def _pressure_levels(
+    pressure: Mapping[str, otpy.PressureStatistics],
+) -> dict[str, tuple[otpy.Level, str]]:
     """The worst level of each watched queue name, over monitors and partitions.
 
     Partition *i* of queue ``name`` is also listed as ``"name.i"``, the child id of
-    its :class:`~otpy.PartitionWorker`, so each worker's row shows its own level.
+    its :class:`~otpy.PartitionWorker`, so each worker's row shows its own level,
+    with the partition's depth against its capacity: the backlog of a partition
+    worker is in its partition, not in its mailbox.
     """
-    levels: dict[str, otpy.Level] = {}
+    levels: dict[str, tuple[otpy.Level, str]] = {}
     for stats in pressure.values():
         for source in stats.sources.values():
-            names = [source.name]
+            entries = [(source.name, "")]
             if source.partition is not None:
-                names.append(f"{source.name}.{source.partition}")
-            for name in names:
-                levels[name] = max(levels.get(name, otpy.Level.NORMAL), source.level)
+                entries.append(
+                    (f"{source.name}.{source.partition}", f"{source.depth}/{source.capacity}")
+                )
+            for name, depth in entries:
+                if name not in levels or source.level > levels[name][0]:
+                    levels[name] = (source.level, depth)
     return levels
 
 
-def _pressure_cell(row: _Row, levels: Mapping[str, otpy.Level]) -> Text:
-    """The row's level, or a dim ``-`` when no monitor watches it."""
+def _pressure_cell(row: _Row, levels: Mapping[str, tuple[otpy.Level, str]]) -> Text:
+    """The row's level (and a partition's depth), or a dim ``-`` when no monitor watches it."""
     found = [levels[name] for name in row.names if name in levels]
     if not found:
         return Text("-", style="dim") if row.names else Text()
-    label = max(found).label
-    return Text(label, style=PRESSURE_STYLES.get(label, ""))
+    level, depth = max(found, key=lambda entry: entry[0])
+    label = level.label
+    text = Text(label, style=PRESSURE_STYLES.get(label, ""))
+    if depth:
+        text.append(f" {depth}")
+    return text
 
 
 # -- rows ------------------------------------------------------------------------------
