@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import pytest
 from opentelemetry import trace
 
 import otpy
+from otpy._core import _envelope
 from otpy.deadletter import (
     DeadLetter,
     DeadLetters,
@@ -165,15 +165,16 @@ async def test_a_poison_dead_letter_carries_the_senders_trace_context() -> None:
 
 
 async def test_without_a_span_messages_travel_bare() -> None:
-    """No span, no envelope: the mailbox holds the message itself (the cost stays one lookup)."""
-    async with otpy.open_node() as node:
-        ref = await node.spawn(Echo, [])
-        await ref.suspend()
-        await ref.cast("bare")
-        assert [item[1] for item in ref._mailbox.q] == ["bare"]
-        await ref.resume()
-        await ref.stop()
-    await anyio.lowlevel.checkpoint()
+    """Tracing on but no span: no envelope, the mailbox holds the message itself."""
+    with capture_spans():  # installs the hooks, as configure_from_env does
+        assert _envelope.hooks is not None
+        async with otpy.open_node() as node:
+            ref = await node.spawn(Echo, [])
+            await ref.suspend()
+            await ref.cast("bare")
+            assert [item[1] for item in ref._mailbox.q] == ["bare"]
+            await ref.resume()
+            await ref.stop()
 
 
 async def test_a_crash_report_names_the_message_type_not_the_envelope(

@@ -647,8 +647,8 @@ class PartitionedQueue(Generic[T]):
         part.waiting = False
         worker = part.worker
         if worker is not None and worker.is_alive:
-            # Not a traced send: the nudge belongs to no producer's trace (each item
-            # carries its own).
+            # At most one nudge is pending, so it skips the capacity check; being
+            # housekeeping, it carries no trace (each item carries its own).
             worker._deliver_system_info(_WORK)
 
     def _demand(self, part: _Partition[T], max_demand: int) -> None:
