@@ -37,12 +37,13 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskStatus
 
-    from ._harness import Runtime
+    from ._harness import Runtime, Size
 
 __all__ = ["run"]
 
 FULL = 100_000
 QUICK = 10_000
+SMOKE = 200
 
 
 async def otpy_calls(n: int) -> Sample:
@@ -109,9 +110,9 @@ async def raw_anyio(n: int) -> Sample:
     return latency_sample("calls_per_s", latencies, watch)
 
 
-def run(runtime: Runtime, quick: bool, repeat: int) -> BenchmarkResult:
+def run(runtime: Runtime, size: Size, repeat: int) -> BenchmarkResult:
     """Measure otpy's call rate and latency against a raw request/reply pair."""
-    n = QUICK if quick else FULL
+    n = size.pick(full=FULL, quick=QUICK, smoke=SMOKE)
     raw: Callable[[int], Awaitable[Sample]]
     if runtime.is_asyncio:
         raw, raw_name = raw_asyncio, "asyncio.Queue + future"

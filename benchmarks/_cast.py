@@ -37,12 +37,13 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskStatus
 
-    from ._harness import Runtime
+    from ._harness import Runtime, Size
 
 __all__ = ["run"]
 
 FULL = 1_000_000
 QUICK = 50_000
+SMOKE = 1_000
 
 
 def _check(count: object, expected: int, who: str) -> None:
@@ -145,9 +146,9 @@ async def anyio_stream(n: int) -> Sample:
     return {"casts_per_s": n / watch.seconds, **watch.gc_sample()}
 
 
-def run(runtime: Runtime, quick: bool, repeat: int) -> BenchmarkResult:
+def run(runtime: Runtime, size: Size, repeat: int) -> BenchmarkResult:
     """Measure otpy's casts/s against both raw queues of this runtime."""
-    n = QUICK if quick else FULL
+    n = size.pick(full=FULL, quick=QUICK, smoke=SMOKE)
     native_name = "asyncio.Queue" if runtime.is_asyncio else "trio memory channel"
     native: Callable[[int], Awaitable[Sample]] = (
         asyncio_queue if runtime.is_asyncio else trio_channel

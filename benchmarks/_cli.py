@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 from . import _call, _cast, _deadletter, _fanout, _pressure, _restart, _spawn
-from ._harness import Benchmark, environment, runtimes_for
+from ._harness import Benchmark, Size, environment, runtimes_for
 from ._report import print_report, to_json
 
 if TYPE_CHECKING:
@@ -63,8 +63,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--repeat", type=_positive, default=5, metavar="N", help="repetitions (default 5)"
     )
-    parser.add_argument(
+    sizes = parser.add_mutually_exclusive_group()
+    sizes.add_argument(
         "--quick", action="store_true", help="smaller sizes; the whole suite in seconds"
+    )
+    sizes.add_argument(
+        "--smoke",
+        action="store_true",
+        help="the smallest sizes: checks every benchmark runs; the figures mean nothing",
     )
     parser.add_argument(
         "--backend",
@@ -99,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = Console(stderr=True, highlight=False)
     runtimes = runtimes_for(args.backend, uvloop=not args.no_uvloop)
     chosen = [b for b in BENCHMARKS if not args.only or b.name in args.only]
+    size = Size.SMOKE if args.smoke else Size.QUICK if args.quick else Size.FULL
     env = environment()
     runs: list[tuple[Runtime, Sequence[BenchmarkResult]]] = []
     for runtime in runtimes:
@@ -107,13 +114,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if benchmark.asyncio_only and not runtime.is_asyncio:
                 continue  # aiosqlite resolves asyncio futures: it cannot run on trio
             started = time.perf_counter()
-            results.append(benchmark.run(runtime, args.quick, args.repeat))
+            results.append(benchmark.run(runtime, size, args.repeat))
             elapsed = time.perf_counter() - started
             progress.print(f"[dim]{runtime.name:<15} {benchmark.title:<22} {elapsed:6.1f}s[/dim]")
         runs.append((runtime, results))
     settings: dict[str, object] = {
         "repeat": args.repeat,
-        "quick": args.quick,
+        "size": size.value,
         "backend": args.backend,
         "uvloop": not args.no_uvloop,
         "only": args.only,

@@ -44,7 +44,7 @@ from ._harness import BenchmarkResult, Figure, Sample, Stopwatch, Target, column
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from ._harness import Runtime
+    from ._harness import Runtime, Size
 
 __all__ = ["run_capture", "run_list", "run_replay"]
 
@@ -166,9 +166,9 @@ async def _raw_inserts(path: Path, records: list[DeadLetter]) -> Sample:
     return {"rows_per_s": row[0] / watch.seconds}
 
 
-def run_capture(runtime: Runtime, quick: bool, repeat: int) -> BenchmarkResult:
+def run_capture(runtime: Runtime, size: Size, repeat: int) -> BenchmarkResult:
     """Durable group-committed capture against raw batched inserts."""
-    n = 20_000 if quick else 100_000
+    n = size.pick(full=100_000, quick=20_000, smoke=2 * PRODUCERS)
     samples: dict[str, list[Sample]] = {"otpy": [], "raw": []}
     with tempfile.TemporaryDirectory(prefix="otpy-bench-") as tmp:
         directory = Path(tmp)
@@ -254,9 +254,9 @@ async def _handler_alone_at(_path: Path, records: list[DeadLetter]) -> Sample:
     return await _handler_alone(records)
 
 
-def run_replay(runtime: Runtime, quick: bool, repeat: int) -> BenchmarkResult:
+def run_replay(runtime: Runtime, size: Size, repeat: int) -> BenchmarkResult:
     """Replay through partitioned workers and the ledger, against the handler alone."""
-    n = 1_000 if quick else 10_000
+    n = size.pick(full=10_000, quick=1_000, smoke=100)
     samples: dict[str, list[Sample]] = {"otpy": [], "handler": []}
     with tempfile.TemporaryDirectory(prefix="otpy-bench-") as tmp:
         directory = Path(tmp)
@@ -357,9 +357,9 @@ async def _raw_list(path: Path, cursor: str | None) -> Sample:
     return {"ms": median([t / 1e6 for t in timings])}
 
 
-def run_list(runtime: Runtime, quick: bool, repeat: int) -> BenchmarkResult:
+def run_list(runtime: Runtime, size: Size, repeat: int) -> BenchmarkResult:
     """First and deep page of a large store, against the raw query."""
-    n = 20_000 if quick else 1_000_000
+    n = size.pick(full=1_000_000, quick=20_000, smoke=2_000)
     samples: dict[str, list[Sample]] = {k: [] for k in ("first", "raw_first", "deep", "raw_deep")}
     with tempfile.TemporaryDirectory(prefix="otpy-bench-") as tmp:
         path = Path(tmp) / "list.db"

@@ -39,13 +39,14 @@ if TYPE_CHECKING:
 
     from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskStatus
 
-    from ._harness import Runtime
+    from ._harness import Runtime, Size
 
 __all__ = ["run"]
 
 ACTORS = 1000
 PER_ACTOR = 1000
 QUICK_ACTORS = 50
+SMOKE_ACTORS = 10
 
 
 def _check(total: int, expected: int, who: str) -> None:
@@ -144,9 +145,9 @@ async def anyio_streams(actors: int) -> Sample:
     return _sample(actors * PER_ACTOR, watch)
 
 
-def run(runtime: Runtime, quick: bool, repeat: int) -> BenchmarkResult:
+def run(runtime: Runtime, size: Size, repeat: int) -> BenchmarkResult:
     """Measure otpy's fan-out messages/s against as many raw consumer tasks."""
-    actors = QUICK_ACTORS if quick else ACTORS
+    actors = size.pick(full=ACTORS, quick=QUICK_ACTORS, smoke=SMOKE_ACTORS)
     raw: Callable[[int], Awaitable[Sample]]
     if runtime.is_asyncio:
         raw, raw_name = asyncio_queues, f"{actors:,} asyncio.Queue consumers"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import gc
 import importlib.metadata
 import math
@@ -56,6 +57,23 @@ CAPACITY = 1000
 
 
 # -- runtimes ------------------------------------------------------------------------
+
+
+class Size(enum.Enum):
+    """How big a run is: ``FULL`` for figures, ``QUICK`` for a look, ``SMOKE`` for a check.
+
+    ``SMOKE`` sizes are the smallest that still exercise every path of a benchmark and
+    its baseline: the test suite uses them to check the harness runs, and their figures
+    mean nothing.
+    """
+
+    FULL = "full"
+    QUICK = "quick"
+    SMOKE = "smoke"
+
+    def pick(self, *, full: int, quick: int, smoke: int) -> int:
+        """Return the size for this run."""
+        return {Size.FULL: full, Size.QUICK: quick, Size.SMOKE: smoke}[self]
 
 
 @attrs.frozen
@@ -335,13 +353,13 @@ class Benchmark:
     Attributes:
         name: its key for ``--only`` and JSON.
         title: its heading.
-        run: ``run(runtime, quick=..., repeat=...)``.
+        run: ``run(runtime, size, repeat)``.
         asyncio_only: skipped on trio (the dead-letter store needs asyncio).
     """
 
     name: str
     title: str
-    run: Callable[[Runtime, bool, int], BenchmarkResult]
+    run: Callable[[Runtime, Size, int], BenchmarkResult]
     asyncio_only: bool = False
 
 

@@ -36,7 +36,7 @@ from ._harness import BenchmarkResult, Figure, Sample, Stopwatch, Target, column
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream
 
-    from ._harness import Runtime
+    from ._harness import Runtime, Size
 
 __all__ = ["run_monitor", "run_overload", "run_partitioned"]
 
@@ -93,9 +93,9 @@ async def _overload(n: int) -> Sample:
     }
 
 
-def run_overload(runtime: Runtime, quick: bool, repeat: int) -> BenchmarkResult:
+def run_overload(runtime: Runtime, size: Size, repeat: int) -> BenchmarkResult:
     """Peak RSS under 10x overload against the idle RSS."""
-    n = 20_000 if quick else 1_000_000
+    n = size.pick(full=1_000_000, quick=20_000, smoke=1_000)
     samples = run_rounds(runtime, {"otpy": _overload}, size=n, repeat=repeat)["otpy"]
     return BenchmarkResult(
         name="overload",
@@ -152,9 +152,9 @@ async def _unmonitored(n: int) -> Sample:
     return await _through(n, monitored=False)
 
 
-def run_monitor(runtime: Runtime, quick: bool, repeat: int) -> BenchmarkResult:
+def run_monitor(runtime: Runtime, size: Size, repeat: int) -> BenchmarkResult:
     """Queue throughput with the pressure monitor on against off."""
-    n = 10_000 if quick else 300_000
+    n = size.pick(full=300_000, quick=10_000, smoke=500)
     samples = run_rounds(
         runtime, {"on": _monitored, "off": _unmonitored}, size=n, repeat=repeat, warmup=n // 20
     )
@@ -233,9 +233,9 @@ async def _raw_streams(n: int, partitions: int) -> Sample:
     return {"messages_per_s": n / watch.seconds}
 
 
-def run_partitioned(runtime: Runtime, quick: bool, repeat: int) -> BenchmarkResult:
+def run_partitioned(runtime: Runtime, size: Size, repeat: int) -> BenchmarkResult:
     """PartitionedQueue throughput against raw anyio streams, at 1, 8 and 64 partitions."""
-    n = 5_000 if quick else 200_000
+    n = size.pick(full=200_000, quick=5_000, smoke=500)
     figures = []
     for partitions in PARTITIONS:
         samples = run_rounds(

@@ -46,12 +46,13 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup, TaskStatus
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-    from ._harness import Runtime
+    from ._harness import Runtime, Size
 
 __all__ = ["run"]
 
 FULL = 10_000
 QUICK = 1_000
+SMOKE = 50
 
 _CRASH: Final = object()
 
@@ -179,9 +180,9 @@ async def bare_anyio(n: int) -> Sample:
     return latency_sample("restarts_per_s", latencies, watch)
 
 
-def run(runtime: Runtime, quick: bool, repeat: int) -> BenchmarkResult:
+def run(runtime: Runtime, size: Size, repeat: int) -> BenchmarkResult:
     """Measure otpy's restart latency and rate against a bare restart loop."""
-    n = QUICK if quick else FULL
+    n = size.pick(full=FULL, quick=QUICK, smoke=SMOKE)
     raw: Callable[[int], Awaitable[Sample]]
     if runtime.is_asyncio:
         raw, raw_name = bare_asyncio, "task-group loop, asyncio.Queue"

@@ -38,12 +38,13 @@ from ._harness import (
 )
 
 if TYPE_CHECKING:
-    from ._harness import Runtime
+    from ._harness import Runtime, Size
 
 __all__ = ["run"]
 
 FULL = 100_000
 QUICK = 5_000
+SMOKE = 200
 TIMEOUT = 600.0  # seconds for one child process; a full run takes a few
 
 _ROOT = Path(__file__).resolve().parent.parent
@@ -140,9 +141,9 @@ def _in_subprocess(runtime: Runtime, contender: str, n: int) -> Sample:
     return sample
 
 
-def run(runtime: Runtime, quick: bool, repeat: int) -> BenchmarkResult:
+def run(runtime: Runtime, size: Size, repeat: int) -> BenchmarkResult:
     """Measure spawns/s and RSS per idle actor against bare waiting tasks."""
-    n = QUICK if quick else FULL
+    n = size.pick(full=FULL, quick=QUICK, smoke=SMOKE)
     samples: dict[str, list[Sample]] = {"otpy": [], "bare": []}
     for rep in range(repeat):
         order = ["otpy", "bare"] if rep % 2 == 0 else ["bare", "otpy"]

@@ -20,14 +20,14 @@ CORE = {"cast", "call", "fanout", "spawn", "restart", "overload", "monitor", "pa
 DEAD_LETTERS = {"dlq-capture", "dlq-replay", "dlq-list"}  # asyncio only: aiosqlite
 
 
-def _run_quick(tmp_path: Path, *extra: str) -> dict[str, Any]:
+def _run_smoke(tmp_path: Path, *extra: str) -> dict[str, Any]:
     output = tmp_path / "bench.json"
     done = subprocess.run(
         [
             sys.executable,
             "-m",
             "benchmarks",
-            "--quick",
+            "--smoke",
             "--repeat",
             "1",
             "--json",
@@ -62,9 +62,9 @@ def _check_figures(run: dict[str, Any]) -> None:
 
 
 @pytest.mark.timeout(150)
-def test_quick_run_reports_every_benchmark_with_a_baseline(tmp_path: Path) -> None:
-    """`python -m benchmarks --quick --repeat 1 --json` gives every figure and baseline."""
-    document = _run_quick(tmp_path)
+def test_smoke_run_reports_every_benchmark_with_a_baseline(tmp_path: Path) -> None:
+    """`python -m benchmarks --smoke --repeat 1 --json` gives every figure and baseline."""
+    document = _run_smoke(tmp_path)
     environment = document["environment"]
     assert environment["python"]
     assert environment["cpu_count"] >= 1
@@ -76,8 +76,8 @@ def test_quick_run_reports_every_benchmark_with_a_baseline(tmp_path: Path) -> No
 
 
 @pytest.mark.timeout(90)
-def test_quick_run_on_trio(tmp_path: Path) -> None:
+def test_smoke_run_on_trio(tmp_path: Path) -> None:
     """The trio variants of every benchmark and baseline run too."""
-    document = _run_quick(tmp_path, "--backend", "trio")
+    document = _run_smoke(tmp_path, "--backend", "trio")
     assert [run["runtime"] for run in document["runs"]] == ["trio"]
     _check_figures(document["runs"][0])
