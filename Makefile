@@ -10,12 +10,18 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# A stamp is written only once the installed command has started: an install that
+# succeeds but cannot import (a missing dependency) must not look done next time.
 $(VENV)/.installed: $(BIN)/python pyproject.toml
+	rm -f $@
 	$(BIN)/pip install --quiet -e '.[fast]'
+	$(BIN)/otpy --version
 	touch $@
 
 $(STAMP): $(BIN)/python pyproject.toml
+	rm -f $@ $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[fast,dev]'
+	$(BIN)/otpy --version
 	touch $@ $(VENV)/.installed
 
 venv: $(STAMP)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -15,3 +21,41 @@ def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
 
         return ("trio", {"clock": MockClock(autojump_threshold=0)})
     return ("asyncio", {})
+
+
+ROOT = Path(__file__).resolve().parent.parent
+# Caches that tools write into the checkout by design; everything else a test writes
+# belongs in a temporary directory.
+CACHES = {
+    ".git",
+    ".venv",
+    "__pycache__",
+    ".pytest_cache",
+    ".hypothesis",
+    ".mypy_cache",
+    ".ruff_cache",
+}
+
+
+def _checkout_files() -> dict[str, int]:
+    """Every file in the checkout outside the caches, with its modification time."""
+    files: dict[str, int] = {}
+    for directory, subdirectories, names in os.walk(ROOT):
+        subdirectories[:] = [d for d in subdirectories if d not in CACHES]
+        for name in names:
+            path = os.path.join(directory, name)
+            if name.startswith(".coverage"):
+                continue  # pytest-cov's data file, written by the run itself
+            with contextlib.suppress(FileNotFoundError):
+                files[os.path.relpath(path, ROOT)] = os.stat(path).st_mtime_ns
+    return files
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tests_write_only_to_temporary_directories() -> Iterator[None]:
+    """Fail the run if a test created or changed a file in the checkout (``var/``, say)."""
+    before = _checkout_files()
+    yield
+    after = _checkout_files()
+    written = sorted(path for path, mtime in after.items() if before.get(path) != mtime)
+    assert written == [], f"tests wrote into the checkout: {written}"

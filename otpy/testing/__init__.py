@@ -35,7 +35,10 @@ class CrashInjected(Exception):
 
 def virtual_time() -> tuple[str, dict[str, Any]]:
     """Return an ``anyio_backend`` value: trio with a ``MockClock`` that jumps at once."""
-    from trio.testing import MockClock
+    try:
+        from trio.testing import MockClock
+    except ImportError as exc:
+        raise ImportError("virtual_time() needs trio: pip install 'otpy[testing]'") from exc
 
     return ("trio", {"clock": MockClock(autojump_threshold=0)})
 
