@@ -43,18 +43,19 @@ def _imports(tree: ast.AST) -> list[tuple[str, bool]]:
                 if handler.type is not None:
                     caught |= {n.id for n in ast.walk(handler.type) if isinstance(n, ast.Name)}
             inner = optional or bool(caught & OPTIONAL_IMPORT_ERRORS)
-            for child in node.body:
-                visit(child, inner)
-            for child in [*node.handlers, *node.orelse, *node.finalbody]:
-                visit(child, optional)
+            for statement in node.body:
+                visit(statement, inner)
+            rest: list[ast.AST] = [*node.handlers, *node.orelse, *node.finalbody]
+            for other in rest:
+                visit(other, optional)
             return
         if isinstance(node, ast.Import):
             found.extend((alias.name, optional) for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             # ``from opentelemetry import trace`` imports a module from a namespace package.
             found.extend((f"{node.module}.{alias.name}", optional) for alias in node.names)
-        for child in ast.iter_child_nodes(node):
-            visit(child, optional)
+        for inside in ast.iter_child_nodes(node):
+            visit(inside, optional)
 
     visit(tree, False)
     return found
