@@ -8,9 +8,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+
+# CI's machine is a shared 2-core box: an example may take any time there, so no
+# property test has a per-example deadline or a "too slow" health check. Sizes are
+# kept small instead (max_examples), for correctness rather than speed.
+settings.register_profile(
+    "otpy", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("otpy")
 
 
 @pytest.fixture(params=["asyncio", "trio"])

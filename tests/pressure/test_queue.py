@@ -70,8 +70,8 @@ def _mixed(n: int) -> Iterable[Priority]:
 @virtual
 @pytest.mark.no_cover  # a load test: 100,000 messages under line tracing took 18 s in CI
 async def test_p8_sustained_overload_stays_bounded_and_accounts_for_every_message() -> None:
-    """P8: 100,000 mixed-priority messages at 10x the consumer's rate: depth <= capacity, all accounted, no critical shed."""
-    sent = 100_000
+    """P8: 10,000 mixed-priority messages at 10x the consumer's rate: depth <= capacity, all accounted, no critical shed."""
+    sent = 10_000  # 100x the capacity: enough to cross every level many times
     capacity = 100
     rejected_by_callback: list[tuple[Priority, str]] = []
     queue: BoundedQueue[int] = BoundedQueue(
