@@ -309,3 +309,30 @@ def test_the_filter_redacts_reports_and_keeps_exception_details() -> None:
     assert record.exc_text.startswith("Traceback (most recent call last):")
     assert record.exc_text.endswith(f"Boom: {redact(MESSAGE)}")
     assert_redacted(logging.Formatter().format(record), "plain formatter")
+
+
+def test_describe_reason_redacts_before_it_cuts() -> None:
+    """Span reasons and the console's last exit: redacted, then cut, so no half secret is left."""
+    from otpy.telemetry import describe_reason
+
+    assert describe_reason(Boom(f"password={PASSWORD}")) == ("Boom", "Boom: password=[redacted]")
+    long = Boom("x " * 90 + MESSAGE)
+    _, description = describe_reason(long)
+    assert len(description) == len("Boom: ") + 200
+    assert_redacted(description, "describe_reason", marker=False)
+    assert describe_reason(f"token={PASSWORD}") == ("token=[redacted]",) * 2
+
+
+def test_tracebacks_of_exception_groups_and_notes_are_redacted() -> None:
+    """Members of an exception group and notes are redacted like the exception's own message."""
+    from otpy._redact import format_exception
+
+    try:
+        error = Boom(MESSAGE)
+        error.add_note(f"while sending password={PASSWORD}")
+        raise ExceptionGroup("task group failed", [error, ValueError(CAUSE)])
+    except ExceptionGroup as group:
+        text = format_exception(group)
+    assert_redacted(text, "exception group")
+    assert "while sending password=[redacted]" in text
+    assert "ValueError: upstream refused token=[redacted]" in text
