@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from . import _call, _cast, _deadletter, _fanout, _pressure, _restart, _spawn
+from . import _call, _cast, _deadletter, _fanout, _pressure, _redact, _restart, _spawn
 from ._harness import Benchmark, Size, environment, runtimes_for
 from ._report import print_report, to_json
 
@@ -39,6 +39,7 @@ BENCHMARKS = (
     Benchmark(name="overload", title="9. 10x overload", run=_pressure.run_overload),
     Benchmark(name="monitor", title="10. monitoring cost", run=_pressure.run_monitor),
     Benchmark(name="partitioned", title="11. partitioned queue", run=_pressure.run_partitioned),
+    Benchmark(name="redact", title="12. redaction", run=_redact.run),
 )
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"

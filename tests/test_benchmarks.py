@@ -16,7 +16,17 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CORE = {"cast", "call", "fanout", "spawn", "restart", "overload", "monitor", "partitioned"}
+CORE = {
+    "cast",
+    "call",
+    "fanout",
+    "spawn",
+    "restart",
+    "overload",
+    "monitor",
+    "partitioned",
+    "redact",
+}
 DEAD_LETTERS = {"dlq-capture", "dlq-replay", "dlq-list"}  # asyncio only: aiosqlite
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any, ClassVar, Final, final
 
 from .._exceptions import UnhandledMessage
+from .._redact import get_logger
 from ._reasons import NORMAL
 
 if TYPE_CHECKING:
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = ["IGNORE", "NO_REPLY", "Actor", "Caller"]
 
-logger = logging.getLogger("otpy.actor")
+logger = get_logger("otpy.actor")
 
 
 class _Sentinel:

@@ -10,7 +10,6 @@ The message itself is never logged, only its type.
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
+from .._redact import get_logger
 from ._reasons import Down, Exit
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DeadLetterEvent", "DeadLetterStatistics", "DeadLetterStream", "DeadLetterSuppression"]
 
-logger = logging.getLogger("otpy.deadletters")
+logger = get_logger("otpy.deadletters")
 
 
 class DeadLetterSuppression:

@@ -28,6 +28,7 @@ from .._exceptions import (
     SpawnError,
     StashOverflow,
 )
+from .._redact import get_logger, redact
 from . import _envelope
 from ._actor import IGNORE, NO_REPLY, Caller
 from ._deadletters import DeadLetterEvent
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ActorRef", "ActorStatistics", "ActorStatus", "Monitor", "Timer"]
 
-logger = logging.getLogger("otpy.actor")
+logger = get_logger("otpy.actor")
 
 # Mailbox item kinds. Items are tuples: (kind, message) or (_CALL, message, future).
 _CAST: Final = 0
@@ -950,7 +951,7 @@ class ActorRef:
             traceback.clear_frames(reason.__traceback__)
 
 
-_trace_logger = logging.getLogger("otpy.trace")
+_trace_logger = get_logger("otpy.trace")
 
 
 def _traced(label: str, name: str, handler: Any) -> Any:
@@ -970,5 +971,5 @@ def _traced(label: str, name: str, handler: Any) -> Any:
 def _short(reason: object) -> str:
     if isinstance(reason, BaseException):
         text = str(reason)
-        return f"{type(reason).__name__}: {text[:200]}" if text else type(reason).__name__
-    return repr(reason)[:200]
+        return f"{type(reason).__name__}: {redact(text)[:200]}" if text else type(reason).__name__
+    return redact(repr(reason))[:200]

@@ -22,7 +22,6 @@ queue already under pressure is reported once rather than never.
 from __future__ import annotations
 
 import functools
-import logging
 import math
 import types
 import weakref
@@ -38,6 +37,7 @@ from .._core._deadletters import DeadLetterSuppression
 from .._core._node import current_node
 from .._core._ref import ActorRef
 from .._exceptions import OtpyError
+from .._redact import get_logger
 from ..telemetry._events import get_meter, get_tracer
 from ._policy import Level, LevelState, PressurePolicy, advance
 
@@ -79,7 +79,7 @@ __all__ = [
     "pressure_statistics",
 ]
 
-logger = logging.getLogger("otpy.pressure")
+logger = get_logger("otpy.pressure")
 
 # -- telemetry names ---------------------------------------------------------------
 

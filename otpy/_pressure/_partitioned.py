@@ -28,7 +28,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import inspect
-import logging
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeAlias, TypeVar, final
 
 import anyio
@@ -41,6 +40,7 @@ from .._core._deadletters import DeadLetterSuppression
 from .._core._reasons import SHUTDOWN, is_normal_exit
 from .._exceptions import QueueClosed
 from .._partition import partition_of
+from .._redact import get_logger
 from .._supervision._spec import ChildSpec, Restart, Strategy, SupervisorFlags, SupervisorSpec
 from .._supervision._supervisor import open_supervisor
 from ._policy import PressurePolicy, Priority
@@ -61,7 +61,7 @@ __all__ = [
     "open_partitioned_workers",
 ]
 
-logger = logging.getLogger("otpy.pressure")
+logger = get_logger("otpy.pressure")
 
 T = TypeVar("T")
 

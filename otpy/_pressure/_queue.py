@@ -18,7 +18,6 @@ from __future__ import annotations
 import bisect
 import collections
 import functools
-import logging
 from typing import TYPE_CHECKING, Generic, TypeVar, final
 
 import anyio
@@ -26,6 +25,7 @@ import anyio.lowlevel
 import attrs
 
 from .._exceptions import LoadShed, PressureError, QueueFull
+from .._redact import get_logger
 from ._monitor import notify_pressure, record_drop, record_throttle
 from ._policy import (
     Level,
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BoundedQueue", "QueueStatistics"]
 
-logger = logging.getLogger("otpy.pressure")
+logger = get_logger("otpy.pressure")
 
 T = TypeVar("T")
 

@@ -30,6 +30,7 @@ from .._exceptions import (
     SpawnError,
     SupervisionError,
 )
+from .._redact import get_logger
 from ._spec import (
     AutoShutdown,
     ChildSpec,
@@ -59,7 +60,7 @@ __all__ = [
     "SupervisorStatistics",
 ]
 
-logger = logging.getLogger("otpy.supervisor")
+logger = get_logger("otpy.supervisor")
 
 _SUPERVISOR_MAILBOX = MailboxConfig(capacity=10_000)
 

@@ -25,6 +25,7 @@ import click
 from opentelemetry import trace
 
 import otpy
+from otpy._redact import format_exception, get_logger
 from otpy.deadletter import redact
 from otpy.telemetry import describe_reason
 
@@ -32,13 +33,14 @@ from ._target import TargetError, describe, resolve_target
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from types import TracebackType
 
     from anyio.abc import TaskGroup, TaskStatus
     from rich.console import Console
 
 __all__ = ["JsonFormatter", "RunningNode", "TargetError", "load_target", "run", "run_node"]
 
-logger = logging.getLogger("otpy.cli")
+logger = get_logger("otpy.cli")
 
 Spec = otpy.SupervisorSpec | otpy.DynamicSupervisorSpec
 
@@ -330,7 +332,39 @@ class _StderrHandler(logging.Handler):
             self.handleError(record)
 
 
-class _OneLineFormatter(logging.Formatter):
+class _RedactingFormatter(logging.Formatter):
+    """The usual text format, with credentials redacted from messages and tracebacks.
+
+    otpy's own records arrive redacted (`otpy._redact.RedactingFilter`); this covers
+    the records of the application's loggers that reach the same handler.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Format *record*, never reusing another handler's unredacted traceback."""
+        cached = record.exc_text
+        if cached is not None and record.exc_info:
+            record.exc_text = None
+        try:
+            return super().format(record)
+        finally:
+            if cached is not None and record.exc_info:
+                record.exc_text = cached
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """Format the message line, redacted."""
+        return redact(super().formatMessage(record))
+
+    def formatException(
+        self,
+        ei: tuple[type[BaseException], BaseException, TracebackType | None]
+        | tuple[None, None, None],
+    ) -> str:
+        """Format a traceback with every exception's message redacted."""
+        exc = ei[1]
+        return format_exception(exc) if exc is not None else super().formatException(ei)
+
+
+class _OneLineFormatter(_RedactingFormatter):
     """One line per record, cut to the terminal width, without tracebacks.
 
     Under the live console the tree already shows each exit reason; full records
@@ -368,18 +402,22 @@ class JsonFormatter(logging.Formatter):
             ),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact(record.getMessage()),
         }
         report = getattr(record, "otpy_report", None)
         if report is not None:
             entry["report"] = report
+        exception = getattr(record, "otpy_exception", None)
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
             entry["exception"] = {
                 "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
                 "message": redact(str(exc)),
-                "traceback": redact(self.formatException(record.exc_info)),
+                "traceback": format_exception(exc),
             }
+        elif isinstance(exception, dict) and record.exc_text:
+            # an otpy record: RedactingFilter kept the exception as redacted text
+            entry["exception"] = {**exception, "traceback": record.exc_text}
         span = trace.get_current_span().get_span_context()
         if span.is_valid:
             entry["trace_id"] = format(span.trace_id, "032x")
@@ -394,7 +432,7 @@ def _install_logging(level: str, *, console: bool, json_lines: bool = False) -> 
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(
-            _OneLineFormatter(fmt, "%H:%M:%S") if console else logging.Formatter(fmt)
+            _OneLineFormatter(fmt, "%H:%M:%S") if console else _RedactingFormatter(fmt)
         )
     root = logging.getLogger()
     root.addHandler(handler)

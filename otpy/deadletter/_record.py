@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from .._redact import REDACTED, redact
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
@@ -137,31 +139,6 @@ SENSITIVE_HEADERS = frozenset(
         "stripe-signature",
     }
 )
-REDACTED = "[redacted]"
-_SECRET_PATTERNS = (
-    re.compile(
-        r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}"
-        # "Token <secret>" (DRF-style): only secret-looking words, not "token bucket"
-        r"|\b(token)\s+(?=[A-Za-z0-9._~+/=-]*\d)[A-Za-z0-9._~+/=-]{16,}"
-    ),
-    re.compile(
-        r"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|auth|signature)"
-        r"(\"?\s*[=:]\s*\"?)[^\s\"'&,;()\[\]{}]+"
-    ),
-    re.compile(r"(?i)([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@"),
-)
-
-
-def redact(text: str) -> str:
-    """Return *text* with credentials replaced by ``[redacted]``.
-
-    Covers ``Bearer``/``Basic`` tokens, ``key=value`` pairs whose key names a secret
-    (password, token, api_key, secret, signature...) and passwords in URLs. Used on
-    every reason before it is stored or logged.
-    """
-    text = _SECRET_PATTERNS[0].sub(lambda m: f"{m.group(1) or m.group(2)} {REDACTED}", text)
-    text = _SECRET_PATTERNS[1].sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
-    return _SECRET_PATTERNS[2].sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
 
 
 def redact_headers(headers: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:

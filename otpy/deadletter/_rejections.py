@@ -22,11 +22,11 @@ counts it (``otpy.deadletter.capture_dropped``) rather than slowing the queue.
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Protocol, TypeVar, final
 
 from .._pressure._policy import PressurePolicy, Priority
 from .._pressure._queue import BoundedQueue
+from .._redact import get_logger
 from ._capture import encode_payload
 from ._record import Category, DeadLetter, Diagnostics, Source
 
@@ -49,7 +49,7 @@ __all__ = [
     "dead_lettering_queue",
 ]
 
-logger = logging.getLogger("otpy.pressure")
+logger = get_logger("otpy.pressure")
 
 T = TypeVar("T")
 

@@ -29,7 +29,6 @@ The actors and their telemetry are in ``_replay_worker.py``.
 from __future__ import annotations
 
 import contextlib
-import logging
 import types
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Final, TypeAlias, final
@@ -53,6 +52,7 @@ from .._exceptions import (
 from .._partition import partition_of as partition_of
 from .._partition import stable_hash as stable_hash
 from .._pressure._partitioned import PartitionedQueue
+from .._redact import get_logger
 from .._supervision._spec import ChildSpec, Strategy, SupervisorFlags, SupervisorSpec
 from .._supervision._supervisor import open_supervisor
 from ._record import DeadLetter, ReplayOutcome, Source, current_trace_context
@@ -77,7 +77,7 @@ __all__ = [
     "stable_hash",
 ]
 
-logger = logging.getLogger("otpy.deadletter.replay")
+logger = get_logger("otpy.deadletter.replay")
 
 ReplayHandler: TypeAlias = Callable[[DeadLetter, str], Awaitable[object]]
 """Re-sends one record: ``await handler(record, idempotency_key)``.

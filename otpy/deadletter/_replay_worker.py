@@ -9,7 +9,6 @@ only and never raises: a failure is logged at debug level and the replay goes on
 from __future__ import annotations
 
 import functools
-import logging
 from typing import TYPE_CHECKING, Any, Final, final
 
 import anyio
@@ -29,6 +28,7 @@ from .._exceptions import (
     PressureError,
 )
 from .._pressure._policy import Priority
+from .._redact import get_logger
 from ..telemetry._events import get_meter, get_tracer
 from ._record import ReplayOutcome, redact
 from ._replay import _RECLAIM_NOW, _TICK, ReplayOutcomeUnknown, ReplayResult, _Job, _Replay
@@ -63,7 +63,7 @@ __all__ = [
     "crash_worker",
 ]
 
-logger = logging.getLogger("otpy.deadletter.replay")
+logger = get_logger("otpy.deadletter.replay")
 
 # -- telemetry names ----------------------------------------------------------------
 

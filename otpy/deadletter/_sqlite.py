@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import functools
 import json
-import logging
 import os
 import sqlite3
 import time
@@ -43,6 +42,7 @@ from .._exceptions import (
     StoreLocked,
     StoreVersionTooNew,
 )
+from .._redact import get_logger
 from ._record import (
     Category,
     DeadLetter,
@@ -78,7 +78,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SQLiteDeadLetterStore", "open_store"]
 
-logger = logging.getLogger("otpy.deadletter")
+logger = get_logger("otpy.deadletter")
 
 _T = TypeVar("_T")
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 from typing import TYPE_CHECKING, Final
 
 from opentelemetry.trace import SpanKind, Status, StatusCode, get_current_span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from .._redact import get_logger, redact
 from ..telemetry._events import get_meter, get_tracer
 from ._store import LEDGER_EVICTED
 
@@ -47,7 +47,7 @@ __all__ = [
     "write_span",
 ]
 
-logger = logging.getLogger("otpy.telemetry")
+logger = get_logger("otpy.telemetry")
 
 SPAN_WRITE: Final = "otpy.deadletter.write"
 """One committed batch of dead letters (INTERNAL); links to each record's failure span."""
@@ -181,7 +181,7 @@ def _end_failed(span: Span, exc: Exception) -> None:
         if span.is_recording():
             name = type(exc).__name__
             span.set_attribute(_ATTR_ERROR_TYPE, name)
-            span.set_status(Status(StatusCode.ERROR, f"{name}: {str(exc)[:200]}"))
+            span.set_status(Status(StatusCode.ERROR, f"{name}: {redact(str(exc))[:200]}"))
         span.end()
     except Exception:
         logger.debug("could not end a failed dead-letter write span", exc_info=True)

@@ -14,7 +14,6 @@ in a node's ``rest_for_one`` tree.
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Final, final, overload
 
@@ -25,6 +24,7 @@ from .._core._actor import NO_REPLY, Actor
 from .._core._mailbox import MailboxConfig, Overflow
 from .._core._node import current_node
 from .._exceptions import ActorStopped, CallTimeout, DeadLetterError, MailboxFull
+from .._redact import get_logger
 from ._record import DeadLetter, Status
 from ._store import LEDGER_EVICTED, RetentionPolicy
 from ._telemetry import record_dropped, record_evictions, store_kind, write_span
@@ -49,7 +49,7 @@ __all__ = [
     "WriterStatistics",
 ]
 
-logger = logging.getLogger("otpy.deadletter")
+logger = get_logger("otpy.deadletter")
 
 DEFAULT_NAME: Final = "dead-letters"
 """The writer's registered name unless told otherwise."""

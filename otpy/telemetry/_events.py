@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
-import logging
 from typing import TYPE_CHECKING
 
 from opentelemetry import metrics, trace
@@ -17,6 +16,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .._core._reasons import ShutdownWith
 from .._exceptions import RestartIntensityExceeded
+from .._redact import get_logger, redact
 from ._names import (
     ATTR_CHILD_ID,
     ATTR_ERROR_TYPE,
@@ -48,7 +48,7 @@ __all__ = [
     "record_start_error",
 ]
 
-logger = logging.getLogger("otpy.telemetry")
+logger = get_logger("otpy.telemetry")
 
 INSTRUMENTATION_NAME = "otpy"
 """The instrumentation scope name on every span and metric otpy emits."""
@@ -115,10 +115,11 @@ def describe_reason(reason: object) -> tuple[str, str]:
 
     Reasons can carry message payloads, so only what is safe to export is kept:
 
-    - an exception gives its class name and ``"ClassName: message"``, the message cut
-      to 200 characters (just the class name when the message is empty);
+    - an exception gives its class name and ``"ClassName: message"``, the message
+      redacted (`otpy.deadletter.redact`) and cut to 200 characters (just the class
+      name when the message is empty);
     - a string is an atom such as ``"normal"`` or ``"shutdown"`` and is both its class
-      and its description (cut to 200 characters);
+      and its description (redacted and cut to 200 characters);
     - anything else, a `ShutdownWith` detail say, gives its type name only.
 
     Args:
@@ -132,12 +133,12 @@ def describe_reason(reason: object) -> tuple[str, str]:
     if isinstance(reason, BaseException):
         name = type(reason).__name__
         try:
-            message = str(reason)[:_MAX_MESSAGE]
+            message = redact(str(reason))[:_MAX_MESSAGE]
         except Exception:
             message = "<unprintable message>"
         return name, f"{name}: {message}" if message else name
     if isinstance(reason, str):
-        atom = reason[:_MAX_MESSAGE]
+        atom = redact(reason)[:_MAX_MESSAGE]
         return atom, atom
     if isinstance(reason, ShutdownWith):
         return "ShutdownWith", f"shutdown: {describe_reason(reason.detail)[1]}"

@@ -22,7 +22,6 @@ The SDK and exporters are imported inside the functions that need them, so impor
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import threading
 import time
@@ -32,6 +31,7 @@ import attrs
 from opentelemetry import metrics, trace
 
 from .._exceptions import OtpyError
+from .._redact import get_logger
 from ._propagation import install_propagation
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ __all__ = [
     "tracer_provider_installed",
 ]
 
-logger = logging.getLogger("otpy.telemetry")
+logger = get_logger("otpy.telemetry")
 
 Signal = Literal["traces", "metrics"]
 
