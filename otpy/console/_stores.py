@@ -1,0 +1,71 @@
+"""Reading the dead-letter stores' own statistics for the console, away from its frames."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import anyio
+
+from otpy.deadletter import redact, running_stores
+
+from ._view import StoreSnapshot
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import otpy
+
+__all__ = ["STORE_INTERVAL", "STORE_TIMEOUT", "read_store_statistics"]
+
+STORE_INTERVAL = 1.0
+"""Seconds the live console waits between two reads of the stores."""
+
+STORE_TIMEOUT = 5.0
+"""Seconds a store has to answer before the console calls it unreachable."""
+
+
+async def read_store_statistics(
+    node: otpy.Node,
+    previous: Mapping[str, StoreSnapshot] | None = None,
+    *,
+    timeout: float = STORE_TIMEOUT,
+) -> dict[str, StoreSnapshot]:
+    """Read the statistics of every dead-letter store in use on *node*, once.
+
+    The stores are those of the running dead-letter writers
+    (:func:`~otpy.deadletter.running_stores`), so every dead letter is counted
+    however it was captured: poison and undeliverable messages, shed and refused
+    ones, drain leftovers, direct captures. A store that fails or does not answer
+    within *timeout* keeps its last statistics, marked with the error; a store
+    whose writer stopped keeps its last reading, which then grows old.
+
+    Args:
+        node: the node whose stores to read.
+        previous: the readings this one follows.
+        timeout: seconds each store has to answer.
+
+    Returns:
+        The readings by writer name, for :func:`~otpy.console.take_snapshot`.
+
+    .. versionadded:: 0.1.0
+    """
+    readings = dict(previous or {})
+    stores = running_stores(node=node)
+    if not stores:
+        await anyio.lowlevel.checkpoint()
+    for name, store in stores.items():
+        last = readings.get(name, StoreSnapshot())
+        try:
+            with anyio.fail_after(timeout):
+                statistics = await store.statistics()
+        except TimeoutError:
+            error = f"no answer within {timeout:g}s"
+        except Exception as exc:  # whatever the store raises, the console shows it and goes on
+            error = redact(f"{type(exc).__name__}: {exc}")
+        else:
+            readings[name] = StoreSnapshot(statistics=statistics, read_at=anyio.current_time())
+            continue
+        readings[name] = StoreSnapshot(
+            statistics=last.statistics, read_at=last.read_at, error=error
+        )
+    return readings
