@@ -663,3 +663,16 @@ async def test_a15_at_120x40_a_tree_that_fits_is_shown_whole() -> None:
         *(f"worker-{n:02d}" for n in range(30)),
         "flaky",
     ]
+
+
+async def test_a15_an_id_too_long_for_its_column_keeps_its_end() -> None:
+    """A15: a cut id loses its middle and its class first, so ids differing at the end stay apart."""
+    specs: list[otpy.ChildSpec | otpy.SupervisorSpec] = [
+        otpy.ChildSpec(id=f"deliveries-for-customer-partition-{n}", start=Idle) for n in (10, 11)
+    ]
+    async with otpy.open_supervisor(specs, name="root") as sup:
+        output = lines(render(render_tree(sup.statistics(), now=anyio.current_time()), width=80))
+    assert [line[:32] for line in output[2:4]] == [
+        "├─ deliveries-for…-partition-10 ",
+        "└─ deliveries-for…-partition-11 ",
+    ]

@@ -318,16 +318,20 @@ class _Row:
         return self.state_name == "stopped" and _abnormal(self.reason)
 
     def name_cell(self, width: int) -> Text:
-        """The prefix, the id and its note, cut to *width* cells: the note gives way first."""
+        """The prefix, the id and its note in *width* cells: the note gives way first.
+
+        An id too long for the column loses its middle, not its end, so that
+        ``deliveries.10`` and ``deliveries.11`` stay apart.
+        """
         text = Text(self.prefix, style="dim", no_wrap=True, overflow="ellipsis")
         used = cell_len(self.prefix)
         ident = self.ident
         if used + cell_len(ident) > width:
-            ident = _shorten(ident, max(width - used, 1))
+            ident = _shorten_middle(ident, max(width - used, 1))
         text.append(ident, style="bold" if self.supervisor else "")
         used += cell_len(ident)
         room = width - used - 1
-        if self.note and room >= min(cell_len(self.note), 4):
+        if self.note and room >= min(cell_len(self.note), 6):
             text.append(" " + _shorten(self.note, room), style=self.note_style)
         return text
 
@@ -339,6 +343,15 @@ def _shorten(text: str, width: int) -> str:
     while text and cell_len(text) > width - 1:
         text = text[:-1]
     return text + "…"
+
+
+def _shorten_middle(text: str, width: int) -> str:
+    """*text* in *width* cells, an ellipsis in place of its middle if it was too long."""
+    if cell_len(text) <= width or width < 3:
+        return _shorten(text, width)
+    tail = (width - 1) // 2
+    head = _shorten(text, width - tail)[:-1]
+    return head + "…" + text[len(text) - tail :]
 
 
 def _abnormal(reason: str | None) -> bool:
