@@ -464,9 +464,9 @@ def _pick_rows(rows: Sequence[_Row], room: int) -> tuple[list[_Row], Text | None
             return (1, index)
         return (2 if row.supervisor else 3, index)
 
-    chosen = sorted(sorted(range(len(rows)), key=rank)[:keep])
-    shown = [rows[index] for index in chosen]
-    hidden = [row for index, row in enumerate(rows) if index not in set(chosen)]
+    chosen = set(sorted(range(len(rows)), key=rank)[:keep])
+    shown = [row for index, row in enumerate(rows) if index in chosen]
+    hidden = [row for index, row in enumerate(rows) if index not in chosen]
     restarting = sum(row.restarting for row in hidden)
     crashed = sum(row.crashed for row in hidden)
     summary = _cut(
