@@ -37,8 +37,8 @@ async def run_console(
 
     Each refresh takes one :func:`~otpy.console.take_snapshot` in the event loop and
     draws it. Meanwhile one more task reads the dead-letter stores' statistics
-    (:func:`~otpy.console.read_store_statistics`), waiting :data:`STORE_INTERVAL`
-    seconds after each read, so the footer counts what the stores hold and a slow
+    (:func:`~otpy.console.read_store_statistics`), waiting a second after each
+    read, so the footer counts what the stores hold and a slow
     store never delays a frame. Every frame fits the terminal (see
     :func:`~otpy.console.render_tree`). A tree that stops stays on screen, shown as
     stopped. When *until* is set, one last frame is drawn and the function returns;

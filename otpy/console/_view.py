@@ -82,7 +82,7 @@ class StoreSnapshot:
     The live console reads each store in the background
     (:func:`~otpy.console.read_store_statistics`), so a slow or locked store never
     holds up a frame; a frame shows the latest reading, with its age once it is
-    older than :data:`STALE_AFTER` seconds, and says plainly when the last read failed.
+    older than 3 seconds, and says plainly when the last read failed.
 
     Attributes:
         statistics: the latest statistics read, or ``None`` if no read succeeded yet.
@@ -207,8 +207,9 @@ def render_tree(
 
     It fits the console it is drawn on (its height, or ``options.height``): the
     column widths depend on the width only, and a cell too long for its column
-    ends in an ellipsis (a child's id is kept before its class or strategy). Narrower
-    than :data:`WIDE` columns (or without room for a last-exit column), the abnormal
+    ends in an ellipsis (a child's class or strategy gives way before its id, and an
+    id too long loses its middle, not its end). Narrower
+    than 96 columns (or without room for a last-exit column), the abnormal
     exit reasons are listed under the table instead. When the rows do not fit, the
     first rows are shown, crashed and restarting children before healthy ones,
     then one line such as ``"… and 17 more children (1 restarting, 2 crashed)"``;
