@@ -508,6 +508,25 @@ async def test_the_console_draws_its_frames_while_the_store_does_not_answer() ->
     )
 
 
+async def test_the_last_frame_gives_the_age_of_a_stopped_writers_count() -> None:
+    """Once its writer stopped, a store's last count is shown with its age: newer captures are missing."""
+    store = MemoryDeadLetterStore()
+    output = io.StringIO()
+    console = Console(record=True, width=100, height=24, file=output)
+    done = anyio.Event()
+    async with otpy.open_supervisor([dead_letter_tree(store)], name="root") as sup:
+        node = otpy.current_node()
+        await DeadLetters().capture(DeadLetter.capture(key="client", source=Source.OUTBOUND))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(
+                functools.partial(run_console, node, refresh=4.0, console=console, until=done)
+            )
+            await anyio.sleep(1.5)  # the store was read at 0.0 and 1.0
+            await sup.stop()
+            done.set()
+    assert footer(output.getvalue()).endswith("  ·  1 dead letter as of 0.5s ago (outbound 1)")
+
+
 class HangingStore:
     """A memory store whose statistics never come back."""
 

@@ -12,7 +12,7 @@ import anyio
 from rich.console import Console
 from rich.live import Live
 
-from ._stores import STORE_INTERVAL, read_store_statistics
+from ._stores import STORE_INTERVAL, mark_stopped, read_store_statistics
 from ._view import render_tree, take_snapshot
 
 if TYPE_CHECKING:
@@ -90,5 +90,6 @@ async def run_console(
                         await anyio.sleep_forever()
                     else:
                         await until.wait()
+            stores.update(mark_stopped(node, stores))  # the last frame says which stopped
             draw(live)
         tg.cancel_scope.cancel("otpy: the console stopped")

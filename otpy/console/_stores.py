@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import anyio
+import attrs
 
 from otpy.deadletter import redact, running_stores
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 
     import otpy
 
-__all__ = ["STORE_INTERVAL", "STORE_TIMEOUT", "read_store_statistics"]
+__all__ = ["STORE_INTERVAL", "STORE_TIMEOUT", "mark_stopped", "read_store_statistics"]
 
 STORE_INTERVAL = 1.0
 """Seconds the live console waits between two reads of the stores."""
@@ -37,7 +38,7 @@ async def read_store_statistics(
     however it was captured: poison and undeliverable messages, shed and refused
     ones, drain leftovers, direct captures. A store that fails or does not answer
     within *timeout* keeps its last statistics, marked with the error; a store
-    whose writer stopped keeps its last reading, which then grows old.
+    whose writer stopped keeps its last reading, marked ``stopped``: it shows its age.
 
     Args:
         node: the node whose stores to read.
@@ -49,7 +50,7 @@ async def read_store_statistics(
 
     .. versionadded:: 0.1.0
     """
-    readings = dict(previous or {})
+    readings = mark_stopped(node, previous or {})
     stores = running_stores(node=node)
     if not stores:
         await anyio.lowlevel.checkpoint()
@@ -69,3 +70,14 @@ async def read_store_statistics(
             statistics=last.statistics, read_at=last.read_at, error=error
         )
     return readings
+
+
+def mark_stopped(
+    node: otpy.Node, readings: Mapping[str, StoreSnapshot]
+) -> dict[str, StoreSnapshot]:
+    """Return *readings* with those of the writers no longer running on *node* marked stopped."""
+    running = running_stores(node=node)
+    return {
+        name: reading if name in running or reading.stopped else attrs.evolve(reading, stopped=True)
+        for name, reading in readings.items()
+    }

@@ -89,6 +89,8 @@ class StoreSnapshot:
         read_at: ``anyio.current_time()`` when *statistics* was read.
         error: why the latest read failed (the store is unreachable), or ``None``
             when it succeeded.
+        stopped: the store's writer stopped: this reading is its last, and what it
+            captured since is not counted (shown with the reading's age).
 
     .. versionadded:: 0.1.0
     """
@@ -96,6 +98,7 @@ class StoreSnapshot:
     statistics: StoreStatistics | None = None
     read_at: float | None = None
     error: str | None = None
+    stopped: bool = False
 
 
 @attrs.frozen
@@ -655,7 +658,7 @@ def _store_part(name: str | None, reading: StoreSnapshot, now: float) -> Text:
     part.append(str(stats.total), style="bold red" if stats.total else "bold")
     part.append(_plural(stats.total, " dead letter"))
     age = now - reading.read_at
-    if age > STALE_AFTER:
+    if age > STALE_AFTER or reading.stopped:
         part.append(f" as of {format_duration(age)} ago", style="yellow")
     if stats.by_source:
         top = sorted(stats.by_source.items(), key=lambda item: (-item[1], item[0]))[:3]
