@@ -25,6 +25,7 @@ from otpy.console import (
     run_console,
     take_snapshot,
 )
+from otpy.console._view import store_interval
 from otpy.deadletter import (
     DeadLetter,
     DeadLetters,
@@ -527,6 +528,49 @@ async def test_the_last_frame_gives_the_age_of_a_stopped_writers_count() -> None
     assert footer(output.getvalue()).endswith("  ·  1 dead letter as of 0.5s ago (outbound 1)")
 
 
+class SlowStore:
+    """A memory store whose statistics take half a second; it notes when each read starts."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryDeadLetterStore()
+        self.reads: list[float] = []
+
+    async def statistics(self) -> StoreStatistics:
+        self.reads.append(anyio.current_time())
+        await anyio.sleep(0.5)
+        return await self.inner.statistics()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_a_slow_store_is_read_less_often() -> None:
+    """A read taking 0.5 s is followed by a 5 s wait: the console holds the store a tenth of the time."""
+    slow = SlowStore()
+    output = io.StringIO()
+    console = Console(record=True, width=100, height=24, file=output)
+    done = anyio.Event()
+    async with otpy.open_supervisor(
+        [dead_letter_tree(cast("DeadLetterStore", slow))], name="root"
+    ) as sup:
+        node = otpy.current_node()
+        async with anyio.create_task_group() as tg:
+            start = anyio.current_time()
+            tg.start_soon(
+                functools.partial(run_console, node, refresh=4.0, console=console, until=done)
+            )
+            await anyio.sleep(11.75)  # read at 0.0-0.5, 5.5-6.0, 11.0-11.5
+            done.set()
+        await sup.stop()
+    assert [at - start for at in slow.reads] == [0.0, 5.5, 11.0]
+    assert footer(output.getvalue()).endswith("  ·  0 dead letters")  # 0.25 s old: not stale
+
+
+def test_the_store_read_interval_is_ten_reads_long_within_bounds() -> None:
+    """The wait after a read is 10x its duration, at least 1 s and at most 30 s."""
+    assert [store_interval(d) for d in (0.0, 0.05, 0.4, 2.0, 10.0)] == [1.0, 1.0, 4.0, 20.0, 30.0]
+
+
 class HangingStore:
     """A memory store whose statistics never come back."""
 
@@ -569,6 +613,9 @@ def test_a_store_reading_shows_its_age_when_stale_and_its_error_instead_of_a_cou
         "  ·  dead-letter store unreachable (StoreLocked: locked)"
     )
     assert "243" not in shown(failed, now=101.0)
+    slow = attrs.evolve(fresh, duration=0.4)  # read every 4 s: stale after 12 s
+    assert shown(slow, now=111.0).endswith(f"  ·  {counts}")
+    assert " as of 13s ago " in shown(slow, now=113.0)
     assert shown(StoreSnapshot(), now=0.0).endswith("  ·  dead letters: reading the store…")
 
 

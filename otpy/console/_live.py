@@ -12,7 +12,7 @@ import anyio
 from rich.console import Console
 from rich.live import Live
 
-from ._stores import STORE_INTERVAL, mark_stopped, read_store_statistics
+from ._stores import mark_stopped, read_store_statistics, store_interval
 from ._view import render_tree, take_snapshot
 
 if TYPE_CHECKING:
@@ -38,7 +38,8 @@ async def run_console(
     Each refresh takes one :func:`~otpy.console.take_snapshot` in the event loop and
     draws it. Meanwhile one more task reads the dead-letter stores' statistics
     (:func:`~otpy.console.read_store_statistics`), waiting a second after each
-    read, so the footer counts what the stores hold and a slow
+    read (ten times as long as the read took, if more; 30 s at most), so the
+    footer counts what the stores hold and a slow
     store never delays a frame. Every frame fits the terminal (see
     :func:`~otpy.console.render_tree`). A tree that stops stays on screen, shown as
     stopped. When *until* is set, one last frame is drawn and the function returns;
@@ -71,8 +72,9 @@ async def run_console(
 
     async def read_stores() -> None:
         while True:
+            started = anyio.current_time()
             stores.update(await read_store_statistics(node, stores))
-            await anyio.sleep(STORE_INTERVAL)
+            await anyio.sleep(store_interval(anyio.current_time() - started))
 
     live = Live(
         console=console or Console(),

@@ -9,17 +9,20 @@ import attrs
 
 from otpy.deadletter import redact, running_stores
 
-from ._view import StoreSnapshot
+from ._view import STORE_INTERVAL, StoreSnapshot, store_interval
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     import otpy
 
-__all__ = ["STORE_INTERVAL", "STORE_TIMEOUT", "mark_stopped", "read_store_statistics"]
-
-STORE_INTERVAL = 1.0
-"""Seconds the live console waits between two reads of the stores."""
+__all__ = [
+    "STORE_INTERVAL",
+    "STORE_TIMEOUT",
+    "mark_stopped",
+    "read_store_statistics",
+    "store_interval",
+]
 
 STORE_TIMEOUT = 5.0
 """Seconds a store has to answer before the console calls it unreachable."""
@@ -56,6 +59,7 @@ async def read_store_statistics(
         await anyio.lowlevel.checkpoint()
     for name, store in stores.items():
         last = readings.get(name, StoreSnapshot())
+        started = anyio.current_time()
         try:
             with anyio.fail_after(timeout):
                 statistics = await store.statistics()
@@ -64,11 +68,12 @@ async def read_store_statistics(
         except Exception as exc:  # whatever the store raises, the console shows it and goes on
             error = redact(f"{type(exc).__name__}: {exc}")
         else:
-            readings[name] = StoreSnapshot(statistics=statistics, read_at=anyio.current_time())
+            now = anyio.current_time()
+            readings[name] = StoreSnapshot(
+                statistics=statistics, read_at=now, duration=now - started
+            )
             continue
-        readings[name] = StoreSnapshot(
-            statistics=last.statistics, read_at=last.read_at, error=error
-        )
+        readings[name] = attrs.evolve(last, error=error, duration=anyio.current_time() - started)
     return readings
 
 

@@ -56,7 +56,25 @@ WIDE = 96
 """From this width on (and room for it), the last exit reason is a column; below it, a list."""
 
 STALE_AFTER = 3.0
-"""Seconds after which the dead-letter count is shown with its age."""
+"""A store reading older than this many read intervals is shown with its age."""
+
+STORE_INTERVAL = 1.0
+"""Seconds the live console waits between two reads of the stores, at least."""
+
+STORE_MAX_INTERVAL = 30.0
+"""Seconds the live console waits between two reads of the stores, at most."""
+
+
+def store_interval(duration: float) -> float:
+    """Seconds to wait after a read of the stores that took *duration* seconds.
+
+    Ten times as long as the read, within :data:`STORE_INTERVAL` and
+    :data:`STORE_MAX_INTERVAL`: reading a large SQLite store takes a while, and
+    holds the store's connection meanwhile, so the console keeps that under a
+    tenth of the time.
+    """
+    return min(max(STORE_INTERVAL, 10 * duration), STORE_MAX_INTERVAL)
+
 
 _NORMAL_REASONS = ("normal", "shutdown")
 _RESTARTING = ("restarting", "backing_off")
@@ -82,7 +100,8 @@ class StoreSnapshot:
     The live console reads each store in the background
     (:func:`~otpy.console.read_store_statistics`), so a slow or locked store never
     holds up a frame; a frame shows the latest reading, with its age once it is
-    older than 3 seconds, and says plainly when the last read failed.
+    older than three read intervals (3 s usually), and says plainly when the last
+    read failed.
 
     Attributes:
         statistics: the latest statistics read, or ``None`` if no read succeeded yet.
@@ -91,6 +110,9 @@ class StoreSnapshot:
             when it succeeded.
         stopped: the store's writer stopped: this reading is its last, and what it
             captured since is not counted (shown with the reading's age).
+        duration: seconds the latest read took; the console waits ten times as
+            long before the next one, and shows the age of a reading older than
+            three such waits.
 
     .. versionadded:: 0.1.0
     """
@@ -99,6 +121,7 @@ class StoreSnapshot:
     read_at: float | None = None
     error: str | None = None
     stopped: bool = False
+    duration: float = 0.0
 
 
 @attrs.frozen
@@ -658,7 +681,7 @@ def _store_part(name: str | None, reading: StoreSnapshot, now: float) -> Text:
     part.append(str(stats.total), style="bold red" if stats.total else "bold")
     part.append(_plural(stats.total, " dead letter"))
     age = now - reading.read_at
-    if age > STALE_AFTER or reading.stopped:
+    if age > STALE_AFTER * store_interval(reading.duration) or reading.stopped:
         part.append(f" as of {format_duration(age)} ago", style="yellow")
     if stats.by_source:
         top = sorted(stats.by_source.items(), key=lambda item: (-item[1], item[0]))[:3]
