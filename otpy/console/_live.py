@@ -12,8 +12,8 @@ import anyio
 from rich.console import Console
 from rich.live import Live
 
-from ._stores import mark_stopped, read_store_statistics, store_interval
-from ._view import render_tree, take_snapshot
+from ._stores import mark_stopped, read_store_statistics
+from ._view import render_tree, store_interval, take_snapshot
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -39,12 +39,11 @@ async def run_console(
     draws it. Meanwhile one more task reads the dead-letter stores' statistics
     (:func:`~otpy.console.read_store_statistics`), waiting a second after each
     read (ten times as long as the read took, if more; 30 s at most), so the
-    footer counts what the stores hold and a slow
-    store never delays a frame. Every frame fits the terminal (see
-    :func:`~otpy.console.render_tree`). A tree that stops stays on screen, shown as
-    stopped. When *until* is set, one last frame is drawn and the function returns;
-    when the task is cancelled (Ctrl-C), the last frame drawn stays. Either way the
-    terminal is restored.
+    footer counts what the stores hold and a slow store never delays a frame.
+    Every frame fits the terminal (see :func:`~otpy.console.render_tree`). A tree
+    that stops stays on screen, shown as stopped. When *until* is set, one last
+    frame is drawn and the function returns; when the task is cancelled (Ctrl-C),
+    the last frame drawn stays. Either way the terminal is restored.
 
     Args:
         node: the node to watch; its ``roots`` are the trees shown.

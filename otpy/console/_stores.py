@@ -9,20 +9,14 @@ import attrs
 
 from otpy.deadletter import redact, running_stores
 
-from ._view import STORE_INTERVAL, StoreSnapshot, store_interval
+from ._view import StoreSnapshot
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     import otpy
 
-__all__ = [
-    "STORE_INTERVAL",
-    "STORE_TIMEOUT",
-    "mark_stopped",
-    "read_store_statistics",
-    "store_interval",
-]
+__all__ = ["STORE_TIMEOUT", "mark_stopped", "read_store_statistics"]
 
 STORE_TIMEOUT = 5.0
 """Seconds a store has to answer before the console calls it unreachable."""
@@ -73,7 +67,8 @@ async def read_store_statistics(
                 statistics=statistics, read_at=now, duration=now - started
             )
             continue
-        readings[name] = attrs.evolve(last, error=error, duration=anyio.current_time() - started)
+        duration = anyio.current_time() - started
+        readings[name] = attrs.evolve(last, error=error, duration=duration, stopped=False)
     return readings
 
 
