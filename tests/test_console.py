@@ -329,12 +329,12 @@ async def test_p5_console_shows_the_pressure_level_of_watched_children() -> None
     snapshot, now = await pressure_scene()
     assert set(snapshot.pressure) == {"pressure"}
     assert lines(render(render_tree(snapshot, now=now), width=120)) == [
-        "name                         state       restarts  intensity   mailbox uptime pressure      last exit",
-        "root one_for_one             running            -  0/3 in 5s   0/10000   0.0s -",
-        "├─ busy Idle                 suspended          0                 9/10   0.0s degraded",
-        "├─ calm Idle                 running            0                 0/10   0.0s normal",
-        "├─ other Idle                running            0                 0/10   0.0s -",
-        "└─ monitor PressureMonitor   running            0               0/1000   0.0s -",
+        "name                        state       restarts  intensity   mailbox uptime pressure       last exit",
+        "root one_for_one            running            -  0/3 in 5s   0/10000   0.0s -",
+        "├─ busy Idle                suspended          0                 9/10   0.0s degraded",
+        "├─ calm Idle                running            0                 0/10   0.0s normal",
+        "├─ other Idle               running            0                 0/10   0.0s -",
+        "└─ monitor PressureMonitor  running            0               0/1000   0.0s -",
         "5 live actors (1 supervisor, 4 workers)  ·  0 restarts  ·  0 dead letters",
     ]
 
@@ -346,12 +346,8 @@ async def test_p5_pressure_levels_are_coloured_and_the_column_stays_when_narrow(
     assert "\x1b[1;33mdegraded\x1b[0m" in styled
     assert "\x1b[2mnormal\x1b[0m" in styled
     narrow = lines(render(render_tree(snapshot, now=now), width=80))
-    assert (
-        narrow[0] == "name                     state       restarts  intensity   mailbox pressure"
-    )
-    assert (
-        narrow[2] == "├─ busy Idle             suspended          0                 9/10 degraded"
-    )
+    assert narrow[0] == "name                    state       restarts  intensity   mailbox pressure"
+    assert narrow[2] == "├─ busy Idle            suspended          0                 9/10 degraded"
 
 
 async def test_p5_console_shows_the_worst_partition_of_a_monitor_named_by_component() -> None:
@@ -373,11 +369,11 @@ async def test_p5_console_shows_the_worst_partition_of_a_monitor_named_by_compon
     output = lines(render(render_tree(snapshot, now=anyio.current_time()), width=120))
     assert (
         output[0]
-        == "name                         state       restarts  intensity   mailbox uptime pressure      last exit"
+        == "name                        state       restarts  intensity   mailbox uptime pressure       last exit"
     )
     assert (
         output[2]
-        == "└─ busy Idle                 running            0                 0/10   0.0s shed"
+        == "└─ busy Idle                running            0                 0/10   0.0s shed"
     )
 
 
@@ -408,9 +404,9 @@ async def test_p5_each_partition_worker_row_shows_its_own_partition_level() -> N
     rows = lines(render(render_tree(snapshot, now=now), width=120))
     assert rows[2].startswith("├─ jobs one_for_one")
     assert rows[2].endswith(" degraded")  # the worst partition
-    assert rows[3].startswith("│  ├─ jobs.0 PartitionWorker")
+    assert rows[3].startswith("│  ├─ jobs.0 PartitionWork…")
     assert rows[3].endswith(" 0/1000   0.0s normal 0/10")  # mailbox empty, partition too
-    assert rows[4].startswith("│  └─ jobs.1 PartitionWorker")
+    assert rows[4].startswith("│  └─ jobs.1 PartitionWork…")
     # the worker's backlog is in its partition, not its mailbox: the cell shows it
     assert rows[4].endswith(" 0/1000   0.0s degraded 9/10")
 

@@ -85,7 +85,7 @@ _RESTARTS_WIDTH = len("restarts")
 _WINDOW_WIDTH = len("2/3 in 10s")
 _MAILBOX_WIDTH = len("9999/9999")
 _UPTIME_WIDTH = len("59m59s")
-_PRESSURE_WIDTH = len("degraded 9/10")
+_PRESSURE_WIDTH = len("degraded 40/40")
 _NAME_MIN = 22
 """The narrowest name column; below it the uptime column is left out to make room."""
 _NAME_MAX = 40
@@ -304,7 +304,10 @@ def _pressure_cell(
     text = Text()
     text.append(label, style=PRESSURE_STYLES.get(label, ""))  # the padding stays unstyled
     if depth is not None:
-        text.append(" " + _ratio(*depth, width=_PRESSURE_WIDTH - len(label) - 1))
+        room = _PRESSURE_WIDTH - len(label) - 1
+        ratio = _ratio(*depth, width=room)
+        if len(ratio) <= room:  # a depth too wide is left out, never cut
+            text.append(" " + ratio)
     return text
 
 
