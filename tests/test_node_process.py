@@ -182,9 +182,9 @@ async def test_a15_run_node_console_leaves_the_stopped_tree_on_screen(
     frame = [line.rstrip() for line in output.getvalue().splitlines()]
     assert frame[0] == f"otpy · trees:quick · pid {os.getpid()} · stopped"
     assert frame[2:5] == [
-        "quick one_for_one stopped            - 0/3 in 5s 0/10000      -",
-        "├─ a              stopped            0                 -      - shutdown",
-        "└─ b              stopped            0                 -      - shutdown",
+        "quick one_for_one         stopped            -  0/3 in 5s   0/10000      -",
+        "├─ a                      stopped            0                    -      - shutdown",
+        "└─ b                      stopped            0                    -      - shutdown",
     ]
     assert stderr_lines(capsys)[-1] == "otpy: stopped"
 

@@ -4,6 +4,10 @@ Everything here is pure: :func:`take_snapshot` copies what it needs out of the
 public ``statistics()`` snapshots, and :func:`render_tree` turns a snapshot into a
 rich renderable for a given ``now``. Nothing reads a private attribute, a clock or
 the terminal, so tests render into ``Console(record=True)`` and compare text.
+
+The layout depends on the terminal's size only: every column has a width computed
+from the width alone, so nothing moves from frame to frame whatever the cells hold,
+and the rows are cut to the height, so the footer always shows.
 """
 
 from __future__ import annotations
@@ -11,17 +15,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import attrs
+from rich.cells import cell_len
 from rich.table import Table
 from rich.text import Text
 
 import otpy
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable, Mapping, Sequence
 
     from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 
-__all__ = ["NodeSnapshot", "format_duration", "render_tree", "take_snapshot"]
+    from otpy.deadletter import StoreStatistics
+
+__all__ = ["NodeSnapshot", "StoreSnapshot", "format_duration", "render_tree", "take_snapshot"]
 
 STATE_STYLES: dict[str, str] = {
     "running": "green",
@@ -45,13 +52,76 @@ PRESSURE_STYLES: dict[str, str] = {
 MONITOR_CLASS = "PressureMonitor"
 """Children of this actor class with a registered name are read as pressure monitors."""
 
-MAX_ROWS_PER_SUPERVISOR = 20
-"""Children shown under one supervisor; a big dynamic pool is summarised after that."""
-
 WIDE = 96
-"""From this width on, the last exit reason is a column; below it, a list under the table."""
+"""From this width on (and room for it), the last exit reason is a column; below it, a list."""
+
+STALE_AFTER = 3.0
+"""A store reading older than this many read intervals is shown with its age."""
+
+STORE_INTERVAL = 1.0
+"""Seconds the live console waits between two reads of the stores, at least."""
+
+STORE_MAX_INTERVAL = 30.0
+"""Seconds the live console waits between two reads of the stores, at most."""
+
+
+def store_interval(duration: float) -> float:
+    """Seconds to wait after a read of the stores that took *duration* seconds.
+
+    Ten times as long as the read, within :data:`STORE_INTERVAL` and
+    :data:`STORE_MAX_INTERVAL`: reading a large SQLite store takes a while, and
+    holds the store's connection meanwhile, so the console keeps that under a
+    tenth of the time.
+    """
+    return min(max(STORE_INTERVAL, 10 * duration), STORE_MAX_INTERVAL)
+
 
 _NORMAL_REASONS = ("normal", "shutdown")
+_RESTARTING = ("restarting", "backing_off")
+
+# Column widths, fixed so that the table never jumps as the cells change.
+_STATE_WIDTH = len("backing_off")
+_RESTARTS_WIDTH = len("restarts")
+_WINDOW_WIDTH = len("2/3 in 10s")
+_MAILBOX_WIDTH = len("9999/9999")
+_UPTIME_WIDTH = len("59m59s")
+_PRESSURE_WIDTH = len("degraded 40/40")
+_NAME_MIN = 22
+"""The narrowest name column; below it the uptime column is left out to make room."""
+_NAME_MAX = 40
+_EXIT_MIN = 20
+"""The narrowest last-exit column; without room for it, exits are listed under the table."""
+
+
+@attrs.frozen(kw_only=True)
+class StoreSnapshot:
+    """The console's latest reading of one dead-letter store's own statistics.
+
+    The live console reads each store in the background
+    (:func:`~otpy.console.read_store_statistics`), so a slow or locked store never
+    holds up a frame; a frame shows the latest reading, with its age once it is
+    older than three read intervals (3 s usually), and says plainly when the last
+    read failed.
+
+    Attributes:
+        statistics: the latest statistics read, or ``None`` if no read succeeded yet.
+        read_at: ``anyio.current_time()`` when *statistics* was read.
+        error: why the latest read failed (the store is unreachable), or ``None``
+            when it succeeded.
+        stopped: the store's writer stopped: this reading is its last, and what it
+            captured since is not counted (shown with the reading's age).
+        duration: seconds the latest read took; the console waits ten times as
+            long before the next one, and shows the age of a reading older than
+            three such waits.
+
+    .. versionadded:: 0.1.0
+    """
+
+    statistics: StoreStatistics | None = None
+    read_at: float | None = None
+    error: str | None = None
+    stopped: bool = False
+    duration: float = 0.0
 
 
 @attrs.frozen
@@ -61,16 +131,21 @@ class NodeSnapshot:
     Attributes:
         trees: a snapshot of each root supervisor, in start order.
         live_actors: actors running on the node, supervisors included.
-        dead_letters: the dead-letter counters, if known.
+        dead_letters: the counters of the node's in-memory dead-letter stream, if
+            known; shown only when no store is read (*stores* is empty).
         pressure: the last published snapshot of each pressure monitor read, by
             monitor name (empty when none runs: the console then has no pressure
             column).
+        stores: the latest reading of each dead-letter store, by writer name. The
+            footer counts what the stores hold: every dead letter, however it was
+            captured.
     """
 
     trees: tuple[otpy.SupervisorStatistics, ...]
     live_actors: int | None = None
     dead_letters: otpy.DeadLetterStatistics | None = None
     pressure: Mapping[str, otpy.PressureStatistics] = attrs.field(factory=dict)
+    stores: Mapping[str, StoreSnapshot] = attrs.field(factory=dict)
 
 
 def take_snapshot(
@@ -78,13 +153,16 @@ def take_snapshot(
     roots: Iterable[otpy.ActorRef] | None = None,
     *,
     monitors: Iterable[str] = (),
+    stores: Mapping[str, StoreSnapshot] | None = None,
 ) -> NodeSnapshot:
     """Copy the statistics of *node* and its root supervisors into a :class:`NodeSnapshot`.
 
     Pressure comes from what the monitors last published
     (:func:`~otpy.pressure_statistics`), never from a call: every child running a
     :class:`~otpy.PressureMonitor` under a registered name is read, and so is each
-    name in *monitors*.
+    name in *monitors*. Dead-letter stores are never read here (a read may wait on
+    a disk): pass the latest readings from
+    :func:`~otpy.console.read_store_statistics` as *stores*.
 
     Args:
         node: the running node.
@@ -92,6 +170,7 @@ def take_snapshot(
             are not supervisors are skipped.
         monitors: more pressure monitors to read, by registered name (or by
             ``component``, for a monitor without one).
+        stores: the latest reading of each dead-letter store, by writer name.
 
     Returns:
         A frozen snapshot; rendering it later never touches the node again.
@@ -114,6 +193,7 @@ def take_snapshot(
         live_actors=node.live_actors,
         dead_letters=node.dead_letters.statistics(),
         pressure=pressure,
+        stores=dict(stores or {}),
     )
 
 
@@ -149,13 +229,23 @@ def render_tree(
     name is the name of a watched queue (the worst level over its partitions), or
     ``"name.i"`` for partition *i* (a partition worker's child id, shown with the
     partition's depth against its capacity); so name the :class:`~otpy.Watched`
-    source after the child it watches. Narrower than :data:`WIDE` columns, the
-    abnormal exit reasons are listed under the table instead of in a column.
+    source after the child it watches.
+
+    It fits the console it is drawn on (its height, or ``options.height``): the
+    column widths depend on the width only, and a cell too long for its column
+    ends in an ellipsis (a child's class or strategy gives way before its id, and an
+    id too long loses its middle, not its end). Narrower
+    than 96 columns (or without room for a last-exit column), the abnormal
+    exit reasons are listed under the table instead. When the rows do not fit, the
+    first rows are shown, crashed and restarting children before healthy ones,
+    then one line such as ``"… and 17 more children (1 restarting, 2 crashed)"``;
+    the footer is always drawn.
 
     Args:
         source: a :class:`NodeSnapshot` (from :func:`take_snapshot`), one supervisor's
             statistics, or several.
-        now: ``anyio.current_time()`` when the snapshot was taken; uptimes count from it.
+        now: ``anyio.current_time()`` when the snapshot was taken; uptimes, and the age
+            of a dead-letter store reading, count from it.
         title: a line shown above the table.
 
     Returns:
@@ -175,12 +265,12 @@ def render_tree(
     levels = _pressure_levels(snapshot.pressure)
     if snapshot.pressure:
         rows = [attrs.evolve(row, pressure=_pressure_cell(row, levels)) for row in rows]
-    return _TreeView(title, tuple(rows), _footer(snapshot), pressure=bool(snapshot.pressure))
+    return _TreeView(title, tuple(rows), _footer(snapshot, now), pressure=bool(snapshot.pressure))
 
 
 def _pressure_levels(
     pressure: Mapping[str, otpy.PressureStatistics],
-) -> dict[str, tuple[otpy.Level, str]]:
+) -> dict[str, tuple[otpy.Level, tuple[int, int] | None]]:
     """The worst level of each watched queue name, over monitors and partitions.
 
     Partition *i* of queue ``name`` is also listed as ``"name.i"``, the child id of
@@ -188,13 +278,13 @@ def _pressure_levels(
     with the partition's depth against its capacity: the backlog of a partition
     worker is in its partition, not in its mailbox.
     """
-    levels: dict[str, tuple[otpy.Level, str]] = {}
+    levels: dict[str, tuple[otpy.Level, tuple[int, int] | None]] = {}
     for stats in pressure.values():
         for source in stats.sources.values():
-            entries = [(source.name, "")]
+            entries: list[tuple[str, tuple[int, int] | None]] = [(source.name, None)]
             if source.partition is not None:
                 entries.append(
-                    (f"{source.name}.{source.partition}", f"{source.depth}/{source.capacity}")
+                    (f"{source.name}.{source.partition}", (source.depth, source.capacity))
                 )
             for name, depth in entries:
                 if name not in levels or source.level > levels[name][0]:
@@ -202,16 +292,22 @@ def _pressure_levels(
     return levels
 
 
-def _pressure_cell(row: _Row, levels: Mapping[str, tuple[otpy.Level, str]]) -> Text:
+def _pressure_cell(
+    row: _Row, levels: Mapping[str, tuple[otpy.Level, tuple[int, int] | None]]
+) -> Text:
     """The row's level (and a partition's depth), or a dim ``-`` when no monitor watches it."""
     found = [levels[name] for name in row.names if name in levels]
     if not found:
         return Text("-", style="dim") if row.names else Text()
     level, depth = max(found, key=lambda entry: entry[0])
     label = level.label
-    text = Text(label, style=PRESSURE_STYLES.get(label, ""))
-    if depth:
-        text.append(f" {depth}")
+    text = Text()
+    text.append(label, style=PRESSURE_STYLES.get(label, ""))  # the padding stays unstyled
+    if depth is not None:
+        room = _PRESSURE_WIDTH - len(label) - 1
+        ratio = _ratio(*depth, width=room)
+        if len(ratio) <= room:  # a depth too wide is left out, never cut
+            text.append(" " + ratio)
     return text
 
 
@@ -220,10 +316,17 @@ def _pressure_cell(row: _Row, levels: Mapping[str, tuple[otpy.Level, str]]) -> T
 
 @attrs.frozen
 class _Row:
-    """One line of the table, already formatted."""
+    """One line of the table, already formatted but for the name, which is fitted later."""
 
-    name: Text
-    id: str = ""
+    prefix: str
+    """The tree drawing before the id (``"│  ├─ "``)."""
+    ident: str
+    """The child id (or the root supervisor's label): kept whole before anything else."""
+    note: str = ""
+    """What follows the id: a supervisor's strategy, a worker's class."""
+    note_style: str = "dim"
+    supervisor: bool = False
+    state_name: str = ""
     state: Text = attrs.field(factory=Text)
     restarts: Text = attrs.field(factory=Text)
     window: Text = attrs.field(factory=Text)
@@ -233,6 +336,56 @@ class _Row:
     names: tuple[str, ...] = ()
     """The child id and registered name: what a watched queue's name is matched against."""
     pressure: Text = attrs.field(factory=Text)
+
+    @property
+    def restarting(self) -> bool:
+        """Whether the supervisor is restarting it (or waiting to)."""
+        return self.state_name in _RESTARTING
+
+    @property
+    def crashed(self) -> bool:
+        """Whether it stopped for an abnormal reason and is not coming back."""
+        return self.state_name == "stopped" and _abnormal(self.reason)
+
+    def name_cell(self, width: int) -> Text:
+        """The prefix, the id and its note in *width* cells: the note gives way first.
+
+        An id too long for the column loses its middle, not its end, so that
+        ``deliveries.10`` and ``deliveries.11`` stay apart.
+        """
+        text = Text(self.prefix, style="dim", no_wrap=True, overflow="ellipsis")
+        used = cell_len(self.prefix)
+        ident = self.ident
+        if used + cell_len(ident) > width:
+            ident = _shorten_middle(ident, max(width - used, 1))
+        text.append(ident, style="bold" if self.supervisor else "")
+        used += cell_len(ident)
+        room = width - used - 1
+        if self.note and room >= min(cell_len(self.note), 6):
+            text.append(" " + _shorten(self.note, room), style=self.note_style)
+        return text
+
+
+def _shorten(text: str, width: int) -> str:
+    """*text* cut to *width* cells, ending in an ellipsis if it was cut."""
+    if cell_len(text) <= width:
+        return text
+    while text and cell_len(text) > width - 1:
+        text = text[:-1]
+    return text + "…"
+
+
+def _shorten_middle(text: str, width: int) -> str:
+    """*text* in *width* cells, an ellipsis in place of its middle if it was too long."""
+    if cell_len(text) <= width or width < 3:
+        return _shorten(text, width)
+    tail = (width - 1) // 2
+    head = _shorten(text, width - tail)[:-1]
+    return head + "…" + text[len(text) - tail :]
+
+
+def _abnormal(reason: str | None) -> bool:
+    return bool(reason) and reason not in _NORMAL_REASONS
 
 
 def _supervisor_rows(
@@ -246,14 +399,16 @@ def _supervisor_rows(
 ) -> None:
     """Add the row of supervisor *stats*, then its children under it."""
     ident = child.id if child is not None else stats.label
-    name = _cut(prefix + branch, style="dim")
-    name.append(ident, style="bold")
-    name.append(f" {stats.strategy}", style="cyan")
+    state = _child_state(child) if child is not None else stats.state
     rows.append(
         _Row(
-            name=name,
-            id=ident,
-            state=_state(_child_state(child) if child is not None else stats.state),
+            prefix=prefix + branch,
+            ident=ident,
+            note=stats.strategy,
+            note_style="cyan",
+            supervisor=True,
+            state_name=state,
+            state=_state(state),
             restarts=_restarts(child.restarts) if child is not None else Text("-", style="dim"),
             window=_window(stats),
             mailbox=_mailbox(stats.actor),
@@ -264,36 +419,32 @@ def _supervisor_rows(
     )
     inner = prefix + ("" if not branch else ("   " if branch.startswith("└") else "│  "))
     children = stats.children
-    shown = children[:MAX_ROWS_PER_SUPERVISOR]
-    hidden = len(children) - len(shown)
-    for index, grandchild in enumerate(shown):
-        mark = "└─ " if index == len(shown) - 1 and not hidden else "├─ "
+    for index, grandchild in enumerate(children):
+        mark = "└─ " if index == len(children) - 1 else "├─ "
         if grandchild.supervisor is not None:
             _supervisor_rows(
                 rows, grandchild.supervisor, now, prefix=inner, branch=mark, child=grandchild
             )
         else:
             rows.append(_child_row(grandchild, now, prefix=inner + mark))
-    if hidden:
-        more = _cut(inner + "└─ ", style="dim")
-        running = sum(1 for c in children[len(shown) :] if c.state == "running")
-        more.append(f"… {hidden} more ({running} running)", style="dim italic")
-        rows.append(_Row(name=more))
 
 
 def _child_row(child: otpy.ChildStatistics, now: float, *, prefix: str) -> _Row:
     """The row of a worker, or of a child supervisor that is not running."""
-    name = _cut(prefix, style="dim")
-    name.append(child.id)
+    note, note_style = "", "dim"
     if child.type is otpy.ChildType.SUPERVISOR:
-        name.append(" supervisor", style="cyan")
+        note, note_style = "supervisor", "cyan"
     elif child.actor is not None and not _names_class(child.id, child.actor.actor_class):
-        name.append(f" {child.actor.actor_class}", style="dim")
+        note = child.actor.actor_class
     actor = child.actor
+    state = _child_state(child)
     return _Row(
-        name=name,
-        id=child.id,
-        state=_state(_child_state(child)),
+        prefix=prefix,
+        ident=child.id,
+        note=note,
+        note_style=note_style,
+        state_name=state,
+        state=_state(state),
         restarts=_restarts(child.restarts),
         mailbox=_mailbox(actor) if actor is not None else Text("-", style="dim"),
         uptime=_uptime(actor, now) if actor is not None else Text("-", style="dim"),
@@ -325,96 +476,226 @@ def _names_class(child_id: str, actor_class: str) -> bool:
     return lowered == cls or lowered.startswith(cls + "#")
 
 
+def _pick_rows(rows: Sequence[_Row], room: int) -> tuple[list[_Row], Text | None]:
+    """The rows to show in *room* lines, and the summary of the rest (``None`` if all fit).
+
+    Root supervisors come first, then crashed and restarting children, then child
+    supervisors, then the rest, each in tree order; what is shown keeps tree order.
+    """
+    if len(rows) <= room:
+        return list(rows), None
+    keep = max(room - 1, 0)  # one line for the summary
+
+    def rank(index: int) -> tuple[int, int]:
+        row = rows[index]
+        if row.supervisor and not row.prefix:
+            return (0, index)
+        if row.crashed or row.restarting:
+            return (1, index)
+        return (2 if row.supervisor else 3, index)
+
+    chosen = set(sorted(range(len(rows)), key=rank)[:keep])
+    shown = [row for index, row in enumerate(rows) if index in chosen]
+    hidden = [row for index, row in enumerate(rows) if index not in chosen]
+    restarting = sum(row.restarting for row in hidden)
+    crashed = sum(row.crashed for row in hidden)
+    summary = _cut(
+        f"… and {len(hidden)} more {_plural(len(hidden), 'child', 'children')}", style="dim italic"
+    )
+    parts = [f"{restarting} restarting"] if restarting else []
+    if crashed:
+        parts.append(f"{crashed} crashed")
+    if parts:
+        summary.append(f" ({', '.join(parts)})", style="bold yellow")
+    else:
+        summary.append(", none restarting or crashed", style="dim italic")
+    return shown, summary
+
+
 # -- layout ----------------------------------------------------------------------------
 
 
 @attrs.frozen
+class _Column:
+    header: str
+    width: int
+    justify: str = "left"
+
+
+def _columns(width: int, *, pressure: bool) -> tuple[list[_Column], bool]:
+    """The columns for a terminal *width* cells wide, and whether last exit is one of them.
+
+    Only the width (and whether there is a pressure column) decides: the cells never do.
+    """
+    fixed = [
+        _Column("state", _STATE_WIDTH),
+        _Column("restarts", _RESTARTS_WIDTH, "right"),
+        _Column("intensity", _WINDOW_WIDTH, "right"),
+        _Column("mailbox", _MAILBOX_WIDTH, "right"),
+        _Column("uptime", _UPTIME_WIDTH, "right"),
+    ]
+    if pressure:
+        fixed.append(_Column("pressure", _PRESSURE_WIDTH))
+    # Every column but the last is followed by one cell of padding.
+    free = width - sum(column.width for column in fixed) - len(fixed) - 1
+    if width >= WIDE and free - _NAME_MIN >= _EXIT_MIN:
+        name = min(max(free // 2, _NAME_MIN), _NAME_MAX)
+        return [_Column("name", name), *fixed, _Column("last exit", free - name)], True
+    if free + 1 < _NAME_MIN:
+        fixed = [column for column in fixed if column.header != "uptime"]
+        free += _UPTIME_WIDTH + 1
+    return [_Column("name", max(free + 1, 1)), *fixed], False
+
+
+@attrs.frozen
 class _TreeView:
-    """The formatted rows; laid out when rich knows the width."""
+    """The formatted rows; laid out when rich knows the size."""
 
     title: str | None
     rows: tuple[_Row, ...]
-    footer: Text
+    footer: tuple[Text, ...]
+    """The footer's parts; joined into as few lines as the width allows."""
     pressure: bool = False
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        wide = options.max_width >= WIDE
+        width = options.max_width
+        height = options.height if options.height is not None else options.size.height
+        columns, wide = _columns(width, pressure=self.pressure)
+        footer = _join(self.footer, width)
+        room = height - len(footer) - 1 - (self.title is not None)  # 1: the header
+        exits = [] if wide else [row for row in self.rows if _abnormal(row.reason)]
+        wanted = len(self.rows) or 1
+        exit_room = 0
+        if exits:
+            exit_room = 1 + len(exits)
+            if wanted + exit_room > room:  # the rows need the room: exits get a third of it
+                exit_room = min(exit_room, max(room - wanted, room // 3, 2))
+        rows, summary = _pick_rows(self.rows, max(room - exit_room, 1))
         if self.title is not None:
             yield _cut(self.title, style="bold")
-        yield self._table(wide)
-        if not wide:
-            lines = [row for row in self.rows if row.reason and row.reason not in _NORMAL_REASONS]
-            if lines:
-                yield Text("last abnormal exits:", style="bold")
-                for row in lines:
-                    line = _cut(f"  {row.id}: ", style="")
-                    line.append(row.reason or "", style="red")
-                    yield line
-        yield self.footer
+        yield self._table(columns, wide, rows)
+        if not self.rows:
+            yield _cut("no supervision trees running", style="dim")
+        if summary is not None:
+            yield summary
+        if exits and exit_room >= 2:
+            yield Text("last abnormal exits:", style="bold")
+            listed = exits if len(exits) <= exit_room - 1 else exits[: exit_room - 2]
+            for row in listed:
+                line = _cut(f"  {row.ident}: ", style="")
+                line.append(row.reason or "", style="red")
+                yield line
+            if len(listed) < len(exits):
+                yield _cut(f"  … and {len(exits) - len(listed)} more", style="dim italic")
+        yield from footer
 
-    def _table(self, wide: bool) -> Table:
+    def _table(self, columns: list[_Column], wide: bool, rows: list[_Row]) -> Table:
         table = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0), header_style="bold")
-        # The name (and the reason) give way on a narrow terminal: they are the
-        # wrappable columns rich shrinks, and their cells end in an ellipsis.
-        table.add_column("name", max_width=40)
-        # Fixed widths for the rest, so the table does not jump as states change.
-        table.add_column("state", no_wrap=True, min_width=len("backing_off"))
-        table.add_column("restarts", justify="right", no_wrap=True)
-        table.add_column("intensity", justify="right", no_wrap=True, min_width=len("0/3 in 5s"))
-        table.add_column("mailbox", justify="right", no_wrap=True, min_width=len("0/1000"))
-        table.add_column("uptime", justify="right", no_wrap=True, min_width=len("59m59s"))
-        if self.pressure:
-            table.add_column("pressure", no_wrap=True, min_width=len("degraded"))
-        if wide:
-            table.add_column("last exit", min_width=12)
-        for row in self.rows:
-            cells = [row.name, row.state, row.restarts, row.window, row.mailbox, row.uptime]
+        for column in columns:
+            table.add_column(
+                column.header,
+                width=column.width,
+                justify=column.justify,  # type: ignore[arg-type]
+                no_wrap=True,
+                overflow="ellipsis",
+            )
+        name_width = columns[0].width
+        for row in rows:
+            cells = [
+                row.name_cell(name_width),
+                row.state,
+                row.restarts,
+                row.window,
+                row.mailbox,
+            ]
+            if any(column.header == "uptime" for column in columns):
+                cells.append(row.uptime)
             if self.pressure:
                 cells.append(row.pressure)
             if wide:
                 cells.append(_reason(row.reason))
             table.add_row(*cells)
-        if not self.rows:
-            table.add_row(_cut("no supervision trees running", style="dim"))
         return table
 
 
-def _footer(snapshot: NodeSnapshot) -> Text:
-    """The node totals line."""
-    footer = Text()
+def _join(parts: Sequence[Text], width: int) -> list[Text]:
+    """*parts* joined by ``"  ·  "`` into lines of at most *width* cells; a part is never split."""
+    lines: list[Text] = []
+    for part in parts:
+        if lines and lines[-1].cell_len + 5 + part.cell_len <= width:
+            lines[-1].append("  ·  ")
+            lines[-1].append_text(part)
+        else:
+            lines.append(part.copy())
+    for line in lines:
+        line.no_wrap = True
+        line.overflow = "ellipsis"
+    return lines
+
+
+def _footer(snapshot: NodeSnapshot, now: float) -> tuple[Text, ...]:
+    """The node totals: actors, restarts, dead letters."""
     supervisors, workers, restarts = 0, 0, 0
     for tree in snapshot.trees:
         counted = _count(tree)
         supervisors += counted[0]
         workers += counted[1]
         restarts += counted[2]
+    actors = Text()
     if snapshot.live_actors is not None:
-        footer.append(str(snapshot.live_actors), style="bold")
-        footer.append(_plural(snapshot.live_actors, " live actor"))
+        actors.append(str(snapshot.live_actors), style="bold")
+        actors.append(_plural(snapshot.live_actors, " live actor"))
     else:
-        footer.append(str(supervisors + workers), style="bold")
-        footer.append(_plural(supervisors + workers, " actor") + " running")
-    footer.append(
+        actors.append(str(supervisors + workers), style="bold")
+        actors.append(_plural(supervisors + workers, " actor") + " running")
+    actors.append(
         f" ({supervisors}{_plural(supervisors, ' supervisor')}, "
         f"{workers}{_plural(workers, ' worker')})",
         style="dim",
     )
-    footer.append("  ·  ")
-    footer.append(str(restarts), style="bold yellow" if restarts else "bold")
-    footer.append(_plural(restarts, " restart"))
-    if snapshot.dead_letters is not None:
+    parts = [actors, Text(str(restarts), style="bold yellow" if restarts else "bold")]
+    parts[1].append(_plural(restarts, " restart"))
+    if snapshot.stores:
+        named = len(snapshot.stores) > 1
+        for name, reading in sorted(snapshot.stores.items()):
+            parts.append(_store_part(name if named else None, reading, now))
+    elif snapshot.dead_letters is not None:
         dead = snapshot.dead_letters
-        footer.append("  ·  ")
-        footer.append(str(dead.total), style="bold red" if dead.total else "bold")
-        footer.append(_plural(dead.total, " dead letter"))
+        part = Text(str(dead.total), style="bold red" if dead.total else "bold")
+        part.append(_plural(dead.total, " dead letter"))
         if dead.by_reason:
             top = sorted(dead.by_reason.items(), key=lambda item: (-item[1], item[0]))[:3]
-            footer.append(" (" + ", ".join(f"{reason} {n}" for reason, n in top) + ")", style="dim")
-    return footer
+            part.append(" (" + ", ".join(f"{reason} {n}" for reason, n in top) + ")", style="dim")
+        parts.append(part)
+    return tuple(parts)
 
 
-def _plural(count: int, noun: str) -> str:
-    return noun if count == 1 else noun + "s"
+def _store_part(name: str | None, reading: StoreSnapshot, now: float) -> Text:
+    """What one dead-letter store holds: a count, its age when stale, or why there is none."""
+    part = Text(f"{name}: " if name is not None else "")
+    stats = reading.statistics
+    if reading.error is not None:
+        part.append("dead-letter store unreachable", style="bold red")
+        part.append(f" ({reading.error})", style="red")
+        return part
+    if stats is None or reading.read_at is None:
+        part.append("dead letters: reading the store…", style="dim")
+        return part
+    part.append(str(stats.total), style="bold red" if stats.total else "bold")
+    part.append(_plural(stats.total, " dead letter"))
+    age = now - reading.read_at
+    if age > STALE_AFTER * store_interval(reading.duration) or reading.stopped:
+        part.append(f" as of {format_duration(age)} ago", style="yellow")
+    if stats.by_source:
+        top = sorted(stats.by_source.items(), key=lambda item: (-item[1], item[0]))[:3]
+        part.append(" (" + ", ".join(f"{source} {n}" for source, n in top) + ")", style="dim")
+    return part
+
+
+def _plural(count: int, noun: str, plural: str | None = None) -> str:
+    if count == 1:
+        return noun
+    return plural if plural is not None else noun + "s"
 
 
 def _count(stats: otpy.SupervisorStatistics) -> tuple[int, int, int]:
@@ -457,7 +738,10 @@ def _window(stats: otpy.SupervisorStatistics) -> Text:
         style = "yellow"
     else:
         style = "dim"
-    return Text(f"{used}/{allowed} in {stats.period:g}s", style=style)
+    text = f"{used}/{allowed} in {stats.period:g}s"
+    if len(text) > _WINDOW_WIDTH:
+        text = f"{used}/{allowed}"  # the period is in the spec; the counts are what matter
+    return Text(text, style=style)
 
 
 def _mailbox(actor: otpy.ActorStatistics) -> Text:
@@ -471,7 +755,23 @@ def _mailbox(actor: otpy.ActorStatistics) -> Text:
         style = ""
     else:
         style = "dim"
-    return Text(f"{actor.queued}/{actor.capacity}", style=style)
+    return Text(_ratio(actor.queued, actor.capacity, width=_MAILBOX_WIDTH), style=style)
+
+
+def _ratio(count: int, capacity: int, *, width: int) -> str:
+    """``"12/1000"``, or ``"120k/1M"`` when that is too wide for *width* cells."""
+    text = f"{count}/{capacity}"
+    if len(text) <= width:
+        return text
+    return f"{_short(count)}/{_short(capacity)}"
+
+
+def _short(number: int) -> str:
+    """A count in at most 4 characters: ``"950"``, ``"12k"``, ``"100k"``, ``"3M"``."""
+    for limit, unit in ((10**9, "G"), (10**6, "M"), (10**3, "k")):
+        if abs(number) >= limit:
+            return f"{number // limit}{unit}"
+    return str(number)
 
 
 def _uptime(actor: otpy.ActorStatistics, now: float) -> Text:

@@ -69,6 +69,7 @@ from ._writer import DeadLettersStatistics as DeadLettersStatistics
 from ._writer import DeadLetterWriter as DeadLetterWriter
 from ._writer import RetentionSweeper as RetentionSweeper
 from ._writer import WriterStatistics as WriterStatistics
+from ._writer import running_stores as running_stores
 
 __all__ = [
     "Action",
@@ -114,6 +115,7 @@ __all__ = [
     "dead_letter_from_event",
     "encode_payload",
     "route_dead_letters",
+    "running_stores",
     # replay: the partitioned replay supervisor and its client
     "PartitionedRejectionDeadLetters",
     "RejectionDeadLetters",

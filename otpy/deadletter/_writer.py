@@ -14,6 +14,7 @@ in a node's ``rest_for_one`` tree.
 
 from __future__ import annotations
 
+import weakref
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Final, final, overload
 
@@ -47,6 +48,7 @@ __all__ = [
     "DeadLettersStatistics",
     "RetentionSweeper",
     "WriterStatistics",
+    "running_stores",
 ]
 
 logger = get_logger("otpy.deadletter")
@@ -127,6 +129,28 @@ def _check(records: tuple[object, ...]) -> Exception | None:
 
 
 # -- the writer ------------------------------------------------------------------------
+
+
+_running: weakref.WeakKeyDictionary[Node, dict[str, DeadLetterStore]] = weakref.WeakKeyDictionary()
+"""The store of each running writer, by node and writer name (for the console)."""
+
+
+def running_stores(*, node: Node | None = None) -> dict[str, DeadLetterStore]:
+    """Return the store of each dead-letter writer running on *node*, by writer name.
+
+    This is how the live console finds the stores to read statistics from: a
+    :class:`DeadLetterWriter` adds its store here when it starts and removes it
+    when it stops, so a tree's stores need no wiring.
+
+    Args:
+        node: the node; the current one by default.
+
+    Returns:
+        A new dict, writer name (its registered name, else its label) to store.
+
+    .. versionadded:: 0.1.0
+    """
+    return dict(_running.get(node or current_node(), {}))
 
 
 @attrs.frozen(kw_only=True)
@@ -272,6 +296,11 @@ class DeadLetterWriter(Actor):
         self._failed_batches = 0
         self._largest = 0
         self._committer = await self.spawn_link(_Committer, store, self.ref, self.store_kind)
+        _running.setdefault(self.node, {})[self._registered_as] = store
+
+    @property
+    def _registered_as(self) -> str:
+        return self.ref.name or self.ref.label
 
     async def handle_call(self, message: Any, caller: Caller) -> Any:
         """Take a ``Capture`` (answered after commit); answer a statistics request."""
@@ -323,6 +352,9 @@ class DeadLetterWriter(Actor):
 
     async def terminate(self, reason: object) -> None:
         """Commit what is pending (at most 2 s) so its captures are answered, not retried."""
+        stores = _running.get(self.node, {})
+        if stores.get(self._registered_as) is self.store:
+            del stores[self._registered_as]
         if self._pending:
             entries = tuple(self._pending)
             self._pending = []

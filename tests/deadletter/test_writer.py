@@ -25,6 +25,7 @@ from otpy.deadletter import (
     Source,
     Status,
     dead_letter_children,
+    running_stores,
 )
 from otpy.deadletter._telemetry import (
     ATTR_COUNT,
@@ -625,3 +626,19 @@ async def test_store_errors_do_not_count_against_the_supervisor() -> None:
             with pytest.raises(StoreFull):
                 await client.capture(record())
         assert sup.statistics().total_restarts == 0
+
+
+@VIRTUAL_TIME
+async def test_a_running_writer_lists_its_store_by_name_until_it_stops() -> None:
+    """running_stores() names each running writer's store; a stopped writer's store is gone."""
+    first, second = MemoryDeadLetterStore(), MemoryDeadLetterStore()
+    specs = [
+        *dead_letter_children(first, sweep=False),
+        *dead_letter_children(second, name="other", sweep=False),
+    ]
+    async with otpy.open_supervisor(specs) as sup:
+        assert running_stores() == {"dead-letters": first, "other": second}
+        await sup.terminate_child("other")
+        assert running_stores() == {"dead-letters": first}
+        await sup.restart_child("other")
+        assert running_stores(node=otpy.current_node()) == {"dead-letters": first, "other": second}
