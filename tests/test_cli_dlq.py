@@ -756,6 +756,40 @@ def test_resolve_settles_an_in_doubt_record(
     assert load(store.db, doubtful.id).replay.status is status
 
 
+@pytest.mark.parametrize(
+    ("flag", "status"), [("--succeeded", ReplayStatus.SUCCEEDED), ("--failed", ReplayStatus.FAILED)]
+)
+def test_resolve_settles_every_record_in_doubt_for_the_same_idempotency_key(
+    store: Fixture, flag: str, status: ReplayStatus
+) -> None:
+    """D8: resolving one record settles every in-doubt record carrying its idempotency key, alike."""
+    sender, sharing, bystander = (
+        record("bridge:c", 30.0, idempotency_key="pay-7"),
+        record("bridge:d", 20.0, idempotency_key="pay-7"),
+        record("bridge:e", 10.0, idempotency_key="pay-7"),
+    )
+    add(store.db, sender, sharing, bystander)
+
+    async def die_mid_side_effect() -> None:
+        async with open_store(store.db, clock=lambda: NOW - 5.0, synchronous="OFF") as opened:
+            leased = await opened.begin_replay(sender.id, lease=5.0)
+            assert await opened.mark_started(leased.record)
+        async with open_store(store.db, clock=clock, synchronous="OFF") as opened:
+            doubted = await opened.begin_replay(sharing.id, lease=5.0)
+            assert doubted.outcome is ReplayOutcome.IN_DOUBT
+
+    anyio.run(die_mid_side_effect, backend="asyncio")
+    result = invoke("resolve", sharing.id, "--db", str(store.db), flag)
+    assert result.exit_code == 0, result.output
+    assert (
+        f"dead letter {sharing.id} resolved as {status.value}, with 1 other record carrying "
+        "idempotency key 'pay-7'"
+    ) in result.stdout.replace("\n", " ")
+    assert load(store.db, sender.id).replay.status is status
+    assert load(store.db, sharing.id).replay.status is status
+    assert load(store.db, bystander.id).replay.status is ReplayStatus.NEVER
+
+
 def test_resolve_refuses_a_record_that_is_not_in_doubt(store: Fixture) -> None:
     """Resolving a record never replayed exits 1 and leaves it alone."""
     result = invoke("resolve", store.id("crash"), "--db", str(store.db), "--succeeded")

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.progress import Progress
 
-    from otpy.deadletter import DeadLetterStore
+    from otpy.deadletter import DeadLetter, DeadLetterStore
     from otpy.deadletter._replay import ReplayHandler
 
 __all__ = [
@@ -815,7 +815,9 @@ def resolve(ctx: click.Context, record_id: str, db: Path, succeeded: bool | None
     """Settle an in-doubt replay by hand, after checking the destination.
 
     --succeeded marks it replayed (it is never sent again without --force);
-    --failed marks it failed, so it can be replayed. See runbooks/replay.md.
+    --failed marks it failed, so it can be replayed. Doubt belongs to the
+    idempotency key: every other record carrying the same key that is in doubt is
+    settled the same way. See runbooks/replay.md.
     """
     if succeeded is None:  # click does not enforce required=True on a flag pair
         raise click.UsageError(
@@ -824,19 +826,52 @@ def resolve(ctx: click.Context, record_id: str, db: Path, succeeded: bool | None
         )
     settings = _settings(ctx)
 
-    async def main() -> None:
+    async def main() -> tuple[str, int]:
         async with settings.open_store(str(db)) as store:
+            record = await store.get(record_id)
+            if record.replay.status is not ReplayStatus.IN_DOUBT:
+                raise click.ClickException(_not_in_doubt(record_id, record.replay.status))
+            others = await _doubts_sharing_key(store, record, settings.clock())
             try:
                 await store.resolve(record_id, succeeded=succeeded)
-            except ValueError:  # not in doubt: say what it is
-                record = await store.get(record_id)
-                raise click.ClickException(_not_in_doubt(record_id, record.replay.status)) from None
+            except ValueError as exc:  # a forced replay of the key is sending it now
+                raise click.ClickException(str(exc)) from None
+            return record.replay_key, others
 
-    _run(main)
+    key, others = _run(main)
+    also = ""
+    if others:
+        also = f", with {_plural(others, 'other record')} carrying idempotency key {key!r}"
     if succeeded:
-        _say(f"dead letter {record_id} resolved as succeeded; it will not be replayed again")
+        _say(f"dead letter {record_id} resolved as succeeded{also}; it will not be replayed again")
     else:
-        _say(f"dead letter {record_id} resolved as failed; 'otpy dlq replay' can send it again")
+        _say(
+            f"dead letter {record_id} resolved as failed{also}; 'otpy dlq replay' can send it again"
+        )
+
+
+async def _doubts_sharing_key(store: DeadLetterStore, record: DeadLetter, now: float) -> int:
+    """Count the other records resolving *record* settles too (what the store's resolve picks)."""
+    count = 0
+    for status in (ReplayStatus.IN_DOUBT, ReplayStatus.RUNNING):
+        cursor: str | None = None
+        while True:
+            page = await store.list(
+                DeadLetterFilter(replay_status=status), limit=500, cursor=cursor
+            )
+            count += sum(
+                1
+                for other in page.records
+                if other.id != record.id
+                and other.replay_key == record.replay_key
+                and (
+                    status is ReplayStatus.IN_DOUBT or (other.replay.lease_expires_at or 0.0) <= now
+                )
+            )
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+    return count
 
 
 def _not_in_doubt(record_id: str, status: ReplayStatus) -> str:

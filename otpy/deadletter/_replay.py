@@ -21,7 +21,8 @@ One replay, in the worker (see :func:`decide_replay` in ``_store.py`` for the gu
    (``failed``) or keeps (``in_doubt``) the ledger entry in one transaction.
 
 A worker dying between 3 and 5 leaves the key pending: after the lease the record is
-``in_doubt`` and is never re-sent automatically (``runbooks/replay.md``).
+``in_doubt``, and so is every other record carrying the key; none is re-sent
+automatically until an operator resolves the key (``runbooks/replay.md``).
 
 The actors and their telemetry are in ``_replay_worker.py``.
 """
