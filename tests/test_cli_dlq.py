@@ -10,6 +10,7 @@ import re
 import sys
 import textwrap
 from typing import TYPE_CHECKING, Any
+from unittest.mock import ANY
 
 import anyio
 import attrs
@@ -833,6 +834,21 @@ def broken():
 
 async def async_build():
     return handlers
+
+def sync_resend(record, idempotency_key):
+    calls.append((record.id, idempotency_key, record.payload))
+
+sync = {"outbound": sync_resend}
+
+class Resender:
+    async def __call__(self, record, idempotency_key):
+        await resend(record, idempotency_key)
+
+async def resend_via(channel, record, idempotency_key):
+    await resend(record, idempotency_key)
+
+callable_object = {"outbound": Resender()}
+partial = {"outbound": __import__("functools").partial(resend_via, "sms")}
 """
 
 
@@ -1063,6 +1079,35 @@ def test_a_record_captured_without_a_handler_mid_replay_is_refused(
         result.stderr
     )
     assert calls(handlers) == []
+
+
+def test_a_synchronous_handler_is_refused_before_anything_is_sent(
+    store: Fixture, handlers: str
+) -> None:
+    """A sync handler would send, then be marked failed and resent: exit 2 with the signature wanted."""
+    result = invoke(
+        "replay", store.id("auth"), "--db", str(store.db), "--handlers", f"{handlers}:sync"
+    )
+    assert result.exit_code == 2
+    assert (
+        f"{handlers}:sync: the handler for 'outbound' is not an async function: <function "
+        "sync_resend at "
+    ) in result.stderr
+    assert "write it as `async def handler(record, idempotency_key): ...`" in result.stderr
+    assert calls(handlers) == []
+    assert load(store.db, store.id("auth")).replay.status is ReplayStatus.NEVER
+
+
+@pytest.mark.parametrize("attr", ["callable_object", "partial"])
+def test_async_callable_objects_and_partials_are_handlers(
+    store: Fixture, handlers: str, attr: str
+) -> None:
+    """An object with an async __call__, or a functools.partial of an async function, replays."""
+    result = invoke(
+        "replay", store.id("auth"), "--db", str(store.db), "--handlers", f"{handlers}:{attr}"
+    )
+    assert result.exit_code == 0, result.output
+    assert calls(handlers) == [(store.id("auth"), f"dead_letter:{store.id('auth')}", ANY)]
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ from rich.console import Console
 
 import otpy
 from otpy.deadletter import DeadLetterFilter, ReplayOutcome, ReplayStatus, Source, Status
+from otpy.deadletter._replay import is_async_callable
 
 from ._dlq_render import (
     NO_OUTCOME,
@@ -175,10 +176,12 @@ def load_handlers(target: str) -> dict[Source | str, ReplayHandler]:
     ``sys.path``, *ATTR* may be dotted, and a function of no arguments is called.
     The result must be a mapping from a :class:`~otpy.deadletter.Source` (or its
     value, ``"outbound"``) to an async handler, called as
-    ``await handler(record, idempotency_key)``.
+    ``await handler(record, idempotency_key)``: an ``async def`` function, an object
+    whose ``__call__`` is one, or a :func:`functools.partial` of either.
 
     Raises:
-        HandlersError: the target cannot be imported, or is not such a mapping.
+        HandlersError: the target cannot be imported, or is not such a mapping (a
+            synchronous handler is refused before anything is replayed).
 
     .. versionadded:: 0.1.0
     """
@@ -216,6 +219,14 @@ def load_handlers(target: str) -> dict[Source | str, ReplayHandler]:
         if not callable(handler):
             raise HandlersError(
                 target, f"{target}: the handler for {key.value!r} is not callable: {handler!r}"
+            )
+        if not is_async_callable(handler):
+            # A plain function would send when called, then fail to be awaited: the record
+            # would be marked failed and sent again by the next replay.
+            raise HandlersError(
+                target,
+                f"{target}: the handler for {key.value!r} is not an async function: "
+                f"{handler!r}; write it as `async def handler(record, idempotency_key): ...`",
             )
         handlers[key] = handler
     if not handlers:

@@ -30,6 +30,8 @@ The actors and their telemetry are in ``_replay_worker.py``.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import logging
 import types
 from collections.abc import Awaitable, Callable, Mapping
@@ -44,6 +46,7 @@ from .._exceptions import (
     DeadLetterError,
     DeadLetterNotFound,
     InvalidChildSpec,
+    InvalidReplayHandler,
     NoReplayHandler,
     PressureError,
     ReplayFailed,
@@ -72,6 +75,8 @@ __all__ = [
     "ReplayResult",
     "ReplayUnavailable",
     "Replayer",
+    "check_handler",
+    "is_async_callable",
     "open_replayer",
     "partition_of",
     "replay_supervisor",
@@ -170,6 +175,37 @@ ReplayHandlers: TypeAlias = Mapping[Source, ReplayHandler] | Mapping[str, Replay
 _SOURCES = frozenset(source.value for source in Source)
 
 
+def is_async_callable(handler: object) -> bool:
+    """Return whether calling *handler* returns a coroutine without running its body first.
+
+    An ``async def`` function or method, an object whose ``__call__`` is one, or a
+    :func:`functools.partial` of either. A plain function is not one, even if it
+    returns an awaitable: its body runs (and may send) when it is called.
+    """
+    while isinstance(handler, functools.partial):
+        handler = handler.func
+    if inspect.iscoroutinefunction(handler):
+        return True
+    if inspect.isroutine(handler) or isinstance(handler, type):
+        return False
+    return inspect.iscoroutinefunction(inspect.getattr_static(type(handler), "__call__", None))
+
+
+def check_handler(name: str, source: str, handler: object) -> None:
+    """Refuse a replay handler for *source* that is not an async callable.
+
+    Args:
+        name: the replay supervisor's name, for the message.
+        source: the source the handler is registered for.
+        handler: the handler.
+
+    Raises:
+        InvalidReplayHandler: *handler* is not callable, or not async (a TypeError).
+    """
+    if not callable(handler) or not is_async_callable(handler):
+        raise InvalidReplayHandler(name, source, handler)
+
+
 def _to_handlers(value: ReplayHandlers) -> Mapping[str, ReplayHandler]:
     return types.MappingProxyType({str(key): handler for key, handler in dict(value).items()})
 
@@ -209,6 +245,9 @@ class ReplayConfig:
 
     Raises:
         InvalidChildSpec: a value is out of range, or a handler key is not a source.
+        InvalidReplayHandler: a handler is not an async callable (also a
+            ``TypeError``; a synchronous one would send, then be marked failed and
+            send again on the next replay).
 
     .. versionadded:: 0.1.0
     """
@@ -256,10 +295,7 @@ class ReplayConfig:
         for key, handler in self.handlers.items():
             if key not in _SOURCES:
                 raise InvalidChildSpec(name, f"handler key {key!r} is not a source ({known})")
-            if not callable(handler):
-                raise InvalidChildSpec(
-                    name, f"the handler for {key!r} is not callable: {handler!r}"
-                )
+            check_handler(name, key, handler)
         queue: PartitionedQueue[_Job] = PartitionedQueue(self.partitions, self.capacity, name=name)
         object.__setattr__(self, "_queue", queue)
 

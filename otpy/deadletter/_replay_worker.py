@@ -9,6 +9,7 @@ only and never raises: a failure is logged at debug level and the replay goes on
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 from typing import TYPE_CHECKING, Any, Final, final
 
@@ -255,7 +256,15 @@ class ReplayRunner:
         timeout = self.config.handler_timeout
         try:
             with anyio.move_on_after(timeout) as scope:
-                await handler(record, record.replay_key)
+                pending: object = handler(record, record.replay_key)
+                if not inspect.isawaitable(pending):  # slipped past check_handler
+                    return _Ended(
+                        ReplayOutcome.IN_DOUBT,
+                        f"the handler returned {type(pending).__name__}, not an awaitable: it "
+                        "ran synchronously, so the side effect may have happened",
+                        "TypeError",
+                    )
+                await pending
         except ReplayOutcomeUnknown as exc:
             return _Ended(ReplayOutcome.IN_DOUBT, _describe(exc), _class_name(exc))
         except Exception as exc:
