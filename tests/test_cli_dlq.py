@@ -990,6 +990,65 @@ def test_bulk_replay_without_failures_exits_0(store: Fixture, handlers: str) -> 
     ]
 
 
+@pytest.mark.parametrize("partitions", ["0", "1025", "100000"])
+def test_replay_partitions_beyond_the_maximum_are_a_usage_error(
+    store: Fixture, handlers: str, partitions: str
+) -> None:
+    """--partitions outside 1..1024 exits 2 naming the option and the range; nothing is replayed."""
+    result = invoke(
+        "replay",
+        "--all-matching",
+        "--db",
+        str(store.db),
+        "--handlers",
+        f"{handlers}:handlers",
+        "--partitions",
+        partitions,
+        "--yes",
+    )
+    assert result.exit_code == 2
+    assert (
+        f"Invalid value for '--partitions': {partitions} is not in the range 1<=x<=1024."
+    ) in result.stderr
+    assert calls(handlers) == []
+
+
+@pytest.mark.parametrize(
+    ("options", "started"), [((), 4), (("--partitions", "1024"), 5), (("--partitions", "2"), 2)]
+)
+def test_replay_starts_no_more_workers_than_records_to_replay(
+    store: Fixture,
+    handlers: str,
+    monkeypatch: pytest.MonkeyPatch,
+    options: tuple[str, ...],
+    started: int,
+) -> None:
+    """A worker per partition starts up front: never more of them than records, so the cost follows the records."""
+    import otpy.deadletter._replay as replay_module
+
+    real = replay_module.open_replayer
+    workers: list[int] = []
+
+    def counting(*args: Any, partitions: int, **kwargs: Any) -> Any:
+        workers.append(partitions)
+        return real(*args, partitions=partitions, **kwargs)
+
+    monkeypatch.setattr(replay_module, "open_replayer", counting)
+    result = invoke(
+        "replay",
+        "--all-matching",
+        "--db",
+        str(store.db),
+        "--handlers",
+        f"{handlers}:handlers",
+        *options,
+        "--yes",
+    )
+    assert result.exit_code == 1, result.output  # bridge:b's handler fails
+    assert workers == [started]
+    assert len(calls(handlers)) == 5
+
+
 def test_bulk_replay_confirms_with_the_count(store: Fixture, handlers: str) -> None:
     """Without --yes a bulk replay asks; a refusal replays nothing."""
     result = invoke(

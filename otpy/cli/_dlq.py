@@ -29,7 +29,7 @@ from rich.console import Console
 
 import otpy
 from otpy.deadletter import DeadLetterFilter, ReplayOutcome, ReplayStatus, Source, Status
-from otpy.deadletter._replay import is_async_callable
+from otpy.deadletter._replay import MAX_PARTITIONS, is_async_callable
 
 from ._dlq_render import (
     NO_OUTCOME,
@@ -68,6 +68,9 @@ F = TypeVar("F", bound="Callable[..., Any]")
 EXIT_OK = 0
 EXIT_FAILED = 1
 """A typed otpy error, a refused confirmation, or a replay that did not end replayed."""
+
+DEFAULT_PARTITIONS = 4
+"""Replay workers ``otpy dlq replay`` runs without ``--partitions``."""
 
 MAX_LIMIT = 10_000
 """The largest page ``otpy dlq list --limit`` asks for."""
@@ -591,10 +594,11 @@ def get(ctx: click.Context, record_id: str, db: Path, payload: bool, as_json: bo
 @click.option("--force", is_flag=True, help="Replay even records that succeeded or are in doubt.")
 @click.option(
     "--partitions",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_PARTITIONS),
     metavar="N",
     default=None,
-    help="Replay workers (default 4); records with the same key go to the same one, in order.",
+    help=f"Replay workers, 1 to {MAX_PARTITIONS} (default 4; never more than the records "
+    "to replay); records with the same key go to the same one, in order.",
 )
 @_yes_option
 @_json_option
@@ -647,7 +651,8 @@ def replay(
                 target,
                 total=total if bulk else None,
                 force=force,
-                partitions=partitions,
+                # A worker per partition is started up front: never more than can be busy.
+                partitions=min(partitions or DEFAULT_PARTITIONS, total),
             )
 
     lines = _run(main)
@@ -929,7 +934,7 @@ async def _replay(
     *,
     total: int | None,
     force: bool,
-    partitions: int | None,
+    partitions: int,
 ) -> list[ReplayLine]:
     """Replay what *where* matches on a replay supervisor of our own; *total* shows progress.
 
@@ -940,8 +945,7 @@ async def _replay(
     """
     from otpy.deadletter._replay import open_replayer
 
-    options: dict[str, Any] = {} if partitions is None else {"partitions": partitions}
-    async with otpy.open_node(), open_replayer(store, handlers, **options) as replayer:
+    async with otpy.open_node(), open_replayer(store, handlers, partitions=partitions) as replayer:
         try:
             if total is None:
                 results = await replayer.replay_many(where, force=force)

@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from ._store import DeadLetterStore, Reclaimed
 
 __all__ = [
+    "MAX_PARTITIONS",
     "ReplayConfig",
     "ReplayHandler",
     "ReplayHandlers",
@@ -174,6 +175,10 @@ ReplayHandlers: TypeAlias = Mapping[Source, ReplayHandler] | Mapping[str, Replay
 
 _SOURCES = frozenset(source.value for source in Source)
 
+MAX_PARTITIONS: Final = 1024
+"""The most replay workers a :class:`ReplayConfig` runs: each is an actor started up
+front, and replays of one store are bounded by its write transactions long before."""
+
 
 def is_async_callable(handler: object) -> bool:
     """Return whether calling *handler* returns a coroutine without running its body first.
@@ -231,7 +236,7 @@ class ReplayConfig:
             source without one cannot be replayed (:class:`~otpy.NoReplayHandler`).
         name: the supervisor's name; workers are ``"<name>.<i>"``, the reclaimer
             ``"<name>.reclaimer"``. Two replay supervisors on a node need two names.
-        partitions: how many workers (>= 1).
+        partitions: how many workers, from 1 to :data:`MAX_PARTITIONS` (1024).
         capacity: replay requests that may wait per partition (>= 1); past it a
             request gets no outcome and an error saying the queue is full.
         handler_timeout: seconds a handler may run; past it the record is ``in_doubt``.
@@ -271,10 +276,12 @@ class ReplayConfig:
         if (
             not isinstance(self.partitions, int)
             or isinstance(self.partitions, bool)
-            or self.partitions < 1
+            or not 1 <= self.partitions <= MAX_PARTITIONS
         ):
             raise InvalidChildSpec(
-                name, f"partitions must be an integer >= 1, got {self.partitions!r}"
+                name,
+                f"partitions must be an integer from 1 to {MAX_PARTITIONS}, "
+                f"got {self.partitions!r}",
             )
         if (
             not isinstance(self.capacity, int)

@@ -683,7 +683,14 @@ def test_from_spec_refuses_other_supervisors() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"partitions": 0}, r"^child 'replay': partitions must be an integer >= 1, got 0"),
+        (
+            {"partitions": 0},
+            r"^child 'replay': partitions must be an integer from 1 to 1024, got 0",
+        ),
+        (
+            {"partitions": 1025},
+            r"^child 'replay': partitions must be an integer from 1 to 1024, got 1025",
+        ),
         ({"capacity": 0}, r"^child 'replay': capacity must be an integer >= 1, got 0"),
         ({"handler_timeout": 0}, r"^child 'replay': handler_timeout must be a finite number > 0"),
         ({"lease_margin": -1.0}, r"^child 'replay': lease_margin must be a finite number > 0"),
@@ -807,6 +814,7 @@ def test_smallest_valid_config_builds(store: MemoryDeadLetterStore, dest: Destin
     )
     assert config.partition_of("anything") == 0
     assert config.replayer().config is config
+    assert ReplayConfig(store=store, handlers={Source.OUTBOUND: dest.send}, partitions=1024)
 
 
 def test_raise_for_outcome_maps_every_outcome() -> None:
