@@ -791,6 +791,34 @@ def test_resolve_settles_every_record_in_doubt_for_the_same_idempotency_key(
     assert load(store.db, bystander.id).replay.status is ReplayStatus.NEVER
 
 
+def test_resolve_waits_while_a_forced_replay_sends_the_key(store: Fixture) -> None:
+    """D8: while a forced replay of another record sends the key, resolve exits 1 and changes nothing."""
+    sender, forced = (
+        record("bridge:c", 30.0, idempotency_key="pay-8"),
+        record("bridge:d", 20.0, idempotency_key="pay-8"),
+    )
+    add(store.db, sender, forced)
+
+    async def force_a_replay() -> None:
+        async with open_store(store.db, clock=lambda: NOW - 5.0, synchronous="OFF") as opened:
+            leased = await opened.begin_replay(sender.id, lease=5.0)
+            assert await opened.mark_started(leased.record)
+        async with open_store(store.db, clock=clock, synchronous="OFF") as opened:
+            assert (await opened.begin_replay(sender.id, lease=5.0)).outcome is (
+                ReplayOutcome.IN_DOUBT
+            )
+            leased = await opened.begin_replay(forced.id, lease=60.0, force=True)
+            assert await opened.mark_started(leased.record, force=True)
+
+    anyio.run(force_a_replay, backend="asyncio")
+    result = invoke("resolve", sender.id, "--db", str(store.db), "--failed")
+    assert result.exit_code == 1
+    assert (
+        f"the replay of dead letter {forced.id} is sending idempotency key 'pay-8' now"
+    ) in result.stderr
+    assert load(store.db, sender.id).replay.status is ReplayStatus.IN_DOUBT
+
+
 def test_resolve_refuses_a_record_that_is_not_in_doubt(store: Fixture) -> None:
     """Resolving a record never replayed exits 1 and leaves it alone."""
     result = invoke("resolve", store.id("crash"), "--db", str(store.db), "--succeeded")

@@ -330,13 +330,10 @@ def ledger_held_by_other(entry: LedgerEntry, record_id: str, *, now: float) -> b
     )
 
 
-def _key_in_doubt(entry: LedgerEntry, record_id: str) -> str:
-    if entry.record_id == record_id:
-        started = "this record's replay started its side effect"
-    else:
-        started = f"the replay of dead letter {entry.record_id} started its side effect"
+def _key_in_doubt(entry: LedgerEntry) -> str:
     return (
-        f"idempotency key {entry.key!r} is in doubt: {started} and its outcome is unknown; "
+        f"idempotency key {entry.key!r} is in doubt: the replay of dead letter "
+        f"{entry.record_id} started its side effect and its outcome is unknown; "
         "check the destination and resolve it (runbooks/replay.md)"
     )
 
@@ -417,7 +414,7 @@ def decide_replay(
                 now,
                 status=ReplayStatus.IN_DOUBT,
                 last_outcome=ReplayOutcome.IN_DOUBT,
-                last_error=_key_in_doubt(pending, record.id),
+                last_error=_key_in_doubt(pending),
                 lease_expires_at=None,
             )
             return Decision(Action.SETTLE, ReplayOutcome.IN_DOUBT, doubted)
