@@ -21,6 +21,7 @@
     │   └── QueueClosed              the partitioned queue is closed (draining)
     ├── SupervisionError
     │   ├── InvalidChildSpec         also a ValueError
+    │   │   └── InvalidReplayHandler a replay handler that is not an async callable; also a TypeError
     │   ├── ChildError               start/restart/terminate/delete_child refused (OTP error cases)
     │   ├── MaxChildren              a dynamic supervisor is at max_children
     │   └── RestartIntensityExceeded the supervisor gave up
@@ -71,6 +72,7 @@ __all__ = [
     "CallingSelf",
     "ChildError",
     "InvalidChildSpec",
+    "InvalidReplayHandler",
     "InvalidPressurePolicy",
     "LoadShed",
     "MailboxFull",
@@ -234,6 +236,32 @@ class InvalidChildSpec(SupervisionError, ValueError):
         super().__init__(f"child {child!r}: {problem}")
         self.child = child
         self.problem = problem
+
+
+class InvalidReplayHandler(InvalidChildSpec, TypeError):
+    """A replay handler is not an async callable; raised when the handlers are registered.
+
+    A synchronous handler would run its side effect when called and then fail to be
+    awaited, so the record would be marked failed and its next replay would repeat
+    the side effect: it is refused before anything runs.
+
+    Attributes:
+        source: the source the handler was registered for.
+        handler: the handler.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, supervisor: str, source: str, handler: object) -> None:
+        super().__init__(
+            supervisor,
+            f"the handler for {source!r} is "
+            f"{'not an async callable' if callable(handler) else 'not callable'}: {handler!r}; "
+            "a replay handler is `async def handler(record: DeadLetter, idempotency_key: str)`, "
+            "or an object whose `__call__` is such an `async def`",
+        )
+        self.source = source
+        self.handler = handler
 
 
 class ChildError(SupervisionError):

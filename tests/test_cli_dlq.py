@@ -10,6 +10,7 @@ import re
 import sys
 import textwrap
 from typing import TYPE_CHECKING, Any
+from unittest.mock import ANY
 
 import anyio
 import attrs
@@ -756,6 +757,68 @@ def test_resolve_settles_an_in_doubt_record(
     assert load(store.db, doubtful.id).replay.status is status
 
 
+@pytest.mark.parametrize(
+    ("flag", "status"), [("--succeeded", ReplayStatus.SUCCEEDED), ("--failed", ReplayStatus.FAILED)]
+)
+def test_resolve_settles_every_record_in_doubt_for_the_same_idempotency_key(
+    store: Fixture, flag: str, status: ReplayStatus
+) -> None:
+    """D8: resolving one record settles every in-doubt record carrying its idempotency key, alike."""
+    sender, sharing, bystander = (
+        record("bridge:c", 30.0, idempotency_key="pay-7"),
+        record("bridge:d", 20.0, idempotency_key="pay-7"),
+        record("bridge:e", 10.0, idempotency_key="pay-7"),
+    )
+    add(store.db, sender, sharing, bystander)
+
+    async def die_mid_side_effect() -> None:
+        async with open_store(store.db, clock=lambda: NOW - 5.0, synchronous="OFF") as opened:
+            leased = await opened.begin_replay(sender.id, lease=5.0)
+            assert await opened.mark_started(leased.record)
+        async with open_store(store.db, clock=clock, synchronous="OFF") as opened:
+            doubted = await opened.begin_replay(sharing.id, lease=5.0)
+            assert doubted.outcome is ReplayOutcome.IN_DOUBT
+
+    anyio.run(die_mid_side_effect, backend="asyncio")
+    result = invoke("resolve", sharing.id, "--db", str(store.db), flag)
+    assert result.exit_code == 0, result.output
+    assert (
+        f"dead letter {sharing.id} resolved as {status.value}, with 1 other record carrying "
+        "idempotency key 'pay-7'"
+    ) in result.stdout.replace("\n", " ")
+    assert load(store.db, sender.id).replay.status is status
+    assert load(store.db, sharing.id).replay.status is status
+    assert load(store.db, bystander.id).replay.status is ReplayStatus.NEVER
+
+
+def test_resolve_waits_while_a_forced_replay_sends_the_key(store: Fixture) -> None:
+    """D8: while a forced replay of another record sends the key, resolve exits 1 and changes nothing."""
+    sender, forced = (
+        record("bridge:c", 30.0, idempotency_key="pay-8"),
+        record("bridge:d", 20.0, idempotency_key="pay-8"),
+    )
+    add(store.db, sender, forced)
+
+    async def force_a_replay() -> None:
+        async with open_store(store.db, clock=lambda: NOW - 5.0, synchronous="OFF") as opened:
+            leased = await opened.begin_replay(sender.id, lease=5.0)
+            assert await opened.mark_started(leased.record)
+        async with open_store(store.db, clock=clock, synchronous="OFF") as opened:
+            assert (await opened.begin_replay(sender.id, lease=5.0)).outcome is (
+                ReplayOutcome.IN_DOUBT
+            )
+            leased = await opened.begin_replay(forced.id, lease=60.0, force=True)
+            assert await opened.mark_started(leased.record, force=True)
+
+    anyio.run(force_a_replay, backend="asyncio")
+    result = invoke("resolve", sender.id, "--db", str(store.db), "--failed")
+    assert result.exit_code == 1
+    assert (
+        f"the replay of dead letter {forced.id} is sending idempotency key 'pay-8' now"
+    ) in result.stderr
+    assert load(store.db, sender.id).replay.status is ReplayStatus.IN_DOUBT
+
+
 def test_resolve_refuses_a_record_that_is_not_in_doubt(store: Fixture) -> None:
     """Resolving a record never replayed exits 1 and leaves it alone."""
     result = invoke("resolve", store.id("crash"), "--db", str(store.db), "--succeeded")
@@ -799,6 +862,21 @@ def broken():
 
 async def async_build():
     return handlers
+
+def sync_resend(record, idempotency_key):
+    calls.append((record.id, idempotency_key, record.payload))
+
+sync = {"outbound": sync_resend}
+
+class Resender:
+    async def __call__(self, record, idempotency_key):
+        await resend(record, idempotency_key)
+
+async def resend_via(channel, record, idempotency_key):
+    await resend(record, idempotency_key)
+
+callable_object = {"outbound": Resender()}
+partial = {"outbound": __import__("functools").partial(resend_via, "sms")}
 """
 
 
@@ -940,6 +1018,65 @@ def test_bulk_replay_without_failures_exits_0(store: Fixture, handlers: str) -> 
     ]
 
 
+@pytest.mark.parametrize("partitions", ["0", "1025", "100000"])
+def test_replay_partitions_beyond_the_maximum_are_a_usage_error(
+    store: Fixture, handlers: str, partitions: str
+) -> None:
+    """--partitions outside 1..1024 exits 2 naming the option and the range; nothing is replayed."""
+    result = invoke(
+        "replay",
+        "--all-matching",
+        "--db",
+        str(store.db),
+        "--handlers",
+        f"{handlers}:handlers",
+        "--partitions",
+        partitions,
+        "--yes",
+    )
+    assert result.exit_code == 2
+    assert (
+        f"Invalid value for '--partitions': {partitions} is not in the range 1<=x<=1024."
+    ) in result.stderr
+    assert calls(handlers) == []
+
+
+@pytest.mark.parametrize(
+    ("options", "started"), [((), 4), (("--partitions", "1024"), 5), (("--partitions", "2"), 2)]
+)
+def test_replay_starts_no_more_workers_than_records_to_replay(
+    store: Fixture,
+    handlers: str,
+    monkeypatch: pytest.MonkeyPatch,
+    options: tuple[str, ...],
+    started: int,
+) -> None:
+    """A worker per partition starts up front: never more of them than records, so the cost follows the records."""
+    import otpy.deadletter._replay as replay_module
+
+    real = replay_module.open_replayer
+    workers: list[int] = []
+
+    def counting(*args: Any, partitions: int, **kwargs: Any) -> Any:
+        workers.append(partitions)
+        return real(*args, partitions=partitions, **kwargs)
+
+    monkeypatch.setattr(replay_module, "open_replayer", counting)
+    result = invoke(
+        "replay",
+        "--all-matching",
+        "--db",
+        str(store.db),
+        "--handlers",
+        f"{handlers}:handlers",
+        *options,
+        "--yes",
+    )
+    assert result.exit_code == 1, result.output  # bridge:b's handler fails
+    assert workers == [started]
+    assert len(calls(handlers)) == 5
+
+
 def test_bulk_replay_confirms_with_the_count(store: Fixture, handlers: str) -> None:
     """Without --yes a bulk replay asks; a refusal replays nothing."""
     result = invoke(
@@ -1029,6 +1166,35 @@ def test_a_record_captured_without_a_handler_mid_replay_is_refused(
         result.stderr
     )
     assert calls(handlers) == []
+
+
+def test_a_synchronous_handler_is_refused_before_anything_is_sent(
+    store: Fixture, handlers: str
+) -> None:
+    """A sync handler would send, then be marked failed and resent: exit 2 with the signature wanted."""
+    result = invoke(
+        "replay", store.id("auth"), "--db", str(store.db), "--handlers", f"{handlers}:sync"
+    )
+    assert result.exit_code == 2
+    assert (
+        f"{handlers}:sync: the handler for 'outbound' is not an async function: <function "
+        "sync_resend at "
+    ) in result.stderr
+    assert "write it as `async def handler(record, idempotency_key): ...`" in result.stderr
+    assert calls(handlers) == []
+    assert load(store.db, store.id("auth")).replay.status is ReplayStatus.NEVER
+
+
+@pytest.mark.parametrize("attr", ["callable_object", "partial"])
+def test_async_callable_objects_and_partials_are_handlers(
+    store: Fixture, handlers: str, attr: str
+) -> None:
+    """An object with an async __call__, or a functools.partial of an async function, replays."""
+    result = invoke(
+        "replay", store.id("auth"), "--db", str(store.db), "--handlers", f"{handlers}:{attr}"
+    )
+    assert result.exit_code == 0, result.output
+    assert calls(handlers) == [(store.id("auth"), f"dead_letter:{store.id('auth')}", ANY)]
 
 
 @pytest.mark.parametrize(

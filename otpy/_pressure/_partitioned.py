@@ -605,8 +605,11 @@ class PartitionedQueue(Generic[T]):
     def _attach(self, index: int, worker: ActorRef, consumer: _Consumer[T]) -> _Partition[T]:
         part = self._parts[index]
         current = self._consumer
-        busy = [i for i in range(len(self._parts)) if self.has_worker(i)]
-        if index in busy or (current is not None and current is not consumer and busy):
+        # Only another consumer's attach scans the partitions: a worker per partition
+        # attaching must not cost O(partitions) each.
+        if self.has_worker(index) or (
+            current is not None and current is not consumer and self._any_live_worker()
+        ):
             raise anyio.BusyResourceError(
                 f"consuming from partitioned queue {self._name!r}: it already has workers"
             )
@@ -630,8 +633,11 @@ class PartitionedQueue(Generic[T]):
         if part.worker is worker:
             part.worker = None
             part.waiting = False
-        if not self._live_workers():
+        if not self._any_live_worker():
             self._consumer = None
+
+    def _any_live_worker(self) -> bool:
+        return any(part.worker is not None and part.worker.is_alive for part in self._parts)
 
     def _live_workers(self) -> list[ActorRef]:
         return [

@@ -29,6 +29,7 @@ from rich.console import Console
 
 import otpy
 from otpy.deadletter import DeadLetterFilter, ReplayOutcome, ReplayStatus, Source, Status
+from otpy.deadletter._replay import MAX_PARTITIONS, is_async_callable
 
 from ._dlq_render import (
     NO_OUTCOME,
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.progress import Progress
 
-    from otpy.deadletter import DeadLetterStore
+    from otpy.deadletter import DeadLetter, DeadLetterStore
     from otpy.deadletter._replay import ReplayHandler
 
 __all__ = [
@@ -67,6 +68,9 @@ F = TypeVar("F", bound="Callable[..., Any]")
 EXIT_OK = 0
 EXIT_FAILED = 1
 """A typed otpy error, a refused confirmation, or a replay that did not end replayed."""
+
+DEFAULT_PARTITIONS = 4
+"""Replay workers ``otpy dlq replay`` runs without ``--partitions``."""
 
 MAX_LIMIT = 10_000
 """The largest page ``otpy dlq list --limit`` asks for."""
@@ -175,10 +179,12 @@ def load_handlers(target: str) -> dict[Source | str, ReplayHandler]:
     ``sys.path``, *ATTR* may be dotted, and a function of no arguments is called.
     The result must be a mapping from a :class:`~otpy.deadletter.Source` (or its
     value, ``"outbound"``) to an async handler, called as
-    ``await handler(record, idempotency_key)``.
+    ``await handler(record, idempotency_key)``: an ``async def`` function, an object
+    whose ``__call__`` is one, or a :func:`functools.partial` of either.
 
     Raises:
-        HandlersError: the target cannot be imported, or is not such a mapping.
+        HandlersError: the target cannot be imported, or is not such a mapping (a
+            synchronous handler is refused before anything is replayed).
 
     .. versionadded:: 0.1.0
     """
@@ -216,6 +222,14 @@ def load_handlers(target: str) -> dict[Source | str, ReplayHandler]:
         if not callable(handler):
             raise HandlersError(
                 target, f"{target}: the handler for {key.value!r} is not callable: {handler!r}"
+            )
+        if not is_async_callable(handler):
+            # A plain function would send when called, then fail to be awaited: the record
+            # would be marked failed and sent again by the next replay.
+            raise HandlersError(
+                target,
+                f"{target}: the handler for {key.value!r} is not an async function: "
+                f"{handler!r}; write it as `async def handler(record, idempotency_key): ...`",
             )
         handlers[key] = handler
     if not handlers:
@@ -580,10 +594,11 @@ def get(ctx: click.Context, record_id: str, db: Path, payload: bool, as_json: bo
 @click.option("--force", is_flag=True, help="Replay even records that succeeded or are in doubt.")
 @click.option(
     "--partitions",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_PARTITIONS),
     metavar="N",
     default=None,
-    help="Replay workers (default 4); records with the same key go to the same one, in order.",
+    help=f"Replay workers, 1 to {MAX_PARTITIONS} (default 4; never more than the records "
+    "to replay); records with the same key go to the same one, in order.",
 )
 @_yes_option
 @_json_option
@@ -636,7 +651,8 @@ def replay(
                 target,
                 total=total if bulk else None,
                 force=force,
-                partitions=partitions,
+                # A worker per partition is started up front: never more than can be busy.
+                partitions=min(partitions or DEFAULT_PARTITIONS, total),
             )
 
     lines = _run(main)
@@ -815,7 +831,9 @@ def resolve(ctx: click.Context, record_id: str, db: Path, succeeded: bool | None
     """Settle an in-doubt replay by hand, after checking the destination.
 
     --succeeded marks it replayed (it is never sent again without --force);
-    --failed marks it failed, so it can be replayed. See runbooks/replay.md.
+    --failed marks it failed, so it can be replayed. Doubt belongs to the
+    idempotency key: every other record carrying the same key that is in doubt is
+    settled the same way. See runbooks/replay.md.
     """
     if succeeded is None:  # click does not enforce required=True on a flag pair
         raise click.UsageError(
@@ -824,19 +842,52 @@ def resolve(ctx: click.Context, record_id: str, db: Path, succeeded: bool | None
         )
     settings = _settings(ctx)
 
-    async def main() -> None:
+    async def main() -> tuple[str, int]:
         async with settings.open_store(str(db)) as store:
+            record = await store.get(record_id)
+            if record.replay.status is not ReplayStatus.IN_DOUBT:
+                raise click.ClickException(_not_in_doubt(record_id, record.replay.status))
+            others = await _doubts_sharing_key(store, record, settings.clock())
             try:
                 await store.resolve(record_id, succeeded=succeeded)
-            except ValueError:  # not in doubt: say what it is
-                record = await store.get(record_id)
-                raise click.ClickException(_not_in_doubt(record_id, record.replay.status)) from None
+            except ValueError as exc:  # a forced replay of the key is sending it now
+                raise click.ClickException(str(exc)) from None
+            return record.replay_key, others
 
-    _run(main)
+    key, others = _run(main)
+    also = ""
+    if others:
+        also = f", with {_plural(others, 'other record')} carrying idempotency key {key!r}"
     if succeeded:
-        _say(f"dead letter {record_id} resolved as succeeded; it will not be replayed again")
+        _say(f"dead letter {record_id} resolved as succeeded{also}; it will not be replayed again")
     else:
-        _say(f"dead letter {record_id} resolved as failed; 'otpy dlq replay' can send it again")
+        _say(
+            f"dead letter {record_id} resolved as failed{also}; 'otpy dlq replay' can send it again"
+        )
+
+
+async def _doubts_sharing_key(store: DeadLetterStore, record: DeadLetter, now: float) -> int:
+    """Count the other records resolving *record* settles too (what the store's resolve picks)."""
+    count = 0
+    for status in (ReplayStatus.IN_DOUBT, ReplayStatus.RUNNING):
+        cursor: str | None = None
+        while True:
+            page = await store.list(
+                DeadLetterFilter(replay_status=status), limit=500, cursor=cursor
+            )
+            count += sum(
+                1
+                for other in page.records
+                if other.id != record.id
+                and other.replay_key == record.replay_key
+                and (
+                    status is ReplayStatus.IN_DOUBT or (other.replay.lease_expires_at or 0.0) <= now
+                )
+            )
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+    return count
 
 
 def _not_in_doubt(record_id: str, status: ReplayStatus) -> str:
@@ -883,7 +934,7 @@ async def _replay(
     *,
     total: int | None,
     force: bool,
-    partitions: int | None,
+    partitions: int,
 ) -> list[ReplayLine]:
     """Replay what *where* matches on a replay supervisor of our own; *total* shows progress.
 
@@ -894,8 +945,7 @@ async def _replay(
     """
     from otpy.deadletter._replay import open_replayer
 
-    options: dict[str, Any] = {} if partitions is None else {"partitions": partitions}
-    async with otpy.open_node(), open_replayer(store, handlers, **options) as replayer:
+    async with otpy.open_node(), open_replayer(store, handlers, partitions=partitions) as replayer:
         try:
             if total is None:
                 results = await replayer.replay_many(where, force=force)

@@ -39,6 +39,7 @@ from ._rejections import (
 )
 from ._rejections import dead_letter_rejections as dead_letter_rejections
 from ._rejections import dead_lettering_queue as dead_lettering_queue
+from ._replay import MAX_PARTITIONS as MAX_PARTITIONS
 from ._replay import ReplayConfig as ReplayConfig
 from ._replay import Replayer as Replayer
 from ._replay import ReplayHandler as ReplayHandler
@@ -119,6 +120,7 @@ __all__ = [
     # replay: the partitioned replay supervisor and its client
     "PartitionedRejectionDeadLetters",
     "RejectionDeadLetters",
+    "MAX_PARTITIONS",
     "ReplayConfig",
     "Replayer",
     "ReplayHandler",

@@ -26,9 +26,11 @@ from ._store import (
     SweepResult,
     decide_replay,
     finish_replay,
+    ledger_held_by_other,
     ledger_prunable,
     reclaim,
     resolve,
+    resolve_alongside,
 )
 
 if TYPE_CHECKING:
@@ -230,14 +232,14 @@ class MemoryDeadLetterStore:
         return decision
 
     async def mark_started(self, record: DeadLetter, *, force: bool = False) -> bool:
-        """Write the ledger's pending entry, unless the key is taken."""
+        """Write the ledger's pending entry, unless the key is taken or in doubt."""
         await self._enter()
         now = self.clock()
         entry = self._ledger.get(record.replay_key)
-        if entry is not None and not force:
-            if entry.state is LedgerState.COMMITTED:
+        if entry is not None:
+            if ledger_held_by_other(entry, record.id, now=now):
                 return False
-            if entry.record_id != record.id and (entry.expires_at or 0.0) > now:
+            if not force and (entry.state is LedgerState.COMMITTED or entry.record_id != record.id):
                 return False
         self._ledger[record.replay_key] = LedgerEntry(
             key=record.replay_key,
@@ -266,11 +268,14 @@ class MemoryDeadLetterStore:
                 updated_at=now,
             )
         elif (
-            outcome is ReplayOutcome.FAILED
-            and entry is not None
-            and (entry.state is LedgerState.PENDING and entry.record_id == record_id)
+            entry is not None
+            and entry.state is LedgerState.PENDING
+            and entry.record_id == record_id
         ):
-            del self._ledger[key]
+            if outcome is ReplayOutcome.FAILED:
+                del self._ledger[key]
+            else:  # in doubt: the attempt is over, so the key is in doubt now
+                self._ledger[key] = attrs.evolve(entry, expires_at=now, updated_at=now)
         self._records[record_id] = record
         return record
 
@@ -287,11 +292,13 @@ class MemoryDeadLetterStore:
         return reclaimed
 
     async def resolve(self, record_id: str, *, succeeded: bool) -> DeadLetter:
-        """Settle an in-doubt record by hand."""
+        """Settle an in-doubt record by hand, with the other records its key left in doubt."""
         await self._enter()
         now = self.clock()
-        record = resolve(self._record(record_id), succeeded=succeeded, now=now)
-        key = record.replay_key
+        named = self._record(record_id)
+        key = named.replay_key
+        entry = self._ledger.get(key)
+        record = resolve(named, succeeded=succeeded, now=now, ledger=entry)
         if succeeded:
             self._ledger[key] = LedgerEntry(
                 key=key,
@@ -300,14 +307,13 @@ class MemoryDeadLetterStore:
                 expires_at=None,
                 updated_at=now,
             )
-        else:
-            entry = self._ledger.get(key)
-            if (
-                entry is not None
-                and entry.state is LedgerState.PENDING
-                and entry.record_id == record_id
-            ):
-                del self._ledger[key]
+        elif entry is not None and entry.state is LedgerState.PENDING:
+            del self._ledger[key]
+        for other in list(self._records.values()):
+            if other.id != record_id and other.replay_key == key:
+                settled = resolve_alongside(other, succeeded=succeeded, now=now)
+                if settled is not None:
+                    self._records[other.id] = settled
         self._records[record_id] = record
         return record
 

@@ -21,7 +21,8 @@ One replay, in the worker (see :func:`decide_replay` in ``_store.py`` for the gu
    (``failed``) or keeps (``in_doubt``) the ledger entry in one transaction.
 
 A worker dying between 3 and 5 leaves the key pending: after the lease the record is
-``in_doubt`` and is never re-sent automatically (``runbooks/replay.md``).
+``in_doubt``, and so is every other record carrying the key; none is re-sent
+automatically until an operator resolves the key (``runbooks/replay.md``).
 
 The actors and their telemetry are in ``_replay_worker.py``.
 """
@@ -29,6 +30,8 @@ The actors and their telemetry are in ``_replay_worker.py``.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import types
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Final, TypeAlias, final
@@ -42,6 +45,7 @@ from .._exceptions import (
     DeadLetterError,
     DeadLetterNotFound,
     InvalidChildSpec,
+    InvalidReplayHandler,
     NoReplayHandler,
     PressureError,
     ReplayFailed,
@@ -64,6 +68,7 @@ if TYPE_CHECKING:
     from ._store import DeadLetterStore, Reclaimed
 
 __all__ = [
+    "MAX_PARTITIONS",
     "ReplayConfig",
     "ReplayHandler",
     "ReplayHandlers",
@@ -71,6 +76,8 @@ __all__ = [
     "ReplayResult",
     "ReplayUnavailable",
     "Replayer",
+    "check_handler",
+    "is_async_callable",
     "open_replayer",
     "partition_of",
     "replay_supervisor",
@@ -168,6 +175,41 @@ ReplayHandlers: TypeAlias = Mapping[Source, ReplayHandler] | Mapping[str, Replay
 
 _SOURCES = frozenset(source.value for source in Source)
 
+MAX_PARTITIONS: Final = 1024
+"""The most replay workers a :class:`ReplayConfig` runs: each is an actor started up
+front, and replays of one store are bounded by its write transactions long before."""
+
+
+def is_async_callable(handler: object) -> bool:
+    """Return whether calling *handler* returns a coroutine without running its body first.
+
+    An ``async def`` function or method, an object whose ``__call__`` is one, or a
+    :func:`functools.partial` of either. A plain function is not one, even if it
+    returns an awaitable: its body runs (and may send) when it is called.
+    """
+    while isinstance(handler, functools.partial):
+        handler = handler.func
+    if inspect.iscoroutinefunction(handler):
+        return True
+    if inspect.isroutine(handler) or isinstance(handler, type):
+        return False
+    return inspect.iscoroutinefunction(inspect.getattr_static(type(handler), "__call__", None))
+
+
+def check_handler(name: str, source: str, handler: object) -> None:
+    """Refuse a replay handler for *source* that is not an async callable.
+
+    Args:
+        name: the replay supervisor's name, for the message.
+        source: the source the handler is registered for.
+        handler: the handler.
+
+    Raises:
+        InvalidReplayHandler: *handler* is not callable, or not async (a TypeError).
+    """
+    if not callable(handler) or not is_async_callable(handler):
+        raise InvalidReplayHandler(name, source, handler)
+
 
 def _to_handlers(value: ReplayHandlers) -> Mapping[str, ReplayHandler]:
     return types.MappingProxyType({str(key): handler for key, handler in dict(value).items()})
@@ -194,7 +236,7 @@ class ReplayConfig:
             source without one cannot be replayed (:class:`~otpy.NoReplayHandler`).
         name: the supervisor's name; workers are ``"<name>.<i>"``, the reclaimer
             ``"<name>.reclaimer"``. Two replay supervisors on a node need two names.
-        partitions: how many workers (>= 1).
+        partitions: how many workers, from 1 to :data:`MAX_PARTITIONS` (1024).
         capacity: replay requests that may wait per partition (>= 1); past it a
             request gets no outcome and an error saying the queue is full.
         handler_timeout: seconds a handler may run; past it the record is ``in_doubt``.
@@ -208,6 +250,9 @@ class ReplayConfig:
 
     Raises:
         InvalidChildSpec: a value is out of range, or a handler key is not a source.
+        InvalidReplayHandler: a handler is not an async callable (also a
+            ``TypeError``; a synchronous one would send, then be marked failed and
+            send again on the next replay).
 
     .. versionadded:: 0.1.0
     """
@@ -231,10 +276,12 @@ class ReplayConfig:
         if (
             not isinstance(self.partitions, int)
             or isinstance(self.partitions, bool)
-            or self.partitions < 1
+            or not 1 <= self.partitions <= MAX_PARTITIONS
         ):
             raise InvalidChildSpec(
-                name, f"partitions must be an integer >= 1, got {self.partitions!r}"
+                name,
+                f"partitions must be an integer from 1 to {MAX_PARTITIONS}, "
+                f"got {self.partitions!r}",
             )
         if (
             not isinstance(self.capacity, int)
@@ -255,10 +302,7 @@ class ReplayConfig:
         for key, handler in self.handlers.items():
             if key not in _SOURCES:
                 raise InvalidChildSpec(name, f"handler key {key!r} is not a source ({known})")
-            if not callable(handler):
-                raise InvalidChildSpec(
-                    name, f"the handler for {key!r} is not callable: {handler!r}"
-                )
+            check_handler(name, key, handler)
         queue: PartitionedQueue[_Job] = PartitionedQueue(self.partitions, self.capacity, name=name)
         object.__setattr__(self, "_queue", queue)
 

@@ -9,6 +9,7 @@ only and never raises: a failure is logged at debug level and the replay goes on
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import TYPE_CHECKING, Any, Final, final
 
 import anyio
@@ -30,7 +31,7 @@ from .._exceptions import (
 from .._pressure._policy import Priority
 from .._redact import get_logger
 from ..telemetry._events import get_meter, get_tracer
-from ._record import ReplayOutcome, redact
+from ._record import ReplayOutcome, ReplayStatus, redact
 from ._replay import _RECLAIM_NOW, _TICK, ReplayOutcomeUnknown, ReplayResult, _Job, _Replay
 from ._store import Action, LedgerState
 from ._telemetry import ATTR_RECORD_ID, ATTR_SOURCE, span_context_from
@@ -199,18 +200,7 @@ class ReplayRunner:
         record = await store.get(request.record_id)
         if not await store.mark_started(record, force=request.force):
             # Another record with the same idempotency key got there first.
-            entry = await store.ledger(record.replay_key)
-            if entry is not None and entry.state is LedgerState.COMMITTED:
-                final = await store.finish(record.id, ReplayOutcome.REPLAYED)
-                outcome = ReplayOutcome.ALREADY_REPLAYED
-            else:
-                final = await store.finish(
-                    record.id,
-                    ReplayOutcome.FAILED,
-                    error="another record's replay of the same idempotency key is in progress",
-                )
-                outcome = ReplayOutcome.IN_PROGRESS
-            raced = ReplayResult(record_id=record.id, outcome=outcome, record=final)
+            raced = await self._lost_race(record)
             return _finished(span, request, raced, attempt)
         ended = await self._run_handler(handler, record)
         final = await store.finish(record.id, ended.outcome, error=ended.error)
@@ -228,11 +218,53 @@ class ReplayRunner:
         )
         return _finished(span, request, result, attempt, ended.error_type)
 
+    async def _lost_race(self, record: DeadLetter) -> ReplayResult:
+        """Settle a leased record whose key another record's replay took first; nothing is sent."""
+        store = self.config.store
+        entry = await store.ledger(record.replay_key)
+        if entry is not None and entry.state is LedgerState.COMMITTED:
+            final = await store.finish(record.id, ReplayOutcome.REPLAYED)
+            return ReplayResult(
+                record_id=record.id, outcome=ReplayOutcome.ALREADY_REPLAYED, record=final
+            )
+        if entry is None or await self._running(entry.record_id):
+            # Still sending (or it failed meanwhile, and cleared the key): try again later.
+            error = "another record's replay of the same idempotency key is in progress"
+            final = await store.finish(record.id, ReplayOutcome.FAILED, error=error)
+            return ReplayResult(
+                record_id=record.id, outcome=ReplayOutcome.IN_PROGRESS, record=final
+            )
+        # Its attempt ended without an outcome: the key is in doubt, for this record too.
+        error = (
+            f"idempotency key {entry.key!r} is in doubt: the replay of dead letter "
+            f"{entry.record_id} started its side effect and its outcome is unknown; "
+            "check the destination and resolve it (runbooks/replay.md)"
+        )
+        final = await store.finish(record.id, ReplayOutcome.IN_DOUBT, error=error)
+        return ReplayResult(
+            record_id=record.id, outcome=ReplayOutcome.IN_DOUBT, record=final, error=error
+        )
+
+    async def _running(self, record_id: str) -> bool:
+        try:
+            other = await self.config.store.get(record_id)
+        except DeadLetterNotFound:  # purged since: nobody can finish its attempt
+            return False
+        return other.replay.status is ReplayStatus.RUNNING
+
     async def _run_handler(self, handler: ReplayHandler, record: DeadLetter) -> _Ended:
         timeout = self.config.handler_timeout
         try:
             with anyio.move_on_after(timeout) as scope:
-                await handler(record, record.replay_key)
+                pending: object = handler(record, record.replay_key)
+                if not inspect.isawaitable(pending):  # slipped past check_handler
+                    return _Ended(
+                        ReplayOutcome.IN_DOUBT,
+                        f"the handler returned {type(pending).__name__}, not an awaitable: it "
+                        "ran synchronously, so the side effect may have happened",
+                        "TypeError",
+                    )
+                await pending
         except ReplayOutcomeUnknown as exc:
             return _Ended(ReplayOutcome.IN_DOUBT, _describe(exc), _class_name(exc))
         except Exception as exc:

@@ -68,8 +68,10 @@ from ._store import (
     SweepResult,
     decide_replay,
     finish_replay,
+    ledger_held_by_other,
     reclaim,
     resolve,
+    resolve_alongside,
 )
 
 if TYPE_CHECKING:
@@ -523,6 +525,12 @@ RECLAIM_QUERY: Final = (
     f"SELECT {_SELECT}, p.data FROM dead_letters AS d LEFT JOIN payloads AS p ON p.id = d.id "
     "WHERE d.replay_status = 'running' AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= ?)"
 )
+_IN_DOUBT_QUERY: Final = (
+    f"SELECT {_SELECT} FROM dead_letters AS d "
+    "WHERE d.replay_status IN ('in_doubt', 'running') AND d.id != ?"
+)
+"""The in-doubt and running records but one (few, indexed): resolving a key settles those
+of them that carry it (:func:`~otpy.deadletter.resolve_alongside`)."""
 _STATISTICS: Final = """
     SELECT 'status', status, count(*) FROM dead_letters GROUP BY status
     UNION ALL SELECT 'source', source, count(*) FROM dead_letters GROUP BY source
@@ -1116,18 +1124,22 @@ class SQLiteDeadLetterStore:
     async def mark_started(self, record: DeadLetter, *, force: bool = False) -> bool:
         """Write the ledger entry ``pending`` for the record's replay key just before its side effect.
 
-        Returns ``False`` (and writes nothing) if the key is committed and *force* is
-        not set, or pending under another record's live lease (D8).
+        Returns ``False`` (and writes nothing) if the key is pending under another
+        record's live lease or, unless *force* is set, committed or pending for
+        another record at all (D8). One transaction: of two records racing with one
+        key, in this process or another, only one passes.
         """
         key = record.replay_key
 
         async def body(db: aiosqlite.Connection) -> bool:
             now = self.clock()
             entry = await self._ledger(db, key)
-            if entry is not None and not force:
-                if entry.state is LedgerState.COMMITTED:
+            if entry is not None:
+                if ledger_held_by_other(entry, record.id, now=now):
                     return False
-                if entry.record_id != record.id and (entry.expires_at or 0.0) > now:
+                if not force and (
+                    entry.state is LedgerState.COMMITTED or entry.record_id != record.id
+                ):
                     return False
             await self._put_ledger(
                 db, key, LedgerState.PENDING, record.id, record.replay.lease_expires_at, now
@@ -1155,6 +1167,12 @@ class SQLiteDeadLetterStore:
                 )
             elif outcome is ReplayOutcome.FAILED:
                 await self._drop_pending(db, record.replay_key, record_id)
+            else:  # in doubt: the attempt is over, so the key is in doubt now
+                await db.execute(
+                    "UPDATE ledger SET expires_at = ?, updated_at = ? "
+                    "WHERE key = ? AND state = ? AND record_id = ?",
+                    (now, now, record.replay_key, LedgerState.PENDING.value, record_id),
+                )
             await db.execute(_UPDATE_STATE, _state_row(record))
             return record
 
@@ -1186,22 +1204,45 @@ class SQLiteDeadLetterStore:
         return await self._write(body)
 
     async def resolve(self, record_id: str, *, succeeded: bool) -> DeadLetter:
-        """Settle an in-doubt record by hand (runbooks/replay.md); commits or clears its ledger key.
+        """Settle an in-doubt record by hand (runbooks/replay.md), with the others its key left in doubt.
+
+        One transaction commits the replay key (*succeeded*) or removes its pending
+        entry, and settles the named record and, alike, the other records with the
+        same replay key that are in doubt or running under an expired lease. Such a
+        row that cannot be decoded is logged and left as it is.
 
         Raises:
             DeadLetterNotFound: no such id.
-            ValueError: the record is not in doubt.
+            ValueError: the record is not in doubt, or a forced replay of another
+                record holds the key under a live lease.
         """
 
         async def body(db: aiosqlite.Connection) -> DeadLetter:
             now = self.clock()
-            record = resolve(await self._fetch(db, record_id), succeeded=succeeded, now=now)
+            named = await self._fetch(db, record_id)
+            key = named.replay_key
+            entry = await self._ledger(db, key)
+            record = resolve(named, succeeded=succeeded, now=now, ledger=entry)
             if succeeded:
-                await self._put_ledger(
-                    db, record.replay_key, LedgerState.COMMITTED, record_id, None, now
-                )
+                await self._put_ledger(db, key, LedgerState.COMMITTED, record_id, None, now)
             else:
-                await self._drop_pending(db, record.replay_key, record_id)
+                await db.execute(
+                    "DELETE FROM ledger WHERE key = ? AND state = ?",
+                    (key, LedgerState.PENDING.value),
+                )
+            for row in await db.execute_fetchall(_IN_DOUBT_QUERY, (record_id,)):
+                try:
+                    other = _decode(row, self.path, loaded=False)
+                except CorruptRecord as exc:
+                    logger.warning("resolve skipped a record: %s", exc)
+                    continue
+                settled = (
+                    resolve_alongside(other, succeeded=succeeded, now=now)
+                    if other.replay_key == key
+                    else None
+                )
+                if settled is not None:
+                    await db.execute(_UPDATE_STATE, _state_row(settled))
             await db.execute(_UPDATE_STATE, _state_row(record))
             return record
 

@@ -36,9 +36,11 @@ __all__ = [
     "SweepResult",
     "decide_replay",
     "finish_replay",
+    "ledger_held_by_other",
     "ledger_prunable",
     "reclaim",
     "resolve",
+    "resolve_alongside",
 ]
 
 
@@ -314,6 +316,28 @@ class Decision:
     record: DeadLetter
 
 
+def ledger_held_by_other(entry: LedgerEntry, record_id: str, *, now: float) -> bool:
+    """Return whether *entry* is pending under the live lease of a record other than *record_id*.
+
+    That record's side effect for the key may be running right now: nothing else may
+    send with the key, or settle it, until it ends or its lease expires.
+    """
+    return (
+        entry.state is LedgerState.PENDING
+        and entry.record_id != record_id
+        and entry.expires_at is not None
+        and entry.expires_at > now
+    )
+
+
+def _key_in_doubt(entry: LedgerEntry) -> str:
+    return (
+        f"idempotency key {entry.key!r} is in doubt: the replay of dead letter "
+        f"{entry.record_id} started its side effect and its outcome is unknown; "
+        "check the destination and resolve it (runbooks/replay.md)"
+    )
+
+
 def _with_replay(record: DeadLetter, now: float, **changes: Any) -> DeadLetter:
     return attrs.evolve(
         record,
@@ -339,9 +363,13 @@ def decide_replay(
       (the ledger is pending for it) the record becomes ``in_doubt``; otherwise it is
       replayable again;
     - in doubt, without *force*: refused (``in_doubt``);
-    - succeeded, or its key already committed by any record, without *force*:
-      ``already_replayed`` and no side effect (a committed key also marks the record
-      succeeded);
+    - succeeded, without *force*: ``already_replayed`` and no side effect;
+    - its key pending with no live lease, without *force*: a side effect for the key
+      started and nobody knows whether it happened, whichever record's replay started
+      it. The record becomes ``in_doubt`` too, until an operator resolves the key
+      (:meth:`DeadLetterStore.resolve`);
+    - its key already committed by any record, without *force*: ``already_replayed``
+      and no side effect (the record is marked succeeded);
     - otherwise the caller takes a lease until ``now + lease``.
 
     Args:
@@ -372,19 +400,24 @@ def decide_replay(
                 lease_expires_at=None,
             )
             return Decision(Action.SETTLE, ReplayOutcome.IN_DOUBT, doubted)
-    if (
-        ledger is not None
-        and ledger.state is LedgerState.PENDING
-        and ledger.record_id != record.id
-        and ledger.expires_at is not None
-        and ledger.expires_at > now
-    ):
+    pending = ledger if ledger is not None and ledger.state is LedgerState.PENDING else None
+    if pending is not None and ledger_held_by_other(pending, record.id, now=now):
         return Decision(Action.REFUSE, ReplayOutcome.IN_PROGRESS, record)
     if not force:
         if replay.status is ReplayStatus.IN_DOUBT:
             return Decision(Action.REFUSE, ReplayOutcome.IN_DOUBT, record)
         if replay.status is ReplayStatus.SUCCEEDED:
             return Decision(Action.REFUSE, ReplayOutcome.ALREADY_REPLAYED, record)
+        if pending is not None:
+            doubted = _with_replay(
+                record,
+                now,
+                status=ReplayStatus.IN_DOUBT,
+                last_outcome=ReplayOutcome.IN_DOUBT,
+                last_error=_key_in_doubt(pending),
+                lease_expires_at=None,
+            )
+            return Decision(Action.SETTLE, ReplayOutcome.IN_DOUBT, doubted)
         if ledger is not None and ledger.state is LedgerState.COMMITTED:
             done = _with_replay(
                 record,
@@ -471,11 +504,25 @@ def reclaim(record: DeadLetter, ledger: LedgerEntry | None, *, now: float) -> Re
     return Reclaimed(failed, resubmit=True)
 
 
-def resolve(record: DeadLetter, *, succeeded: bool, now: float) -> DeadLetter:
+def resolve(
+    record: DeadLetter, *, succeeded: bool, now: float, ledger: LedgerEntry | None = None
+) -> DeadLetter:
     """Return an in-doubt *record* settled by an operator who checked the destination.
 
+    The store settles the other records carrying the same replay key with it
+    (:func:`resolve_alongside`), in the transaction that commits (*succeeded*) or
+    removes (not *succeeded*) the key's pending ledger entry: one side effect, one
+    answer for all of them.
+
+    Args:
+        record: the record the operator names.
+        succeeded: whether the side effect happened.
+        now: wall-clock time.
+        ledger: the ledger entry of ``record.replay_key``, if any.
+
     Raises:
-        ValueError: the record is not in doubt.
+        ValueError: the record is not in doubt, or another record's replay holds its
+            key under a live lease (a forced replay is sending it now).
     """
     if record.replay.status is not ReplayStatus.IN_DOUBT:
         raise ValueError(
@@ -483,6 +530,33 @@ def resolve(record: DeadLetter, *, succeeded: bool, now: float) -> DeadLetter:
             "'in_doubt': "
             "only in-doubt records are resolved by hand"
         )
+    if ledger is not None and ledger_held_by_other(ledger, record.id, now=now):
+        raise ValueError(
+            f"dead letter {record.id}: the replay of dead letter {ledger.record_id} is sending "
+            f"idempotency key {ledger.key!r} now, under a live lease; wait for it to finish, "
+            "then check the destination again"
+        )
+    return _resolved(record, succeeded=succeeded, now=now)
+
+
+def resolve_alongside(record: DeadLetter, *, succeeded: bool, now: float) -> DeadLetter | None:
+    """Return *record* settled with the key an operator resolved, or ``None`` to leave it.
+
+    The store calls it for the other records carrying the resolved replay key. Those
+    in doubt, and those still running under an expired lease (their worker died and
+    the reclaimer has not seen them yet), get the operator's answer; the others are
+    left alone: the ledger entry answers their next replay.
+    """
+    replay = record.replay
+    expired = replay.lease_expires_at is None or replay.lease_expires_at <= now
+    if replay.status is ReplayStatus.IN_DOUBT or (
+        replay.status is ReplayStatus.RUNNING and expired
+    ):
+        return _resolved(record, succeeded=succeeded, now=now)
+    return None
+
+
+def _resolved(record: DeadLetter, *, succeeded: bool, now: float) -> DeadLetter:
     return _with_replay(
         record,
         now,
@@ -559,16 +633,23 @@ class DeadLetterStore(Protocol):
     async def mark_started(self, record: DeadLetter, *, force: bool = False) -> bool:
         """Write the ledger entry ``pending`` for the record's replay key just before its side effect.
 
-        Returns ``False`` (and writes nothing) if the key is already committed and
-        *force* is not set, or pending under another record's live lease: the side
-        effect must not run.
+        Returns ``False`` (and writes nothing), and the side effect must not run, if
+        the key is pending under another record's live lease, or, unless *force* is
+        set, committed or pending for another record at all: once that record's lease
+        expired the key is in doubt (:func:`decide_replay`). Atomic, so of two records
+        racing with one key only one passes.
         """
         ...
 
     async def finish(
         self, record_id: str, outcome: ReplayOutcome, *, error: str | None = None
     ) -> DeadLetter:
-        """Apply :func:`finish_replay` and the ledger change in one transaction."""
+        """Apply :func:`finish_replay` and the ledger change in one transaction.
+
+        ``replayed`` commits the key; ``failed`` removes the record's pending entry;
+        ``in_doubt`` keeps it pending but ends its lease, so other records carrying
+        the key are in doubt at once rather than in progress.
+        """
         ...
 
     async def reclaim_expired(self) -> builtins.list[Reclaimed]:
@@ -576,7 +657,17 @@ class DeadLetterStore(Protocol):
         ...
 
     async def resolve(self, record_id: str, *, succeeded: bool) -> DeadLetter:
-        """Settle an in-doubt record by hand (runbooks/replay.md); commits or clears its ledger key."""
+        """Settle an in-doubt record by hand (runbooks/replay.md), and its whole key.
+
+        In one transaction: commits the record's replay key (*succeeded*) or removes
+        its pending entry, and settles every in-doubt record carrying that key the
+        same way (see :func:`resolve`). Returns the named record.
+
+        Raises:
+            DeadLetterNotFound: no such id.
+            ValueError: the record is not in doubt, or a forced replay of another
+                record holds the key under a live lease.
+        """
         ...
 
     async def ledger(self, key: str) -> LedgerEntry | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from typing import TYPE_CHECKING, Any, cast
 
@@ -11,7 +12,13 @@ from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 
 import otpy
-from otpy import InvalidChildSpec, NoReplayHandler, ReplayFailed, ReplayRejected
+from otpy import (
+    InvalidChildSpec,
+    InvalidReplayHandler,
+    NoReplayHandler,
+    ReplayFailed,
+    ReplayRejected,
+)
 from otpy.deadletter import (
     DeadLetter,
     DeadLetterFilter,
@@ -49,6 +56,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from otpy.deadletter import ReplayHandler
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -674,7 +683,14 @@ def test_from_spec_refuses_other_supervisors() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"partitions": 0}, r"^child 'replay': partitions must be an integer >= 1, got 0"),
+        (
+            {"partitions": 0},
+            r"^child 'replay': partitions must be an integer from 1 to 1024, got 0",
+        ),
+        (
+            {"partitions": 1025},
+            r"^child 'replay': partitions must be an integer from 1 to 1024, got 1025",
+        ),
         ({"capacity": 0}, r"^child 'replay': capacity must be an integer >= 1, got 0"),
         ({"handler_timeout": 0}, r"^child 'replay': handler_timeout must be a finite number > 0"),
         ({"lease_margin": -1.0}, r"^child 'replay': lease_margin must be a finite number > 0"),
@@ -695,6 +711,97 @@ def test_config_is_validated_when_built(
         ReplayConfig(**fields)
 
 
+def sync_send(record: DeadLetter, key: str) -> None:
+    """A synchronous handler: its side effect runs when it is called."""
+    raise AssertionError("a synchronous handler must never be called")
+
+
+class AsyncSender:
+    """An object whose ``__call__`` is async."""
+
+    def __init__(self, dest: Destination) -> None:
+        self.dest = dest
+
+    async def __call__(self, record: DeadLetter, key: str) -> None:
+        """Send through the destination."""
+        await self.dest.send(record, key)
+
+
+async def send_on(channel: str, dest: Destination, record: DeadLetter, key: str) -> None:
+    """An async function with leading arguments, to bind with functools.partial."""
+    await dest.send(record, key)
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [sync_send, AsyncSender, lambda record, key: None, functools.partial(sync_send)],
+    ids=["function", "class", "lambda", "partial"],
+)
+async def test_a_synchronous_handler_is_refused_when_registered(
+    store: MemoryDeadLetterStore, handler: object
+) -> None:
+    """A sync handler (it would send, be marked failed, then send again) is a TypeError before anything runs."""
+    message = (
+        r"^child 'replay': the handler for 'outbound' is not an async callable: .+; a replay "
+        r"handler is `async def handler\(record: DeadLetter, idempotency_key: str\)`"
+    )
+    handlers = cast("dict[str, ReplayHandler]", {"outbound": handler})
+    with pytest.raises(InvalidReplayHandler, match=message) as info:
+        ReplayConfig(store=store, handlers=handlers)
+    assert isinstance(info.value, TypeError)
+    assert isinstance(info.value, InvalidChildSpec)
+    assert (info.value.source, info.value.handler) == ("outbound", handler)
+    with pytest.raises(TypeError, match=message):
+        replay_supervisor(store, handlers)
+    with pytest.raises(TypeError, match=message):
+        async with open_replayer(store, handlers):
+            pytest.fail("the replayer started")  # pragma: no cover - the test fails here
+
+
+@pytest.mark.parametrize("kind", ["callable object", "partial", "partial of an object"])
+async def test_async_callable_objects_and_partials_are_handlers(
+    store: MemoryDeadLetterStore, dest: Destination, clock: FakeClock, kind: str
+) -> None:
+    """An object with an async __call__, or a functools.partial of an async callable, replays."""
+    handlers: dict[str, ReplayHandler] = {
+        "callable object": AsyncSender(dest),
+        "partial": functools.partial(send_on, "sms", dest),
+        "partial of an object": functools.partial(AsyncSender(dest)),
+    }
+    handler = handlers[kind]
+    record = capture(clock)
+    await store.add_many([record])
+    async with open_replayer(store, {Source.OUTBOUND: handler}) as replayer:
+        result = await replayer.replay(record.id)
+    assert result.outcome is ReplayOutcome.REPLAYED
+    assert dest.order == [record.id]
+
+
+async def test_a_handler_that_does_not_return_an_awaitable_leaves_the_record_in_doubt(
+    store: MemoryDeadLetterStore, clock: FakeClock
+) -> None:
+    """A handler that slipped past the check ran synchronously: in doubt, never resent automatically."""
+    sent: list[str] = []
+
+    def send_now(record: DeadLetter, key: str) -> None:
+        sent.append(key)
+
+    record = capture(clock)
+    await store.add_many([record])
+    config = ReplayConfig(store=store, handlers={Source.OUTBOUND: AsyncSender(Destination())})
+    object.__setattr__(config, "handlers", {"outbound": send_now})  # what the check refuses
+    async with otpy.open_supervisor(config.supervisor_spec()):
+        result = await config.replayer().replay(record.id)
+        again = await config.replayer().replay(record.id)
+    assert result.outcome is ReplayOutcome.IN_DOUBT
+    assert result.error == (
+        "the handler returned NoneType, not an awaitable: it ran synchronously, so the side "
+        "effect may have happened"
+    )
+    assert again.outcome is ReplayOutcome.IN_DOUBT
+    assert sent == [record.replay_key]
+
+
 def test_smallest_valid_config_builds(store: MemoryDeadLetterStore, dest: Destination) -> None:
     """The twin: one partition and tiny positive timeouts are accepted."""
     config = ReplayConfig(
@@ -707,6 +814,7 @@ def test_smallest_valid_config_builds(store: MemoryDeadLetterStore, dest: Destin
     )
     assert config.partition_of("anything") == 0
     assert config.replayer().config is config
+    assert ReplayConfig(store=store, handlers={Source.OUTBOUND: dest.send}, partitions=1024)
 
 
 def test_raise_for_outcome_maps_every_outcome() -> None:

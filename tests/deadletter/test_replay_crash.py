@@ -15,6 +15,7 @@ from otpy.deadletter import (
     LedgerState,
     MemoryDeadLetterStore,
     ReplayOutcome,
+    ReplayOutcomeUnknown,
     ReplayResult,
     ReplayStatus,
     Source,
@@ -381,6 +382,107 @@ async def test_key_pending_under_another_record_is_in_progress(
     stored = await store.get(a.id)
     assert stored.replay.status is ReplayStatus.FAILED  # replayable: not stuck running
     assert dest.effects == {"pay-2": 1}
+
+
+async def test_key_left_in_doubt_by_a_killed_worker_is_not_sent_by_another_record(
+    store: WatchedStore, dest: Destination, clock: FakeClock
+) -> None:
+    """D8: a worker killed mid side effect puts the key in doubt; another record with it is not sent."""
+    key_a, key_b = keys_in_distinct_partitions(2)
+    a = capture(clock, key=key_a, idempotency_key="pay-3")
+    b = capture(clock, key=key_b, idempotency_key="pay-3")
+    await store.add_many([a, b])
+    entered, release = anyio.Event(), anyio.Event()
+    dest.after[a.id] = blocker(entered, release)  # sent, never committed
+    async with open_replayer(store, {Source.OUTBOUND: dest.send}) as replayer:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(replayer.replay, a.id)
+            await entered.wait()
+            await kill_worker(replayer, a.key)
+        assert (await replayer.replay(b.id)).outcome is ReplayOutcome.IN_PROGRESS
+        clock.advance(replayer.config.lease)  # a's lease runs out: nobody will finish it
+        doubted = await replayer.replay(b.id)
+        assert (await replayer.replay(a.id)).outcome is ReplayOutcome.IN_DOUBT
+        assert (await replayer.replay(b.id)).outcome is ReplayOutcome.IN_DOUBT
+        assert dest.effects == {"pay-3": 1}
+
+        await store.resolve(b.id, succeeded=True)  # the operator found the payment
+        assert (await replayer.replay(a.id)).outcome is ReplayOutcome.ALREADY_REPLAYED
+    assert doubted.outcome is ReplayOutcome.IN_DOUBT
+    assert doubted.record is not None
+    assert doubted.record.replay.status is ReplayStatus.IN_DOUBT
+    assert (await store.get(a.id)).replay.status is ReplayStatus.SUCCEEDED
+    assert dest.effects == {"pay-3": 1}
+    assert dest.order == [a.id]
+
+
+async def test_key_left_in_doubt_by_an_unknown_outcome_is_not_sent_by_another_record(
+    store: WatchedStore, dest: Destination, clock: FakeClock
+) -> None:
+    """D8: a handler raising ReplayOutcomeUnknown puts the key in doubt for every record carrying it."""
+    key_a, key_b = keys_in_distinct_partitions(2)
+    a = capture(clock, key=key_a, idempotency_key="pay-4")
+    b = capture(clock, key=key_b, idempotency_key="pay-4")
+    await store.add_many([a, b])
+
+    async def read_timeout() -> None:
+        raise ReplayOutcomeUnknown("read timed out after the request was sent")
+
+    dest.after[a.id] = read_timeout
+    async with open_replayer(store, {Source.OUTBOUND: dest.send}) as replayer:
+        first = await replayer.replay(a.id)
+        second = await replayer.replay(b.id)
+        clock.advance(replayer.config.lease + 1)
+        third = await replayer.replay(b.id)
+        await store.resolve(a.id, succeeded=False)  # the operator found no payment
+        del dest.after[a.id]
+        retried = await replayer.replay(b.id)
+        assert (await replayer.replay(a.id)).outcome is ReplayOutcome.ALREADY_REPLAYED
+    assert [r.outcome for r in (first, second, third, retried)] == [
+        ReplayOutcome.IN_DOUBT,
+        ReplayOutcome.IN_DOUBT,
+        ReplayOutcome.IN_DOUBT,
+        ReplayOutcome.REPLAYED,
+    ]
+    assert dest.effects == {"pay-4": 2}  # once in doubt, once after the operator said it failed
+    assert dest.order == [a.id, b.id]
+
+
+async def test_record_that_loses_the_key_to_a_replay_ending_in_doubt_is_in_doubt(
+    store: WatchedStore, dest: Destination, clock: FakeClock
+) -> None:
+    """D8: a record holding a lease when another record's replay of its key ends in doubt is not sent."""
+    key_a, key_b = keys_in_distinct_partitions(2)
+    a = capture(clock, key=key_a, idempotency_key="pay-5")
+    b = capture(clock, key=key_b, idempotency_key="pay-5")
+    await store.add_many([a, b])
+    entered, release = anyio.Event(), anyio.Event()
+    store.hold_get[a.id] = (entered, release)
+
+    async def read_timeout() -> None:
+        raise ReplayOutcomeUnknown("read timed out after the request was sent")
+
+    dest.after[b.id] = read_timeout
+    results: list[ReplayResult] = []
+
+    async def replay_a(replayer: Replayer) -> None:
+        results.append(await replayer.replay(a.id))
+
+    async with (
+        open_replayer(store, {Source.OUTBOUND: dest.send}) as replayer,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(replay_a, replayer)
+        await entered.wait()  # a holds its lease; the ledger is still empty
+        assert (await replayer.replay(b.id)).outcome is ReplayOutcome.IN_DOUBT
+        release.set()
+    [result] = results
+    assert result.outcome is ReplayOutcome.IN_DOUBT
+    assert result.error is not None
+    assert f"the replay of dead letter {b.id} started its side effect" in result.error
+    assert (await store.get(a.id)).replay.status is ReplayStatus.IN_DOUBT
+    assert dest.effects == {"pay-5": 1}
+    assert dest.order == [b.id]
 
 
 @pytest.mark.parametrize("anyio_backend", [virtual_time()])

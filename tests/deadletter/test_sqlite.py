@@ -472,6 +472,32 @@ async def test_d7_two_stores_on_one_file_never_both_proceed(path: Path) -> None:
     assert {d.outcome for d in decisions} == {None, ReplayOutcome.IN_PROGRESS}
 
 
+async def test_d8_two_stores_racing_with_one_idempotency_key_never_both_start(
+    path: Path,
+) -> None:
+    """D8: two records sharing a key, leased through two connections: only one marks it started."""
+    a, b = make(key="a", idempotency_key="pay-1"), make(key="b", idempotency_key="pay-1")
+    passed: list[str] = []
+    async with open_store(path) as first, open_store(path) as second:
+        await first.add_many([a, b])
+        leased = [
+            (store, (await store.begin_replay(r.id, lease=30.0)).record)
+            for store, r in ((first, a), (second, b))
+        ]
+
+        async def mark(store: SQLiteDeadLetterStore, record: DeadLetter) -> None:
+            if await store.mark_started(record):
+                passed.append(record.id)
+
+        async with anyio.create_task_group() as tg:
+            for store, record in leased:
+                tg.start_soon(mark, store, record)
+        entry = await first.ledger("pay-1")
+    assert len(passed) == 1
+    assert entry is not None
+    assert (entry.state, entry.record_id) == (LedgerState.PENDING, passed[0])
+
+
 async def test_concurrent_add_many_from_many_tasks(path: Path) -> None:
     """Batches added from 20 tasks at once are all stored, each once, and all counted."""
     batches = [[make(key=f"k{t}") for _ in range(25)] for t in range(20)]

@@ -937,6 +937,96 @@ async def test_d8_key_pending_under_another_live_lease_is_in_progress(
     assert (blocked.action, blocked.outcome) == (Action.REFUSE, ReplayOutcome.IN_PROGRESS)
 
 
+async def test_d8_key_pending_under_another_live_lease_is_in_progress_even_forced(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D8: while another record's lease on the key is live, force does not make a second send."""
+    first, second = await add(
+        store, make(clock, idempotency_key="order-9"), make(clock, idempotency_key="order-9")
+    )
+    assert await store.mark_started((await store.begin_replay(first.id, lease=30.0)).record)
+    clock.advance(29.0)
+    for force in (False, True):
+        blocked = await store.begin_replay(second.id, lease=30.0, force=force)
+        assert (blocked.action, blocked.outcome) == (Action.REFUSE, ReplayOutcome.IN_PROGRESS)
+    assert await store.get(second.id) == second
+
+
+@pytest.mark.parametrize("running", [False, True], ids=["never-replayed", "dead-worker"])
+async def test_d8_key_pending_after_another_records_lease_expired_is_in_doubt(
+    store: DeadLetterStore, clock: FakeClock, running: bool
+) -> None:
+    """D8: a pending key whose lease expired is in doubt for every record carrying it, not replayable."""
+    first, second, third = await add(
+        store,
+        make(clock, key="a", idempotency_key="order-10"),
+        make(clock, key="b", idempotency_key="order-10"),
+        make(clock, key="c", idempotency_key="order-10"),
+    )
+    if running:  # second's worker took a lease, then died before its side effect
+        assert (await store.begin_replay(second.id, lease=1.0)).action is Action.PROCEED
+    assert await store.mark_started((await store.begin_replay(first.id, lease=30.0)).record)
+    clock.advance(30.0)  # first's worker died mid side effect
+    doubted = await store.begin_replay(second.id, lease=30.0)
+    assert (doubted.action, doubted.outcome) == (Action.SETTLE, ReplayOutcome.IN_DOUBT)
+    stored = await store.get(second.id)
+    assert stored == doubted.record
+    assert stored.replay.status is ReplayStatus.IN_DOUBT
+    assert stored.replay.attempts == (1 if running else 0)
+    assert stored.replay.lease_expires_at is None
+    assert stored.replay.last_error == (
+        f"idempotency key 'order-10' is in doubt: the replay of dead letter {first.id} started "
+        "its side effect and its outcome is unknown; check the destination and resolve it "
+        "(runbooks/replay.md)"
+    )
+    again = await store.begin_replay(second.id, lease=30.0)
+    assert (again.action, again.outcome) == (Action.REFUSE, ReplayOutcome.IN_DOUBT)
+    assert (await store.begin_replay(first.id, lease=30.0)).outcome is ReplayOutcome.IN_DOUBT
+    assert (await store.begin_replay(third.id, lease=30.0)).outcome is ReplayOutcome.IN_DOUBT
+    entry = await store.ledger("order-10")
+    assert entry is not None
+    assert (entry.state, entry.record_id) == (LedgerState.PENDING, first.id)
+
+
+async def test_d8_key_left_pending_by_an_unknown_outcome_is_in_doubt_for_other_records(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D8: a replay that ended in doubt puts its key in doubt for the other records at once."""
+    first, second = await add(
+        store,
+        make(clock, key="a", idempotency_key="order-11"),
+        make(clock, key="b", idempotency_key="order-11"),
+    )
+    assert await store.mark_started((await store.begin_replay(first.id, lease=30.0)).record)
+    await store.finish(first.id, ReplayOutcome.IN_DOUBT, error="read timeout after send")
+    doubted = await store.begin_replay(second.id, lease=30.0)
+    assert (doubted.action, doubted.outcome) == (Action.SETTLE, ReplayOutcome.IN_DOUBT)
+    clock.advance(3600.0)
+    again = await store.begin_replay(second.id, lease=30.0)
+    assert (again.action, again.outcome) == (Action.REFUSE, ReplayOutcome.IN_DOUBT)
+    forced = await store.begin_replay(second.id, lease=30.0, force=True)
+    assert forced.action is Action.PROCEED
+
+
+async def test_d8_d9_reclaiming_a_record_whose_key_is_in_doubt_does_not_resubmit_it(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D8, D9: a dead worker's record whose key another record left pending becomes in doubt, not resent."""
+    first, second = await add(
+        store,
+        make(clock, key="a", idempotency_key="order-12"),
+        make(clock, key="b", idempotency_key="order-12"),
+    )
+    assert (await store.begin_replay(second.id, lease=10.0)).action is Action.PROCEED
+    assert await store.mark_started((await store.begin_replay(first.id, lease=10.0)).record)
+    clock.advance(10.0)
+    reclaimed = {r.record.id: r for r in await store.reclaim_expired()}
+    assert set(reclaimed) == {first.id, second.id}
+    for result in reclaimed.values():
+        assert not result.resubmit
+        assert result.record.replay.status is ReplayStatus.IN_DOUBT
+
+
 async def test_d6_failed_replay_stays_on_the_record_and_is_replayable(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
@@ -991,7 +1081,7 @@ async def test_d8_finish_in_doubt_keeps_the_key_pending(
     assert await store.get(record.id) == doubted
     entry = await store.ledger(record.replay_key)
     assert entry is not None
-    assert entry.state is LedgerState.PENDING
+    assert (entry.state, entry.expires_at) == (LedgerState.PENDING, clock.now)  # lease ended
     refused = await store.begin_replay(record.id, lease=30.0)
     assert (refused.action, refused.outcome) == (Action.REFUSE, ReplayOutcome.IN_DOUBT)
 
@@ -1022,20 +1112,50 @@ async def test_d8_mark_started_refuses_a_committed_key(
     assert await store.ledger("pay-1") == before
 
 
-async def test_d8_mark_started_waits_out_another_records_live_lease(
+async def test_d8_mark_started_refuses_a_key_another_record_left_pending(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D8: a key pending under another record's live lease is refused; after it expires, taken over."""
+    """D8: a key pending for another record is refused, live lease or expired; force takes it only once expired."""
     first, second = await add(
         store, make(clock, idempotency_key="pay-2"), make(clock, idempotency_key="pay-2")
     )
     assert await store.mark_started((await store.begin_replay(first.id, lease=30.0)).record)
     assert not await store.mark_started(second)
+    assert not await store.mark_started(second, force=True)  # its side effect may be running
     clock.advance(30.0)
-    assert await store.mark_started(second)
+    assert not await store.mark_started(second)  # in doubt now, not free
+    entry = await store.ledger("pay-2")
+    assert entry is not None
+    assert entry.record_id == first.id
+    assert await store.mark_started(second, force=True)
     entry = await store.ledger("pay-2")
     assert entry is not None
     assert entry.record_id == second.id
+
+
+async def test_d8_two_records_racing_with_one_key_only_one_marks_started(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D8: two records with one key both hold leases; when both mark the key started, only one passes."""
+    first, second = await add(
+        store,
+        make(clock, key="a", idempotency_key="pay-3"),
+        make(clock, key="b", idempotency_key="pay-3"),
+    )
+    leased = [(await store.begin_replay(r.id, lease=30.0)).record for r in (first, second)]
+    passed: list[str] = []
+
+    async def mark(record: DeadLetter) -> None:
+        if await store.mark_started(record):
+            passed.append(record.id)
+
+    async with anyio.create_task_group() as tg:
+        for record in leased:
+            tg.start_soon(mark, record)
+    assert len(passed) == 1
+    entry = await store.ledger("pay-3")
+    assert entry is not None
+    assert (entry.state, entry.record_id) == (LedgerState.PENDING, passed[0])
 
 
 async def test_d9_reclaim_expired_settles_dead_workers(
@@ -1089,6 +1209,92 @@ async def test_d8_resolve_not_done_clears_the_key_and_allows_replay(
     assert await store.get(record.id) == resolved
     assert await store.ledger(record.replay_key) is None
     assert (await store.begin_replay(record.id, lease=5.0)).action is Action.PROCEED
+
+
+async def in_doubt_key(
+    store: DeadLetterStore, clock: FakeClock, key: str
+) -> tuple[DeadLetter, DeadLetter, DeadLetter]:
+    """Three records carrying *key*: the first's worker died mid side effect (still running,
+    lease expired), the second then asked for a replay (in doubt), the third was never replayed."""
+    first, second, third = await add(
+        store,
+        make(clock, key="a", idempotency_key=key),
+        make(clock, key="b", idempotency_key=key),
+        make(clock, key="c", idempotency_key=key),
+    )
+    assert await store.mark_started((await store.begin_replay(first.id, lease=5.0)).record)
+    clock.advance(5.0)
+    assert (await store.begin_replay(second.id, lease=5.0)).outcome is ReplayOutcome.IN_DOUBT
+    return first, second, third
+
+
+@pytest.mark.parametrize("named", [0, 1], ids=["the-sender", "another"])
+async def test_d8_resolve_succeeded_settles_every_in_doubt_record_carrying_the_key(
+    store: DeadLetterStore, clock: FakeClock, named: int
+) -> None:
+    """D8: resolving a key as done settles all its in-doubt records; none of its records is ever resent."""
+    records = await in_doubt_key(store, clock, "pay-20")
+    first, second, third = records
+    if named == 0:  # its worker's death noticed: in doubt; else it is settled while running
+        assert (await store.begin_replay(first.id, lease=5.0)).outcome is ReplayOutcome.IN_DOUBT
+    other = (await add(store, make(clock)))[0]
+    assert await store.mark_started((await store.begin_replay(other.id, lease=5.0)).record)
+    clock.advance(5.0)
+    await store.reclaim_expired()  # `other` is in doubt for a key of its own
+
+    resolved = await store.resolve(records[named].id, succeeded=True)
+    assert resolved == await store.get(records[named].id)
+    for record in (first, second):
+        stored = await store.get(record.id)
+        assert stored.replay.status is ReplayStatus.SUCCEEDED
+        assert stored.replay.last_outcome is ReplayOutcome.REPLAYED
+    assert (await store.get(third.id)).replay.status is ReplayStatus.NEVER
+    assert (await store.get(other.id)).replay.status is ReplayStatus.IN_DOUBT
+    entry = await store.ledger("pay-20")
+    assert entry is not None
+    assert (entry.state, entry.record_id) == (LedgerState.COMMITTED, records[named].id)
+    settled = await store.begin_replay(third.id, lease=5.0)
+    assert settled.outcome is ReplayOutcome.ALREADY_REPLAYED
+
+
+@pytest.mark.parametrize("named", [0, 1], ids=["the-sender", "another"])
+async def test_d8_resolve_failed_settles_every_in_doubt_record_and_frees_the_key(
+    store: DeadLetterStore, clock: FakeClock, named: int
+) -> None:
+    """D8 twin: resolving a key as not done makes all its in-doubt records failed; the key is free once."""
+    records = await in_doubt_key(store, clock, "pay-21")
+    first, second, third = records
+    if named == 0:  # its worker's death noticed: in doubt; else it is settled while running
+        assert (await store.begin_replay(first.id, lease=5.0)).outcome is ReplayOutcome.IN_DOUBT
+    await store.resolve(records[named].id, succeeded=False)
+    for record in (first, second):
+        stored = await store.get(record.id)
+        assert stored.replay.status is ReplayStatus.FAILED
+        assert stored.replay.last_error == "resolved by an operator: the side effect did not happen"
+    assert await store.ledger("pay-21") is None
+    leased = (await store.begin_replay(second.id, lease=5.0)).record
+    assert await store.mark_started(leased)
+    blocked = await store.begin_replay(third.id, lease=5.0)
+    assert blocked.outcome is ReplayOutcome.IN_PROGRESS
+
+
+async def test_d8_resolve_waits_for_a_forced_replay_of_the_key(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """D8: while a forced replay of another record sends the key, resolve refuses and changes nothing."""
+    first, second, _third = await in_doubt_key(store, clock, "pay-22")
+    assert (await store.begin_replay(first.id, lease=5.0)).outcome is ReplayOutcome.IN_DOUBT
+    forced = await store.begin_replay(second.id, lease=5.0, force=True)
+    assert await store.mark_started(forced.record, force=True)
+    before = await store.ledger("pay-22")
+    with pytest.raises(
+        ValueError,
+        match=rf"^dead letter {first.id}: the replay of dead letter {second.id} is sending "
+        r"idempotency key 'pay-22' now, under a live lease; wait for it to finish",
+    ):
+        await store.resolve(first.id, succeeded=False)
+    assert await store.ledger("pay-22") == before
+    assert (await store.get(first.id)).replay.status is ReplayStatus.IN_DOUBT
 
 
 async def test_resolve_refuses_a_record_that_is_not_in_doubt(

@@ -75,6 +75,29 @@ async def test_p3_same_key_is_handled_in_arrival_order() -> None:
     assert queue.statistics().processed == 60
 
 
+async def test_starting_a_worker_per_partition_checks_each_partition_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each worker attaching checks its own partition only: starting N workers is O(N), not O(N^2)."""
+    checks: list[int] = []
+    real = PartitionedQueue.has_worker
+
+    def counting(self: PartitionedQueue[int], partition: int) -> bool:
+        checks.append(partition)
+        return real(self, partition)
+
+    monkeypatch.setattr(PartitionedQueue, "has_worker", counting)
+    queue: PartitionedQueue[int] = PartitionedQueue(256, 4, name="wide")
+
+    async def handler(key: str, item: int) -> None:
+        await anyio.lowlevel.checkpoint()
+
+    async with open_partitioned_workers(queue, handler):
+        assert len(checks) == 256
+        assert sorted(checks) == list(range(256))
+        assert await queue.aclose() == []
+
+
 async def test_p3_distinct_partitions_run_concurrently() -> None:
     """P3: a handler blocked on one partition does not stop another partition's handler."""
     queue: PartitionedQueue[str] = PartitionedQueue(2, 8, name="q")
