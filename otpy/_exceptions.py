@@ -25,6 +25,7 @@
     │   ├── MaxChildren              a dynamic supervisor is at max_children
     │   └── RestartIntensityExceeded the supervisor gave up
     └── DeadLetterError
+        ├── InvalidDeadLetter        a bad record field; also a ValueError and a TypeError
         ├── DeadLetterNotFound       no record with that id; also a LookupError
         ├── ReplayRejected           a replay request was refused (archived, in progress, in doubt)
         ├── ReplayFailed             the replay handler raised; the record is marked failed
@@ -55,6 +56,7 @@ __all__ = [
     "DeadLetterError",
     "DeadLetterNotFound",
     "DeadLetterStoreError",
+    "InvalidDeadLetter",
     "NoReplayHandler",
     "NotAnOtpyStore",
     "ReplayFailed",
@@ -391,6 +393,26 @@ class QueueClosed(PressureError):
 
 class DeadLetterError(OtpyError):
     """A dead-letter operation was refused or failed."""
+
+
+class InvalidDeadLetter(DeadLetterError, ValueError, TypeError):
+    """A dead-letter record field is invalid; raised when the record is built.
+
+    Also a :class:`ValueError` and a :class:`TypeError`, so generic handlers of
+    either catch it: a value out of range and a value of the wrong type are both
+    refused with this error. Nothing is stored and no state changes.
+
+    Attributes:
+        field: the field, like ``"created_at"`` or ``"replay.attempts"``.
+        problem: what is wrong with it and what is allowed.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"dead letter: {field} {problem}")
+        self.field = field
+        self.problem = problem
 
 
 class DeadLetterNotFound(DeadLetterError, LookupError):

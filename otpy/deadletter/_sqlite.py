@@ -38,6 +38,7 @@ from .._exceptions import (
     CorruptRecord,
     DeadLetterNotFound,
     DeadLetterStoreError,
+    InvalidDeadLetter,
     NotAnOtpyStore,
     StoreFull,
     StoreLocked,
@@ -437,7 +438,9 @@ def _decode(row: Sequence[object], path: str, *, loaded: bool) -> DeadLetter:
         )
     except _Undecodable as exc:
         raise CorruptRecord(path, record_id, str(exc)) from None
-    except (ValueError, TypeError) as exc:  # the record's own validation
+    except InvalidDeadLetter as exc:  # the record's own validation
+        raise CorruptRecord(path, record_id, f"{exc.field} {exc.problem}") from None
+    except (ValueError, TypeError) as exc:  # pragma: no cover - the record raises the above
         raise CorruptRecord(path, record_id, f"{type(exc).__name__}: {exc}") from None
 
 

@@ -580,7 +580,9 @@ DAMAGE = [
     ("headers", "{not json", r"headers is not valid JSON"),
     ("trace_context", '{"traceparent": "x"}', r"trace_context is not a JSON list of \[name"),
     ("created_at", "yesterday", r"created_at is str, not a number"),
-    ("attempt", -1, r"ValueError: 'attempt' must be >= 0"),
+    ("attempt", -1, r"\(attempt must be >= 0 and < 2\*\*63, got -1\)"),
+    ("created_at", float("inf"), r"\(created_at must be a finite time from 0 to"),
+    ("max_attempts", 2.5, r"max_attempts is float, not an integer"),
     ("payload_size", 999, r"payload_size is 999 but the payload has 5 bytes"),
     ("payload", "text, not bytes", r"payload is str, not a blob"),
     ("key", "", r"key must not be empty"),
@@ -622,7 +624,7 @@ async def test_damaged_id_is_still_purgeable_by_that_id(
     async with open_store(path) as store:
         await store.add_many([record])
         raw.execute("UPDATE dead_letters SET id = 'not-an-id' WHERE id = ?", (record.id,))
-        with pytest.raises(CorruptRecord, match=r"record 'not-an-id' is corrupt \(ValueError"):
+        with pytest.raises(CorruptRecord, match=r"record 'not-an-id' is corrupt \(id 'not-an-id' is"):
             await store.list()
         assert await store.purge(only_ids(("not-an-id",))) == 1
         assert await store.count() == 0
