@@ -37,6 +37,7 @@
             ├── StoreFull            the disk (or max_page_count) is full
             ├── NotAnOtpyStore       the file is not an otpy dead-letter store
             ├── StoreVersionTooNew   a newer otpy wrote this schema
+            ├── StoreSchemaDamaged   a table or column otpy needs is missing
             └── CorruptRecord        one stored row cannot be decoded
 
     TelemetryConfigError (otpy.telemetry) is an OtpyError and a ValueError: a bad
@@ -65,6 +66,7 @@ __all__ = [
     "ReplayUnavailable",
     "StoreFull",
     "StoreLocked",
+    "StoreSchemaDamaged",
     "StoreVersionTooNew",
     "ActorExited",
     "ActorStopped",
@@ -553,6 +555,26 @@ class StoreVersionTooNew(DeadLetterStoreError):
         )
         self.found = found
         self.supported = supported
+
+
+class StoreSchemaDamaged(DeadLetterStoreError):
+    """The file is marked as an otpy store but lacks a table or column otpy needs.
+
+    Raised when the store is opened, before anything is written.
+
+    Attributes:
+        missing: what is missing, like ``"table ledger"`` or ``"column payloads.data"``.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, path: str, missing: tuple[str, ...]) -> None:
+        super().__init__(
+            path,
+            f"its schema is damaged, missing {', '.join(missing)}; restore the file from a "
+            "backup, or move it away and let otpy create a new one",
+        )
+        self.missing = missing
 
 
 class CorruptRecord(DeadLetterStoreError):

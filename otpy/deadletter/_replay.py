@@ -462,10 +462,13 @@ class Replayer:
 
         Raises:
             DeadLetterNotFound: no such record.
+            CorruptRecord: its stored row cannot be decoded; nothing was changed.
             NoReplayHandler: no handler for the record's source; nothing was changed.
         """
         await anyio.lowlevel.checkpoint()
         page = await self.config.store.list(DeadLetterFilter(ids=(record_id,)), limit=1)
+        if page.corrupt:
+            raise page.corrupt[0]
         if not page.records:
             raise DeadLetterNotFound(record_id)
         record = page.records[0]
@@ -501,7 +504,9 @@ class Replayer:
 
         Returns:
             One result per record, oldest record first. A record purged meanwhile
-            gets ``outcome=None`` and an error saying so.
+            gets ``outcome=None`` and an error saying so; so does a stored row that
+            cannot be decoded (the error is its :exc:`~otpy.CorruptRecord` message),
+            which is never replayed.
 
         Raises:
             NoReplayHandler: some matching records have no handler for their source;
@@ -510,10 +515,15 @@ class Replayer:
         await anyio.lowlevel.checkpoint()
         carrier = current_trace_context()
         requests: list[_Replay] = []
+        corrupt: list[ReplayResult] = []
         cursor: str | None = None
         while True:
             page = await self.config.store.list(where, limit=_PAGE, cursor=cursor)
             requests.extend(_Replay.of(r, force=force, carrier=carrier) for r in page.records)
+            corrupt.extend(
+                ReplayResult(record_id=exc.record_id, outcome=None, error=str(exc))
+                for exc in page.corrupt
+            )
             if page.next_cursor is None:
                 break
             cursor = page.next_cursor
@@ -540,7 +550,8 @@ class Replayer:
         async with anyio.create_task_group() as tg:
             for indices in lanes.values():
                 tg.start_soon(lane, indices)
-        return [result for result in results if result is not None]
+        done = [result for result in results if result is not None]
+        return sorted([*done, *corrupt], key=lambda r: r.record_id) if corrupt else done
 
     async def reclaim(self, *, timeout: float | None = 60.0) -> list[Reclaimed]:
         """Sweep for expired leases now instead of at the reclaimer's next tick.
