@@ -589,6 +589,22 @@ class CorruptRecord(DeadLetterStoreError):
         self.record_id = record_id
 
 
+def single_error(group: BaseExceptionGroup[BaseException]) -> OtpyError | None:
+    """Return the one otpy error *group* holds (nested groups included), or ``None``.
+
+    A task group wraps what its tasks raise; where that group reaches a caller of
+    the public API, a lone typed error is raised as it is, so ``except
+    otpy.DeadLetterError`` works. A group holding anything else (several errors,
+    a cancellation) is re-raised untouched.
+    """
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup):
+        if len(leaf.exceptions) != 1:
+            return None
+        leaf = leaf.exceptions[0]
+    return leaf if isinstance(leaf, OtpyError) else None
+
+
 def _label(value: object) -> str:
     name = getattr(value, "name", None)
     return name.lower() if isinstance(name, str) else str(value)

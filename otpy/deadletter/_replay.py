@@ -49,6 +49,7 @@ from .._exceptions import (
     ReplayOutcomeUnknown,
     ReplayRejected,
     ReplayUnavailable,
+    single_error,
 )
 from .._partition import partition_of as partition_of
 from .._partition import stable_hash as stable_hash
@@ -511,6 +512,8 @@ class Replayer:
         Raises:
             NoReplayHandler: some matching records have no handler for their source;
                 nothing was replayed (narrow *where* by source).
+            OtpyError: an otpy error *on_progress* raised, as it is (not in an
+                exception group); its other exceptions come in one.
         """
         await anyio.lowlevel.checkpoint()
         carrier = current_trace_context()
@@ -547,9 +550,15 @@ class Replayer:
                 if on_progress is not None:
                     on_progress(reply)
 
-        async with anyio.create_task_group() as tg:
-            for indices in lanes.values():
-                tg.start_soon(lane, indices)
+        try:
+            async with anyio.create_task_group() as tg:
+                for indices in lanes.values():
+                    tg.start_soon(lane, indices)
+        except BaseExceptionGroup as group:
+            error = single_error(group)
+            if error is None:
+                raise
+            raise error from None
         done = [result for result in results if result is not None]
         return sorted([*done, *corrupt], key=lambda r: r.record_id) if corrupt else done
 
