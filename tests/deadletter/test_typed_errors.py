@@ -105,3 +105,17 @@ async def test_a_typed_error_from_bulk_replay_progress_is_raised_as_itself() -> 
             open_replayer(store, {Source.OUTBOUND: replay_nothing}) as replayer,
         ):
             await replayer.replay_many(DeadLetterFilter(), on_progress=progress)
+
+
+async def test_an_ordinary_error_from_bulk_replay_progress_keeps_its_group() -> None:
+    """Twin: only otpy errors are unwrapped; a bug in on_progress keeps its traceback in the group."""
+    store = MemoryDeadLetterStore()
+    await store.add_many([record()])
+
+    def progress(result: ReplayResult) -> None:
+        raise KeyError(result.record_id)
+
+    with pytest.raises(BaseExceptionGroup) as info:
+        async with open_replayer(store, {Source.OUTBOUND: replay_nothing}) as replayer:
+            await replayer.replay_many(DeadLetterFilter(), on_progress=progress)
+    assert info.group_contains(KeyError)
