@@ -153,7 +153,7 @@ def check_time(value: object, field: str) -> None:
     if not 0 <= value < MAX_TIME:  # `not` also refuses NaN
         raise InvalidDeadLetter(
             field,
-            f"must be a finite time from 0 to {MAX_TIME:.0f} seconds since the epoch "
+            f"must be a finite time >= 0 and < {MAX_TIME:.0f} seconds since the epoch "
             f"(the years 1970 to 9999), got {_show(value)}",
         )
 
@@ -223,7 +223,7 @@ def new_id(now: float | None = None) -> str:
             by default.
 
     Raises:
-        InvalidDeadLetter: *now* is not a finite time from 0 to :data:`MAX_TIME`; the
+        InvalidDeadLetter: *now* is not a finite time >= 0 and < :data:`MAX_TIME`; the
             generator is left as it was, so later ids are not pushed into the future.
     """
     if now is None:

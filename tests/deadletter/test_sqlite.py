@@ -583,7 +583,7 @@ DAMAGE = [
     ("trace_context", '{"traceparent": "x"}', r"trace_context is not a JSON list of \[name"),
     ("created_at", "yesterday", r"created_at is str, not a number"),
     ("attempt", -1, r"\(attempt must be >= 0 and < 2\*\*63, got -1\)"),
-    ("created_at", float("inf"), r"\(created_at must be a finite time from 0 to"),
+    ("created_at", float("inf"), r"\(created_at must be a finite time >= 0 and < 2534"),
     ("max_attempts", 2.5, r"max_attempts is float, not an integer"),
     ("payload_size", 999, r"payload_size is 999 but the payload has 5 bytes"),
     ("payload", "text, not bytes", r"payload is str, not a blob"),
