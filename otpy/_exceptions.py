@@ -26,6 +26,7 @@
     │   ├── MaxChildren              a dynamic supervisor is at max_children
     │   └── RestartIntensityExceeded the supervisor gave up
     └── DeadLetterError
+        ├── InvalidDeadLetter        a bad record field; also a ValueError and a TypeError
         ├── DeadLetterNotFound       no record with that id; also a LookupError
         ├── ReplayRejected           a replay request was refused (archived, in progress, in doubt)
         ├── ReplayFailed             the replay handler raised; the record is marked failed
@@ -37,6 +38,7 @@
             ├── StoreFull            the disk (or max_page_count) is full
             ├── NotAnOtpyStore       the file is not an otpy dead-letter store
             ├── StoreVersionTooNew   a newer otpy wrote this schema
+            ├── StoreSchemaDamaged   a table or column otpy needs is missing
             └── CorruptRecord        one stored row cannot be decoded
 
     TelemetryConfigError (otpy.telemetry) is an OtpyError and a ValueError: a bad
@@ -56,6 +58,7 @@ __all__ = [
     "DeadLetterError",
     "DeadLetterNotFound",
     "DeadLetterStoreError",
+    "InvalidDeadLetter",
     "NoReplayHandler",
     "NotAnOtpyStore",
     "ReplayFailed",
@@ -64,6 +67,7 @@ __all__ = [
     "ReplayUnavailable",
     "StoreFull",
     "StoreLocked",
+    "StoreSchemaDamaged",
     "StoreVersionTooNew",
     "ActorExited",
     "ActorStopped",
@@ -421,6 +425,26 @@ class DeadLetterError(OtpyError):
     """A dead-letter operation was refused or failed."""
 
 
+class InvalidDeadLetter(DeadLetterError, ValueError, TypeError):
+    """A dead-letter record field is invalid; raised when the record is built.
+
+    Also a :class:`ValueError` and a :class:`TypeError`, so generic handlers of
+    either catch it: a value out of range and a value of the wrong type are both
+    refused with this error. Nothing is stored and no state changes.
+
+    Attributes:
+        field: the field, like ``"created_at"`` or ``"replay.attempts"``.
+        problem: what is wrong with it and what is allowed.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"dead letter: {field} {problem}")
+        self.field = field
+        self.problem = problem
+
+
 class DeadLetterNotFound(DeadLetterError, LookupError):
     """No record has this id (it was never captured, or was purged or evicted)."""
 
@@ -561,6 +585,26 @@ class StoreVersionTooNew(DeadLetterStoreError):
         self.supported = supported
 
 
+class StoreSchemaDamaged(DeadLetterStoreError):
+    """The file is marked as an otpy store but lacks a table or column otpy needs.
+
+    Raised when the store is opened, before anything is written.
+
+    Attributes:
+        missing: what is missing, like ``"table ledger"`` or ``"column payloads.data"``.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, path: str, missing: tuple[str, ...]) -> None:
+        super().__init__(
+            path,
+            f"its schema is damaged, missing {', '.join(missing)}; restore the file from a "
+            "backup, or move it away and let otpy create a new one",
+        )
+        self.missing = missing
+
+
 class CorruptRecord(DeadLetterStoreError):
     """One stored row cannot be decoded; the others are intact."""
 
@@ -571,6 +615,22 @@ class CorruptRecord(DeadLetterStoreError):
             f"'otpy dlq purge --id {record_id}' removes it",
         )
         self.record_id = record_id
+
+
+def single_error(group: BaseExceptionGroup[BaseException]) -> OtpyError | None:
+    """Return the one otpy error *group* holds (nested groups included), or ``None``.
+
+    A task group wraps what its tasks raise; where that group reaches a caller of
+    the public API, a lone typed error is raised as it is, so ``except
+    otpy.DeadLetterError`` works. A group holding anything else (several errors,
+    a cancellation) is re-raised untouched.
+    """
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup):
+        if len(leaf.exceptions) != 1:
+            return None
+        leaf = leaf.exceptions[0]
+    return leaf if isinstance(leaf, OtpyError) else None
 
 
 def _label(value: object) -> str:

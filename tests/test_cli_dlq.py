@@ -7,6 +7,7 @@ import functools
 import importlib
 import json
 import re
+import sqlite3
 import sys
 import textwrap
 from typing import TYPE_CHECKING, Any
@@ -395,6 +396,57 @@ def test_list_rejects_bad_arguments_as_usage_errors(
 
 
 # -- get ----------------------------------------------------------------------------
+
+
+def corrupt(path: Path, record_id: str) -> None:
+    """Give the record *record_id* a category no record can have, as a vandal with sqlite3 would."""
+    with sqlite3.connect(path) as raw:
+        raw.execute("UPDATE dead_letters SET category = 'sad' WHERE id = ?", (record_id,))
+    raw.close()
+
+
+def test_list_shows_the_others_and_reports_a_corrupt_row_on_stderr(store: Fixture) -> None:
+    """One undecodable row does not hide the others: they are listed, it gets one line on stderr by id, exit 1."""
+    corrupt(store.db, store.id("binary"))
+    result = invoke("list", "--db", str(store.db))
+    assert result.exit_code == 1
+    rows = [line.split()[0] for line in result.stdout.splitlines()[2:-1]]
+    assert rows == [store.id(n) for n in ("crash", "auth", "connect_b", "connect_a")]
+    assert result.stderr.splitlines() == [
+        f"Error: dead-letter store {store.db}: record '{store.id('binary')}' is corrupt "
+        "(category 'sad' is not one of retryable, terminal, fatal); the other records are "
+        "intact: "
+        f"'otpy dlq purge --id {store.id('binary')}' removes it"
+    ]
+
+
+def test_list_json_carries_the_corrupt_rows(store: Fixture) -> None:
+    """With --json the corrupt rows are in the document too, by id and error, and the exit code is 1."""
+    corrupt(store.db, store.id("crash"))
+    result = invoke("list", "--db", str(store.db), "--status", "all", "--json")
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)
+    assert len(document["records"]) == 6
+    assert [c["id"] for c in document["corrupt"]] == [store.id("crash")]
+    assert "is corrupt (category 'sad'" in document["corrupt"][0]["error"]
+
+
+def test_list_of_an_intact_store_reports_no_corrupt_rows(store: Fixture) -> None:
+    """Twin: without damage the JSON's corrupt list is empty, stderr is quiet and the exit code 0."""
+    result = invoke("list", "--db", str(store.db), "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["corrupt"] == []
+    assert result.stderr == ""
+
+
+def test_get_of_a_corrupt_record_names_it_and_what_is_wrong(store: Fixture) -> None:
+    """get of an undecodable row is one error line naming the id and the damage, exit 1."""
+    corrupt(store.db, store.id("auth"))
+    result = invoke("get", store.id("auth"), "--db", str(store.db))
+    assert result.exit_code == 1
+    assert f"record '{store.id('auth')}' is corrupt (category 'sad' is not one of" in (
+        result.stderr
+    )
 
 
 def test_get_shows_the_whole_record_but_not_the_payload(store: Fixture) -> None:

@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
-from .._exceptions import ActorStopped, AlreadyStarted, CallTimeout, NodeError, SpawnError
+from .._exceptions import (
+    ActorStopped,
+    AlreadyStarted,
+    CallTimeout,
+    NodeError,
+    SpawnError,
+    single_error,
+)
 from . import _envelope
 from ._actor import IGNORE
 from ._deadletters import DeadLetterStream
@@ -373,7 +380,8 @@ class open_node:
     """``async with open_node() as node:`` runs a node for the block.
 
     Leaving the block stops the root supervisors gracefully (reverse start order,
-    within their shutdown settings), then cancels whatever still runs.
+    within their shutdown settings), then cancels whatever still runs. An otpy error
+    raised in the block leaves it as it is, not wrapped in an exception group.
     """
 
     def __init__(self, *, dead_letters: DeadLetterStream | None = None) -> None:
@@ -409,6 +417,12 @@ class open_node:
             node._task_group.cancel_scope.cancel("otpy: node stopping")
             try:
                 suppressed = await node._task_group.__aexit__(exc_type, exc, tb)
+            except BaseExceptionGroup as group:
+                if exc is None or single_error(group) is not exc:
+                    raise
+                # The block's own otpy error, alone: it propagates as it was raised,
+                # so `except otpy.DeadLetterError` (say) around the block catches it.
+                suppressed = False
             finally:
                 node.dead_letters.close()
                 node.receptionist.close()

@@ -525,12 +525,14 @@ def list_(
 ) -> None:
     """List dead letters, newest first, one page at a time.
 
-    The page ends with the cursor of the next one, when there is one.
+    The page ends with the cursor of the next one, when there is one. A stored row
+    that cannot be decoded is reported on stderr, one line per id, the others are
+    listed, and the exit code is 1.
     """
     settings = _settings(ctx)
     where = _make_filter(status=_status_value(status), **filters)
 
-    async def main() -> None:
+    async def main() -> tuple[otpy.CorruptRecord, ...]:
         async with settings.open_store(str(db)) as store:
             page = await store.list(where, limit=limit, cursor=cursor)
             total = await store.count(where)
@@ -540,12 +542,18 @@ def list_(
                     "records": [record_json(r, payload=payload) for r in page.records],
                     "next_cursor": page.next_cursor,
                     "total": total,
+                    "corrupt": [{"id": c.record_id, "error": str(c)} for c in page.corrupt],
                 }
             )
         else:
             _print(render_page(page, total=total, show_status=status != "active"))
+        return page.corrupt
 
-    _run(main)
+    corrupt = _run(main)
+    for exc in corrupt:
+        click.echo(f"Error: {exc}", err=True)
+    if corrupt:
+        ctx.exit(EXIT_FAILED)
 
 
 @dlq.command()

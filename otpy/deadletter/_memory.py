@@ -26,11 +26,13 @@ from ._store import (
     SweepResult,
     decide_replay,
     finish_replay,
+    id_conflict,
     ledger_held_by_other,
     ledger_prunable,
     reclaim,
     resolve,
     resolve_alongside,
+    same_capture,
 )
 
 if TYPE_CHECKING:
@@ -92,19 +94,29 @@ class MemoryDeadLetterStore:
         return [r for r in self._records.values() if where.matches(r)]
 
     async def add_many(self, records: Sequence[DeadLetter]) -> int:
-        """Store *records*; skip ids already stored; return how many were new."""
+        """Store *records* all at once; skip those already stored; return how many were new.
+
+        When it raises, nothing is stored.
+
+        Raises:
+            ValueError: a record has no payload but a non-zero ``payload_size``.
+            DeadLetterStoreError: a record's id is stored with different content.
+        """
         await self._enter()
-        new = 0
+        new: dict[str, DeadLetter] = {}
         for record in records:
-            if record.id not in self._records:
-                if record.payload is None and record.payload_size:
-                    raise ValueError(
-                        f"dead letter {record.id}: cannot store a record without its payload"
-                    )
-                self._records[record.id] = record
-                new += 1
-        self._captured += new
-        return new
+            if record.payload is None and record.payload_size:
+                raise ValueError(
+                    f"dead letter {record.id}: cannot store a record without its payload"
+                )
+            stored = self._records.get(record.id) or new.get(record.id)
+            if stored is None:
+                new[record.id] = record
+            elif not same_capture(stored, record):
+                raise id_conflict("<memory>", record.id)
+        self._records.update(new)
+        self._captured += len(new)
+        return len(new)
 
     async def get(self, record_id: str) -> DeadLetter:
         """Return the record (payload loaded)."""

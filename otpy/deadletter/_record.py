@@ -11,19 +11,20 @@ from __future__ import annotations
 import enum
 import os
 import re
+import reprlib
 import threading
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, Final, TypeVar
 
 import attrs
 
+from .._exceptions import InvalidDeadLetter
 from .._redact import REDACTED, redact
 
-if TYPE_CHECKING:
-    from collections.abc import Iterable
-
 __all__ = [
+    "MAX_COUNT",
+    "MAX_TIME",
     "Category",
     "DeadLetter",
     "Diagnostics",
@@ -93,10 +94,120 @@ class ReplayOutcome(enum.StrEnum):
     IN_DOUBT = "in_doubt"
 
 
+# -- validation -----------------------------------------------------------------------
+# Every field is checked when a record is built, so whatever the constructor accepts
+# both stores can store and give back unchanged.
+
+MAX_TIME: Final = 253_402_300_800.0
+"""Times (``created_at``, ``now``...) must be at least 0 and below this: 10000-01-01 UTC.
+
+``datetime``, and so every listing, ends there; ids have room up to the year 10889.
+"""
+
+MAX_COUNT: Final = 2**63 - 1
+"""The largest count a record holds (attempts, sizes, queue figures): SQLite's INTEGER."""
+
+_E = TypeVar("_E", Source, Category, Status, ReplayStatus, ReplayOutcome)
+_SHOW = reprlib.Repr()
+_SHOW.maxstring = _SHOW.maxother = 40
+
+
+def _show(value: object) -> str:
+    """A short, safe rendering of *value* for an error message."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    return _SHOW.repr(value)  # reprlib survives a failing __repr__
+
+
+def _check_text(value: object, field: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidDeadLetter(field, f"must be a string, got {type(value).__name__}")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError as exc:
+            raise InvalidDeadLetter(
+                field,
+                f"must be text that encodes as UTF-8, but it holds the lone surrogate "
+                f"{value[exc.start]!r} at index {exc.start}",
+            ) from None
+    return value
+
+
+def _check_count(value: object, field: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidDeadLetter(field, f"must be an integer, got {type(value).__name__}")
+    if not 0 <= value <= MAX_COUNT:
+        raise InvalidDeadLetter(field, f"must be >= 0 and < 2**63, got {_show(value)}")
+
+
+def check_time(value: object, field: str) -> None:
+    """Refuse *value* unless it is a wall-clock time a record can hold (see :data:`MAX_TIME`).
+
+    Raises:
+        InvalidDeadLetter: not a number, not finite, or out of range; names *field*.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidDeadLetter(
+            field, f"must be a number of seconds since the epoch, got {type(value).__name__}"
+        )
+    if not 0 <= value < MAX_TIME:  # `not` also refuses NaN
+        raise InvalidDeadLetter(
+            field,
+            f"must be a finite time >= 0 and < {MAX_TIME:.0f} seconds since the epoch "
+            f"(the years 1970 to 9999), got {_show(value)}",
+        )
+
+
+def _member(kind: type[_E], value: object, field: str) -> _E:
+    if isinstance(value, kind):
+        return value
+    if isinstance(value, str):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    allowed = ", ".join(member.value for member in kind)
+    raise InvalidDeadLetter(field, f"must be one of {allowed}, got {_show(value)}")
+
+
+def pairs_of(value: object, field: str) -> tuple[tuple[str, str], ...]:
+    """Return *value* (a mapping, or an iterable of ``(name, value)`` pairs) as string pairs.
+
+    Raises:
+        InvalidDeadLetter: it is not such a mapping or iterable, or a name or value is
+            not a string that encodes as UTF-8; names *field*.
+    """
+    if isinstance(value, Mapping):
+        items: Iterable[object] = value.items()
+    elif isinstance(value, Iterable) and not isinstance(value, (str, bytes, bytearray)):
+        items = value
+    else:
+        raise InvalidDeadLetter(
+            field,
+            f"must be a mapping or an iterable of (name, value) string pairs, "
+            f"got {type(value).__name__}",
+        )
+    pairs: list[tuple[str, str]] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise InvalidDeadLetter(
+                f"{field}[{index}]", f"must be a (name, value) pair, got {_show(item)}"
+            )
+        name, text = item
+        pairs.append(
+            (
+                _check_text(name, f"{field}[{index}] name"),
+                _check_text(text, f"{field}[{index}] value"),
+            )
+        )
+    return tuple(pairs)
+
+
 # -- ids ----------------------------------------------------------------------------
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_ID_PATTERN = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+_ID_PATTERN = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")  # used with fullmatch
 _id_lock = threading.Lock()
 _last_id: list[int] = [0, 0]  # [milliseconds, 80-bit random part]
 
@@ -107,8 +218,20 @@ def new_id(now: float | None = None) -> str:
     The layout is ULID's (48 bits of milliseconds, then 80 random bits, Crockford
     base 32). Within one millisecond, or if the wall clock steps back, ids from this
     process keep increasing, so "newest first" and paging cursors stay exact.
+
+    Args:
+        now: the wall-clock time to stamp (seconds since the epoch); ``time.time()``
+            by default.
+
+    Raises:
+        InvalidDeadLetter: *now* is not a finite time >= 0 and < :data:`MAX_TIME`; the
+            generator is left as it was, so later ids are not pushed into the future.
     """
-    millis = int((time.time() if now is None else now) * 1000)
+    if now is None:
+        now = time.time()
+    else:
+        check_time(now, "now")
+    millis = int(now * 1000)
     with _id_lock:
         last_millis, last_random = _last_id
         if millis <= last_millis:
@@ -154,30 +277,92 @@ def redact_headers(headers: Iterable[tuple[str, str]]) -> tuple[tuple[str, str],
 # -- the record -----------------------------------------------------------------------
 
 
-def _pairs(value: Mapping[str, str] | Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
-    items = value.items() if isinstance(value, Mapping) else value
-    pairs = tuple((str(k), str(v)) for k, v in items)
-    return pairs
+def _field(instance: object, attribute: attrs.Attribute[Any]) -> str:
+    return f"{getattr(instance, '_prefix', '')}{attribute.name}"
 
 
-def _check_id(_instance: object, _attribute: object, value: str) -> None:
-    if not _ID_PATTERN.match(value):
-        raise ValueError(
-            f"dead-letter id {value!r} is not a 26-character otpy id; "
-            "make ids with otpy.deadletter.new_id()"
+def _text(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    _check_text(value, _field(instance, attribute))
+
+
+def _optional_text(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        _check_text(value, _field(instance, attribute))
+
+
+def _non_empty(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    field = _field(instance, attribute)
+    if not _check_text(value, field):
+        raise InvalidDeadLetter(field, "must not be empty")
+
+
+def _count(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    _check_count(value, _field(instance, attribute))
+
+
+def _optional_count(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        _check_count(value, _field(instance, attribute))
+
+
+def _time(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    check_time(value, _field(instance, attribute))
+
+
+def _optional_time(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        check_time(value, _field(instance, attribute))
+
+
+def _check_id(_instance: object, _attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str) or not _ID_PATTERN.fullmatch(value):
+        raise InvalidDeadLetter(
+            "id",
+            f"{_show(value)} is not a 26-character otpy id; make ids with otpy.deadletter.new_id()",
         )
 
 
-def _non_empty(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
-    if not value:
-        raise ValueError(f"dead letter: {attribute.name} must not be empty")
+def _payload(_instance: object, _attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, bytes):
+        raise InvalidDeadLetter("payload", f"must be bytes or None, got {type(value).__name__}")
 
 
-def _optional_non_negative(
-    _instance: object, attribute: attrs.Attribute[int | None], value: int | None
-) -> None:
-    if value is not None and value < 0:
-        raise ValueError(f"dead letter: {attribute.name} must be >= 0, got {value}")
+def _of_type(kind: type[Any]) -> Any:
+    def check(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if not isinstance(value, kind):
+            raise InvalidDeadLetter(
+                attribute.name, f"must be a {kind.__name__}, got {type(value).__name__}"
+            )
+
+    return check
+
+
+def _source(value: object) -> Source:
+    return _member(Source, value, "source")
+
+
+def _category(value: object) -> Category:
+    return _member(Category, value, "category")
+
+
+def _status(value: object) -> Status:
+    return _member(Status, value, "status")
+
+
+def _replay_status(value: object) -> ReplayStatus:
+    return _member(ReplayStatus, value, "replay.status")
+
+
+def _last_outcome(value: object) -> ReplayOutcome | None:
+    return None if value is None else _member(ReplayOutcome, value, "replay.last_outcome")
+
+
+def _headers(value: object) -> tuple[tuple[str, str], ...]:
+    return pairs_of(value, "headers")
+
+
+def _trace_context(value: object) -> tuple[tuple[str, str], ...]:
+    return pairs_of(value, "trace_context")
 
 
 @attrs.frozen(kw_only=True)
@@ -188,11 +373,16 @@ class Diagnostics:
         pressure_level: the pressure level of the queue involved (``normal``, ``warn``...).
         queue_depth: messages queued there.
         queue_capacity: that queue's capacity.
+
+    Raises:
+        InvalidDeadLetter: a field is invalid (see :class:`DeadLetter`).
     """
 
-    pressure_level: str | None = None
-    queue_depth: int | None = attrs.field(default=None, validator=_optional_non_negative)
-    queue_capacity: int | None = attrs.field(default=None, validator=_optional_non_negative)
+    _prefix: ClassVar[str] = "diagnostics."
+
+    pressure_level: str | None = attrs.field(default=None, validator=_optional_text)
+    queue_depth: int | None = attrs.field(default=None, validator=_optional_count)
+    queue_capacity: int | None = attrs.field(default=None, validator=_optional_count)
 
 
 @attrs.frozen(kw_only=True)
@@ -207,19 +397,31 @@ class ReplayState:
         last_error: the last failure's class and (redacted) message.
         lease_expires_at: while running, when the worker's lease runs out; after that a
             dead worker's replay is reclaimed (D9).
+
+    Raises:
+        InvalidDeadLetter: a field is invalid (see :class:`DeadLetter`).
     """
 
-    status: ReplayStatus = ReplayStatus.NEVER
-    attempts: int = attrs.field(default=0, validator=attrs.validators.ge(0))
-    last_attempt_at: float | None = None
-    last_outcome: ReplayOutcome | None = None
-    last_error: str | None = None
-    lease_expires_at: float | None = None
+    _prefix: ClassVar[str] = "replay."
+
+    status: ReplayStatus = attrs.field(default=ReplayStatus.NEVER, converter=_replay_status)
+    attempts: int = attrs.field(default=0, validator=_count)
+    last_attempt_at: float | None = attrs.field(default=None, validator=_optional_time)
+    last_outcome: ReplayOutcome | None = attrs.field(default=None, converter=_last_outcome)
+    last_error: str | None = attrs.field(default=None, validator=_optional_text)
+    lease_expires_at: float | None = attrs.field(default=None, validator=_optional_time)
 
 
 @attrs.frozen(kw_only=True)
 class DeadLetter:
     """One message that could not be processed or delivered, with what it takes to replay it.
+
+    Every field is checked when the record is built, so whatever is built can be
+    stored and read back unchanged by either store: strings must encode as UTF-8
+    (no lone surrogates), counts are integers (not bools) from 0 to
+    :data:`MAX_COUNT`, times are finite numbers from 0 to :data:`MAX_TIME`, enums
+    take their members or their values, and ``headers``/``trace_context`` are
+    string pairs.
 
     Attributes:
         id: time-sortable id (:func:`new_id`).
@@ -246,41 +448,47 @@ class DeadLetter:
         replay: the replay state.
         created_at: wall-clock capture time (seconds since the epoch).
         updated_at: last change.
+
+    Raises:
+        InvalidDeadLetter: a field is invalid; the message names it and what is allowed.
     """
 
     id: str = attrs.field(validator=_check_id)
     key: str = attrs.field(validator=_non_empty)
-    source: Source = attrs.field(converter=Source)
+    source: Source = attrs.field(converter=_source)
     reason_class: str = attrs.field(validator=_non_empty)
-    reason: str = ""
-    category: Category = attrs.field(default=Category.TERMINAL, converter=Category)
-    correlation_id: str | None = None
-    idempotency_key: str | None = None
-    attempt: int = attrs.field(default=1, validator=attrs.validators.ge(0))
-    max_attempts: int = attrs.field(default=1, validator=attrs.validators.ge(0))
-    payload: bytes | None = None
-    payload_size: int = attrs.field(validator=attrs.validators.ge(0))
-    content_type: str = "application/octet-stream"
-    headers: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_pairs)
-    diagnostics: Diagnostics = Diagnostics()
-    trace_context: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_pairs)
-    status: Status = attrs.field(default=Status.ACTIVE, converter=Status)
-    replay: ReplayState = ReplayState()
-    created_at: float
-    updated_at: float
+    reason: str = attrs.field(default="", validator=_text)
+    category: Category = attrs.field(default=Category.TERMINAL, converter=_category)
+    correlation_id: str | None = attrs.field(default=None, validator=_optional_text)
+    idempotency_key: str | None = attrs.field(default=None, validator=_optional_text)
+    attempt: int = attrs.field(default=1, validator=_count)
+    max_attempts: int = attrs.field(default=1, validator=_count)
+    payload: bytes | None = attrs.field(default=None, validator=_payload)
+    payload_size: int = attrs.field(validator=_count)
+    content_type: str = attrs.field(default="application/octet-stream", validator=_text)
+    headers: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_headers)
+    diagnostics: Diagnostics = attrs.field(default=Diagnostics(), validator=_of_type(Diagnostics))
+    trace_context: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_trace_context)
+    status: Status = attrs.field(default=Status.ACTIVE, converter=_status)
+    replay: ReplayState = attrs.field(default=ReplayState(), validator=_of_type(ReplayState))
+    created_at: float = attrs.field(validator=_time)
+    updated_at: float = attrs.field(validator=_time)
 
     @payload_size.default
     def _size_of_payload(self) -> int:
-        return len(self.payload) if self.payload is not None else 0
+        return len(self.payload) if isinstance(self.payload, bytes) else 0
 
     def __attrs_post_init__(self) -> None:
         if self.payload is not None and len(self.payload) != self.payload_size:
-            raise ValueError(
-                f"dead letter {self.id}: payload_size is {self.payload_size} "
-                f"but the payload has {len(self.payload)} bytes"
+            raise InvalidDeadLetter(
+                "payload_size",
+                f"is {self.payload_size} but the payload has {len(self.payload)} bytes",
             )
         if self.updated_at < self.created_at:
-            raise ValueError(f"dead letter {self.id}: updated_at is before created_at")
+            raise InvalidDeadLetter(
+                "updated_at",
+                f"is before created_at ({self.updated_at!r} < {self.created_at!r})",
+            )
 
     @property
     def replay_key(self) -> str:
@@ -341,8 +549,12 @@ class DeadLetter:
             now: wall-clock time to stamp; ``time.time()`` by default.
 
         Raises:
-            ValueError: a field is invalid (an empty key, a negative attempt...).
+            InvalidDeadLetter: an argument is invalid (an empty key, a negative
+                attempt, a ``now`` out of range, text that does not encode as
+                UTF-8...); the message names it. An invalid ``now`` leaves the id
+                generator untouched.
         """
+        record_id = new_id(now)  # checks *now* before the id generator moves
         if now is None:
             now = time.time()
         if reason_class is None:
@@ -350,28 +562,30 @@ class DeadLetter:
         if reason is None:
             reason = str(error) if error is not None else ""
         if isinstance(payload, str):
-            body = payload.encode()
+            body = _check_text(payload, "payload").encode()
             content_type = content_type or "text/plain; charset=utf-8"
-        else:
+        elif isinstance(payload, (bytes, bytearray, memoryview)):
             body = bytes(payload)
+        else:
+            raise InvalidDeadLetter(
+                "payload", f"must be bytes or str, got {type(payload).__name__}"
+            )
         return cls(
-            id=new_id(now),
+            id=record_id,
             key=key,
-            source=Source(source),
+            source=source,
             reason_class=reason_class,
-            reason=redact(reason),
-            category=Category(category),
+            reason=redact(_check_text(reason, "reason")),
+            category=category,
             correlation_id=correlation_id,
             idempotency_key=idempotency_key,
             attempt=attempt,
             max_attempts=max_attempts,
             payload=body,
             content_type=content_type or "application/octet-stream",
-            headers=redact_headers(_pairs(headers)),
+            headers=redact_headers(pairs_of(headers, "headers")),
             diagnostics=diagnostics or Diagnostics(),
-            trace_context=_pairs(trace_context)
-            if trace_context is not None
-            else current_trace_context(),
+            trace_context=current_trace_context() if trace_context is None else trace_context,
             created_at=now,
             updated_at=now,
         )

@@ -52,6 +52,7 @@ from .._exceptions import (
     ReplayOutcomeUnknown,
     ReplayRejected,
     ReplayUnavailable,
+    single_error,
 )
 from .._partition import partition_of as partition_of
 from .._partition import stable_hash as stable_hash
@@ -506,10 +507,13 @@ class Replayer:
 
         Raises:
             DeadLetterNotFound: no such record.
+            CorruptRecord: its stored row cannot be decoded; nothing was changed.
             NoReplayHandler: no handler for the record's source; nothing was changed.
         """
         await anyio.lowlevel.checkpoint()
         page = await self.config.store.list(DeadLetterFilter(ids=(record_id,)), limit=1)
+        if page.corrupt:
+            raise page.corrupt[0]
         if not page.records:
             raise DeadLetterNotFound(record_id)
         record = page.records[0]
@@ -545,19 +549,28 @@ class Replayer:
 
         Returns:
             One result per record, oldest record first. A record purged meanwhile
-            gets ``outcome=None`` and an error saying so.
+            gets ``outcome=None`` and an error saying so; so does a stored row that
+            cannot be decoded (the error is its :exc:`~otpy.CorruptRecord` message),
+            which is never replayed.
 
         Raises:
             NoReplayHandler: some matching records have no handler for their source;
                 nothing was replayed (narrow *where* by source).
+            OtpyError: an otpy error *on_progress* raised, as it is (not in an
+                exception group); its other exceptions come in one.
         """
         await anyio.lowlevel.checkpoint()
         carrier = current_trace_context()
         requests: list[_Replay] = []
+        corrupt: list[ReplayResult] = []
         cursor: str | None = None
         while True:
             page = await self.config.store.list(where, limit=_PAGE, cursor=cursor)
             requests.extend(_Replay.of(r, force=force, carrier=carrier) for r in page.records)
+            corrupt.extend(
+                ReplayResult(record_id=exc.record_id, outcome=None, error=str(exc))
+                for exc in page.corrupt
+            )
             if page.next_cursor is None:
                 break
             cursor = page.next_cursor
@@ -581,10 +594,17 @@ class Replayer:
                 if on_progress is not None:
                     on_progress(reply)
 
-        async with anyio.create_task_group() as tg:
-            for indices in lanes.values():
-                tg.start_soon(lane, indices)
-        return [result for result in results if result is not None]
+        try:
+            async with anyio.create_task_group() as tg:
+                for indices in lanes.values():
+                    tg.start_soon(lane, indices)
+        except BaseExceptionGroup as group:
+            error = single_error(group)
+            if error is None:
+                raise
+            raise error from None
+        done = [result for result in results if result is not None]
+        return sorted([*done, *corrupt], key=lambda r: r.record_id) if corrupt else done
 
     async def reclaim(self, *, timeout: float | None = 60.0) -> list[Reclaimed]:
         """Sweep for expired leases now instead of at the reclaimer's next tick.

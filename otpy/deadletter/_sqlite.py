@@ -37,9 +37,11 @@ from .._exceptions import (
     CorruptRecord,
     DeadLetterNotFound,
     DeadLetterStoreError,
+    InvalidDeadLetter,
     NotAnOtpyStore,
     StoreFull,
     StoreLocked,
+    StoreSchemaDamaged,
     StoreVersionTooNew,
 )
 from .._redact import get_logger
@@ -68,6 +70,7 @@ from ._store import (
     SweepResult,
     decide_replay,
     finish_replay,
+    id_conflict,
     ledger_held_by_other,
     reclaim,
     resolve,
@@ -194,9 +197,30 @@ _COLUMNS: Final = (
     "updated_at",
 )
 _SELECT: Final = ", ".join(f"d.{c}" for c in _COLUMNS)
+REQUIRED_SCHEMA: Final = {
+    "dead_letters": _COLUMNS,
+    "payloads": ("id", "data"),
+    "ledger": ("key", "state", "record_id", "expires_at", "updated_at"),
+    "counters": ("name", "value"),
+}
+"""The tables and columns the store reads and writes; opening checks they are there."""
+# ON CONFLICT (id) DO NOTHING, not INSERT OR IGNORE: only a stored id is skipped
+# (add_many then checks it is the same record); OR IGNORE would also skip, silently,
+# a row that breaks NOT NULL.
 _INSERT: Final = (
-    f"INSERT OR IGNORE INTO dead_letters ({', '.join(_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(_COLUMNS))})"
+    f"INSERT INTO dead_letters ({', '.join(_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_COLUMNS))}) ON CONFLICT (id) DO NOTHING"
+)
+_CAPTURE_COLUMNS: Final = tuple(
+    i
+    for i, column in enumerate(_COLUMNS)
+    if column not in {"payload", "payload_external", "status", "updated_at", "lease_expires_at"}
+    and not column.startswith("replay_")
+)
+"""Indexes in ``_COLUMNS`` of what a record has from its capture on (``CAPTURE_FIELDS``)."""
+_STORED_CAPTURES: Final = (
+    f"SELECT {', '.join(_COLUMNS[i] for i in _CAPTURE_COLUMNS)} FROM dead_letters "
+    "WHERE id IN (SELECT value FROM json_each(?))"
 )
 _INSERT_PAYLOAD: Final = (
     "INSERT OR IGNORE INTO payloads (id, data) "
@@ -439,7 +463,9 @@ def _decode(row: Sequence[object], path: str, *, loaded: bool) -> DeadLetter:
         )
     except _Undecodable as exc:
         raise CorruptRecord(path, record_id, str(exc)) from None
-    except (ValueError, TypeError) as exc:  # the record's own validation
+    except InvalidDeadLetter as exc:  # the record's own validation
+        raise CorruptRecord(path, record_id, f"{exc.field} {exc.problem}") from None
+    except (ValueError, TypeError) as exc:  # pragma: no cover - the record raises the above
         raise CorruptRecord(path, record_id, f"{type(exc).__name__}: {exc}") from None
 
 
@@ -651,6 +677,33 @@ async def _check_header(db: aiosqlite.Connection, path: str) -> int:
     return version
 
 
+async def _check_schema(db: aiosqlite.Connection, path: str) -> None:
+    """Refuse, without writing, a store missing a table or column in ``REQUIRED_SCHEMA``."""
+    rows = await db.execute_fetchall(
+        "SELECT m.name, c.name FROM sqlite_master AS m, pragma_table_info(m.name) AS c "
+        "WHERE m.type = 'table'"
+    )
+    columns = {(str(table), str(column)) for table, column in rows}
+    tables = {table for table, _ in columns}
+    missing: list[str] = []
+    for table, needed in REQUIRED_SCHEMA.items():
+        if table not in tables:
+            missing.append(f"table {table}")
+        else:
+            missing += [f"column {table}.{c}" for c in needed if (table, c) not in columns]
+    if missing:
+        raise StoreSchemaDamaged(path, tuple(missing))
+
+
+def _text_or_surrogates(data: bytes) -> str:
+    """Decode a TEXT value; invalid UTF-8 becomes lone surrogates instead of failing the query.
+
+    No record accepts a lone surrogate, so such a row is reported as corrupt by id
+    and the rows around it are still read.
+    """
+    return data.decode("utf-8", "surrogateescape")
+
+
 async def _migrate(db: aiosqlite.Connection, path: str) -> None:
     """Bring the schema to ``len(MIGRATIONS)``, one transaction per step."""
     while True:
@@ -757,6 +810,8 @@ class SQLiteDeadLetterStore:
             RuntimeError: not running on asyncio (aiosqlite needs it).
             NotAnOtpyStore: the file is not an otpy store (it is left untouched).
             StoreVersionTooNew: a newer otpy wrote the file (it is left untouched).
+            StoreSchemaDamaged: a table or column the store needs is missing (the
+                file is left untouched).
             StoreLocked: another process held the write lock too long.
             DeadLetterStoreError: the file cannot be opened or migrated.
         """
@@ -791,7 +846,10 @@ class SQLiteDeadLetterStore:
             await db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000):d}")
             await db.execute("PRAGMA foreign_keys = ON")
             await db.execute(f"PRAGMA synchronous = {mode}")
-            await _check_header(db, location)  # read-only: refuse before writing anything
+            db.text_factory = _text_or_surrogates
+            # Read-only: refuse a foreign, newer or damaged file before writing anything.
+            if await _check_header(db, location):
+                await _check_schema(db, location)
             journal = await _scalar(db, "PRAGMA journal_mode = WAL")
             in_wal = journal == "wal" or location == ":memory:"
             if not in_wal:  # pragma: no cover - needs a file system without shared memory
@@ -865,6 +923,26 @@ class SQLiteDeadLetterStore:
             raise DeadLetterNotFound(record_id)
         return _decode(rows[0], self.path, loaded=True)
 
+    async def _check_skipped(
+        self, db: aiosqlite.Connection, rows: Sequence[tuple[object, ...]]
+    ) -> None:
+        """Raise unless every row an insert skipped is stored, as the same capture."""
+        ids = [row[0] for row in rows]
+        stored = {
+            found[0]: tuple(found)
+            for found in await db.execute_fetchall(_STORED_CAPTURES, (json.dumps(ids),))
+        }
+        for row in rows:
+            have = stored.get(row[0])
+            if have is None:  # pragma: no cover - ON CONFLICT skips stored ids only
+                raise DeadLetterStoreError(
+                    self.path,
+                    f"dead letter {row[0]} was not stored by its insert, so the batch was "
+                    "refused and nothing in it was stored",
+                )
+            if have != tuple(row[i] for i in _CAPTURE_COLUMNS):
+                raise id_conflict(self.path, str(row[0]))
+
     async def _ledger(self, db: aiosqlite.Connection, key: str) -> LedgerEntry | None:
         rows = list(
             await db.execute_fetchall(
@@ -896,9 +974,15 @@ class SQLiteDeadLetterStore:
     async def add_many(self, records: Sequence[DeadLetter]) -> int:
         """Store *records* in one transaction; skip ids already stored; return how many were new.
 
+        A record whose id is stored is skipped only if it is the same record captured
+        again (:func:`~otpy.deadletter.same_capture`); the rows inserted are counted
+        and checked, so a record is never silently left out.
+
         Raises:
             ValueError: a record has no payload but a non-zero ``payload_size``
                 (nothing is stored).
+            DeadLetterStoreError: a record's id is stored with different content, or
+                sqlite refused a row (nothing is stored).
             StoreFull: the disk or ``max_pages`` is full (nothing is stored).
             StoreLocked: another process held the write lock too long.
         """
@@ -919,6 +1003,8 @@ class SQLiteDeadLetterStore:
         async def body(db: aiosqlite.Connection) -> int:
             cursor = await db.executemany(_INSERT, rows)
             new = cursor.rowcount
+            if new != len(rows):
+                await self._check_skipped(db, rows)
             if apart:
                 await db.executemany(_INSERT_PAYLOAD, apart)
             if new:
@@ -945,9 +1031,11 @@ class SQLiteDeadLetterStore:
     ) -> Page:
         """Return one page of matching records, newest first (D3); large payloads are not read.
 
+        A row that cannot be decoded is reported in ``Page.corrupt`` (by id, with
+        what is wrong), and the others are listed; the page still covers *limit* rows.
+
         Raises:
             ValueError: *limit* is below 1.
-            CorruptRecord: a row on the page cannot be decoded.
         """
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
@@ -955,8 +1043,15 @@ class SQLiteDeadLetterStore:
 
         async def body(db: aiosqlite.Connection) -> Page:
             rows = list(await db.execute_fetchall(sql, params))
-            records = tuple(_decode(row, self.path, loaded=False) for row in rows[:limit])
-            return Page(records, records[-1].id if len(rows) > limit else None)
+            records: builtins.list[DeadLetter] = []
+            corrupt: builtins.list[CorruptRecord] = []
+            for row in rows[:limit]:
+                try:
+                    records.append(_decode(row, self.path, loaded=False))
+                except CorruptRecord as exc:
+                    corrupt.append(exc)
+            more = len(rows) > limit
+            return Page(tuple(records), str(rows[limit - 1][0]) if more else None, tuple(corrupt))
 
         return await self._read(body)
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 import attrs
 
+from .._exceptions import CorruptRecord, DeadLetterStoreError
 from ._record import DeadLetter, ReplayOutcome, ReplayStatus, Source, Status
 
 if TYPE_CHECKING:
@@ -40,7 +41,10 @@ __all__ = [
     "ledger_prunable",
     "reclaim",
     "resolve",
+    "CAPTURE_FIELDS",
+    "id_conflict",
     "resolve_alongside",
+    "same_capture",
 ]
 
 
@@ -99,14 +103,21 @@ ALL = DeadLetterFilter()
 class Page:
     """One page of a listing, newest first.
 
+    A page covers at most ``limit`` stored rows: the records, and the rows that
+    cannot be decoded, which are reported in :attr:`corrupt` instead of failing the
+    listing (only the SQLite store can hold such rows).
+
     Attributes:
         records: the records; large payloads are not loaded (``payload is None``).
         next_cursor: pass as ``cursor`` for the next page; ``None`` on the last page.
             Records captured while paging never shift a page: cursors are ids.
+        corrupt: one :exc:`~otpy.CorruptRecord` per row on the page that cannot be
+            decoded, newest first; each names the row's id and what is wrong with it.
     """
 
     records: tuple[DeadLetter, ...]
     next_cursor: str | None
+    corrupt: tuple[CorruptRecord, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -336,6 +347,48 @@ def _key_in_doubt(entry: LedgerEntry) -> str:
         f"{entry.record_id} started its side effect and its outcome is unknown; "
         "check the destination and resolve it (runbooks/replay.md)"
     )
+
+
+CAPTURE_FIELDS: Final = (
+    "id",
+    "key",
+    "source",
+    "reason_class",
+    "reason",
+    "category",
+    "correlation_id",
+    "idempotency_key",
+    "attempt",
+    "max_attempts",
+    "payload_size",
+    "content_type",
+    "headers",
+    "diagnostics",
+    "trace_context",
+    "created_at",
+)
+"""The fields a record has from its capture on; status, replay state, ``updated_at``
+change later, and a listed record may lack its payload."""
+
+
+def id_conflict(path: str, record_id: str) -> DeadLetterStoreError:
+    """The error ``add_many`` raises for a record whose id is stored with other content."""
+    return DeadLetterStoreError(
+        path,
+        f"dead letter {record_id} is already stored with different content, so the batch "
+        "was refused and nothing in it was stored; give every record its own id "
+        "(otpy.deadletter.new_id())",
+    )
+
+
+def same_capture(stored: DeadLetter, captured: DeadLetter) -> bool:
+    """Return whether *captured* is *stored* captured again (its :data:`CAPTURE_FIELDS` agree).
+
+    ``add_many`` skips a record captured again (a capture retried after a crash
+    between commit and acknowledgement); a different record under a stored id is an
+    error, never silently dropped.
+    """
+    return all(getattr(stored, name) == getattr(captured, name) for name in CAPTURE_FIELDS)
 
 
 def _with_replay(record: DeadLetter, now: float, **changes: Any) -> DeadLetter:
@@ -578,8 +631,14 @@ class DeadLetterStore(Protocol):
     async def add_many(self, records: Sequence[DeadLetter]) -> int:
         """Store *records* in one transaction; return how many were new.
 
-        Ids already stored are skipped, so a capture retried after a crash between
-        commit and acknowledgement is stored once.
+        A record already stored (same id, same capture-time fields: see
+        :func:`same_capture`) is skipped, so a capture retried after a crash between
+        commit and acknowledgement is stored once. Every other record is stored, or
+        the call raises and nothing is: a record is never silently left out.
+
+        Raises:
+            DeadLetterStoreError: a record's id is stored with different content, or
+                the store refused the batch; nothing in it was stored.
         """
         ...
 
@@ -599,7 +658,11 @@ class DeadLetterStore(Protocol):
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
-        """Return one page of matching records, newest first (D3)."""
+        """Return one page of matching records, newest first (D3).
+
+        A row that cannot be decoded does not fail the listing: it is reported in
+        :attr:`Page.corrupt` by id, and the other records are listed.
+        """
         ...
 
     async def count(self, where: DeadLetterFilter = ALL) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import otpy
+from otpy import InvalidDeadLetter
 from otpy.deadletter import (
     Category,
     DeadLetter,
@@ -27,8 +30,10 @@ from otpy.deadletter import (
     redact,
     redact_headers,
 )
+from otpy.deadletter._record import MAX_COUNT, MAX_TIME
 
 if TYPE_CHECKING:
+    import enum
     from collections.abc import AsyncIterator
     from pathlib import Path
 
@@ -62,54 +67,104 @@ def record(**changes: Any) -> DeadLetter:
 
 # -- round trips ----------------------------------------------------------------------
 
+# The widest values the constructor accepts: any text that encodes as UTF-8, any
+# count SQLite's INTEGER holds, any time from 0 to MAX_TIME (ints too), enums or
+# their values, pairs as tuples, lists or mappings.
 texts = st.text(max_size=40)
 optional_texts = st.none() | texts
-pairs = st.lists(st.tuples(texts, texts), max_size=6).map(tuple)
-counts = st.integers(min_value=0, max_value=2**63 - 1)
-times = st.floats(min_value=-1e11, max_value=1e11, allow_nan=False)
+pair_lists = st.lists(st.tuples(texts, texts), max_size=6)
+pairs = (
+    pair_lists.map(tuple)
+    | pair_lists.map(lambda p: [list(x) for x in p])
+    | st.dictionaries(texts, texts, max_size=6)
+)
+counts = st.integers(min_value=0, max_value=MAX_COUNT)
+times = st.floats(min_value=0, max_value=MAX_TIME, exclude_max=True) | st.integers(
+    min_value=0, max_value=int(MAX_TIME) - 1
+)
 optional_times = st.none() | times
 
 
+def members(kind: type[enum.StrEnum]) -> st.SearchStrategy[object]:
+    """An enum's members, or their string values."""
+    return st.sampled_from(kind) | st.sampled_from([member.value for member in kind])
+
+
+# What a careless caller passes instead: NaN and infinities, lone surrogates, huge
+# and negative numbers, bools, values of the wrong type.
+wild_texts = st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=10)
+wild = st.one_of(
+    st.floats(),
+    st.sampled_from([math.nan, math.inf, -math.inf, -0.0, MAX_TIME, 1e20, -1.0]),
+    st.integers(),
+    st.sampled_from([2**63, -(2**63), 2**64]),
+    st.booleans(),
+    st.none(),
+    wild_texts,
+    st.binary(max_size=8),
+    st.lists(st.tuples(wild_texts, wild_texts), max_size=3),
+    st.just(object()),
+)
+
+
 @st.composite
-def dead_letters(draw: st.DrawFn) -> DeadLetter:
-    """Arbitrary valid records: every enum value, optional fields set or not, any bytes."""
-    created = draw(times)
-    payload = draw(
-        st.none()
-        | st.binary(max_size=INLINE_LIMIT)
-        | st.binary(min_size=INLINE_LIMIT + 1, max_size=4 * INLINE_LIMIT)
-    )
+def record_fields(draw: st.DrawFn) -> dict[str, Any]:
+    """Fields of an arbitrary record: every enum value, optional fields set or not, any bytes.
+
+    One field in four examples (nested ones included) is replaced by a wild value,
+    which the constructor must either refuse or store faithfully.
+    """
+    created, updated = sorted([draw(times), draw(times)])
+    diagnostics: dict[str, Any] = {
+        "pressure_level": draw(optional_texts),
+        "queue_depth": draw(st.none() | counts),
+        "queue_capacity": draw(st.none() | counts),
+    }
+    replay: dict[str, Any] = {
+        "status": draw(members(ReplayStatus)),
+        "attempts": draw(counts),
+        "last_attempt_at": draw(optional_times),
+        "last_outcome": draw(st.none() | members(ReplayOutcome)),
+        "last_error": draw(optional_texts),
+        "lease_expires_at": draw(optional_times),
+    }
+    fields: dict[str, Any] = {
+        "id": new_id(),  # not drawn: one store serves every example, and ids must not repeat
+        "key": draw(st.text(min_size=1, max_size=40)),
+        "source": draw(members(Source)),
+        "reason_class": draw(st.text(min_size=1, max_size=40)),
+        "reason": draw(texts),
+        "category": draw(members(Category)),
+        "correlation_id": draw(optional_texts),
+        "idempotency_key": draw(optional_texts),
+        "attempt": draw(counts),
+        "max_attempts": draw(counts),
+        "payload": draw(
+            st.none()
+            | st.binary(max_size=INLINE_LIMIT)
+            | st.binary(min_size=INLINE_LIMIT + 1, max_size=4 * INLINE_LIMIT)
+        ),
+        "content_type": draw(texts),
+        "headers": draw(pairs),
+        "trace_context": draw(pairs),
+        "status": draw(members(Status)),
+        "created_at": created,
+        "updated_at": updated,
+    }
+    if draw(st.integers(0, 3)) == 0:
+        target = draw(st.sampled_from([fields, diagnostics, replay]))
+        target[draw(st.sampled_from(sorted(target)))] = draw(wild)
+    return {**fields, "diagnostics": diagnostics, "replay": replay}
+
+
+def build(fields: dict[str, Any]) -> DeadLetter:
+    """The record *fields* describe."""
     return DeadLetter(
-        id=new_id(),  # not drawn: one store serves every example, and ids must not repeat
-        key=draw(st.text(min_size=1, max_size=40)),
-        source=draw(st.sampled_from(Source)),
-        reason_class=draw(st.text(min_size=1, max_size=40)),
-        reason=draw(texts),
-        category=draw(st.sampled_from(Category)),
-        correlation_id=draw(optional_texts),
-        idempotency_key=draw(optional_texts),
-        attempt=draw(counts),
-        max_attempts=draw(counts),
-        payload=payload,
-        content_type=draw(texts),
-        headers=draw(pairs),
-        diagnostics=Diagnostics(
-            pressure_level=draw(optional_texts),
-            queue_depth=draw(st.none() | counts),
-            queue_capacity=draw(st.none() | counts),
-        ),
-        trace_context=draw(pairs),
-        status=draw(st.sampled_from(Status)),
-        replay=ReplayState(
-            status=draw(st.sampled_from(ReplayStatus)),
-            attempts=draw(counts),
-            last_attempt_at=draw(optional_times),
-            last_outcome=draw(st.none() | st.sampled_from(ReplayOutcome)),
-            last_error=draw(optional_texts),
-            lease_expires_at=draw(optional_times),
-        ),
-        created_at=created,
-        updated_at=created + draw(st.floats(min_value=0, max_value=1e9)),
+        **{
+            **fields,
+            "diagnostics": Diagnostics(**fields["diagnostics"]),
+            "replay": ReplayState(**fields["replay"]),
+        }
     )
 
 
@@ -141,20 +196,68 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         await sqlite.aclose()
 
 
+def fields_with(**changes: Any) -> dict[str, Any]:
+    """The fields of a plain record, with *changes*; ``replay``/``diagnostics`` changes are dicts."""
+    fields: dict[str, Any] = {
+        "id": new_id(),
+        "key": "dest",
+        "source": Source.OUTBOUND,
+        "reason_class": "TimeoutError",
+        "payload": b"body",
+        "created_at": T0,
+        "updated_at": T0,
+        "diagnostics": {},
+        "replay": {},
+    }
+    for name in ("diagnostics", "replay"):
+        fields[name] = {**fields[name], **changes.pop(name, {})}
+    return {**fields, **changes}
+
+
+# Values that once were accepted and then lost, or crashed the writer: they get the
+# property below every time, whatever hypothesis draws.
+KNOWN_BAD = [
+    fields_with(created_at=math.nan, updated_at=math.nan),
+    fields_with(replay={"lease_expires_at": math.nan}),
+    fields_with(key="dest\ud800"),
+    fields_with(headers=[("X-A", "\udc00")]),
+    fields_with(attempt=2**63),
+    fields_with(max_attempts=True),
+    fields_with(payload=5),
+]
+
+
 @settings(
-    max_examples=60,
+    max_examples=80,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-@given(original=dead_letters())
+@given(fields=record_fields())
 async def test_d1_any_record_round_trips_through_the_store(
-    store: DeadLetterStore, original: DeadLetter
+    store: DeadLetterStore, fields: dict[str, Any]
 ) -> None:
-    """D1: every field of any valid record comes back from get exactly; listings drop only large payloads."""
+    """D1: whatever the constructor accepts comes back from get exactly; listings drop only large payloads."""
+    await check_round_trip(store, fields)
+
+
+@pytest.mark.parametrize("fields", KNOWN_BAD)
+async def test_d1_values_once_lost_are_refused_or_round_trip(
+    store: DeadLetterStore, fields: dict[str, Any]
+) -> None:
+    """D1: NaN times, surrogates, counts beyond SQLite's and bools get the same property, every run."""
+    await check_round_trip(store, fields)
+
+
+async def check_round_trip(store: DeadLetterStore, fields: dict[str, Any]) -> None:
+    """Build the record; if the constructor accepts it, both stores must give it back unchanged."""
+    try:
+        original = build(fields)
+    except InvalidDeadLetter:
+        return  # refused where it was given: nothing to store
     assert await store.add_many([original]) == 1
     assert await store.get(original.id) == original
-    build: Any = DeadLetterFilter  # see only_ids in test_store_contract.py
-    page = await store.list(build(ids=(original.id,)))
+    build_filter: Any = DeadLetterFilter  # see only_ids in test_store_contract.py
+    page = await store.list(build_filter(ids=(original.id,)))
     assert page.records == (as_listed(original),)
 
 
@@ -222,20 +325,189 @@ def test_d1_updated_before_created_is_refused() -> None:
 @pytest.mark.parametrize("field", ["attempt", "max_attempts"])
 def test_d1_negative_attempts_are_refused(field: str) -> None:
     """D1: attempt counts are never negative."""
-    with pytest.raises(ValueError, match=f"'{field}' must be >= 0"):
+    with pytest.raises(
+        InvalidDeadLetter, match=rf"^dead letter: {field} must be >= 0 and < 2\*\*63, got -1$"
+    ):
         record(**{field: -1})
 
 
 def test_d1_negative_queue_depth_is_refused() -> None:
     """D1: diagnostics counts are never negative."""
-    with pytest.raises(ValueError, match="queue_depth must be >= 0, got -1"):
+    with pytest.raises(
+        InvalidDeadLetter,
+        match=r"^dead letter: diagnostics.queue_depth must be >= 0 and < 2\*\*63, got -1$",
+    ):
         Diagnostics(queue_depth=-1)
 
 
 def test_d1_unknown_source_is_refused() -> None:
     """D1: the source must be one otpy knows, so replay handlers can be found by it."""
-    with pytest.raises(ValueError, match="'carrier_pigeon' is not a valid Source"):
+    with pytest.raises(
+        InvalidDeadLetter,
+        match=r"^dead letter: source must be one of ingest, outbound, .*, got 'carrier_pigeon'$",
+    ):
         record(source="carrier_pigeon")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"created_at": math.nan, "updated_at": math.nan},
+            r"created_at must be a finite time >= 0 and < 253402300800 seconds since the "
+            r"epoch \(the years 1970 to 9999\), got nan",
+        ),
+        ({"updated_at": math.inf}, r"updated_at must be a finite time .*, got inf"),
+        ({"created_at": -1.0}, r"created_at must be a finite time .*, got -1.0"),
+        ({"updated_at": 1e20}, r"updated_at must be a finite time .*, got 1e\+20"),
+        ({"created_at": "now"}, r"created_at must be a number of seconds since the epoch, got str"),
+        ({"attempt": True}, r"attempt must be an integer, got bool"),
+        (
+            {"max_attempts": 2**63},
+            r"max_attempts must be >= 0 and < 2\*\*63, got 9223372036854775808",
+        ),
+        ({"attempt": 2**400}, r"attempt must be >= 0 and < 2\*\*63, got an integer of 401 bits"),
+        ({"payload": None, "payload_size": 1.5}, r"payload_size must be an integer, got float"),
+        (
+            {"key": "dest\ud800"},
+            r"key must be text that encodes as UTF-8, but it holds the lone surrogate '\\ud800' at index 4",
+        ),
+        ({"reason": b"bytes"}, r"reason must be a string, got bytes"),
+        ({"reason_class": 5}, r"reason_class must be a string, got int"),
+        ({"correlation_id": 5}, r"correlation_id must be a string, got int"),
+        (
+            {"headers": [("X-A", "\udc00")]},
+            r"headers\[0\] value must be text that encodes as UTF-8",
+        ),
+        ({"headers": [("X-A", 5)]}, r"headers\[0\] value must be a string, got int"),
+        ({"headers": ["ab"]}, r"headers\[0\] must be a \(name, value\) pair, got 'ab'"),
+        (
+            {"headers": "X-A: 1"},
+            r"headers must be a mapping or an iterable of \(name, value\) string pairs, got str",
+        ),
+        ({"trace_context": {5: "x"}}, r"trace_context\[0\] name must be a string, got int"),
+        ({"category": None}, r"category must be one of retryable, terminal, fatal, got None"),
+        (
+            {"status": Source.OUTBOUND},
+            r"status must be one of active, archived, got <Source.OUTBOUND: 'outbound'>",
+        ),
+        ({"payload": bytearray(b"body")}, r"payload must be bytes or None, got bytearray"),
+        ({"diagnostics": {"queue_depth": 1}}, r"diagnostics must be a Diagnostics, got dict"),
+        ({"replay": None}, r"replay must be a ReplayState, got NoneType"),
+        ({"id": new_id(T0) + "\n"}, r"id '.*\\n' is not a 26-character otpy id"),
+        ({"id": 5}, r"id 5 is not a 26-character otpy id"),
+    ],
+)
+def test_d1_invalid_fields_are_refused_by_name(changes: dict[str, Any], message: str) -> None:
+    """D1: NaN, infinities, out-of-range counts, bools, surrogates and wrong types are refused, naming the field."""
+    with pytest.raises(InvalidDeadLetter, match=f"^dead letter: {message}") as caught:
+        record(**changes)
+    assert isinstance(caught.value, otpy.DeadLetterError)
+    assert isinstance(caught.value, ValueError)
+    assert isinstance(caught.value, TypeError)
+    assert caught.value.field.startswith(next(iter(changes)))
+
+
+def test_d1_a_value_whose_repr_fails_is_still_refused_by_name() -> None:
+    """D1: the error message survives a value that cannot describe itself."""
+
+    class Unprintable:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    with pytest.raises(
+        InvalidDeadLetter,
+        match=r"^dead letter: category must be one of .*, got <Unprintable instance at 0x",
+    ):
+        record(category=Unprintable())
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        ({"status": "bogus"}, r"replay.status must be one of never, running, "),
+        ({"attempts": -1}, r"replay.attempts must be >= 0 and < 2\*\*63, got -1"),
+        ({"last_attempt_at": math.nan}, r"replay.last_attempt_at must be a finite time"),
+        ({"lease_expires_at": math.inf}, r"replay.lease_expires_at must be a finite time"),
+        ({"last_outcome": "done"}, r"replay.last_outcome must be one of replayed, "),
+        ({"last_error": "\ud800"}, r"replay.last_error must be text that encodes as UTF-8"),
+    ],
+)
+def test_d1_invalid_replay_state_is_refused_by_name(state: dict[str, Any], message: str) -> None:
+    """D1: the replay bookkeeping is checked like the record, its fields named replay.*."""
+    with pytest.raises(InvalidDeadLetter, match=f"^dead letter: {message}"):
+        ReplayState(**state)
+
+
+@pytest.mark.parametrize(
+    ("diagnostics", "message"),
+    [
+        ({"queue_capacity": False}, r"diagnostics.queue_capacity must be an integer, got bool"),
+        ({"pressure_level": 3}, r"diagnostics.pressure_level must be a string, got int"),
+    ],
+)
+def test_d1_invalid_diagnostics_are_refused_by_name(
+    diagnostics: dict[str, Any], message: str
+) -> None:
+    """D1: diagnostics are checked like the record, their fields named diagnostics.*."""
+    with pytest.raises(InvalidDeadLetter, match=f"^dead letter: {message}"):
+        Diagnostics(**diagnostics)
+
+
+def test_d1_the_widest_valid_values_are_accepted() -> None:
+    """D1 twin: the edges of every range, integer times and enum values as strings are accepted."""
+    edge = record(
+        source="ingest",
+        category="fatal",
+        status="archived",
+        attempt=0,
+        max_attempts=MAX_COUNT,
+        created_at=0,
+        updated_at=math.nextafter(MAX_TIME, 0),
+        headers={"X-Ключ": "é🔑", "": ""},
+        trace_context=[["traceparent", "00-x"]],
+        replay=ReplayState(status="in_doubt", last_outcome="in_doubt", attempts=MAX_COUNT),
+        diagnostics=Diagnostics(queue_depth=MAX_COUNT, queue_capacity=0),
+    )
+    assert (edge.source, edge.category, edge.status) == (
+        Source.INGEST,
+        Category.FATAL,
+        Status.ARCHIVED,
+    )
+    assert edge.headers == (("X-Ключ", "é🔑"), ("", ""))
+    assert edge.trace_context == (("traceparent", "00-x"),)
+    assert edge.replay.status is ReplayStatus.IN_DOUBT
+
+
+@pytest.mark.parametrize("now", [1e20, math.nan, math.inf, -1.0, MAX_TIME, True, "soon"])
+def test_d1_capture_refuses_a_bad_now_without_moving_the_id_generator(now: Any) -> None:
+    """D1: a now out of range is refused by name, and the next id carries the time the last one did."""
+    before = new_id()
+    with pytest.raises(
+        InvalidDeadLetter, match=r"^dead letter: now must be a (finite time|number)"
+    ):
+        DeadLetter.capture(key="api", source="outbound", reason_class="E", now=now)
+    with pytest.raises(InvalidDeadLetter, match=r"^dead letter: now must be a "):
+        new_id(now)
+    assert 0 <= id_millis(new_id()) - id_millis(before) < 60_000
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"payload": 5}, r"payload must be bytes or str, got int"),
+        ({"payload": "caf\udce9"}, r"payload must be text that encodes as UTF-8"),
+        ({"reason": 42}, r"reason must be a string, got int"),
+        ({"headers": {"X-A": None}}, r"headers\[0\] value must be a string, got NoneType"),
+        ({"source": "carrier_pigeon"}, r"source must be one of ingest, "),
+        ({"attempt": -1}, r"attempt must be >= 0"),
+    ],
+)
+def test_d1_capture_refuses_bad_arguments_by_name(arguments: dict[str, Any], message: str) -> None:
+    """D1: capture checks what it is given (an int payload is not turned into zero bytes)."""
+    fields: dict[str, Any] = {"key": "api", "source": "outbound", "reason_class": "E", **arguments}
+    with pytest.raises(InvalidDeadLetter, match=f"^dead letter: {message}"):
+        DeadLetter.capture(**fields)
 
 
 def test_d1_capture_redacts_and_stamps() -> None:

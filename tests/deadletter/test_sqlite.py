@@ -26,6 +26,7 @@ from otpy._exceptions import (
     NotAnOtpyStore,
     StoreFull,
     StoreLocked,
+    StoreSchemaDamaged,
     StoreVersionTooNew,
 )
 from otpy.deadletter import (
@@ -41,6 +42,7 @@ from otpy.deadletter import (
     SQLiteDeadLetterStore,
     Status,
     _sqlite,
+    open_replayer,
     open_store,
 )
 
@@ -606,7 +608,9 @@ DAMAGE = [
     ("headers", "{not json", r"headers is not valid JSON"),
     ("trace_context", '{"traceparent": "x"}', r"trace_context is not a JSON list of \[name"),
     ("created_at", "yesterday", r"created_at is str, not a number"),
-    ("attempt", -1, r"ValueError: 'attempt' must be >= 0"),
+    ("attempt", -1, r"\(attempt must be >= 0 and < 2\*\*63, got -1\)"),
+    ("created_at", float("inf"), r"\(created_at must be a finite time >= 0 and < 2534"),
+    ("max_attempts", 2.5, r"max_attempts is float, not an integer"),
     ("payload_size", 999, r"payload_size is 999 but the payload has 5 bytes"),
     ("payload", "text, not bytes", r"payload is str, not a blob"),
     ("key", "", r"key must not be empty"),
@@ -628,8 +632,9 @@ async def test_damaged_row_is_a_corrupt_record_and_can_be_purged(
             await store.get(damaged.id)
         assert info.value.record_id == damaged.id
         assert f"'otpy dlq purge --id {damaged.id}' removes it" in str(info.value)
-        with pytest.raises(CorruptRecord):
-            await store.list()
+        page = await store.list()
+        assert page.records == (intact,)
+        assert [(c.record_id, str(c)) for c in page.corrupt] == [(damaged.id, str(info.value))]
         with pytest.raises(CorruptRecord):
             await store.begin_replay(damaged.id, lease=30.0)
         assert await store.get(intact.id) == intact
@@ -640,6 +645,60 @@ async def test_damaged_row_is_a_corrupt_record_and_can_be_purged(
         assert (await store.list()).records == (intact,)
 
 
+async def test_listing_reports_corrupt_rows_by_id_and_lists_the_others(
+    path: Path, raw: sqlite3.Connection
+) -> None:
+    """Rows with a bad enum, bad JSON, a wrong type or invalid UTF-8 are reported by id; every other record is listed, across pages."""
+    records = [make() for _ in range(7)]
+    async with open_store(path) as store:
+        await store.add_many(records)
+        damage = {
+            records[1].id: "UPDATE dead_letters SET status = 'bogus' WHERE id = ?",
+            records[3].id: "UPDATE dead_letters SET headers = '{not json' WHERE id = ?",
+            records[4].id: "UPDATE dead_letters SET attempt = 'many' WHERE id = ?",
+            records[6].id: "UPDATE dead_letters SET key = CAST(x'ff6b6579' AS TEXT) WHERE id = ?",
+        }
+        for record_id, sql in damage.items():
+            raw.execute(sql, (record_id,))
+        first = await store.list(limit=4)
+        second = await store.list(limit=4, cursor=first.next_cursor)
+        assert [r.id for r in first.records + second.records] == [records[i].id for i in (5, 2, 0)]
+        corrupt = {c.record_id: str(c) for c in first.corrupt + second.corrupt}
+        assert list(corrupt) == [records[i].id for i in (6, 4, 3, 1)]
+        assert "key must be text that encodes as UTF-8" in corrupt[records[6].id]
+        assert "attempt is str, not an integer" in corrupt[records[4].id]
+        assert "headers is not valid JSON" in corrupt[records[3].id]
+        assert "status 'bogus' is not one of active, archived" in corrupt[records[1].id]
+        assert second.next_cursor is None
+        with pytest.raises(CorruptRecord, match=rf"record '{records[6].id}' is corrupt \(key "):
+            await store.get(records[6].id)
+
+
+async def replay_nothing(record: DeadLetter, key: str) -> None:
+    """A replay handler that succeeds without doing anything."""
+    await anyio.lowlevel.checkpoint()
+
+
+async def test_replay_reports_a_corrupt_row_and_replays_the_others(path: Path) -> None:
+    """Bulk replay gives an undecodable row a result with no outcome naming it and replays the others; replay of it raises CorruptRecord."""
+    damaged, healthy = make("a"), make("b")
+    async with open_store(path) as store:
+        await store.add_many([damaged, healthy])
+        with sqlite3.connect(path) as raw:
+            raw.execute("UPDATE dead_letters SET source = 'martian' WHERE id = ?", (damaged.id,))
+        raw.close()
+        async with open_replayer(store, {Source.OUTBOUND: replay_nothing}) as replayer:
+            results = await replayer.replay_many(DeadLetterFilter())
+            assert [(r.record_id, r.outcome) for r in results] == [
+                (damaged.id, None),
+                (healthy.id, ReplayOutcome.REPLAYED),
+            ]
+            assert results[0].error is not None
+            assert f"record '{damaged.id}' is corrupt (source 'martian'" in results[0].error
+            with pytest.raises(CorruptRecord, match=rf"record '{damaged.id}' is corrupt"):
+                await replayer.replay(damaged.id)
+
+
 async def test_damaged_id_is_still_purgeable_by_that_id(
     path: Path, raw: sqlite3.Connection
 ) -> None:
@@ -648,8 +707,13 @@ async def test_damaged_id_is_still_purgeable_by_that_id(
     async with open_store(path) as store:
         await store.add_many([record])
         raw.execute("UPDATE dead_letters SET id = 'not-an-id' WHERE id = ?", (record.id,))
-        with pytest.raises(CorruptRecord, match=r"record 'not-an-id' is corrupt \(ValueError"):
-            await store.list()
+        page = await store.list()
+        assert page.records == ()
+        assert [str(c) for c in page.corrupt] == [
+            f"dead-letter store {path}: record 'not-an-id' is corrupt (id 'not-an-id' is not a "
+            "26-character otpy id; make ids with otpy.deadletter.new_id()); the other records "
+            "are intact: 'otpy dlq purge --id not-an-id' removes it"
+        ]
         assert await store.purge(only_ids(("not-an-id",))) == 1
         assert await store.count() == 0
 
@@ -695,6 +759,58 @@ async def test_damaged_schema_is_a_store_error(path: Path, raw: sqlite3.Connecti
         with pytest.raises(DeadLetterStoreError, match="no such table: counters"):
             await store.add_many([make()])
         assert await store.count() == 0  # the failed capture was rolled back
+
+
+@pytest.mark.parametrize(
+    ("damage", "missing"),
+    [
+        ("DROP TABLE ledger", "table ledger"),
+        ("DROP TABLE payloads", "table payloads"),
+        ("ALTER TABLE dead_letters DROP COLUMN reason", "column dead_letters.reason"),
+        ("ALTER TABLE counters RENAME COLUMN value TO amount", "column counters.value"),
+    ],
+)
+async def test_store_missing_a_table_or_column_is_refused_at_open(
+    path: Path, damage: str, missing: str
+) -> None:
+    """A store whose tables or columns were dropped is refused when it is opened, naming the file and what is missing, and left untouched."""
+    async with open_store(path) as store:
+        await store.add_many([make()])
+    with sqlite3.connect(path) as connection:
+        connection.execute(damage)
+    connection.close()
+    before = snapshot(path)
+    with pytest.raises(
+        StoreSchemaDamaged,
+        match=rf"^dead-letter store {re.escape(str(path))}: its schema is damaged, missing "
+        rf"{re.escape(missing)}; restore the file from a backup",
+    ) as info:
+        await SQLiteDeadLetterStore.open(path)
+    assert info.value.missing == (missing,)
+    assert snapshot(path) == before
+
+
+async def test_store_with_its_whole_schema_opens(path: Path) -> None:
+    """Twin: a store written by this otpy, with an extra table of an operator's, opens and reads."""
+    record = make()
+    async with open_store(path) as store:
+        await store.add_many([record])
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE notes (text TEXT)")
+    connection.close()
+    async with open_store(path) as store:
+        assert await store.get(record.id) == record
+
+
+async def test_a_row_sqlite_would_refuse_is_a_loud_error_not_a_silent_skip(path: Path) -> None:
+    """A record that slipped past validation (NaN created_at) makes add_many raise; nothing in the batch is stored."""
+    bad, good = make(), make()
+    object.__setattr__(bad, "created_at", float("nan"))  # what validation now refuses
+    async with open_store(path) as store:
+        with pytest.raises(DeadLetterStoreError, match=r"NOT NULL constraint failed"):
+            await store.add_many([good, bad])
+        assert await store.count() == 0
+        assert (await store.statistics()).captured == 0
 
 
 # -- query plans ----------------------------------------------------------------------

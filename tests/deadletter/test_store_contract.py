@@ -175,6 +175,35 @@ async def test_add_many_stores_a_retried_capture_once(
     assert (await store.statistics()).captured == 2
 
 
+async def test_add_many_refuses_another_record_under_a_stored_id(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """A different record under a stored id is an error and the whole batch is refused, never silently dropped."""
+    (stored,) = await add(store, make(clock))
+    impostor, bystander = attrs.evolve(stored, key="elsewhere"), make(clock)
+    with pytest.raises(
+        DeadLetterStoreError,
+        match=rf"dead letter {stored.id} is already stored with different content, so the "
+        "batch was refused and nothing in it was stored",
+    ):
+        await store.add_many([bystander, impostor])
+    assert await store.get(stored.id) == stored
+    assert await store.count() == 1
+    assert (await store.statistics()).captured == 1
+
+
+async def test_add_many_skips_a_recapture_whose_replay_state_moved_on(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """Twin: the same capture retried after its record was archived is skipped, not an error."""
+    (stored,) = await add(store, make(clock, payload=b"x" * 500))
+    clock.advance(5.0)
+    assert await store.archive(only_ids((stored.id,))) == 1
+    assert await store.add_many([stored, stored]) == 0
+    assert (await store.get(stored.id)).status is Status.ARCHIVED
+    assert await store.count() == 1
+
+
 async def test_add_many_of_nothing_is_zero(store: DeadLetterStore) -> None:
     """An empty batch stores nothing and counts nothing."""
     assert await store.add_many([]) == 0
