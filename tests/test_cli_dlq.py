@@ -509,6 +509,54 @@ def test_a_text_file_is_not_an_otpy_store(tmp_path: Path) -> None:
     assert db.read_bytes() == before
 
 
+def directory_state(directory: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file in *directory* with its bytes and mtime, and the directory's mtime."""
+    files = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in directory.iterdir()}
+    files["."] = (b"", directory.stat().st_mtime_ns)
+    return files
+
+
+READING = [["list"], ["stats"], ["get", "01HZX3QK7M2D6W0B8E4R5T9Y1C"]]
+
+
+@pytest.mark.parametrize("command", READING)
+def test_reading_commands_leave_an_empty_file_empty(tmp_path: Path, command: list[str]) -> None:
+    """list, get and stats on a zero-byte file say it is not a store and write nothing to it."""
+    db = tmp_path / "empty.db"
+    db.touch()
+    before = directory_state(tmp_path)
+    result = invoke(*command, "--db", str(db))
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: dead-letter store {db}: not an otpy dead-letter store (the file is empty); "
+        "check --db, or move the file away and let otpy create a new one\n"
+    )
+    assert directory_state(tmp_path) == before
+    assert db.stat().st_size == 0
+
+
+@pytest.mark.parametrize("command", READING)
+def test_reading_commands_read_a_read_only_store_in_a_read_only_directory(
+    store: Fixture, command: list[str]
+) -> None:
+    """A store chmod 0444 in a 0555 directory is read; no byte, mtime or side file changes."""
+    directory = store.db.parent
+    args = [*command, "--db", str(store.db)]
+    if command[0] == "get":
+        args[1] = store.id("crash")
+    store.db.chmod(0o444)
+    directory.chmod(0o555)
+    try:
+        before = directory_state(directory)
+        result = invoke(*args)
+        assert result.exit_code == 0, result.output
+        assert directory_state(directory) == before
+    finally:
+        directory.chmod(0o755)
+        store.db.chmod(0o644)
+    assert not [p for p in directory.iterdir() if p.name != store.db.name]
+
+
 # -- archive ------------------------------------------------------------------------
 
 

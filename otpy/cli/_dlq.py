@@ -20,7 +20,7 @@ import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
 import attrs
@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DlqSettings",
     "HandlersError",
+    "StoreOpener",
     "dlq",
     "load_handlers",
     "parse_time",
@@ -80,10 +81,26 @@ _UNIT_SECONDS = {"w": 604_800.0, "d": 86_400.0, "h": 3_600.0, "m": 60.0, "s": 1.
 _REPLAYED = frozenset({ReplayOutcome.REPLAYED.value, ReplayOutcome.ALREADY_REPLAYED.value})
 
 
-def _open_sqlite(path: str) -> AbstractAsyncContextManager[DeadLetterStore]:
+def _open_sqlite(
+    path: str, *, read_only: bool = False
+) -> AbstractAsyncContextManager[DeadLetterStore]:
     from otpy.deadletter._sqlite import open_store
 
-    return open_store(path)
+    return open_store(path, read_only=read_only)
+
+
+class StoreOpener(Protocol):
+    """Opens the store at *path*: ``async with opener(path, read_only=True) as store``.
+
+    *read_only* is set by the commands that only read (``list``, ``get``, ``stats``):
+    the store must then never be created, migrated or written.
+    """
+
+    def __call__(
+        self, path: str, /, *, read_only: bool = False
+    ) -> AbstractAsyncContextManager[DeadLetterStore]:
+        """Return an async context manager yielding the store at *path*."""
+        ...
 
 
 @attrs.frozen(kw_only=True)
@@ -93,13 +110,14 @@ class DlqSettings:
     Pass an instance as click's ``obj`` (``CliRunner().invoke(main, args, obj=settings)``).
 
     Attributes:
-        open_store: called with the ``--db`` path; returns an async context manager
-            yielding the store. The SQLite store by default.
+        open_store: called with the ``--db`` path (and ``read_only=True`` by the
+            commands that only read); returns an async context manager yielding the
+            store. The SQLite store by default.
         clock: wall-clock time, for relative times (``--since 2h``) and the snapshot
             bulk commands take when they count what they will act on.
     """
 
-    open_store: Callable[[str], AbstractAsyncContextManager[DeadLetterStore]] = _open_sqlite
+    open_store: StoreOpener = _open_sqlite
     clock: Callable[[], float] = time.time
 
 
@@ -517,7 +535,7 @@ def list_(
     where = _make_filter(status=_status_value(status), **filters)
 
     async def main() -> None:
-        async with settings.open_store(str(db)) as store:
+        async with settings.open_store(str(db), read_only=True) as store:
             page = await store.list(where, limit=limit, cursor=cursor)
             total = await store.count(where)
         if as_json:
@@ -550,7 +568,7 @@ def get(ctx: click.Context, record_id: str, db: Path, payload: bool, as_json: bo
     settings = _settings(ctx)
 
     async def main() -> None:
-        async with settings.open_store(str(db)) as store:
+        async with settings.open_store(str(db), read_only=True) as store:
             record = await store.get(record_id)
         if as_json:
             _print_json(record_json(record, payload=payload))
@@ -791,7 +809,7 @@ def stats(ctx: click.Context, db: Path, as_json: bool) -> None:
     settings = _settings(ctx)
 
     async def main() -> None:
-        async with settings.open_store(str(db)) as store:
+        async with settings.open_store(str(db), read_only=True) as store:
             statistics = await store.statistics()
         if as_json:
             _print_json(statistics_json(statistics))
