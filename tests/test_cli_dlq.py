@@ -236,6 +236,51 @@ def test_list_shows_active_records_newest_first(store: Fixture) -> None:
     assert "KeyError: timed out after 5s" in crash_row
 
 
+def assert_whole_ids_and_keys(output: str, records: list[DeadLetter]) -> None:
+    """Every record's id and key appears whole in *output*, and its reason class."""
+    words = output.split()
+    for r in records:
+        assert r.id in words
+        assert r.key in words
+        assert r.reason_class + ":" in words
+
+
+@pytest.mark.parametrize("columns", ["80", "40"])
+def test_a_narrow_terminal_keeps_ids_and_keys_whole(
+    store: Fixture, monkeypatch: pytest.MonkeyPatch, columns: str
+) -> None:
+    """At 80 or 40 columns each record is a block: its id and key whole, its reason wrapped."""
+    monkeypatch.setenv("COLUMNS", columns)
+    result = invoke("list", "--db", str(store.db))
+    assert result.exit_code == 0, result.output
+    active = [store.r[n] for n in ("crash", "auth", "binary", "connect_b", "connect_a")]
+    assert_whole_ids_and_keys(result.stdout, active)
+    assert all(len(line) <= int(columns) for line in result.stdout.splitlines())
+    lines = result.stdout.splitlines()
+    assert [line for line in lines if not line.startswith(" ")][:-1] == [r.id for r in active]
+    assert "timed out after 5s" in " ".join(result.stdout.split())
+
+
+def test_piped_output_keeps_ids_and_keys_whole(
+    store: Fixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Piped, with no COLUMNS to say how wide, the listing still has every id and key whole."""
+    monkeypatch.delenv("COLUMNS")
+    result = invoke("list", "--db", str(store.db), "--status", "all")
+    assert result.exit_code == 0, result.output
+    assert_whole_ids_and_keys(result.stdout, list(store.r.values()))
+
+
+def test_a_key_too_long_for_the_table_is_printed_whole(store: Fixture) -> None:
+    """A key that would not fit a table row whole turns the listing into blocks, not an ellipsis."""
+    long = record("https://hooks.example.com/customers/7/orders/webhook-endpoint", 1.0)
+    add(store.db, long)
+    result = invoke("list", "--db", str(store.db), "--since", "1h")
+    assert result.exit_code == 0, result.output
+    assert_whole_ids_and_keys(result.stdout, [long, store.r["crash"], store.r["auth"]])
+    assert "…" not in result.stdout
+
+
 def test_list_escapes_control_characters_and_keeps_redaction(
     store: Fixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
