@@ -41,7 +41,7 @@ from ._dlq_render import (
     replay_json,
     statistics_json,
 )
-from ._target import TargetError, describe, resolve_target
+from ._target import TargetError, check_factory, describe, raised_at, resolve_target
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
@@ -190,7 +190,9 @@ def load_handlers(target: str) -> dict[Source | str, ReplayHandler]:
     """Import ``MODULE:ATTR`` and return the replay handlers it names, keyed by source.
 
     Loaded the way ``otpy run`` loads a tree: the current directory goes on
-    ``sys.path``, *ATTR* may be dotted, and a function of no arguments is called.
+    ``sys.path``, *ATTR* may be dotted, and a function of no arguments is a factory,
+    called once to build the mapping (a class, an async function or one annotated
+    to return something else is refused without being called).
     The result must be a mapping from a :class:`~otpy.deadletter.Source` (or its
     value, ``"outbound"``) to an async handler, called as
     ``await handler(record, idempotency_key)``.
@@ -207,11 +209,15 @@ def load_handlers(target: str) -> dict[Source | str, ReplayHandler]:
         example="myapp.replay:handlers",
     )
     if not isinstance(value, Mapping) and callable(value):
+        check_factory(
+            target, value, error=HandlersError, wanted="a mapping of handlers", returns=(Mapping,)
+        )
         try:
             value = value()
         except Exception as exc:
             raise HandlersError(
-                target, f"calling {target}() to build the handlers failed: {describe(exc)}"
+                target,
+                f"calling {target}() to build the handlers failed: {describe(exc)}{raised_at(exc)}",
             ) from exc
         if inspect.iscoroutine(value):
             value.close()

@@ -1,10 +1,10 @@
 """``otpy run MODULE:ATTR``: load a supervision tree by name and run it as a node.
 
 The tree is loaded the way hypercorn loads ``module:app``: *ATTR* names a
-:class:`~otpy.SupervisorSpec` or :class:`~otpy.DynamicSupervisorSpec`, or a function
-of no arguments returning one. The node runs on asyncio (with uvloop when it is
-installed) until SIGINT or SIGTERM: the first signal stops the tree gracefully, a
-second one stops it at once.
+:class:`~otpy.SupervisorSpec` or :class:`~otpy.DynamicSupervisorSpec`, or a factory
+of no arguments returning one, called once to build the tree. The node runs on
+asyncio (with uvloop when it is installed) until SIGINT or SIGTERM: the first
+signal stops the tree gracefully, a second one stops it at once.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import otpy
 from otpy.deadletter import redact
 from otpy.telemetry import describe_reason
 
-from ._target import TargetError, describe, resolve_target
+from ._target import TargetError, check_factory, describe, raised_at, resolve_target
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -73,16 +73,21 @@ def load_target(target: str) -> Spec:
     The current directory is put on ``sys.path`` first, so ``otpy run`` finds the
     project's own modules. *ATTR* may be dotted (``module:trees.root``).
 
+    Importing the module is the only user code run to find out what *ATTR* is.
+    A callable *ATTR* is a factory: it is called once, with no arguments, to build
+    the tree, and must return a spec. A class is never instantiated, and a function
+    that needs arguments, is async, or is annotated to return something else (a
+    program's ``def main() -> None``) is refused without being called.
+
     Args:
         target: ``"package.module:attribute"``.
 
     Returns:
-        The :class:`~otpy.SupervisorSpec` or :class:`~otpy.DynamicSupervisorSpec`; a
-        callable *ATTR* is called with no arguments and must return one.
+        The :class:`~otpy.SupervisorSpec` or :class:`~otpy.DynamicSupervisorSpec`.
 
     Raises:
         TargetError: the syntax is wrong, the module cannot be imported, the attribute
-            is missing, or it is not (and does not return) a supervisor spec.
+            is missing, or it is not a supervisor spec or a factory returning one.
 
     .. versionadded:: 0.1.0
     """
@@ -93,36 +98,31 @@ def load_target(target: str) -> Spec:
         example="supervisors.demo:root",
         attribute_hint=_specs_hint,
     )
-    if isinstance(value, (otpy.SupervisorSpec, otpy.DynamicSupervisorSpec)):
+    if isinstance(value, _SPECS):
         return value
     if not callable(value):
         raise TargetError(target, _wrong_type(target, value))
-    try:
-        inspect.signature(value).bind()
-    except TypeError:
-        raise TargetError(
-            target,
-            f"{target} is a callable that needs arguments; otpy calls it with none. "
-            "Give its parameters defaults, or point at the supervisor spec itself",
-        ) from None
-    except ValueError:  # no signature to check (some builtins): just call it
-        pass
+    check_factory(target, value, error=TargetError, wanted="a supervisor spec", returns=_SPECS)
     try:
         result = value()
     except Exception as exc:
         raise TargetError(
-            target, f"calling {target}() to build the tree failed: {describe(exc)}"
+            target,
+            f"calling {target}() to build the tree failed: {describe(exc)}{raised_at(exc)}",
         ) from exc
-    if inspect.iscoroutine(result):
+    if inspect.iscoroutine(result):  # an async function check_factory could not see
         result.close()
         raise TargetError(
             target,
             f"{target} is an async function; make it a plain function that returns "
             "the SupervisorSpec",
         )
-    if isinstance(result, (otpy.SupervisorSpec, otpy.DynamicSupervisorSpec)):
+    if isinstance(result, _SPECS):
         return result
     raise TargetError(target, _wrong_type(f"{target}()", result, returned=True))
+
+
+_SPECS = (otpy.SupervisorSpec, otpy.DynamicSupervisorSpec)
 
 
 def _wrong_type(what: str, value: object, *, returned: bool = False) -> str:
@@ -388,6 +388,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def _install_logging(level: str, *, console: bool, json_lines: bool = False) -> logging.Handler:
+    """Send log records to stderr in the chosen format."""
     handler = _StderrHandler()
     fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     if json_lines:
@@ -400,6 +401,10 @@ def _install_logging(level: str, *, console: bool, json_lines: bool = False) -> 
     root.addHandler(handler)
     root.setLevel(level.upper())
     return handler
+
+
+def _uninstall_logging(handler: logging.Handler) -> None:
+    logging.getLogger().removeHandler(handler)
 
 
 def _backend_options() -> dict[str, Any]:
@@ -452,7 +457,8 @@ def run(
     """Run a supervision tree as a node until Ctrl-C or SIGTERM.
 
     ATTR names an otpy.SupervisorSpec or otpy.DynamicSupervisorSpec in MODULE, or
-    a function of no arguments returning one:
+    a factory of no arguments returning one, called once to build the tree (a
+    class, or a function annotated to return something else, is never called):
 
     \b
         otpy run supervisors.demo:root --console
@@ -461,29 +467,36 @@ def run(
     once. Exits 0 after a clean stop, 1 if the root supervisor gave up, and 2 if
     MODULE:ATTR cannot be loaded.
     """
+    json_lines = log_format == "json"
+    handler = _install_logging(log_level, console=console, json_lines=json_lines)
     try:
-        spec = load_target(target)
-    except TargetError as exc:
-        raise click.BadParameter(str(exc), param_hint="MODULE:ATTR") from None
-
-    from otpy.telemetry import TelemetryConfigError, configure_from_env
-
-    try:
-        telemetry = configure_from_env()
-    except TelemetryConfigError as exc:
-        raise click.UsageError(f"telemetry is misconfigured: {exc}") from None
-    handler = _install_logging(log_level, console=console, json_lines=log_format == "json")
-    try:
-        code = anyio.run(
-            functools.partial(run_node, spec, target=target, console=console, refresh=refresh),
-            backend="asyncio",
-            backend_options=_backend_options(),
-        )
-    finally:
         try:
-            telemetry.shutdown(timeout=TELEMETRY_FLUSH)
-        except KeyboardInterrupt:  # a third Ctrl-C while spans flush: stop waiting for them
-            say("telemetry flush interrupted; spans not yet exported are lost")
+            spec = load_target(target)
+        except TargetError as exc:
+            message = str(exc)
+            if exc.__cause__ is not None:
+                logger.debug("loading %s failed", target, exc_info=exc.__cause__)
+                if log_level.lower() != "debug":
+                    message += " (--log-level debug shows the traceback)"
+            raise click.BadParameter(message, param_hint="MODULE:ATTR") from None
+
+        from otpy.telemetry import TelemetryConfigError, configure_from_env
+
+        try:
+            telemetry = configure_from_env()
+        except TelemetryConfigError as exc:
+            raise click.UsageError(f"telemetry is misconfigured: {exc}") from None
+        try:
+            code = anyio.run(
+                functools.partial(run_node, spec, target=target, console=console, refresh=refresh),
+                backend="asyncio",
+                backend_options=_backend_options(),
+            )
         finally:
-            logging.getLogger().removeHandler(handler)
+            try:
+                telemetry.shutdown(timeout=TELEMETRY_FLUSH)
+            except KeyboardInterrupt:  # a third Ctrl-C while spans flush: stop waiting for them
+                say("telemetry flush interrupted; spans not yet exported are lost")
+    finally:
+        _uninstall_logging(handler)
     ctx.exit(code)
