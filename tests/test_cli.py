@@ -387,7 +387,7 @@ def test_s15_log_format_json_writes_structured_reports(telemetry: FakeTelemetry)
     """S15: --log-format json gives one JSON object per line, with the supervisor's report."""
     result = invoke("run", "trees:fails_to_start", "--log-format", "json")
     assert result.exit_code == 1
-    entries = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    entries = [json.loads(line) for line in result.stderr.splitlines()]
     [start_error] = [e for e in entries if e.get("report", {}).get("context") == "start_error"]
     assert start_error["level"] == "error"
     assert start_error["logger"] == "otpy.supervisor"
@@ -395,6 +395,24 @@ def test_s15_log_format_json_writes_structured_reports(telemetry: FakeTelemetry)
     assert start_error["report"]["offender"]["id"] == "db"
     assert "the database is not there" in start_error["report"]["reason"]
     assert start_error["time"].endswith("+00:00")
+    [failed] = [e for e in entries if e["logger"] == "otpy.cli"]
+    assert failed["level"] == "error"
+    assert failed["message"].startswith("trees:fails_to_start failed to start: supervisor")
+
+
+def test_log_format_json_reports_a_bad_target_as_json(project: Path) -> None:
+    """A target that cannot be loaded is one JSON error line, its traceback in a debug one."""
+    write(project, "broken", "raise KeyError('missing')\n")
+    result = invoke("run", "broken:root", "--log-format", "json", "--log-level", "debug")
+    assert result.exit_code == 2
+    debug, error = (json.loads(line) for line in result.stderr.splitlines())
+    assert debug["message"] == "loading broken:root failed"
+    assert "Traceback" in debug["exception"]["traceback"]
+    assert error["message"] == (
+        "Error: Invalid value for MODULE:ATTR: importing module 'broken' failed: "
+        "KeyError: 'missing' (at broken.py, line 1); fix the error in it"
+    )
+    assert error["exit_code"] == 2
 
 
 def test_json_lines_carry_the_exception_and_the_current_trace() -> None:

@@ -9,6 +9,7 @@ signal stops the tree gracefully, a second one stops it at once.
 
 from __future__ import annotations
 
+import contextvars
 import datetime
 import functools
 import inspect
@@ -53,14 +54,26 @@ EXIT_USAGE = 2
 """Bad arguments: the target could not be loaded (click's usage-error code)."""
 
 
-def say(message: str) -> None:
-    """Print one ``otpy:`` status line to stderr.
+_json_status: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "otpy_json_status", default=False
+)
+"""Set by ``otpy run --log-format json``: status lines are JSON log lines too."""
+
+
+def say(message: str, *, level: int = logging.INFO) -> None:
+    """Print one ``otpy:`` status line to stderr, whatever the log level.
 
     ``sys.stderr`` is looked up at each call and written as text, so the live
     console's redirect (which prints above the view) and test captures see it.
+    Under ``--log-format json`` the line is a JSON log line from logger
+    ``otpy.cli`` at *level*, so stderr holds nothing but JSON.
     """
     stream = sys.stderr
-    stream.write(f"otpy: {message}\n")
+    if _json_status.get():
+        record = logger.makeRecord(logger.name, level, __file__, 0, message, (), None)
+        stream.write(JsonFormatter().format(record) + "\n")
+    else:
+        stream.write(f"otpy: {message}\n")
     stream.flush()
 
 
@@ -238,7 +251,7 @@ async def run_node(
             try:
                 supervisor = await otpy.start_supervisor(spec)
             except otpy.SpawnError as exc:
-                say(f"{label} failed to start: {exc}")
+                say(f"{label} failed to start: {exc}", level=logging.ERROR)
                 tg.cancel_scope.cancel("otpy: the tree failed to start")
                 return EXIT_FAILED
         if running._startup.cancelled_caught:
@@ -302,17 +315,23 @@ async def _show_console(
 def _exit_code(running: RunningNode, reason: object) -> int:
     """Print how the tree ended and return the exit code for it."""
     if running.forced and not otpy.is_normal_exit(reason):
-        say("stopped at once; actors still stopping were cancelled before terminate finished")
+        say(
+            "stopped at once; actors still stopping were cancelled before terminate finished",
+            level=logging.WARNING,
+        )
         return EXIT_FAILED
     if isinstance(reason, otpy.ShutdownWith) and isinstance(reason.detail, BaseException):
-        say(f"root supervisor {running.target} gave up: {reason.detail}")
+        say(f"root supervisor {running.target} gave up: {reason.detail}", level=logging.ERROR)
         return EXIT_FAILED
     if otpy.is_normal_exit(reason):
         if not running.stopping:
             say(f"root supervisor {running.target} exited: {describe_reason(reason)[1]}")
         say("stopped")
         return EXIT_OK
-    say(f"root supervisor {running.target} exited abnormally: {describe_reason(reason)[1]}")
+    say(
+        f"root supervisor {running.target} exited abnormally: {describe_reason(reason)[1]}",
+        level=logging.ERROR,
+    )
     return EXIT_FAILED
 
 
@@ -388,7 +407,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def _install_logging(level: str, *, console: bool, json_lines: bool = False) -> logging.Handler:
-    """Send log records to stderr in the chosen format."""
+    """Send log records, and warnings (``py.warnings``), to stderr in the chosen format."""
+    logging.captureWarnings(True)
     handler = _StderrHandler()
     fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     if json_lines:
@@ -405,6 +425,64 @@ def _install_logging(level: str, *, console: bool, json_lines: bool = False) -> 
 
 def _uninstall_logging(handler: logging.Handler) -> None:
     logging.getLogger().removeHandler(handler)
+    logging.captureWarnings(False)
+
+
+class _JsonUsageError(click.ClickException):
+    """A click error shown as one JSON log line, for ``--log-format json``."""
+
+    def __init__(self, error: click.ClickException) -> None:
+        super().__init__(error.format_message())
+        self.error = error
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]  # click's is a plain class attribute
+        """The wrapped error's exit code."""
+        return self.error.exit_code
+
+    def show(self, file: Any = None) -> None:
+        """Write the error to stderr as a JSON log line (``otpy.cli``, level error)."""
+        record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, "%s", (), None)
+        record.msg = f"Error: {self.message}"
+        entry = json.loads(JsonFormatter().format(record))
+        entry["exit_code"] = self.exit_code
+        click.echo(json.dumps(entry, ensure_ascii=False), err=True)
+
+
+def _wants_json(args: list[str]) -> bool:
+    """Whether the command line asks for ``--log-format json`` (before click parses it)."""
+    wanted = False
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == "--log-format" and i + 1 < len(args):
+            wanted = args[i + 1].lower() == "json"
+        elif arg.startswith("--log-format="):
+            wanted = arg.partition("=")[2].lower() == "json"
+    return wanted
+
+
+class _RunCommand(click.Command):
+    """``otpy run``, whose usage errors are JSON log lines under ``--log-format json``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Parse *args*; an error is shown as JSON if they ask for JSON logs."""
+        wants_json = _wants_json(args)
+        try:
+            return super().parse_args(ctx, args)
+        except click.ClickException as exc:
+            if wants_json:
+                raise _JsonUsageError(exc) from None
+            raise
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; an error is shown as JSON under ``--log-format json``."""
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:
+            if ctx.params.get("log_format") == "json" and not isinstance(exc, _JsonUsageError):
+                raise _JsonUsageError(exc) from None
+            raise
 
 
 def _backend_options() -> dict[str, Any]:
@@ -415,7 +493,7 @@ def _backend_options() -> dict[str, Any]:
     return {"use_uvloop": True}
 
 
-@click.command()
+@click.command(cls=_RunCommand)
 @click.argument("target", metavar="MODULE:ATTR")
 @click.option(
     "--console/--no-console",
@@ -469,6 +547,7 @@ def run(
     """
     json_lines = log_format == "json"
     handler = _install_logging(log_level, console=console, json_lines=json_lines)
+    status = _json_status.set(json_lines)
     try:
         try:
             spec = load_target(target)
@@ -496,7 +575,11 @@ def run(
             try:
                 telemetry.shutdown(timeout=TELEMETRY_FLUSH)
             except KeyboardInterrupt:  # a third Ctrl-C while spans flush: stop waiting for them
-                say("telemetry flush interrupted; spans not yet exported are lost")
+                say(
+                    "telemetry flush interrupted; spans not yet exported are lost",
+                    level=logging.WARNING,
+                )
     finally:
+        _json_status.reset(status)
         _uninstall_logging(handler)
     ctx.exit(code)
