@@ -423,7 +423,11 @@ def test_list_says_so_when_nothing_matches(store: Fixture) -> None:
     ("args", "message"),
     [
         (["--since", "yesterday"], "'yesterday' is not a time"),
-        (["--since", "1h", "--until", "2h"], "until (1749992800.0) is before since"),
+        (
+            ["--since", "1h", "--until", "2h"],
+            "--until (2025-06-15T13:06:40.000Z) is before --since (2025-06-15T14:06:40.000Z)",
+        ),
+        (["--payload"], "--payload needs --json: a listing shows no payloads"),
         (["--limit", "0"], "0 is not in the range"),
         (["--cursor", "nope"], "'nope' is not a cursor"),
         (["--source", "email"], "'email' is not one of"),
@@ -747,6 +751,78 @@ def test_purge_by_id_removes_that_record_whatever_its_status(store: Fixture) -> 
     assert len(ids_with(store.db)) == 6
 
 
+def test_purge_takes_ids_as_arguments(store: Fixture) -> None:
+    """purge ID... removes those records, of any status, as get and archive take ids."""
+    result = invoke(
+        "purge", store.id("crash"), store.id("arch"), "--db", str(store.db), "--yes", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"purged": 2, "matched": 2, "skipped": 0}
+    assert {store.id("crash"), store.id("arch")}.isdisjoint(ids_with(store.db))
+
+
+def test_purge_takes_the_list_filters(store: Fixture) -> None:
+    """purge --key (and the other list filters) narrows what is purged, archived by default."""
+    result = invoke("purge", "--db", str(store.db), "--key", "bridge:b", "--yes")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "purged 1 dead letter\n"
+    assert ids_with(store.db, status=Status.ARCHIVED) == [store.id("old_arch")]
+
+
+def test_purge_refuses_ids_mixed_with_filters(store: Fixture) -> None:
+    """IDs and filters together are a usage error; nothing is purged."""
+    result = invoke("purge", store.id("crash"), "--db", str(store.db), "--key", "worker", "--yes")
+    assert result.exit_code == 2
+    assert "give either IDs or filters to purge, not both" in result.stderr
+    assert len(ids_with(store.db)) == 7
+
+
+def test_purge_of_an_unknown_id_is_an_error(store: Fixture) -> None:
+    """An id that is not stored is reported, as archive reports it; nothing is purged."""
+    missing = "01HZX3QK7M2D6W0B8E4R5T9Y1C"
+    result = invoke("purge", missing, store.id("crash"), "--db", str(store.db), "--yes")
+    assert result.exit_code == 1
+    assert missing in result.stderr
+    assert len(ids_with(store.db)) == 7
+
+
+def test_archive_json_reports_the_counts(store: Fixture) -> None:
+    """archive --json prints what it archived, matched and skipped."""
+    doc = run_json("archive", "--db", str(store.db), "--source", "outbound", "--yes")
+    assert doc == {"archived": 3, "matched": 3, "skipped": 0}
+
+
+def test_declining_says_nothing_changed_once(store: Fixture) -> None:
+    """A no at the prompt prints one message after the question, not click's 'Aborted!' too."""
+    result = invoke("purge", "--db", str(store.db), input="n\n")
+    assert result.exit_code == 1
+    question = "Purge 2 dead letters? This cannot be undone. [y/N]: "
+    assert result.stderr == f"{question}n\nnothing changed\n"  # (the runner echoes the n)
+
+
+def test_db_comes_from_otpy_db(store: Fixture) -> None:
+    """Without --db the store is the one OTPY_DB names; --help says so."""
+    result = CliRunner().invoke(
+        main, ["dlq", "stats", "--json"], obj=SETTINGS, env={"OTPY_DB": str(store.db)}
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["total"] == 7
+    helped = CliRunner().invoke(main, ["dlq", "list", "--help"])
+    assert "[env var: OTPY_DB; required]" in " ".join(helped.stdout.split())
+
+
+@pytest.mark.parametrize(
+    "command", ["list", "get", "replay", "archive", "purge", "stats", "resolve"]
+)
+def test_every_dlq_command_takes_json_and_otpy_db(command: str) -> None:
+    """--json and the OTPY_DB variable work the same on every dlq command."""
+    helped = CliRunner().invoke(main, ["dlq", command, "--help"])
+    assert helped.exit_code == 0
+    text = " ".join(helped.stdout.split())
+    assert "--json Print one JSON document to stdout." in text
+    assert "[env var: OTPY_DB; required]" in text
+
+
 # -- stats --------------------------------------------------------------------------
 
 
@@ -847,6 +923,14 @@ def test_resolve_settles_an_in_doubt_record(
     assert result.exit_code == 0, result.output
     assert message in result.stdout
     assert load(store.db, doubtful.id).replay.status is status
+
+
+def test_resolve_json_prints_the_settled_record(store: Fixture) -> None:
+    """resolve --json prints the record as it now is."""
+    doubtful = in_doubt(store.db)
+    doc = run_json("resolve", doubtful.id, "--db", str(store.db), "--succeeded")
+    assert doc["id"] == doubtful.id
+    assert doc["replay"]["status"] == "succeeded"
 
 
 def test_resolve_refuses_a_record_that_is_not_in_doubt(store: Fixture) -> None:

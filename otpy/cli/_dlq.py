@@ -1,8 +1,9 @@
 """``otpy dlq ...``: list, inspect, replay, archive and purge the dead letters in a store file.
 
-Every command takes ``--db PATH``, a store the node wrote; none of them creates one,
-so a mistyped path is an error rather than a new empty store. People get rich
-tables; scripts pass ``--json`` and read one JSON document from stdout, while
+Every command takes ``--db PATH`` (or ``OTPY_DB``), a store the node wrote; none of
+them creates one, so a mistyped path is an error rather than a new empty store, and
+those that only read open it read-only. People get rich tables; scripts pass
+``--json`` (every command takes it) and read one JSON document from stdout, while
 prompts and progress bars go to stderr. Typed otpy errors (a locked store, a file
 that is not a store, an unknown id...) print their message and exit 1, usage errors
 exit 2.
@@ -33,6 +34,7 @@ from otpy.deadletter import DeadLetterFilter, ReplayOutcome, ReplayStatus, Sourc
 from ._dlq_render import (
     NO_OUTCOME,
     ReplayLine,
+    iso_time,
     record_json,
     render_page,
     render_record,
@@ -50,10 +52,11 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.progress import Progress
 
-    from otpy.deadletter import DeadLetterStore
+    from otpy.deadletter import DeadLetter, DeadLetterStore
     from otpy.deadletter._replay import ReplayHandler
 
 __all__ = [
+    "Declined",
     "DlqSettings",
     "HandlersError",
     "StoreOpener",
@@ -68,6 +71,9 @@ F = TypeVar("F", bound="Callable[..., Any]")
 EXIT_OK = 0
 EXIT_FAILED = 1
 """A typed otpy error, a refused confirmation, or a replay that did not end replayed."""
+
+DB_ENVVAR = "OTPY_DB"
+"""The environment variable ``--db`` is read from when it is not given."""
 
 MAX_LIMIT = 10_000
 """The largest page ``otpy dlq list --limit`` asks for."""
@@ -322,11 +328,23 @@ def _plural(count: int, word: str = "dead letter") -> str:
     return f"{count} {word}{'s' if count != 1 else ''}"
 
 
+class Declined(click.ClickException):
+    """The confirmation was answered no: exit 1, saying only that nothing changed."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self) -> None:
+        super().__init__("nothing changed")
+
+    def show(self, file: Any = None) -> None:
+        """Print ``nothing changed`` to stderr (click would add ``Error:``)."""
+        click.echo(self.message, err=True)
+
+
 def _confirm(question: str) -> None:
-    """Ask on stderr; a refusal aborts (exit 1) with nothing changed."""
+    """Ask on stderr; a refusal exits 1 with nothing changed, saying so once."""
     if not click.confirm(question, default=False, err=True):
-        click.echo("nothing changed", err=True)
-        raise click.Abort()
+        raise Declined()
 
 
 # -- options ------------------------------------------------------------------------
@@ -373,6 +391,8 @@ def _db_option(fn: F) -> F:
         type=click.Path(path_type=Path),
         callback=_check_db,
         metavar="PATH",
+        envvar=DB_ENVVAR,
+        show_envvar=True,
         help="The dead-letter store file.",
     )(fn)
 
@@ -437,6 +457,12 @@ def _status_value(status: str) -> Status | None:
 def _make_filter(
     *, status: Status | None, ids: tuple[str, ...] | None = None, **filters: Any
 ) -> DeadLetterFilter:
+    since, until = filters.get("since"), filters.get("until")
+    if since is not None and until is not None and until < since:
+        raise click.UsageError(
+            f"--until ({iso_time(until)}) is before --since ({iso_time(since)}), so nothing "
+            "can match; swap them"
+        )
     try:
         where = DeadLetterFilter(status=status, **filters)
     except ValueError as exc:
@@ -461,7 +487,7 @@ def _selection(
     ids: tuple[str, ...], all_matching: bool, filters: dict[str, Any], verb: str
 ) -> bool:
     """Check IDs and filters are not mixed; return whether this is a bulk operation."""
-    narrowed = any(filters[name] is not None for name in _FILTERS)
+    narrowed = _narrowed(filters)
     if ids and (narrowed or all_matching):
         raise click.UsageError(f"give either IDs or filters (--all-matching) to {verb}, not both")
     if not ids and not (narrowed or all_matching):
@@ -469,6 +495,10 @@ def _selection(
             f"say what to {verb}: IDs, filters, or --all-matching for every active record"
         )
     return not ids
+
+
+def _narrowed(filters: Mapping[str, Any]) -> bool:
+    return any(filters[name] is not None for name in _FILTERS)
 
 
 async def _require_ids(store: DeadLetterStore, ids: tuple[str, ...]) -> None:
@@ -496,8 +526,9 @@ def dlq() -> None:
         otpy dlq replay --all-matching --source outbound --db var/dead.db \\
             --handlers myapp.replay:handlers
 
-    Times are printed in UTC. Exits 0 on success, 1 on an error (the message says
-    what to do), 2 on bad arguments.
+    --db may come from OTPY_DB instead; every command takes --json. Times are
+    printed in UTC. Exits 0 on success, 1 on an error (the message says what to
+    do), 2 on bad arguments.
     """
 
 
@@ -537,6 +568,11 @@ def list_(
 
     The page ends with the cursor of the next one, when there is one.
     """
+    if payload and not as_json:
+        raise click.UsageError(
+            "--payload needs --json: a listing shows no payloads; "
+            "'otpy dlq get ID --payload' shows one"
+        )
     settings = _settings(ctx)
     where = _make_filter(status=_status_value(status), **filters)
 
@@ -683,6 +719,7 @@ def replay(
 )
 @_filter_options
 @_yes_option
+@_json_option
 @click.pass_context
 def archive(
     ctx: click.Context,
@@ -691,6 +728,7 @@ def archive(
     db: Path,
     all_matching: bool,
     yes: bool,
+    as_json: bool,
     **filters: Any,
 ) -> None:
     """Archive active dead letters: kept for the record, never replayed.
@@ -722,18 +760,20 @@ def archive(
             return done, total
 
     done, total = _run(main)
-    _say(_done_message("archived", done, total))
+    _report("archived", done, total, as_json=as_json)
 
 
 @dlq.command()
+@click.argument("ids", nargs=-1, metavar="[ID]...", callback=_check_ids)
 @_db_option
 @click.option(
     "--status",
     type=click.Choice(["active", "archived", "all"]),
     default=None,
-    help="Records with this status: archived by default, all with --id. "
+    help="Records with this status: archived by default. "
     "Active records are only purged when asked for, and always after confirmation.",
 )
+@_filter_options
 @click.option(
     "--older-than",
     type=TIME,
@@ -742,34 +782,48 @@ def archive(
 )
 @click.option(
     "--id",
-    "ids",
+    "more_ids",
     multiple=True,
     metavar="ID",
     callback=_check_ids,
-    help="Only this record (repeatable): a corrupt one, say.",
+    help="Also this record (repeatable), like an ID argument.",
 )
 @_yes_option
+@_json_option
 @click.pass_context
 def purge(
     ctx: click.Context,
+    /,
+    ids: tuple[str, ...],
     db: Path,
     status: str | None,
     older_than: float | None,
-    ids: tuple[str, ...],
+    more_ids: tuple[str, ...],
     yes: bool,
+    as_json: bool,
+    **filters: Any,
 ) -> None:
     """Delete dead letters for good, with their payloads.
 
-    Purges archived records unless --status says otherwise (with --id, records of
-    any status). Asks for confirmation with the count unless --yes. Records a
-    replay is running for are skipped.
+    Give IDs (any status: a corrupt record, say), or filters: the list filters,
+    --older-than and --status (archived records unless it says otherwise). Asks
+    for confirmation with the count unless --yes. Records a replay is running for
+    are skipped.
     """
     settings = _settings(ctx)
+    ids = tuple(dict.fromkeys(ids + more_ids))
+    if ids and (status is not None or older_than is not None or _narrowed(filters)):
+        raise click.UsageError("give either IDs or filters to purge, not both")
+    if older_than is not None:
+        until = filters["until"]
+        filters["until"] = older_than if until is None else min(until, older_than)
     chosen = status or ("all" if ids else "archived")
-    where = _make_filter(status=_status_value(chosen), ids=ids or None, until=older_than)
+    where = _make_filter(status=_status_value(chosen), ids=ids or None, **filters)
 
     async def main() -> tuple[int, int]:
         async with settings.open_store(str(db)) as store:
+            if ids:
+                await _require_ids(store, ids)
             target = where if ids else _snapshot(where, settings.clock())
             total = await store.count(target)
             if total == 0:
@@ -790,7 +844,14 @@ def purge(
             return done, total
 
     done, total = _run(main)
-    _say(_done_message("purged", done, total))
+    _report("purged", done, total, as_json=as_json)
+
+
+def _report(verb: str, done: int, total: int, *, as_json: bool) -> None:
+    if as_json:
+        _print_json({verb: done, "matched": total, "skipped": total - done})
+    else:
+        _say(_done_message(verb, done, total))
 
 
 def _done_message(verb: str, done: int, total: int) -> str:
@@ -834,8 +895,11 @@ def stats(ctx: click.Context, db: Path, as_json: bool) -> None:
     default=None,
     help="What you found at the destination: the side effect happened, or it did not.",
 )
+@_json_option
 @click.pass_context
-def resolve(ctx: click.Context, record_id: str, db: Path, succeeded: bool | None) -> None:
+def resolve(
+    ctx: click.Context, record_id: str, db: Path, succeeded: bool | None, as_json: bool
+) -> None:
     """Settle an in-doubt replay by hand, after checking the destination.
 
     --succeeded marks it replayed (it is never sent again without --force);
@@ -848,16 +912,18 @@ def resolve(ctx: click.Context, record_id: str, db: Path, succeeded: bool | None
         )
     settings = _settings(ctx)
 
-    async def main() -> None:
+    async def main() -> DeadLetter:
         async with settings.open_store(str(db)) as store:
             try:
-                await store.resolve(record_id, succeeded=succeeded)
+                return await store.resolve(record_id, succeeded=succeeded)
             except ValueError:  # not in doubt: say what it is
                 record = await store.get(record_id)
                 raise click.ClickException(_not_in_doubt(record_id, record.replay.status)) from None
 
-    _run(main)
-    if succeeded:
+    resolved = _run(main)
+    if as_json:
+        _print_json(record_json(resolved, payload=False))
+    elif succeeded:
         _say(f"dead letter {record_id} resolved as succeeded; it will not be replayed again")
     else:
         _say(f"dead letter {record_id} resolved as failed; 'otpy dlq replay' can send it again")
