@@ -546,6 +546,22 @@ def test_a_directory_is_not_a_store(tmp_path: Path) -> None:
     assert "is a directory" in result.stderr
 
 
+def test_reading_an_older_store_says_how_to_migrate_it(
+    store: Fixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """list on a store of an older schema exits 1, leaves it as it was and names what migrates it."""
+    from otpy.deadletter import _sqlite
+
+    v3 = ("ALTER TABLE dead_letters ADD COLUMN note TEXT",)
+    monkeypatch.setattr(_sqlite, "MIGRATIONS", (*_sqlite.MIGRATIONS, v3))
+    before = directory_state(store.db.parent)
+    result = invoke("list", "--db", str(store.db))
+    assert result.exit_code == 1
+    assert "schema version 2 is older than this otpy's (3)" in result.stderr
+    assert "run a command that writes ('otpy dlq archive', 'otpy dlq purge')" in result.stderr
+    assert directory_state(store.db.parent) == before
+
+
 def test_a_text_file_is_not_an_otpy_store(tmp_path: Path) -> None:
     """A file that is not an otpy store exits 1 with NotAnOtpyStore's message and is left as it was."""
     db = tmp_path / "notes.txt"
