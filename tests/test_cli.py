@@ -415,6 +415,24 @@ def test_log_format_json_reports_a_bad_target_as_json(project: Path) -> None:
     assert error["exit_code"] == 2
 
 
+def test_log_format_json_reports_an_unexpected_failure_as_json(
+    telemetry: FakeTelemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Even a bug in the command ends as one JSON line with its traceback, and exit 1."""
+
+    async def broken(*args: object, **kwargs: object) -> int:
+        raise RuntimeError("the node broke")
+
+    monkeypatch.setattr("otpy.cli._run.run_node", broken)
+    result = invoke("run", "trees:quick", "--log-format", "json")
+    assert result.exit_code == 1
+    [entry] = [json.loads(line) for line in result.stderr.splitlines()]
+    assert entry["level"] == "critical"
+    assert entry["message"] == "otpy run failed: RuntimeError: the node broke"
+    assert "Traceback" in entry["exception"]["traceback"]
+    assert telemetry.shutdowns == [3.0]
+
+
 def test_json_lines_carry_the_exception_and_the_current_trace() -> None:
     """A record logged inside a span names its trace; an exception keeps type and traceback."""
     from opentelemetry import trace as otel_trace

@@ -70,11 +70,23 @@ def say(message: str, *, level: int = logging.INFO) -> None:
     """
     stream = sys.stderr
     if _json_status.get():
-        record = logger.makeRecord(logger.name, level, __file__, 0, message, (), None)
-        stream.write(JsonFormatter().format(record) + "\n")
+        stream.write(_json_line(level, message) + "\n")
     else:
         stream.write(f"otpy: {message}\n")
     stream.flush()
+
+
+def _json_line(
+    level: int, message: str, *, exc: BaseException | None = None, **fields: object
+) -> str:
+    """One JSON log line from logger ``otpy.cli``, written whatever the log level."""
+    exc_info = None if exc is None else (type(exc), exc, exc.__traceback__)
+    record = logger.makeRecord(logger.name, level, __file__, 0, message, (), exc_info)
+    if not fields:
+        return JsonFormatter().format(record)
+    entry = json.loads(JsonFormatter().format(record))
+    entry.update(fields)
+    return json.dumps(entry, default=str, ensure_ascii=False)
 
 
 # -- loading the tree --------------------------------------------------------------------
@@ -442,11 +454,8 @@ class _JsonUsageError(click.ClickException):
 
     def show(self, file: Any = None) -> None:
         """Write the error to stderr as a JSON log line (``otpy.cli``, level error)."""
-        record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, "%s", (), None)
-        record.msg = f"Error: {self.message}"
-        entry = json.loads(JsonFormatter().format(record))
-        entry["exit_code"] = self.exit_code
-        click.echo(json.dumps(entry, ensure_ascii=False), err=True)
+        line = _json_line(logging.ERROR, f"Error: {self.message}", exit_code=self.exit_code)
+        click.echo(line, err=True)
 
 
 def _wants_json(args: list[str]) -> bool:
@@ -483,6 +492,16 @@ class _RunCommand(click.Command):
             if ctx.params.get("log_format") == "json" and not isinstance(exc, _JsonUsageError):
                 raise _JsonUsageError(exc) from None
             raise
+        except click.exceptions.Exit:  # ctx.exit(code): the command's own exit status
+            raise
+        except Exception as exc:  # a bug: its traceback as JSON too, for the log collector
+            if ctx.params.get("log_format") != "json":
+                raise
+            click.echo(
+                _json_line(logging.CRITICAL, f"otpy run failed: {describe(exc)}", exc=exc),
+                err=True,
+            )
+            ctx.exit(EXIT_FAILED)
 
 
 def _backend_options() -> dict[str, Any]:
