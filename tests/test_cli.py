@@ -191,6 +191,15 @@ def test_an_import_error_names_the_file_and_line_it_was_raised_at(project: Path)
     assert "Traceback" not in result.stderr
 
 
+def test_an_error_raised_in_the_standard_library_names_the_projects_line(project: Path) -> None:
+    """An error raised inside the standard library (json) names the project's line, not json's."""
+    write(project, "conf", "import json\n\nroot = json.loads('{not json')\n")
+    result = invoke("run", "conf:root")
+    assert result.exit_code == 2
+    assert "JSONDecodeError: Expecting property name enclosed in double quotes" in result.stderr
+    assert "(at conf.py, line 3)" in result.stderr
+
+
 def test_log_level_debug_shows_the_whole_traceback(project: Path) -> None:
     """With --log-level debug a target that fails to load prints its full traceback."""
     write(project, "deep", "import settings\nroot = settings.build()\n")

@@ -6,6 +6,7 @@ import importlib
 import inspect
 import os
 import sys
+import sysconfig
 import types
 import typing
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import otpy
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from types import ModuleType
 
 __all__ = ["TargetError", "check_factory", "describe", "raised_at", "resolve_target"]
@@ -94,7 +95,9 @@ def _import_failed(module_name: str, exc: BaseException) -> str:
 def raised_at(exc: BaseException) -> str:
     """``" (at path/to/file.py, line 12)"``: where *exc* was raised, or ``""`` if unknown.
 
-    The innermost frame that is a real file (not importlib's frozen ones); for a
+    The innermost frame of the project's code: not the standard library's (a
+    ``KeyError`` from ``os.environ[...]`` names the line that read it), nor otpy's,
+    nor importlib's frozen ones; failing that, the innermost real file. For a
     :exc:`SyntaxError`, the line it points at. Paths under the working directory are
     shown relative to it.
     """
@@ -103,16 +106,43 @@ def raised_at(exc: BaseException) -> str:
     if isinstance(exc, SyntaxError) and exc.filename:
         filename, line = exc.filename, exc.lineno
     else:
-        tb = exc.__traceback__
-        while tb is not None:
-            name = tb.tb_frame.f_code.co_filename
-            if not name.startswith("<"):
-                filename, line = name, tb.tb_lineno
-            tb = tb.tb_next
+        frames = [
+            (tb.tb_frame.f_code.co_filename, tb.tb_lineno)
+            for tb in _walk(exc.__traceback__)
+            if not tb.tb_frame.f_code.co_filename.startswith("<")
+        ]
+        ours = [frame for frame in frames if not _library(frame[0])]
+        if ours or frames:
+            filename, line = (ours or frames)[-1]
     if filename is None:
         return ""
     shown = os.path.relpath(filename) if filename.startswith(os.getcwd() + os.sep) else filename
     return f" (at {shown}, line {line})" if line else f" (in {shown})"
+
+
+def _walk(tb: types.TracebackType | None) -> Iterator[types.TracebackType]:
+    while tb is not None:
+        yield tb
+        tb = tb.tb_next
+
+
+_STDLIB = tuple(
+    os.path.join(os.path.realpath(sysconfig.get_paths()[name]), "")
+    for name in ("stdlib", "platstdlib")
+)
+_SITE = tuple(
+    os.path.join(os.path.realpath(sysconfig.get_paths()[name]), "")
+    for name in ("purelib", "platlib")
+)
+_OTPY = os.path.join(os.path.dirname(os.path.realpath(otpy.__file__)), "")
+
+
+def _library(filename: str) -> bool:
+    """Whether *filename* is the standard library's or otpy's own (not the project's)."""
+    path = os.path.realpath(filename)
+    if path.startswith(_OTPY):
+        return True
+    return path.startswith(_STDLIB) and not path.startswith(_SITE)
 
 
 _UNKNOWN = object()
