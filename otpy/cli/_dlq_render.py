@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HEX_PREVIEW",
     "MAX_DETAILS",
+    "MIN_REASON",
     "NO_OUTCOME",
     "ReplayLine",
     "epoch_or_none",
@@ -330,6 +331,7 @@ class _Listing:
     def __rich_console__(
         self, console: Console, options: ConsoleOptions
     ) -> Iterator[RenderableType]:
+        """Render as a table if every key fits whole beside a reason column, else as blocks."""
         fixed = self._table(key=False)
         width = Measurement.get(console, options, fixed).maximum
         key_width = max(cell_len(printable(r.key)) for r in self.records)
