@@ -17,6 +17,7 @@ import otpy
 from otpy.cli import TargetError, load_target, main
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 
@@ -156,7 +157,7 @@ def test_missing_attribute_exits_2_and_lists_the_specs() -> None:
         ("trees:needs_arguments", "trees:needs_arguments is a callable that needs arguments"),
         ("trees:build_async", "trees:build_async is an async function"),
         ("trees:build_broken", "calling trees:build_broken() to build the tree failed: KeyError"),
-        ("trees:Idle", "trees:Idle() returned"),
+        ("trees:Idle", "trees:Idle is the class Idle, not a supervisor spec; otpy does not"),
     ],
 )
 def test_wrong_attribute_exits_2(target: str, message: str) -> None:
@@ -164,6 +165,133 @@ def test_wrong_attribute_exits_2(target: str, message: str) -> None:
     result = invoke("run", target)
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty project directory, the working directory, whose modules are forgotten after."""
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+    for name, module in list(sys.modules.items()):
+        if str(getattr(module, "__file__", None) or "").startswith(str(tmp_path)):
+            del sys.modules[name]
+
+
+def write(directory: Path, name: str, source: str) -> None:
+    """Write module *name* into *directory*."""
+    (directory / f"{name}.py").write_text(textwrap.dedent(source))
+
+
+def test_an_import_error_names_the_file_and_line_it_was_raised_at(project: Path) -> None:
+    """An error raised in a module the target imports says where, not only what."""
+    write(project, "deep", "import settings\nroot = settings.build()\n")
+    write(project, "settings", "CONFIG = {}\n\n\ndef build():\n    return CONFIG['missing']\n")
+    result = invoke("run", "deep:root")
+    assert result.exit_code == 2
+    assert (
+        "importing module 'deep' failed: KeyError: 'missing' (at settings.py, line 5); "
+        "fix the error in it (--log-level debug shows the traceback)"
+    ) in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr
+
+
+def test_an_error_raised_in_the_standard_library_names_the_projects_line(project: Path) -> None:
+    """An error raised inside the standard library (json) names the project's line, not json's."""
+    write(project, "conf", "import json\n\nroot = json.loads('{not json')\n")
+    result = invoke("run", "conf:root")
+    assert result.exit_code == 2
+    assert "JSONDecodeError: Expecting property name enclosed in double quotes" in result.stderr
+    assert "(at conf.py, line 3)" in result.stderr
+
+
+def test_log_level_debug_shows_the_whole_traceback(project: Path) -> None:
+    """With --log-level debug a target that fails to load prints its full traceback."""
+    write(project, "deep", "import settings\nroot = settings.build()\n")
+    write(project, "settings", "CONFIG = {}\n\n\ndef build():\n    return CONFIG['missing']\n")
+    result = invoke("run", "deep:root", "--log-level", "debug")
+    assert result.exit_code == 2
+    assert "Traceback (most recent call last):" in result.stderr
+    assert f'File "{project / "deep.py"}", line 2, in <module>' in result.stderr
+    assert f'File "{project / "settings.py"}", line 5, in build' in result.stderr
+    assert "(--log-level debug shows the traceback)" not in result.stderr
+
+
+def test_a_failing_factory_names_the_file_and_line(project: Path) -> None:
+    """A factory that raises is reported with where it raised."""
+    write(project, "factory", "def build():\n    raise KeyError('settings')\n")
+    result = invoke("run", "factory:build")
+    assert result.exit_code == 2
+    assert "calling factory:build() to build the tree failed: KeyError: 'settings' " in (
+        " ".join(result.stderr.split())
+    )
+    assert "(at factory.py, line 2)" in result.stderr
+
+
+SIDE_EFFECTS = """
+    from pathlib import Path
+
+    import otpy
+
+
+    def main() -> None:
+        Path("main-ran").touch()
+
+
+    def forever():
+        Path("generator-ran").touch()
+        yield
+
+
+    class App:
+        def __init__(self) -> None:
+            Path("app-ran").touch()
+"""
+
+
+@pytest.mark.parametrize(
+    ("attr", "message"),
+    [
+        ("main", "app:main is annotated to return None, not a supervisor spec, so otpy does not"),
+        ("App", "app:App is the class App, not a supervisor spec; otpy does not instantiate it"),
+        ("forever", "app:forever is a generator function"),
+    ],
+)
+def test_a_target_is_never_called_to_find_out_what_it_is(
+    project: Path, attr: str, message: str
+) -> None:
+    """A program's main, a class or a generator is refused without running any of its code."""
+    write(project, "app", SIDE_EFFECTS)
+    result = invoke("run", f"app:{attr}")
+    assert result.exit_code == 2
+    assert message in " ".join(result.stderr.split())
+    assert sorted(p.name for p in project.iterdir() if not p.name.endswith(".py")) in (
+        [],
+        ["__pycache__"],
+    )
+
+
+def test_a_factory_is_called_once_when_the_node_runs(
+    project: Path, telemetry: FakeTelemetry
+) -> None:
+    """A factory (annotated or not, or as a union with None) is called exactly once by run."""
+    write(
+        project,
+        "built",
+        """
+        import otpy
+        import trees
+
+        calls = []
+
+
+        def build() -> otpy.SupervisorSpec | None:
+            calls.append("build")
+            return trees.finishes
+        """,
+    )
+    result = invoke("run", "built:build")
+    assert result.exit_code == 0, result.output
+    assert sys.modules["built"].calls == ["build"]
 
 
 def test_load_target_raises_target_error() -> None:
@@ -272,7 +400,7 @@ def test_s15_log_format_json_writes_structured_reports(telemetry: FakeTelemetry)
     """S15: --log-format json gives one JSON object per line, with the supervisor's report."""
     result = invoke("run", "trees:fails_to_start", "--log-format", "json")
     assert result.exit_code == 1
-    entries = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    entries = [json.loads(line) for line in result.stderr.splitlines()]
     [start_error] = [e for e in entries if e.get("report", {}).get("context") == "start_error"]
     assert start_error["level"] == "error"
     assert start_error["logger"] == "otpy.supervisor"
@@ -280,6 +408,42 @@ def test_s15_log_format_json_writes_structured_reports(telemetry: FakeTelemetry)
     assert start_error["report"]["offender"]["id"] == "db"
     assert "the database is not there" in start_error["report"]["reason"]
     assert start_error["time"].endswith("+00:00")
+    [failed] = [e for e in entries if e["logger"] == "otpy.cli"]
+    assert failed["level"] == "error"
+    assert failed["message"].startswith("trees:fails_to_start failed to start: supervisor")
+
+
+def test_log_format_json_reports_a_bad_target_as_json(project: Path) -> None:
+    """A target that cannot be loaded is one JSON error line, its traceback in a debug one."""
+    write(project, "broken", "raise KeyError('missing')\n")
+    result = invoke("run", "broken:root", "--log-format", "json", "--log-level", "debug")
+    assert result.exit_code == 2
+    debug, error = (json.loads(line) for line in result.stderr.splitlines())
+    assert debug["message"] == "loading broken:root failed"
+    assert "Traceback" in debug["exception"]["traceback"]
+    assert error["message"] == (
+        "Error: Invalid value for MODULE:ATTR: importing module 'broken' failed: "
+        "KeyError: 'missing' (at broken.py, line 1); fix the error in it"
+    )
+    assert error["exit_code"] == 2
+
+
+def test_log_format_json_reports_an_unexpected_failure_as_json(
+    telemetry: FakeTelemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Even a bug in the command ends as one JSON line with its traceback, and exit 1."""
+
+    async def broken(*args: object, **kwargs: object) -> int:
+        raise RuntimeError("the node broke")
+
+    monkeypatch.setattr("otpy.cli._run.run_node", broken)
+    result = invoke("run", "trees:quick", "--log-format", "json")
+    assert result.exit_code == 1
+    [entry] = [json.loads(line) for line in result.stderr.splitlines()]
+    assert entry["level"] == "critical"
+    assert entry["message"] == "otpy run failed: RuntimeError: the node broke"
+    assert "Traceback" in entry["exception"]["traceback"]
+    assert telemetry.shutdowns == [3.0]
 
 
 def test_json_lines_carry_the_exception_and_the_current_trace() -> None:

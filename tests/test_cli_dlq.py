@@ -238,6 +238,51 @@ def test_list_shows_active_records_newest_first(store: Fixture) -> None:
     assert "KeyError: timed out after 5s" in crash_row
 
 
+def assert_whole_ids_and_keys(output: str, records: list[DeadLetter]) -> None:
+    """Every record's id and key appears whole in *output*, and its reason class."""
+    words = output.split()
+    for r in records:
+        assert r.id in words
+        assert r.key in words
+        assert r.reason_class + ":" in words
+
+
+@pytest.mark.parametrize("columns", ["80", "40"])
+def test_a_narrow_terminal_keeps_ids_and_keys_whole(
+    store: Fixture, monkeypatch: pytest.MonkeyPatch, columns: str
+) -> None:
+    """At 80 or 40 columns each record is a block: its id and key whole, its reason wrapped."""
+    monkeypatch.setenv("COLUMNS", columns)
+    result = invoke("list", "--db", str(store.db))
+    assert result.exit_code == 0, result.output
+    active = [store.r[n] for n in ("crash", "auth", "binary", "connect_b", "connect_a")]
+    assert_whole_ids_and_keys(result.stdout, active)
+    assert all(len(line) <= int(columns) for line in result.stdout.splitlines())
+    lines = result.stdout.splitlines()
+    assert [line for line in lines if not line.startswith(" ")][:-1] == [r.id for r in active]
+    assert "timed out after 5s" in " ".join(result.stdout.split())
+
+
+def test_piped_output_keeps_ids_and_keys_whole(
+    store: Fixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Piped, with no COLUMNS to say how wide, the listing still has every id and key whole."""
+    monkeypatch.delenv("COLUMNS")
+    result = invoke("list", "--db", str(store.db), "--status", "all")
+    assert result.exit_code == 0, result.output
+    assert_whole_ids_and_keys(result.stdout, list(store.r.values()))
+
+
+def test_a_key_too_long_for_the_table_is_printed_whole(store: Fixture) -> None:
+    """A key that would not fit a table row whole turns the listing into blocks, not an ellipsis."""
+    long = record("https://hooks.example.com/customers/7/orders/webhook-endpoint", 1.0)
+    add(store.db, long)
+    result = invoke("list", "--db", str(store.db), "--since", "1h")
+    assert result.exit_code == 0, result.output
+    assert_whole_ids_and_keys(result.stdout, [long, store.r["crash"], store.r["auth"]])
+    assert "…" not in result.stdout
+
+
 def test_list_escapes_control_characters_and_keeps_redaction(
     store: Fixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -380,7 +425,11 @@ def test_list_says_so_when_nothing_matches(store: Fixture) -> None:
     ("args", "message"),
     [
         (["--since", "yesterday"], "'yesterday' is not a time"),
-        (["--since", "1h", "--until", "2h"], "until (1749992800.0) is before since"),
+        (
+            ["--since", "1h", "--until", "2h"],
+            "--until (2025-06-15T13:06:40.000Z) is before --since (2025-06-15T14:06:40.000Z)",
+        ),
+        (["--payload"], "--payload needs --json: a listing shows no payloads"),
         (["--limit", "0"], "0 is not in the range"),
         (["--cursor", "nope"], "'nope' is not a cursor"),
         (["--source", "email"], "'email' is not one of"),
@@ -550,6 +599,22 @@ def test_a_directory_is_not_a_store(tmp_path: Path) -> None:
     assert "is a directory" in result.stderr
 
 
+def test_reading_an_older_store_says_how_to_migrate_it(
+    store: Fixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """list on a store of an older schema exits 1, leaves it as it was and names what migrates it."""
+    from otpy.deadletter import _sqlite
+
+    v3 = ("ALTER TABLE dead_letters ADD COLUMN note TEXT",)
+    monkeypatch.setattr(_sqlite, "MIGRATIONS", (*_sqlite.MIGRATIONS, v3))
+    before = directory_state(store.db.parent)
+    result = invoke("list", "--db", str(store.db))
+    assert result.exit_code == 1
+    assert "schema version 2 is older than this otpy's (3)" in result.stderr
+    assert "run a command that writes ('otpy dlq archive', 'otpy dlq purge')" in result.stderr
+    assert directory_state(store.db.parent) == before
+
+
 def test_a_text_file_is_not_an_otpy_store(tmp_path: Path) -> None:
     """A file that is not an otpy store exits 1 with NotAnOtpyStore's message and is left as it was."""
     db = tmp_path / "notes.txt"
@@ -560,6 +625,54 @@ def test_a_text_file_is_not_an_otpy_store(tmp_path: Path) -> None:
     assert result.stderr.startswith(f"Error: dead-letter store {db}: not an otpy dead-letter store")
     assert "Traceback" not in result.output
     assert db.read_bytes() == before
+
+
+def directory_state(directory: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file in *directory* with its bytes and mtime, and the directory's mtime."""
+    files = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in directory.iterdir()}
+    files["."] = (b"", directory.stat().st_mtime_ns)
+    return files
+
+
+READING = [["list"], ["stats"], ["get", "01HZX3QK7M2D6W0B8E4R5T9Y1C"]]
+
+
+@pytest.mark.parametrize("command", READING)
+def test_reading_commands_leave_an_empty_file_empty(tmp_path: Path, command: list[str]) -> None:
+    """list, get and stats on a zero-byte file say it is not a store and write nothing to it."""
+    db = tmp_path / "empty.db"
+    db.touch()
+    before = directory_state(tmp_path)
+    result = invoke(*command, "--db", str(db))
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: dead-letter store {db}: not an otpy dead-letter store (the file is empty); "
+        "check --db, or move the file away and let otpy create a new one\n"
+    )
+    assert directory_state(tmp_path) == before
+    assert db.stat().st_size == 0
+
+
+@pytest.mark.parametrize("command", READING)
+def test_reading_commands_read_a_read_only_store_in_a_read_only_directory(
+    store: Fixture, command: list[str]
+) -> None:
+    """A store chmod 0444 in a 0555 directory is read; no byte, mtime or side file changes."""
+    directory = store.db.parent
+    args = [*command, "--db", str(store.db)]
+    if command[0] == "get":
+        args[1] = store.id("crash")
+    store.db.chmod(0o444)
+    directory.chmod(0o555)
+    try:
+        before = directory_state(directory)
+        result = invoke(*args)
+        assert result.exit_code == 0, result.output
+        assert directory_state(directory) == before
+    finally:
+        directory.chmod(0o755)
+        store.db.chmod(0o644)
+    assert not [p for p in directory.iterdir() if p.name != store.db.name]
 
 
 # -- archive ------------------------------------------------------------------------
@@ -705,6 +818,78 @@ def test_purge_by_id_removes_that_record_whatever_its_status(store: Fixture) -> 
     assert result.stdout == "purged 1 dead letter\n"
     assert store.id("crash") not in ids_with(store.db)
     assert len(ids_with(store.db)) == 6
+
+
+def test_purge_takes_ids_as_arguments(store: Fixture) -> None:
+    """purge ID... removes those records, of any status, as get and archive take ids."""
+    result = invoke(
+        "purge", store.id("crash"), store.id("arch"), "--db", str(store.db), "--yes", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"purged": 2, "matched": 2, "skipped": 0}
+    assert {store.id("crash"), store.id("arch")}.isdisjoint(ids_with(store.db))
+
+
+def test_purge_takes_the_list_filters(store: Fixture) -> None:
+    """purge --key (and the other list filters) narrows what is purged, archived by default."""
+    result = invoke("purge", "--db", str(store.db), "--key", "bridge:b", "--yes")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "purged 1 dead letter\n"
+    assert ids_with(store.db, status=Status.ARCHIVED) == [store.id("old_arch")]
+
+
+def test_purge_refuses_ids_mixed_with_filters(store: Fixture) -> None:
+    """IDs and filters together are a usage error; nothing is purged."""
+    result = invoke("purge", store.id("crash"), "--db", str(store.db), "--key", "worker", "--yes")
+    assert result.exit_code == 2
+    assert "give either IDs or filters to purge, not both" in result.stderr
+    assert len(ids_with(store.db)) == 7
+
+
+def test_purge_of_an_unknown_id_is_an_error(store: Fixture) -> None:
+    """An id that is not stored is reported, as archive reports it; nothing is purged."""
+    missing = "01HZX3QK7M2D6W0B8E4R5T9Y1C"
+    result = invoke("purge", missing, store.id("crash"), "--db", str(store.db), "--yes")
+    assert result.exit_code == 1
+    assert missing in result.stderr
+    assert len(ids_with(store.db)) == 7
+
+
+def test_archive_json_reports_the_counts(store: Fixture) -> None:
+    """archive --json prints what it archived, matched and skipped."""
+    doc = run_json("archive", "--db", str(store.db), "--source", "outbound", "--yes")
+    assert doc == {"archived": 3, "matched": 3, "skipped": 0}
+
+
+def test_declining_says_nothing_changed_once(store: Fixture) -> None:
+    """A no at the prompt prints one message after the question, not click's 'Aborted!' too."""
+    result = invoke("purge", "--db", str(store.db), input="n\n")
+    assert result.exit_code == 1
+    question = "Purge 2 dead letters? This cannot be undone. [y/N]: "
+    assert result.stderr == f"{question}n\nnothing changed\n"  # (the runner echoes the n)
+
+
+def test_db_comes_from_otpy_db(store: Fixture) -> None:
+    """Without --db the store is the one OTPY_DB names; --help says so."""
+    result = CliRunner().invoke(
+        main, ["dlq", "stats", "--json"], obj=SETTINGS, env={"OTPY_DB": str(store.db)}
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["total"] == 7
+    helped = CliRunner().invoke(main, ["dlq", "list", "--help"])
+    assert "[env var: OTPY_DB; required]" in " ".join(helped.stdout.split())
+
+
+@pytest.mark.parametrize(
+    "command", ["list", "get", "replay", "archive", "purge", "stats", "resolve"]
+)
+def test_every_dlq_command_takes_json_and_otpy_db(command: str) -> None:
+    """--json and the OTPY_DB variable work the same on every dlq command."""
+    helped = CliRunner().invoke(main, ["dlq", command, "--help"])
+    assert helped.exit_code == 0
+    text = " ".join(helped.stdout.split())
+    assert "--json Print one JSON document to stdout." in text
+    assert "[env var: OTPY_DB; required]" in text
 
 
 # -- stats --------------------------------------------------------------------------
@@ -869,6 +1054,14 @@ def test_resolve_waits_while_a_forced_replay_sends_the_key(store: Fixture) -> No
         f"the replay of dead letter {forced.id} is sending idempotency key 'pay-8' now"
     ) in result.stderr
     assert load(store.db, sender.id).replay.status is ReplayStatus.IN_DOUBT
+
+
+def test_resolve_json_prints_the_settled_record(store: Fixture) -> None:
+    """resolve --json prints the record as it now is."""
+    doubtful = in_doubt(store.db)
+    doc = run_json("resolve", doubtful.id, "--db", str(store.db), "--succeeded")
+    assert doc["id"] == doubtful.id
+    assert doc["replay"]["status"] == "succeeded"
 
 
 def test_resolve_refuses_a_record_that_is_not_in_doubt(store: Fixture) -> None:
@@ -1260,7 +1453,7 @@ def test_async_callable_objects_and_partials_are_handlers(
         ("{module}:empty", "is empty: register a handler per source"),
         ("{module}:broken", "failed: RuntimeError: no configuration"),
         ("{module}:async_build", "is an async function; make it a plain function"),
-        ("{module}_broken:handlers", "failed: ZeroDivisionError: division by zero; fix the error"),
+        ("{module}_broken:handlers", "failed: ZeroDivisionError: division by zero (at /"),
         (
             "{module}_needs:handlers",
             "failed: ModuleNotFoundError: No module named 'not_installed_here'",

@@ -347,6 +347,57 @@ def test_bad_target_exits_2_from_a_real_process() -> None:
     assert "trees:not_a_spec is 42 (int), not a supervisor spec" in " ".join(result.stderr.split())
 
 
+def otpy_run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m otpy run ARGS`` to the end, with ``tests/`` importable and no exporter."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none", PYTHONPATH=str(TESTS))
+    return subprocess.run(
+        [sys.executable, "-m", "otpy", "run", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+
+
+def json_lines(stderr: str) -> list[dict[str, object]]:
+    """Every stderr line parsed as a JSON object (fails on the first that is not one)."""
+    entries = [json.loads(line) for line in stderr.splitlines()]
+    assert all(isinstance(entry, dict) for entry in entries)
+    return entries
+
+
+def test_log_format_json_writes_nothing_but_json_on_stderr(tmp_path: Path) -> None:
+    """With --log-format json, status lines, the readiness line and warnings are JSON too."""
+    (tmp_path / "warned.py").write_text(
+        "import warnings\n"
+        "from trees import finishes as root\n"
+        "warnings.warn('the settings file format is deprecated', UserWarning)\n"
+    )
+    result = otpy_run("warned:root", "--log-format", "json", "--log-level", "debug", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    entries = json_lines(result.stderr)
+    [warning] = [e for e in entries if e["logger"] == "py.warnings"]
+    assert warning["level"] == "warning"
+    assert "the settings file format is deprecated" in str(warning["message"])
+    status = [e["message"] for e in entries if e["logger"] == "otpy.cli"]
+    assert re.fullmatch(r"node running warned:root \(pid \d+\); Ctrl-C to stop", str(status[0]))
+    assert status[-2:] == ["root supervisor warned:root exited: shutdown", "stopped"]
+
+
+def test_log_format_json_reports_a_usage_error_as_json(tmp_path: Path) -> None:
+    """With --log-format json, click's own errors (a bad option) are one JSON line, with the code."""
+    result = otpy_run("trees:quick", "--refresh", "0", "--log-format=json", cwd=TESTS)
+    assert result.returncode == 2
+    [entry] = json_lines(result.stderr)
+    assert entry["level"] == "error"
+    assert entry["exit_code"] == 2
+    assert (
+        entry["message"] == "Error: Invalid value for '--refresh': 0.0 is not in the range 0<x<=60."
+    )
+
+
 # -- the demo tree -------------------------------------------------------------------------
 
 

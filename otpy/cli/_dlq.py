@@ -1,8 +1,9 @@
 """``otpy dlq ...``: list, inspect, replay, archive and purge the dead letters in a store file.
 
-Every command takes ``--db PATH``, a store the node wrote; none of them creates one,
-so a mistyped path is an error rather than a new empty store. People get rich
-tables; scripts pass ``--json`` and read one JSON document from stdout, while
+Every command takes ``--db PATH`` (or ``OTPY_DB``), a store the node wrote; none of
+them creates one, so a mistyped path is an error rather than a new empty store, and
+those that only read open it read-only. People get rich tables; scripts pass
+``--json`` (every command takes it) and read one JSON document from stdout, while
 prompts and progress bars go to stderr. Typed otpy errors (a locked store, a file
 that is not a store, an unknown id...) print their message and exit 1, usage errors
 exit 2.
@@ -20,7 +21,7 @@ import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
 import attrs
@@ -34,6 +35,7 @@ from otpy.deadletter._replay import MAX_PARTITIONS, is_async_callable
 from ._dlq_render import (
     NO_OUTCOME,
     ReplayLine,
+    iso_time,
     record_json,
     render_page,
     render_record,
@@ -42,7 +44,7 @@ from ._dlq_render import (
     replay_json,
     statistics_json,
 )
-from ._target import TargetError, describe, resolve_target
+from ._target import TargetError, check_factory, describe, raised_at, resolve_target
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
@@ -55,8 +57,10 @@ if TYPE_CHECKING:
     from otpy.deadletter._replay import ReplayHandler
 
 __all__ = [
+    "Declined",
     "DlqSettings",
     "HandlersError",
+    "StoreOpener",
     "dlq",
     "load_handlers",
     "parse_time",
@@ -72,6 +76,9 @@ EXIT_FAILED = 1
 DEFAULT_PARTITIONS = 4
 """Replay workers ``otpy dlq replay`` runs without ``--partitions``."""
 
+DB_ENVVAR = "OTPY_DB"
+"""The environment variable ``--db`` is read from when it is not given."""
+
 MAX_LIMIT = 10_000
 """The largest page ``otpy dlq list --limit`` asks for."""
 
@@ -84,10 +91,26 @@ _UNIT_SECONDS = {"w": 604_800.0, "d": 86_400.0, "h": 3_600.0, "m": 60.0, "s": 1.
 _REPLAYED = frozenset({ReplayOutcome.REPLAYED.value, ReplayOutcome.ALREADY_REPLAYED.value})
 
 
-def _open_sqlite(path: str) -> AbstractAsyncContextManager[DeadLetterStore]:
+def _open_sqlite(
+    path: str, *, read_only: bool = False
+) -> AbstractAsyncContextManager[DeadLetterStore]:
     from otpy.deadletter._sqlite import open_store
 
-    return open_store(path)
+    return open_store(path, read_only=read_only)
+
+
+class StoreOpener(Protocol):
+    """Opens the store at *path*: ``async with opener(path, read_only=True) as store``.
+
+    *read_only* is set by the commands that only read (``list``, ``get``, ``stats``):
+    the store must then never be created, migrated or written.
+    """
+
+    def __call__(
+        self, path: str, /, *, read_only: bool = False
+    ) -> AbstractAsyncContextManager[DeadLetterStore]:
+        """Return an async context manager yielding the store at *path*."""
+        ...
 
 
 @attrs.frozen(kw_only=True)
@@ -97,13 +120,14 @@ class DlqSettings:
     Pass an instance as click's ``obj`` (``CliRunner().invoke(main, args, obj=settings)``).
 
     Attributes:
-        open_store: called with the ``--db`` path; returns an async context manager
-            yielding the store. The SQLite store by default.
+        open_store: called with the ``--db`` path (and ``read_only=True`` by the
+            commands that only read); returns an async context manager yielding the
+            store. The SQLite store by default.
         clock: wall-clock time, for relative times (``--since 2h``) and the snapshot
             bulk commands take when they count what they will act on.
     """
 
-    open_store: Callable[[str], AbstractAsyncContextManager[DeadLetterStore]] = _open_sqlite
+    open_store: StoreOpener = _open_sqlite
     clock: Callable[[], float] = time.time
 
 
@@ -176,7 +200,9 @@ def load_handlers(target: str) -> dict[Source | str, ReplayHandler]:
     """Import ``MODULE:ATTR`` and return the replay handlers it names, keyed by source.
 
     Loaded the way ``otpy run`` loads a tree: the current directory goes on
-    ``sys.path``, *ATTR* may be dotted, and a function of no arguments is called.
+    ``sys.path``, *ATTR* may be dotted, and a function of no arguments is a factory,
+    called once to build the mapping (a class, an async function or one annotated
+    to return something else is refused without being called).
     The result must be a mapping from a :class:`~otpy.deadletter.Source` (or its
     value, ``"outbound"``) to an async handler, called as
     ``await handler(record, idempotency_key)``: an ``async def`` function, an object
@@ -195,11 +221,15 @@ def load_handlers(target: str) -> dict[Source | str, ReplayHandler]:
         example="myapp.replay:handlers",
     )
     if not isinstance(value, Mapping) and callable(value):
+        check_factory(
+            target, value, error=HandlersError, wanted="a mapping of handlers", returns=(Mapping,)
+        )
         try:
             value = value()
         except Exception as exc:
             raise HandlersError(
-                target, f"calling {target}() to build the handlers failed: {describe(exc)}"
+                target,
+                f"calling {target}() to build the handlers failed: {describe(exc)}{raised_at(exc)}",
             ) from exc
         if inspect.iscoroutine(value):
             value.close()
@@ -312,11 +342,23 @@ def _plural(count: int, word: str = "dead letter") -> str:
     return f"{count} {word}{'s' if count != 1 else ''}"
 
 
+class Declined(click.ClickException):
+    """The confirmation was answered no: exit 1, saying only that nothing changed."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self) -> None:
+        super().__init__("nothing changed")
+
+    def show(self, file: Any = None) -> None:
+        """Print ``nothing changed`` to stderr (click would add ``Error:``)."""
+        click.echo(self.message, err=True)
+
+
 def _confirm(question: str) -> None:
-    """Ask on stderr; a refusal aborts (exit 1) with nothing changed."""
+    """Ask on stderr; a refusal exits 1 with nothing changed, saying so once."""
     if not click.confirm(question, default=False, err=True):
-        click.echo("nothing changed", err=True)
-        raise click.Abort()
+        raise Declined()
 
 
 # -- options ------------------------------------------------------------------------
@@ -363,6 +405,8 @@ def _db_option(fn: F) -> F:
         type=click.Path(path_type=Path),
         callback=_check_db,
         metavar="PATH",
+        envvar=DB_ENVVAR,
+        show_envvar=True,
         help="The dead-letter store file.",
     )(fn)
 
@@ -427,6 +471,12 @@ def _status_value(status: str) -> Status | None:
 def _make_filter(
     *, status: Status | None, ids: tuple[str, ...] | None = None, **filters: Any
 ) -> DeadLetterFilter:
+    since, until = filters.get("since"), filters.get("until")
+    if since is not None and until is not None and until < since:
+        raise click.UsageError(
+            f"--until ({iso_time(until)}) is before --since ({iso_time(since)}), so nothing "
+            "can match; swap them"
+        )
     try:
         where = DeadLetterFilter(status=status, **filters)
     except ValueError as exc:
@@ -451,7 +501,7 @@ def _selection(
     ids: tuple[str, ...], all_matching: bool, filters: dict[str, Any], verb: str
 ) -> bool:
     """Check IDs and filters are not mixed; return whether this is a bulk operation."""
-    narrowed = any(filters[name] is not None for name in _FILTERS)
+    narrowed = _narrowed(filters)
     if ids and (narrowed or all_matching):
         raise click.UsageError(f"give either IDs or filters (--all-matching) to {verb}, not both")
     if not ids and not (narrowed or all_matching):
@@ -459,6 +509,10 @@ def _selection(
             f"say what to {verb}: IDs, filters, or --all-matching for every active record"
         )
     return not ids
+
+
+def _narrowed(filters: Mapping[str, Any]) -> bool:
+    return any(filters[name] is not None for name in _FILTERS)
 
 
 async def _require_ids(store: DeadLetterStore, ids: tuple[str, ...]) -> None:
@@ -486,8 +540,9 @@ def dlq() -> None:
         otpy dlq replay --all-matching --source outbound --db var/dead.db \\
             --handlers myapp.replay:handlers
 
-    Times are printed in UTC. Exits 0 on success, 1 on an error (the message says
-    what to do), 2 on bad arguments.
+    --db may come from OTPY_DB instead; every command takes --json. Times are
+    printed in UTC. Exits 0 on success, 1 on an error (the message says what to
+    do), 2 on bad arguments.
     """
 
 
@@ -529,11 +584,16 @@ def list_(
     that cannot be decoded is reported on stderr, one line per id, the others are
     listed, and the exit code is 1.
     """
+    if payload and not as_json:
+        raise click.UsageError(
+            "--payload needs --json: a listing shows no payloads; "
+            "'otpy dlq get ID --payload' shows one"
+        )
     settings = _settings(ctx)
     where = _make_filter(status=_status_value(status), **filters)
 
     async def main() -> tuple[otpy.CorruptRecord, ...]:
-        async with settings.open_store(str(db)) as store:
+        async with settings.open_store(str(db), read_only=True) as store:
             page = await store.list(where, limit=limit, cursor=cursor)
             total = await store.count(where)
         if as_json:
@@ -572,7 +632,7 @@ def get(ctx: click.Context, record_id: str, db: Path, payload: bool, as_json: bo
     settings = _settings(ctx)
 
     async def main() -> None:
-        async with settings.open_store(str(db)) as store:
+        async with settings.open_store(str(db), read_only=True) as store:
             record = await store.get(record_id)
         if as_json:
             _print_json(record_json(record, payload=payload))
@@ -683,6 +743,7 @@ def replay(
 )
 @_filter_options
 @_yes_option
+@_json_option
 @click.pass_context
 def archive(
     ctx: click.Context,
@@ -691,6 +752,7 @@ def archive(
     db: Path,
     all_matching: bool,
     yes: bool,
+    as_json: bool,
     **filters: Any,
 ) -> None:
     """Archive active dead letters: kept for the record, never replayed.
@@ -722,18 +784,20 @@ def archive(
             return done, total
 
     done, total = _run(main)
-    _say(_done_message("archived", done, total))
+    _report("archived", done, total, as_json=as_json)
 
 
 @dlq.command()
+@click.argument("ids", nargs=-1, metavar="[ID]...", callback=_check_ids)
 @_db_option
 @click.option(
     "--status",
     type=click.Choice(["active", "archived", "all"]),
     default=None,
-    help="Records with this status: archived by default, all with --id. "
+    help="Records with this status: archived by default. "
     "Active records are only purged when asked for, and always after confirmation.",
 )
+@_filter_options
 @click.option(
     "--older-than",
     type=TIME,
@@ -742,34 +806,48 @@ def archive(
 )
 @click.option(
     "--id",
-    "ids",
+    "more_ids",
     multiple=True,
     metavar="ID",
     callback=_check_ids,
-    help="Only this record (repeatable): a corrupt one, say.",
+    help="Also this record (repeatable), like an ID argument.",
 )
 @_yes_option
+@_json_option
 @click.pass_context
 def purge(
     ctx: click.Context,
+    /,
+    ids: tuple[str, ...],
     db: Path,
     status: str | None,
     older_than: float | None,
-    ids: tuple[str, ...],
+    more_ids: tuple[str, ...],
     yes: bool,
+    as_json: bool,
+    **filters: Any,
 ) -> None:
     """Delete dead letters for good, with their payloads.
 
-    Purges archived records unless --status says otherwise (with --id, records of
-    any status). Asks for confirmation with the count unless --yes. Records a
-    replay is running for are skipped.
+    Give IDs (any status: a corrupt record, say), or filters: the list filters,
+    --older-than and --status (archived records unless it says otherwise). Asks
+    for confirmation with the count unless --yes. Records a replay is running for
+    are skipped.
     """
     settings = _settings(ctx)
+    ids = tuple(dict.fromkeys(ids + more_ids))
+    if ids and (status is not None or older_than is not None or _narrowed(filters)):
+        raise click.UsageError("give either IDs or filters to purge, not both")
+    if older_than is not None:
+        until = filters["until"]
+        filters["until"] = older_than if until is None else min(until, older_than)
     chosen = status or ("all" if ids else "archived")
-    where = _make_filter(status=_status_value(chosen), ids=ids or None, until=older_than)
+    where = _make_filter(status=_status_value(chosen), ids=ids or None, **filters)
 
     async def main() -> tuple[int, int]:
         async with settings.open_store(str(db)) as store:
+            if ids:
+                await _require_ids(store, ids)
             target = where if ids else _snapshot(where, settings.clock())
             total = await store.count(target)
             if total == 0:
@@ -790,7 +868,14 @@ def purge(
             return done, total
 
     done, total = _run(main)
-    _say(_done_message("purged", done, total))
+    _report("purged", done, total, as_json=as_json)
+
+
+def _report(verb: str, done: int, total: int, *, as_json: bool) -> None:
+    if as_json:
+        _print_json({verb: done, "matched": total, "skipped": total - done})
+    else:
+        _say(_done_message(verb, done, total))
 
 
 def _done_message(verb: str, done: int, total: int) -> str:
@@ -815,7 +900,7 @@ def stats(ctx: click.Context, db: Path, as_json: bool) -> None:
     settings = _settings(ctx)
 
     async def main() -> None:
-        async with settings.open_store(str(db)) as store:
+        async with settings.open_store(str(db), read_only=True) as store:
             statistics = await store.statistics()
         if as_json:
             _print_json(statistics_json(statistics))
@@ -834,8 +919,11 @@ def stats(ctx: click.Context, db: Path, as_json: bool) -> None:
     default=None,
     help="What you found at the destination: the side effect happened, or it did not.",
 )
+@_json_option
 @click.pass_context
-def resolve(ctx: click.Context, record_id: str, db: Path, succeeded: bool | None) -> None:
+def resolve(
+    ctx: click.Context, record_id: str, db: Path, succeeded: bool | None, as_json: bool
+) -> None:
     """Settle an in-doubt replay by hand, after checking the destination.
 
     --succeeded marks it replayed (it is never sent again without --force);
@@ -850,23 +938,28 @@ def resolve(ctx: click.Context, record_id: str, db: Path, succeeded: bool | None
         )
     settings = _settings(ctx)
 
-    async def main() -> tuple[str, int]:
+    async def main() -> tuple[DeadLetter, int]:
         async with settings.open_store(str(db)) as store:
             record = await store.get(record_id)
             if record.replay.status is not ReplayStatus.IN_DOUBT:
                 raise click.ClickException(_not_in_doubt(record_id, record.replay.status))
             others = await _doubts_sharing_key(store, record, settings.clock())
             try:
-                await store.resolve(record_id, succeeded=succeeded)
+                resolved = await store.resolve(record_id, succeeded=succeeded)
             except ValueError as exc:  # a forced replay of the key is sending it now
                 raise click.ClickException(str(exc)) from None
-            return record.replay_key, others
+            return resolved, others
 
-    key, others = _run(main)
+    resolved, others = _run(main)
     also = ""
     if others:
-        also = f", with {_plural(others, 'other record')} carrying idempotency key {key!r}"
-    if succeeded:
+        also = (
+            f", with {_plural(others, 'other record')} carrying idempotency key "
+            f"{resolved.replay_key!r}"
+        )
+    if as_json:
+        _print_json(record_json(resolved, payload=False))
+    elif succeeded:
         _say(f"dead letter {record_id} resolved as succeeded{also}; it will not be replayed again")
     else:
         _say(

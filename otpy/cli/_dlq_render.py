@@ -19,7 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 from rich import box
+from rich.cells import cell_len
 from rich.console import Group
+from rich.measure import Measurement
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -28,15 +31,16 @@ from otpy.deadletter import ReplayOutcome, ReplayStatus, Status
 from otpy.deadletter._store import LEDGER_EVICTED
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
 
-    from rich.console import RenderableType
+    from rich.console import Console, ConsoleOptions, RenderableType
 
     from otpy.deadletter import DeadLetter, Page, StoreStatistics
 
 __all__ = [
     "HEX_PREVIEW",
     "MAX_DETAILS",
+    "MIN_REASON",
     "NO_OUTCOME",
     "ReplayLine",
     "epoch_or_none",
@@ -294,6 +298,11 @@ def _replay_cell(record: DeadLetter) -> Text:
 def render_page(page: Page, *, total: int, show_status: bool) -> RenderableType:
     """Return a listing: one row per record, newest first, and where the next page starts.
 
+    Ids and keys are always printed whole, so an id can be pasted into ``get``. When
+    the console is too narrow for a table row with every key whole and some of the
+    reason, each record becomes a block of lines instead (id, then its facts, key
+    and reason, wrapped to the width).
+
     Args:
         page: the page.
         total: how many records match the filters in all.
@@ -301,35 +310,78 @@ def render_page(page: Page, *, total: int, show_status: bool) -> RenderableType:
     """
     if not page.records:
         return Text("no dead letters match")
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
-    table.add_column("ID", no_wrap=True)
-    table.add_column("Created (UTC)", no_wrap=True)
-    if show_status:
-        table.add_column("Status", no_wrap=True)
-    table.add_column("Source", no_wrap=True)
-    table.add_column("Category", no_wrap=True)
-    table.add_column("Replay", no_wrap=True)
-    # key and reason give up width first; each stays on one line, cut with an ellipsis
-    table.add_column("Key", max_width=40)
-    table.add_column("Reason")
-    for record in page.records:
-        row: list[RenderableType] = [Text(record.id), Text(format_time(record.created_at))]
-        if show_status:
-            style = "dim" if record.status is Status.ARCHIVED else ""
-            row.append(Text(record.status.value, style=style))
-        row += [
-            Text(record.source.value),
-            Text(record.category.value),
-            _replay_cell(record),
-            _one_line(record.key),
-            _one_line(_reason(record)),
-        ]
-        table.add_row(*row)
     shown = len(page.records)
     footer = f"{shown} of {total} matching"
     if page.next_cursor is not None:
         footer += f"; next page: --cursor {page.next_cursor}"
-    return Group(table, Text(footer))
+    return Group(_Listing(page.records, show_status=show_status), Text(footer))
+
+
+MIN_REASON = 20
+"""The narrowest reason column a table listing has; narrower consoles get blocks."""
+
+
+@attrs.frozen
+class _Listing:
+    """The records of a page, as a table when they fit the console and as blocks when not."""
+
+    records: Sequence[DeadLetter]
+    show_status: bool
+
+    def __rich_console__(
+        self, console: Console, options: ConsoleOptions
+    ) -> Iterator[RenderableType]:
+        """Render as a table if every key fits whole beside a reason column, else as blocks."""
+        fixed = self._table(key=False)
+        width = Measurement.get(console, options, fixed).maximum
+        key_width = max(cell_len(printable(r.key)) for r in self.records)
+        # the table adds the Key and Reason columns, each with one space of padding a side
+        if width + key_width + MIN_REASON + 4 <= options.max_width:
+            yield self._table(key=True)
+        else:
+            yield from self._blocks()
+
+    def _table(self, *, key: bool) -> Table:
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+        table.add_column("ID", no_wrap=True)
+        table.add_column("Created (UTC)", no_wrap=True)
+        if self.show_status:
+            table.add_column("Status", no_wrap=True)
+        table.add_column("Source", no_wrap=True)
+        table.add_column("Category", no_wrap=True)
+        table.add_column("Replay", no_wrap=True)
+        if key:
+            # the key is whole; the reason gives up width, cut with an ellipsis
+            table.add_column("Key", no_wrap=True)
+            table.add_column("Reason", min_width=MIN_REASON)
+        for record in self.records:
+            row: list[RenderableType] = [Text(record.id), Text(format_time(record.created_at))]
+            if self.show_status:
+                row.append(_status_cell(record))
+            row += [Text(record.source.value), Text(record.category.value), _replay_cell(record)]
+            if key:
+                row += [Text(printable(record.key)), _one_line(_reason(record))]
+            table.add_row(*row)
+        return table
+
+    def _blocks(self) -> Iterator[RenderableType]:
+        for record in self.records:
+            yield Text(record.id, style="bold")
+            facts = Text(format_time(record.created_at) + " UTC")
+            if self.show_status:
+                facts.append("  ").append_text(_status_cell(record))
+            facts.append(f"  {record.source.value}  {record.category.value}  replay ")
+            facts.append_text(_replay_cell(record))
+            details = Table.grid(padding=(0, 1))
+            details.add_column(no_wrap=True)
+            details.add_column(overflow="fold")
+            details.add_row(Text("key"), Text(printable(record.key)))
+            details.add_row(Text("reason"), Text(printable(_reason(record))))
+            yield Padding(Group(facts, details), (0, 0, 0, 2), expand=False)
+
+
+def _status_cell(record: DeadLetter) -> Text:
+    return Text(record.status.value, style="dim" if record.status is Status.ARCHIVED else "")
 
 
 def _one_line(text: str) -> Text:

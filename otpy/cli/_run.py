@@ -1,14 +1,15 @@
 """``otpy run MODULE:ATTR``: load a supervision tree by name and run it as a node.
 
 The tree is loaded the way hypercorn loads ``module:app``: *ATTR* names a
-:class:`~otpy.SupervisorSpec` or :class:`~otpy.DynamicSupervisorSpec`, or a function
-of no arguments returning one. The node runs on asyncio (with uvloop when it is
-installed) until SIGINT or SIGTERM: the first signal stops the tree gracefully, a
-second one stops it at once.
+:class:`~otpy.SupervisorSpec` or :class:`~otpy.DynamicSupervisorSpec`, or a factory
+of no arguments returning one, called once to build the tree. The node runs on
+asyncio (with uvloop when it is installed) until SIGINT or SIGTERM: the first
+signal stops the tree gracefully, a second one stops it at once.
 """
 
 from __future__ import annotations
 
+import contextvars
 import datetime
 import functools
 import inspect
@@ -29,7 +30,7 @@ from otpy._redact import format_exception, get_logger
 from otpy.deadletter import redact
 from otpy.telemetry import describe_reason
 
-from ._target import TargetError, describe, resolve_target
+from ._target import TargetError, check_factory, describe, raised_at, resolve_target
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -55,15 +56,39 @@ EXIT_USAGE = 2
 """Bad arguments: the target could not be loaded (click's usage-error code)."""
 
 
-def say(message: str) -> None:
-    """Print one ``otpy:`` status line to stderr.
+_json_status: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "otpy_json_status", default=False
+)
+"""Set by ``otpy run --log-format json``: status lines are JSON log lines too."""
+
+
+def say(message: str, *, level: int = logging.INFO) -> None:
+    """Print one ``otpy:`` status line to stderr, whatever the log level.
 
     ``sys.stderr`` is looked up at each call and written as text, so the live
     console's redirect (which prints above the view) and test captures see it.
+    Under ``--log-format json`` the line is a JSON log line from logger
+    ``otpy.cli`` at *level*, so stderr holds nothing but JSON.
     """
     stream = sys.stderr
-    stream.write(f"otpy: {message}\n")
+    if _json_status.get():
+        stream.write(_json_line(level, message) + "\n")
+    else:
+        stream.write(f"otpy: {message}\n")
     stream.flush()
+
+
+def _json_line(
+    level: int, message: str, *, exc: BaseException | None = None, **fields: object
+) -> str:
+    """One JSON log line from logger ``otpy.cli``, written whatever the log level."""
+    exc_info = None if exc is None else (type(exc), exc, exc.__traceback__)
+    record = logger.makeRecord(logger.name, level, __file__, 0, message, (), exc_info)
+    if not fields:
+        return JsonFormatter().format(record)
+    entry = json.loads(JsonFormatter().format(record))
+    entry.update(fields)
+    return json.dumps(entry, default=str, ensure_ascii=False)
 
 
 # -- loading the tree --------------------------------------------------------------------
@@ -75,16 +100,21 @@ def load_target(target: str) -> Spec:
     The current directory is put on ``sys.path`` first, so ``otpy run`` finds the
     project's own modules. *ATTR* may be dotted (``module:trees.root``).
 
+    Importing the module is the only user code run to find out what *ATTR* is.
+    A callable *ATTR* is a factory: it is called once, with no arguments, to build
+    the tree, and must return a spec. A class is never instantiated, and a function
+    that needs arguments, is async, or is annotated to return something else (a
+    program's ``def main() -> None``) is refused without being called.
+
     Args:
         target: ``"package.module:attribute"``.
 
     Returns:
-        The :class:`~otpy.SupervisorSpec` or :class:`~otpy.DynamicSupervisorSpec`; a
-        callable *ATTR* is called with no arguments and must return one.
+        The :class:`~otpy.SupervisorSpec` or :class:`~otpy.DynamicSupervisorSpec`.
 
     Raises:
         TargetError: the syntax is wrong, the module cannot be imported, the attribute
-            is missing, or it is not (and does not return) a supervisor spec.
+            is missing, or it is not a supervisor spec or a factory returning one.
 
     .. versionadded:: 0.1.0
     """
@@ -95,36 +125,31 @@ def load_target(target: str) -> Spec:
         example="supervisors.demo:root",
         attribute_hint=_specs_hint,
     )
-    if isinstance(value, (otpy.SupervisorSpec, otpy.DynamicSupervisorSpec)):
+    if isinstance(value, _SPECS):
         return value
     if not callable(value):
         raise TargetError(target, _wrong_type(target, value))
-    try:
-        inspect.signature(value).bind()
-    except TypeError:
-        raise TargetError(
-            target,
-            f"{target} is a callable that needs arguments; otpy calls it with none. "
-            "Give its parameters defaults, or point at the supervisor spec itself",
-        ) from None
-    except ValueError:  # no signature to check (some builtins): just call it
-        pass
+    check_factory(target, value, error=TargetError, wanted="a supervisor spec", returns=_SPECS)
     try:
         result = value()
     except Exception as exc:
         raise TargetError(
-            target, f"calling {target}() to build the tree failed: {describe(exc)}"
+            target,
+            f"calling {target}() to build the tree failed: {describe(exc)}{raised_at(exc)}",
         ) from exc
-    if inspect.iscoroutine(result):
+    if inspect.iscoroutine(result):  # an async function check_factory could not see
         result.close()
         raise TargetError(
             target,
             f"{target} is an async function; make it a plain function that returns "
             "the SupervisorSpec",
         )
-    if isinstance(result, (otpy.SupervisorSpec, otpy.DynamicSupervisorSpec)):
+    if isinstance(result, _SPECS):
         return result
     raise TargetError(target, _wrong_type(f"{target}()", result, returned=True))
+
+
+_SPECS = (otpy.SupervisorSpec, otpy.DynamicSupervisorSpec)
 
 
 def _wrong_type(what: str, value: object, *, returned: bool = False) -> str:
@@ -240,7 +265,7 @@ async def run_node(
             try:
                 supervisor = await otpy.start_supervisor(spec)
             except otpy.SpawnError as exc:
-                say(f"{label} failed to start: {exc}")
+                say(f"{label} failed to start: {exc}", level=logging.ERROR)
                 tg.cancel_scope.cancel("otpy: the tree failed to start")
                 return EXIT_FAILED
         if running._startup.cancelled_caught:
@@ -304,17 +329,23 @@ async def _show_console(
 def _exit_code(running: RunningNode, reason: object) -> int:
     """Print how the tree ended and return the exit code for it."""
     if running.forced and not otpy.is_normal_exit(reason):
-        say("stopped at once; actors still stopping were cancelled before terminate finished")
+        say(
+            "stopped at once; actors still stopping were cancelled before terminate finished",
+            level=logging.WARNING,
+        )
         return EXIT_FAILED
     if isinstance(reason, otpy.ShutdownWith) and isinstance(reason.detail, BaseException):
-        say(f"root supervisor {running.target} gave up: {reason.detail}")
+        say(f"root supervisor {running.target} gave up: {reason.detail}", level=logging.ERROR)
         return EXIT_FAILED
     if otpy.is_normal_exit(reason):
         if not running.stopping:
             say(f"root supervisor {running.target} exited: {describe_reason(reason)[1]}")
         say("stopped")
         return EXIT_OK
-    say(f"root supervisor {running.target} exited abnormally: {describe_reason(reason)[1]}")
+    say(
+        f"root supervisor {running.target} exited abnormally: {describe_reason(reason)[1]}",
+        level=logging.ERROR,
+    )
     return EXIT_FAILED
 
 
@@ -426,6 +457,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def _install_logging(level: str, *, console: bool, json_lines: bool = False) -> logging.Handler:
+    """Send log records, and warnings (``py.warnings``), to stderr in the chosen format."""
+    logging.captureWarnings(True)
     handler = _StderrHandler()
     fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     if json_lines:
@@ -440,6 +473,75 @@ def _install_logging(level: str, *, console: bool, json_lines: bool = False) -> 
     return handler
 
 
+def _uninstall_logging(handler: logging.Handler) -> None:
+    logging.getLogger().removeHandler(handler)
+    logging.captureWarnings(False)
+
+
+class _JsonUsageError(click.ClickException):
+    """A click error shown as one JSON log line, for ``--log-format json``."""
+
+    def __init__(self, error: click.ClickException) -> None:
+        super().__init__(error.format_message())
+        self.error = error
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]  # click's is a plain class attribute
+        """The wrapped error's exit code."""
+        return self.error.exit_code
+
+    def show(self, file: Any = None) -> None:
+        """Write the error to stderr as a JSON log line (``otpy.cli``, level error)."""
+        line = _json_line(logging.ERROR, f"Error: {self.message}", exit_code=self.exit_code)
+        click.echo(line, err=True)
+
+
+def _wants_json(args: list[str]) -> bool:
+    """Whether the command line asks for ``--log-format json`` (before click parses it)."""
+    wanted = False
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == "--log-format" and i + 1 < len(args):
+            wanted = args[i + 1].lower() == "json"
+        elif arg.startswith("--log-format="):
+            wanted = arg.partition("=")[2].lower() == "json"
+    return wanted
+
+
+class _RunCommand(click.Command):
+    """``otpy run``, whose usage errors are JSON log lines under ``--log-format json``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Parse *args*; an error is shown as JSON if they ask for JSON logs."""
+        wants_json = _wants_json(args)
+        try:
+            return super().parse_args(ctx, args)
+        except click.ClickException as exc:
+            if wants_json:
+                raise _JsonUsageError(exc) from None
+            raise
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; an error is shown as JSON under ``--log-format json``."""
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:
+            if ctx.params.get("log_format") == "json" and not isinstance(exc, _JsonUsageError):
+                raise _JsonUsageError(exc) from None
+            raise
+        except click.exceptions.Exit:  # ctx.exit(code): the command's own exit status
+            raise
+        except Exception as exc:  # a bug: its traceback as JSON too, for the log collector
+            if ctx.params.get("log_format") != "json":
+                raise
+            click.echo(
+                _json_line(logging.CRITICAL, f"otpy run failed: {describe(exc)}", exc=exc),
+                err=True,
+            )
+            ctx.exit(EXIT_FAILED)
+
+
 def _backend_options() -> dict[str, Any]:
     try:
         import uvloop  # noqa: F401
@@ -448,7 +550,7 @@ def _backend_options() -> dict[str, Any]:
     return {"use_uvloop": True}
 
 
-@click.command()
+@click.command(cls=_RunCommand)
 @click.argument("target", metavar="MODULE:ATTR")
 @click.option(
     "--console/--no-console",
@@ -490,7 +592,8 @@ def run(
     """Run a supervision tree as a node until Ctrl-C or SIGTERM.
 
     ATTR names an otpy.SupervisorSpec or otpy.DynamicSupervisorSpec in MODULE, or
-    a function of no arguments returning one:
+    a factory of no arguments returning one, called once to build the tree (a
+    class, or a function annotated to return something else, is never called):
 
     \b
         otpy run supervisors.demo:root --console
@@ -499,29 +602,41 @@ def run(
     once. Exits 0 after a clean stop, 1 if the root supervisor gave up, and 2 if
     MODULE:ATTR cannot be loaded.
     """
+    json_lines = log_format == "json"
+    handler = _install_logging(log_level, console=console, json_lines=json_lines)
+    status = _json_status.set(json_lines)
     try:
-        spec = load_target(target)
-    except TargetError as exc:
-        raise click.BadParameter(str(exc), param_hint="MODULE:ATTR") from None
-
-    from otpy.telemetry import TelemetryConfigError, configure_from_env
-
-    try:
-        telemetry = configure_from_env()
-    except TelemetryConfigError as exc:
-        raise click.UsageError(f"telemetry is misconfigured: {exc}") from None
-    handler = _install_logging(log_level, console=console, json_lines=log_format == "json")
-    try:
-        code = anyio.run(
-            functools.partial(run_node, spec, target=target, console=console, refresh=refresh),
-            backend="asyncio",
-            backend_options=_backend_options(),
-        )
-    finally:
         try:
-            telemetry.shutdown(timeout=TELEMETRY_FLUSH)
-        except KeyboardInterrupt:  # a third Ctrl-C while spans flush: stop waiting for them
-            say("telemetry flush interrupted; spans not yet exported are lost")
+            spec = load_target(target)
+        except TargetError as exc:
+            message = str(exc)
+            if exc.__cause__ is not None:
+                logger.debug("loading %s failed", target, exc_info=exc.__cause__)
+                if log_level.lower() != "debug":
+                    message += " (--log-level debug shows the traceback)"
+            raise click.BadParameter(message, param_hint="MODULE:ATTR") from None
+
+        from otpy.telemetry import TelemetryConfigError, configure_from_env
+
+        try:
+            telemetry = configure_from_env()
+        except TelemetryConfigError as exc:
+            raise click.UsageError(f"telemetry is misconfigured: {exc}") from None
+        try:
+            code = anyio.run(
+                functools.partial(run_node, spec, target=target, console=console, refresh=refresh),
+                backend="asyncio",
+                backend_options=_backend_options(),
+            )
         finally:
-            logging.getLogger().removeHandler(handler)
+            try:
+                telemetry.shutdown(timeout=TELEMETRY_FLUSH)
+            except KeyboardInterrupt:  # a third Ctrl-C while spans flush: stop waiting for them
+                say(
+                    "telemetry flush interrupted; spans not yet exported are lost",
+                    level=logging.WARNING,
+                )
+    finally:
+        _json_status.reset(status)
+        _uninstall_logging(handler)
     ctx.exit(code)

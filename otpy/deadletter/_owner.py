@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any, final
+from typing import TYPE_CHECKING, Any, Final, final
 
 import attrs
 
@@ -79,7 +79,13 @@ class StoreHandle:
     (:func:`~otpy.deadletter.dead_letter_children`,
     :func:`~otpy.deadletter.replay_supervisor`). Every method raises
     :exc:`~otpy.DeadLetterStoreError` while the owner is not running.
+
+    Attributes:
+        store_kind: ``"sqlite"``, what spans and statistics report as the kind of
+            store (``otpy.deadletter.store``), rather than this wrapper's class name.
     """
+
+    store_kind: Final = "sqlite"
 
     def __init__(self, options: _SQLiteOptions) -> None:
         self.options = options

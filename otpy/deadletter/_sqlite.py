@@ -26,6 +26,7 @@ import json
 import os
 import sqlite3
 import time
+import urllib.parse
 from typing import TYPE_CHECKING, Final, TypeVar, final
 
 import aiosqlite
@@ -93,6 +94,7 @@ APPLICATION_ID: Final = 0x6F747079
 DEFAULT_INLINE_LIMIT: Final = 64 * 1024
 SYNCHRONOUS_MODES: Final = ("FULL", "NORMAL", "OFF")
 _MAX_BOUND_IDS = 500  # beyond this many ids, a filter binds them as one JSON array
+_SQLITE_READONLY_DIRECTORY: Final = 1544  # SQLITE_READONLY | (6 << 8), an extended code
 SWEEP_CHUNK = 5000
 """Records a retention sweep deletes per transaction (about 100 ms of write lock)."""
 
@@ -621,10 +623,25 @@ def _store_error(exc: sqlite3.Error, path: str, busy_timeout: float) -> DeadLett
         )
     if primary == sqlite3.SQLITE_READONLY:
         return DeadLetterStoreError(
-            path, f"the file is read-only ({message}); the node needs write access to it"
+            path,
+            f"{_not_writable(path, code if isinstance(code, int) else None)} ({message}); the node needs write access to it",
         )
     name = getattr(exc, "sqlite_errorname", type(exc).__name__)
     return DeadLetterStoreError(path, f"sqlite failed with {name}: {message}")
+
+
+def _not_writable(path: str, code: int | None) -> str:
+    """Say why SQLite could not write *path*: its directory, or the file itself."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if code == _SQLITE_READONLY_DIRECTORY or not os.access(directory, os.W_OK):
+        name = os.path.basename(path)
+        return (
+            f"its directory {directory} is not writable (SQLite creates {name}-wal and "
+            f"{name}-shm next to the file)"
+        )
+    if not os.access(path, os.W_OK):
+        return "the file is read-only"
+    return "the file cannot be written"
 
 
 async def _older_than(
@@ -704,6 +721,20 @@ def _text_or_surrogates(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
+def _check_readable(path: str, version: int) -> None:
+    """Refuse, for a read-only open, a file with no otpy schema or an older one."""
+    if version == 0:
+        detail = "the file is empty" if os.path.getsize(path) == 0 else "it has no otpy schema"
+        raise NotAnOtpyStore(path, detail)
+    if version < len(MIGRATIONS):
+        raise DeadLetterStoreError(
+            path,
+            f"schema version {version} is older than this otpy's ({len(MIGRATIONS)}) and a "
+            "read-only open does not migrate it: start the node on it, or run a command that "
+            "writes ('otpy dlq archive', 'otpy dlq purge'), to migrate it",
+        )
+
+
 async def _migrate(db: aiosqlite.Connection, path: str) -> None:
     """Bring the schema to ``len(MIGRATIONS)``, one transaction per step."""
     while True:
@@ -725,8 +756,28 @@ async def _migrate(db: aiosqlite.Connection, path: str) -> None:
         logger.info("dead-letter store %s: schema migrated to version %d", path, version + 1)
 
 
-def _probe(location: str, busy_timeout: float) -> None:
-    sqlite3.connect(location, timeout=busy_timeout).close()
+def _probe(location: str, busy_timeout: float, uri: bool) -> None:
+    sqlite3.connect(location, timeout=busy_timeout, uri=uri).close()
+
+
+def read_only_uri(path: str) -> str:
+    """Return the SQLite URI that reads *path* without writing or creating any file.
+
+    ``mode=ro`` alone is not enough for a store in WAL mode: SQLite creates the
+    ``-wal`` and ``-shm`` files next to it when they are missing (and leaves them
+    there, owned by whoever ran the read). Without a ``-wal`` (or ``-journal``) file
+    every commit is in the database file itself and nobody has it open, so it is
+    read as ``immutable=1``: no locks, no files. With one, the log holds commits the
+    file lacks and a node may be writing: it is read with ``mode=ro`` through the
+    existing log, as any reader would.
+    """
+    if not os.path.isfile(path):
+        raise DeadLetterStoreError(path, "no such file; a read-only open never creates a store")
+    absolute = os.path.abspath(path)
+    uri = f"file:{urllib.parse.quote(absolute)}?mode=ro"
+    if any(os.path.exists(absolute + suffix) for suffix in ("-wal", "-journal")):
+        return uri
+    return uri + "&immutable=1"
 
 
 async def _rollback(db: aiosqlite.Connection) -> None:
@@ -754,6 +805,7 @@ class SQLiteDeadLetterStore:
         busy_timeout: seconds an operation waits for another process's write lock
             before raising :exc:`~otpy.StoreLocked`.
         clock: wall-clock time source.
+        read_only: opened with ``read_only=True``: every write raises.
 
     .. versionadded:: 0.1.0
     """
@@ -766,9 +818,11 @@ class SQLiteDeadLetterStore:
         inline_limit: int,
         busy_timeout: float,
         clock: Callable[[], float],
+        read_only: bool = False,
     ) -> None:
         """Wrap an open, migrated connection; use :meth:`open` instead."""
         self.path = path
+        self.read_only = read_only
         self.inline_limit = inline_limit
         self.busy_timeout = busy_timeout
         self.clock = clock
@@ -789,6 +843,7 @@ class SQLiteDeadLetterStore:
         busy_timeout: float = 5.0,
         max_pages: int | None = None,
         clock: Callable[[], float] = time.time,
+        read_only: bool = False,
     ) -> SQLiteDeadLetterStore:
         """Open the store at *path*, creating or migrating it as needed.
 
@@ -804,11 +859,16 @@ class SQLiteDeadLetterStore:
                 a page is 4 KiB unless the file says otherwise); writes beyond it
                 raise :exc:`~otpy.StoreFull`. ``None``: no cap but the disk.
             clock: wall-clock time source; tests pass a fake one.
+            read_only: only read: the file must be an otpy store of this otpy's
+                schema version, and is never created, migrated or written (see
+                :func:`read_only_uri`); every write raises
+                :exc:`~otpy.DeadLetterStoreError`.
 
         Raises:
             ValueError: an option is out of range.
             RuntimeError: not running on asyncio (aiosqlite needs it).
-            NotAnOtpyStore: the file is not an otpy store (it is left untouched).
+            NotAnOtpyStore: the file is not an otpy store (it is left untouched); with
+                *read_only*, also an empty file.
             StoreVersionTooNew: a newer otpy wrote the file (it is left untouched).
             StoreSchemaDamaged: a table or column the store needs is missing (the
                 file is left untouched).
@@ -835,11 +895,16 @@ class SQLiteDeadLetterStore:
                 "with anyio.run(main, backend='asyncio'), or use MemoryDeadLetterStore"
             ) from None
         location = os.fspath(path)
+        target = location
+        if read_only:
+            target = await anyio.to_thread.run_sync(read_only_uri, location)
         try:
             # Fail here rather than in aiosqlite.connect: when that fails, its worker
             # thread outlives the call and may report to an event loop that has closed.
-            await anyio.to_thread.run_sync(_probe, location, busy_timeout)
-            db = await aiosqlite.connect(location, isolation_level=None, timeout=busy_timeout)
+            await anyio.to_thread.run_sync(_probe, target, busy_timeout, read_only)
+            db = await aiosqlite.connect(
+                target, isolation_level=None, timeout=busy_timeout, uri=read_only
+            )
         except sqlite3.Error as exc:
             raise _store_error(exc, location, busy_timeout) from exc
         try:
@@ -847,9 +912,20 @@ class SQLiteDeadLetterStore:
             await db.execute("PRAGMA foreign_keys = ON")
             await db.execute(f"PRAGMA synchronous = {mode}")
             db.text_factory = _text_or_surrogates
-            # Read-only: refuse a foreign, newer or damaged file before writing anything.
-            if await _check_header(db, location):
+            version = await _check_header(db, location)  # refuse before writing anything
+            if read_only:
+                _check_readable(location, version)
+            if version:
                 await _check_schema(db, location)
+            if read_only:
+                return cls(
+                    db,
+                    location,
+                    inline_limit=inline_limit,
+                    busy_timeout=busy_timeout,
+                    clock=clock,
+                    read_only=True,
+                )
             journal = await _scalar(db, "PRAGMA journal_mode = WAL")
             in_wal = journal == "wal" or location == ":memory:"
             if not in_wal:  # pragma: no cover - needs a file system without shared memory
@@ -902,6 +978,10 @@ class SQLiteDeadLetterStore:
         """Run *body* in one ``BEGIN IMMEDIATE`` transaction; roll back on any exception."""
         async with self._lock:
             db = self._connection()
+            if self.read_only:
+                raise DeadLetterStoreError(
+                    self.path, "opened read-only; open it without read_only=True to change it"
+                )
             try:
                 # Inside the try: cancelled while waiting for the lock, BEGIN still runs
                 # on aiosqlite's thread, and the rollback queued behind it ends it.
@@ -1357,6 +1437,7 @@ async def open_store(
     busy_timeout: float = 5.0,
     max_pages: int | None = None,
     clock: Callable[[], float] = time.time,
+    read_only: bool = False,
 ) -> AsyncIterator[SQLiteDeadLetterStore]:
     """Open the SQLite store at *path* for the duration of an ``async with`` block.
 
@@ -1374,6 +1455,7 @@ async def open_store(
         busy_timeout=busy_timeout,
         max_pages=max_pages,
         clock=clock,
+        read_only=read_only,
     )
     try:
         yield store

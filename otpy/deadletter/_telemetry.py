@@ -211,6 +211,13 @@ def record_dropped(reason: str, count: int = 1) -> None:
 
 
 def store_kind(store: object) -> str:
-    """Return the `ATTR_STORE` value for *store*: ``sqlite``, ``memory`` or its class name."""
+    """Return the `ATTR_STORE` value for *store*: ``sqlite``, ``memory`` or its class name.
+
+    A store that wraps another (a :class:`~otpy.deadletter.StoreHandle`) says what
+    it wraps with a ``store_kind`` string attribute.
+    """
+    kind = getattr(store, "store_kind", None)
+    if isinstance(kind, str):
+        return kind
     name = type(store).__name__
     return {"SQLiteDeadLetterStore": "sqlite", "MemoryDeadLetterStore": "memory"}.get(name, name)
