@@ -173,6 +173,7 @@ class ActorRef:
         "_links",
         "_mailbox",
         "_monitoring",
+        "_parent",
         "_processed",
         "_restarts",
         "_started",
@@ -227,6 +228,7 @@ class ActorRef:
         self._watchers: dict[Monitor, None] | None = None
         self._monitoring: set[Monitor] | None = None
         self._links: set[ActorRef] | None = None
+        self._parent: ActorRef | None = None  # the supervisor that started it, if any
         self._timers: set[Timer] | None = None
         self._stash: deque[Any] | None = None
         self._stash_marker = False
@@ -594,7 +596,11 @@ class ActorRef:
         if self._exit_reason is not None:
             return
         if self._actor.trap_exit:
-            self._deliver_system_info(Exit(sender, reason))
+            if sender is self._parent:
+                # As a gen_server does: its supervisor's exit stops it, terminate included.
+                self._post_system((_SYS_STOP, reason))
+            else:
+                self._deliver_system_info(Exit(sender, reason))
         elif reason != NORMAL:
             self.kill(reason)
 
@@ -946,6 +952,7 @@ class ActorRef:
         self._canceller = None
         self._item = None
         self._current = None
+        self._parent = None
         if isinstance(reason, BaseException):
             traceback.clear_frames(reason.__traceback__)
 

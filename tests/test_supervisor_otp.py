@@ -1,0 +1,321 @@
+"""Supervision edge cases checked against OTP's supervisor.erl: links, failed restarts,
+cancelled restarts and the dynamic supervisor's API (REFERENCE S2, S7, S10, S11, A9)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+import pytest
+
+import otpy
+from otpy import ChildSpec, Strategy, SupervisorFlags, SupervisorSpec
+from otpy.testing import inject_crash, virtual_time
+
+Log = list[tuple[str, str]]
+
+
+class Worker(otpy.Actor):
+    """Logs init and terminate; init fails (or ignores) while its tag is in ``fail``."""
+
+    async def init(
+        self,
+        tag: str,
+        log: Log,
+        fail: dict[str, int] | None = None,
+        terminate_takes: float = 0.0,
+    ) -> Any:
+        self.tag = tag
+        self.log = log
+        self.terminate_takes = terminate_takes
+        if fail and fail.get(tag):
+            fail[tag] -= 1
+            log.append(("fail", tag))
+            raise RuntimeError(f"{tag} cannot start")
+        log.append(("init", tag))
+        return None
+
+    async def handle_call(self, message: Any, caller: otpy.Caller) -> Any:
+        return self.tag
+
+    async def terminate(self, reason: object) -> None:
+        if self.terminate_takes:
+            await anyio.sleep(self.terminate_takes)
+        self.log.append(("terminate", self.tag))
+
+
+class Trapping(Worker):
+    """A worker that traps exits, as a gen_server may."""
+
+    trap_exit = True
+
+
+def worker(tag: str, log: Log, fail: dict[str, int] | None = None, **options: Any) -> ChildSpec:
+    return ChildSpec(id=tag, start=Worker, args=(tag, log, fail), **options)
+
+
+def states(sup: otpy.SupervisorRef) -> list[tuple[str | None, str, bool]]:
+    return [(c.id, c.state, c.ref is not None) for c in sup.which_children()]
+
+
+# -- links: a supervisor's death takes its children with it ----------------------------
+
+
+async def test_a9_killed_supervisor_takes_its_children_with_it() -> None:
+    """A9: a killed supervisor's children die too: workers killed, trapping ones and child
+    supervisors stopped with reason killed (terminate runs), names released."""
+    log: Log = []
+    inner = SupervisorSpec(id="inner", children=[worker("x", log, name="x")])
+    specs: list[ChildSpec | SupervisorSpec] = [
+        worker("w", log, name="w"),
+        ChildSpec(id="trap", start=Trapping, args=("trap", log)),
+        inner,
+    ]
+    async with otpy.open_node():
+        sup = await otpy.start_supervisor(SupervisorSpec(children=specs, id="root"))
+        w, trap, inner_ref = (sup.child(t) for t in ("w", "trap", "inner"))
+        assert w is not None
+        assert trap is not None
+        assert inner_ref is not None
+        x = otpy.supervisor_ref(inner_ref).child("x")
+        assert x is not None
+        log.clear()
+        sup.ref.kill()
+        assert await w.wait_exited() == otpy.KILLED
+        assert await trap.wait_exited() == otpy.KILLED
+        assert await inner_ref.wait_exited() == otpy.KILLED
+        assert await x.wait_exited() == otpy.SHUTDOWN  # stopped by inner's terminate
+        assert otpy.whereis("w") is None
+        assert otpy.whereis("x") is None
+        assert sorted(log) == [("terminate", "trap"), ("terminate", "x")]
+
+
+async def test_a9_supervisor_ignores_the_exit_of_a_linked_non_child() -> None:
+    """A9: a supervisor traps exits: an actor linked to it that crashes does not kill it."""
+
+    class Linker(otpy.Actor):
+        async def handle_cast(self, message: Any) -> None:
+            if message == "crash":
+                raise RuntimeError("boom")
+            self.link(message)
+
+    log: Log = []
+    async with otpy.open_supervisor([worker("a", log)]) as sup:
+        linker = await otpy.spawn(Linker)
+        await linker.cast(sup.ref)
+        await linker.cast("crash")
+        await linker.wait_exited()
+        await anyio.wait_all_tasks_blocked()
+        assert sup.ref.is_alive
+        assert states(sup) == [("a", "running", True)]
+
+
+async def test_s6_killed_middle_supervisor_restarts_with_its_named_worker() -> None:
+    """S6: top -> middle -> named worker; killing the middle makes the top restart it once,
+    and the new middle registers the worker's name again (no already_started)."""
+    log: Log = []
+    middle = SupervisorSpec(id="middle", children=[worker("db", log, name="db")])
+    async with otpy.open_supervisor([middle], name="top") as top:
+        old_middle = top.child("middle")
+        old_db = otpy.whereis("db")
+        assert old_middle is not None
+        assert old_db is not None
+        old_middle.kill()
+        new_middle = await top.wait_child("middle", other_than=old_middle)
+        assert old_db.exit_reason == otpy.KILLED
+        new_db = otpy.whereis("db")
+        assert new_db is not None
+        assert new_db is not old_db
+        assert otpy.supervisor_ref(new_middle).child("db") is new_db
+        assert await otpy.named("db").call("tag") == "db"
+        assert top.statistics().total_restarts == 1
+        assert states(top) == [("middle", "running", True)]
+
+
+# -- failed restarts ----------------------------------------------------------------------
+
+
+async def test_s2_one_for_all_retry_after_a_failed_restart_restarts_the_whole_group() -> None:
+    """S2/S7: one_for_all, b's restart fails once: the retry stops the new a and starts a, b, c."""
+    log: Log = []
+    fail: dict[str, int] = {}
+    flags = SupervisorFlags(strategy=Strategy.ONE_FOR_ALL, intensity=10)
+    async with otpy.open_supervisor([worker(t, log, fail) for t in "abc"], flags=flags) as sup:
+        old_c = sup.child("c")
+        assert old_c is not None
+        log.clear()
+        fail["b"] = 1
+        inject_crash(old_c)
+        await sup.wait_child("c", other_than=old_c)
+        assert log == [
+            ("terminate", "c"),
+            ("terminate", "b"),
+            ("terminate", "a"),
+            ("init", "a"),
+            ("fail", "b"),
+            ("terminate", "a"),
+            ("init", "a"),
+            ("init", "b"),
+            ("init", "c"),
+        ]
+        assert [s[1] for s in states(sup)] == ["running"] * 3
+        assert sup.statistics().total_restarts == 2  # the crash, then the retry
+
+
+@pytest.mark.parametrize("strategy", [Strategy.REST_FOR_ONE, Strategy.ONE_FOR_ALL])
+async def test_s7_terminate_child_cancels_a_failing_restart_and_everything_after_it(
+    strategy: Strategy,
+) -> None:
+    """S7/S11: while b's restart fails, c is not running (not restarting); terminate_child(b)
+    cancels the restart, and the retry already queued starts nothing."""
+    log: Log = []
+    reached = anyio.Event()
+    gate = anyio.Event()
+
+    class Gated(Worker):
+        async def init(self, *args: Any) -> Any:
+            if gate.is_set() or reached.is_set():
+                reached.set()
+                await gate.wait()
+                raise RuntimeError("b cannot start")
+            return await super().init(*args)
+
+    specs = [worker("a", log), ChildSpec(id="b", start=Gated, args=("b", log)), worker("c", log)]
+    flags = SupervisorFlags(strategy=strategy, intensity=100)
+    async with otpy.open_supervisor(specs, flags=flags) as sup:
+        b = sup.child("b")
+        assert b is not None
+        reached.set()  # from now on b's init blocks on the gate, then fails
+        log.clear()
+        inject_crash(b)
+        await reached.wait()
+        await anyio.wait_all_tasks_blocked()
+        assert states(sup) == [
+            ("a", "running", True),
+            ("b", "restarting", False),
+            ("c", "stopped", False),
+        ]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sup.terminate_child, "b")
+            await anyio.wait_all_tasks_blocked()  # the request waits behind the restart
+            gate.set()
+        await anyio.wait_all_tasks_blocked()
+        assert states(sup) == [
+            ("a", "running", True),
+            ("b", "stopped", False),
+            ("c", "stopped", False),
+        ]
+        assert ("init", "c") not in log
+        assert sup.ref.is_alive
+        assert sup.statistics().total_restarts == 1
+
+
+# -- the dynamic supervisor's API -------------------------------------------------------
+
+
+async def test_s11_dynamic_terminate_child_by_id_dead_ref_and_count_children() -> None:
+    """S11: a dynamic supervisor answers simple_one_for_one for an id, ok for a ref that
+    already exited, not_found for a live stranger; count_children counts one spec."""
+    log: Log = []
+    spec = otpy.DynamicSupervisorSpec(child=ChildSpec(id="w", start=Worker))
+    async with otpy.open_supervisor(spec) as sup:
+        assert sup.count_children() == otpy.ChildCounts(specs=1, active=0, supervisors=0, workers=0)
+        a = await sup.start_dynamic_child("a", log)
+        await sup.start_dynamic_child("b", log)
+        assert sup.count_children() == otpy.ChildCounts(specs=1, active=2, supervisors=0, workers=2)
+        with pytest.raises(otpy.ChildError, match=r"^child 'w': simple_one_for_one"):
+            await sup.terminate_child("w")
+        await sup.terminate_child(a)
+        await sup.terminate_child(a)  # already gone: fine, as in OTP
+        stranger = await otpy.spawn(Worker, "s", log)
+        with pytest.raises(otpy.ChildError, match="not_found"):
+            await sup.terminate_child(stranger)
+        assert sup.count_children() == otpy.ChildCounts(specs=1, active=1, supervisors=0, workers=1)
+
+
+async def test_s10_dynamic_child_whose_restart_ignores_is_forgotten() -> None:
+    """S10/A6: a dynamic child whose restart returns IGNORE is dropped and frees its slot."""
+    log: Log = []
+    ignore = [False]
+
+    class Ignores(Worker):
+        async def init(self, *args: Any) -> Any:
+            if ignore[0]:
+                return otpy.IGNORE
+            return await super().init(*args)
+
+    spec = otpy.DynamicSupervisorSpec(child=ChildSpec(id="w", start=Ignores), max_children=1)
+    async with otpy.open_supervisor(spec) as sup:
+        first = await sup.start_dynamic_child("a", log)
+        ignore[0] = True
+        inject_crash(first)
+        await first.wait_exited()
+        await anyio.wait_all_tasks_blocked()
+        assert sup.which_children() == []
+        assert sup.count_children().workers == 0
+        ignore[0] = False
+        second = await sup.start_dynamic_child("b", log)
+        assert await second.call("tag") == "b"
+
+
+class TestVirtualTime:
+    @pytest.fixture
+    def anyio_backend(self) -> tuple[str, dict[str, Any]]:
+        return virtual_time()
+
+    async def test_s6_killed_middle_is_restarted_once_its_whole_subtree_has_stopped(self) -> None:
+        """S6: top -> middle -> sub -> named db slow to stop: the top restarts the killed middle
+        only once db has finished stopping, so the new db gets its name at the first try."""
+        log: Log = []
+        db = ChildSpec(id="db", start=Worker, args=("db", log, None, 1.0), name="db")
+        sub = SupervisorSpec(id="sub", children=[db])
+        middle = SupervisorSpec(id="middle", children=[sub])
+        async with otpy.open_supervisor([middle], name="top") as top:
+            old_middle = top.child("middle")
+            old_db = otpy.whereis("db")
+            assert old_middle is not None
+            assert old_db is not None
+            start = anyio.current_time()
+            old_middle.kill()
+            await top.wait_child("middle", other_than=old_middle)
+            assert anyio.current_time() - start == 1.0
+            assert old_db.exit_reason == otpy.SHUTDOWN
+            new_db = otpy.whereis("db")
+            assert new_db is not None
+            assert new_db is not old_db
+            assert top.statistics().total_restarts == 1
+
+    async def test_s11_dynamic_terminate_child_cancels_a_pending_restart(self) -> None:
+        """S11: terminate_child(old ref) of a dynamic child backing off cancels its restart."""
+        log: Log = []
+        backoff = otpy.Backoff(minimum=5.0, maximum=5.0, jitter=0.0)
+        spec = otpy.DynamicSupervisorSpec(child=ChildSpec(id="w", start=Worker, backoff=backoff))
+        async with otpy.open_supervisor(spec) as sup:
+            old = await sup.start_dynamic_child("a", log)
+            inject_crash(old)
+            await old.wait_exited()
+            await anyio.wait_all_tasks_blocked()
+            assert [c.state for c in sup.which_children()] == ["backing_off"]
+            await sup.terminate_child(old)
+            assert sup.which_children() == []
+            await anyio.sleep(10.0)
+            assert sup.which_children() == []
+            assert log.count(("init", "a")) == 1
+
+    async def test_s15_dynamic_shutdown_errors_name_each_child(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """S15: each shutdown_error report of a dynamic supervisor names that child, not the template."""
+        log: Log = []
+        template = ChildSpec(id="w", start=Worker, shutdown=1.0)
+        async with otpy.open_node():
+            sup = await otpy.start_supervisor(otpy.DynamicSupervisorSpec(child=template))
+            refs = [await sup.start_dynamic_child(t, log, None, 100.0) for t in "ab"]
+            with caplog.at_level(logging.ERROR, logger="otpy.supervisor"):
+                await sup.stop()
+        reports = [r.__dict__["otpy_report"] for r in caplog.records if r.name == "otpy.supervisor"]
+        assert sorted(r["offender"]["id"] for r in reports) == sorted(r.label for r in refs)
+        assert sorted(r.label for r in refs) == ["w#1", "w#2"]
+        assert {r["context"] for r in reports} == {"shutdown_error"}
+        assert "shutdown_error of w#1: killed" in caplog.text
