@@ -319,3 +319,68 @@ class TestVirtualTime:
         assert sorted(r.label for r in refs) == ["w#1", "w#2"]
         assert {r["context"] for r in reports} == {"shutdown_error"}
         assert "shutdown_error of w#1: killed" in caplog.text
+
+
+# -- validation: start_child checks what a spec checks -----------------------------------
+
+
+async def test_s12_start_child_rejects_significant_under_auto_shutdown_never() -> None:
+    """S12: start_child refuses a significant child when auto_shutdown is NEVER (bad_combination)."""
+    log: Log = []
+    spec = worker("job", log, restart=otpy.Restart.TRANSIENT, significant=True)
+    async with otpy.open_supervisor([worker("a", log)]) as sup:
+        with pytest.raises(otpy.InvalidChildSpec, match=r"^child 'job': significant children need"):
+            await sup.start_child(spec)
+        with pytest.raises(otpy.InvalidChildSpec, match=r"^child '\?': expected a ChildSpec"):
+            await sup.start_child("job")  # type: ignore[arg-type]
+        assert [c.id for c in sup.which_children()] == ["a"]
+        assert ("init", "job") not in log
+    flags = SupervisorFlags(auto_shutdown=otpy.AutoShutdown.ANY_SIGNIFICANT)
+    async with otpy.open_supervisor([], flags=flags) as sup:
+        assert await sup.start_child(spec) is not None
+
+
+def test_s12_child_spec_fields_are_checked_when_built() -> None:
+    """S12: significant, mailbox and an infinite shutdown or start_timeout fail when the spec is built."""
+    with pytest.raises(
+        otpy.InvalidChildSpec, match=r"^child 'x': significant must be True or False, got 'yes'"
+    ):
+        ChildSpec(id="x", start=Worker, restart=otpy.Restart.TRANSIENT, significant="yes")  # type: ignore[arg-type]
+    with pytest.raises(
+        otpy.InvalidChildSpec,
+        match=r"^child 'x': mailbox must be an otpy.MailboxConfig or None, got 'x'",
+    ):
+        ChildSpec(id="x", start=Worker, mailbox="x")  # type: ignore[arg-type]
+    with pytest.raises(
+        ValueError,
+        match=r"^child 'x': shutdown must be >= 0 seconds, .* got inf; write Shutdown.INFINITY",
+    ):
+        ChildSpec(id="x", start=Worker, shutdown=float("inf"))
+    with pytest.raises(otpy.InvalidChildSpec, match=r"or None to wait forever, got inf"):
+        ChildSpec(id="x", start=Worker, start_timeout=float("inf"))
+    with pytest.raises(otpy.InvalidChildSpec, match=r"^child 'x': stash_capacity must be >= 1"):
+        ChildSpec(id="x", start=Worker, stash_capacity=True)
+    with pytest.raises(
+        otpy.InvalidChildSpec, match=r"^child 'sup': significant must be True or False"
+    ):
+        SupervisorSpec(id="sup", children=[], significant=1)  # type: ignore[arg-type]
+
+
+def test_s12_dynamic_template_cannot_be_significant() -> None:
+    """S12: a dynamic supervisor's template cannot be significant: it has no auto_shutdown."""
+    template = ChildSpec(id="w", start=Worker, restart=otpy.Restart.TEMPORARY, significant=True)
+    with pytest.raises(
+        otpy.InvalidChildSpec,
+        match=r"^child 'w': a dynamic supervisor's child template cannot be significant",
+    ):
+        otpy.DynamicSupervisorSpec(child=template)
+
+
+async def test_s9_shutdown_infinity_is_the_way_to_wait_forever() -> None:
+    """S9: Shutdown.INFINITY, the legal spelling of OTP's infinity, works at every stage."""
+    log: Log = []
+    spec = worker("w", log, shutdown=otpy.Shutdown.INFINITY)
+    async with otpy.open_supervisor([spec]) as sup:
+        await sup.terminate_child("w")
+        assert await sup.restart_child("w") is not None
+    assert log.count(("terminate", "w")) == 2

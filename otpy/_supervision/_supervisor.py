@@ -42,7 +42,9 @@ from ._spec import (
     Strategy,
     SupervisorFlags,
     SupervisorSpec,
+    as_child_spec,
     backoff_delay,
+    check_child,
 )
 from ._window import RestartWindow, record_restart
 
@@ -712,6 +714,7 @@ class Supervisor(_SupervisorBase):
         return await super().handle_call(message, caller)
 
     async def _api_start_child(self, spec: ChildSpec) -> ActorRef | None:
+        check_child(spec, self.flags.auto_shutdown)  # the checks a SupervisorSpec makes
         for child in self._children:
             if child.spec.id == spec.id:
                 raise ChildError(
@@ -899,15 +902,20 @@ class SupervisorRef:
     ) -> ActorRef | None:
         """Add and start a child; return its ref, or ``None`` if its init ignored the start.
 
+        The spec gets the checks a :class:`SupervisorSpec` makes of its children.
+
+        Args:
+            spec: the child, or a nested supervisor's spec.
+
         Raises:
+            InvalidChildSpec: *spec* is no spec, or is significant while the
+                supervisor's ``auto_shutdown`` is ``NEVER``.
             ChildError: ``already_started`` / ``already_present`` for a duplicate id.
             SpawnError: the child failed to start (its spec is discarded).
         """
         if not isinstance(self._sup, Supervisor):
             raise TypeError("start_child(spec) is for static supervisors; use start_dynamic_child")
-        if not isinstance(spec, ChildSpec):
-            spec = spec.as_child()
-        return await self._request(_StartChild(spec))  # type: ignore[no-any-return]
+        return await self._request(_StartChild(as_child_spec(spec)))  # type: ignore[no-any-return]
 
     async def start_dynamic_child(self, *args: Any) -> ActorRef:
         """Start a child of a dynamic supervisor with the template's args plus *args* (S10).
