@@ -384,3 +384,67 @@ async def test_s9_shutdown_infinity_is_the_way_to_wait_forever() -> None:
         await sup.terminate_child("w")
         assert await sup.restart_child("w") is not None
     assert log.count(("terminate", "w")) == 2
+
+
+# -- a nested supervisor that cannot start ------------------------------------------------
+
+
+async def test_s8_nested_start_failure_names_the_path_and_exits_shutdown(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """S8: root -> middle -> db failing: the start fails naming db and root/middle/db; middle
+    exits ShutdownWith(FailedToStartChild), so root's start_error report says shutdown."""
+    log: Log = []
+    fail = {"db": 1}
+    middle = SupervisorSpec(id="middle", children=[worker("ok", log), worker("db", log, fail)])
+    root = SupervisorSpec(id="root", children=[worker("first", log), middle])
+    with caplog.at_level(logging.ERROR, logger="otpy"):
+        async with otpy.open_node():
+            with pytest.raises(
+                otpy.FailedToStartChild,
+                match=r"^supervisor 'root' failed to start child 'db' \(root/middle/db\): "
+                r"RuntimeError: db cannot start$",
+            ) as info:
+                await otpy.start_supervisor(root)
+    error = info.value
+    assert isinstance(error, otpy.SpawnError)
+    assert (error.supervisor, error.actor, error.child) == ("root", "root", "middle")
+    assert error.path == ("root", "middle", "db")
+    assert isinstance(error.cause, RuntimeError)
+    assert isinstance(error.reason, otpy.ShutdownWith)
+    assert isinstance(error.reason.detail, otpy.FailedToStartChild)
+    assert error.reason.detail.path == ("middle", "db")
+    assert isinstance(error.__cause__, otpy.SpawnError)
+    reports = {
+        r.__dict__["otpy_report"]["supervisor"]: r.__dict__["otpy_report"]
+        for r in caplog.records
+        if r.name == "otpy.supervisor"
+    }
+    assert reports["middle"]["reason"] == "RuntimeError: db cannot start"
+    assert reports["root"]["context"] == "start_error"
+    assert reports["root"]["offender"]["id"] == "middle"
+    assert reports["root"]["reason"].startswith("shutdown: FailedToStartChild: ")
+    assert not [r for r in caplog.records if r.name == "otpy.actor"]  # no crash report
+    assert log == [
+        ("init", "first"),
+        ("init", "ok"),
+        ("fail", "db"),
+        ("terminate", "ok"),
+        ("terminate", "first"),
+    ]
+
+
+async def test_s8_open_supervisor_and_start_child_raise_the_nested_failure_itself() -> None:
+    """S8: open_supervisor and start_child raise FailedToStartChild naming the path too."""
+    log: Log = []
+    middle = SupervisorSpec(id="middle", children=[worker("db", log, {"db": 2})])
+    with pytest.raises(otpy.FailedToStartChild, match=r"child 'db' \(top/middle/db\)"):
+        async with otpy.open_supervisor([middle], name="top"):
+            pass  # pragma: no cover - the tree must not start
+    async with otpy.open_supervisor([], name="top") as sup:
+        with pytest.raises(
+            otpy.FailedToStartChild,
+            match=r"^supervisor 'middle' failed to start child 'db' \(middle/db\)",
+        ):
+            await sup.start_child(middle)
+        assert sup.which_children() == []

@@ -26,6 +26,7 @@ from .._core._reasons import KILLED, SHUTDOWN, Exit, ShutdownWith, is_normal_exi
 from .._core._ref import _SYS_STOP, ActorRef, ActorStatistics
 from .._exceptions import (
     ChildError,
+    FailedToStartChild,
     MaxChildren,
     OtpyError,
     RestartIntensityExceeded,
@@ -595,7 +596,11 @@ class Supervisor(_SupervisorBase):
     """
 
     async def init(self, spec: SupervisorSpec) -> None:
-        """Start the children in spec order; roll back and fail on the first failure (S8)."""
+        """Start the children in spec order; roll back and fail on the first failure (S8).
+
+        As OTP's does, a supervisor whose child fails to start stops the ones it
+        started, in reverse, and exits with ``ShutdownWith(FailedToStartChild(...))``.
+        """
         self.spec = spec
         self.flags: SupervisorFlags = spec.flags
         self._strategy_name = spec.flags.strategy.value
@@ -616,11 +621,10 @@ class Supervisor(_SupervisorBase):
                 )
                 for started in reversed(self._children):
                     await self._stop_child(started, release=True)
-                raise SpawnError(
-                    self.ref.label,
-                    exc.reason,
-                    f"supervisor {self.ref.label!r} failed to start child {child_spec.id!r}: {exc}",
-                ) from exc
+                error = FailedToStartChild(self.ref.label, child_spec.id, exc.reason)
+                error.__cause__ = exc
+                self.stop(ShutdownWith(error))
+                return
             if ref is None and child_spec.restart is Restart.TEMPORARY:
                 self._children.remove(child)
 
@@ -894,7 +898,7 @@ class SupervisorRef:
     async def _request(self, message: object) -> Any:
         result = await self.ref.call(message, timeout=None)
         if isinstance(result, _Failed):
-            raise result.error
+            raise _start_failure(result.error)
         return result
 
     async def start_child(
@@ -1047,10 +1051,25 @@ async def start_supervisor(
 
     node = node or current_node()
     cls = Supervisor if isinstance(spec, SupervisorSpec) else DynamicSupervisor
-    ref = await node._spawn(cls, (spec,), name=spec.name, label=spec.name or spec.id)
+    try:
+        ref = await node._spawn(cls, (spec,), name=spec.name, label=spec.name or spec.id)
+    except SpawnError as exc:
+        failure = _start_failure(exc)
+        if failure is exc:
+            raise
+        raise failure from failure.__cause__  # the child's error, not our wrapper
     if ref is None:  # pragma: no cover - supervisors never ignore their start
         raise SpawnError(spec.id, "ignore")
     return SupervisorRef(ref)
+
+
+def _start_failure(error: OtpyError) -> OtpyError:
+    """The error to raise for a failed start: a supervisor's own FailedToStartChild."""
+    if isinstance(error, SpawnError):
+        reason = error.reason
+        if isinstance(reason, ShutdownWith) and isinstance(reason.detail, FailedToStartChild):
+            return reason.detail
+    return error
 
 
 async def _wait_tree_exited(ref: ActorRef) -> None:
