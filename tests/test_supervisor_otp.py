@@ -448,3 +448,46 @@ async def test_s8_open_supervisor_and_start_child_raise_the_nested_failure_itsel
         ):
             await sup.start_child(middle)
         assert sup.which_children() == []
+
+
+# -- temporary children: nothing of their arguments is kept ------------------------------
+
+
+class Payload:
+    """A large argument, weakly referenceable so a test can see it being freed."""
+
+
+class Consumer(otpy.Actor):
+    """Uses its payload in init and keeps nothing of it."""
+
+    async def init(self, payload: Payload) -> None:
+        self.seen = type(payload).__name__
+
+    async def handle_call(self, message: Any, caller: otpy.Caller) -> Any:
+        return self.seen
+
+
+async def test_s4_temporary_child_arguments_are_freed_while_it_runs() -> None:
+    """S4: a supervisor keeps nothing of a temporary child's arguments (as OTP): a payload
+    passed to a running temporary worker is collectable once the worker drops it."""
+    import gc
+    import weakref
+
+    template = ChildSpec(id="c", start=Consumer, restart=otpy.Restart.TEMPORARY)
+    async with otpy.open_supervisor(
+        [otpy.DynamicSupervisorSpec(id="pool", child=template)], name="top"
+    ) as top:
+        pool_ref = top.child("pool")
+        assert pool_ref is not None
+        pool = otpy.supervisor_ref(pool_ref)
+        payload = Payload()
+        alive = weakref.ref(payload)
+        dynamic = await pool.start_dynamic_child(payload)
+        static = await top.start_child(
+            ChildSpec(id="t", start=Consumer, args=(payload,), restart=otpy.Restart.TEMPORARY)
+        )
+        assert static is not None
+        del payload
+        gc.collect()
+        assert alive() is None
+        assert await dynamic.call("seen") == await static.call("seen") == "Payload"

@@ -635,6 +635,7 @@ class ActorRef:
                 if self._kill_reason is not None:
                     scope.cancel()
                 reason = await self._init(init_args, start_timeout)
+                del init_args  # the task must not keep init's arguments alive
                 if reason is None:
                     reason = await self._loop()
         finally:
@@ -654,6 +655,7 @@ class ActorRef:
             if self._kill_reason is None:
                 self._canceller = task
                 reason = await self._init(init_args, start_timeout)
+                del init_args  # the task must not keep init's arguments alive
                 if reason is None:
                     reason = await self._loop()
         except asyncio.CancelledError:

@@ -167,14 +167,36 @@ class SupervisorStatistics:
 # -- requests through the supervisor's mailbox -------------------------------------
 
 
-@attrs.frozen
+@final
 class _StartChild:
-    spec: ChildSpec
+    """A start_child request. The handler takes the spec out: a supervisor's last
+    handled message must not keep a temporary child's arguments alive."""
+
+    __slots__ = ("spec",)
+
+    def __init__(self, spec: ChildSpec) -> None:
+        self.spec: ChildSpec | None = spec
+
+    def take(self) -> ChildSpec:
+        spec = self.spec
+        assert spec is not None
+        self.spec = None
+        return spec
 
 
-@attrs.frozen
+@final
 class _StartDynamic:
-    args: tuple[Any, ...]
+    """A start_dynamic_child request; the handler takes the arguments out."""
+
+    __slots__ = ("args",)
+
+    def __init__(self, args: tuple[Any, ...]) -> None:
+        self.args = args
+
+    def take(self) -> tuple[Any, ...]:
+        args = self.args
+        self.args = ()
+        return args
 
 
 @attrs.frozen
@@ -275,12 +297,17 @@ class _SupervisorBase(Actor):
 
     # -- starting and stopping one child -------------------------------------------
 
-    async def _start(self, child: _Child) -> ActorRef | None:
+    async def _start(self, child: _Child, args: tuple[Any, ...] | None = None) -> ActorRef | None:
+        """Start *child* with *args*, or the arguments its record keeps.
+
+        A temporary child is never restarted, so its record keeps no arguments (as
+        OTP's does not): its caller passes them here once.
+        """
         spec = child.spec
         hold = spec.stash_capacity if spec.name and spec.restart is not Restart.TEMPORARY else 0
         ref = await self.node._spawn(
             spec.start,
-            child.args,
+            child.args if args is None else args,
             label=self._child_label(child),
             name=spec.name,
             mailbox=spec.mailbox,
@@ -710,7 +737,7 @@ class Supervisor(_SupervisorBase):
         """Serve the child-management API (S11); errors come back as values."""
         try:
             if type(message) is _StartChild:
-                return await self._api_start_child(message.spec)
+                return await self._api_start_child(message.take())
             if type(message) is _ById:
                 return await self._api_by_id(message.op, message.child)
         except OtpyError as exc:
@@ -724,10 +751,14 @@ class Supervisor(_SupervisorBase):
                 raise ChildError(
                     spec.id, "already_started" if child.ref is not None else "already_present"
                 )
+        args = None
+        if spec.restart is Restart.TEMPORARY and spec.args:
+            args = spec.args
+            spec = attrs.evolve(spec, args=())  # never restarted: keep none of its arguments
         child = self._new_child(spec)
         self._children.append(child)
         try:
-            ref = await self._start(child)
+            ref = await self._start(child, args)
         except SpawnError:
             self._children.remove(child)
             raise
@@ -786,7 +817,7 @@ class DynamicSupervisor(_SupervisorBase):
         """Serve ``start_child`` and ``terminate_child``; errors come back as values."""
         try:
             if type(message) is _StartDynamic:
-                return await self._api_start(message.args)
+                return await self._api_start(message.take())
             if type(message) is _ById:
                 if message.op != "terminate" or not isinstance(message.child, ActorRef):
                     raise ChildError(message.child, "simple_one_for_one")
@@ -821,12 +852,15 @@ class DynamicSupervisor(_SupervisorBase):
             raise MaxChildren(self.ref.label, limit)
         self._keys += 1
         template = self.spec.child
+        args = template.args + extra
+        temporary = template.restart is Restart.TEMPORARY
+        # A temporary child is never restarted: its record keeps none of its arguments.
         child = _Child(
-            template, self._keys, template.args + extra, name=f"{template.id}#{self._keys}"
+            template, self._keys, () if temporary else args, name=f"{template.id}#{self._keys}"
         )
         self._children.append(child)
         try:
-            ref = await self._start(child)
+            ref = await self._start(child, args)
         except SpawnError:
             self._children.remove(child)
             raise
