@@ -286,6 +286,26 @@ class TestVirtualTime:
             assert new_db is not old_db
             assert top.statistics().total_restarts == 1
 
+    async def test_s11_deleting_a_sibling_waiting_for_a_restart_frees_its_name(self) -> None:
+        """S11: under one_for_all, b waits stopped while a backs off; delete_child(b) frees
+        b's name at once (no restart stash left behind) and a's restart leaves b out."""
+        log: Log = []
+        backoff = otpy.Backoff(minimum=5.0, maximum=5.0, jitter=0.0)
+        specs = [worker("a", log, backoff=backoff), worker("b", log, name="b")]
+        flags = SupervisorFlags(strategy=Strategy.ONE_FOR_ALL)
+        async with otpy.open_supervisor(specs, flags=flags) as sup:
+            old_a = sup.child("a")
+            assert old_a is not None
+            inject_crash(old_a)
+            await old_a.wait_exited()
+            await anyio.wait_all_tasks_blocked()
+            assert states(sup) == [("a", "backing_off", False), ("b", "stopped", False)]
+            await sup.delete_child("b")
+            with pytest.raises(otpy.ActorStopped):
+                await otpy.named("b").call("tag")
+            await sup.wait_child("a", other_than=old_a)
+            assert states(sup) == [("a", "running", True)]
+
     async def test_s11_dynamic_terminate_child_cancels_a_pending_restart(self) -> None:
         """S11: terminate_child(old ref) of a dynamic child backing off cancels its restart."""
         log: Log = []

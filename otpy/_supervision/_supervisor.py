@@ -788,6 +788,8 @@ class Supervisor(_SupervisorBase):
         if op == "restart":
             return await self._start(child)
         self._children.remove(child)  # delete
+        if child.spec.name:
+            self.node.release_name(child.spec.name)  # a sibling's restart may have held it
         return None
 
 
