@@ -5,7 +5,8 @@
     OtpyError
     ├── NodeError                    no node running / node misuse; also a RuntimeError
     ├── SpawnError                   init failed, timed out, or a name was taken
-    │   └── AlreadyStarted           a name (or child id) is already in use
+    │   ├── AlreadyStarted           a name (or child id) is already in use
+    │   └── FailedToStartChild       a supervisor did not start: one of its children failed
     ├── ActorError
     │   ├── ActorStopped             call/send to an actor that has exited (noproc)
     │   │   └── ActorExited          the actor died while a call was outstanding
@@ -59,6 +60,7 @@ __all__ = [
     "DeadLetterNotFound",
     "DeadLetterStoreError",
     "InvalidDeadLetter",
+    "FailedToStartChild",
     "NoReplayHandler",
     "NotAnOtpyStore",
     "ReplayFailed",
@@ -135,6 +137,47 @@ class AlreadyStarted(SpawnError):
         )
         self.name = name
         self.existing = existing
+
+
+class FailedToStartChild(SpawnError):
+    """A supervisor did not start because one of its children failed to start.
+
+    OTP's ``{shutdown, {failed_to_start_child, Id, Reason}}``: the supervisor stopped
+    the children it had started and exited with ``ShutdownWith(this error)``, so its
+    own supervisor's report says shutdown. The message names the child that failed
+    first, wherever it is in the tree, and the path to it.
+
+    Attributes:
+        supervisor: the supervisor that did not start (also ``actor``).
+        child: the id of its child that failed.
+        reason: that child's reason: what its ``init`` raised, ``"timeout"``, or, for a
+            child supervisor, its exit reason ``ShutdownWith(FailedToStartChild(...))``.
+        path: the supervisor's label, then the labels down to the child that failed
+            first, like ``("root", "middle", "db")``.
+        cause: the reason of that child, the one at the end of ``path``.
+    """
+
+    path: tuple[str, ...]
+    cause: object
+
+    def __init__(self, supervisor: str, child: str, reason: object) -> None:
+        inner = getattr(reason, "detail", None)  # ShutdownWith, from a child supervisor
+        if isinstance(inner, FailedToStartChild):
+            path = (supervisor, *inner.path)
+            cause = inner.cause
+        else:
+            path = (supervisor, child)
+            cause = reason
+        super().__init__(
+            supervisor,
+            reason,
+            f"supervisor {supervisor!r} failed to start child {path[-1]!r} "
+            f"({'/'.join(path)}): {_describe(cause)}",
+        )
+        self.supervisor = supervisor
+        self.child = child
+        self.path = path
+        self.cause = cause
 
 
 class ActorError(OtpyError):

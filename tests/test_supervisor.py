@@ -461,8 +461,6 @@ async def test_s10_dynamic_supervisor_extra_args_max_children_and_terminate_by_r
         await sup.terminate_child(a)
         assert not a.is_alive
         assert sup.count_children() == otpy.ChildCounts(specs=1, active=1, supervisors=0, workers=1)
-        with pytest.raises(otpy.ChildError, match="not_found"):
-            await sup.terminate_child(a)
         with pytest.raises(otpy.ChildError, match="simple_one_for_one"):
             await sup.restart_child("w")
         await sup.start_dynamic_child("c", log)

@@ -174,6 +174,7 @@ class ActorRef:
         "_links",
         "_mailbox",
         "_monitoring",
+        "_parent",
         "_processed",
         "_restarts",
         "_started",
@@ -228,6 +229,7 @@ class ActorRef:
         self._watchers: dict[Monitor, None] | None = None
         self._monitoring: set[Monitor] | None = None
         self._links: set[ActorRef] | None = None
+        self._parent: ActorRef | None = None  # the supervisor that started it, if any
         self._timers: set[Timer] | None = None
         self._stash: deque[Any] | None = None
         self._stash_marker = False
@@ -595,7 +597,11 @@ class ActorRef:
         if self._exit_reason is not None:
             return
         if self._actor.trap_exit:
-            self._deliver_system_info(Exit(sender, reason))
+            if sender is self._parent:
+                # As a gen_server does: its supervisor's exit stops it, terminate included.
+                self._post_system((_SYS_STOP, reason))
+            else:
+                self._deliver_system_info(Exit(sender, reason))
         elif reason != NORMAL:
             self.kill(reason)
 
@@ -630,6 +636,7 @@ class ActorRef:
                 if self._kill_reason is not None:
                     scope.cancel()
                 reason = await self._init(init_args, start_timeout)
+                del init_args  # the task must not keep init's arguments alive
                 if reason is None:
                     reason = await self._loop()
         finally:
@@ -649,6 +656,7 @@ class ActorRef:
             if self._kill_reason is None:
                 self._canceller = task
                 reason = await self._init(init_args, start_timeout)
+                del init_args  # the task must not keep init's arguments alive
                 if reason is None:
                     reason = await self._loop()
         except asyncio.CancelledError:
@@ -947,6 +955,7 @@ class ActorRef:
         self._canceller = None
         self._item = None
         self._current = None
+        self._parent = None
         if isinstance(reason, BaseException):
             traceback.clear_frames(reason.__traceback__)
 

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import enum
+import math
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from .._core._actor import Actor
+from .._core._mailbox import MailboxConfig
 from .._exceptions import InvalidChildSpec
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
-
-    from .._core._mailbox import MailboxConfig
 
 __all__ = [
     "AutoShutdown",
@@ -26,7 +26,9 @@ __all__ = [
     "Strategy",
     "SupervisorFlags",
     "SupervisorSpec",
+    "as_child_spec",
     "backoff_delay",
+    "check_child",
 ]
 
 
@@ -74,7 +76,13 @@ class AutoShutdown(enum.Enum):
 
 
 def _finite_nonneg(value: object) -> bool:
+    """A number of seconds: not a bool, not NaN, >= 0 (``inf`` allowed)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+
+
+def _seconds(value: object) -> bool:
+    """A finite number of seconds >= 0: what a timeout written as a number must be."""
+    return _finite_nonneg(value) and math.isfinite(value)  # type: ignore[arg-type]
 
 
 @attrs.frozen(kw_only=True)
@@ -192,25 +200,46 @@ class ChildSpec:
                 f"restart must be a Restart (PERMANENT, TRANSIENT, TEMPORARY), got {self.restart!r}",
             )
         shutdown = self.shutdown
-        if not isinstance(shutdown, Shutdown) and not _finite_nonneg(shutdown):
+        if not isinstance(shutdown, Shutdown) and not _seconds(shutdown):
+            hint = (
+                "; write Shutdown.INFINITY to wait as long as it takes"
+                if shutdown == math.inf
+                else ""
+            )
             raise InvalidChildSpec(
                 cid,
                 f"shutdown must be >= 0 seconds, Shutdown.BRUTAL_KILL or Shutdown.INFINITY, "
-                f"got {shutdown!r}",
+                f"got {shutdown!r}{hint}",
             )
         if not isinstance(self.type, ChildType):
             raise InvalidChildSpec(cid, f"type must be a ChildType, got {self.type!r}")
+        if not isinstance(self.significant, bool):
+            raise InvalidChildSpec(
+                cid, f"significant must be True or False, got {self.significant!r}"
+            )
         if self.significant and self.restart is Restart.PERMANENT:
             raise InvalidChildSpec(
                 cid, "a significant child cannot be permanent; make it transient or temporary"
             )
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
             raise InvalidChildSpec(cid, f"name must be a non-empty string, got {self.name!r}")
+        if self.mailbox is not None and not isinstance(self.mailbox, MailboxConfig):
+            raise InvalidChildSpec(
+                cid, f"mailbox must be an otpy.MailboxConfig or None, got {self.mailbox!r}"
+            )
         if self.start_timeout is not None and not (
-            _finite_nonneg(self.start_timeout) and self.start_timeout > 0
+            _seconds(self.start_timeout) and self.start_timeout > 0
         ):
-            raise InvalidChildSpec(cid, f"start_timeout must be > 0, got {self.start_timeout!r}")
-        if not isinstance(self.stash_capacity, int) or self.stash_capacity < 1:
+            raise InvalidChildSpec(
+                cid,
+                f"start_timeout must be > 0 seconds, or None to wait forever, "
+                f"got {self.start_timeout!r}",
+            )
+        if (
+            not isinstance(self.stash_capacity, int)
+            or isinstance(self.stash_capacity, bool)
+            or self.stash_capacity < 1
+        ):
             raise InvalidChildSpec(cid, f"stash_capacity must be >= 1, got {self.stash_capacity!r}")
         if self.backoff is not None and not isinstance(self.backoff, Backoff):
             raise InvalidChildSpec(cid, f"backoff must be an otpy.Backoff, got {self.backoff!r}")
@@ -258,21 +287,44 @@ class SupervisorFlags:
             )
 
 
+def as_child_spec(item: object) -> ChildSpec:
+    """Return *item* as a :class:`ChildSpec`, converting a nested supervisor spec.
+
+    Raises:
+        InvalidChildSpec: *item* is no spec at all.
+    """
+    if isinstance(item, (SupervisorSpec, DynamicSupervisorSpec)):
+        return item.as_child()
+    if isinstance(item, ChildSpec):
+        return item
+    raise InvalidChildSpec(
+        _child_id(item),
+        f"expected a ChildSpec, SupervisorSpec or DynamicSupervisorSpec, got {type(item).__name__}",
+    )
+
+
+def check_child(spec: ChildSpec, auto_shutdown: AutoShutdown) -> None:
+    """Check *spec* against the supervisor it is for, as OTP's ``check_childspec`` does.
+
+    A :class:`ChildSpec` checks its own fields when it is built; this adds what
+    depends on the supervisor. :class:`SupervisorSpec` and ``start_child`` both use it.
+
+    Raises:
+        InvalidChildSpec: a significant child under ``AutoShutdown.NEVER`` (OTP's
+            ``bad_combination``).
+    """
+    if spec.significant and auto_shutdown is AutoShutdown.NEVER:
+        raise InvalidChildSpec(
+            spec.id,
+            "significant children need the supervisor's auto_shutdown set to "
+            "ANY_SIGNIFICANT or ALL_SIGNIFICANT",
+        )
+
+
 def _to_children(
     value: Iterable[ChildSpec | SupervisorSpec | DynamicSupervisorSpec],
 ) -> tuple[ChildSpec, ...]:
-    out: list[ChildSpec] = []
-    for item in value:
-        if isinstance(item, (SupervisorSpec, DynamicSupervisorSpec)):
-            out.append(item.as_child())
-        elif isinstance(item, ChildSpec):
-            out.append(item)
-        else:
-            raise InvalidChildSpec(
-                _child_id(item),
-                f"expected a ChildSpec or SupervisorSpec, got {type(item).__name__}",
-            )
-    return tuple(out)
+    return tuple(as_child_spec(item) for item in value)
 
 
 @attrs.frozen(kw_only=True)
@@ -299,17 +351,15 @@ class SupervisorSpec:
     significant: bool = False
 
     def __attrs_post_init__(self) -> None:
+        if not isinstance(self.flags, SupervisorFlags):
+            raise InvalidChildSpec(self.id, f"flags must be a SupervisorFlags, got {self.flags!r}")
+        self.as_child()  # its own id, name, restart and significant, checked now
         seen: set[str] = set()
         for child in self.children:
             if child.id in seen:
                 raise InvalidChildSpec(child.id, f"duplicate child id in supervisor {self.id!r}")
             seen.add(child.id)
-            if child.significant and self.flags.auto_shutdown is AutoShutdown.NEVER:
-                raise InvalidChildSpec(
-                    child.id,
-                    "significant children need the supervisor's auto_shutdown set to "
-                    "ANY_SIGNIFICANT or ALL_SIGNIFICANT",
-                )
+            check_child(child, self.flags.auto_shutdown)
 
     def as_child(self) -> ChildSpec:
         """Return the :class:`ChildSpec` that starts this supervisor under another."""
@@ -355,13 +405,22 @@ class DynamicSupervisorSpec:
             raise InvalidChildSpec(
                 self.child.id, "a dynamic supervisor's child template cannot have a name"
             )
+        if self.child.significant:
+            raise InvalidChildSpec(
+                self.child.id,
+                "a dynamic supervisor's child template cannot be significant: "
+                "a dynamic supervisor has no auto_shutdown",
+            )
         if self.max_children is not None and (
-            not isinstance(self.max_children, int) or self.max_children < 0
+            not isinstance(self.max_children, int)
+            or isinstance(self.max_children, bool)
+            or self.max_children < 0
         ):
             raise InvalidChildSpec(
                 self.id, f"max_children must be an integer >= 0 or None, got {self.max_children!r}"
             )
         SupervisorFlags(intensity=self.intensity, period=self.period)
+        self.as_child()  # its own id, name and restart, checked now
 
     def as_child(self) -> ChildSpec:
         """Return the :class:`ChildSpec` that starts this supervisor under another."""

@@ -1,8 +1,10 @@
 """Supervisors: actors that start, watch, restart and stop other actors.
 
-A supervisor is an :class:`~otpy.Actor`. It monitors each child; a child's exit
-arrives as a ``Down`` in its mailbox and is handled in order with API requests
-(``start_child`` and friends). Introspection (``which_children``,
+A supervisor is an :class:`~otpy.Actor` that traps exits and links to each child
+before the child's ``init`` runs, as OTP's does: a child's exit arrives as an
+``Exit`` in its mailbox and is handled in order with API requests (``start_child``
+and friends), and when the supervisor dies by any means, even a kill, its children
+die with it. Introspection (``which_children``,
 ``count_children``, ``statistics``) reads the supervisor's tables directly, so it
 answers even while the supervisor is busy waiting for a slow child to stop.
 """
@@ -20,10 +22,11 @@ import attrs
 from .. import telemetry
 from .._core._actor import Actor, Caller
 from .._core._mailbox import MailboxConfig
-from .._core._reasons import KILLED, SHUTDOWN, Down, ShutdownWith, is_normal_exit
-from .._core._ref import _SYS_STOP, ActorRef, ActorStatistics, Monitor
+from .._core._reasons import KILLED, SHUTDOWN, Exit, ShutdownWith, is_normal_exit
+from .._core._ref import _SYS_STOP, ActorRef, ActorStatistics
 from .._exceptions import (
     ChildError,
+    FailedToStartChild,
     MaxChildren,
     OtpyError,
     RestartIntensityExceeded,
@@ -41,7 +44,9 @@ from ._spec import (
     Strategy,
     SupervisorFlags,
     SupervisorSpec,
+    as_child_spec,
     backoff_delay,
+    check_child,
 )
 from ._window import RestartWindow, record_restart
 
@@ -163,14 +168,36 @@ class SupervisorStatistics:
 # -- requests through the supervisor's mailbox -------------------------------------
 
 
-@attrs.frozen
+@final
 class _StartChild:
-    spec: ChildSpec
+    """A start_child request. The handler takes the spec out: a supervisor's last
+    handled message must not keep a temporary child's arguments alive."""
+
+    __slots__ = ("spec",)
+
+    def __init__(self, spec: ChildSpec) -> None:
+        self.spec: ChildSpec | None = spec
+
+    def take(self) -> ChildSpec:
+        spec = self.spec
+        assert spec is not None
+        self.spec = None
+        return spec
 
 
-@attrs.frozen
+@final
 class _StartDynamic:
-    args: tuple[Any, ...]
+    """A start_dynamic_child request; the handler takes the arguments out."""
+
+    __slots__ = ("args",)
+
+    def __init__(self, args: tuple[Any, ...]) -> None:
+        self.args = args
+
+    def take(self) -> tuple[Any, ...]:
+        args = self.args
+        self.args = ()
+        return args
 
 
 @attrs.frozen
@@ -179,10 +206,19 @@ class _ById:
     child: Any
 
 
-@attrs.frozen
+@final
 class _Retry:
-    ids: tuple[int, ...]
-    counts: bool
+    """A pending restart of *child*: what a failed or delayed restart posts to itself.
+
+    It is stale, and ignored, unless it is still ``child.retry``: stopping the child,
+    or starting it some other way, cancels it.
+    """
+
+    __slots__ = ("child", "counts")
+
+    def __init__(self, child: _Child, counts: bool) -> None:
+        self.child = child
+        self.counts = counts
 
 
 @attrs.frozen
@@ -198,20 +234,27 @@ class _Child:
         "attempt",
         "key",
         "last_reason",
-        "monitor",
+        "last_ref",
+        "name",
         "ref",
         "restarts",
+        "retry",
         "spec",
         "started_at",
         "state",
     )
 
-    def __init__(self, spec: ChildSpec, key: int, args: tuple[Any, ...] | None = None) -> None:
+    def __init__(
+        self, spec: ChildSpec, key: int, args: tuple[Any, ...] | None = None, name: str = ""
+    ) -> None:
         self.spec = spec
         self.key = key
         self.args = spec.args if args is None else args
+        self.name = name or spec.id
+        """How reports name it: the spec id, or ``id#n`` for a dynamic child."""
         self.ref: ActorRef | None = None
-        self.monitor: Monitor | None = None
+        self.last_ref: ActorRef | None = None  # a dynamic child's exited incarnation
+        self.retry: _Retry | None = None
         self.state = STOPPED
         self.restarts = 0
         self.attempt = 0
@@ -220,7 +263,7 @@ class _Child:
 
     @property
     def label(self) -> str:
-        return self.spec.id if self.ref is None else self.ref.label
+        return self.name if self.ref is None else self.ref.label
 
 
 def _short(reason: object) -> str:
@@ -231,7 +274,7 @@ def _offender(child: _Child) -> dict[str, object]:
     """OTP's offender: what the report says about the child involved."""
     spec = child.spec
     return {
-        "id": spec.id,
+        "id": child.name,
         "ref": repr(child.ref) if child.ref is not None else None,
         "start": spec.start.__name__,
         "restart": spec.restart.value,
@@ -245,66 +288,75 @@ class _SupervisorBase(Actor):
     """What static and dynamic supervisors share: starting, stopping, reporting."""
 
     mailbox = _SUPERVISOR_MAILBOX
+    trap_exit = True
     _window: RestartWindow
     _children: list[_Child]
-    _monitors: dict[Monitor, _Child]
+    _by_ref: dict[ActorRef, _Child]
     _listeners: list[Any] | None = None
     _strategy_name: str
     _keys: int
 
     # -- starting and stopping one child -------------------------------------------
 
-    async def _start(self, child: _Child) -> ActorRef | None:
+    async def _start(self, child: _Child, args: tuple[Any, ...] | None = None) -> ActorRef | None:
+        """Start *child* with *args*, or the arguments its record keeps.
+
+        A temporary child is never restarted, so its record keeps no arguments (as
+        OTP's does not): its caller passes them here once.
+        """
         spec = child.spec
         hold = spec.stash_capacity if spec.name and spec.restart is not Restart.TEMPORARY else 0
-        monitors: list[Monitor] = []
-        try:
-            # Monitor before the child's task runs: an exit right after init must
-            # reach us with its real reason, not as noproc.
-            ref = await self.node._spawn(
-                spec.start,
-                child.args,
-                label=self._child_label(child),
-                name=spec.name,
-                mailbox=spec.mailbox,
-                start_timeout=spec.start_timeout,
-                restarts=child.restarts,
-                hold_name=hold,
-                claim_name=True,
-                on_created=lambda created: monitors.append(self.monitor(created)),
-            )
-        except BaseException:
-            for monitor in monitors:
-                self.demonitor(monitor)
-            raise
+        ref = await self.node._spawn(
+            spec.start,
+            child.args if args is None else args,
+            label=self._child_label(child),
+            name=spec.name,
+            mailbox=spec.mailbox,
+            start_timeout=spec.start_timeout,
+            restarts=child.restarts,
+            hold_name=hold,
+            claim_name=True,
+            on_created=self._adopt,
+        )
+        child.retry = None
         if ref is None:
-            for monitor in monitors:
-                self.demonitor(monitor)
             child.state = STOPPED
             if spec.name:
                 self.node.release_name(spec.name)
             return None
         child.ref = ref
+        child.last_ref = None
         child.state = RUNNING
         child.started_at = anyio.current_time()
-        child.monitor = monitors[0]
-        self._monitors[child.monitor] = child
+        self._by_ref[ref] = child
         logger.debug("supervisor %s started child %s as %r", self.ref.label, spec.id, ref)
         if self._listeners:
             for listener in list(self._listeners):
                 listener(child.spec.id, ref)
         return ref
 
+    def _adopt(self, created: ActorRef) -> None:
+        """Link to a new child before its task runs, as its parent (OTP's start_link).
+
+        An exit right after ``init`` then reaches us with its real reason, and our own
+        death, a kill included, takes the child with it.
+        """
+        created._parent = self.ref
+        self.ref._link(created)
+
     def _child_label(self, child: _Child) -> str | None:
         return child.spec.name or child.spec.id
 
     async def _stop_child(self, child: _Child, *, release: bool) -> None:
-        """Stop *child* per its shutdown setting (S9); the supervisor expects the exit."""
+        """Stop *child* per its shutdown setting (S9); the supervisor expects the exit.
+
+        A restart pending for it is cancelled. Its ``Exit`` still arrives, and is
+        ignored: the child is no longer in ``_by_ref``.
+        """
         ref = child.ref
-        if child.monitor is not None:
-            self.demonitor(child.monitor)
-            self._monitors.pop(child.monitor, None)
-            child.monitor = None
+        child.retry = None
+        if ref is not None:
+            self._by_ref.pop(ref, None)
         if ref is not None and ref.is_alive:
             shutdown = child.spec.shutdown
             expected: tuple[object, ...]
@@ -357,7 +409,7 @@ class _SupervisorBase(Actor):
         logger.error(
             "supervisor %s: %s",
             self.ref.label,
-            message or f"{context} of {child.spec.id if child else '-'}: {report['reason']}",
+            message or f"{context} of {child.name if child else '-'}: {report['reason']}",
             extra={"otpy_report": report},
         )
 
@@ -432,53 +484,73 @@ class _SupervisorBase(Actor):
                 },
             )
 
-    async def _start_group(self, group: Sequence[_Child]) -> None:
-        """(Re)start *group* in order; on a failure, retry later through the mailbox (S7)."""
-        for index, child in enumerate(group):
-            if child.state not in (RESTARTING, BACKING_OFF) or child not in self._children:
-                continue
+    def _schedule_retry(self, child: _Child, delay: float, *, counts: bool) -> None:
+        """Restart *child* later, through the mailbox, so other requests get in between (S7)."""
+        retry = _Retry(child, counts)
+        child.retry = retry
+        if delay > 0:
+            child.state = BACKING_OFF
+            self.send_after(delay, retry)
+        else:
             child.state = RESTARTING
+            self.ref._deliver_system_info(retry)
+
+    async def _stop_group(self, child: _Child) -> list[_Child]:
+        """Stop what restarts with *child*; return it, in start order (just *child* here)."""
+        await anyio.lowlevel.checkpoint()
+        return [child]
+
+    def _ignored(self, child: _Child) -> None:
+        """*child*'s restart returned IGNORE: a static supervisor keeps its spec."""
+
+    async def _start_group(self, child: _Child, group: Sequence[_Child]) -> None:
+        """Start *group* in order for the restart of *child*; retry a failure later (S7).
+
+        As in OTP, the child that failed to start is ``restarting`` and the ones after
+        it stay stopped until the retry, which the failed child now owns.
+        """
+        for member in group:
+            member.state = RESTARTING
             try:
-                await self._start(child)
+                ref = await self._start(member)
             except SpawnError as exc:
-                self._report("start_error", child, exc.reason)
+                self._report("start_error", member, exc.reason)
                 telemetry.record_start_error(
-                    supervisor=self.ref.label, child_id=child.spec.id, reason=exc.reason
+                    supervisor=self.ref.label, child_id=member.spec.id, reason=exc.reason
                 )
-                rest = tuple(c.key for c in group[index:] if c.state == RESTARTING)
-                delay = self._restart_delay(child)
-                if delay > 0:
-                    for c in group[index:]:
-                        if c.state == RESTARTING:
-                            c.state = BACKING_OFF
-                    self.send_after(delay, _Retry(rest, counts=True))
-                else:
-                    # Through the mailbox, not a loop: a stop request can get in between.
-                    self.ref._deliver_system_info(_Retry(rest, counts=True))
+                for later in group[group.index(member) + 1 :]:
+                    later.state = STOPPED
+                self._schedule_retry(member, self._restart_delay(member), counts=True)
                 return
+            if ref is None:
+                self._ignored(member)
 
     async def _retry(self, message: _Retry) -> None:
-        group = [
-            c
-            for c in self._children
-            if c.key in message.ids and c.state in (RESTARTING, BACKING_OFF)
-        ]
-        if not group:
+        child = message.child
+        if child.retry is not message or child not in self._children:
+            return  # cancelled: stopped, deleted, or started some other way meanwhile
+        child.retry = None
+        if message.counts and not self._allow_restart(child, child.last_reason):
             return
-        if message.counts and not self._allow_restart(group[0], group[0].last_reason):
-            return
-        await self._start_group(group)
+        group = await self._stop_group(child)
+        await self._start_group(child, group)
 
     # -- common callbacks -----------------------------------------------------------
 
     async def handle_info(self, message: Any) -> None:
-        """Handle child exits and restart retries."""
-        if type(message) is Down:
-            child = self._monitors.pop(message.monitor, None)
-            if child is not None and child.ref is message.actor:
-                child.monitor = None
+        """Handle child exits and restart retries.
+
+        The exit of a linked actor that is not a current child (one already stopped,
+        or one that failed to start) is ignored, as OTP's supervisor does.
+        """
+        if type(message) is Exit:
+            child = self._by_ref.pop(message.actor, None)
+            if child is not None:
                 child.ref = None
+                child.last_ref = message.actor
                 child.last_reason = message.reason
+                if isinstance(message.actor._actor, _SupervisorBase):
+                    await _wait_tree_exited(message.actor)
                 await self._child_exited(child, message.reason)
         elif type(message) is _Retry:
             await self._retry(message)
@@ -532,7 +604,7 @@ class _SupervisorBase(Actor):
         ]
 
     def count_children(self) -> ChildCounts:
-        """Return the counts OTP's ``count_children`` gives (S11)."""
+        """Return the counts OTP's ``count_children`` gives (S11): one spec per child."""
         children = self._children
         sups = sum(1 for c in children if c.spec.type is ChildType.SUPERVISOR)
         return ChildCounts(
@@ -552,14 +624,18 @@ class Supervisor(_SupervisorBase):
     """
 
     async def init(self, spec: SupervisorSpec) -> None:
-        """Start the children in spec order; roll back and fail on the first failure (S8)."""
+        """Start the children in spec order; roll back and fail on the first failure (S8).
+
+        As OTP's does, a supervisor whose child fails to start stops the ones it
+        started, in reverse, and exits with ``ShutdownWith(FailedToStartChild(...))``.
+        """
         self.spec = spec
         self.flags: SupervisorFlags = spec.flags
         self._strategy_name = spec.flags.strategy.value
         self._window = RestartWindow(spec.flags.intensity, spec.flags.period)
         self._keys = 0
         self._children = []
-        self._monitors = {}
+        self._by_ref = {}
         for child_spec in spec.children:
             child = self._new_child(child_spec)
             self._children.append(child)
@@ -573,11 +649,10 @@ class Supervisor(_SupervisorBase):
                 )
                 for started in reversed(self._children):
                     await self._stop_child(started, release=True)
-                raise SpawnError(
-                    self.ref.label,
-                    exc.reason,
-                    f"supervisor {self.ref.label!r} failed to start child {child_spec.id!r}: {exc}",
-                ) from exc
+                error = FailedToStartChild(self.ref.label, child_spec.id, exc.reason)
+                error.__cause__ = exc
+                self.stop(ShutdownWith(error))
+                return
             if ref is None and child_spec.restart is Restart.TEMPORARY:
                 self._children.remove(child)
 
@@ -591,6 +666,7 @@ class Supervisor(_SupervisorBase):
             await self._stop_child(child, release=True)
 
     async def _child_exited(self, child: _Child, reason: object) -> None:
+        child.last_ref = None  # only dynamic children are addressed by a past incarnation
         spec = child.spec
         normal = is_normal_exit(reason)
         if spec.restart is Restart.TEMPORARY:
@@ -623,37 +699,46 @@ class Supervisor(_SupervisorBase):
         ):
             self.stop(SHUTDOWN)
 
-    async def _restart(self, child: _Child, reason: object) -> None:
+    def _group(self, child: _Child) -> list[_Child]:
+        """*child* and the siblings its strategy restarts with it, in start order (S1-S3)."""
         strategy = self.flags.strategy
-        children = self._children
         if strategy is Strategy.ONE_FOR_ONE:
-            group = [child]
-        else:
-            start = 0 if strategy is Strategy.ONE_FOR_ALL else children.index(child)
-            affected = children[start:]
-            for other in reversed(affected):
-                if other is not child and other.ref is not None:
-                    await self._stop_child(other, release=other.spec.restart is Restart.TEMPORARY)
-            # Temporary children stopped by a sibling's restart are not restarted (OTP).
-            group = [c for c in affected if c is child or c.spec.restart is not Restart.TEMPORARY]
-            for c in affected:
-                if c not in group:
-                    children.remove(c)
+            return [child]
+        children = self._children
+        return children[0 if strategy is Strategy.ONE_FOR_ALL else children.index(child) :]
+
+    async def _stop_group(self, child: _Child) -> list[_Child]:
+        """Stop the running siblings that restart with *child*, in reverse start order.
+
+        Temporary siblings stopped this way are not restarted, and are forgotten (OTP).
+        Return the group to start again, in start order.
+        """
+        group = self._group(child)
+        for other in reversed(group):
+            if other is not child and other.ref is not None:
+                await self._stop_child(other, release=other.spec.restart is Restart.TEMPORARY)
+        keep = [c for c in group if c is child or c.spec.restart is not Restart.TEMPORARY]
+        for c in group:
+            if c not in keep:
+                self._children.remove(c)
+        return keep
+
+    async def _restart(self, child: _Child, reason: object) -> None:
+        group = await self._stop_group(child)
         delay = self._restart_delay(child)
         self._note_restart(child, reason, delay)
         for c in group:
             c.restarts += 1
-            c.state = BACKING_OFF if delay > 0 else RESTARTING
         if delay > 0:
-            self.send_after(delay, _Retry(tuple(c.key for c in group), counts=False))
+            self._schedule_retry(child, delay, counts=False)
             return
-        await self._start_group(group)
+        await self._start_group(child, group)
 
     async def handle_call(self, message: Any, caller: Caller) -> Any:
         """Serve the child-management API (S11); errors come back as values."""
         try:
             if type(message) is _StartChild:
-                return await self._api_start_child(message.spec)
+                return await self._api_start_child(message.take())
             if type(message) is _ById:
                 return await self._api_by_id(message.op, message.child)
         except OtpyError as exc:
@@ -661,15 +746,20 @@ class Supervisor(_SupervisorBase):
         return await super().handle_call(message, caller)
 
     async def _api_start_child(self, spec: ChildSpec) -> ActorRef | None:
+        check_child(spec, self.flags.auto_shutdown)  # the checks a SupervisorSpec makes
         for child in self._children:
             if child.spec.id == spec.id:
                 raise ChildError(
                     spec.id, "already_started" if child.ref is not None else "already_present"
                 )
+        args = None
+        if spec.restart is Restart.TEMPORARY and spec.args:
+            args = spec.args
+            spec = attrs.evolve(spec, args=())  # never restarted: keep none of its arguments
         child = self._new_child(spec)
         self._children.append(child)
         try:
-            ref = await self._start(child)
+            ref = await self._start(child, args)
         except SpawnError:
             self._children.remove(child)
             raise
@@ -682,7 +772,13 @@ class Supervisor(_SupervisorBase):
         if child is None:
             raise ChildError(child_id, "not_found")
         if op == "terminate":
+            pending = child.state in (RESTARTING, BACKING_OFF)
             await self._stop_child(child, release=True)
+            if pending:
+                # The restart is cancelled: nothing that was to start with it starts.
+                for other in self._group(child):
+                    if other.state == STOPPED and other.spec.name:
+                        self.node.release_name(other.spec.name)
             if child.spec.restart is Restart.TEMPORARY:
                 self._children.remove(child)
             return None
@@ -693,6 +789,8 @@ class Supervisor(_SupervisorBase):
         if op == "restart":
             return await self._start(child)
         self._children.remove(child)  # delete
+        if child.spec.name:
+            self.node.release_name(child.spec.name)  # a sibling's restart may have held it
         return None
 
 
@@ -709,7 +807,7 @@ class DynamicSupervisor(_SupervisorBase):
         self._strategy_name = "dynamic"
         self._window = RestartWindow(spec.intensity, spec.period)
         self._children = []
-        self._monitors = {}
+        self._by_ref = {}
         self._keys = 0
 
     async def terminate(self, reason: object) -> None:
@@ -722,29 +820,50 @@ class DynamicSupervisor(_SupervisorBase):
         """Serve ``start_child`` and ``terminate_child``; errors come back as values."""
         try:
             if type(message) is _StartDynamic:
-                return await self._api_start(message.args)
+                return await self._api_start(message.take())
             if type(message) is _ById:
-                if message.op != "terminate":
+                if message.op != "terminate" or not isinstance(message.child, ActorRef):
                     raise ChildError(message.child, "simple_one_for_one")
-                child = next((c for c in self._children if c.ref is message.child), None)
-                if child is None:
-                    raise ChildError(message.child, "not_found")
-                await self._stop_child(child, release=False)
-                self._children.remove(child)
+                await self._api_terminate(message.child)
                 return None
         except OtpyError as exc:
             return _Failed(exc)
         return await super().handle_call(message, caller)
+
+    async def _api_terminate(self, target: ActorRef) -> None:
+        """Stop the child *target* is (or, while it restarts, was) an incarnation of.
+
+        As OTP's ``simple_one_for_one`` does, a ref that has already exited and is no
+        child any more is fine: the call is safe when the child just died.
+        """
+        child = self._by_ref.get(target)
+        if child is None:
+            child = next(
+                (c for c in self._children if c.ref is None and c.last_ref is target), None
+            )
+        if child is None:
+            if target.is_alive:
+                raise ChildError(target, "not_found")
+            await anyio.lowlevel.checkpoint()
+            return
+        await self._stop_child(child, release=False)
+        self._children.remove(child)
 
     async def _api_start(self, extra: tuple[Any, ...]) -> ActorRef | None:
         limit = self.spec.max_children
         if limit is not None and len(self._children) >= limit:
             raise MaxChildren(self.ref.label, limit)
         self._keys += 1
-        child = _Child(self.spec.child, self._keys, self.spec.child.args + extra)
+        template = self.spec.child
+        args = template.args + extra
+        temporary = template.restart is Restart.TEMPORARY
+        # A temporary child is never restarted: its record keeps none of its arguments.
+        child = _Child(
+            template, self._keys, () if temporary else args, name=f"{template.id}#{self._keys}"
+        )
         self._children.append(child)
         try:
-            ref = await self._start(child)
+            ref = await self._start(child, args)
         except SpawnError:
             self._children.remove(child)
             raise
@@ -753,7 +872,23 @@ class DynamicSupervisor(_SupervisorBase):
         return ref
 
     def _child_label(self, child: _Child) -> str | None:
-        return f"{child.spec.id}#{child.key}"
+        return child.name
+
+    def _ignored(self, child: _Child) -> None:
+        """A dynamic child whose restart returned IGNORE is forgotten (OTP)."""
+        self._children.remove(child)
+
+    def count_children(self) -> ChildCounts:
+        """Return OTP's ``simple_one_for_one`` counts: one spec, the template (S11)."""
+        children = self._children
+        total = len(children)
+        sup = self.spec.child.type is ChildType.SUPERVISOR
+        return ChildCounts(
+            specs=1,
+            active=sum(1 for c in children if c.ref is not None and c.ref.is_alive),
+            supervisors=total if sup else 0,
+            workers=0 if sup else total,
+        )
 
     async def _child_exited(self, child: _Child, reason: object) -> None:
         restart = child.spec.restart
@@ -769,11 +904,11 @@ class DynamicSupervisor(_SupervisorBase):
         delay = self._restart_delay(child)
         self._note_restart(child, reason, delay)
         child.restarts += 1
-        child.state = BACKING_OFF if delay > 0 else RESTARTING
         if delay > 0:
-            self.send_after(delay, _Retry((child.key,), counts=False))
+            self._schedule_retry(child, delay, counts=False)
         else:
-            await self._start_group([child])
+            child.state = RESTARTING
+            await self._start_group(child, [child])
 
 
 # -- the handle users hold ---------------------------------------------------------
@@ -800,7 +935,7 @@ class SupervisorRef:
     async def _request(self, message: object) -> Any:
         result = await self.ref.call(message, timeout=None)
         if isinstance(result, _Failed):
-            raise result.error
+            raise _start_failure(result.error)
         return result
 
     async def start_child(
@@ -808,15 +943,20 @@ class SupervisorRef:
     ) -> ActorRef | None:
         """Add and start a child; return its ref, or ``None`` if its init ignored the start.
 
+        The spec gets the checks a :class:`SupervisorSpec` makes of its children.
+
+        Args:
+            spec: the child, or a nested supervisor's spec.
+
         Raises:
+            InvalidChildSpec: *spec* is no spec, or is significant while the
+                supervisor's ``auto_shutdown`` is ``NEVER``.
             ChildError: ``already_started`` / ``already_present`` for a duplicate id.
             SpawnError: the child failed to start (its spec is discarded).
         """
         if not isinstance(self._sup, Supervisor):
             raise TypeError("start_child(spec) is for static supervisors; use start_dynamic_child")
-        if not isinstance(spec, ChildSpec):
-            spec = spec.as_child()
-        return await self._request(_StartChild(spec))  # type: ignore[no-any-return]
+        return await self._request(_StartChild(as_child_spec(spec)))  # type: ignore[no-any-return]
 
     async def start_dynamic_child(self, *args: Any) -> ActorRef:
         """Start a child of a dynamic supervisor with the template's args plus *args* (S10).
@@ -834,6 +974,13 @@ class SupervisorRef:
 
     async def terminate_child(self, child: str | ActorRef) -> None:
         """Stop a child per its shutdown setting; static supervisors keep its spec (S11).
+
+        A restart pending for the child is cancelled, with whatever was to start
+        after it. A dynamic supervisor takes the child's ref; a ref that has already
+        exited is fine, as in OTP, so the call is safe when the child just died.
+
+        Args:
+            child: the child id (static supervisors) or the child's ref (dynamic).
 
         Raises:
             ChildError: ``not_found``; ``simple_one_for_one`` when given an id for a
@@ -941,10 +1088,42 @@ async def start_supervisor(
 
     node = node or current_node()
     cls = Supervisor if isinstance(spec, SupervisorSpec) else DynamicSupervisor
-    ref = await node._spawn(cls, (spec,), name=spec.name, label=spec.name or spec.id)
+    try:
+        ref = await node._spawn(cls, (spec,), name=spec.name, label=spec.name or spec.id)
+    except SpawnError as exc:
+        failure = _start_failure(exc)
+        if failure is exc:
+            raise
+        raise failure from failure.__cause__  # the child's error, not our wrapper
     if ref is None:  # pragma: no cover - supervisors never ignore their start
         raise SpawnError(spec.id, "ignore")
     return SupervisorRef(ref)
+
+
+def _start_failure(error: OtpyError) -> OtpyError:
+    """The error to raise for a failed start: a supervisor's own FailedToStartChild."""
+    if isinstance(error, SpawnError):
+        reason = error.reason
+        if isinstance(reason, ShutdownWith) and isinstance(reason.detail, FailedToStartChild):
+            return reason.detail
+    return error
+
+
+async def _wait_tree_exited(ref: ActorRef) -> None:
+    """Wait until every descendant of the exited supervisor *ref* has exited too.
+
+    A supervisor that was killed did not stop its children: they die of the link, each
+    at its next checkpoint. Restarting it before they are gone would find their names
+    still taken (``already_started``). After a graceful exit there is nothing to wait for.
+    """
+    sup = ref._actor
+    assert isinstance(sup, _SupervisorBase)
+    for child in list(getattr(sup, "_children", ())):
+        descendant = child.ref
+        if descendant is not None:
+            await descendant.wait_exited()
+            if isinstance(descendant._actor, _SupervisorBase):
+                await _wait_tree_exited(descendant)
 
 
 def _gave_up(reason: object) -> BaseException | None:
