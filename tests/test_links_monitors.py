@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+import pytest
 
 import otpy
 from otpy.testing import CrashInjected, inject_crash
@@ -123,6 +124,20 @@ async def test_a9_normal_exit_does_not_propagate() -> None:
         await a.stop(otpy.NORMAL)
         await anyio.wait_all_tasks_blocked()
         assert b.is_alive
+
+
+@pytest.mark.parametrize(
+    "reason", [otpy.SHUTDOWN, otpy.ShutdownWith("maintenance")], ids=["shutdown", "shutdown_with"]
+)
+async def test_a9_shutdown_exit_kills_linked_non_trapping_actor(reason: object) -> None:
+    """A9: as in OTP, shutdown and ShutdownWith travel over links; only normal spares the other side."""
+    async with otpy.open_node() as node:
+        a = await node.spawn(Idle)
+        b = await node.spawn(Watcher)
+        await b.call(("link", a))
+        await a.stop(reason)
+        with anyio.fail_after(5):
+            assert await b.wait_exited() == reason
 
 
 async def test_a9_trapping_actor_receives_exit_message() -> None:

@@ -218,9 +218,11 @@ class Actor:
 
     @final
     def link(self, target: ActorRef) -> None:
-        """Link to *target*: an abnormal exit of either kills the other (A9).
+        """Link to *target*: an exit of either kills the other unless it is ``"normal"`` (A9).
 
-        Linking to an actor that has already exited sends this actor an exit with
+        As in OTP, ``"shutdown"`` and :class:`~otpy.ShutdownWith` kill a linked actor
+        too; only ``"normal"`` does not. An actor with ``trap_exit`` gets an
+        :class:`~otpy.Exit` instead. Linking to an actor that has already exited sends this actor an exit with
         reason ``"noproc"``.
         """
         self.ref._link(target)
