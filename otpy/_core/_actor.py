@@ -241,7 +241,16 @@ class Actor:
         mailbox: MailboxConfig | None = None,
         start_timeout: float | None = None,
     ) -> ActorRef:
-        """Spawn an actor linked to this one from before its ``init`` runs."""
+        """Spawn an actor linked to this one from before its ``init`` runs.
+
+        If the start fails (``init`` raises, stops, times out or returns
+        :data:`IGNORE`), the link is removed before the new actor exits: this actor
+        gets the :class:`~otpy.SpawnError` and nothing else, neither an exit signal
+        nor an :class:`~otpy.Exit` message, as ``gen_server:start_link`` in OTP 26.
+
+        Raises:
+            SpawnError: the start failed; see :meth:`Node.spawn`.
+        """
         return await self.ref.node.spawn(
             actor_class,
             *args,

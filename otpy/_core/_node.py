@@ -105,7 +105,9 @@ class Node:
             name: a unique name to register it under (A11).
             mailbox: overrides the class's ``mailbox`` setting.
             start_timeout: kill it and fail if ``init`` takes longer.
-            link: an actor to link it to before ``init`` runs.
+            link: an actor to link it to before ``init`` runs. If the start fails
+                the link is removed first, so *link* gets the ``SpawnError`` and
+                no exit signal (as ``proc_lib:start_link`` does in OTP 26).
 
         Raises:
             AlreadyStarted: *name* is taken.
@@ -148,6 +150,7 @@ class Node:
             ref._hold_capacity = hold_name
         if link is not None:
             ref._link(link)
+            ref._start_link = link
         if on_created is not None:
             on_created(ref)
         started = self._backend.new_future()

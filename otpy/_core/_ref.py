@@ -175,6 +175,7 @@ class ActorRef:
         "_monitoring",
         "_processed",
         "_restarts",
+        "_start_link",
         "_started",
         "_started_at",
         "_stash",
@@ -227,6 +228,7 @@ class ActorRef:
         self._watchers: dict[Monitor, None] | None = None
         self._monitoring: set[Monitor] | None = None
         self._links: set[ActorRef] | None = None
+        self._start_link: ActorRef | None = None
         self._timers: set[Timer] | None = None
         self._stash: deque[Any] | None = None
         self._stash_marker = False
@@ -698,6 +700,7 @@ class ActorRef:
             started.set_exception(SpawnError(self.label, self._stop_reason))
             return self._stop_reason
         self._state = "running"
+        self._start_link = None  # from now on the link is an ordinary one
         started.set_result(self)
         self._started = None  # the future holds this ref: do not keep a cycle alive
         return None
@@ -880,6 +883,12 @@ class ActorRef:
 
     def _finish(self, reason: object) -> None:
         """The process is over: release the name, fail waiters, then signal (A11)."""
+        start_link = self._start_link
+        if start_link is not None:
+            # init never succeeded: the spawner gets the SpawnError and no exit
+            # signal, as OTP's proc_lib:start_link unlinks and flushes the EXIT.
+            self._start_link = None
+            self._unlink(start_link)
         self._exit_reason = reason
         self._state = "stopped"
         self._attention = False
