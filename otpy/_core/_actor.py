@@ -6,6 +6,7 @@ import logging
 from typing import TYPE_CHECKING, Any, ClassVar, Final, final
 
 from .._exceptions import UnhandledMessage
+from ._checks import check_seconds, check_type
 from ._reasons import NORMAL
 
 if TYPE_CHECKING:
@@ -19,6 +20,15 @@ if TYPE_CHECKING:
 __all__ = ["IGNORE", "NO_REPLY", "Actor", "Caller"]
 
 logger = logging.getLogger("otpy.actor")
+
+_AN_ACTOR_REF: Final = "an ActorRef (for a name, use otpy.whereis(name))"
+
+
+def _ref() -> Any:
+    """The ``_ref`` module, which imports this one (so it cannot be imported at the top)."""
+    from . import _ref
+
+    return _ref
 
 
 class _Sentinel:
@@ -194,12 +204,22 @@ class Actor:
 
         Like OTP's callback timeout it applies to the next wait only: any message
         cancels it. ``None`` clears it.
+
+        Raises:
+            InvalidArgumentType: *seconds* is not a number (or is a ``bool``).
+            InvalidArgument: *seconds* is negative or NaN.
         """
+        check_seconds("Actor.set_idle_timeout", "seconds", seconds)
         self.ref._idle = seconds
 
     @final
     def send_after(self, delay: float, message: Any) -> Timer:
-        """Deliver *message* to :meth:`handle_info` after *delay* seconds; cancellable."""
+        """Deliver *message* to :meth:`handle_info` after *delay* seconds; cancellable.
+
+        Raises:
+            InvalidArgumentType: *delay* is not a number (or is a ``bool``).
+            InvalidArgument: *delay* is negative or NaN; no timer was started.
+        """
         return self.ref._send_after(delay, message, self.ref)
 
     @final
@@ -208,12 +228,27 @@ class Actor:
 
         Monitoring an actor that has already exited gives an immediate ``Down`` with
         reason ``"noproc"``. Each call makes an independent monitor.
+
+        Raises:
+            InvalidArgumentType: *target* is not an :class:`~otpy.ActorRef`;
+                nothing was registered.
         """
+        check_type("Actor.monitor", "target", target, _ref().ActorRef, _AN_ACTOR_REF)
         return self.ref._monitor(target)
 
     @final
     def demonitor(self, monitor: Monitor) -> bool:
-        """Remove *monitor*; no ``Down`` for it is handled afterwards, even if queued."""
+        """Remove *monitor*; no ``Down`` for it is handled afterwards, even if queued.
+
+        Returns:
+            ``False`` if it was not an active monitor of this actor.
+
+        Raises:
+            InvalidArgumentType: *monitor* is not a :class:`~otpy.Monitor`.
+        """
+        check_type(
+            "Actor.demonitor", "monitor", monitor, _ref().Monitor, "a Monitor from Actor.monitor()"
+        )
         return self.ref._demonitor(monitor)
 
     @final
@@ -224,12 +259,22 @@ class Actor:
         too; only ``"normal"`` does not. An actor with ``trap_exit`` gets an
         :class:`~otpy.Exit` instead. Linking to an actor that has already exited sends this actor an exit with
         reason ``"noproc"``.
+
+        Raises:
+            InvalidArgumentType: *target* is not an :class:`~otpy.ActorRef`;
+                nothing was linked.
         """
+        check_type("Actor.link", "target", target, _ref().ActorRef, _AN_ACTOR_REF)
         self.ref._link(target)
 
     @final
     def unlink(self, target: ActorRef) -> None:
-        """Remove the link to *target*, if any."""
+        """Remove the link to *target*, if any.
+
+        Raises:
+            InvalidArgumentType: *target* is not an :class:`~otpy.ActorRef`.
+        """
+        check_type("Actor.unlink", "target", target, _ref().ActorRef, _AN_ACTOR_REF)
         self.ref._unlink(target)
 
     @final

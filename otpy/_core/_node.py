@@ -17,12 +17,21 @@ from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
-from .._exceptions import ActorStopped, AlreadyStarted, CallTimeout, NodeError, SpawnError
+from .._exceptions import (
+    ActorStopped,
+    AlreadyStarted,
+    CallTimeout,
+    InvalidArgument,
+    InvalidArgumentType,
+    NodeError,
+    SpawnError,
+)
 from . import _envelope
-from ._actor import IGNORE
+from ._actor import IGNORE, Actor
+from ._checks import check_seconds, check_type
 from ._deadletters import DeadLetterStream
 from ._lowlevel import TIMED_OUT, current_backend, wait_for
-from ._mailbox import DEFAULT_MAILBOX
+from ._mailbox import DEFAULT_MAILBOX, MailboxConfig
 from ._reasons import SHUTDOWN
 from ._receptionist import Receptionist
 from ._ref import _CALL, _CAST, _INFO, ActorRef
@@ -33,8 +42,6 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskGroup
 
-    from ._actor import Actor
-    from ._mailbox import MailboxConfig
 
 __all__ = ["NamedRef", "Node", "current_node", "named", "open_node", "spawn", "whereis"]
 
@@ -112,7 +119,10 @@ class Node:
         Raises:
             AlreadyStarted: *name* is taken.
             SpawnError: ``init`` raised, timed out, stopped, or returned ``IGNORE``.
+            InvalidArgumentType: an option has the wrong type (nothing was started).
+            InvalidArgument: *name* is empty, or *start_timeout* is not > 0.
         """
+        _check_spawn(actor_class, name, mailbox, start_timeout, link)
         ref = await self._spawn(
             actor_class, args, name=name, mailbox=mailbox, start_timeout=start_timeout, link=link
         )
@@ -258,6 +268,23 @@ class Node:
         return time.time()
 
 
+def _check_spawn(
+    actor_class: object, name: object, mailbox: object, start_timeout: object, link: object
+) -> None:
+    """Refuse bad ``spawn`` options before anything is registered or started."""
+    if not (isinstance(actor_class, type) and issubclass(actor_class, Actor)):
+        raise InvalidArgumentType("spawn", "actor_class", actor_class, "an otpy.Actor subclass")
+    if name is not None:
+        check_type("spawn", "name", name, str, "a non-empty str, or None")
+        if not name:
+            raise InvalidArgument("spawn", "name", name, "a non-empty str, or None")
+    if mailbox is not None:
+        check_type("spawn", "mailbox", mailbox, MailboxConfig, "an otpy.MailboxConfig, or None")
+    check_seconds("spawn", "start_timeout", start_timeout, positive=True)
+    if link is not None:
+        check_type("spawn", "link", link, ActorRef, "an ActorRef, or None")
+
+
 def _undeliverable(node: Node, name: str, item: tuple[Any, ...], reason: str) -> None:
     kind = item[0]
     if kind == _CALL:
@@ -311,7 +338,16 @@ class NamedRef:
         return True
 
     async def call(self, message: Any, *, timeout: float | None = 5.0) -> Any:
-        """Call the current incarnation; while it restarts, the call waits in the stash."""
+        """Call the current incarnation; while it restarts, the call waits in the stash.
+
+        Raises:
+            CallTimeout: no reply within *timeout*.
+            ActorStopped: nobody holds the name.
+            InvalidArgumentType: *timeout* is not a number (or is a ``bool``).
+            InvalidArgument: *timeout* is negative or NaN.
+        """
+        if timeout != 5.0 and timeout is not None:
+            check_seconds("NamedRef.call", "timeout", timeout)
         target = self._target()
         if isinstance(target, ActorRef):
             return await target.call(message, timeout=timeout)
