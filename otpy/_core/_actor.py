@@ -109,6 +109,8 @@ class Actor:
     stash_capacity: ClassVar[int] = 100
     trap_exit: bool = False
     dead_letter_on_crash: ClassVar[bool] = False
+    _otpy_shutdown: ClassVar[float | None] = 5.0
+    """How long a node leaving waits for ``terminate`` before killing; ``None`` waits."""
 
     _otpy_ref: weakref.ref[ActorRef]
 

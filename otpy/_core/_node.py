@@ -32,7 +32,7 @@ from ._checks import check_seconds, check_type
 from ._deadletters import DeadLetterStream
 from ._lowlevel import TIMED_OUT, current_backend, wait_for
 from ._mailbox import DEFAULT_MAILBOX, MailboxConfig
-from ._reasons import SHUTDOWN
+from ._reasons import KILLED, SHUTDOWN
 from ._receptionist import Receptionist
 from ._ref import _CALL, _CAST, _INFO, ActorRef
 
@@ -86,7 +86,8 @@ class Node:
         """Service discovery by key (A16)."""
         self._registry: dict[str, ActorRef | _Hold] = {}
         self._ids = itertools.count(1)
-        self._procs: set[ActorRef] = set()  # strong refs: asyncio keeps only weak ones to tasks
+        # Strong refs (asyncio keeps only weak ones to tasks), in start order.
+        self._procs: dict[ActorRef, None] = {}
         self._all_exited: anyio.Event | None = None
         self._spawned = 0
         self._roots: list[ActorRef] = []
@@ -165,7 +166,7 @@ class Node:
             on_created(ref)
         started = self._backend.new_future()
         ref._started = started
-        self._procs.add(ref)
+        self._procs[ref] = None
         self._spawned += 1
         loop = self._backend.loop
         if loop is not None:
@@ -175,7 +176,9 @@ class Node:
         try:
             result = await started
         except BaseException:
-            if not started.done():  # we were cancelled while it started: do not orphan it
+            # We were cancelled while it started: do not orphan it. On asyncio the
+            # cancellation also cancels the future we awaited, hence cancelled().
+            if not started.done() or started.cancelled():
                 ref.kill()
             raise
         if result is IGNORE:
@@ -235,9 +238,26 @@ class Node:
     # -- bookkeeping ----------------------------------------------------------------
 
     def _process_exited(self, ref: ActorRef) -> None:
-        self._procs.discard(ref)
+        self._procs.pop(ref, None)
         if not self._procs and self._all_exited is not None:
             self._all_exited.set()
+
+    async def _stop_all(self) -> None:
+        """Stop every actor started outside an actor, the last started first.
+
+        Each is asked to stop with ``shutdown`` and given its shutdown time (5 s
+        for a worker, as long as it takes for a supervisor) before it is killed.
+        Actors spawned by actors belong to them: a supervisor stops its children,
+        a linked actor goes with its partner, and whatever is left is cancelled
+        afterwards by :meth:`_kill_all`.
+        """
+        while True:
+            top = [ref for ref in reversed(self._procs) if ref._top_level]
+            if not top:
+                return
+            for ref in top:
+                if ref._exit_reason is None:
+                    await _stop_or_kill(ref)
 
     async def _kill_all(self) -> None:
         """Kill every actor still running and wait until all have exited."""
@@ -266,6 +286,23 @@ class Node:
     def wall_time() -> float:
         """Seconds since the epoch, for stamping records; decisions use ``anyio.current_time()``."""
         return time.time()
+
+
+async def _stop_or_kill(ref: ActorRef) -> None:
+    """Ask *ref* to stop with ``shutdown``; kill it if its shutdown time runs out.
+
+    One still in ``init`` has no ``terminate`` to run (OTP calls none when init did
+    not finish), so it is killed with ``shutdown`` at once.
+    """
+    if ref._state == "starting":
+        ref.kill(SHUTDOWN)
+        await ref.wait_exited()
+        return
+    try:
+        await ref.stop(SHUTDOWN, timeout=type(ref._actor)._otpy_shutdown)
+    except TimeoutError:
+        ref.kill(KILLED)
+        await ref.wait_exited()
 
 
 def _check_spawn(
@@ -411,8 +448,13 @@ class NamedRef:
 class open_node:
     """``async with open_node() as node:`` runs a node for the block.
 
-    Leaving the block stops the root supervisors gracefully (reverse start order,
-    within their shutdown settings), then cancels whatever still runs.
+    Leaving the block stops everything running on the node, the last started
+    first: each actor started outside an actor (with ``spawn`` or
+    ``start_supervisor``) is asked to stop with ``shutdown`` and its ``terminate``
+    runs, within its shutdown time (5 s for a worker, as long as it takes for a
+    supervisor, which stops its own children first). Actors spawned by actors are
+    left to them. Then whatever still runs is cancelled. So resources that a
+    ``terminate`` releases (a store's thread, a socket) never outlive the block.
     """
 
     def __init__(self, *, dead_letters: DeadLetterStream | None = None) -> None:
@@ -439,8 +481,7 @@ class open_node:
         assert self._token is not None
         try:
             with anyio.CancelScope(shield=exc_type is not None):
-                for root in reversed(node.roots):
-                    await root.stop(SHUTDOWN)
+                await node._stop_all()
         finally:
             with anyio.CancelScope(shield=True):
                 await node._kill_all()

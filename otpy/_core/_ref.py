@@ -186,6 +186,7 @@ class ActorRef:
         "_suspended",
         "_sys",
         "_timers",
+        "_top_level",
         "_watchers",
         "id",
         "label",
@@ -230,6 +231,8 @@ class ActorRef:
         self._monitoring: set[Monitor] | None = None
         self._links: set[ActorRef] | None = None
         self._start_link: ActorRef | None = None
+        # Spawned outside any actor: leaving the node stops it itself (else its owner does).
+        self._top_level = _current_actor.get() is None
         self._timers: set[Timer] | None = None
         self._stash: deque[Any] | None = None
         self._stash_marker = False

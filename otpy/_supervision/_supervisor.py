@@ -244,6 +244,7 @@ class _SupervisorBase(Actor):
     """What static and dynamic supervisors share: starting, stopping, reporting."""
 
     mailbox = _SUPERVISOR_MAILBOX
+    _otpy_shutdown = None  # a node leaving waits for the whole tree to stop
     _window: RestartWindow
     _children: list[_Child]
     _monitors: dict[Monitor, _Child]
