@@ -2,9 +2,10 @@
 
 A monitor is one-way: the watcher gets an ``otpy.Down`` in ``handle_info`` when the
 watched actor exits, whatever the reason, and is otherwise unaffected. A link is
-two-way: when one side exits abnormally, the other is killed with the same reason,
-unless it sets ``trap_exit = True``, in which case it gets an ``otpy.Exit`` instead.
-A normal exit kills nobody.
+two-way: when one side exits with any reason but ``normal`` (``shutdown``
+included, as in OTP), the other is killed with the same reason, unless it sets
+``trap_exit = True``, in which case it gets an ``otpy.Exit`` instead. Only a
+``normal`` exit kills nobody.
 
 Run it with ``python examples/monitors_links.py``.
 """

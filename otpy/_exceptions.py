@@ -4,6 +4,8 @@
 
     OtpyError
     ├── NodeError                    no node running / node misuse; also a RuntimeError
+    ├── InvalidArgument              an argument's value is not allowed; also a ValueError
+    ├── InvalidArgumentType          an argument's type is not accepted; also a TypeError
     ├── SpawnError                   init failed, timed out, or a name was taken
     │   ├── AlreadyStarted           a name (or child id) is already in use
     │   └── FailedToStartChild       a supervisor did not start: one of its children failed
@@ -77,6 +79,8 @@ __all__ = [
     "CallTimeout",
     "CallingSelf",
     "ChildError",
+    "InvalidArgument",
+    "InvalidArgumentType",
     "InvalidChildSpec",
     "InvalidReplayHandler",
     "InvalidPressurePolicy",
@@ -102,6 +106,48 @@ class OtpyError(Exception):
 
 class NodeError(OtpyError, RuntimeError):
     """The node is missing or was used wrongly."""
+
+
+class InvalidArgument(OtpyError, ValueError):
+    """An argument's value is not allowed; raised before anything was done.
+
+    Attributes:
+        function: what was called, like ``"ActorRef.stop"``.
+        argument: the argument's name, like ``"timeout"``.
+        value: the value given.
+        allowed: what it may be, like ``"a number of seconds >= 0, or None"``.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, function: str, argument: str, value: object, allowed: str) -> None:
+        super().__init__(f"{function}: {argument} must be {allowed}, got {value!r}")
+        self.function = function
+        self.argument = argument
+        self.value = value
+        self.allowed = allowed
+
+
+class InvalidArgumentType(OtpyError, TypeError):
+    """An argument's type is not accepted; raised before anything was done.
+
+    Attributes:
+        function: what was called, like ``"Actor.monitor"``.
+        argument: the argument's name, like ``"target"``.
+        value: the value given.
+        allowed: what it may be, like ``"an ActorRef"``.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, function: str, argument: str, value: object, allowed: str) -> None:
+        super().__init__(
+            f"{function}: {argument} must be {allowed}, got {type(value).__name__} {value!r}"
+        )
+        self.function = function
+        self.argument = argument
+        self.value = value
+        self.allowed = allowed
 
 
 class SpawnError(OtpyError):

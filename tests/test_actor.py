@@ -627,8 +627,8 @@ async def test_kill_stops_an_actor_whose_handler_swallows_cancellation() -> None
         assert await ref.wait_exited() == otpy.KILLED
 
 
-async def test_node_exit_kills_plain_actors_without_terminate() -> None:
-    """Leaving open_node stops supervision trees gracefully and kills plain actors (reason shutdown)."""
+async def test_node_exit_stops_plain_actors_with_terminate() -> None:
+    """Leaving open_node stops plain actors gracefully too: terminate runs with reason shutdown."""
     terminated: list[object] = []
 
     class Plain(otpy.Actor):
@@ -639,7 +639,7 @@ async def test_node_exit_kills_plain_actors_without_terminate() -> None:
         ref = await node.spawn(Plain)
         events = node.dead_letters.subscribe()
     assert ref.exit_reason == otpy.SHUTDOWN
-    assert terminated == []
+    assert terminated == [otpy.SHUTDOWN]
     assert node.live_actors == 0
     with events, pytest.raises(anyio.EndOfStream):
         await events.receive()

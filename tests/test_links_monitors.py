@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+import pytest
 
 import otpy
 from otpy.testing import CrashInjected, inject_crash
@@ -125,6 +126,20 @@ async def test_a9_normal_exit_does_not_propagate() -> None:
         assert b.is_alive
 
 
+@pytest.mark.parametrize(
+    "reason", [otpy.SHUTDOWN, otpy.ShutdownWith("maintenance")], ids=["shutdown", "shutdown_with"]
+)
+async def test_a9_shutdown_exit_kills_linked_non_trapping_actor(reason: object) -> None:
+    """A9: as in OTP, shutdown and ShutdownWith travel over links; only normal spares the other side."""
+    async with otpy.open_node() as node:
+        a = await node.spawn(Idle)
+        b = await node.spawn(Watcher)
+        await b.call(("link", a))
+        await a.stop(reason)
+        with anyio.fail_after(5):
+            assert await b.wait_exited() == reason
+
+
 async def test_a9_trapping_actor_receives_exit_message() -> None:
     """A9: an actor trapping exits gets Exit(actor, reason) and keeps running."""
     async with otpy.open_node() as node:
@@ -188,6 +203,74 @@ async def test_a9_spawn_link_links_before_init() -> None:
         child = await parent.call("child")
         inject_crash(parent)
         assert isinstance(await child.wait_exited(), CrashInjected)
+
+
+class FailsToStart(otpy.Actor):
+    """Fails its start the way *mode* says: stop, raise, timeout or ignore."""
+
+    async def init(self, mode: str) -> Any:
+        if mode == "stop":
+            self.stop("no_config")
+        elif mode == "raise":
+            raise RuntimeError("init failed")
+        elif mode == "timeout":
+            await anyio.sleep_forever()
+        elif mode == "ignore":
+            return otpy.IGNORE
+        return None
+
+
+START_FAILURES = ["stop", "raise", "timeout", "ignore"]
+
+
+class SpawnsLinked(Watcher):
+    """Watcher that spawn_links a FailsToStart on request and reports the error."""
+
+    async def handle_cast(self, mode: str) -> None:
+        try:
+            await self.spawn_link(FailsToStart, mode, start_timeout=0.01)
+        except otpy.SpawnError as exc:
+            self.infos.append(exc)
+
+
+@pytest.mark.parametrize("trap", [False, True], ids=["non_trapping", "trapping"])
+@pytest.mark.parametrize("mode", START_FAILURES)
+async def test_a9_failed_spawn_link_gives_the_caller_the_error_and_nothing_else(
+    mode: str, trap: bool
+) -> None:
+    """A9: when a spawn_link'ed init fails, the caller gets only the SpawnError: no kill, no Exit."""
+    async with otpy.open_node() as node:
+        parent = await node.spawn(SpawnsLinked, trap)
+        await parent.cast(mode)
+        await parent.call(("infos",))  # handled after the cast, so after the failed start
+        (error,) = await parent.call(("infos",))  # an Exit sent by the failure is in by now
+        assert parent.is_alive
+        assert isinstance(error, otpy.SpawnError)
+        assert node.live_actors == 1
+
+
+@pytest.mark.parametrize("trap", [False, True], ids=["non_trapping", "trapping"])
+@pytest.mark.parametrize("mode", START_FAILURES)
+async def test_a9_failed_spawn_with_link_leaves_the_linked_actor_alone(
+    mode: str, trap: bool
+) -> None:
+    """A9: spawn(link=ref) whose init fails raises SpawnError and sends ref no exit signal."""
+    async with otpy.open_node() as node:
+        watcher = await node.spawn(Watcher, trap)
+        with pytest.raises(otpy.SpawnError):
+            await node.spawn(FailsToStart, mode, link=watcher, start_timeout=0.01)
+        await anyio.wait_all_tasks_blocked()
+        assert watcher.is_alive
+        assert await watcher.call(("infos",)) == []
+
+
+async def test_a9_link_made_by_a_successful_spawn_link_stays() -> None:
+    """A9: once init succeeded the spawn link is an ordinary link: the child's crash kills the parent."""
+    async with otpy.open_node() as node:
+        parent = await node.spawn(Watcher)
+        child = await node.spawn(Idle, link=parent)
+        inject_crash(child)
+        assert isinstance(await parent.wait_exited(), CrashInjected)
 
 
 async def test_a16_receptionist_find_subscribe_and_vanish_on_stop() -> None:

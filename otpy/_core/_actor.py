@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, final
 
 from .._exceptions import UnhandledMessage
 from .._redact import get_logger
+from ._checks import check_seconds, check_type
 from ._reasons import NORMAL
 
 if TYPE_CHECKING:
@@ -19,6 +20,15 @@ if TYPE_CHECKING:
 __all__ = ["IGNORE", "NO_REPLY", "Actor", "Caller"]
 
 logger = get_logger("otpy.actor")
+
+_AN_ACTOR_REF: Final = "an ActorRef (for a name, use otpy.whereis(name))"
+
+
+def _ref() -> Any:
+    """The ``_ref`` module, which imports this one (so it cannot be imported at the top)."""
+    from . import _ref
+
+    return _ref
 
 
 class _Sentinel:
@@ -99,6 +109,8 @@ class Actor:
     stash_capacity: ClassVar[int] = 100
     trap_exit: bool = False
     dead_letter_on_crash: ClassVar[bool] = False
+    _otpy_shutdown: ClassVar[float | None] = 5.0
+    """How long a node leaving waits for ``terminate`` before killing; ``None`` waits."""
 
     _otpy_ref: weakref.ref[ActorRef]
 
@@ -194,12 +206,22 @@ class Actor:
 
         Like OTP's callback timeout it applies to the next wait only: any message
         cancels it. ``None`` clears it.
+
+        Raises:
+            InvalidArgumentType: *seconds* is not a number (or is a ``bool``).
+            InvalidArgument: *seconds* is negative or NaN.
         """
+        check_seconds("Actor.set_idle_timeout", "seconds", seconds)
         self.ref._idle = seconds
 
     @final
     def send_after(self, delay: float, message: Any) -> Timer:
-        """Deliver *message* to :meth:`handle_info` after *delay* seconds; cancellable."""
+        """Deliver *message* to :meth:`handle_info` after *delay* seconds; cancellable.
+
+        Raises:
+            InvalidArgumentType: *delay* is not a number (or is a ``bool``).
+            InvalidArgument: *delay* is negative or NaN; no timer was started.
+        """
         return self.ref._send_after(delay, message, self.ref)
 
     @final
@@ -208,26 +230,53 @@ class Actor:
 
         Monitoring an actor that has already exited gives an immediate ``Down`` with
         reason ``"noproc"``. Each call makes an independent monitor.
+
+        Raises:
+            InvalidArgumentType: *target* is not an :class:`~otpy.ActorRef`;
+                nothing was registered.
         """
+        check_type("Actor.monitor", "target", target, _ref().ActorRef, _AN_ACTOR_REF)
         return self.ref._monitor(target)
 
     @final
     def demonitor(self, monitor: Monitor) -> bool:
-        """Remove *monitor*; no ``Down`` for it is handled afterwards, even if queued."""
+        """Remove *monitor*; no ``Down`` for it is handled afterwards, even if queued.
+
+        Returns:
+            ``False`` if it was not an active monitor of this actor.
+
+        Raises:
+            InvalidArgumentType: *monitor* is not a :class:`~otpy.Monitor`.
+        """
+        check_type(
+            "Actor.demonitor", "monitor", monitor, _ref().Monitor, "a Monitor from Actor.monitor()"
+        )
         return self.ref._demonitor(monitor)
 
     @final
     def link(self, target: ActorRef) -> None:
-        """Link to *target*: an abnormal exit of either kills the other (A9).
+        """Link to *target*: an exit of either kills the other unless it is ``"normal"`` (A9).
 
-        Linking to an actor that has already exited sends this actor an exit with
+        As in OTP, ``"shutdown"`` and :class:`~otpy.ShutdownWith` kill a linked actor
+        too; only ``"normal"`` does not. An actor with ``trap_exit`` gets an
+        :class:`~otpy.Exit` instead. Linking to an actor that has already exited sends this actor an exit with
         reason ``"noproc"``.
+
+        Raises:
+            InvalidArgumentType: *target* is not an :class:`~otpy.ActorRef`;
+                nothing was linked.
         """
+        check_type("Actor.link", "target", target, _ref().ActorRef, _AN_ACTOR_REF)
         self.ref._link(target)
 
     @final
     def unlink(self, target: ActorRef) -> None:
-        """Remove the link to *target*, if any."""
+        """Remove the link to *target*, if any.
+
+        Raises:
+            InvalidArgumentType: *target* is not an :class:`~otpy.ActorRef`.
+        """
+        check_type("Actor.unlink", "target", target, _ref().ActorRef, _AN_ACTOR_REF)
         self.ref._unlink(target)
 
     @final
@@ -239,7 +288,16 @@ class Actor:
         mailbox: MailboxConfig | None = None,
         start_timeout: float | None = None,
     ) -> ActorRef:
-        """Spawn an actor linked to this one from before its ``init`` runs."""
+        """Spawn an actor linked to this one from before its ``init`` runs.
+
+        If the start fails (``init`` raises, stops, times out or returns
+        :data:`IGNORE`), the link is removed before the new actor exits: this actor
+        gets the :class:`~otpy.SpawnError` and nothing else, neither an exit signal
+        nor an :class:`~otpy.Exit` message, as ``gen_server:start_link`` in OTP 26.
+
+        Raises:
+            SpawnError: the start failed; see :meth:`Node.spawn`.
+        """
         return await self.ref.node.spawn(
             actor_class,
             *args,

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from .._exceptions import MailboxFull
+from .._exceptions import InvalidArgument, InvalidArgumentType, MailboxFull
+from ._checks import check_seconds
 from ._lowlevel import TIMED_OUT, wait_for
 
 if TYPE_CHECKING:
@@ -45,10 +46,19 @@ class Overflow(enum.Enum):
 
 
 def _check_timeout(inst: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    if value is not None and not value > 0:
-        raise ValueError(
-            f"mailbox {attribute.name} must be > 0 or None (wait forever), got {value!r}"
-        )
+    check_seconds("MailboxConfig", attribute.name, value, positive=True)
+
+
+def _check_capacity(inst: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentType("MailboxConfig", "capacity", value, "an int > 0")
+    if value <= 0:
+        raise InvalidArgument("MailboxConfig", "capacity", value, "an int > 0")
+
+
+def _check_overflow(inst: object, attribute: attrs.Attribute[Any], value: Overflow) -> None:
+    if not isinstance(value, Overflow):
+        raise InvalidArgumentType("MailboxConfig", "overflow", value, "an otpy.Overflow")
 
 
 @attrs.frozen(kw_only=True)
@@ -59,14 +69,16 @@ class MailboxConfig:
         capacity: the most messages it holds (> 0). System messages (stop requests,
             monitor ``Down``, link ``Exit``, timers) are never refused.
         overflow: the :class:`Overflow` policy.
-        wait_timeout: with :attr:`Overflow.WAIT`, the longest a sender waits for room;
-            ``None`` waits forever.
+        wait_timeout: with :attr:`Overflow.WAIT`, the longest a sender waits for room
+            (> 0 seconds); ``None`` waits forever.
+
+    Raises:
+        InvalidArgumentType: a field has the wrong type (``bool`` is not a number).
+        InvalidArgument: *capacity* or *wait_timeout* is not > 0, or is NaN.
     """
 
-    capacity: int = attrs.field(default=1000, validator=attrs.validators.gt(0))
-    overflow: Overflow = attrs.field(
-        default=Overflow.WAIT, validator=attrs.validators.instance_of(Overflow)
-    )
+    capacity: int = attrs.field(default=1000, validator=_check_capacity)
+    overflow: Overflow = attrs.field(default=Overflow.WAIT, validator=_check_overflow)
     wait_timeout: float | None = attrs.field(default=5.0, validator=_check_timeout)
 
 

@@ -21,16 +21,19 @@ from .._exceptions import (
     ActorStopped,
     AlreadyStarted,
     CallTimeout,
+    InvalidArgument,
+    InvalidArgumentType,
     NodeError,
     SpawnError,
     single_error,
 )
 from . import _envelope
-from ._actor import IGNORE
+from ._actor import IGNORE, Actor
+from ._checks import check_seconds, check_type
 from ._deadletters import DeadLetterStream
 from ._lowlevel import TIMED_OUT, current_backend, wait_for
-from ._mailbox import DEFAULT_MAILBOX
-from ._reasons import SHUTDOWN
+from ._mailbox import DEFAULT_MAILBOX, MailboxConfig
+from ._reasons import KILLED, SHUTDOWN
 from ._receptionist import Receptionist
 from ._ref import _CALL, _CAST, _INFO, ActorRef
 
@@ -40,8 +43,6 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskGroup
 
-    from ._actor import Actor
-    from ._mailbox import MailboxConfig
 
 __all__ = ["NamedRef", "Node", "current_node", "named", "open_node", "spawn", "whereis"]
 
@@ -86,7 +87,8 @@ class Node:
         """Service discovery by key (A16)."""
         self._registry: dict[str, ActorRef | _Hold] = {}
         self._ids = itertools.count(1)
-        self._procs: set[ActorRef] = set()  # strong refs: asyncio keeps only weak ones to tasks
+        # Strong refs (asyncio keeps only weak ones to tasks), in start order.
+        self._procs: dict[ActorRef, None] = {}
         self._all_exited: anyio.Event | None = None
         self._spawned = 0
         self._roots: list[ActorRef] = []
@@ -112,12 +114,17 @@ class Node:
             name: a unique name to register it under (A11).
             mailbox: overrides the class's ``mailbox`` setting.
             start_timeout: kill it and fail if ``init`` takes longer.
-            link: an actor to link it to before ``init`` runs.
+            link: an actor to link it to before ``init`` runs. If the start fails
+                the link is removed first, so *link* gets the ``SpawnError`` and
+                no exit signal (as ``proc_lib:start_link`` does in OTP 26).
 
         Raises:
             AlreadyStarted: *name* is taken.
             SpawnError: ``init`` raised, timed out, stopped, or returned ``IGNORE``.
+            InvalidArgumentType: an option has the wrong type (nothing was started).
+            InvalidArgument: *name* is empty, or *start_timeout* is not > 0.
         """
+        _check_spawn(actor_class, name, mailbox, start_timeout, link)
         ref = await self._spawn(
             actor_class, args, name=name, mailbox=mailbox, start_timeout=start_timeout, link=link
         )
@@ -155,11 +162,12 @@ class Node:
             ref._hold_capacity = hold_name
         if link is not None:
             ref._link(link)
+            ref._start_link = link
         if on_created is not None:
             on_created(ref)
         started = self._backend.new_future()
         ref._started = started
-        self._procs.add(ref)
+        self._procs[ref] = None
         self._spawned += 1
         loop = self._backend.loop
         if loop is not None:
@@ -169,7 +177,9 @@ class Node:
         try:
             result = await started
         except BaseException:
-            if not started.done():  # we were cancelled while it started: do not orphan it
+            # We were cancelled while it started: do not orphan it. On asyncio the
+            # cancellation also cancels the future we awaited, hence cancelled().
+            if not started.done() or started.cancelled():
                 ref.kill()
             raise
         if result is IGNORE:
@@ -229,9 +239,26 @@ class Node:
     # -- bookkeeping ----------------------------------------------------------------
 
     def _process_exited(self, ref: ActorRef) -> None:
-        self._procs.discard(ref)
+        self._procs.pop(ref, None)
         if not self._procs and self._all_exited is not None:
             self._all_exited.set()
+
+    async def _stop_all(self) -> None:
+        """Stop every actor started outside an actor, the last started first.
+
+        Each is asked to stop with ``shutdown`` and given its shutdown time (5 s
+        for a worker, as long as it takes for a supervisor) before it is killed.
+        Actors spawned by actors belong to them: a supervisor stops its children,
+        a linked actor goes with its partner, and whatever is left is cancelled
+        afterwards by :meth:`_kill_all`.
+        """
+        while True:
+            top = [ref for ref in reversed(self._procs) if ref._top_level]
+            if not top:
+                return
+            for ref in top:
+                if ref._exit_reason is None:
+                    await _stop_or_kill(ref)
 
     async def _kill_all(self) -> None:
         """Kill every actor still running and wait until all have exited."""
@@ -260,6 +287,40 @@ class Node:
     def wall_time() -> float:
         """Seconds since the epoch, for stamping records; decisions use ``anyio.current_time()``."""
         return time.time()
+
+
+async def _stop_or_kill(ref: ActorRef) -> None:
+    """Ask *ref* to stop with ``shutdown``; kill it if its shutdown time runs out.
+
+    One still in ``init`` has no ``terminate`` to run (OTP calls none when init did
+    not finish), so it is killed with ``shutdown`` at once.
+    """
+    if ref._state == "starting":
+        ref.kill(SHUTDOWN)
+        await ref.wait_exited()
+        return
+    try:
+        await ref.stop(SHUTDOWN, timeout=type(ref._actor)._otpy_shutdown)
+    except TimeoutError:
+        ref.kill(KILLED)
+        await ref.wait_exited()
+
+
+def _check_spawn(
+    actor_class: object, name: object, mailbox: object, start_timeout: object, link: object
+) -> None:
+    """Refuse bad ``spawn`` options before anything is registered or started."""
+    if not (isinstance(actor_class, type) and issubclass(actor_class, Actor)):
+        raise InvalidArgumentType("spawn", "actor_class", actor_class, "an otpy.Actor subclass")
+    if name is not None:
+        check_type("spawn", "name", name, str, "a non-empty str, or None")
+        if not name:
+            raise InvalidArgument("spawn", "name", name, "a non-empty str, or None")
+    if mailbox is not None:
+        check_type("spawn", "mailbox", mailbox, MailboxConfig, "an otpy.MailboxConfig, or None")
+    check_seconds("spawn", "start_timeout", start_timeout, positive=True)
+    if link is not None:
+        check_type("spawn", "link", link, ActorRef, "an ActorRef, or None")
 
 
 def _undeliverable(node: Node, name: str, item: tuple[Any, ...], reason: str) -> None:
@@ -315,7 +376,16 @@ class NamedRef:
         return True
 
     async def call(self, message: Any, *, timeout: float | None = 5.0) -> Any:
-        """Call the current incarnation; while it restarts, the call waits in the stash."""
+        """Call the current incarnation; while it restarts, the call waits in the stash.
+
+        Raises:
+            CallTimeout: no reply within *timeout*.
+            ActorStopped: nobody holds the name.
+            InvalidArgumentType: *timeout* is not a number (or is a ``bool``).
+            InvalidArgument: *timeout* is negative or NaN.
+        """
+        if timeout != 5.0 and timeout is not None:
+            check_seconds("NamedRef.call", "timeout", timeout)
         target = self._target()
         if isinstance(target, ActorRef):
             return await target.call(message, timeout=timeout)
@@ -379,9 +449,15 @@ class NamedRef:
 class open_node:
     """``async with open_node() as node:`` runs a node for the block.
 
-    Leaving the block stops the root supervisors gracefully (reverse start order,
-    within their shutdown settings), then cancels whatever still runs. An otpy error
-    raised in the block leaves it as it is, not wrapped in an exception group.
+    Leaving the block stops everything running on the node, the last started
+    first: each actor started outside an actor (with ``spawn`` or
+    ``start_supervisor``) is asked to stop with ``shutdown`` and its ``terminate``
+    runs, within its shutdown time (5 s for a worker, as long as it takes for a
+    supervisor, which stops its own children first). Actors spawned by actors are
+    left to them. Then whatever still runs is cancelled. So resources that a
+    ``terminate`` releases (a store's thread, a socket) never outlive the block.
+    An otpy error raised in the block leaves it as it is, not wrapped in an exception
+    group.
     """
 
     def __init__(self, *, dead_letters: DeadLetterStream | None = None) -> None:
@@ -408,8 +484,7 @@ class open_node:
         assert self._token is not None
         try:
             with anyio.CancelScope(shield=exc_type is not None):
-                for root in reversed(node.roots):
-                    await root.stop(SHUTDOWN)
+                await node._stop_all()
         finally:
             with anyio.CancelScope(shield=True):
                 await node._kill_all()

@@ -29,7 +29,10 @@ __all__ = [
 NORMAL: Final = "normal"
 """The actor finished its work: links ignore it, transient children are not restarted."""
 SHUTDOWN: Final = "shutdown"
-"""The actor was asked to stop (by its supervisor, or because its supervisor gave up)."""
+"""The actor was asked to stop (by its supervisor, or because its supervisor gave up).
+
+Like every reason but ``NORMAL``, it kills linked actors that do not trap exits.
+"""
 KILLED: Final = "killed"
 """The actor was killed without running ``terminate`` (brutal kill, untrappable kill)."""
 NOPROC: Final = "noproc"
@@ -41,14 +44,19 @@ class ShutdownWith:
     """OTP's ``{shutdown, Term}``: a deliberate stop that carries a detail.
 
     It counts as a normal exit: transient children are not restarted and no crash
-    report is logged.
+    report is logged. Over a link it is an exit signal like any other: it kills a
+    linked actor that does not trap exits (only ``"normal"`` does not).
     """
 
     detail: Any
 
 
 def is_normal_exit(reason: object) -> bool:
-    """Return whether *reason* is ``normal``, ``shutdown`` or a :class:`ShutdownWith`."""
+    """Return whether *reason* is ``normal``, ``shutdown`` or a :class:`ShutdownWith`.
+
+    Such exits log no crash report and do not restart transient children. Links
+    do not use this test: only ``"normal"`` spares a linked actor.
+    """
     return reason in (NORMAL, SHUTDOWN) or isinstance(reason, ShutdownWith)
 
 

@@ -31,6 +31,7 @@ from .._exceptions import (
 from .._redact import get_logger, redact
 from . import _envelope
 from ._actor import IGNORE, NO_REPLY, Caller
+from ._checks import check_seconds
 from ._deadletters import DeadLetterEvent
 from ._envelope import Traced as _Traced
 from ._lowlevel import TIMED_OUT, wait_for
@@ -177,6 +178,7 @@ class ActorRef:
         "_parent",
         "_processed",
         "_restarts",
+        "_start_link",
         "_started",
         "_started_at",
         "_stash",
@@ -186,6 +188,7 @@ class ActorRef:
         "_suspended",
         "_sys",
         "_timers",
+        "_top_level",
         "_watchers",
         "id",
         "label",
@@ -230,6 +233,9 @@ class ActorRef:
         self._monitoring: set[Monitor] | None = None
         self._links: set[ActorRef] | None = None
         self._parent: ActorRef | None = None  # the supervisor that started it, if any
+        self._start_link: ActorRef | None = None
+        # Spawned outside any actor: leaving the node stops it itself (else its owner does).
+        self._top_level = _current_actor.get() is None
         self._timers: set[Timer] | None = None
         self._stash: deque[Any] | None = None
         self._stash_marker = False
@@ -268,7 +274,11 @@ class ActorRef:
             ActorExited: the actor exited before replying; ``reason`` says why.
             MailboxFull: the mailbox is full and its policy refuses the call.
             CallingSelf: an actor called itself.
+            InvalidArgumentType: *timeout* is not a number (or is a ``bool``).
+            InvalidArgument: *timeout* is negative or NaN.
         """
+        if timeout != 5.0 and timeout is not None:  # the default needs no check
+            check_seconds("ActorRef.call", "timeout", timeout)
         if self._exit_reason is not None:
             raise ActorStopped(self.label, self._exit_reason)
         if _current_actor.get() is self:
@@ -362,12 +372,20 @@ class ActorRef:
     async def stop(self, reason: object = NORMAL, *, timeout: float | None = None) -> object:
         """Ask the actor to stop with *reason*, running ``terminate``; wait until it has.
 
+        Args:
+            reason: the exit reason, passed to ``terminate``.
+            timeout: seconds to wait for it to stop; ``None`` waits as long as it takes.
+
         Returns:
             The exit reason it stopped with.
 
         Raises:
             TimeoutError: it did not stop within *timeout* (it is then still running).
+            InvalidArgumentType: *timeout* is not a number (or is a ``bool``).
+            InvalidArgument: *timeout* is negative or NaN; the actor was not asked
+                to stop.
         """
+        check_seconds("ActorRef.stop", "timeout", timeout)
         await anyio.lowlevel.checkpoint()
         if self._exit_reason is None:
             self._post_system((_SYS_STOP, reason))
@@ -387,7 +405,10 @@ class ActorRef:
 
         Raises:
             TimeoutError: it was still running after *timeout* seconds.
+            InvalidArgumentType: *timeout* is not a number (or is a ``bool``).
+            InvalidArgument: *timeout* is negative or NaN.
         """
+        check_seconds("ActorRef.wait_exited", "timeout", timeout)
         if self._exit_reason is not None:
             await anyio.lowlevel.checkpoint()
             return self._exit_reason
@@ -402,16 +423,39 @@ class ActorRef:
         return result
 
     async def get_status(self, *, timeout: float | None = 5.0) -> ActorStatus:
-        """Ask the actor for its statistics and ``format_status()`` (A15)."""
-        return await self._system_call(_SYS_STATUS, timeout)  # type: ignore[no-any-return]
+        """Ask the actor for its statistics and ``format_status()`` (A15).
+
+        Raises:
+            CallTimeout: no answer within *timeout*.
+            ActorStopped: the actor is not running.
+            InvalidArgumentType: *timeout* is not a number (or is a ``bool``).
+            InvalidArgument: *timeout* is negative or NaN.
+        """
+        return await self._system_call(  # type: ignore[no-any-return]
+            _SYS_STATUS, timeout, "ActorRef.get_status"
+        )
 
     async def suspend(self, *, timeout: float | None = 5.0) -> None:
-        """Stop handling mailbox messages until :meth:`resume` (system messages still run)."""
-        await self._system_call(_SYS_SUSPEND, timeout)
+        """Stop handling mailbox messages until :meth:`resume` (system messages still run).
+
+        Raises:
+            CallTimeout: no answer within *timeout*.
+            ActorStopped: the actor is not running.
+            InvalidArgumentType: *timeout* is not a number (or is a ``bool``).
+            InvalidArgument: *timeout* is negative or NaN; nothing was suspended.
+        """
+        await self._system_call(_SYS_SUSPEND, timeout, "ActorRef.suspend")
 
     async def resume(self, *, timeout: float | None = 5.0) -> None:
-        """Resume handling mailbox messages after :meth:`suspend`."""
-        await self._system_call(_SYS_RESUME, timeout)
+        """Resume handling mailbox messages after :meth:`suspend`.
+
+        Raises:
+            CallTimeout: no answer within *timeout*.
+            ActorStopped: the actor is not running.
+            InvalidArgumentType: *timeout* is not a number (or is a ``bool``).
+            InvalidArgument: *timeout* is negative or NaN; nothing was resumed.
+        """
+        await self._system_call(_SYS_RESUME, timeout, "ActorRef.resume")
 
     def trace(self, enabled: bool = True) -> None:
         """Log every message this actor handles, and how, to the ``otpy.trace`` logger (A15).
@@ -475,7 +519,8 @@ class ActorRef:
         self._attention = True
         self._mailbox.wake_consumer()
 
-    async def _system_call(self, kind: int, timeout: float | None) -> Any:
+    async def _system_call(self, kind: int, timeout: float | None, function: str) -> Any:
+        check_seconds(function, "timeout", timeout)
         if self._exit_reason is not None:
             raise ActorStopped(self.label, self._exit_reason)
         fut = self._backend.new_future()
@@ -531,6 +576,7 @@ class ActorRef:
         self._attention = True
 
     def _send_after(self, delay: float, message: Any, target: ActorRef) -> Timer:
+        check_seconds("Actor.send_after", "delay", delay, optional=False)
         timer = Timer()
         if self._timers is None:
             self._timers = set()
@@ -707,6 +753,7 @@ class ActorRef:
             started.set_exception(SpawnError(self.label, self._stop_reason))
             return self._stop_reason
         self._state = "running"
+        self._start_link = None  # from now on the link is an ordinary one
         started.set_result(self)
         self._started = None  # the future holds this ref: do not keep a cycle alive
         return None
@@ -889,6 +936,12 @@ class ActorRef:
 
     def _finish(self, reason: object) -> None:
         """The process is over: release the name, fail waiters, then signal (A11)."""
+        start_link = self._start_link
+        if start_link is not None:
+            # init never succeeded: the spawner gets the SpawnError and no exit
+            # signal, as OTP's proc_lib:start_link unlinks and flushes the EXIT.
+            self._start_link = None
+            self._unlink(start_link)
         self._exit_reason = reason
         self._state = "stopped"
         self._attention = False

@@ -289,6 +289,7 @@ class _SupervisorBase(Actor):
 
     mailbox = _SUPERVISOR_MAILBOX
     trap_exit = True
+    _otpy_shutdown = None  # a node leaving waits for the whole tree to stop
     _window: RestartWindow
     _children: list[_Child]
     _by_ref: dict[ActorRef, _Child]
