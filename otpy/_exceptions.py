@@ -3,6 +3,8 @@
 ::
 
     OtpyError
+    ├── InvalidArgument              a bad value for a public argument; also a ValueError
+    │   └── InvalidArgumentType      a value of the wrong type; also a TypeError
     ├── NodeError                    no node running / node misuse; also a RuntimeError
     ├── SpawnError                   init failed, timed out, or a name was taken
     │   └── AlreadyStarted           a name (or child id) is already in use
@@ -51,6 +53,8 @@ from typing import ClassVar
 
 __all__ = [
     "ActorError",
+    "InvalidArgument",
+    "InvalidArgumentType",
     "CorruptRecord",
     "DeadLetterError",
     "DeadLetterNotFound",
@@ -90,6 +94,35 @@ __all__ = [
 
 class OtpyError(Exception):
     """Base class of every error otpy raises on purpose."""
+
+
+class InvalidArgument(OtpyError, ValueError):
+    """A public constructor or call was given a value it does not allow; nothing changed.
+
+    Raised where the value is given, before any state is touched, so a bad value
+    fails at the call that passed it rather than later, somewhere else.
+
+    Attributes:
+        argument: the argument (or field) name, like ``"capacity"`` or ``"priority"``.
+        problem: what is allowed, and what was given.
+        owner: the object it was given to, like ``"queue 'jobs'"``, or ``None``.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, argument: str, problem: str, *, owner: str | None = None) -> None:
+        text = f"{argument} {problem}"
+        super().__init__(text if owner is None else f"{owner}: {text}")
+        self.argument = argument
+        self.problem = problem
+        self.owner = owner
+
+
+class InvalidArgumentType(InvalidArgument, TypeError):
+    """The value has a type the argument does not allow; also a ``TypeError``.
+
+    .. versionadded:: 0.1.0
+    """
 
 
 class NodeError(OtpyError, RuntimeError):
