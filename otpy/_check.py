@@ -13,7 +13,7 @@ from typing import Final
 
 from ._exceptions import InvalidArgument, InvalidArgumentType
 
-__all__ = ["MAX_COUNT", "callable_or_none", "count", "name", "number"]
+__all__ = ["MAX_COUNT", "callable_or_none", "count", "name", "number", "short"]
 
 MAX_COUNT: Final = 2**53
 """The largest capacity, burst or count otpy accepts: the last integer a float counts exactly.
@@ -38,12 +38,12 @@ def count(
         )
     if value < minimum:
         raise InvalidArgument(
-            argument, f"must be an integer >= {minimum}, got {_short(value)}", owner=owner
+            argument, f"must be an integer >= {minimum}, got {short(value)}", owner=owner
         )
     if value > maximum:
         high = "2**53" if maximum == MAX_COUNT else str(maximum)
         raise InvalidArgument(
-            argument, f"must be an integer <= {high}, got {_short(value)}", owner=owner
+            argument, f"must be an integer <= {high}, got {short(value)}", owner=owner
         )
     return value
 
@@ -69,7 +69,7 @@ def number(
     except OverflowError:
         converted = math.inf
     if not math.isfinite(converted) or converted < 0 or (positive and converted == 0):
-        raise InvalidArgument(argument, f"must be {what}, got {_short(value)}", owner=owner)
+        raise InvalidArgument(argument, f"must be {what}, got {short(value)}", owner=owner)
     return converted
 
 
@@ -101,7 +101,7 @@ def callable_or_none(value: object, argument: str, *, owner: str | None = None) 
         )
 
 
-def _short(value: object) -> str:
+def short(value: object) -> str:
     """``repr(value)``, cut short: a huge integer's digits say nothing (and may not print)."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
         return f"an integer of {value.bit_length()} bits"

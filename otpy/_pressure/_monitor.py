@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import types
 import weakref
 from collections.abc import Mapping
@@ -33,11 +32,13 @@ import anyio
 import attrs
 from opentelemetry.trace import SpanKind
 
+from .._check import name as check_name
+from .._check import number
 from .._core._actor import Actor
 from .._core._deadletters import DeadLetterSuppression
 from .._core._node import current_node
 from .._core._ref import ActorRef
-from .._exceptions import OtpyError
+from .._exceptions import InvalidArgumentType, OtpyError
 from ..telemetry._events import get_meter, get_tracer
 from ._policy import Level, LevelState, PressurePolicy, advance
 
@@ -156,8 +157,35 @@ class PartitionedOccupancy(Occupancy, Protocol):
 
 
 def _check_name(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"Watched.name must be a non-empty string, got {value!r}")
+    check_name(value, "name", owner="Watched")
+
+
+def _check_target(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, str):
+        check_name(value, "target", owner="Watched")
+    elif not callable(getattr(value, "statistics", None)):
+        raise InvalidArgumentType(
+            "target",
+            "must have a statistics() method (an ActorRef, a BoundedQueue, a "
+            f"PartitionedQueue) or be a registered actor name, got {value!r}",
+            owner="Watched",
+        )
+
+
+def _check_partition(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return
+    if isinstance(value, str):
+        check_name(value, "partition", owner="Watched")
+        return
+    raise InvalidArgumentType(
+        "partition", f"must be a string, an int or None, got {value!r}", owner="Watched"
+    )
+
+
+def _check_source(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        check_name(value, "source", owner="SamplePressure")
 
 
 @attrs.frozen
@@ -176,8 +204,8 @@ class Watched:
     """
 
     name: str = attrs.field(validator=_check_name)
-    target: Observable | str
-    partition: str | int | None = None
+    target: Observable | str = attrs.field(validator=_check_target)
+    partition: str | int | None = attrs.field(default=None, validator=_check_partition)
 
     @property
     def key(self) -> str:
@@ -256,7 +284,7 @@ class SamplePressure:
     the resulting :class:`PressureStatistics` back.
     """
 
-    source: str | None = None
+    source: str | None = attrs.field(default=None, validator=_check_source)
 
 
 class _GetPressure:
@@ -579,8 +607,14 @@ class PressureMonitor(Actor):
         interval: float = 1.0,
         component: str = "otpy",
     ) -> None:
-        if not (interval > 0) or math.isinf(interval):
-            raise ValueError(f"interval must be a finite number of seconds > 0, got {interval!r}")
+        interval = number(interval, "interval", owner="pressure monitor", unit=" of seconds")
+        check_name(component, "component", owner="pressure monitor")
+        if policy is not None and not isinstance(policy, PressurePolicy):
+            raise InvalidArgumentType(
+                "policy",
+                f"must be a PressurePolicy or None, got {policy!r}",
+                owner="pressure monitor",
+            )
         self.sources = _as_sources(sources)
         self.policy = policy if policy is not None else PressurePolicy()
         self.interval = interval
