@@ -216,11 +216,11 @@ def test_thresholds_and_level_states_refuse_what_is_not_a_number() -> None:
 @pytest.mark.parametrize(
     ("build", "pattern"),
     [
-        (lambda: Watched("q", 5), r"^Watched: target must have a statistics\(\) method"),
+        (lambda: Watched("q", 5), r"^Watched: target must have a statistics\(\) method"),  # type: ignore[arg-type]
         (lambda: Watched("q", ""), r"^Watched: target must not be empty"),
-        (lambda: Watched("q", "actor", partition=[1]), r"^Watched: partition must be a string"),
+        (lambda: Watched("q", "actor", partition=[1]), r"^Watched: partition must be a string"),  # type: ignore[arg-type]
         (lambda: Watched(SURROGATE, "actor"), r"^Watched: name must be valid text"),
-        (lambda: SamplePressure(["q"]), r"^SamplePressure: source must be a string, got \['q'\]"),
+        (lambda: SamplePressure(["q"]), r"^SamplePressure: source must be a string, got \['q'\]"),  # type: ignore[arg-type]
     ],
 )
 def test_monitor_records_refuse_what_would_crash_the_monitor(build: object, pattern: str) -> None:
