@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from .._exceptions import MailboxFull
+from .._check import count, number
+from .._exceptions import InvalidArgument, InvalidArgumentType, MailboxFull
 from ._lowlevel import TIMED_OUT, wait_for
 
 if TYPE_CHECKING:
@@ -44,11 +45,27 @@ class Overflow(enum.Enum):
     The ``*_nowait`` senders cannot wait and raise :class:`~otpy.MailboxFull` at once."""
 
 
-def _check_timeout(inst: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    if value is not None and not value > 0:
-        raise ValueError(
-            f"mailbox {attribute.name} must be > 0 or None (wait forever), got {value!r}"
+def _check_capacity(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    count(value, "capacity", owner="mailbox")
+
+
+def _check_overflow(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value.__class__ is not Overflow:
+        allowed = ", ".join(f"Overflow.{o.name}" for o in Overflow)
+        raise InvalidArgumentType(
+            "overflow", f"must be one of {allowed}, got {value!r}", owner="mailbox"
         )
+
+
+def _check_timeout(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        try:
+            number(value, attribute.name, owner="mailbox", unit=" of seconds")
+        except InvalidArgument as exc:
+            # Say what None means: the way to ask for no timeout at all.
+            raise type(exc)(
+                exc.argument, f"{exc.problem}, or None to wait forever", owner="mailbox"
+            ) from None
 
 
 @attrs.frozen(kw_only=True)
@@ -56,17 +73,20 @@ class MailboxConfig:
     """How big an actor's mailbox is and what happens when it is full.
 
     Attributes:
-        capacity: the most messages it holds (> 0). System messages (stop requests,
-            monitor ``Down``, link ``Exit``, timers) are never refused.
+        capacity: the most messages it holds: an integer in ``[1, 2**53]``. System
+            messages (stop requests, monitor ``Down``, link ``Exit``, timers) are
+            never refused.
         overflow: the :class:`Overflow` policy.
-        wait_timeout: with :attr:`Overflow.WAIT`, the longest a sender waits for room;
-            ``None`` waits forever.
+        wait_timeout: with :attr:`Overflow.WAIT`, the longest a sender waits for room:
+            a finite number of seconds > 0, or ``None`` to wait forever.
+
+    Raises:
+        InvalidArgument: a field is out of range, or has the wrong type (an
+            :class:`~otpy.InvalidArgumentType`); the message names the field.
     """
 
-    capacity: int = attrs.field(default=1000, validator=attrs.validators.gt(0))
-    overflow: Overflow = attrs.field(
-        default=Overflow.WAIT, validator=attrs.validators.instance_of(Overflow)
-    )
+    capacity: int = attrs.field(default=1000, validator=_check_capacity)
+    overflow: Overflow = attrs.field(default=Overflow.WAIT, validator=_check_overflow)
     wait_timeout: float | None = attrs.field(default=5.0, validator=_check_timeout)
 
 
