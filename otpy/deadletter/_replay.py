@@ -38,10 +38,13 @@ import anyio
 import anyio.lowlevel
 import attrs
 
+from .._check import MAX_COUNT, count, number
+from .._check import name as check_name
 from .._core._node import current_node
 from .._exceptions import (
     DeadLetterError,
     DeadLetterNotFound,
+    InvalidArgument,
     InvalidChildSpec,
     NoReplayHandler,
     PressureError,
@@ -52,16 +55,16 @@ from .._exceptions import (
 )
 from .._partition import partition_of as partition_of
 from .._partition import stable_hash as stable_hash
-from .._pressure._partitioned import PartitionedQueue
+from .._pressure._partitioned import MAX_PARTITIONS, PartitionedQueue
 from .._supervision._spec import ChildSpec, Strategy, SupervisorFlags, SupervisorSpec
 from .._supervision._supervisor import open_supervisor
 from ._record import DeadLetter, ReplayOutcome, Source, current_trace_context
-from ._store import DeadLetterFilter
+from ._store import DeadLetterFilter, DeadLetterStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from ._store import DeadLetterStore, Reclaimed
+    from ._store import Reclaimed
 
 __all__ = [
     "ReplayConfig",
@@ -170,17 +173,20 @@ _SOURCES = frozenset(source.value for source in Source)
 
 
 def _to_handlers(value: ReplayHandlers) -> Mapping[str, ReplayHandler]:
-    return types.MappingProxyType({str(key): handler for key, handler in dict(value).items()})
+    if not isinstance(value, Mapping):
+        raise InvalidChildSpec(
+            "replay",
+            f"handlers must be a mapping of source to handler, e.g. {{Source.OUTBOUND: resend}}, "
+            f"got {value!r}",
+        )
+    return types.MappingProxyType({str(key): handler for key, handler in value.items()})
 
 
 def _positive(name: str, value: object) -> str | None:
-    if (
-        not isinstance(value, (int, float))
-        or isinstance(value, bool)
-        or not value > 0
-        or value == float("inf")
-    ):
-        return f"{name} must be a finite number > 0, got {value!r}"
+    try:
+        number(value, name)
+    except InvalidArgument as exc:
+        return str(exc)
     return None
 
 
@@ -228,20 +234,21 @@ class ReplayConfig:
         name = self.name
         if not isinstance(name, str) or not name:
             raise InvalidChildSpec(str(name), "the replay supervisor's name must not be empty")
-        if (
-            not isinstance(self.partitions, int)
-            or isinstance(self.partitions, bool)
-            or self.partitions < 1
-        ):
+        try:
+            check_name(name)
+        except InvalidArgument as exc:
+            raise InvalidChildSpec(name, str(exc)) from None
+        if not isinstance(self.store, DeadLetterStore):
             raise InvalidChildSpec(
-                name, f"partitions must be an integer >= 1, got {self.partitions!r}"
+                name,
+                f"store must be a dead-letter store (SQLiteDeadLetterStore, "
+                f"MemoryDeadLetterStore), got {self.store!r}",
             )
-        if (
-            not isinstance(self.capacity, int)
-            or isinstance(self.capacity, bool)
-            or self.capacity < 1
-        ):
-            raise InvalidChildSpec(name, f"capacity must be an integer >= 1, got {self.capacity!r}")
+        for field, maximum in (("partitions", MAX_PARTITIONS), ("capacity", MAX_COUNT)):
+            try:
+                count(getattr(self, field), field, maximum=maximum)
+            except InvalidArgument as exc:
+                raise InvalidChildSpec(name, str(exc)) from None
         for field in ("handler_timeout", "lease_margin", "reclaim_interval"):
             problem = _positive(field, getattr(self, field))
             if problem is not None:
