@@ -1134,20 +1134,20 @@ async def test_store_call_is_a_checkpoint(store: DeadLetterStore) -> None:
 @pytest.mark.parametrize(
     ("build", "pattern"),
     [
-        (lambda: RetentionRule(max_count="10"), r"^retention rule: max_count must be an integer"),
-        (lambda: RetentionRule(max_count=float("nan")), r"^retention rule: max_count must be"),
+        (lambda: RetentionRule(max_count="10"), r"^retention rule: max_count must be an integer"),  # type: ignore[arg-type]
+        (lambda: RetentionRule(max_count=float("nan")), r"^retention rule: max_count must be"),  # type: ignore[arg-type]
         (lambda: RetentionRule(max_age=float("inf")), r"^retention rule: max_age must be a finite"),
         (lambda: RetentionPolicy(interval=True), r"^retention policy: interval must be a finite"),
         (
-            lambda: RetentionPolicy(active=None),
+            lambda: RetentionPolicy(active=None),  # type: ignore[arg-type]
             r"^retention policy: active must be a RetentionRule",
         ),
         (lambda: DeadLetterFilter(source="nope"), r"^filter: source must be one of 'ingest', "),
-        (lambda: DeadLetterFilter(status=None, key=5), r"^filter: key must be a string or None"),
-        (lambda: DeadLetterFilter(since="1h"), r"^filter: since must be a time \(a number\)"),
+        (lambda: DeadLetterFilter(status=None, key=5), r"^filter: key must be a string or None"),  # type: ignore[arg-type]
+        (lambda: DeadLetterFilter(since="1h"), r"^filter: since must be a time \(a number\)"),  # type: ignore[arg-type]
         (lambda: DeadLetterFilter(since=2.0, until=1.0), r"^filter: until \(1.0\) is before since"),
         (lambda: DeadLetterFilter(ids="abc"), r"^filter: ids must be an iterable of record ids"),
-        (lambda: DeadLetterFilter(ids=[1]), r"^filter: ids must hold strings, got 1"),
+        (lambda: DeadLetterFilter(ids=[1]), r"^filter: ids must hold strings, got 1"),  # type: ignore[list-item]
     ],
 )
 def test_store_options_name_the_field_they_refuse(build: object, pattern: str) -> None:
