@@ -36,7 +36,7 @@ from .._check import name as check_name
 from .._check import number
 from .._core._actor import Actor
 from .._core._deadletters import DeadLetterSuppression
-from .._core._node import current_node
+from .._core._node import NamedRef, current_node
 from .._core._ref import ActorRef
 from .._exceptions import InvalidArgumentType, OtpyError
 from ..telemetry._events import get_meter, get_tracer
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import _Gauge as Gauge  # still underscored in the API
 
     from .._core._actor import Caller
-    from .._core._node import NamedRef, Node
+    from .._core._node import Node
 
 __all__ = [
     "ATTR_PRESSURE_CAPACITY",
@@ -76,6 +76,8 @@ __all__ = [
     "SamplePressure",
     "SourcePressure",
     "Watched",
+    "check_monitor",
+    "check_monitor_error",
     "notify_pressure",
     "pressure_statistics",
 ]
@@ -369,6 +371,22 @@ class _Coalesced(DeadLetterSuppression):
 _COALESCED: Final = _Coalesced()
 
 
+def check_monitor(monitor: object, owner: str | None = None) -> NamedRef | ActorRef:
+    """Return *monitor* if it is an ``ActorRef`` or a ``NamedRef``, else raise :class:`~otpy.InvalidArgumentType`."""
+    if not isinstance(monitor, (ActorRef, NamedRef)):
+        raise check_monitor_error(monitor, owner)
+    return monitor
+
+
+def check_monitor_error(monitor: object, owner: str | None = None) -> InvalidArgumentType:
+    """The error :func:`check_monitor` raises for *monitor*."""
+    return InvalidArgumentType(
+        "monitor",
+        f"must be the ActorRef or NamedRef of a PressureMonitor, got {monitor!r}",
+        owner=owner,
+    )
+
+
 def notify_pressure(monitor: ActorRef | NamedRef, source: str | None = None) -> None:
     """Ask *monitor* to sample *source* (all sources if ``None``) soon.
 
@@ -378,8 +396,17 @@ def notify_pressure(monitor: ActorRef | NamedRef, source: str | None = None) -> 
     only add their source to it, so a producer calling this on every put costs one
     sample per mailbox round, not one per message. If the monitor's mailbox is full
     or it is restarting, the hint is dropped and the next interval sees the change.
+
+    Raises:
+        InvalidArgumentType: *monitor* is neither an ``ActorRef`` nor a ``NamedRef``
+            (the one thing it raises for: a programming error, not a busy monitor).
     """
-    ref = monitor.resolve() if not isinstance(monitor, ActorRef) else monitor
+    if isinstance(monitor, ActorRef):
+        ref: ActorRef | None = monitor
+    elif isinstance(monitor, NamedRef):
+        ref = monitor.resolve()
+    else:
+        raise check_monitor_error(monitor)
     if ref is None:
         return
     asked = _pending.get(ref)

@@ -28,7 +28,7 @@ import attrs
 from .._check import callable_or_none, count
 from .._check import name as check_name
 from .._exceptions import InvalidArgumentType, LoadShed, PressureError, QueueFull
-from ._monitor import notify_pressure, record_drop, record_throttle
+from ._monitor import check_monitor, notify_pressure, record_drop, record_throttle
 from ._policy import (
     Level,
     LevelState,
@@ -260,7 +260,15 @@ class BoundedQueue(Generic[T]):
         once, at the cost of one hint per transition rather than per message.
         *source* is the name the monitor knows this queue by (the queue's name by
         default).
+
+        Raises:
+            InvalidArgumentType: *monitor* is not an ``ActorRef`` or ``NamedRef``, or
+                *source* not a string or ``None``; nothing is watched.
         """
+        owner = f"queue {self._name!r}"
+        check_monitor(monitor, owner)
+        if source is not None:
+            check_name(source, "source", owner=owner)
         self._watchers.append((monitor, source or self._name))
 
     def _settle(self) -> None:

@@ -19,6 +19,9 @@ from otpy import (
     SamplePressure,
     Threshold,
     Watched,
+    named,
+    notify_pressure,
+    open_node,
     partition_of,
     stable_hash,
 )
@@ -227,3 +230,31 @@ def test_monitor_records_refuse_what_would_crash_the_monitor(build: object, patt
     """Watched and SamplePressure check their fields when built, so the monitor never gets them."""
     with pytest.raises(InvalidArgument, match=pattern):
         build()  # type: ignore[operator]
+
+
+@virtual
+async def test_watch_refuses_what_is_not_a_monitor_so_puts_never_fail_later() -> None:
+    """queue.watch('monitor') is refused at once; before, the first level change crashed a put."""
+    queue: BoundedQueue[int] = BoundedQueue(2, name="q", policy=PressurePolicy(throttle=0.0))
+    with pytest.raises(InvalidArgumentType, match=r"^queue 'q': monitor must be the ActorRef or"):
+        queue.watch("monitor")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentType, match=r"^monitor must be the ActorRef or NamedRef"):
+        notify_pressure(None)  # type: ignore[arg-type]
+    partitioned: PartitionedQueue[int] = PartitionedQueue(2, 2, name="p")
+    with pytest.raises(InvalidArgumentType, match=r"^queue 'p\[0\]': monitor must be"):
+        partitioned.watch(5)  # type: ignore[arg-type]
+    for i in range(2):  # through every level change, with nothing watching
+        await queue.put(i)
+    assert queue.level is Level.SHED
+
+
+@virtual
+async def test_twin_a_named_monitor_is_watched() -> None:
+    """Twin: a NamedRef is a monitor to watch and notify, even with nobody behind the name."""
+    async with open_node():
+        queue: BoundedQueue[int] = BoundedQueue(2, name="q")
+        queue.watch(named("pressure"), source="q")
+        notify_pressure(named("pressure"))
+        await queue.put(1, priority=Priority.CRITICAL)
+        await queue.put(2, priority=Priority.CRITICAL)
+        assert queue.level is Level.SHED
