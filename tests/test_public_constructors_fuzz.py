@@ -456,6 +456,9 @@ CALLS: dict[str, Case] = {
         lambda **kw: RateLimiter(1.0, burst=4).set_rate(**kw),
         {"rate": st.floats(0.5, 100), "burst": st.sampled_from([None, 1, 8])},
     ),
+    "crash_after": Case(
+        lambda **kw: otpy.testing.crash_after(id="c", **kw), {"delay": st.floats(0, 10)}
+    ),
     "partition_of": Case(otpy.partition_of, {"key": NAMES, "partitions": st.integers(1, 64)}),
     "stable_hash": Case(otpy.stable_hash, {"key": NAMES}),
     "Telemetry.force_flush": Case(
@@ -599,6 +602,7 @@ NO_LOOP = frozenset(
         "DeadLetters",
         "RejectionDeadLetters",
         "PartitionedRejectionDeadLetters",
+        "crash_after",
         "partition_of",
         "stable_hash",
         "Telemetry.force_flush",
