@@ -317,7 +317,19 @@ class PartitionedQueue(Generic[T]):
         return partition_of(key, len(self._parts))
 
     def has_worker(self, partition: int) -> bool:
-        """Whether a live worker is attached to *partition* now."""
+        """Whether a live worker is attached to *partition* now.
+
+        Raises:
+            InvalidArgument: *partition* is not an integer in ``range(partitions)``.
+        """
+        if partition.__class__ is not int or not 0 <= partition < len(self._parts):
+            count(
+                partition,
+                "partition",
+                owner=f"queue {self._name!r}",
+                minimum=0,
+                maximum=len(self._parts) - 1,
+            )
         worker = self._parts[partition].worker
         return worker is not None and worker.is_alive
 

@@ -258,3 +258,12 @@ async def test_twin_a_named_monitor_is_watched() -> None:
         await queue.put(1, priority=Priority.CRITICAL)
         await queue.put(2, priority=Priority.CRITICAL)
         assert queue.level is Level.SHED
+
+
+@pytest.mark.parametrize("partition", [2, -1, True, "0", None])
+def test_has_worker_names_a_partition_out_of_range(partition: object) -> None:
+    """has_worker(2) on two partitions is an InvalidArgument naming partition, not an IndexError."""
+    queue: PartitionedQueue[int] = PartitionedQueue(2, 2, name="p")
+    with pytest.raises(InvalidArgument, match=r"^queue 'p': partition must be an integer"):
+        queue.has_worker(partition)  # type: ignore[arg-type]
+    assert not queue.has_worker(1)
