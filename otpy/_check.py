@@ -34,7 +34,7 @@ def count(
     """Return *value* if it is an ``int`` (not a ``bool``) in ``[minimum, maximum]``."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidArgumentType(
-            argument, f"must be an integer >= {minimum}, got {value!r}", owner=owner
+            argument, f"must be an integer >= {minimum}, got {short(value)}", owner=owner
         )
     if value < minimum:
         raise InvalidArgument(
@@ -63,7 +63,7 @@ def number(
     bound = "> 0" if positive else ">= 0"
     what = f"a finite number{unit} {bound}"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidArgumentType(argument, f"must be {what}, got {value!r}", owner=owner)
+        raise InvalidArgumentType(argument, f"must be {what}, got {short(value)}", owner=owner)
     try:
         converted = float(value)
     except OverflowError:
@@ -79,7 +79,7 @@ def name(value: object, argument: str = "name", *, owner: str | None = None) -> 
     Names end up in logs, span attributes and metric labels, which are UTF-8.
     """
     if not isinstance(value, str):
-        raise InvalidArgumentType(argument, f"must be a string, got {value!r}", owner=owner)
+        raise InvalidArgumentType(argument, f"must be a string, got {short(value)}", owner=owner)
     if not value:
         raise InvalidArgument(argument, "must not be empty", owner=owner)
     try:
@@ -87,7 +87,7 @@ def name(value: object, argument: str = "name", *, owner: str | None = None) -> 
     except UnicodeEncodeError:
         raise InvalidArgument(
             argument,
-            f"must be valid text, got {value!r}, which has a lone surrogate UTF-8 cannot encode",
+            f"must be valid text, got {short(value)}, which has a lone surrogate UTF-8 cannot encode",
             owner=owner,
         ) from None
     return value
@@ -97,12 +97,20 @@ def callable_or_none(value: object, argument: str, *, owner: str | None = None) 
     """Refuse *value* unless it is ``None`` or callable."""
     if value is not None and not callable(value):
         raise InvalidArgumentType(
-            argument, f"must be a function or None, got {value!r}", owner=owner
+            argument, f"must be a function or None, got {short(value)}", owner=owner
         )
 
 
 def short(value: object) -> str:
-    """``repr(value)``, cut short: a huge integer's digits say nothing (and may not print)."""
+    """``repr(value)`` for an error message: a huge integer by its size, a long repr cut short.
+
+    A huge integer's digits say nothing (and past ``sys.get_int_max_str_digits()``
+    ``repr`` raises); a 100,000-character string would drown the message.
+    """
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
         return f"an integer of {value.bit_length()} bits"
-    return repr(value)
+    try:
+        text = repr(value)
+    except Exception:  # a broken __repr__ must not hide the real error
+        return f"a {type(value).__name__}"
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 
-from ._check import count
+from ._check import count, short
 from ._exceptions import InvalidArgumentType
 
 __all__ = ["partition_of", "stable_hash"]
@@ -28,7 +28,7 @@ def _hash(key: str) -> int:
 
 
 def _not_a_key(key: object) -> InvalidArgumentType:
-    return InvalidArgumentType("key", f"must be a string, got {type(key).__name__} {key!r}")
+    return InvalidArgumentType("key", f"must be a string, got {type(key).__name__} {short(key)}")
 
 
 def stable_hash(key: str) -> int:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from .._check import count, number
+from .._check import count, number, short
 from .._exceptions import InvalidArgument, InvalidArgumentType, MailboxFull
 from ._lowlevel import TIMED_OUT, wait_for
 
@@ -53,7 +53,7 @@ def _check_overflow(inst: object, attribute: attrs.Attribute[Any], value: object
     if value.__class__ is not Overflow:
         allowed = ", ".join(f"Overflow.{o.name}" for o in Overflow)
         raise InvalidArgumentType(
-            "overflow", f"must be one of {allowed}, got {value!r}", owner="mailbox"
+            "overflow", f"must be one of {allowed}, got {short(value)}", owner="mailbox"
         )
 
 

@@ -32,8 +32,8 @@ import anyio
 import attrs
 from opentelemetry.trace import SpanKind
 
+from .._check import count, number, short
 from .._check import name as check_name
-from .._check import number
 from .._core._actor import Actor
 from .._core._deadletters import DeadLetterSuppression
 from .._core._node import NamedRef, current_node
@@ -169,19 +169,22 @@ def _check_target(inst: object, attribute: attrs.Attribute[Any], value: object) 
         raise InvalidArgumentType(
             "target",
             "must have a statistics() method (an ActorRef, a BoundedQueue, a "
-            f"PartitionedQueue) or be a registered actor name, got {value!r}",
+            f"PartitionedQueue) or be a registered actor name, got {short(value)}",
             owner="Watched",
         )
 
 
 def _check_partition(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+    if value is None:
+        return
+    if isinstance(value, int) and not isinstance(value, bool):
+        count(value, "partition", owner="Watched", minimum=0)
         return
     if isinstance(value, str):
         check_name(value, "partition", owner="Watched")
         return
     raise InvalidArgumentType(
-        "partition", f"must be a string, an int or None, got {value!r}", owner="Watched"
+        "partition", f"must be a string, an int or None, got {short(value)}", owner="Watched"
     )
 
 
@@ -382,7 +385,7 @@ def check_monitor_error(monitor: object, owner: str | None = None) -> InvalidArg
     """The error :func:`check_monitor` raises for *monitor*."""
     return InvalidArgumentType(
         "monitor",
-        f"must be the ActorRef or NamedRef of a PressureMonitor, got {monitor!r}",
+        f"must be the ActorRef or NamedRef of a PressureMonitor, got {short(monitor)}",
         owner=owner,
     )
 
@@ -538,7 +541,9 @@ def _as_sources(sources: Mapping[str, Observable | str] | Iterable[Watched]) -> 
     watched: dict[str, Watched] = {}
     for item in items:
         if not isinstance(item, Watched):
-            raise TypeError(f"expected Watched records or a name -> queue mapping, got {item!r}")
+            raise TypeError(
+                f"expected Watched records or a name -> queue mapping, got {short(item)}"
+            )
         if item.key in watched:
             raise ValueError(f"two watched queues are both named {item.key!r}")
         watched[item.key] = item
@@ -639,7 +644,7 @@ class PressureMonitor(Actor):
         if policy is not None and not isinstance(policy, PressurePolicy):
             raise InvalidArgumentType(
                 "policy",
-                f"must be a PressurePolicy or None, got {policy!r}",
+                f"must be a PressurePolicy or None, got {short(policy)}",
                 owner="pressure monitor",
             )
         self.sources = _as_sources(sources)

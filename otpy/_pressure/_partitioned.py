@@ -35,7 +35,7 @@ import anyio
 import anyio.lowlevel
 import attrs
 
-from .._check import callable_or_none, count, number
+from .._check import callable_or_none, count, number, short
 from .._check import name as check_name
 from .._core import _envelope
 from .._core._actor import Actor
@@ -205,12 +205,12 @@ def _check_callbacks(queue: str, handler: object, on_error: object) -> None:
     if not callable(handler) or not _is_async(handler):
         raise TypeError(
             f"workers of queue {queue!r}: handler must be an async function "
-            f"(async def handler(key, item)), got {handler!r}"
+            f"(async def handler(key, item)), got {short(handler)}"
         )
     if on_error is not None and (not callable(on_error) or _is_async(on_error)):
         raise TypeError(
             f"workers of queue {queue!r}: on_error must be a plain function called "
-            f"synchronously (def on_error(key, item, exc)), got {on_error!r}"
+            f"synchronously (def on_error(key, item, exc)), got {short(on_error)}"
         )
 
 
@@ -223,7 +223,7 @@ def _check_demand(queue: str, max_demand: int, min_demand: int | None) -> int:
     if low >= max_demand:
         raise InvalidArgument(
             "min_demand",
-            f"must be an integer in [0, max_demand={max_demand}), got {min_demand!r}",
+            f"must be an integer in [0, max_demand={max_demand}), got {short(min_demand)}",
             owner=owner,
         )
     return low
@@ -605,7 +605,7 @@ class PartitionedQueue(Generic[T]):
         if on_leftovers is not None and not _is_async(on_leftovers):
             raise TypeError(
                 f"queue {self._name!r}: on_leftovers must be an async function "
-                f"(async def on_leftovers(queue_name, leftovers)), got {on_leftovers!r}"
+                f"(async def on_leftovers(queue_name, leftovers)), got {short(on_leftovers)}"
             )
         return ChildSpec(
             id=id or f"{self._name}.drain",

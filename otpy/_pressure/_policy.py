@@ -81,7 +81,7 @@ class Threshold:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise InvalidArgumentType(
                     field,
-                    f"must be an occupancy ratio (a number), got {value!r}",
+                    f"must be an occupancy ratio (a number), got {_short(value)}",
                     owner="threshold",
                 )
 
@@ -105,7 +105,7 @@ def as_priority(value: object, argument: str = "priority", owner: str | None = N
         return value
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidArgumentType(
-            argument, f"must be one of {_PRIORITY_NAMES}, got {value!r}", owner=owner
+            argument, f"must be one of {_PRIORITY_NAMES}, got {_short(value)}", owner=owner
         )
     if not Priority.LOW <= value <= Priority.CRITICAL:
         raise InvalidArgument(
@@ -121,7 +121,7 @@ def _priority_set(field: str, value: object) -> frozenset[Priority]:
         return frozenset({_policy_priority(field, value)})
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         raise InvalidPressurePolicy(
-            field, f"must be a Priority or a set of them ({_PRIORITY_NAMES}), got {value!r}"
+            field, f"must be a Priority or a set of them ({_PRIORITY_NAMES}), got {_short(value)}"
         )
     return frozenset(_policy_priority(field, p) for p in value)
 
@@ -184,16 +184,16 @@ class PressurePolicy:
             threshold = self.threshold(level)
             if not isinstance(threshold, Threshold):
                 raise InvalidPressurePolicy(
-                    name, f"must be a Threshold(enter, exit), got {threshold!r}"
+                    name, f"must be a Threshold(enter, exit), got {_short(threshold)}"
                 )
             if not (0.0 < threshold.enter <= 1.0) or math.isnan(threshold.enter):
                 raise InvalidPressurePolicy(
-                    f"{name}.enter", f"must be in (0, 1], got {threshold.enter!r}"
+                    f"{name}.enter", f"must be in (0, 1], got {_short(threshold.enter)}"
                 )
             if not (0.0 <= threshold.exit <= threshold.enter):
                 raise InvalidPressurePolicy(
                     f"{name}.exit",
-                    f"must be in [0, {name}.enter={threshold.enter:g}], got {threshold.exit!r}; "
+                    f"must be in [0, {name}.enter={threshold.enter:g}], got {_short(threshold.exit)}; "
                     "the exit ratio is the lower one",
                 )
             if threshold.enter <= previous:
@@ -266,16 +266,16 @@ class LevelState:
     def __attrs_post_init__(self) -> None:  # built on level changes only, never per message
         if self.level.__class__ is not Level:
             raise InvalidArgumentType(
-                "level", f"must be a Level, got {self.level!r}", owner="level state"
+                "level", f"must be a Level, got {_short(self.level)}", owner="level state"
             )
         since = self.since
         if isinstance(since, bool) or not isinstance(since, (int, float)):
             raise InvalidArgumentType(
-                "since", f"must be a time (a number), got {since!r}", owner="level state"
+                "since", f"must be a time (a number), got {_short(since)}", owner="level state"
             )
-        if not math.isfinite(since):
+        if isinstance(since, float) and not math.isfinite(since):
             raise InvalidArgument(
-                "since", f"must be a finite time, got {since!r}", owner="level state"
+                "since", f"must be a finite time, got {_short(since)}", owner="level state"
             )
 
 

@@ -25,7 +25,7 @@ import anyio
 import anyio.lowlevel
 import attrs
 
-from .._check import callable_or_none, count
+from .._check import callable_or_none, count, short
 from .._check import name as check_name
 from .._exceptions import InvalidArgumentType, LoadShed, PressureError, QueueFull
 from ._monitor import check_monitor, notify_pressure, record_drop, record_throttle
@@ -198,7 +198,7 @@ class BoundedQueue(Generic[T]):
         self._capacity = count(capacity, "capacity", owner=owner)
         if not isinstance(policy, PressurePolicy):
             raise InvalidArgumentType(
-                "policy", f"must be a PressurePolicy, got {policy!r}", owner=owner
+                "policy", f"must be a PressurePolicy, got {short(policy)}", owner=owner
             )
         callable_or_none(on_reject, "on_reject", owner=owner)
         self._name = name

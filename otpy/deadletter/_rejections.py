@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Protocol, TypeVar, final
 
-from .._check import callable_or_none
+from .._check import callable_or_none, short
 from .._check import name as check_name
 from .._exceptions import InvalidArgumentType
 from .._pressure._policy import PressurePolicy, Priority
@@ -105,7 +105,7 @@ class _Bound(Generic[Q]):
 def _check_client(what: str, client: object, encoder: object) -> None:
     if not isinstance(client, DeadLetters):
         raise InvalidArgumentType(
-            "client", f"must be a DeadLetters client, got {client!r}", owner=what
+            "client", f"must be a DeadLetters client, got {short(client)}", owner=what
         )
     if encoder is None:
         raise InvalidArgumentType("encoder", "must be a function, got None", owner=what)
@@ -139,7 +139,7 @@ class RejectionDeadLetters(_Bound["BoundedQueue[T]"], Generic[T]):
             if not isinstance(key, str):
                 raise InvalidArgumentType(
                     "key",
-                    f"must be a non-empty string or a function, got {key!r}",
+                    f"must be a non-empty string or a function, got {short(key)}",
                     owner=self._what,
                 )
             check_name(key, "key", owner=self._what)

@@ -38,7 +38,7 @@ import anyio
 import anyio.lowlevel
 import attrs
 
-from .._check import MAX_COUNT, count, number
+from .._check import MAX_COUNT, count, number, short
 from .._check import name as check_name
 from .._core._node import current_node
 from .._exceptions import (
@@ -177,7 +177,7 @@ def _to_handlers(value: ReplayHandlers) -> Mapping[str, ReplayHandler]:
         raise InvalidChildSpec(
             "replay",
             f"handlers must be a mapping of source to handler, e.g. {{Source.OUTBOUND: resend}}, "
-            f"got {value!r}",
+            f"got {short(value)}",
         )
     return types.MappingProxyType({str(key): handler for key, handler in value.items()})
 
@@ -233,7 +233,10 @@ class ReplayConfig:
     def __attrs_post_init__(self) -> None:
         name = self.name
         if not isinstance(name, str) or not name:
-            raise InvalidChildSpec(str(name), "the replay supervisor's name must not be empty")
+            raise InvalidChildSpec(
+                name if isinstance(name, str) else short(name),
+                "the replay supervisor's name must not be empty",
+            )
         try:
             check_name(name)
         except InvalidArgument as exc:
@@ -242,7 +245,7 @@ class ReplayConfig:
             raise InvalidChildSpec(
                 name,
                 f"store must be a dead-letter store (SQLiteDeadLetterStore, "
-                f"MemoryDeadLetterStore), got {self.store!r}",
+                f"MemoryDeadLetterStore), got {short(self.store)}",
             )
         for field, maximum in (("partitions", MAX_PARTITIONS), ("capacity", MAX_COUNT)):
             try:

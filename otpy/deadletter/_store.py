@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, runtime_checkab
 
 import attrs
 
-from .._check import count, number
+from .._check import count, number, short
 from .._exceptions import InvalidArgument, InvalidArgumentType
 from ._record import DeadLetter, ReplayOutcome, ReplayStatus, Source, Status
 
@@ -51,12 +51,12 @@ def _optional_ids(ids: Iterable[str] | None) -> tuple[str, ...] | None:
         return None
     if isinstance(ids, str) or not isinstance(ids, Iterable):
         raise InvalidArgumentType(
-            "ids", f"must be an iterable of record ids or None, got {ids!r}", owner="filter"
+            "ids", f"must be an iterable of record ids or None, got {short(ids)}", owner="filter"
         )
     ids = tuple(ids)
     for one in ids:
         if not isinstance(one, str):
-            raise InvalidArgumentType("ids", f"must hold strings, got {one!r}", owner="filter")
+            raise InvalidArgumentType("ids", f"must hold strings, got {short(one)}", owner="filter")
     return ids
 
 
@@ -71,7 +71,7 @@ def _member(cls: type[_E], field: str, value: object) -> _E | None:
     except (ValueError, TypeError):
         allowed = ", ".join(repr(m.value) for m in cls)
         raise InvalidArgument(
-            field, f"must be one of {allowed} or None, got {value!r}", owner="filter"
+            field, f"must be one of {allowed} or None, got {short(value)}", owner="filter"
         ) from None
 
 
@@ -90,7 +90,7 @@ def _replay_status(value: object) -> ReplayStatus | None:
 def _optional_text(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is not None and not isinstance(value, str):
         raise InvalidArgumentType(
-            attribute.name, f"must be a string or None, got {value!r}", owner="filter"
+            attribute.name, f"must be a string or None, got {short(value)}", owner="filter"
         )
 
 
@@ -98,9 +98,11 @@ def _optional_time(inst: object, attribute: attrs.Attribute[Any], value: object)
     if value is not None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InvalidArgumentType(
-                attribute.name, f"must be a time (a number) or None, got {value!r}", owner="filter"
+                attribute.name,
+                f"must be a time (a number) or None, got {short(value)}",
+                owner="filter",
             )
-        if math.isnan(value):
+        if isinstance(value, float) and math.isnan(value):
             raise InvalidArgument(attribute.name, "must be a time, got nan", owner="filter")
 
 
@@ -131,7 +133,9 @@ class DeadLetterFilter:
     def __attrs_post_init__(self) -> None:
         if self.since is not None and self.until is not None and self.until < self.since:
             raise InvalidArgument(
-                "until", f"({self.until}) is before since ({self.since})", owner="filter"
+                "until",
+                f"({short(self.until)}) is before since ({short(self.since)})",
+                owner="filter",
             )
 
     def matches(self, record: DeadLetter) -> bool:
@@ -263,7 +267,7 @@ class RetentionPolicy:
             if not isinstance(getattr(self, field), RetentionRule):
                 raise InvalidArgumentType(
                     field,
-                    f"must be a RetentionRule, got {getattr(self, field)!r}",
+                    f"must be a RetentionRule, got {short(getattr(self, field))}",
                     owner="retention policy",
                 )
         number(self.interval, "interval", owner="retention policy", unit=" of seconds")

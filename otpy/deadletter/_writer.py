@@ -22,7 +22,7 @@ import anyio
 import attrs
 
 from .._check import name as check_name
-from .._check import number
+from .._check import number, short
 from .._core._actor import NO_REPLY, Actor
 from .._core._mailbox import MailboxConfig, Overflow
 from .._core._node import Node, current_node
@@ -451,7 +451,7 @@ class DeadLetters:
             )
         if node is not None and not isinstance(node, Node):
             raise InvalidArgumentType(
-                "node", f"must be a Node or None, got {node!r}", owner="DeadLetters"
+                "node", f"must be a Node or None, got {short(node)}", owner="DeadLetters"
             )
         self.name = name
         self._node = node

@@ -182,6 +182,10 @@ def test_drain_timeout_is_a_finite_number(timeout: object) -> None:
     ("kwargs", "pattern"),
     [
         ({"warn": None}, r"^pressure policy: warn must be a Threshold\(enter, exit\), got None"),
+        (
+            {"warn": Threshold(10**5000, 0.5)},
+            r"^pressure policy: warn.enter must be in \(0, 1\], got an integer of 16610 bits",
+        ),
         ({"min_dwell": "1"}, r"^pressure policy: min_dwell must be a finite number >= 0, got '1'"),
         ({"throttle": 10**400}, r"^pressure policy: throttle must be a finite number >= 0"),
         ({"throttle": True}, r"^pressure policy: throttle must be a finite number >= 0, got True"),
@@ -267,3 +271,14 @@ def test_has_worker_names_a_partition_out_of_range(partition: object) -> None:
     with pytest.raises(InvalidArgument, match=r"^queue 'p': partition must be an integer"):
         queue.has_worker(partition)  # type: ignore[arg-type]
     assert not queue.has_worker(1)
+
+
+def test_messages_cope_with_values_repr_cannot_print_or_would_drown_them() -> None:
+    """A 5,000-digit int or a 100,000-character string is described, not printed (repr raises past 4,300 digits)."""
+    with pytest.raises(InvalidArgumentType, match=r"^key must be a string, got int an integer of"):
+        partition_of(10**5000, 2)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match=r"^Watched: partition must be an integer <= 2\*\*53"):
+        Watched("q", "actor", partition=10**5000)
+    with pytest.raises(InvalidArgumentType, match=r"\.\.\. \(100002 characters\)$") as info:
+        BoundedQueue("x" * 100_000, name="q")  # type: ignore[arg-type]
+    assert len(str(info.value)) < 200
