@@ -3,9 +3,9 @@
 ::
 
     OtpyError
+    ├── InvalidArgument              a bad value for a public argument; also a ValueError
+    │   └── InvalidArgumentType      a value of the wrong type; also a TypeError
     ├── NodeError                    no node running / node misuse; also a RuntimeError
-    ├── InvalidArgument              an argument's value is not allowed; also a ValueError
-    ├── InvalidArgumentType          an argument's type is not accepted; also a TypeError
     ├── SpawnError                   init failed, timed out, or a name was taken
     │   ├── AlreadyStarted           a name (or child id) is already in use
     │   └── FailedToStartChild       a supervisor did not start: one of its children failed
@@ -57,6 +57,8 @@ from typing import ClassVar
 
 __all__ = [
     "ActorError",
+    "InvalidArgument",
+    "InvalidArgumentType",
     "CorruptRecord",
     "DeadLetterError",
     "DeadLetterNotFound",
@@ -79,8 +81,6 @@ __all__ = [
     "CallTimeout",
     "CallingSelf",
     "ChildError",
-    "InvalidArgument",
-    "InvalidArgumentType",
     "InvalidChildSpec",
     "InvalidReplayHandler",
     "InvalidPressurePolicy",
@@ -104,50 +104,37 @@ class OtpyError(Exception):
     """Base class of every error otpy raises on purpose."""
 
 
+class InvalidArgument(OtpyError, ValueError):
+    """A public constructor or call was given a value it does not allow; nothing changed.
+
+    Raised where the value is given, before any state is touched, so a bad value
+    fails at the call that passed it rather than later, somewhere else.
+
+    Attributes:
+        argument: the argument (or field) name, like ``"capacity"`` or ``"priority"``.
+        problem: what is allowed, and what was given.
+        owner: the object it was given to, like ``"queue 'jobs'"``, or ``None``.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, argument: str, problem: str, *, owner: str | None = None) -> None:
+        text = f"{argument} {problem}"
+        super().__init__(text if owner is None else f"{owner}: {text}")
+        self.argument = argument
+        self.problem = problem
+        self.owner = owner
+
+
+class InvalidArgumentType(InvalidArgument, TypeError):
+    """The value has a type the argument does not allow; also a ``TypeError``.
+
+    .. versionadded:: 0.1.0
+    """
+
+
 class NodeError(OtpyError, RuntimeError):
     """The node is missing or was used wrongly."""
-
-
-class InvalidArgument(OtpyError, ValueError):
-    """An argument's value is not allowed; raised before anything was done.
-
-    Attributes:
-        function: what was called, like ``"ActorRef.stop"``.
-        argument: the argument's name, like ``"timeout"``.
-        value: the value given.
-        allowed: what it may be, like ``"a number of seconds >= 0, or None"``.
-
-    .. versionadded:: 0.1.0
-    """
-
-    def __init__(self, function: str, argument: str, value: object, allowed: str) -> None:
-        super().__init__(f"{function}: {argument} must be {allowed}, got {value!r}")
-        self.function = function
-        self.argument = argument
-        self.value = value
-        self.allowed = allowed
-
-
-class InvalidArgumentType(OtpyError, TypeError):
-    """An argument's type is not accepted; raised before anything was done.
-
-    Attributes:
-        function: what was called, like ``"Actor.monitor"``.
-        argument: the argument's name, like ``"target"``.
-        value: the value given.
-        allowed: what it may be, like ``"an ActorRef"``.
-
-    .. versionadded:: 0.1.0
-    """
-
-    def __init__(self, function: str, argument: str, value: object, allowed: str) -> None:
-        super().__init__(
-            f"{function}: {argument} must be {allowed}, got {type(value).__name__} {value!r}"
-        )
-        self.function = function
-        self.argument = argument
-        self.value = value
-        self.allowed = allowed
 
 
 class SpawnError(OtpyError):

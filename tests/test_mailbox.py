@@ -243,3 +243,46 @@ async def test_a12_dropped_calls_fail_with_mailbox_full() -> None:
             await anyio.wait_all_tasks_blocked()
             await oldest.cast("newer")
         assert len(errors) == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"capacity": "10"}, r"^MailboxConfig: capacity must be an integer >= 1, got '10'"),
+        ({"capacity": 1.5}, r"^MailboxConfig: capacity must be an integer >= 1, got 1.5"),
+        ({"capacity": True}, r"^MailboxConfig: capacity must be an integer >= 1, got True"),
+        ({"capacity": 10**30}, r"^MailboxConfig: capacity must be an integer <= 2\*\*53"),
+        ({"overflow": "wait"}, r"^MailboxConfig: overflow must be one of Overflow.REJECT, "),
+        (
+            {"wait_timeout": True},
+            r"^MailboxConfig: wait_timeout must be a finite number of seconds > 0",
+        ),
+        (
+            {"wait_timeout": "5"},
+            r"^MailboxConfig: wait_timeout must be .*, or None to wait forever, got '5'",
+        ),
+        (
+            {"wait_timeout": float("nan")},
+            r"^MailboxConfig: wait_timeout must be .*, or None to wait forever, got nan",
+        ),
+        (
+            {"wait_timeout": float("inf")},
+            r"^MailboxConfig: wait_timeout must be .*, or None to wait forever, got inf",
+        ),
+    ],
+)
+def test_mailbox_config_names_the_field_it_refuses(kwargs: dict[str, Any], pattern: str) -> None:
+    """MailboxConfig(capacity='10') is an InvalidArgument naming capacity, not a bare comparison TypeError."""
+    with pytest.raises(otpy.InvalidArgument, match=pattern) as info:
+        otpy.MailboxConfig(**kwargs)
+    assert info.value.argument == next(iter(kwargs))
+
+
+async def test_twin_the_largest_mailbox_and_no_timeout_spawn() -> None:
+    """Twin: capacity 2**53 with wait_timeout=None is a mailbox an actor runs with."""
+    config = otpy.MailboxConfig(capacity=2**53, wait_timeout=None)
+    async with otpy.open_node() as node:
+        ref = await node.spawn(Sink, mailbox=config)
+        await ref.cast(1)
+        assert await ref.call("get") == [1]
+        assert ref.statistics().capacity == 2**53

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -85,3 +87,14 @@ def test_s14_backoff_default_reset_after_is_midpoint() -> None:
     """S14: reset_after defaults to (minimum + maximum) / 2, like Akka."""
     assert Backoff(minimum=1.0, maximum=9.0).quiet_period == 5.0
     assert Backoff(minimum=1.0, maximum=9.0, reset_after=2.0).quiet_period == 2.0
+
+
+def test_s5_a_restart_exactly_period_old_counts_at_any_time() -> None:
+    """S5: at t + period a restart at t is still in the window, even where (t + 5.0) - t > 5.0."""
+    t = 5.709129450392925
+    window = RestartWindow(intensity=1, period=5.0)
+    assert record_restart(window, t)
+    assert not record_restart(window, t + 5.0)  # both are inside the window: 2 > 1
+    later = RestartWindow(intensity=1, period=5.0)
+    assert record_restart(later, t)
+    assert record_restart(later, math.nextafter(t + 5.0, math.inf))

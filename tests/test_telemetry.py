@@ -47,6 +47,7 @@ from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.trace import SpanKind, StatusCode
 
 import otpy.telemetry
+from otpy import InvalidArgument
 from otpy.telemetry import (
     ATTR_CHILD_ID,
     ATTR_ERROR_TYPE,
@@ -957,3 +958,27 @@ def test_t5_envelope_propagation_is_installed_only_when_traces_are_configured() 
         OTEL_SDK_DISABLED="true",
     )
     assert disabled.returncode == 0, disabled.stderr
+
+
+@pytest.mark.parametrize("timeout", [float("inf"), float("nan"), -1.0, "5", True])
+def test_flush_and_shutdown_refuse_a_timeout_they_cannot_wait_for(timeout: object) -> None:
+    """force_flush(inf) and shutdown(nan) raise InvalidArgument naming timeout, not OverflowError."""
+    handle = Telemetry(enabled=False)
+    with pytest.raises(InvalidArgument, match=r"^telemetry flush: timeout must be a finite number"):
+        handle.force_flush(timeout)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match=r"^telemetry shutdown: timeout must be a finite"):
+        handle.shutdown(timeout)  # type: ignore[arg-type]
+
+
+def test_twin_a_zero_timeout_is_allowed() -> None:
+    """Twin: a timeout of 0 flushes and shuts down without waiting."""
+    handle = Telemetry(enabled=False)
+    assert handle.force_flush(0) is True
+    handle.shutdown(0)
+
+
+@pytest.mark.parametrize("service", ["", "svc\udc80", None, 5])
+def test_configure_refuses_a_service_name_it_could_not_export(service: object) -> None:
+    """configure_from_env(default_service_name='\\udc80') is refused before anything is installed."""
+    with pytest.raises(InvalidArgument, match=r"^telemetry: default_service_name must"):
+        configure_from_env(default_service_name=service)  # type: ignore[arg-type]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, Final, final
 
+from .._check import check_seconds, check_type
 from .._exceptions import UnhandledMessage
 from .._redact import get_logger
-from ._checks import check_seconds, check_type
 from ._reasons import NORMAL
 
 if TYPE_CHECKING:

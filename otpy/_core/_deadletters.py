@@ -133,7 +133,7 @@ class DeadLetterStream:
 
     def _log(self, event: DeadLetterEvent) -> None:
         now = event.at
-        if self._window_start is None or now - self._window_start >= self._suppress_for:
+        if self._window_start is None or now >= self._window_start + self._suppress_for:
             if self._suppressed:
                 logger.info(
                     "%d more dead letters were not logged in the last %gs",

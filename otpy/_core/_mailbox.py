@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
+from .._check import count, number, short
 from .._exceptions import InvalidArgument, InvalidArgumentType, MailboxFull
-from ._checks import check_seconds
 from ._lowlevel import TIMED_OUT, wait_for
 
 if TYPE_CHECKING:
@@ -45,20 +45,30 @@ class Overflow(enum.Enum):
     The ``*_nowait`` senders cannot wait and raise :class:`~otpy.MailboxFull` at once."""
 
 
-def _check_timeout(inst: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    check_seconds("MailboxConfig", attribute.name, value, positive=True)
+def _check_capacity(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    count(value, "capacity", owner="MailboxConfig")
 
 
-def _check_capacity(inst: object, attribute: attrs.Attribute[Any], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgumentType("MailboxConfig", "capacity", value, "an int > 0")
-    if value <= 0:
-        raise InvalidArgument("MailboxConfig", "capacity", value, "an int > 0")
+def _check_overflow(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value.__class__ is not Overflow:
+        allowed = ", ".join(f"Overflow.{o.name}" for o in Overflow)
+        raise InvalidArgumentType(
+            "overflow", f"must be one of {allowed}, got {short(value)}", owner="MailboxConfig"
+        )
 
 
-def _check_overflow(inst: object, attribute: attrs.Attribute[Any], value: Overflow) -> None:
-    if not isinstance(value, Overflow):
-        raise InvalidArgumentType("MailboxConfig", "overflow", value, "an otpy.Overflow")
+_TIMEOUT = "a finite number of seconds > 0, or None to wait forever"
+
+
+def _check_timeout(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        try:
+            number(value, attribute.name)
+        except InvalidArgument as exc:
+            # Say what None means: the way to ask for no timeout at all.
+            raise type(exc)(
+                attribute.name, f"must be {_TIMEOUT}, got {short(value)}", owner="MailboxConfig"
+            ) from None
 
 
 @attrs.frozen(kw_only=True)
@@ -66,15 +76,16 @@ class MailboxConfig:
     """How big an actor's mailbox is and what happens when it is full.
 
     Attributes:
-        capacity: the most messages it holds (> 0). System messages (stop requests,
-            monitor ``Down``, link ``Exit``, timers) are never refused.
+        capacity: the most messages it holds: an integer in ``[1, 2**53]``. System
+            messages (stop requests, monitor ``Down``, link ``Exit``, timers) are
+            never refused.
         overflow: the :class:`Overflow` policy.
-        wait_timeout: with :attr:`Overflow.WAIT`, the longest a sender waits for room
-            (> 0 seconds); ``None`` waits forever.
+        wait_timeout: with :attr:`Overflow.WAIT`, the longest a sender waits for room:
+            a finite number of seconds > 0, or ``None`` to wait forever.
 
     Raises:
-        InvalidArgumentType: a field has the wrong type (``bool`` is not a number).
-        InvalidArgument: *capacity* or *wait_timeout* is not > 0, or is NaN.
+        InvalidArgument: a field is out of range, or has the wrong type (an
+            :class:`~otpy.InvalidArgumentType`); the message names the field.
     """
 
     capacity: int = attrs.field(default=1000, validator=_check_capacity)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
+from .._check import check_seconds, check_type, short
 from .._exceptions import (
     ActorStopped,
     AlreadyStarted,
@@ -29,7 +30,6 @@ from .._exceptions import (
 )
 from . import _envelope
 from ._actor import IGNORE, Actor
-from ._checks import check_seconds, check_type
 from ._deadletters import DeadLetterStream
 from ._lowlevel import TIMED_OUT, current_backend, wait_for
 from ._mailbox import DEFAULT_MAILBOX, MailboxConfig
@@ -311,11 +311,17 @@ def _check_spawn(
 ) -> None:
     """Refuse bad ``spawn`` options before anything is registered or started."""
     if not (isinstance(actor_class, type) and issubclass(actor_class, Actor)):
-        raise InvalidArgumentType("spawn", "actor_class", actor_class, "an otpy.Actor subclass")
+        raise InvalidArgumentType(
+            "actor_class",
+            f"must be an otpy.Actor subclass, got {type(actor_class).__name__} {short(actor_class)}",
+            owner="spawn",
+        )
     if name is not None:
         check_type("spawn", "name", name, str, "a non-empty str, or None")
         if not name:
-            raise InvalidArgument("spawn", "name", name, "a non-empty str, or None")
+            raise InvalidArgument(
+                "name", f"must be a non-empty str, or None, got {short(name)}", owner="spawn"
+            )
     if mailbox is not None:
         check_type("spawn", "mailbox", mailbox, MailboxConfig, "an otpy.MailboxConfig, or None")
     check_seconds("spawn", "start_timeout", start_timeout, positive=True)

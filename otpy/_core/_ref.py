@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final, final
 import anyio
 import attrs
 
+from .._check import check_seconds
 from .._exceptions import (
     ActorExited,
     ActorStopped,
@@ -31,7 +32,6 @@ from .._exceptions import (
 from .._redact import get_logger, redact
 from . import _envelope
 from ._actor import IGNORE, NO_REPLY, Caller
-from ._checks import check_seconds
 from ._deadletters import DeadLetterEvent
 from ._envelope import Traced as _Traced
 from ._lowlevel import TIMED_OUT, wait_for

@@ -22,7 +22,6 @@ queue already under pressure is reported once rather than never.
 from __future__ import annotations
 
 import functools
-import math
 import types
 import weakref
 from collections.abc import Mapping
@@ -32,11 +31,13 @@ import anyio
 import attrs
 from opentelemetry.trace import SpanKind
 
+from .._check import count, number, short
+from .._check import name as check_name
 from .._core._actor import Actor
 from .._core._deadletters import DeadLetterSuppression
-from .._core._node import current_node
+from .._core._node import NamedRef, current_node
 from .._core._ref import ActorRef
-from .._exceptions import OtpyError
+from .._exceptions import InvalidArgumentType, OtpyError
 from .._redact import get_logger
 from ..telemetry._events import get_meter, get_tracer
 from ._policy import Level, LevelState, PressurePolicy, advance
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import _Gauge as Gauge  # still underscored in the API
 
     from .._core._actor import Caller
-    from .._core._node import NamedRef, Node
+    from .._core._node import Node
 
 __all__ = [
     "ATTR_PRESSURE_CAPACITY",
@@ -75,6 +76,8 @@ __all__ = [
     "SamplePressure",
     "SourcePressure",
     "Watched",
+    "check_monitor",
+    "check_monitor_error",
     "notify_pressure",
     "pressure_statistics",
 ]
@@ -156,8 +159,38 @@ class PartitionedOccupancy(Occupancy, Protocol):
 
 
 def _check_name(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"Watched.name must be a non-empty string, got {value!r}")
+    check_name(value, "name", owner="Watched")
+
+
+def _check_target(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, str):
+        check_name(value, "target", owner="Watched")
+    elif not callable(getattr(value, "statistics", None)):
+        raise InvalidArgumentType(
+            "target",
+            "must have a statistics() method (an ActorRef, a BoundedQueue, a "
+            f"PartitionedQueue) or be a registered actor name, got {short(value)}",
+            owner="Watched",
+        )
+
+
+def _check_partition(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, int) and not isinstance(value, bool):
+        count(value, "partition", owner="Watched", minimum=0)
+        return
+    if isinstance(value, str):
+        check_name(value, "partition", owner="Watched")
+        return
+    raise InvalidArgumentType(
+        "partition", f"must be a string, an int or None, got {short(value)}", owner="Watched"
+    )
+
+
+def _check_source(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        check_name(value, "source", owner="SamplePressure")
 
 
 @attrs.frozen
@@ -176,8 +209,8 @@ class Watched:
     """
 
     name: str = attrs.field(validator=_check_name)
-    target: Observable | str
-    partition: str | int | None = None
+    target: Observable | str = attrs.field(validator=_check_target)
+    partition: str | int | None = attrs.field(default=None, validator=_check_partition)
 
     @property
     def key(self) -> str:
@@ -256,7 +289,7 @@ class SamplePressure:
     the resulting :class:`PressureStatistics` back.
     """
 
-    source: str | None = None
+    source: str | None = attrs.field(default=None, validator=_check_source)
 
 
 class _GetPressure:
@@ -341,6 +374,22 @@ class _Coalesced(DeadLetterSuppression):
 _COALESCED: Final = _Coalesced()
 
 
+def check_monitor(monitor: object, owner: str | None = None) -> NamedRef | ActorRef:
+    """Return *monitor* if it is an ``ActorRef`` or a ``NamedRef``, else raise :class:`~otpy.InvalidArgumentType`."""
+    if not isinstance(monitor, (ActorRef, NamedRef)):
+        raise check_monitor_error(monitor, owner)
+    return monitor
+
+
+def check_monitor_error(monitor: object, owner: str | None = None) -> InvalidArgumentType:
+    """The error :func:`check_monitor` raises for *monitor*."""
+    return InvalidArgumentType(
+        "monitor",
+        f"must be the ActorRef or NamedRef of a PressureMonitor, got {short(monitor)}",
+        owner=owner,
+    )
+
+
 def notify_pressure(monitor: ActorRef | NamedRef, source: str | None = None) -> None:
     """Ask *monitor* to sample *source* (all sources if ``None``) soon.
 
@@ -350,8 +399,17 @@ def notify_pressure(monitor: ActorRef | NamedRef, source: str | None = None) -> 
     only add their source to it, so a producer calling this on every put costs one
     sample per mailbox round, not one per message. If the monitor's mailbox is full
     or it is restarting, the hint is dropped and the next interval sees the change.
+
+    Raises:
+        InvalidArgumentType: *monitor* is neither an ``ActorRef`` nor a ``NamedRef``
+            (the one thing it raises for: a programming error, not a busy monitor).
     """
-    ref = monitor.resolve() if not isinstance(monitor, ActorRef) else monitor
+    if isinstance(monitor, ActorRef):
+        ref: ActorRef | None = monitor
+    elif isinstance(monitor, NamedRef):
+        ref = monitor.resolve()
+    else:
+        raise check_monitor_error(monitor)
     if ref is None:
         return
     asked = _pending.get(ref)
@@ -483,7 +541,9 @@ def _as_sources(sources: Mapping[str, Observable | str] | Iterable[Watched]) -> 
     watched: dict[str, Watched] = {}
     for item in items:
         if not isinstance(item, Watched):
-            raise TypeError(f"expected Watched records or a name -> queue mapping, got {item!r}")
+            raise TypeError(
+                f"expected Watched records or a name -> queue mapping, got {short(item)}"
+            )
         if item.key in watched:
             raise ValueError(f"two watched queues are both named {item.key!r}")
         watched[item.key] = item
@@ -579,8 +639,14 @@ class PressureMonitor(Actor):
         interval: float = 1.0,
         component: str = "otpy",
     ) -> None:
-        if not (interval > 0) or math.isinf(interval):
-            raise ValueError(f"interval must be a finite number of seconds > 0, got {interval!r}")
+        interval = number(interval, "interval", owner="pressure monitor", unit=" of seconds")
+        check_name(component, "component", owner="pressure monitor")
+        if policy is not None and not isinstance(policy, PressurePolicy):
+            raise InvalidArgumentType(
+                "policy",
+                f"must be a PressurePolicy or None, got {short(policy)}",
+                owner="pressure monitor",
+            )
         self.sources = _as_sources(sources)
         self.policy = policy if policy is not None else PressurePolicy()
         self.interval = interval

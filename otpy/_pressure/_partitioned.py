@@ -34,16 +34,18 @@ import anyio
 import anyio.lowlevel
 import attrs
 
+from .._check import callable_or_none, count, number, short
+from .._check import name as check_name
 from .._core import _envelope
 from .._core._actor import Actor
 from .._core._deadletters import DeadLetterSuppression
 from .._core._reasons import SHUTDOWN, is_normal_exit
-from .._exceptions import QueueClosed
+from .._exceptions import InvalidArgument, QueueClosed
 from .._partition import partition_of
 from .._redact import get_logger
 from .._supervision._spec import ChildSpec, Restart, Strategy, SupervisorFlags, SupervisorSpec
 from .._supervision._supervisor import open_supervisor
-from ._policy import PressurePolicy, Priority
+from ._policy import PressurePolicy, Priority, as_priority
 from ._queue import BoundedQueue, QueueStatistics
 
 if TYPE_CHECKING:
@@ -66,6 +68,9 @@ logger = get_logger("otpy.pressure")
 T = TypeVar("T")
 
 _DEFAULT_POLICY = PressurePolicy()
+
+MAX_PARTITIONS: Final = 65536
+"""The most partitions a queue has: each is a queue and a worker actor."""
 
 _Entry: TypeAlias = "tuple[str, T, object | None]"
 """What a partition holds: key, item, and the producer's trace context (or ``None``)."""
@@ -200,25 +205,26 @@ def _check_callbacks(queue: str, handler: object, on_error: object) -> None:
     if not callable(handler) or not _is_async(handler):
         raise TypeError(
             f"workers of queue {queue!r}: handler must be an async function "
-            f"(async def handler(key, item)), got {handler!r}"
+            f"(async def handler(key, item)), got {short(handler)}"
         )
     if on_error is not None and (not callable(on_error) or _is_async(on_error)):
         raise TypeError(
             f"workers of queue {queue!r}: on_error must be a plain function called "
-            f"synchronously (def on_error(key, item, exc)), got {on_error!r}"
+            f"synchronously (def on_error(key, item, exc)), got {short(on_error)}"
         )
 
 
 def _check_demand(queue: str, max_demand: int, min_demand: int | None) -> int:
-    if isinstance(max_demand, bool) or not isinstance(max_demand, int) or max_demand < 1:
-        raise ValueError(
-            f"workers of queue {queue!r}: max_demand must be an integer >= 1, got {max_demand!r}"
-        )
-    low = max_demand // 2 if min_demand is None else min_demand
-    if isinstance(low, bool) or not isinstance(low, int) or not 0 <= low < max_demand:
-        raise ValueError(
-            f"workers of queue {queue!r}: min_demand must be an integer in "
-            f"[0, max_demand={max_demand}), got {min_demand!r}"
+    owner = f"workers of queue {queue!r}"
+    count(max_demand, "max_demand", owner=owner)
+    if min_demand is None:
+        return max_demand // 2
+    low = count(min_demand, "min_demand", owner=owner, minimum=0)
+    if low >= max_demand:
+        raise InvalidArgument(
+            "min_demand",
+            f"must be an integer in [0, max_demand={max_demand}), got {short(min_demand)}",
+            owner=owner,
         )
     return low
 
@@ -244,7 +250,10 @@ class PartitionedQueue(Generic[T]):
             :class:`BoundedQueue` does; the seam to dead letters.
 
     Raises:
-        ValueError: *partitions* or *capacity_per_partition* is not an integer >= 1.
+        InvalidArgument: *partitions* is not an integer in ``[1, 65536]``,
+            *capacity_per_partition* not one in ``[1, 2**53]``, *name* is empty or not
+            valid text, or *policy* or *on_reject* has the wrong type (an
+            :class:`~otpy.InvalidArgumentType`); also a ``ValueError``.
 
     .. versionadded:: 0.1.0
     """
@@ -258,10 +267,11 @@ class PartitionedQueue(Generic[T]):
         policy: PressurePolicy = _DEFAULT_POLICY,
         on_reject: Callable[[str, T, Priority, str], object] | None = None,
     ) -> None:
-        if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
-            raise ValueError(
-                f"queue {name!r}: partitions must be an integer >= 1, got {partitions!r}"
-            )
+        check_name(name, owner="queue")
+        owner = f"queue {name!r}"
+        count(partitions, "partitions", owner=owner, maximum=MAX_PARTITIONS)
+        count(capacity_per_partition, "capacity_per_partition", owner=owner)
+        callable_or_none(on_reject, "on_reject", owner=owner)
         reject = None
         if on_reject is not None:
             callback = on_reject
@@ -307,7 +317,19 @@ class PartitionedQueue(Generic[T]):
         return partition_of(key, len(self._parts))
 
     def has_worker(self, partition: int) -> bool:
-        """Whether a live worker is attached to *partition* now."""
+        """Whether a live worker is attached to *partition* now.
+
+        Raises:
+            InvalidArgument: *partition* is not an integer in ``range(partitions)``.
+        """
+        if partition.__class__ is not int or not 0 <= partition < len(self._parts):
+            count(
+                partition,
+                "partition",
+                owner=f"queue {self._name!r}",
+                minimum=0,
+                maximum=len(self._parts) - 1,
+            )
         worker = self._parts[partition].worker
         return worker is not None and worker.is_alive
 
@@ -335,7 +357,7 @@ class PartitionedQueue(Generic[T]):
         part = self._parts[partition_of(key, len(self._parts))]
         if self._closed:
             await anyio.lowlevel.checkpoint()
-            raise self._closed_error(part, priority)
+            raise self._closed_error(part, as_priority(priority, owner=f"queue {self._name!r}"))
         part.putting += 1
         try:
             await part.queue.put((key, item, _capture()), priority=priority)
@@ -355,7 +377,7 @@ class PartitionedQueue(Generic[T]):
         """
         part = self._parts[partition_of(key, len(self._parts))]
         if self._closed:
-            raise self._closed_error(part, priority)
+            raise self._closed_error(part, as_priority(priority, owner=f"queue {self._name!r}"))
         part.queue.put_nowait((key, item, _capture()), priority=priority)
         if part.waiting:
             self._wake(part)
@@ -376,8 +398,13 @@ class PartitionedQueue(Generic[T]):
         everything queued is returned at once.
 
         Args:
-            timeout: seconds to wait for the workers to drain (default 30, as P10).
+            timeout: seconds to wait for the workers to drain (default 30, as P10): a
+                finite number > 0.
+
+        Raises:
+            InvalidArgument: *timeout* is not a finite number > 0; nothing changed.
         """
+        number(timeout, "timeout", owner=f"queue {self._name!r}")
         await anyio.lowlevel.checkpoint()
         if not self._closed:
             self._closed = True
@@ -489,7 +516,8 @@ class PartitionedQueue(Generic[T]):
             register: also register worker *i* under its child id.
 
         Raises:
-            ValueError: *max_demand* or *min_demand* is out of range.
+            InvalidArgument: *max_demand* or *min_demand* is out of range (also a
+                ``ValueError``).
             TypeError: *handler* is not an async function, or *on_error* is one.
         """
         _check_callbacks(self._name, handler, on_error)
@@ -573,12 +601,11 @@ class PartitionedQueue(Generic[T]):
             on_leftovers: stores what was not finished.
             id: the child id (default ``f"{queue name}.drain"``).
         """
-        if not timeout > 0:
-            raise ValueError(f"queue {self._name!r}: drain timeout must be > 0, got {timeout!r}")
+        timeout = number(timeout, "drain timeout", owner=f"queue {self._name!r}")
         if on_leftovers is not None and not _is_async(on_leftovers):
             raise TypeError(
                 f"queue {self._name!r}: on_leftovers must be an async function "
-                f"(async def on_leftovers(queue_name, leftovers)), got {on_leftovers!r}"
+                f"(async def on_leftovers(queue_name, leftovers)), got {short(on_leftovers)}"
             )
         return ChildSpec(
             id=id or f"{self._name}.drain",

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Iterable
 from typing import Final
 
 import attrs
 
-from .._exceptions import InvalidPressurePolicy
+from .._check import number
+from .._check import short as _short
+from .._exceptions import InvalidArgument, InvalidArgumentType, InvalidPressurePolicy
 
 __all__ = [
     "Admission",
@@ -72,16 +75,70 @@ class Threshold:
     enter: float
     exit: float
 
+    def __attrs_post_init__(self) -> None:
+        for field in ("enter", "exit"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InvalidArgumentType(
+                    field,
+                    f"must be an occupancy ratio (a number), got {_short(value)}",
+                    owner="threshold",
+                )
+
 
 DEFAULT_WARN: Final = Threshold(0.70, 0.60)
 DEFAULT_DEGRADED: Final = Threshold(0.85, 0.75)
 DEFAULT_SHED: Final = Threshold(0.95, 0.85)
 
 
-def _priorities(value: object) -> frozenset[Priority]:
-    if isinstance(value, (Priority, int)):
-        return frozenset({Priority(value)})
-    return frozenset(Priority(p) for p in value)  # type: ignore[attr-defined]
+_PRIORITY_NAMES: Final = ", ".join(f"Priority.{p.name}" for p in Priority)
+
+
+def as_priority(value: object, argument: str = "priority", owner: str | None = None) -> Priority:
+    """Return *value* as a :class:`Priority`: a member, or the int of one (not a bool).
+
+    Raises:
+        InvalidArgumentType: *value* is not a ``Priority`` or an int.
+        InvalidArgument: an int that is no priority's value.
+    """
+    if value.__class__ is Priority:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentType(
+            argument, f"must be one of {_PRIORITY_NAMES}, got {_short(value)}", owner=owner
+        )
+    if not Priority.LOW <= value <= Priority.CRITICAL:
+        raise InvalidArgument(
+            argument,
+            f"must be one of {_PRIORITY_NAMES} (0 to 3), got {_short(value)}",
+            owner=owner,
+        )
+    return Priority(value)
+
+
+def _priority_set(field: str, value: object) -> frozenset[Priority]:
+    if isinstance(value, (int, Priority)):
+        return frozenset({_policy_priority(field, value)})
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise InvalidPressurePolicy(
+            field, f"must be a Priority or a set of them ({_PRIORITY_NAMES}), got {_short(value)}"
+        )
+    return frozenset(_policy_priority(field, p) for p in value)
+
+
+def _defer(value: object) -> frozenset[Priority]:
+    return _priority_set("defer", value)
+
+
+def _shed_priorities(value: object) -> frozenset[Priority]:
+    return _priority_set("shed_priorities", value)
+
+
+def _policy_priority(field: str, value: object) -> Priority:
+    try:
+        return as_priority(value)
+    except InvalidArgument as exc:
+        raise InvalidPressurePolicy(field, exc.problem) from None
 
 
 _LEVELS: Final = (Level.WARN, Level.DEGRADED, Level.SHED)
@@ -115,9 +172,9 @@ class PressurePolicy:
     shed: Threshold = DEFAULT_SHED
     min_dwell: float = 0.0
     throttle: float = 0.005
-    defer: frozenset[Priority] = attrs.field(default=frozenset(), converter=_priorities)
+    defer: frozenset[Priority] = attrs.field(default=frozenset(), converter=_defer)
     shed_priorities: frozenset[Priority] = attrs.field(
-        default=frozenset({Priority.LOW}), converter=_priorities
+        default=frozenset({Priority.LOW}), converter=_shed_priorities
     )
 
     def __attrs_post_init__(self) -> None:
@@ -125,14 +182,18 @@ class PressurePolicy:
         for level in _LEVELS:
             name = level.label
             threshold = self.threshold(level)
+            if not isinstance(threshold, Threshold):
+                raise InvalidPressurePolicy(
+                    name, f"must be a Threshold(enter, exit), got {_short(threshold)}"
+                )
             if not (0.0 < threshold.enter <= 1.0) or math.isnan(threshold.enter):
                 raise InvalidPressurePolicy(
-                    f"{name}.enter", f"must be in (0, 1], got {threshold.enter!r}"
+                    f"{name}.enter", f"must be in (0, 1], got {_short(threshold.enter)}"
                 )
             if not (0.0 <= threshold.exit <= threshold.enter):
                 raise InvalidPressurePolicy(
                     f"{name}.exit",
-                    f"must be in [0, {name}.enter={threshold.enter:g}], got {threshold.exit!r}; "
+                    f"must be in [0, {name}.enter={threshold.enter:g}], got {_short(threshold.exit)}; "
                     "the exit ratio is the lower one",
                 )
             if threshold.enter <= previous:
@@ -143,9 +204,10 @@ class PressurePolicy:
                 )
             previous = threshold.enter
         for field in ("min_dwell", "throttle"):
-            value = getattr(self, field)
-            if not value >= 0 or math.isinf(value):
-                raise InvalidPressurePolicy(field, f"must be a finite number >= 0, got {value!r}")
+            try:
+                number(getattr(self, field), field, positive=False)
+            except InvalidArgument as exc:
+                raise InvalidPressurePolicy(field, exc.problem) from None
         if Priority.CRITICAL in self.shed_priorities:
             raise InvalidPressurePolicy("shed_priorities", "critical work is never shed")
         if Priority.CRITICAL in self.defer:
@@ -201,6 +263,21 @@ class LevelState:
     level: Level = Level.NORMAL
     since: float = 0.0
 
+    def __attrs_post_init__(self) -> None:  # built on level changes only, never per message
+        if self.level.__class__ is not Level:
+            raise InvalidArgumentType(
+                "level", f"must be a Level, got {_short(self.level)}", owner="level state"
+            )
+        since = self.since
+        if isinstance(since, bool) or not isinstance(since, (int, float)):
+            raise InvalidArgumentType(
+                "since", f"must be a time (a number), got {_short(since)}", owner="level state"
+            )
+        if isinstance(since, float) and not math.isfinite(since):
+            raise InvalidArgument(
+                "since", f"must be a finite time, got {_short(since)}", owner="level state"
+            )
+
 
 def advance(policy: PressurePolicy, state: LevelState, ratio: float, now: float) -> LevelState:
     """Return the state after observing *ratio* at *now*; the same object if nothing changed.
@@ -211,7 +288,7 @@ def advance(policy: PressurePolicy, state: LevelState, ratio: float, now: float)
     level = level_for(policy, state.level, ratio)
     if level == state.level:
         return state
-    if level < state.level and now - state.since < policy.min_dwell:
+    if level < state.level and now < state.since + policy.min_dwell:  # the sum a timer waits for
         return state
     return LevelState(level, now)
 

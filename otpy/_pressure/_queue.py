@@ -24,9 +24,11 @@ import anyio
 import anyio.lowlevel
 import attrs
 
-from .._exceptions import LoadShed, PressureError, QueueFull
+from .._check import callable_or_none, count, short
+from .._check import name as check_name
+from .._exceptions import InvalidArgumentType, LoadShed, PressureError, QueueFull
 from .._redact import get_logger
-from ._monitor import notify_pressure, record_drop, record_throttle
+from ._monitor import check_monitor, notify_pressure, record_drop, record_throttle
 from ._policy import (
     Level,
     LevelState,
@@ -35,6 +37,7 @@ from ._policy import (
     Verdict,
     admit,
     advance,
+    as_priority,
     level_for,
 )
 
@@ -174,7 +177,10 @@ class BoundedQueue(Generic[T]):
             and counted in ``callback_errors``, never raised into ``put``.
 
     Raises:
-        ValueError: *capacity* is not an integer >= 1.
+        InvalidArgument: *capacity* is not an integer in ``[1, 2**53]``, *name* is
+            empty or not valid text, *policy* is not a :class:`PressurePolicy`, or
+            *on_reject* is not callable (an :class:`~otpy.InvalidArgumentType` when
+            the type is wrong); also a ``ValueError``.
 
     .. versionadded:: 0.1.0
     """
@@ -187,9 +193,14 @@ class BoundedQueue(Generic[T]):
         policy: PressurePolicy = _DEFAULT_POLICY,
         on_reject: Callable[[T, Priority, str], object] | None = None,
     ) -> None:
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-            raise ValueError(f"queue {name!r}: capacity must be an integer >= 1, got {capacity!r}")
-        self._capacity = capacity
+        check_name(name, owner="queue")
+        owner = f"queue {name!r}"
+        self._capacity = count(capacity, "capacity", owner=owner)
+        if not isinstance(policy, PressurePolicy):
+            raise InvalidArgumentType(
+                "policy", f"must be a PressurePolicy, got {short(policy)}", owner=owner
+            )
+        callable_or_none(on_reject, "on_reject", owner=owner)
         self._name = name
         self._policy = policy
         self._on_reject = on_reject
@@ -249,7 +260,15 @@ class BoundedQueue(Generic[T]):
         once, at the cost of one hint per transition rather than per message.
         *source* is the name the monitor knows this queue by (the queue's name by
         default).
+
+        Raises:
+            InvalidArgumentType: *monitor* is not an ``ActorRef`` or ``NamedRef``, or
+                *source* not a string or ``None``; nothing is watched.
         """
+        owner = f"queue {self._name!r}"
+        check_monitor(monitor, owner)
+        if source is not None:
+            check_name(source, "source", owner=owner)
         self._watchers.append((monitor, source or self._name))
 
     def _settle(self) -> None:
@@ -330,13 +349,19 @@ class BoundedQueue(Generic[T]):
 
         Args:
             item: the message.
-            priority: decides whether it may be throttled, deferred or shed.
+            priority: decides whether it may be throttled, deferred or shed: a
+                :class:`Priority` (or its int value, 0 to 3).
 
         Raises:
             LoadShed: the queue is at ``shed`` and sheds *priority*.
             QueueFull: the queue is at capacity (every priority).
+            InvalidArgument: *priority* is not a priority (an
+                :class:`~otpy.InvalidArgumentType` if it is not even an int); nothing
+                was queued.
         """
         await anyio.lowlevel.checkpoint()
+        if priority.__class__ is not Priority:
+            priority = as_priority(priority, owner=f"queue {self._name!r}")
         if self._lo <= len(self._items) < self._put_below:
             self._enqueue(item)  # what _verdict would say (ACCEPT), without asking it
             return
@@ -390,7 +415,10 @@ class BoundedQueue(Generic[T]):
             LoadShed: the queue is at ``shed`` and sheds *priority*.
             QueueFull: the queue is at capacity (every priority).
             anyio.WouldBlock: *priority* is deferred at this level.
+            InvalidArgument: *priority* is not a priority, as for :meth:`put`.
         """
+        if priority.__class__ is not Priority:
+            priority = as_priority(priority, owner=f"queue {self._name!r}")
         if self._lo <= len(self._items) < self._put_nowait_below:
             self._enqueue(item)  # what _verdict would say (ACCEPT or THROTTLE), without asking it
             return

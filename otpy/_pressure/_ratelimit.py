@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
-import math
 from typing import final
 
 import anyio
 import anyio.lowlevel
 import attrs
 
+from .._check import count, number
+from .._exceptions import InvalidArgument
+
 __all__ = ["RateLimiter", "RateLimiterStatistics"]
 
 _EPSILON = 1e-9
+
+
+def _short(tokens: int, have: float) -> bool:
+    """Whether *have* tokens fall short of *tokens*, beyond float rounding.
+
+    A hair short counts as there: 1e-9 of a token, or the last few units of a
+    bucket so big that floats count it in steps (a bucket of 2**53 counts in 1s).
+    """
+    return have < tokens - max(_EPSILON, tokens * 2.0**-50)
 
 
 @attrs.frozen(kw_only=True)
@@ -35,11 +46,9 @@ class RateLimiterStatistics:
     waited: float
 
 
-def _check(rate: float, burst: int) -> None:
-    if not rate > 0 or math.isinf(rate):
-        raise ValueError(f"rate must be a finite number of tokens per second > 0, got {rate!r}")
-    if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
-        raise ValueError(f"burst must be an integer >= 1, got {burst!r}")
+def _check(rate: object, burst: object) -> tuple[float, int]:
+    rate = number(rate, "rate", owner="rate limiter", unit=" of tokens per second")
+    return rate, count(burst, "burst", owner="rate limiter")
 
 
 @final
@@ -51,18 +60,21 @@ class RateLimiter:
     anyio's clock, so a test clock controls it. Change the rate at run time with
     :meth:`set_rate`; callers already waiting are rescheduled at the new rate.
 
+    Tokens are whole: every call takes an integer number of them, between 1 and the
+    burst (a request for more could never be granted, so it is refused at once).
+
     Args:
-        rate: tokens per second (> 0).
-        burst: the bucket's capacity (>= 1).
+        rate: tokens per second: a finite number > 0 (not a bool).
+        burst: the bucket's capacity: an integer in ``[1, 2**53]``.
 
     Raises:
-        ValueError: *rate* or *burst* is out of range.
+        InvalidArgument: *rate* or *burst* is out of range (an
+            :class:`~otpy.InvalidArgumentType` if it is not a number); also a
+            ``ValueError``.
     """
 
     def __init__(self, rate: float, burst: int = 1) -> None:
-        _check(rate, burst)
-        self._rate = float(rate)
-        self._burst = burst
+        self._rate, self._burst = _check(rate, burst)
         self._tokens = float(burst)
         self._stamp: float | None = None
         self._lock = anyio.Lock()  # FIFO: the first to wait is the first served
@@ -83,21 +95,39 @@ class RateLimiter:
         """Change the rate (and the burst); tokens already earned are kept, up to the new burst.
 
         Raises:
-            ValueError: out of range.
+            InvalidArgument: *rate* or *burst* is out of range, as for the constructor;
+                nothing changed.
         """
-        burst = self._burst if burst is None else burst
-        _check(rate, burst)
+        rate, burst = _check(rate, self._burst if burst is None else burst)
         self._refill(anyio.current_time())
-        self._rate = float(rate)
+        self._rate = rate
         self._burst = burst
         self._tokens = min(self._tokens, burst)
         self._changed.set()
         self._changed = anyio.Event()
 
+    def _tokens_wanted(self, tokens: object) -> int:
+        if tokens.__class__ is int and 1 <= tokens <= self._burst:
+            return tokens
+        wanted = count(tokens, "tokens", owner="rate limiter")
+        if wanted > self._burst:
+            raise InvalidArgument(
+                "tokens",
+                f"must be between 1 and burst={self._burst}, got {wanted}: a bucket of "
+                f"{self._burst} can never hold {wanted} tokens",
+                owner="rate limiter",
+            )
+        return wanted
+
     def try_acquire(self, tokens: int = 1) -> bool:
-        """Take *tokens* if they are there now (and nobody is waiting); never waits."""
+        """Take *tokens* if they are there now (and nobody is waiting); never waits.
+
+        Raises:
+            InvalidArgument: *tokens* is not an integer between 1 and the burst.
+        """
+        tokens = self._tokens_wanted(tokens)
         self._refill(anyio.current_time())
-        if self._waiting or self._tokens < tokens - _EPSILON:
+        if self._waiting or _short(tokens, self._tokens):
             return False
         self._tokens -= tokens
         self._granted += tokens
@@ -107,13 +137,12 @@ class RateLimiter:
         """Wait until *tokens* are available, in arrival order, and take them.
 
         Raises:
-            ValueError: *tokens* is more than the burst: it could never be granted.
+            InvalidArgument: *tokens* is not an integer between 1 and the burst: more
+                than the burst could never be granted, so it is refused at once. If
+                :meth:`set_rate` shrinks the burst below *tokens* while this waits,
+                it is raised then.
         """
-        if tokens < 1 or tokens > self._burst:
-            raise ValueError(
-                f"cannot acquire {tokens} tokens from a bucket of {self._burst}; "
-                "acquire between 1 and burst"
-            )
+        tokens = self._tokens_wanted(tokens)
         self._waiting += 1
         started = anyio.current_time()
         try:
@@ -122,16 +151,19 @@ class RateLimiter:
                     now = anyio.current_time()
                     self._refill(now)
                     if tokens > self._burst:  # the burst shrank while we waited
-                        raise ValueError(
-                            f"cannot acquire {tokens} tokens: the burst is now {self._burst}"
+                        raise InvalidArgument(
+                            "tokens",
+                            f"must be between 1 and burst={self._burst}, got {tokens}: "
+                            "the burst shrank while this waited",
+                            owner="rate limiter",
                         )
-                    # A hair short counts as there: the clock cannot measure the
-                    # wait for the last 1e-9 of a token, and would never advance.
-                    if self._tokens >= tokens - _EPSILON:
-                        self._tokens -= tokens
+                    delay = (tokens - self._tokens) / self._rate
+                    # Also there: a wait too short for the clock to measure, which
+                    # would never advance it (at a huge rate, say).
+                    if not _short(tokens, self._tokens) or now + delay <= now:
+                        self._tokens = max(self._tokens - tokens, 0.0)
                         self._granted += tokens
                         break
-                    delay = (tokens - self._tokens) / self._rate
                     changed = self._changed
                     with anyio.move_on_after(delay):
                         await changed.wait()

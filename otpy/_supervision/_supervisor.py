@@ -446,7 +446,7 @@ class _SupervisorBase(Actor):
         if backoff is None:
             return 0.0
         now = anyio.current_time()
-        if now - child.started_at >= backoff.quiet_period:
+        if now >= child.started_at + backoff.quiet_period:
             child.attempt = 0
         delay = backoff_delay(backoff, child.attempt, random.random())
         child.attempt += 1

@@ -29,7 +29,7 @@ class RestartWindow:
 
     def _expire(self, now: float) -> None:
         times = self.times
-        while times and now - times[0] > self.period:
+        while times and now > times[0] + self.period:  # the sum a timer waits for
             times.popleft()
 
 

@@ -24,11 +24,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Protocol, TypeVar, final
 
+from .._check import callable_or_none, short
+from .._check import name as check_name
+from .._exceptions import InvalidArgumentType
 from .._pressure._policy import PressurePolicy, Priority
 from .._pressure._queue import BoundedQueue
 from .._redact import get_logger
 from ._capture import encode_payload
 from ._record import Category, DeadLetter, Diagnostics, Source
+from ._writer import DeadLetters
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -36,7 +40,6 @@ if TYPE_CHECKING:
     from .._pressure._partitioned import PartitionedQueue
     from .._pressure._queue import QueueStatistics
     from ._capture import Encoder
-    from ._writer import DeadLetters
 
 __all__ = [
     "PRIORITY_HEADER",
@@ -99,6 +102,16 @@ class _Bound(Generic[Q]):
         self._queue = queue
 
 
+def _check_client(what: str, client: object, encoder: object) -> None:
+    if not isinstance(client, DeadLetters):
+        raise InvalidArgumentType(
+            "client", f"must be a DeadLetters client, got {short(client)}", owner=what
+        )
+    if encoder is None:
+        raise InvalidArgumentType("encoder", "must be a function, got None", owner=what)
+    callable_or_none(encoder, "encoder", owner=what)
+
+
 @final
 class RejectionDeadLetters(_Bound["BoundedQueue[T]"], Generic[T]):
     """An ``on_reject`` callback that stores each refused message as a dead letter.
@@ -122,8 +135,15 @@ class RejectionDeadLetters(_Bound["BoundedQueue[T]"], Generic[T]):
         key: str | Callable[[object], str],
         encoder: Encoder = encode_payload,
     ) -> None:
-        if isinstance(key, str) and not key:
-            raise ValueError("dead_letter_rejections: key must be a non-empty string or a function")
+        if not callable(key):
+            if not isinstance(key, str):
+                raise InvalidArgumentType(
+                    "key",
+                    f"must be a non-empty string or a function, got {short(key)}",
+                    owner=self._what,
+                )
+            check_name(key, "key", owner=self._what)
+        _check_client(self._what, client, encoder)
         self.client = client
         self.encoder = encoder
         self._key = key
@@ -199,6 +219,7 @@ class PartitionedRejectionDeadLetters(_Bound["PartitionedQueue[T]"], Generic[T])
     _what = "dead_letter_partitioned_rejections"
 
     def __init__(self, client: DeadLetters, *, encoder: Encoder = encode_payload) -> None:
+        _check_client(self._what, client, encoder)
         self.client = client
         self.encoder = encoder
 

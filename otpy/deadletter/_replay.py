@@ -40,10 +40,13 @@ import anyio
 import anyio.lowlevel
 import attrs
 
+from .._check import MAX_COUNT, count, number, short
+from .._check import name as check_name
 from .._core._node import current_node
 from .._exceptions import (
     DeadLetterError,
     DeadLetterNotFound,
+    InvalidArgument,
     InvalidChildSpec,
     InvalidReplayHandler,
     NoReplayHandler,
@@ -61,12 +64,12 @@ from .._redact import get_logger
 from .._supervision._spec import ChildSpec, Strategy, SupervisorFlags, SupervisorSpec
 from .._supervision._supervisor import open_supervisor
 from ._record import DeadLetter, ReplayOutcome, Source, current_trace_context
-from ._store import DeadLetterFilter
+from ._store import DeadLetterFilter, DeadLetterStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from ._store import DeadLetterStore, Reclaimed
+    from ._store import Reclaimed
 
 __all__ = [
     "MAX_PARTITIONS",
@@ -213,17 +216,20 @@ def check_handler(name: str, source: str, handler: object) -> None:
 
 
 def _to_handlers(value: ReplayHandlers) -> Mapping[str, ReplayHandler]:
-    return types.MappingProxyType({str(key): handler for key, handler in dict(value).items()})
+    if not isinstance(value, Mapping):
+        raise InvalidChildSpec(
+            "replay",
+            f"handlers must be a mapping of source to handler, e.g. {{Source.OUTBOUND: resend}}, "
+            f"got {short(value)}",
+        )
+    return types.MappingProxyType({str(key): handler for key, handler in value.items()})
 
 
 def _positive(name: str, value: object) -> str | None:
-    if (
-        not isinstance(value, (int, float))
-        or isinstance(value, bool)
-        or not value > 0
-        or value == float("inf")
-    ):
-        return f"{name} must be a finite number > 0, got {value!r}"
+    try:
+        number(value, name)
+    except InvalidArgument as exc:
+        return str(exc)
     return None
 
 
@@ -273,7 +279,10 @@ class ReplayConfig:
     def __attrs_post_init__(self) -> None:
         name = self.name
         if not isinstance(name, str) or not name:
-            raise InvalidChildSpec(str(name), "the replay supervisor's name must not be empty")
+            raise InvalidChildSpec(
+                name if isinstance(name, str) else short(name),
+                "the replay supervisor's name must not be empty",
+            )
         if (
             not isinstance(self.partitions, int)
             or isinstance(self.partitions, bool)
@@ -282,14 +291,23 @@ class ReplayConfig:
             raise InvalidChildSpec(
                 name,
                 f"partitions must be an integer from 1 to {MAX_PARTITIONS}, "
-                f"got {self.partitions!r}",
+                f"got {short(self.partitions)}",
             )
-        if (
-            not isinstance(self.capacity, int)
-            or isinstance(self.capacity, bool)
-            or self.capacity < 1
-        ):
-            raise InvalidChildSpec(name, f"capacity must be an integer >= 1, got {self.capacity!r}")
+        try:
+            check_name(name)
+        except InvalidArgument as exc:
+            raise InvalidChildSpec(name, str(exc)) from None
+        if not isinstance(self.store, DeadLetterStore):
+            raise InvalidChildSpec(
+                name,
+                f"store must be a dead-letter store (SQLiteDeadLetterStore, "
+                f"MemoryDeadLetterStore), got {short(self.store)}",
+            )
+        for field, maximum in (("partitions", MAX_PARTITIONS), ("capacity", MAX_COUNT)):
+            try:
+                count(getattr(self, field), field, maximum=maximum)
+            except InvalidArgument as exc:
+                raise InvalidChildSpec(name, str(exc)) from None
         for field in ("handler_timeout", "lease_margin", "reclaim_interval"):
             problem = _positive(field, getattr(self, field))
             if problem is not None:

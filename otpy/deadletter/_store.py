@@ -9,16 +9,24 @@ in-memory stores cannot disagree: each store only runs them atomically (one
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
+import math
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, runtime_checkable
 
 import attrs
 
-from .._exceptions import CorruptRecord, DeadLetterStoreError
+from .._check import count, number, short
+from .._exceptions import (
+    CorruptRecord,
+    DeadLetterStoreError,
+    InvalidArgument,
+    InvalidArgumentType,
+)
 from ._record import DeadLetter, ReplayOutcome, ReplayStatus, Source, Status
 
 if TYPE_CHECKING:
     import builtins
-    from collections.abc import Container, Iterable, Sequence
+    from collections.abc import Container, Sequence
 
 __all__ = [
     "ALL",
@@ -49,7 +57,63 @@ __all__ = [
 
 
 def _optional_ids(ids: Iterable[str] | None) -> tuple[str, ...] | None:
-    return None if ids is None else tuple(ids)
+    if ids is None:
+        return None
+    if isinstance(ids, str) or not isinstance(ids, Iterable):
+        raise InvalidArgumentType(
+            "ids", f"must be an iterable of record ids or None, got {short(ids)}", owner="filter"
+        )
+    ids = tuple(ids)
+    for one in ids:
+        if not isinstance(one, str):
+            raise InvalidArgumentType("ids", f"must hold strings, got {short(one)}", owner="filter")
+    return ids
+
+
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def _member(cls: type[_E], field: str, value: object) -> _E | None:
+    if value is None or isinstance(value, cls):
+        return value
+    try:
+        return cls(value)
+    except (ValueError, TypeError):
+        allowed = ", ".join(repr(m.value) for m in cls)
+        raise InvalidArgument(
+            field, f"must be one of {allowed} or None, got {short(value)}", owner="filter"
+        ) from None
+
+
+def _status(value: object) -> Status | None:
+    return _member(Status, "status", value)
+
+
+def _source(value: object) -> Source | None:
+    return _member(Source, "source", value)
+
+
+def _replay_status(value: object) -> ReplayStatus | None:
+    return _member(ReplayStatus, "replay_status", value)
+
+
+def _optional_text(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, str):
+        raise InvalidArgumentType(
+            attribute.name, f"must be a string or None, got {short(value)}", owner="filter"
+        )
+
+
+def _optional_time(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidArgumentType(
+                attribute.name,
+                f"must be a time (a number) or None, got {short(value)}",
+                owner="filter",
+            )
+        if isinstance(value, float) and math.isnan(value):
+            raise InvalidArgument(attribute.name, "must be a time, got nan", owner="filter")
 
 
 @attrs.frozen(kw_only=True)
@@ -67,20 +131,22 @@ class DeadLetterFilter:
         ids: exactly these ids.
     """
 
-    status: Status | None = attrs.field(default=None, converter=attrs.converters.optional(Status))
-    key: str | None = None
-    source: Source | None = attrs.field(default=None, converter=attrs.converters.optional(Source))
-    reason_class: str | None = None
-    replay_status: ReplayStatus | None = attrs.field(
-        default=None, converter=attrs.converters.optional(ReplayStatus)
-    )
-    since: float | None = None
-    until: float | None = None
+    status: Status | None = attrs.field(default=None, converter=_status)
+    key: str | None = attrs.field(default=None, validator=_optional_text)
+    source: Source | None = attrs.field(default=None, converter=_source)
+    reason_class: str | None = attrs.field(default=None, validator=_optional_text)
+    replay_status: ReplayStatus | None = attrs.field(default=None, converter=_replay_status)
+    since: float | None = attrs.field(default=None, validator=_optional_time)
+    until: float | None = attrs.field(default=None, validator=_optional_time)
     ids: tuple[str, ...] | None = attrs.field(default=None, converter=_optional_ids)
 
     def __attrs_post_init__(self) -> None:
         if self.since is not None and self.until is not None and self.until < self.since:
-            raise ValueError(f"filter: until ({self.until}) is before since ({self.since})")
+            raise InvalidArgument(
+                "until",
+                f"({short(self.until)}) is before since ({short(self.since)})",
+                owner="filter",
+            )
 
     def matches(self, record: DeadLetter) -> bool:
         """Return whether *record* passes this filter."""
@@ -158,12 +224,18 @@ class RetentionRule:
         max_age: keep none older than this many seconds.
     """
 
-    max_count: int | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.ge(0))
-    )
-    max_age: float | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.gt(0))
-    )
+    max_count: int | None = attrs.field(default=None)
+    max_age: float | None = attrs.field(default=None)
+
+    @max_count.validator
+    def _check_max_count(self, _attribute: object, value: object) -> None:
+        if value is not None:
+            count(value, "max_count", owner="retention rule", minimum=0)
+
+    @max_age.validator
+    def _check_max_age(self, _attribute: object, value: object) -> None:
+        if value is not None:
+            number(value, "max_age", owner="retention rule", unit=" of seconds")
 
 
 @attrs.frozen(kw_only=True)
@@ -204,16 +276,31 @@ class RetentionPolicy:
 
     active: RetentionRule = RetentionRule()
     archived: RetentionRule = RetentionRule(max_count=100_000, max_age=30 * 86400.0)
-    interval: float = attrs.field(default=300.0, validator=attrs.validators.gt(0))
+    interval: float = attrs.field(default=300.0)
     ledger_max_age: float | None = attrs.field(default=90 * 86400.0)
+
+    def __attrs_post_init__(self) -> None:
+        for field in ("active", "archived"):
+            if not isinstance(getattr(self, field), RetentionRule):
+                raise InvalidArgumentType(
+                    field,
+                    f"must be a RetentionRule, got {short(getattr(self, field))}",
+                    owner="retention policy",
+                )
+        number(self.interval, "interval", owner="retention policy", unit=" of seconds")
 
     @ledger_max_age.validator
     def _check_ledger_max_age(self, _attribute: object, value: float | None) -> None:
-        if value is not None and not value > 0:  # `not >` also refuses NaN
-            raise ValueError(
-                f"retention policy: ledger_max_age must be > 0 seconds, got {value!r}; "
-                "use None to never prune the idempotency ledger"
-            )
+        if value is None:
+            return
+        try:
+            number(value, "ledger_max_age", owner="retention policy", unit=" of seconds")
+        except InvalidArgument as exc:
+            raise type(exc)(
+                "ledger_max_age",
+                f"{exc.problem}; use None to never prune the idempotency ledger",
+                owner="retention policy",
+            ) from None
 
     def rule_for(self, status: Status) -> RetentionRule:
         """Return the rule for *status*."""

@@ -21,10 +21,19 @@ from typing import TYPE_CHECKING, Any, Final, final, overload
 import anyio
 import attrs
 
+from .._check import name as check_name
+from .._check import number, short
 from .._core._actor import NO_REPLY, Actor
 from .._core._mailbox import MailboxConfig, Overflow
-from .._core._node import current_node
-from .._exceptions import ActorStopped, CallTimeout, DeadLetterError, MailboxFull
+from .._core._node import Node, current_node
+from .._exceptions import (
+    ActorStopped,
+    CallTimeout,
+    DeadLetterError,
+    InvalidArgument,
+    InvalidArgumentType,
+    MailboxFull,
+)
 from .._redact import get_logger
 from ._record import DeadLetter, Status
 from ._store import LEDGER_EVICTED, RetentionPolicy
@@ -34,7 +43,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from .._core._actor import Caller
-    from .._core._node import NamedRef, Node
+    from .._core._node import NamedRef
     from .._core._ref import ActorRef
     from ._store import DeadLetterStore, SweepResult
 
@@ -447,8 +456,12 @@ class DeadLetters:
     Args:
         name: the writer's registered name.
         node: the node to look the name up on; the current node by default.
-        min_backoff: first delay between attempts, seconds.
-        max_backoff: the cap on that delay.
+        min_backoff: first delay between attempts, seconds (finite, > 0).
+        max_backoff: the cap on that delay (finite, >= min_backoff).
+
+    Raises:
+        InvalidArgument: an argument is out of range or has the wrong type, named in
+            the message.
     """
 
     def __init__(
@@ -459,10 +472,18 @@ class DeadLetters:
         min_backoff: float = 0.01,
         max_backoff: float = 0.5,
     ) -> None:
-        if not 0 < min_backoff <= max_backoff:
-            raise ValueError(
-                f"DeadLetters: need 0 < min_backoff <= max_backoff, got {min_backoff} "
-                f"and {max_backoff}"
+        check_name(name, owner="DeadLetters")
+        min_backoff = number(min_backoff, "min_backoff", owner="DeadLetters", unit=" of seconds")
+        max_backoff = number(max_backoff, "max_backoff", owner="DeadLetters", unit=" of seconds")
+        if min_backoff > max_backoff:
+            raise InvalidArgument(
+                "max_backoff",
+                f"must be >= min_backoff ({min_backoff:g}), got {max_backoff:g}",
+                owner="DeadLetters",
+            )
+        if node is not None and not isinstance(node, Node):
+            raise InvalidArgumentType(
+                "node", f"must be a Node or None, got {short(node)}", owner="DeadLetters"
             )
         self.name = name
         self._node = node

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Final, Literal, final
 import attrs
 from opentelemetry import metrics, trace
 
+from .._check import name as check_name
+from .._check import number
 from .._exceptions import OtpyError
 from .._redact import get_logger
 from ._propagation import install_propagation
@@ -408,7 +410,11 @@ class Telemetry:
         Returns:
             True if both providers flushed in time (or there was nothing to flush), False
             if a flush failed, timed out, or the handle was already shut down.
+
+        Raises:
+            InvalidArgument: *timeout* is not a finite number >= 0.
         """
+        timeout = number(timeout, "timeout", owner="telemetry flush", positive=False)
         if not self.enabled:
             return True
         if self._closed:
@@ -433,8 +439,14 @@ class Telemetry:
         afterwards are dropped. Calling it again does nothing. Never raises.
 
         Args:
-            timeout: Seconds to wait, however unreachable the collector is.
+            timeout: Seconds to wait, however unreachable the collector is: a finite
+                number >= 0.
+
+        Raises:
+            InvalidArgument: *timeout* is not a finite number >= 0 (the one thing it
+                raises for: nothing was shut down).
         """
+        timeout = number(timeout, "timeout", owner="telemetry shutdown", positive=False)
         with self._lock:
             if self._closed or not self.enabled:
                 return
@@ -525,10 +537,13 @@ def configure_from_env(*, default_service_name: str = "otpy") -> Telemetry:
 
     Raises:
         TelemetryConfigError: An exporter or protocol variable has an unsupported value.
+        InvalidArgument: *default_service_name* is not a non-empty string UTF-8 can
+            encode (it is exported as a resource attribute).
 
     .. versionadded:: 0.1.0
     """
     global _installed
+    check_name(default_service_name, "default_service_name", owner="telemetry")
     env = os.environ
     with _install_lock:
         if _installed is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._check import number
 from .._core._actor import Actor
 from .._core._ref import _INTERNAL, ActorRef
 from .._supervision._spec import ChildSpec, Restart
@@ -78,5 +79,10 @@ class CrashAfter(Actor):
 def crash_after(
     delay: float, *, id: str, restart: Restart = Restart.PERMANENT, **options: Any
 ) -> ChildSpec:
-    """Return a child spec whose actor crashes *delay* seconds after every start."""
+    """Return a child spec whose actor crashes *delay* seconds after every start.
+
+    Raises:
+        InvalidArgument: *delay* is not a finite number of seconds >= 0.
+    """
+    delay = number(delay, "delay", owner="crash_after", positive=False, unit=" of seconds")
     return ChildSpec(id=id, start=CrashAfter, args=(delay,), restart=restart, **options)

@@ -699,6 +699,15 @@ def test_from_spec_refuses_other_supervisors() -> None:
         ({"handlers": {"email": print}}, r"handler key 'email' is not a source \(ingest, "),
         ({"handlers": {"outbound": 42}}, r"the handler for 'outbound' is not callable"),
         ({"name": ""}, r"name must not be empty"),
+        ({"name": "r\udc80"}, r"name must be valid text"),
+        ({"partitions": 10**6}, r"^child 'replay': partitions must be an integer from 1 to 1024"),
+        ({"capacity": 2.5}, r"^child 'replay': capacity must be an integer >= 1, got 2.5"),
+        ({"handler_timeout": 10**400}, r"^child 'replay': handler_timeout must be a finite"),
+        ({"lease_margin": True}, r"^child 'replay': lease_margin must be a finite number > 0"),
+        ({"reclaim_interval": "5"}, r"^child 'replay': reclaim_interval must be a finite number"),
+        ({"store": None}, r"^child 'replay': store must be a dead-letter store"),
+        ({"handlers": None}, r"^child 'replay': handlers must be a mapping of source to handler"),
+        ({"handlers": "ab"}, r"^child 'replay': handlers must be a mapping of source to handler"),
     ],
 )
 def test_config_is_validated_when_built(

@@ -13,7 +13,7 @@ import anyio
 import attrs
 import pytest
 
-from otpy._exceptions import DeadLetterNotFound, DeadLetterStoreError
+from otpy._exceptions import DeadLetterNotFound, DeadLetterStoreError, InvalidArgument
 from otpy.deadletter import (
     Action,
     DeadLetter,
@@ -616,12 +616,13 @@ DAY = 86400.0
 LEDGER_AGE = 90 * DAY  # RetentionPolicy's default ledger_max_age
 
 
-@pytest.mark.parametrize("age", [0, -1.0, float("nan")])
+@pytest.mark.parametrize("age", [0, -1.0, float("nan"), float("inf"), True])
 def test_d5_retention_policy_refuses_a_ledger_max_age_not_above_zero(age: float) -> None:
-    """D5: ledger_max_age must be > 0 seconds, and the error says None is how to never prune."""
+    """D5: ledger_max_age must be finite and > 0 seconds, and the error says None is how to never prune."""
     with pytest.raises(
         ValueError,
-        match=rf"^retention policy: ledger_max_age must be > 0 seconds, got {age!r}; "
+        match=rf"^retention policy: ledger_max_age must be a finite number of seconds > 0, "
+        rf"got {age!r}; "
         "use None to never prune the idempotency ledger$",
     ):
         RetentionPolicy(ledger_max_age=age)
@@ -1363,3 +1364,28 @@ async def test_store_call_is_a_checkpoint(store: DeadLetterStore) -> None:
         await store.count()
         pytest.fail("count() did not check for cancellation")
     assert scope.cancelled_caught
+
+
+@pytest.mark.parametrize(
+    ("build", "pattern"),
+    [
+        (lambda: RetentionRule(max_count="10"), r"^retention rule: max_count must be an integer"),  # type: ignore[arg-type]
+        (lambda: RetentionRule(max_count=float("nan")), r"^retention rule: max_count must be"),  # type: ignore[arg-type]
+        (lambda: RetentionRule(max_age=float("inf")), r"^retention rule: max_age must be a finite"),
+        (lambda: RetentionPolicy(interval=True), r"^retention policy: interval must be a finite"),
+        (
+            lambda: RetentionPolicy(active=None),  # type: ignore[arg-type]
+            r"^retention policy: active must be a RetentionRule",
+        ),
+        (lambda: DeadLetterFilter(source="nope"), r"^filter: source must be one of 'ingest', "),
+        (lambda: DeadLetterFilter(status=None, key=5), r"^filter: key must be a string or None"),  # type: ignore[arg-type]
+        (lambda: DeadLetterFilter(since="1h"), r"^filter: since must be a time \(a number\)"),  # type: ignore[arg-type]
+        (lambda: DeadLetterFilter(since=2.0, until=1.0), r"^filter: until \(1.0\) is before since"),
+        (lambda: DeadLetterFilter(ids="abc"), r"^filter: ids must be an iterable of record ids"),
+        (lambda: DeadLetterFilter(ids=[1]), r"^filter: ids must hold strings, got 1"),  # type: ignore[list-item]
+    ],
+)
+def test_store_options_name_the_field_they_refuse(build: object, pattern: str) -> None:
+    """RetentionRule, RetentionPolicy and DeadLetterFilter raise InvalidArgument naming the field, not a bare comparison error."""
+    with pytest.raises(InvalidArgument, match=pattern):
+        build()  # type: ignore[operator]

@@ -642,3 +642,23 @@ async def test_a_running_writer_lists_its_store_by_name_until_it_stops() -> None
         assert running_stores() == {"dead-letters": first}
         await sup.restart_child("other")
         assert running_stores(node=otpy.current_node()) == {"dead-letters": first, "other": second}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        (
+            {"min_backoff": True},
+            r"^DeadLetters: min_backoff must be a finite number of seconds > 0",
+        ),
+        ({"max_backoff": "1"}, r"^DeadLetters: max_backoff must be a finite number of seconds"),
+        ({"max_backoff": float("inf")}, r"^DeadLetters: max_backoff must be a finite number"),
+        ({"max_backoff": 0.001}, r"^DeadLetters: max_backoff must be >= min_backoff \(0.01\)"),
+        ({"name": ""}, r"^DeadLetters: name must not be empty"),
+        ({"node": "node"}, r"^DeadLetters: node must be a Node or None, got 'node'"),
+    ],
+)
+def test_client_arguments_are_checked_when_built(kwargs: dict[str, Any], pattern: str) -> None:
+    """DeadLetters(min_backoff=True) or max_backoff=inf is an InvalidArgument naming it, when built."""
+    with pytest.raises(otpy.InvalidArgument, match=pattern):
+        DeadLetters(**kwargs)

@@ -126,7 +126,7 @@ async def test_p4_zero_capacity_is_normal_when_empty_and_shed_when_not() -> None
 
 async def test_bad_arguments_fail_the_start_with_a_clear_error() -> None:
     """A non-positive interval or two sources with one name fail the start; twin: valid starts."""
-    with pytest.raises(ValueError, match="non-empty string"):
+    with pytest.raises(otpy.InvalidArgument, match=r"^Watched: name must not be empty"):
         Watched("", FakeQueue())
     async with otpy.open_node() as node:
         with pytest.raises(otpy.SpawnError) as bad_interval:

@@ -580,7 +580,9 @@ async def test_p10_a_drained_queue_reopens_when_its_workers_start_again() -> Non
 def test_drain_timeout_must_be_positive() -> None:
     """A drain timeout of 0 is refused when the spec is built, naming the queue."""
     queue: PartitionedQueue[int] = PartitionedQueue(1, 8, name="jobs")
-    with pytest.raises(ValueError, match=r"queue 'jobs': drain timeout must be > 0, got 0"):
+    with pytest.raises(
+        ValueError, match=r"queue 'jobs': drain timeout must be a finite number > 0, got 0"
+    ):
         queue.drain_spec(0)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -205,3 +207,16 @@ def test_levels_have_labels_for_telemetry() -> None:
     assert Level.SHED > Level.DEGRADED > Level.WARN > Level.NORMAL
     with pytest.raises(ValueError, match="normal has no threshold"):
         POLICY.threshold(Level.NORMAL)
+
+
+@pytest.mark.parametrize("since", [0.0, 255.29404008730594])
+def test_p5_a_level_exactly_min_dwell_old_steps_down_at_any_time(since: float) -> None:
+    """P5: at since + min_dwell the level may step down, even where (since + 1.0) - since < 1.0.
+
+    A clock that waits for ``since + min_dwell`` lands on that sum; comparing the
+    difference with ``min_dwell`` instead held the level at some start times.
+    """
+    policy = PressurePolicy(min_dwell=1.0)
+    state = LevelState(Level.WARN, since)
+    assert advance(policy, state, 0.0, since + 1.0).level is Level.NORMAL
+    assert advance(policy, state, 0.0, math.nextafter(since + 1.0, 0.0)) is state

@@ -193,7 +193,7 @@ def test_bind_refuses_a_second_queue_but_accepts_the_same_one_again() -> None:
 
 def test_an_empty_key_and_an_unknown_reason_are_refused() -> None:
     """Misuse is a ValueError that names the problem."""
-    with pytest.raises(ValueError, match="key must be a non-empty string"):
+    with pytest.raises(ValueError, match=r"^dead_letter_rejections: key must not be empty"):
         dead_letter_rejections(DeadLetters(), key="")
     callback: RejectionDeadLetters[int] = dead_letter_rejections(DeadLetters(), key="k")
     with pytest.raises(ValueError, match=r"unknown rejection reason 'nope'"):
@@ -242,3 +242,21 @@ def test_a_partitioned_rejection_callback_binds_to_one_queue() -> None:
         ValueError, match="already bound to queue 'a'; build one callback per queue"
     ):
         rejections.bind(PartitionedQueue(1, 2, name="b"))
+
+
+@pytest.mark.parametrize(
+    ("build", "pattern"),
+    [
+        (
+            lambda: dead_letter_rejections(DeadLetters(), key=5),  # type: ignore[arg-type]
+            r"key must be a non-empty string or a",
+        ),
+        (lambda: dead_letter_rejections(None, key="k"), r"client must be a DeadLetters client"),  # type: ignore[arg-type]
+        (lambda: dead_letter_rejections(DeadLetters(), key="k", encoder=None), r"encoder must be"),  # type: ignore[arg-type]
+        (lambda: dead_letter_partitioned_rejections("client"), r"client must be a DeadLetters"),  # type: ignore[arg-type]
+    ],
+)
+def test_rejection_callbacks_check_their_arguments_when_built(build: object, pattern: str) -> None:
+    """A client that is not a DeadLetters, or a key that is not a string, is refused when built, not at the first refusal."""
+    with pytest.raises(otpy.InvalidArgumentType, match=pattern):
+        build()  # type: ignore[operator]
