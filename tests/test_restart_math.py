@@ -44,7 +44,8 @@ def test_s5_window_matches_a_brute_force_count(
     for gap in gaps:
         now += gap
         times.append(now)
-        expected = sum(1 for t in times if now - t <= period) <= intensity
+        # Inside the window until now passes t + period: the sum a timer waits for.
+        expected = sum(1 for t in times if now <= t + period) <= intensity
         assert record_restart(window, now) == expected
         if not expected:
             break
