@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import otpy
 from otpy import Backoff, RestartWindow, backoff_delay, record_restart
 
 
@@ -99,3 +101,87 @@ def test_s5_a_restart_exactly_period_old_counts_at_any_time() -> None:
     later = RestartWindow(intensity=1, period=5.0)
     assert record_restart(later, t)
     assert record_restart(later, math.nextafter(t + 5.0, math.inf))
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        (
+            {"intensity": None, "period": 5.0},
+            otpy.InvalidArgumentType,
+            "RestartWindow: intensity must be an integer >= 0, got None",
+        ),
+        (
+            {"intensity": True, "period": 5.0},
+            otpy.InvalidArgumentType,
+            "RestartWindow: intensity must be an integer >= 0, got True",
+        ),
+        (
+            {"intensity": 2**60, "period": 5.0},
+            otpy.InvalidArgument,
+            "RestartWindow: intensity must be an integer <= 2**53, got 1152921504606846976",
+        ),
+        (
+            {"intensity": 1, "period": "5"},
+            otpy.InvalidArgumentType,
+            "RestartWindow: period must be a finite number of seconds > 0, got '5'",
+        ),
+        (
+            {"intensity": 1, "period": math.nan},
+            otpy.InvalidArgument,
+            "RestartWindow: period must be a finite number of seconds > 0, got nan",
+        ),
+    ],
+)
+def test_s5_restart_window_refuses_what_it_cannot_count_with(
+    arguments: dict[str, object], error: type[otpy.InvalidArgument], message: str
+) -> None:
+    """S5: a bad intensity or period fails when the window is built, not at the first restart."""
+    with pytest.raises(error) as info:
+        RestartWindow(**arguments)  # type: ignore[arg-type]
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        (
+            {"minimum": None},
+            otpy.InvalidArgumentType,
+            "Backoff: minimum must be a finite number of seconds > 0, got None",
+        ),
+        (
+            {"maximum": math.inf},
+            otpy.InvalidArgument,
+            "Backoff: maximum must be a finite number of seconds > 0, got inf",
+        ),
+        (
+            {"maximum": 10**5000},
+            otpy.InvalidArgument,
+            "Backoff: maximum must be a finite number of seconds > 0, got an integer of 16610 bits",
+        ),
+        (
+            {"minimum": 2.0, "maximum": 1.0},
+            otpy.InvalidArgument,
+            "Backoff: maximum must be >= minimum (2.0), got 1.0",
+        ),
+        (
+            {"jitter": True},
+            otpy.InvalidArgumentType,
+            "Backoff: jitter must be a finite number >= 0, got True",
+        ),
+        ({"jitter": 2.0}, otpy.InvalidArgument, "Backoff: jitter must be between 0 and 1, got 2.0"),
+        (
+            {"reset_after": "1s"},
+            otpy.InvalidArgumentType,
+            "Backoff: reset_after must be a finite number of seconds > 0, got '1s'",
+        ),
+    ],
+)
+def test_s14_backoff_refuses_what_its_delay_cannot_use(
+    arguments: dict[str, object], error: type[otpy.InvalidArgument], message: str
+) -> None:
+    """S14: a bad field fails when the backoff is built, with a typed error naming it."""
+    with pytest.raises(error) as info:
+        Backoff(**arguments)  # type: ignore[arg-type]
+    assert str(info.value) == message

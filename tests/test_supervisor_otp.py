@@ -378,7 +378,9 @@ def test_s12_child_spec_fields_are_checked_when_built() -> None:
         ChildSpec(id="x", start=Worker, shutdown=float("inf"))
     with pytest.raises(otpy.InvalidChildSpec, match=r"or None to wait forever, got inf"):
         ChildSpec(id="x", start=Worker, start_timeout=float("inf"))
-    with pytest.raises(otpy.InvalidChildSpec, match=r"^child 'x': stash_capacity must be >= 1"):
+    with pytest.raises(
+        otpy.InvalidChildSpec, match=r"^child 'x': stash_capacity must be an integer >= 1"
+    ):
         ChildSpec(id="x", start=Worker, stash_capacity=True)
     with pytest.raises(
         otpy.InvalidChildSpec, match=r"^child 'sup': significant must be True or False"
@@ -511,3 +513,84 @@ async def test_s4_temporary_child_arguments_are_freed_while_it_runs() -> None:
         gc.collect()
         assert alive() is None
         assert await dynamic.call("seen") == await static.call("seen") == "Payload"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"args": None}, "child 'x': args must be a tuple or list of arguments for init, got None"),
+        ({"args": "ab"}, "child 'x': args must be a tuple or list of arguments for init, got 'ab'"),
+        ({"args": {"a": 1}}, "child 'x': args must be a tuple or list of arguments for init"),
+        (
+            {"id": 10**5000},
+            "child '?': id must be a non-empty string, got an integer of 16610 bits",
+        ),
+        ({"id": "a\udc80"}, "child 'a\\udc80': id must be valid text, got 'a\\udc80', which has"),
+        ({"name": "\ud800"}, "child 'x': name must be valid text, got '\\ud800', which has"),
+        ({"start": 10**5000}, "child 'x': start must be an otpy.Actor subclass, got an integer of"),
+        ({"shutdown": 10**400}, "child 'x': shutdown must be >= 0 seconds, Shutdown.BRUTAL_KILL"),
+        ({"start_timeout": 10**400}, "child 'x': start_timeout must be > 0 seconds, or None"),
+        (
+            {"stash_capacity": 2**60},
+            "child 'x': stash_capacity must be an integer >= 1 and <= 2**53",
+        ),
+        ({"backoff": 1.5}, "child 'x': backoff must be an otpy.Backoff or None, got 1.5"),
+    ],
+)
+def test_s12_child_spec_refuses_odd_values_naming_the_field(
+    options: dict[str, Any], message: str
+) -> None:
+    """S12: a value a later stage could not use (starting the child, a span) fails when built."""
+    with pytest.raises(otpy.InvalidChildSpec) as info:
+        ChildSpec(**{"id": "x", "start": Worker, **options})
+    assert str(info.value).startswith(message)
+
+
+async def test_s12_child_spec_args_from_a_list_start_the_child() -> None:
+    """S12: args given as a list (an ordered collection) are kept as a tuple and passed to init."""
+    log: Log = []
+    spec = ChildSpec(id="a", start=Worker, args=["a", log])
+    assert spec.args == ("a", log)
+    async with otpy.open_supervisor([spec]):
+        assert ("init", "a") in log
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"children": None},
+            "child 'sup': children must be a list of ChildSpec, SupervisorSpec or "
+            "DynamicSupervisorSpec, got None",
+        ),
+        (
+            {"children": ["x"]},
+            "child 'sup': children must be ChildSpec, SupervisorSpec or DynamicSupervisorSpec, "
+            "got str 'x'",
+        ),
+        ({"flags": 3}, "child 'sup': flags must be an otpy.SupervisorFlags, got 3"),
+        (
+            {"id": 10**5000},
+            "child '?': id must be a non-empty string, got an integer of 16610 bits",
+        ),
+    ],
+)
+def test_s12_supervisor_spec_refuses_odd_values_naming_the_field(
+    options: dict[str, Any], message: str
+) -> None:
+    """S12: children that are no list of specs, or bad flags, fail when the spec is built."""
+    with pytest.raises(otpy.InvalidChildSpec) as info:
+        SupervisorSpec(**{"id": "sup", "children": [], **options})
+    assert str(info.value) == message
+
+
+def test_s5_flags_take_only_what_the_restart_window_takes() -> None:
+    """S5: flags a supervisor's RestartWindow would refuse fail when the flags are built."""
+    with pytest.raises(
+        otpy.InvalidChildSpec, match=r"intensity must be an integer >= 0 and <= 2\*\*53"
+    ):
+        SupervisorFlags(intensity=2**60)
+    with pytest.raises(
+        otpy.InvalidChildSpec, match=r"period must be > 0 seconds \(finite\), got inf"
+    ):
+        SupervisorFlags(period=float("inf"))

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping, Set
+from typing import Any
 
 import attrs
 
+from .._check import MAX_COUNT, number, short
 from .._core._actor import Actor
 from .._core._mailbox import MailboxConfig
-from .._exceptions import InvalidChildSpec
-
-if TYPE_CHECKING:
-    from collections.abc import Iterable
+from .._exceptions import InvalidArgument, InvalidChildSpec
 
 __all__ = [
     "AutoShutdown",
@@ -82,7 +81,38 @@ def _finite_nonneg(value: object) -> bool:
 
 def _seconds(value: object) -> bool:
     """A finite number of seconds >= 0: what a timeout written as a number must be."""
-    return _finite_nonneg(value) and math.isfinite(value)  # type: ignore[arg-type]
+    if not _finite_nonneg(value):
+        return False
+    try:
+        return math.isfinite(value)  # type: ignore[arg-type]
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _count(value: object, minimum: int) -> bool:
+    """An ``int`` (not a ``bool``) in ``[minimum, 2**53]``, the counts otpy accepts."""
+    return isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= MAX_COUNT
+
+
+def _text_problem(value: object) -> str | None:
+    """Why *value* cannot be an id or a name, or ``None`` if it can: a non-empty UTF-8 ``str``.
+
+    Ids and names end up in logs, span attributes and metric labels, which are UTF-8.
+    """
+    if not isinstance(value, str) or not value:
+        return f"must be a non-empty string, got {short(value)}"
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return f"must be valid text, got {short(value)}, which has a lone surrogate UTF-8 cannot encode"
+    return None
+
+
+def _ordered(value: object) -> bool:
+    """Whether *value* is an ordered collection of items: an iterable, not text, a mapping or a set."""
+    return isinstance(value, Iterable) and not isinstance(
+        value, (str, bytes, bytearray, memoryview, Mapping, Set)
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -96,10 +126,15 @@ class Backoff:
     of minimum and maximum, as Akka does).
 
     Attributes:
-        minimum: first delay, seconds (> 0).
-        maximum: the cap, seconds (>= minimum).
+        minimum: first delay, seconds (finite, > 0).
+        maximum: the cap, seconds (finite, >= minimum).
         jitter: random factor in [0, 1].
-        reset_after: quiet period that resets the count, or ``None`` for the default.
+        reset_after: quiet period that resets the count (finite, > 0 seconds), or
+            ``None`` for the default.
+
+    Raises:
+        InvalidArgumentType: a field is not a number (a ``bool`` is not one).
+        InvalidArgument: a field is out of its range, NaN or infinite.
     """
 
     minimum: float = attrs.field(default=0.1)
@@ -108,18 +143,20 @@ class Backoff:
     reset_after: float | None = attrs.field(default=None)
 
     def __attrs_post_init__(self) -> None:
-        if not (_finite_nonneg(self.minimum) and self.minimum > 0):
-            raise ValueError(f"backoff minimum must be > 0 seconds, got {self.minimum!r}")
-        if not (_finite_nonneg(self.maximum) and self.maximum >= self.minimum):
-            raise ValueError(
-                f"backoff maximum must be >= minimum ({self.minimum!r}), got {self.maximum!r}"
+        minimum = number(self.minimum, "minimum", owner="Backoff", unit=" of seconds")
+        maximum = number(self.maximum, "maximum", owner="Backoff", unit=" of seconds")
+        if maximum < minimum:
+            raise InvalidArgument(
+                "maximum",
+                f"must be >= minimum ({short(self.minimum)}), got {short(self.maximum)}",
+                owner="Backoff",
             )
-        if not (_finite_nonneg(self.jitter) and self.jitter <= 1):
-            raise ValueError(f"backoff jitter must be between 0 and 1, got {self.jitter!r}")
-        if self.reset_after is not None and not (
-            _finite_nonneg(self.reset_after) and self.reset_after > 0
-        ):
-            raise ValueError(f"backoff reset_after must be > 0 or None, got {self.reset_after!r}")
+        if number(self.jitter, "jitter", owner="Backoff", positive=False) > 1:
+            raise InvalidArgument(
+                "jitter", f"must be between 0 and 1, got {short(self.jitter)}", owner="Backoff"
+            )
+        if self.reset_after is not None:
+            number(self.reset_after, "reset_after", owner="Backoff", unit=" of seconds")
 
     @property
     def quiet_period(self) -> float:
@@ -136,11 +173,15 @@ def backoff_delay(backoff: Backoff, attempt: int, random: float) -> float:
 
 
 def _to_tuple(value: Iterable[Any]) -> tuple[Any, ...]:
+    """``args`` as a tuple; anything but an ordered collection is left for ChildSpec to refuse."""
+    if isinstance(value, tuple) or not _ordered(value):
+        return value  # type: ignore[return-value]
     return tuple(value)
 
 
 def _child_id(spec: Any) -> str:
-    return str(getattr(spec, "id", "?"))
+    cid = getattr(spec, "id", "?")
+    return cid if isinstance(cid, str) else short(cid)
 
 
 @attrs.frozen(kw_only=True)
@@ -150,7 +191,8 @@ class ChildSpec:
     Attributes:
         id: unique among its siblings.
         start: the :class:`~otpy.Actor` subclass to spawn.
-        args: positional arguments for its ``init``.
+        args: positional arguments for its ``init``: a tuple, or a list or other ordered
+            collection (kept as a tuple); a string, bytes, mapping or set is refused.
         restart: a :class:`Restart`.
         shutdown: seconds to wait after asking it to stop before killing it
             (default 5.0), :attr:`Shutdown.BRUTAL_KILL` or :attr:`Shutdown.INFINITY`
@@ -163,7 +205,11 @@ class ChildSpec:
         mailbox: overrides the actor class's mailbox config.
         start_timeout: seconds ``init`` may take; ``None`` waits forever.
         backoff: delay restarts with :class:`Backoff`; ``None`` restarts at once.
-        stash_capacity: messages kept for the name while it restarts (> 0).
+        stash_capacity: messages kept for the name while it restarts (1 to ``2**53``).
+
+    Raises:
+        InvalidChildSpec: a field has a type or value it does not allow; the message
+            names the field.
     """
 
     id: str
@@ -190,14 +236,23 @@ class ChildSpec:
 
     def __attrs_post_init__(self) -> None:
         cid = self.id
-        if not isinstance(cid, str) or not cid:
-            raise InvalidChildSpec(str(cid), "id must be a non-empty string")
+        problem = _text_problem(cid)
+        if problem is not None:
+            raise InvalidChildSpec(cid if isinstance(cid, str) else "?", f"id {problem}")
         if not (isinstance(self.start, type) and issubclass(self.start, Actor)):
-            raise InvalidChildSpec(cid, f"start must be an otpy.Actor subclass, got {self.start!r}")
+            raise InvalidChildSpec(
+                cid, f"start must be an otpy.Actor subclass, got {short(self.start)}"
+            )
+        if not isinstance(self.args, tuple):
+            raise InvalidChildSpec(
+                cid,
+                f"args must be a tuple or list of arguments for init, got {short(self.args)}",
+            )
         if not isinstance(self.restart, Restart):
             raise InvalidChildSpec(
                 cid,
-                f"restart must be a Restart (PERMANENT, TRANSIENT, TEMPORARY), got {self.restart!r}",
+                "restart must be a Restart (PERMANENT, TRANSIENT, TEMPORARY), "
+                f"got {short(self.restart)}",
             )
         shutdown = self.shutdown
         if not isinstance(shutdown, Shutdown) and not _seconds(shutdown):
@@ -209,23 +264,25 @@ class ChildSpec:
             raise InvalidChildSpec(
                 cid,
                 f"shutdown must be >= 0 seconds, Shutdown.BRUTAL_KILL or Shutdown.INFINITY, "
-                f"got {shutdown!r}{hint}",
+                f"got {short(shutdown)}{hint}",
             )
         if not isinstance(self.type, ChildType):
-            raise InvalidChildSpec(cid, f"type must be a ChildType, got {self.type!r}")
+            raise InvalidChildSpec(cid, f"type must be a ChildType, got {short(self.type)}")
         if not isinstance(self.significant, bool):
             raise InvalidChildSpec(
-                cid, f"significant must be True or False, got {self.significant!r}"
+                cid, f"significant must be True or False, got {short(self.significant)}"
             )
         if self.significant and self.restart is Restart.PERMANENT:
             raise InvalidChildSpec(
                 cid, "a significant child cannot be permanent; make it transient or temporary"
             )
-        if self.name is not None and (not isinstance(self.name, str) or not self.name):
-            raise InvalidChildSpec(cid, f"name must be a non-empty string, got {self.name!r}")
+        if self.name is not None:
+            problem = _text_problem(self.name)
+            if problem is not None:
+                raise InvalidChildSpec(cid, f"name {problem}")
         if self.mailbox is not None and not isinstance(self.mailbox, MailboxConfig):
             raise InvalidChildSpec(
-                cid, f"mailbox must be an otpy.MailboxConfig or None, got {self.mailbox!r}"
+                cid, f"mailbox must be an otpy.MailboxConfig or None, got {short(self.mailbox)}"
             )
         if self.start_timeout is not None and not (
             _seconds(self.start_timeout) and self.start_timeout > 0
@@ -233,16 +290,18 @@ class ChildSpec:
             raise InvalidChildSpec(
                 cid,
                 f"start_timeout must be > 0 seconds, or None to wait forever, "
-                f"got {self.start_timeout!r}",
+                f"got {short(self.start_timeout)}",
             )
-        if (
-            not isinstance(self.stash_capacity, int)
-            or isinstance(self.stash_capacity, bool)
-            or self.stash_capacity < 1
-        ):
-            raise InvalidChildSpec(cid, f"stash_capacity must be >= 1, got {self.stash_capacity!r}")
+        if not _count(self.stash_capacity, 1):
+            raise InvalidChildSpec(
+                cid,
+                f"stash_capacity must be an integer >= 1 and <= 2**53, "
+                f"got {short(self.stash_capacity)}",
+            )
         if self.backoff is not None and not isinstance(self.backoff, Backoff):
-            raise InvalidChildSpec(cid, f"backoff must be an otpy.Backoff, got {self.backoff!r}")
+            raise InvalidChildSpec(
+                cid, f"backoff must be an otpy.Backoff or None, got {short(self.backoff)}"
+            )
 
 
 def _is_supervisor(start: object) -> bool:
@@ -257,9 +316,10 @@ class SupervisorFlags:
 
     Attributes:
         strategy: a :class:`Strategy`.
-        intensity: restarts allowed within ``period`` (>= 0); one more and the
-            supervisor gives up. otpy's default is 3 in 5 s (Elixir's), not OTP's 1.
-        period: the sliding window, seconds (> 0).
+        intensity: restarts allowed within ``period`` (an integer, 0 to ``2**53``); one
+            more and the supervisor gives up. otpy's default is 3 in 5 s (Elixir's),
+            not OTP's 1.
+        period: the sliding window, seconds (finite, > 0).
         auto_shutdown: an :class:`AutoShutdown`.
     """
 
@@ -270,20 +330,22 @@ class SupervisorFlags:
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.strategy, Strategy):
-            raise InvalidChildSpec("<flags>", f"strategy must be a Strategy, got {self.strategy!r}")
-        if (
-            not isinstance(self.intensity, int)
-            or isinstance(self.intensity, bool)
-            or self.intensity < 0
-        ):
             raise InvalidChildSpec(
-                "<flags>", f"intensity must be an integer >= 0, got {self.intensity!r}"
+                "<flags>", f"strategy must be a Strategy, got {short(self.strategy)}"
             )
-        if not (_finite_nonneg(self.period) and self.period > 0):
-            raise InvalidChildSpec("<flags>", f"period must be > 0 seconds, got {self.period!r}")
+        if not _count(self.intensity, 0):
+            raise InvalidChildSpec(
+                "<flags>",
+                f"intensity must be an integer >= 0 and <= 2**53, got {short(self.intensity)}",
+            )
+        if not (_seconds(self.period) and self.period > 0):
+            raise InvalidChildSpec(
+                "<flags>", f"period must be > 0 seconds (finite), got {short(self.period)}"
+            )
         if not isinstance(self.auto_shutdown, AutoShutdown):
             raise InvalidChildSpec(
-                "<flags>", f"auto_shutdown must be an AutoShutdown, got {self.auto_shutdown!r}"
+                "<flags>",
+                f"auto_shutdown must be an AutoShutdown, got {short(self.auto_shutdown)}",
             )
 
 
@@ -324,7 +386,13 @@ def check_child(spec: ChildSpec, auto_shutdown: AutoShutdown) -> None:
 def _to_children(
     value: Iterable[ChildSpec | SupervisorSpec | DynamicSupervisorSpec],
 ) -> tuple[ChildSpec, ...]:
-    return tuple(as_child_spec(item) for item in value)
+    """Nested supervisor specs as child specs; SupervisorSpec refuses the rest, naming the field."""
+    if not _ordered(value):
+        return value  # type: ignore[return-value]
+    return tuple(
+        item.as_child() if isinstance(item, (SupervisorSpec, DynamicSupervisorSpec)) else item
+        for item in value
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -335,7 +403,8 @@ class SupervisorSpec:
     supervisor with ``shutdown=Shutdown.INFINITY``.
 
     Attributes:
-        children: child specs (or nested supervisor specs), started in this order.
+        children: child specs (or nested supervisor specs), started in this order: a
+            list or other ordered collection.
         flags: :class:`SupervisorFlags`.
         id: its id as a child of another supervisor.
         name: register the supervisor under this name.
@@ -351,11 +420,25 @@ class SupervisorSpec:
     significant: bool = False
 
     def __attrs_post_init__(self) -> None:
+        self.as_child()  # its own id, name, restart and significant, checked first
         if not isinstance(self.flags, SupervisorFlags):
-            raise InvalidChildSpec(self.id, f"flags must be a SupervisorFlags, got {self.flags!r}")
-        self.as_child()  # its own id, name, restart and significant, checked now
+            raise InvalidChildSpec(
+                self.id, f"flags must be an otpy.SupervisorFlags, got {short(self.flags)}"
+            )
+        if not isinstance(self.children, tuple):
+            raise InvalidChildSpec(
+                self.id,
+                f"children must be a list of ChildSpec, SupervisorSpec or DynamicSupervisorSpec, "
+                f"got {short(self.children)}",
+            )
         seen: set[str] = set()
         for child in self.children:
+            if not isinstance(child, ChildSpec):
+                raise InvalidChildSpec(
+                    self.id,
+                    "children must be ChildSpec, SupervisorSpec or DynamicSupervisorSpec, "
+                    f"got {type(child).__name__} {short(child)}",
+                )
             if child.id in seen:
                 raise InvalidChildSpec(child.id, f"duplicate child id in supervisor {self.id!r}")
             seen.add(child.id)
@@ -399,8 +482,9 @@ class DynamicSupervisorSpec:
     restart: Restart = Restart.PERMANENT
 
     def __attrs_post_init__(self) -> None:
+        self.as_child()  # its own id, name and restart, checked first
         if not isinstance(self.child, ChildSpec):
-            raise InvalidChildSpec(self.id, f"child must be a ChildSpec, got {self.child!r}")
+            raise InvalidChildSpec(self.id, f"child must be a ChildSpec, got {short(self.child)}")
         if self.child.name is not None:
             raise InvalidChildSpec(
                 self.child.id, "a dynamic supervisor's child template cannot have a name"
@@ -417,10 +501,10 @@ class DynamicSupervisorSpec:
             or self.max_children < 0
         ):
             raise InvalidChildSpec(
-                self.id, f"max_children must be an integer >= 0 or None, got {self.max_children!r}"
+                self.id,
+                f"max_children must be an integer >= 0 or None, got {short(self.max_children)}",
             )
         SupervisorFlags(intensity=self.intensity, period=self.period)
-        self.as_child()  # its own id, name and restart, checked now
 
     def as_child(self) -> ChildSpec:
         """Return the :class:`ChildSpec` that starts this supervisor under another."""

@@ -8,17 +8,25 @@ from __future__ import annotations
 
 from collections import deque
 
+from .._check import count, number
+
 __all__ = ["RestartWindow", "record_restart"]
 
 
 class RestartWindow:
-    """The times of the restarts still inside the period, oldest first."""
+    """The times of the restarts still inside the period, oldest first.
+
+    Raises:
+        InvalidArgumentType: *intensity* is not an integer, or *period* not a number.
+        InvalidArgument: *intensity* is negative or above ``2**53``, or *period* is
+            not finite and > 0.
+    """
 
     __slots__ = ("intensity", "period", "times", "total")
 
     def __init__(self, intensity: int, period: float) -> None:
-        self.intensity = intensity
-        self.period = period
+        self.intensity = count(intensity, "intensity", owner="RestartWindow", minimum=0)
+        self.period = number(period, "period", owner="RestartWindow", unit=" of seconds")
         self.times: deque[float] = deque()
         self.total = 0
 
