@@ -299,8 +299,9 @@ def build_root(store: DeadLetterStore) -> otpy.SupervisorSpec:
     # one_for_one: the dead-letter service, the pipeline, the pool, the deliveries,
     # the monitor, flaky and the ticker are independent (they talk by name or through
     # the queue), so a crash restarts only the one that crashed. The dead-letter
-    # service starts first, so it stops last: the deliveries' drain can still store. flaky lives at least 2 s plus a 0.5 s backoff, so at most 5 of its
-    # restarts fit in any 10 s: 8 in 10 s never gives up on it.
+    # service starts first, so it stops last: the deliveries' drain can still store.
+    # flaky lives at least 2 s plus a 0.5 s backoff, so at most 5 of its restarts fit
+    # in any 10 s: 8 in 10 s never gives up on it.
     return otpy.SupervisorSpec(
         id="root",
         flags=otpy.SupervisorFlags(strategy=otpy.Strategy.ONE_FOR_ONE, intensity=8, period=10.0),
