@@ -20,13 +20,12 @@ import anyio
 import anyio.lowlevel
 
 import otpy
-from otpy import (
+from otpy import LoadShed, QueueFull
+from otpy.pressure import (
     BoundedQueue,
-    LoadShed,
     PartitionedQueue,
     PressureMonitor,
     Priority,
-    QueueFull,
     open_partitioned_workers,
     partition_of,
 )

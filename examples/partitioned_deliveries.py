@@ -17,6 +17,7 @@ from __future__ import annotations
 import anyio
 
 import otpy
+import otpy.pressure
 from otpy.deadletter import (
     DeadLetters,
     MemoryDeadLetterStore,
@@ -40,7 +41,7 @@ async def main() -> None:
     rejections: PartitionedRejectionDeadLetters[int] = dead_letter_partitioned_rejections(
         DeadLetters()
     )
-    queue: otpy.PartitionedQueue[int] = otpy.PartitionedQueue(
+    queue: otpy.pressure.PartitionedQueue[int] = otpy.pressure.PartitionedQueue(
         4, 20, name="deliveries", on_reject=rejections
     )
     rejections.bind(queue)
@@ -63,7 +64,7 @@ async def main() -> None:
             await queue.put("customer-a", n)
         for n in range(60):  # a burst from one customer
             try:
-                await queue.put("customer-b", 100 + n, priority=otpy.Priority.LOW)
+                await queue.put("customer-b", 100 + n, priority=otpy.pressure.Priority.LOW)
             except otpy.PressureError:
                 shed += 1
         levels = {p.queue.name: p.queue.level.label for p in queue.statistics().partitions}

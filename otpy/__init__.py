@@ -7,8 +7,8 @@ from ._core._actor import NO_REPLY as NO_REPLY
 from ._core._actor import Actor as Actor
 from ._core._actor import Caller as Caller
 from ._core._deadletters import DeadLetterEvent as DeadLetterEvent
-from ._core._deadletters import DeadLetterStatistics as DeadLetterStatistics
 from ._core._deadletters import DeadLetterStream as DeadLetterStream
+from ._core._deadletters import DeadLetterStreamStatistics as DeadLetterStreamStatistics
 from ._core._deadletters import DeadLetterSuppression as DeadLetterSuppression
 from ._core._mailbox import MailboxConfig as MailboxConfig
 from ._core._mailbox import Overflow as Overflow
@@ -36,36 +36,6 @@ from ._core._ref import Monitor as Monitor
 from ._core._ref import Timer as Timer
 from ._exceptions import *  # noqa: F403
 from ._exceptions import __all__ as _exception_names
-from ._partition import partition_of as partition_of
-from ._partition import stable_hash as stable_hash
-from ._pressure._monitor import GET_PRESSURE as GET_PRESSURE
-from ._pressure._monitor import PressureMonitor as PressureMonitor
-from ._pressure._monitor import PressureStatistics as PressureStatistics
-from ._pressure._monitor import SamplePressure as SamplePressure
-from ._pressure._monitor import SourcePressure as SourcePressure
-from ._pressure._monitor import Watched as Watched
-from ._pressure._monitor import notify_pressure as notify_pressure
-from ._pressure._monitor import pressure_statistics as pressure_statistics
-from ._pressure._partitioned import PartitionedQueue as PartitionedQueue
-from ._pressure._partitioned import PartitionedQueueStatistics as PartitionedQueueStatistics
-from ._pressure._partitioned import PartitionStatistics as PartitionStatistics
-from ._pressure._partitioned import PartitionWorker as PartitionWorker
-from ._pressure._partitioned import QueueDrainer as QueueDrainer
-from ._pressure._partitioned import open_partitioned_workers as open_partitioned_workers
-from ._pressure._policy import Admission as Admission
-from ._pressure._policy import Level as Level
-from ._pressure._policy import LevelState as LevelState
-from ._pressure._policy import PressurePolicy as PressurePolicy
-from ._pressure._policy import Priority as Priority
-from ._pressure._policy import Threshold as Threshold
-from ._pressure._policy import Verdict as Verdict
-from ._pressure._policy import admit as admit
-from ._pressure._policy import advance as advance
-from ._pressure._policy import level_for as level_for
-from ._pressure._queue import BoundedQueue as BoundedQueue
-from ._pressure._queue import QueueStatistics as QueueStatistics
-from ._pressure._ratelimit import RateLimiter as RateLimiter
-from ._pressure._ratelimit import RateLimiterStatistics as RateLimiterStatistics
 
 __version__ = "0.1.0"
 from ._supervision._spec import AutoShutdown as AutoShutdown
@@ -89,8 +59,6 @@ from ._supervision._supervisor import SupervisorStatistics as SupervisorStatisti
 from ._supervision._supervisor import open_supervisor as open_supervisor
 from ._supervision._supervisor import start_supervisor as start_supervisor
 from ._supervision._supervisor import supervisor_ref as supervisor_ref
-from ._supervision._window import RestartWindow as RestartWindow
-from ._supervision._window import record_restart as record_restart
 
 __all__ = [
     # actors
@@ -125,7 +93,7 @@ __all__ = [
     "whereis",
     "named",
     "DeadLetterEvent",
-    "DeadLetterStatistics",
+    "DeadLetterStreamStatistics",
     "DeadLetterStream",
     "DeadLetterSuppression",
     # supervision
@@ -150,39 +118,51 @@ __all__ = [
     "open_supervisor",
     "start_supervisor",
     "supervisor_ref",
-    "RestartWindow",
-    "record_restart",
-    # pressure
-    "Admission",
-    "BoundedQueue",
-    "Level",
-    "LevelState",
-    "PressurePolicy",
-    "Priority",
-    "QueueStatistics",
-    "PartitionedQueue",
-    "PartitionedQueueStatistics",
-    "PartitionStatistics",
-    "PartitionWorker",
-    "QueueDrainer",
-    "open_partitioned_workers",
-    "partition_of",
-    "stable_hash",
-    "RateLimiter",
-    "RateLimiterStatistics",
-    "Threshold",
-    "Verdict",
-    "admit",
-    "advance",
-    "level_for",
-    "GET_PRESSURE",
-    "PressureMonitor",
-    "PressureStatistics",
-    "SamplePressure",
-    "SourcePressure",
-    "Watched",
-    "notify_pressure",
-    "pressure_statistics",
     # errors
     *_exception_names,
 ]
+
+# Names that lived at the top level until 0.2 and that the docs or examples used.
+# They stay importable for one release, with a DeprecationWarning naming the new home.
+_MOVED: dict[str, tuple[str, str]] = {
+    **{
+        name: ("otpy.pressure", name)
+        for name in (
+            "BoundedQueue",
+            "GET_PRESSURE",
+            "PartitionedQueue",
+            "PressureMonitor",
+            "PressurePolicy",
+            "Priority",
+            "RateLimiter",
+            "SamplePressure",
+            "Threshold",
+            "Watched",
+            "admit",
+            "notify_pressure",
+            "pressure_statistics",
+        )
+    },
+    "DeadLetterStatistics": ("otpy", "DeadLetterStreamStatistics"),
+    "RestartWindow": ("otpy._supervision", "RestartWindow"),
+    "record_restart": ("otpy._supervision", "record_restart"),
+}
+
+
+def __getattr__(name: str) -> object:
+    """Resolve a moved name with a DeprecationWarning that says where it lives now."""
+    try:
+        module_name, new_name = _MOVED[name]
+    except KeyError:
+        raise AttributeError(f"module 'otpy' has no attribute {name!r}") from None
+    import importlib
+    import warnings
+
+    where = "otpy" if module_name == "otpy" else module_name
+    hint = (
+        f"otpy.{name} is deprecated: use {where}.{new_name}"
+        if not module_name.startswith("otpy._")
+        else f"otpy.{name} is deprecated and will be removed: it is internal arithmetic"
+    )
+    warnings.warn(hint, DeprecationWarning, stacklevel=2)
+    return getattr(importlib.import_module(module_name), new_name)

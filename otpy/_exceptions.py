@@ -417,8 +417,8 @@ class PressureError(OtpyError):
 
     Attributes:
         queue: the queue's name.
-        priority: the message's priority (an ``otpy.Priority``).
-        level: the queue's pressure level then (an ``otpy.Level``).
+        priority: the message's priority (an ``otpy.pressure.Priority``).
+        level: the queue's pressure level then (an ``otpy.pressure.Level``).
         depth: messages queued then.
         capacity: the queue's capacity.
     """

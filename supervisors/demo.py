@@ -37,6 +37,7 @@ import anyio
 import attrs
 
 import otpy
+import otpy.pressure
 from otpy.deadletter import (
     DeadLetters,
     DeadLetterStore,
@@ -220,7 +221,7 @@ class Flaky(otpy.Actor):
 class Ticker(otpy.Actor):
     """Feeds the pipeline, the deliveries and the pool every :data:`TICK` seconds."""
 
-    async def init(self, deliveries: otpy.PartitionedQueue[Record]) -> None:
+    async def init(self, deliveries: otpy.pressure.PartitionedQueue[Record]) -> None:
         """Start counting and schedule the first burst."""
         self.sent = 0
         self.ticks = 0
@@ -229,7 +230,9 @@ class Ticker(otpy.Actor):
         self.parse = self.node.named("demo.parse")
         self.send_after(TICK, "tick")
 
-    async def _deliver(self, customer: str, record: Record, priority: otpy.Priority) -> None:
+    async def _deliver(
+        self, customer: str, record: Record, priority: otpy.pressure.Priority
+    ) -> None:
         try:
             await self.deliveries.put(customer, record, priority=priority)
         except otpy.PressureError:
@@ -246,11 +249,11 @@ class Ticker(otpy.Actor):
             record = Record(self.sent, f"  record {self.sent}  ")
             await self.parse.cast(record)
             customer = f"customer-{self.sent % CUSTOMERS}"
-            await self._deliver(customer, record, otpy.Priority.NORMAL)
+            await self._deliver(customer, record, otpy.pressure.Priority.NORMAL)
         if self.ticks % SURGE_EVERY == 0:
             for n in range(SURGE):
                 surge = Record(-n, f"surge {self.ticks}.{n}")
-                await self._deliver("customer-0", surge, otpy.Priority.LOW)
+                await self._deliver("customer-0", surge, otpy.pressure.Priority.LOW)
         pool = self.node.whereis("demo.workers")
         if pool is not None:
             try:
@@ -279,7 +282,7 @@ def build_root(store: DeadLetterStore) -> otpy.SupervisorSpec:
     rejections: PartitionedRejectionDeadLetters[Record] = dead_letter_partitioned_rejections(
         DeadLetters(), encoder=encode_record
     )
-    queue: otpy.PartitionedQueue[Record] = otpy.PartitionedQueue(
+    queue: otpy.pressure.PartitionedQueue[Record] = otpy.pressure.PartitionedQueue(
         4, 40, name="deliveries", on_reject=rejections
     )
     rejections.bind(queue)
@@ -292,7 +295,7 @@ def build_root(store: DeadLetterStore) -> otpy.SupervisorSpec:
     )
     pressure = otpy.ChildSpec(
         id="pressure",
-        start=otpy.PressureMonitor,
+        start=otpy.pressure.PressureMonitor,
         name="pressure",
         args=({"deliveries": queue}, None, 0.5, "demo"),
     )

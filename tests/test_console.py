@@ -16,6 +16,7 @@ import pytest
 from rich.console import Console
 
 import otpy
+import otpy.pressure
 from otpy.console import (
     NodeSnapshot,
     StoreSnapshot,
@@ -309,7 +310,7 @@ async def pressure_scene() -> tuple[NodeSnapshot, float]:
         otpy.ChildSpec(id="other", start=Idle),
         otpy.ChildSpec(
             id="monitor",
-            start=otpy.PressureMonitor,
+            start=otpy.pressure.PressureMonitor,
             name="pressure",
             args=({"busy": "busy", "calm": "calm"},),
         ),
@@ -320,7 +321,7 @@ async def pressure_scene() -> tuple[NodeSnapshot, float]:
         await busy.suspend()
         for n in range(9):
             await busy.cast(n)
-        await otpy.named("pressure").call(otpy.SamplePressure())
+        await otpy.named("pressure").call(otpy.pressure.SamplePressure())
         return take_snapshot(otpy.current_node()), anyio.current_time()
 
 
@@ -352,15 +353,18 @@ async def test_p5_pressure_levels_are_coloured_and_the_column_stays_when_narrow(
 
 async def test_p5_console_shows_the_worst_partition_of_a_monitor_named_by_component() -> None:
     """P5/A15: take_snapshot(monitors=...) reads an unregistered monitor; partitions show their worst level."""
-    calm: otpy.BoundedQueue[int] = otpy.BoundedQueue(10, name="busy")
-    full: otpy.BoundedQueue[int] = otpy.BoundedQueue(10, name="busy")
+    calm: otpy.pressure.BoundedQueue[int] = otpy.pressure.BoundedQueue(10, name="busy")
+    full: otpy.pressure.BoundedQueue[int] = otpy.pressure.BoundedQueue(10, name="busy")
     for n in range(10):
-        full.put_nowait(n, priority=otpy.Priority.CRITICAL)
-    sources = [otpy.Watched("busy", calm, partition=0), otpy.Watched("busy", full, partition=1)]
+        full.put_nowait(n, priority=otpy.pressure.Priority.CRITICAL)
+    sources = [
+        otpy.pressure.Watched("busy", calm, partition=0),
+        otpy.pressure.Watched("busy", full, partition=1),
+    ]
     async with otpy.open_supervisor([otpy.ChildSpec(id="busy", start=Idle)], name="root"):
         node = otpy.current_node()
-        monitor = await otpy.spawn(otpy.PressureMonitor, sources, None, 1.0, "edge")
-        await monitor.call(otpy.SamplePressure())
+        monitor = await otpy.spawn(otpy.pressure.PressureMonitor, sources, None, 1.0, "edge")
+        await monitor.call(otpy.pressure.SamplePressure())
         without = take_snapshot(node)
         snapshot = take_snapshot(node, monitors=["edge", "nobody"])
         await monitor.stop()
@@ -379,7 +383,7 @@ async def test_p5_console_shows_the_worst_partition_of_a_monitor_named_by_compon
 
 async def test_p5_each_partition_worker_row_shows_its_own_partition_level() -> None:
     """P5/A15: each partition worker shows its partition's level and depth; the supervisor the worst."""
-    queue: otpy.PartitionedQueue[int] = otpy.PartitionedQueue(2, 10, name="jobs")
+    queue: otpy.pressure.PartitionedQueue[int] = otpy.pressure.PartitionedQueue(2, 10, name="jobs")
     hot = next(k for k in ("a", "b", "c", "d") if queue.partition_of(k) == 1)
     entered, release = anyio.Event(), anyio.Event()
 
@@ -390,15 +394,18 @@ async def test_p5_each_partition_worker_row_shows_its_own_partition_level() -> N
     specs: list[otpy.ChildSpec | otpy.SupervisorSpec] = [
         queue.supervisor_spec(handler, max_demand=1, name="jobs"),
         otpy.ChildSpec(
-            id="monitor", start=otpy.PressureMonitor, name="pressure", args=({"jobs": queue},)
+            id="monitor",
+            start=otpy.pressure.PressureMonitor,
+            name="pressure",
+            args=({"jobs": queue},),
         ),
     ]
     async with otpy.open_supervisor(specs, name="root"):
         queue.put_nowait(hot, 0)
         await entered.wait()  # one in hand, then 9/10 queued: degraded
         for n in range(1, 10):
-            queue.put_nowait(hot, n, priority=otpy.Priority.CRITICAL)
-        await otpy.named("pressure").call(otpy.SamplePressure())
+            queue.put_nowait(hot, n, priority=otpy.pressure.Priority.CRITICAL)
+        await otpy.named("pressure").call(otpy.pressure.SamplePressure())
         snapshot, now = take_snapshot(otpy.current_node()), anyio.current_time()
         release.set()
     rows = lines(render(render_tree(snapshot, now=now), width=120))
@@ -453,14 +460,16 @@ async def test_console_counts_every_dead_letter_the_store_holds() -> None:
         assert poison is not None
         await poison.cast("order 7")  # poison: through the node's stream and the router
         await poison.wait_exited()
-        queue: otpy.BoundedQueue[int] = dead_lettering_queue(20, DeadLetters(), key="orders")
+        queue: otpy.pressure.BoundedQueue[int] = dead_lettering_queue(
+            20, DeadLetters(), key="orders"
+        )
         for n in range(19):  # 19/20 queued is level shed
-            queue.put_nowait(n, priority=otpy.Priority.CRITICAL)
+            queue.put_nowait(n, priority=otpy.pressure.Priority.CRITICAL)
         with pytest.raises(otpy.LoadShed):
-            queue.put_nowait(100, priority=otpy.Priority.LOW)
-        queue.put_nowait(19, priority=otpy.Priority.CRITICAL)
+            queue.put_nowait(100, priority=otpy.pressure.Priority.LOW)
+        queue.put_nowait(19, priority=otpy.pressure.Priority.CRITICAL)
         with pytest.raises(otpy.QueueFull):
-            queue.put_nowait(101, priority=otpy.Priority.CRITICAL)
+            queue.put_nowait(101, priority=otpy.pressure.Priority.CRITICAL)
         await dead_letter_leftovers(DeadLetters())("jobs", [("a", 5), ("b", 6)])  # a drain's rest
         await store.add_many([DeadLetter.capture(key="direct", source=Source.INGEST)])
         # acknowledged after commit, and the writer commits in order: everything is in

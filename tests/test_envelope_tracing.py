@@ -14,6 +14,7 @@ import pytest
 from opentelemetry import trace
 
 import otpy
+import otpy.pressure
 from otpy._core import _envelope
 from otpy.deadletter import (
     DeadLetter,
@@ -197,7 +198,7 @@ async def test_each_partitioned_item_is_handled_in_its_own_producers_trace() -> 
     The nudge that wakes the worker belongs to nobody's trace, and an item put with no
     span is handled with none.
     """
-    queue: otpy.PartitionedQueue[str] = otpy.PartitionedQueue(1, 16, name="jobs")
+    queue: otpy.pressure.PartitionedQueue[str] = otpy.pressure.PartitionedQueue(1, 16, name="jobs")
 
     async def handler(key: str, item: str) -> None:
         with get_tracer().start_as_current_span(f"handle {item}"):

@@ -31,17 +31,18 @@ from hypothesis import strategies as st
 from trio.testing import MockClock
 
 import otpy
+import otpy._supervision
 import otpy.deadletter
+import otpy.pressure
 import otpy.telemetry
 import otpy.testing
-from otpy import (
+from otpy import MailboxConfig, Overflow, PressureError
+from otpy.deadletter import MemoryDeadLetterStore, ReplayConfig, Source
+from otpy.pressure import (
     BoundedQueue,
     Level,
     LevelState,
-    MailboxConfig,
-    Overflow,
     PartitionedQueue,
-    PressureError,
     PressurePolicy,
     Priority,
     RateLimiter,
@@ -49,7 +50,6 @@ from otpy import (
     Threshold,
     Watched,
 )
-from otpy.deadletter import MemoryDeadLetterStore, ReplayConfig, Source
 
 MODULES = (otpy, otpy.deadletter, otpy.telemetry, otpy.testing)
 
@@ -117,7 +117,7 @@ async def _policy_works(policy: PressurePolicy) -> None:
     while len(queue):
         queue.get_nowait()
     await queue.put(1, priority=Priority.CRITICAL)
-    otpy.level_for(policy, Level.SHED, 0.5)
+    otpy.pressure.level_for(policy, Level.SHED, 0.5)
 
 
 async def _partitioned_works(queue: PartitionedQueue[int]) -> None:
@@ -171,17 +171,17 @@ async def _mailbox_works(config: MailboxConfig) -> None:
 
 async def _monitor_works(watched: Watched) -> None:
     async with otpy.open_node() as node:
-        ref = await node.spawn(otpy.PressureMonitor, [watched], None, 1.0)
+        ref = await node.spawn(otpy.pressure.PressureMonitor, [watched], None, 1.0)
         await ref.call(SamplePressure())
-        await ref.call(otpy.GET_PRESSURE)
+        await ref.call(otpy.pressure.GET_PRESSURE)
 
 
 async def _sample_works(sample: SamplePressure) -> None:
     async with otpy.open_node() as node:
-        ref = await node.spawn(otpy.PressureMonitor, {"q": BoundedQueue(4)}, None, 1.0)
+        ref = await node.spawn(otpy.pressure.PressureMonitor, {"q": BoundedQueue(4)}, None, 1.0)
         await ref.call(sample)
         ref.cast_nowait(sample)
-        await ref.call(otpy.GET_PRESSURE)
+        await ref.call(otpy.pressure.GET_PRESSURE)
 
 
 async def _in_a_supervisor_spec(spec: object) -> None:
@@ -192,8 +192,8 @@ async def _flags_work(flags: otpy.SupervisorFlags) -> None:
     otpy.SupervisorSpec(children=[], flags=flags)
 
 
-async def _window_works(window: otpy.RestartWindow) -> None:
-    otpy.record_restart(window, 0.0)
+async def _window_works(window: otpy._supervision.RestartWindow) -> None:
+    otpy._supervision.record_restart(window, 0.0)
 
 
 async def _backoff_works(backoff: otpy.Backoff) -> None:
@@ -278,7 +278,7 @@ REGISTRY: dict[str, Case] = {
     "LevelState": Case(
         LevelState,
         {"level": st.sampled_from(Level), "since": st.floats(-1e6, 1e6)},
-        lambda state: _nothing(otpy.advance(PressurePolicy(), state, 0.99, 0.0)),
+        lambda state: _nothing(otpy.pressure.advance(PressurePolicy(), state, 0.99, 0.0)),
     ),
     "RateLimiter": Case(
         RateLimiter, {"rate": st.floats(0.5, 1e6), "burst": st.integers(1, 10**6)}, _limiter_works
@@ -369,7 +369,7 @@ REGISTRY: dict[str, Case] = {
         _backoff_works,
     ),
     "RestartWindow": Case(
-        otpy.RestartWindow,
+        otpy._supervision.RestartWindow,
         {"intensity": st.integers(0, 10), "period": st.floats(0.1, 60)},
         _window_works,
     ),
@@ -460,8 +460,10 @@ CALLS: dict[str, Case] = {
     "crash_after": Case(
         lambda **kw: otpy.testing.crash_after(id="c", **kw), {"delay": st.floats(0, 10)}
     ),
-    "partition_of": Case(otpy.partition_of, {"key": NAMES, "partitions": st.integers(1, 64)}),
-    "stable_hash": Case(otpy.stable_hash, {"key": NAMES}),
+    "partition_of": Case(
+        otpy.pressure.partition_of, {"key": NAMES, "partitions": st.integers(1, 64)}
+    ),
+    "stable_hash": Case(otpy.pressure.stable_hash, {"key": NAMES}),
     "Telemetry.force_flush": Case(
         lambda **kw: otpy.telemetry.Telemetry(enabled=False).force_flush(**kw),
         {"timeout": st.floats(0, 5)},
@@ -485,7 +487,7 @@ NOT_BUILT_BY_HAND: dict[str, str] = {
             "ActorStatistics",
             "ActorStatus",
             "DeadLetterEvent",
-            "DeadLetterStatistics",
+            "DeadLetterStreamStatistics",
             "ChildCounts",
             "ChildInfo",
             "ChildStatistics",

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import otpy
-from otpy import Backoff, RestartWindow, backoff_delay, record_restart
+from otpy import Backoff, backoff_delay
+from otpy._supervision import RestartWindow, record_restart
 
 
 def test_s5_restart_exactly_period_old_still_counts() -> None:

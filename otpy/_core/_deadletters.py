@@ -23,7 +23,12 @@ from ._reasons import Down, Exit
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-__all__ = ["DeadLetterEvent", "DeadLetterStatistics", "DeadLetterStream", "DeadLetterSuppression"]
+__all__ = [
+    "DeadLetterEvent",
+    "DeadLetterStreamStatistics",
+    "DeadLetterStream",
+    "DeadLetterSuppression",
+]
 
 logger = get_logger("otpy.deadletters")
 
@@ -64,7 +69,7 @@ class DeadLetterEvent:
 
 
 @attrs.frozen
-class DeadLetterStatistics:
+class DeadLetterStreamStatistics:
     """Counters of the dead-letter stream.
 
     Attributes:
@@ -174,9 +179,9 @@ class DeadLetterStream:
         self._sinks.append(sink)
         return lambda: self._sinks.remove(sink)
 
-    def statistics(self) -> DeadLetterStatistics:
+    def statistics(self) -> DeadLetterStreamStatistics:
         """Return a snapshot of the counters."""
-        return DeadLetterStatistics(
+        return DeadLetterStreamStatistics(
             total=sum(self._counts.values()),
             by_reason=dict(self._counts),
             subscriber_drops=self._subscriber_drops,

@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 import otpy
+import otpy.pressure
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -143,8 +144,8 @@ class NodeSnapshot:
 
     trees: tuple[otpy.SupervisorStatistics, ...]
     live_actors: int | None = None
-    dead_letters: otpy.DeadLetterStatistics | None = None
-    pressure: Mapping[str, otpy.PressureStatistics] = attrs.field(factory=dict)
+    dead_letters: otpy.DeadLetterStreamStatistics | None = None
+    pressure: Mapping[str, otpy.pressure.PressureStatistics] = attrs.field(factory=dict)
     stores: Mapping[str, StoreSnapshot] = attrs.field(factory=dict)
 
 
@@ -158,8 +159,8 @@ def take_snapshot(
     """Copy the statistics of *node* and its root supervisors into a :class:`NodeSnapshot`.
 
     Pressure comes from what the monitors last published
-    (:func:`~otpy.pressure_statistics`), never from a call: every child running a
-    :class:`~otpy.PressureMonitor` under a registered name is read, and so is each
+    (:func:`~otpy.pressure.pressure_statistics`), never from a call: every child running a
+    :class:`~otpy.pressure.PressureMonitor` under a registered name is read, and so is each
     name in *monitors*. Dead-letter stores are never read here (a read may wait on
     a disk): pass the latest readings from
     :func:`~otpy.console.read_store_statistics` as *stores*.
@@ -183,9 +184,9 @@ def take_snapshot(
             trees.append(otpy.supervisor_ref(ref).statistics())
         except TypeError:  # a plain actor added as a root: nothing to draw as a tree
             continue
-    pressure: dict[str, otpy.PressureStatistics] = {}
+    pressure: dict[str, otpy.pressure.PressureStatistics] = {}
     for name in [*_monitor_names(trees), *monitors]:
-        published = otpy.pressure_statistics(name, node=node)
+        published = otpy.pressure.pressure_statistics(name, node=node)
         if published is not None:
             pressure[name] = published
     return NodeSnapshot(
@@ -228,7 +229,7 @@ def render_tree(
     ``pressure`` column shows the level of each row whose child id or registered
     name is the name of a watched queue (the worst level over its partitions), or
     ``"name.i"`` for partition *i* (a partition worker's child id, shown with the
-    partition's depth against its capacity); so name the :class:`~otpy.Watched`
+    partition's depth against its capacity); so name the :class:`~otpy.pressure.Watched`
     source after the child it watches.
 
     It fits the console it is drawn on (its height, or ``options.height``): the
@@ -269,16 +270,16 @@ def render_tree(
 
 
 def _pressure_levels(
-    pressure: Mapping[str, otpy.PressureStatistics],
-) -> dict[str, tuple[otpy.Level, tuple[int, int] | None]]:
+    pressure: Mapping[str, otpy.pressure.PressureStatistics],
+) -> dict[str, tuple[otpy.pressure.Level, tuple[int, int] | None]]:
     """The worst level of each watched queue name, over monitors and partitions.
 
     Partition *i* of queue ``name`` is also listed as ``"name.i"``, the child id of
-    its :class:`~otpy.PartitionWorker`, so each worker's row shows its own level,
+    its :class:`~otpy.pressure.PartitionWorker`, so each worker's row shows its own level,
     with the partition's depth against its capacity: the backlog of a partition
     worker is in its partition, not in its mailbox.
     """
-    levels: dict[str, tuple[otpy.Level, tuple[int, int] | None]] = {}
+    levels: dict[str, tuple[otpy.pressure.Level, tuple[int, int] | None]] = {}
     for stats in pressure.values():
         for source in stats.sources.values():
             entries: list[tuple[str, tuple[int, int] | None]] = [(source.name, None)]
@@ -293,7 +294,7 @@ def _pressure_levels(
 
 
 def _pressure_cell(
-    row: _Row, levels: Mapping[str, tuple[otpy.Level, tuple[int, int] | None]]
+    row: _Row, levels: Mapping[str, tuple[otpy.pressure.Level, tuple[int, int] | None]]
 ) -> Text:
     """The row's level (and a partition's depth), or a dim ``-`` when no monitor watches it."""
     found = [levels[name] for name in row.names if name in levels]

@@ -44,13 +44,9 @@ from ._replay import ReplayConfig as ReplayConfig
 from ._replay import Replayer as Replayer
 from ._replay import ReplayHandler as ReplayHandler
 from ._replay import ReplayHandlers as ReplayHandlers
-from ._replay import ReplayOutcomeUnknown as ReplayOutcomeUnknown
 from ._replay import ReplayResult as ReplayResult
-from ._replay import ReplayUnavailable as ReplayUnavailable
 from ._replay import open_replayer as open_replayer
-from ._replay import partition_of as partition_of
 from ._replay import replay_supervisor as replay_supervisor
-from ._replay import stable_hash as stable_hash
 from ._sqlite import SQLiteDeadLetterStore as SQLiteDeadLetterStore
 from ._sqlite import open_store as open_store
 from ._store import Action as Action
@@ -125,12 +121,8 @@ __all__ = [
     "Replayer",
     "ReplayHandler",
     "ReplayHandlers",
-    "ReplayOutcomeUnknown",
     "ReplayResult",
-    "ReplayUnavailable",
     "open_replayer",
-    "partition_of",
     "replay_supervisor",
     "sqlite_store",
-    "stable_hash",
 ]

@@ -1,6 +1,6 @@
 """Dead-letter the messages a bounded queue refuses (P7, P8, D1).
 
-A :class:`~otpy.BoundedQueue` hands every refused message to its ``on_reject``
+A :class:`~otpy.pressure.BoundedQueue` hands every refused message to its ``on_reject``
 callback, synchronously, before the producer's :class:`~otpy.LoadShed` or
 :class:`~otpy.QueueFull` is raised. :func:`dead_letter_rejections` builds such a
 callback: it turns each refusal into a :class:`~otpy.deadletter.DeadLetter` (source
@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Protocol, TypeV
 from .._check import callable_or_none, short
 from .._check import name as check_name
 from .._exceptions import InvalidArgumentType
-from .._pressure._policy import PressurePolicy, Priority
-from .._pressure._queue import BoundedQueue
 from .._redact import get_logger
+from ..pressure._policy import PressurePolicy, Priority
+from ..pressure._queue import BoundedQueue
 from ._capture import encode_payload
 from ._record import Category, DeadLetter, Diagnostics, Source
 from ._writer import DeadLetters
@@ -37,8 +37,8 @@ from ._writer import DeadLetters
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from .._pressure._partitioned import PartitionedQueue
-    from .._pressure._queue import QueueStatistics
+    from ..pressure._partitioned import PartitionedQueue
+    from ..pressure._queue import QueueStatistics
     from ._capture import Encoder
 
 __all__ = [
@@ -209,7 +209,7 @@ def _rejection_record(
 
 @final
 class PartitionedRejectionDeadLetters(_Bound["PartitionedQueue[T]"], Generic[T]):
-    """An ``on_reject`` for a :class:`~otpy.PartitionedQueue` that stores each refusal (P7, P8).
+    """An ``on_reject`` for a :class:`~otpy.pressure.PartitionedQueue` that stores each refusal (P7, P8).
 
     Build it with :func:`dead_letter_partitioned_rejections`. Each record takes the
     item's own key (so a replay lands on the same partition) and, once bound, the
@@ -242,7 +242,7 @@ def dead_letter_partitioned_rejections(
     queue: PartitionedQueue[T] | None = None,
     encoder: Encoder = encode_payload,
 ) -> PartitionedRejectionDeadLetters[T]:
-    """Return an ``on_reject`` for a :class:`~otpy.PartitionedQueue` that dead-letters refusals.
+    """Return an ``on_reject`` for a :class:`~otpy.pressure.PartitionedQueue` that dead-letters refusals.
 
     The records are those of :func:`dead_letter_rejections`, keyed by each item's
     own key. Bind it to the queue afterwards (``callback.bind(queue)``) or pass
@@ -301,7 +301,7 @@ def dead_lettering_queue(
     policy: PressurePolicy | None = None,
     encoder: Encoder = encode_payload,
 ) -> BoundedQueue[T]:
-    """Return a :class:`~otpy.BoundedQueue` whose refused messages are dead-lettered.
+    """Return a :class:`~otpy.pressure.BoundedQueue` whose refused messages are dead-lettered.
 
     The same as building the queue with ``on_reject=dead_letter_rejections(...)`` and
     binding the callback to it.
@@ -323,7 +323,7 @@ def dead_lettering_queue(
 def dead_letter_leftovers(
     client: DeadLetters, *, encoder: Encoder = encode_payload, timeout: float = 10.0
 ) -> Callable[[str, list[tuple[str, Any]]], Awaitable[None]]:
-    """Return an ``on_leftovers`` for :meth:`~otpy.PartitionedQueue.drain_spec` that dead-letters them (P10).
+    """Return an ``on_leftovers`` for :meth:`~otpy.pressure.PartitionedQueue.drain_spec` that dead-letters them (P10).
 
     Each ``(key, item)`` a drain left unfinished becomes a record with the item's key
     (so a replay lands on the same partition), source

@@ -1,8 +1,8 @@
 """Replay: re-send dead letters through handlers, at most once per idempotency key (D6-D10).
 
 The replay supervisor (``one_for_one``) runs ``partitions`` workers and a reclaimer.
-The workers are the :class:`~otpy.PartitionWorker` actors of a
-:class:`~otpy.PartitionedQueue` (the pressure package's building block): a request
+The workers are the :class:`~otpy.pressure.PartitionWorker` actors of a
+:class:`~otpy.pressure.PartitionedQueue` (the pressure package's building block): a request
 goes to partition ``stable_hash(record.key) % partitions``, so the replays of one key
 run in order, one at a time, while other partitions run concurrently. Keys that share
 a partition share its queue, as with Broadway's ``partition_by``; each partition
@@ -59,10 +59,10 @@ from .._exceptions import (
 )
 from .._partition import partition_of as partition_of
 from .._partition import stable_hash as stable_hash
-from .._pressure._partitioned import PartitionedQueue
 from .._redact import get_logger
 from .._supervision._spec import ChildSpec, Strategy, SupervisorFlags, SupervisorSpec
 from .._supervision._supervisor import open_supervisor
+from ..pressure._partitioned import PartitionedQueue
 from ._record import DeadLetter, ReplayOutcome, Source, current_trace_context
 from ._store import DeadLetterFilter, DeadLetterStore
 

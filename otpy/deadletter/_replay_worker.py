@@ -1,7 +1,7 @@
 """What the replay supervisor runs: the workers' handler, the reclaimer, and replay telemetry (D8-D10, T4).
 
-The workers are the :class:`~otpy.PartitionWorker` actors of the config's
-:class:`~otpy.PartitionedQueue`; :class:`ReplayRunner` is their handler. See
+The workers are the :class:`~otpy.pressure.PartitionWorker` actors of the config's
+:class:`~otpy.pressure.PartitionedQueue`; :class:`ReplayRunner` is their handler. See
 ``_replay.py`` for the protocol a replay follows. Telemetry uses opentelemetry-api
 only and never raises: a failure is logged at debug level and the replay goes on.
 """
@@ -28,8 +28,8 @@ from .._exceptions import (
     NoReplayHandler,
     PressureError,
 )
-from .._pressure._policy import Priority
 from .._redact import get_logger
+from ..pressure._policy import Priority
 from ..telemetry._events import get_meter, get_tracer
 from ._record import ReplayOutcome, ReplayStatus, redact
 from ._replay import _RECLAIM_NOW, _TICK, ReplayOutcomeUnknown, ReplayResult, _Job, _Replay

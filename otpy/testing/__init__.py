@@ -11,13 +11,13 @@ With it, ``await anyio.sleep(3600)`` returns at once and time moves exactly.
 
 from __future__ import annotations
 
-from typing import Any
-
-from .._check import number
-from .._core._actor import Actor
-from .._core._ref import _INTERNAL, ActorRef
-from .._supervision._spec import ChildSpec, Restart
-from ._telemetry import capture_metrics, capture_spans
+from ._crash import CrashAfter as CrashAfter
+from ._crash import CrashInjected as CrashInjected
+from ._crash import crash_after as crash_after
+from ._crash import inject_crash as inject_crash
+from ._telemetry import capture_metrics as capture_metrics
+from ._telemetry import capture_spans as capture_spans
+from ._time import virtual_time as virtual_time
 
 __all__ = [
     "capture_metrics",
@@ -28,61 +28,3 @@ __all__ = [
     "inject_crash",
     "virtual_time",
 ]
-
-
-class CrashInjected(Exception):
-    """The exception :func:`inject_crash` and :class:`CrashAfter` crash actors with."""
-
-
-def virtual_time() -> tuple[str, dict[str, Any]]:
-    """Return an ``anyio_backend`` value: trio with a ``MockClock`` that jumps at once."""
-    try:
-        from trio.testing import MockClock
-    except ImportError as exc:
-        raise ImportError("virtual_time() needs trio: pip install 'otpy[testing]'") from exc
-
-    return ("trio", {"clock": MockClock(autojump_threshold=0)})
-
-
-def inject_crash(ref: ActorRef, error: BaseException | None = None) -> None:
-    """Make *ref* crash with *error* (default :class:`CrashInjected`) at its next message.
-
-    The crash happens inside the actor's own task, in mailbox order, exactly as if
-    a handler had raised.
-    """
-    label = ref.label
-
-    def crash() -> None:
-        # Built here, not captured: a captured exception would sit in a reference
-        # cycle (closure -> exception -> traceback -> frame) after the crash.
-        raise error if error is not None else CrashInjected(f"crash injected into {label}")
-
-    ref._mailbox.append((_INTERNAL, crash))
-
-
-class CrashAfter(Actor):
-    """An actor that crashes ``delay`` seconds after each start; answers ``"ping"`` calls."""
-
-    async def init(self, delay: float) -> None:
-        self.delay = delay
-        self.send_after(delay, "crash")
-
-    async def handle_info(self, message: Any) -> None:
-        if message == "crash":
-            raise CrashInjected(f"{self.ref.label} crashed after {self.delay:g}s")
-        await super().handle_info(message)
-
-    async def handle_call(self, message: Any, caller: Any) -> Any:
-        return message
-
-
-def crash_after(
-    delay: float, *, id: str, restart: Restart = Restart.PERMANENT, **options: Any
-) -> ChildSpec:
-    """Return a child spec whose actor crashes *delay* seconds after every start.
-
-    Raises:
-        InvalidArgument: *delay* is not a finite number of seconds >= 0.
-    """
-    delay = number(delay, "delay", owner="crash_after", positive=False, unit=" of seconds")
-    return ChildSpec(id=id, start=CrashAfter, args=(delay,), restart=restart, **options)

@@ -17,7 +17,9 @@ from otpy import (
     InvalidReplayHandler,
     NoReplayHandler,
     ReplayFailed,
+    ReplayOutcomeUnknown,
     ReplayRejected,
+    ReplayUnavailable,
 )
 from otpy.deadletter import (
     DeadLetter,
@@ -27,16 +29,12 @@ from otpy.deadletter import (
     ReplayConfig,
     Replayer,
     ReplayOutcome,
-    ReplayOutcomeUnknown,
     ReplayResult,
     ReplayStatus,
-    ReplayUnavailable,
     Source,
     open_replayer,
     open_store,
-    partition_of,
     replay_supervisor,
-    stable_hash,
 )
 from otpy.deadletter._replay_worker import (
     ATTR_ATTEMPT,
@@ -49,6 +47,7 @@ from otpy.deadletter._replay_worker import (
     METRIC_OUTCOMES,
     SPAN_REPLAY,
 )
+from otpy.pressure import partition_of, stable_hash
 from otpy.testing import capture_metrics, capture_spans, virtual_time
 
 if TYPE_CHECKING:

@@ -10,19 +10,19 @@ import pytest
 from opentelemetry.trace import StatusCode
 
 import otpy
+from otpy import ReplayOutcomeUnknown
 from otpy.deadletter import (
     DeadLetterFilter,
     LedgerState,
     MemoryDeadLetterStore,
     ReplayOutcome,
-    ReplayOutcomeUnknown,
     ReplayResult,
     ReplayStatus,
     Source,
     open_replayer,
-    partition_of,
 )
 from otpy.deadletter._replay_worker import ATTR_OUTCOME, ATTR_RESUBMIT, SPAN_RECLAIM, SPAN_REPLAY
+from otpy.pressure import partition_of
 from otpy.testing import capture_spans, virtual_time
 
 from .test_replay import Destination, FakeClock, blocker, capture, keys_in_distinct_partitions

@@ -30,8 +30,8 @@ from otpy.deadletter import (
     SQLiteDeadLetterStore,
     Status,
     open_replayer,
-    partition_of,
 )
+from otpy.pressure import partition_of
 
 CHILD = Path(__file__).with_name("_replay_kill9_child.py")
 ROOT = Path(__file__).parents[2]

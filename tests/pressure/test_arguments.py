@@ -6,11 +6,9 @@ import math
 
 import pytest
 
-from otpy import (
+from otpy import InvalidArgument, InvalidArgumentType, InvalidPressurePolicy, named, open_node
+from otpy.pressure import (
     BoundedQueue,
-    InvalidArgument,
-    InvalidArgumentType,
-    InvalidPressurePolicy,
     Level,
     LevelState,
     PartitionedQueue,
@@ -19,9 +17,7 @@ from otpy import (
     SamplePressure,
     Threshold,
     Watched,
-    named,
     notify_pressure,
-    open_node,
     partition_of,
     stable_hash,
 )

@@ -10,9 +10,10 @@ import pytest
 from opentelemetry.trace import SpanKind
 
 import otpy
-from otpy import ChildSpec, Level, MailboxConfig, PressurePolicy, Threshold
-from otpy._pressure import _monitor
-from otpy._pressure._monitor import (
+import otpy.pressure
+from otpy import ChildSpec, MailboxConfig
+from otpy.pressure import Level, PressurePolicy, Threshold, _monitor
+from otpy.pressure._monitor import (
     ATTR_PRESSURE_CAPACITY,
     ATTR_PRESSURE_COMPONENT,
     ATTR_PRESSURE_DEPTH,
@@ -478,7 +479,7 @@ async def test_statistics_by_call_and_by_synchronous_lookup_agree() -> None:
 
 async def test_p5_watches_a_bounded_queue_through_its_statistics() -> None:
     """P5: a BoundedQueue's snapshot is read like a mailbox's; filling it is reported once."""
-    queue: otpy.BoundedQueue[int] = otpy.BoundedQueue(10, name="jobs")
+    queue: otpy.pressure.BoundedQueue[int] = otpy.pressure.BoundedQueue(10, name="jobs")
     with capture_spans() as exporter:
         async with otpy.open_node() as node:
             ref = await node.spawn(PressureMonitor, {"jobs": queue}, None, HOUR)
@@ -563,7 +564,7 @@ def partition_moves(exporter: InMemorySpanExporter) -> list[tuple[object, ...]]:
     ]
 
 
-def key_in_another_partition(queue: otpy.PartitionedQueue[int], *taken: int) -> str:
+def key_in_another_partition(queue: otpy.pressure.PartitionedQueue[int], *taken: int) -> str:
     """A key that the queue routes to a partition not in *taken*."""
     return next(k for k in (f"key-{n}" for n in range(1000)) if queue.partition_of(k) not in taken)
 
@@ -576,7 +577,7 @@ async def drive_calls(ref: otpy.ActorRef, times: int) -> None:
 
 async def test_p5_partitioned_source_reports_each_partition_level_once() -> None:
     """P5: one hot partition of a PartitionedQueue gives one transition, for it only."""
-    queue: otpy.PartitionedQueue[int] = otpy.PartitionedQueue(4, 10, name="jobs")
+    queue: otpy.pressure.PartitionedQueue[int] = otpy.pressure.PartitionedQueue(4, 10, name="jobs")
     hot = queue.partition_of("tenant-a")
     with capture_spans() as exporter:
         async with otpy.open_node() as node:
@@ -657,7 +658,7 @@ async def test_p5_twin_without_hysteresis_each_partition_crossing_is_a_transitio
 
 async def test_p5_restarted_monitor_gives_no_spurious_transition_for_partitions() -> None:
     """P5: after a restart unchanged partitions stay silent; one that changed meanwhile, once."""
-    queue: otpy.PartitionedQueue[int] = otpy.PartitionedQueue(4, 10, name="jobs")
+    queue: otpy.pressure.PartitionedQueue[int] = otpy.pressure.PartitionedQueue(4, 10, name="jobs")
     hot_key = "tenant-a"
     hot = queue.partition_of(hot_key)
     later_key = key_in_another_partition(queue, hot)
@@ -842,7 +843,7 @@ async def test_p5_a_partition_key_taken_by_another_source_is_left_to_it(
 
 async def test_p5_partitioned_queue_statistics_fit_the_monitors_protocol() -> None:
     """P5: PartitionedQueueStatistics is a PartitionedOccupancy (mypy checks the assignment)."""
-    queue: otpy.PartitionedQueue[int] = otpy.PartitionedQueue(2, 5, name="typed")
+    queue: otpy.pressure.PartitionedQueue[int] = otpy.pressure.PartitionedQueue(2, 5, name="typed")
     queue.put_nowait("k", 1)
     snapshot: _monitor.PartitionedOccupancy = queue.statistics()
     assert [(p.partition, p.queue.queued, p.queue.capacity) for p in snapshot.partitions] == [

@@ -11,17 +11,8 @@ import pytest
 
 import otpy
 import otpy.deadletter
-from otpy import (
-    PartitionedQueue,
-    PressureError,
-    PressurePolicy,
-    Priority,
-    QueueClosed,
-    QueueFull,
-    open_partitioned_workers,
-    partition_of,
-    stable_hash,
-)
+import otpy.pressure
+from otpy import PressureError, QueueClosed, QueueFull
 from otpy.deadletter import (
     Category,
     DeadLetters,
@@ -31,6 +22,14 @@ from otpy.deadletter import (
     dead_letter_leftovers,
 )
 from otpy.deadletter._rejections import QUEUE_HEADER
+from otpy.pressure import (
+    PartitionedQueue,
+    PressurePolicy,
+    Priority,
+    open_partitioned_workers,
+    partition_of,
+    stable_hash,
+)
 from otpy.testing import virtual_time
 
 if TYPE_CHECKING:
@@ -223,11 +222,19 @@ async def test_p8_one_full_partition_refuses_while_the_others_accept() -> None:
 
 async def test_p3_partitioning_is_stable_and_shared_with_replay() -> None:
     """P3/D10: the queue routes with the replay workers' stable_hash, a pinned value."""
-    assert otpy.stable_hash is otpy.deadletter.stable_hash
-    assert otpy.partition_of is otpy.deadletter.partition_of
     assert stable_hash("orders:42") == 7041023272453229123
     queue: PartitionedQueue[int] = PartitionedQueue(4, 4, name="q")
     assert queue.partition_of("orders:42") == 7041023272453229123 % 4
+
+    async def resend(record: otpy.deadletter.DeadLetter, idempotency_key: str) -> None:
+        """A replay handler that is never called: only the routing is compared."""
+
+    replay = otpy.deadletter.ReplayConfig(
+        store=otpy.deadletter.MemoryDeadLetterStore(),
+        handlers={otpy.deadletter.Source.OUTBOUND: resend},
+        partitions=4,
+    )
+    assert all(replay.partition_of(f"k{i}") == queue.partition_of(f"k{i}") for i in range(64))
     queue.put_nowait("orders:42", 1)
     queued = [p.queue.queued for p in queue.statistics().partitions]
     assert queued[7041023272453229123 % 4] == 1

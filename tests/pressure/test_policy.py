@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from otpy import (
-    InvalidPressurePolicy,
+from otpy import InvalidPressurePolicy
+from otpy.pressure import (
     Level,
     LevelState,
     PressurePolicy,

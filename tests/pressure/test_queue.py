@@ -12,15 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import otpy
-from otpy import (
+import otpy.pressure
+from otpy import LoadShed, PressureError, QueueFull
+from otpy.pressure import (
     BoundedQueue,
     Level,
     LevelState,
-    LoadShed,
-    PressureError,
     PressurePolicy,
     Priority,
-    QueueFull,
     QueueStatistics,
     Threshold,
     Verdict,
@@ -28,7 +27,7 @@ from otpy import (
     advance,
     level_for,
 )
-from otpy._pressure._queue import _regime
+from otpy.pressure._queue import _regime
 from otpy.testing import virtual_time
 
 if TYPE_CHECKING:
@@ -366,7 +365,7 @@ async def test_statistics_count_everything() -> None:
         queue.put_nowait(-3, priority=Priority.CRITICAL)
     assert await queue.get() == 0
     stats = queue.statistics()
-    assert stats == otpy.QueueStatistics(
+    assert stats == otpy.pressure.QueueStatistics(
         name="out",
         queued=CAPACITY - 1,
         capacity=CAPACITY,
@@ -491,7 +490,7 @@ async def test_twin_a_queue_of_one() -> None:
 @virtual
 async def test_drops_are_counted_by_reason_and_priority_and_throttle_time_is_recorded() -> None:
     """Every refusal increments otpy.pressure.drops by reason and priority; throttle waits go to a histogram."""
-    from otpy._pressure._monitor import METRIC_PRESSURE_DROPS, METRIC_PRESSURE_THROTTLE
+    from otpy.pressure._monitor import METRIC_PRESSURE_DROPS, METRIC_PRESSURE_THROTTLE
     from otpy.testing import capture_metrics
 
     with capture_metrics() as reader:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from otpy import InvalidArgument, RateLimiter
+from otpy import InvalidArgument
+from otpy.pressure import RateLimiter
 from otpy.testing import virtual_time
 
 pytestmark = pytest.mark.parametrize("anyio_backend", [virtual_time()])

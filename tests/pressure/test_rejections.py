@@ -7,7 +7,7 @@ import json
 import pytest
 
 import otpy
-from otpy import BoundedQueue, LoadShed, PartitionedQueue, PressureError, Priority, QueueFull
+from otpy import LoadShed, PressureError, QueueFull
 from otpy.deadletter import (
     Category,
     DeadLetter,
@@ -27,6 +27,7 @@ from otpy.deadletter._rejections import (
     dead_letter_rejections,
     dead_lettering_queue,
 )
+from otpy.pressure import BoundedQueue, PartitionedQueue, Priority
 
 # With capacity 20 and the default thresholds, 19 queued is level shed.
 CAPACITY = 20

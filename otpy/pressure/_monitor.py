@@ -1,7 +1,7 @@
 """The pressure monitor: an actor that turns queue occupancy into levels (P4-P5).
 
 It samples each watched queue's ``statistics()`` snapshot every ``interval`` seconds
-(and whenever a producer calls :func:`notify_pressure`), runs :func:`~otpy.advance` on
+(and whenever a producer calls :func:`notify_pressure`), runs :func:`~otpy.pressure.advance` on
 the occupancy ratio, and for each real level change emits exactly one transition span
 and metric. It reads public snapshots only, so it can watch an ``ActorRef`` (its
 mailbox), a bounded queue, or anything with ``statistics().queued`` and
@@ -296,7 +296,7 @@ class _GetPressure:
     __slots__ = ()
 
     def __repr__(self) -> str:
-        return "otpy.GET_PRESSURE"
+        return "otpy.pressure.GET_PRESSURE"
 
 
 GET_PRESSURE: Final = _GetPressure()
@@ -618,7 +618,7 @@ class PressureMonitor(Actor):
       name.
     - A partitioned source (its snapshot has a non-empty tuple ``partitions`` of items
       with ``.partition`` and ``.queue.queued``/``.capacity``, as
-      :class:`~otpy.PartitionedQueue`'s has) gets one level per partition and no
+      :class:`~otpy.pressure.PartitionedQueue`'s has) gets one level per partition and no
       level for its total: partition *i* of source ``key`` is published as
       ``f"{key}[{i}]"``, with ``partition=i`` on its spans and gauges, so one hot
       partition gives one transition, for that partition only. A partition key that

@@ -254,7 +254,7 @@ class BoundedQueue(Generic[T]):
     # -- level ---------------------------------------------------------------
 
     def watch(self, monitor: ActorRef | NamedRef, source: str | None = None) -> None:
-        """Notify *monitor* (a :class:`~otpy.PressureMonitor`) whenever this queue's level changes.
+        """Notify *monitor* (a :class:`~otpy.pressure.PressureMonitor`) whenever this queue's level changes.
 
         The monitor still samples on its interval; this makes it see a change at
         once, at the cost of one hint per transition rather than per message.

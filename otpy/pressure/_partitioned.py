@@ -334,7 +334,7 @@ class PartitionedQueue(Generic[T]):
         return worker is not None and worker.is_alive
 
     def watch(self, monitor: ActorRef | NamedRef, source: str | None = None) -> None:
-        """Hint *monitor* (a :class:`~otpy.PressureMonitor`) when any partition's level changes.
+        """Hint *monitor* (a :class:`~otpy.pressure.PressureMonitor`) when any partition's level changes.
 
         *source* is the name the monitor knows this queue by (the queue's name by
         default); the monitor then samples every partition of it.

@@ -1,1 +1,0 @@
-"""Queue pressure: levels with hysteresis, admission by priority, and rate limiting."""
