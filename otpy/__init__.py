@@ -38,6 +38,15 @@ from ._exceptions import *  # noqa: F403
 from ._exceptions import __all__ as _exception_names
 
 __version__ = "0.1.0"
+from ._supervision._dynamic import DynamicSupervisor as DynamicSupervisor
+from ._supervision._handle import SupervisorRef as SupervisorRef
+from ._supervision._handle import open_supervisor as open_supervisor
+from ._supervision._handle import start_supervisor as start_supervisor
+from ._supervision._handle import supervisor_ref as supervisor_ref
+from ._supervision._snapshots import ChildCounts as ChildCounts
+from ._supervision._snapshots import ChildInfo as ChildInfo
+from ._supervision._snapshots import ChildStatistics as ChildStatistics
+from ._supervision._snapshots import SupervisorStatistics as SupervisorStatistics
 from ._supervision._spec import AutoShutdown as AutoShutdown
 from ._supervision._spec import Backoff as Backoff
 from ._supervision._spec import ChildSpec as ChildSpec
@@ -49,16 +58,7 @@ from ._supervision._spec import Strategy as Strategy
 from ._supervision._spec import SupervisorFlags as SupervisorFlags
 from ._supervision._spec import SupervisorSpec as SupervisorSpec
 from ._supervision._spec import backoff_delay as backoff_delay
-from ._supervision._supervisor import ChildCounts as ChildCounts
-from ._supervision._supervisor import ChildInfo as ChildInfo
-from ._supervision._supervisor import ChildStatistics as ChildStatistics
-from ._supervision._supervisor import DynamicSupervisor as DynamicSupervisor
-from ._supervision._supervisor import Supervisor as Supervisor
-from ._supervision._supervisor import SupervisorRef as SupervisorRef
-from ._supervision._supervisor import SupervisorStatistics as SupervisorStatistics
-from ._supervision._supervisor import open_supervisor as open_supervisor
-from ._supervision._supervisor import start_supervisor as start_supervisor
-from ._supervision._supervisor import supervisor_ref as supervisor_ref
+from ._supervision._static import Supervisor as Supervisor
 
 __all__ = [
     # actors
