@@ -126,6 +126,7 @@ class _SupervisorBase(Actor):
     _children: list[_Child]
     _by_ref: dict[ActorRef, _Child]
     _listeners: list[Any] | None = None
+    _children_have_ids = True  # False for a dynamic supervisor: its children are addressed by ref
     _strategy_name: str
     _keys: int
 
@@ -394,14 +395,12 @@ class _SupervisorBase(Actor):
         raise NotImplementedError
 
     def _child_stats(self, child: _Child) -> ChildStatistics:
-        from ._dynamic import DynamicSupervisor
-
         ref = child.ref
         nested = None
         if ref is not None and isinstance(ref._actor, _SupervisorBase) and ref._state != "starting":
             nested = ref._actor.statistics()
         return ChildStatistics(
-            id=child.spec.id if not isinstance(self, DynamicSupervisor) else child.label,
+            id=child.spec.id if self._children_have_ids else child.label,
             state=child.state,
             type=child.spec.type,
             restart=child.spec.restart,
@@ -428,11 +427,9 @@ class _SupervisorBase(Actor):
 
     def which_children(self) -> list[ChildInfo]:
         """Return every child in start order with its ref or state (S11)."""
-        from ._dynamic import DynamicSupervisor
-
         return [
             ChildInfo(
-                id=None if isinstance(self, DynamicSupervisor) else c.spec.id,
+                id=c.spec.id if self._children_have_ids else None,
                 ref=c.ref,
                 state=c.state,
                 type=c.spec.type,

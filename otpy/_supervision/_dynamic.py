@@ -29,6 +29,8 @@ class DynamicSupervisor(_SupervisorBase):
     Children are addressed by ref; at shutdown they are stopped concurrently.
     """
 
+    _children_have_ids = False
+
     async def init(self, spec: DynamicSupervisorSpec) -> None:
         """Start empty."""
         self.spec = spec
