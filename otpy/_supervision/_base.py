@@ -1,12 +1,13 @@
-"""Supervisors: actors that start, watch, restart and stop other actors.
+"""The supervisor base actor: what static and dynamic supervisors share.
 
-A supervisor is an :class:`~otpy.Actor` that traps exits and links to each child
-before the child's ``init`` runs, as OTP's does: a child's exit arrives as an
-``Exit`` in its mailbox and is handled in order with API requests (``start_child``
-and friends), and when the supervisor dies by any means, even a kill, its children
-die with it. Introspection (``which_children``,
-``count_children``, ``statistics``) reads the supervisor's tables directly, so it
-answers even while the supervisor is busy waiting for a slow child to stop.
+A supervisor is an :class:`~otpy.Actor` that starts, watches, restarts and stops
+other actors. It traps exits and links to each child before the child's ``init``
+runs, as OTP's does: a child's exit arrives as an ``Exit`` in its mailbox and is
+handled in order with API requests (``start_child`` and friends), and when the
+supervisor dies by any means, even a kill, its children die with it. Introspection
+(``which_children``, ``count_children``, ``statistics``) reads the supervisor's
+tables directly, so it answers even while the supervisor is busy waiting for a slow
+child to stop.
 """
 
 from __future__ import annotations
