@@ -38,27 +38,27 @@ from ._exceptions import *  # noqa: F403
 from ._exceptions import __all__ as _exception_names
 
 __version__ = "0.1.0"
-from ._supervision._spec import AutoShutdown as AutoShutdown
-from ._supervision._spec import Backoff as Backoff
-from ._supervision._spec import ChildSpec as ChildSpec
-from ._supervision._spec import ChildType as ChildType
-from ._supervision._spec import DynamicSupervisorSpec as DynamicSupervisorSpec
-from ._supervision._spec import Restart as Restart
-from ._supervision._spec import Shutdown as Shutdown
-from ._supervision._spec import Strategy as Strategy
-from ._supervision._spec import SupervisorFlags as SupervisorFlags
-from ._supervision._spec import SupervisorSpec as SupervisorSpec
-from ._supervision._spec import backoff_delay as backoff_delay
-from ._supervision._supervisor import ChildCounts as ChildCounts
-from ._supervision._supervisor import ChildInfo as ChildInfo
-from ._supervision._supervisor import ChildStatistics as ChildStatistics
-from ._supervision._supervisor import DynamicSupervisor as DynamicSupervisor
-from ._supervision._supervisor import Supervisor as Supervisor
-from ._supervision._supervisor import SupervisorRef as SupervisorRef
-from ._supervision._supervisor import SupervisorStatistics as SupervisorStatistics
-from ._supervision._supervisor import open_supervisor as open_supervisor
-from ._supervision._supervisor import start_supervisor as start_supervisor
-from ._supervision._supervisor import supervisor_ref as supervisor_ref
+from ._supervision import AutoShutdown as AutoShutdown
+from ._supervision import Backoff as Backoff
+from ._supervision import ChildCounts as ChildCounts
+from ._supervision import ChildInfo as ChildInfo
+from ._supervision import ChildSpec as ChildSpec
+from ._supervision import ChildStatistics as ChildStatistics
+from ._supervision import ChildType as ChildType
+from ._supervision import DynamicSupervisor as DynamicSupervisor
+from ._supervision import DynamicSupervisorSpec as DynamicSupervisorSpec
+from ._supervision import Restart as Restart
+from ._supervision import Shutdown as Shutdown
+from ._supervision import Strategy as Strategy
+from ._supervision import Supervisor as Supervisor
+from ._supervision import SupervisorFlags as SupervisorFlags
+from ._supervision import SupervisorRef as SupervisorRef
+from ._supervision import SupervisorSpec as SupervisorSpec
+from ._supervision import SupervisorStatistics as SupervisorStatistics
+from ._supervision import backoff_delay as backoff_delay
+from ._supervision import open_supervisor as open_supervisor
+from ._supervision import start_supervisor as start_supervisor
+from ._supervision import supervisor_ref as supervisor_ref
 
 __all__ = [
     # actors

@@ -305,7 +305,8 @@ class ChildSpec:
 
 
 def _is_supervisor(start: object) -> bool:
-    from ._supervisor import DynamicSupervisor, Supervisor
+    from ._dynamic import DynamicSupervisor
+    from ._static import Supervisor
 
     return isinstance(start, type) and issubclass(start, (Supervisor, DynamicSupervisor))
 
@@ -446,7 +447,7 @@ class SupervisorSpec:
 
     def as_child(self) -> ChildSpec:
         """Return the :class:`ChildSpec` that starts this supervisor under another."""
-        from ._supervisor import Supervisor
+        from ._static import Supervisor
 
         return ChildSpec(
             id=self.id,
@@ -508,7 +509,7 @@ class DynamicSupervisorSpec:
 
     def as_child(self) -> ChildSpec:
         """Return the :class:`ChildSpec` that starts this supervisor under another."""
-        from ._supervisor import DynamicSupervisor
+        from ._dynamic import DynamicSupervisor
 
         return ChildSpec(
             id=self.id, start=DynamicSupervisor, args=(self,), restart=self.restart, name=self.name

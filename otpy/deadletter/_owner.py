@@ -22,7 +22,7 @@ import attrs
 
 from .._core._actor import Actor
 from .._exceptions import DeadLetterStoreError
-from .._supervision._spec import ChildSpec
+from .._supervision import ChildSpec
 from ._capture import DEFAULT_REASONS, encode_payload, route_dead_letters
 from ._sqlite import SQLiteDeadLetterStore
 from ._store import ALL, RetentionPolicy

@@ -60,8 +60,13 @@ from .._exceptions import (
 from .._partition import partition_of as partition_of
 from .._partition import stable_hash as stable_hash
 from .._redact import get_logger
-from .._supervision._spec import ChildSpec, Strategy, SupervisorFlags, SupervisorSpec
-from .._supervision._supervisor import open_supervisor
+from .._supervision import (
+    ChildSpec,
+    Strategy,
+    SupervisorFlags,
+    SupervisorSpec,
+    open_supervisor,
+)
 from ..pressure._partitioned import PartitionedQueue
 from ._record import DeadLetter, ReplayOutcome, Source, current_trace_context
 from ._store import DeadLetterFilter, DeadLetterStore

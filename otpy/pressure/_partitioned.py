@@ -43,8 +43,14 @@ from .._core._reasons import SHUTDOWN, is_normal_exit
 from .._exceptions import InvalidArgument, QueueClosed
 from .._partition import partition_of
 from .._redact import get_logger
-from .._supervision._spec import ChildSpec, Restart, Strategy, SupervisorFlags, SupervisorSpec
-from .._supervision._supervisor import open_supervisor
+from .._supervision import (
+    ChildSpec,
+    Restart,
+    Strategy,
+    SupervisorFlags,
+    SupervisorSpec,
+    open_supervisor,
+)
 from ._policy import PressurePolicy, Priority, as_priority
 from ._queue import BoundedQueue, QueueStatistics
 

@@ -7,7 +7,7 @@ from typing import Any
 from .._check import number
 from .._core._actor import Actor
 from .._core._ref import _INTERNAL, ActorRef
-from .._supervision._spec import ChildSpec, Restart
+from .._supervision import ChildSpec, Restart
 
 
 class CrashInjected(Exception):
