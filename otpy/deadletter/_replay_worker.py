@@ -8,9 +8,8 @@ only and never raises: a failure is logged at debug level and the replay goes on
 
 from __future__ import annotations
 
-import functools
 import inspect
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Any, final
 
 import anyio
 import attrs
@@ -30,16 +29,30 @@ from .._exceptions import (
 )
 from .._redact import get_logger
 from ..pressure._policy import Priority
-from ..telemetry._events import get_meter, get_tracer
+from ..telemetry import (
+    ATTR_DEADLETTER_ID,
+    ATTR_DEADLETTER_KEY,
+    ATTR_DEADLETTER_SOURCE,
+    ATTR_ERROR_TYPE,
+    ATTR_REPLAY_ATTEMPT,
+    ATTR_REPLAY_FORCE,
+    ATTR_REPLAY_OUTCOME,
+    ATTR_REPLAY_PARTITION,
+    ATTR_REPLAY_RESUBMIT,
+    METRIC_REPLAY_OUTCOMES,
+    SPAN_DEADLETTER_RECLAIM,
+    SPAN_DEADLETTER_REPLAY,
+    cached_counter,
+    get_tracer,
+)
 from ._record import ReplayOutcome, ReplayStatus, redact
 from ._replay import _RECLAIM_NOW, _TICK, ReplayOutcomeUnknown, ReplayResult, _Job, _Replay
 from ._store import Action, LedgerState
-from ._telemetry import ATTR_RECORD_ID, ATTR_SOURCE, span_context_from
+from ._telemetry import span_context_from
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from opentelemetry.metrics import Counter
     from opentelemetry.trace import Span
 
     from .._core._actor import Caller
@@ -48,46 +61,12 @@ if TYPE_CHECKING:
     from ._store import Reclaimed
 
 __all__ = [
-    "ATTR_ATTEMPT",
-    "ATTR_FORCE",
-    "ATTR_KEY",
-    "ATTR_OUTCOME",
-    "ATTR_PARTITION",
-    "ATTR_RECORD_ID",
-    "ATTR_RESUBMIT",
-    "ATTR_SOURCE",
-    "METRIC_OUTCOMES",
-    "SPAN_RECLAIM",
-    "SPAN_REPLAY",
     "Reclaimer",
     "ReplayRunner",
     "crash_worker",
 ]
 
 logger = get_logger("otpy.deadletter.replay")
-
-# -- telemetry names ----------------------------------------------------------------
-
-SPAN_REPLAY: Final = "otpy.deadletter.replay"
-"""One replay request handled by a worker (INTERNAL), linked to the failed attempt's span."""
-SPAN_RECLAIM: Final = "otpy.deadletter.reclaim"
-"""A dead worker's replay settled by the reclaimer (INTERNAL), linked likewise."""
-ATTR_KEY: Final = "otpy.deadletter.key"
-"""The record's dead-letter key (its partitioning key)."""
-ATTR_OUTCOME: Final = "otpy.replay.outcome"
-"""``replayed``, ``already_replayed``, ``rejected_archived``, ``in_progress``, ``failed``, ``in_doubt``."""
-ATTR_PARTITION: Final = "otpy.replay.partition"
-"""The worker's partition number."""
-ATTR_ATTEMPT: Final = "otpy.replay.attempt"
-"""The record's replay attempts, this one included when it ran."""
-ATTR_FORCE: Final = "otpy.replay.force"
-"""Whether the replay was forced."""
-ATTR_RESUBMIT: Final = "otpy.replay.resubmit"
-"""On a reclaim span: whether the record was resubmitted (its side effect never started)."""
-_ATTR_ERROR_TYPE: Final = "error.type"
-METRIC_OUTCOMES: Final = "otpy.replay.outcomes"
-"""Replay attempts by `ATTR_OUTCOME` and `ATTR_SOURCE`; a dead worker's attempt is
-counted when the reclaimer settles it."""
 
 _propagator = TraceContextTextMapPropagator()
 
@@ -395,11 +374,9 @@ class Reclaimer(Actor):
 # -- telemetry ----------------------------------------------------------------------
 
 
-@functools.cache
-def _outcomes_counter() -> Counter:
-    return get_meter().create_counter(
-        METRIC_OUTCOMES, unit="{attempt}", description="Dead-letter replay attempts by outcome."
-    )
+_outcomes_counter = cached_counter(
+    METRIC_REPLAY_OUTCOMES, unit="{attempt}", description="Dead-letter replay attempts by outcome."
+)
 
 
 def _links(trace_context: tuple[tuple[str, str], ...]) -> list[Link]:
@@ -412,16 +389,16 @@ def _start_span(request: _Replay, partition: int) -> Span:
     try:
         parent = _propagator.extract(dict(request.carrier)) if request.carrier else None
         return get_tracer().start_span(
-            SPAN_REPLAY,
+            SPAN_DEADLETTER_REPLAY,
             context=parent,
             kind=SpanKind.INTERNAL,
             links=_links(request.trace_context),
             attributes={
-                ATTR_RECORD_ID: request.record_id,
-                ATTR_KEY: request.key,
-                ATTR_SOURCE: request.source,
-                ATTR_PARTITION: partition,
-                ATTR_FORCE: request.force,
+                ATTR_DEADLETTER_ID: request.record_id,
+                ATTR_DEADLETTER_KEY: request.key,
+                ATTR_DEADLETTER_SOURCE: request.source,
+                ATTR_REPLAY_PARTITION: partition,
+                ATTR_REPLAY_FORCE: request.force,
             },
         )
     except Exception:  # pragma: no cover - telemetry never breaks a replay
@@ -455,7 +432,9 @@ def _end(span: Span) -> None:
 
 def _count(outcome: ReplayOutcome, source: str) -> None:
     try:
-        _outcomes_counter().add(1, {ATTR_OUTCOME: outcome.value, ATTR_SOURCE: source})
+        _outcomes_counter().add(
+            1, {ATTR_REPLAY_OUTCOME: outcome.value, ATTR_DEADLETTER_SOURCE: source}
+        )
     except Exception:  # pragma: no cover - telemetry never breaks a replay
         logger.debug("could not count a replay outcome", exc_info=True)
 
@@ -469,9 +448,9 @@ def _finished(
     _count(outcome, request.source)
     try:
         if span.is_recording():
-            span.set_attributes({ATTR_OUTCOME: outcome.value, ATTR_ATTEMPT: attempt})
+            span.set_attributes({ATTR_REPLAY_OUTCOME: outcome.value, ATTR_REPLAY_ATTEMPT: attempt})
             if error_type is not None:
-                span.set_attribute(_ATTR_ERROR_TYPE, error_type)
+                span.set_attribute(ATTR_ERROR_TYPE, error_type)
                 span.set_status(Status(StatusCode.ERROR, result.error))
     except Exception:  # pragma: no cover - telemetry never breaks a replay
         logger.debug("could not record a replay outcome on its span", exc_info=True)
@@ -490,7 +469,7 @@ def _interrupted(span: Span, exc: BaseException) -> None:
                 )
             else:
                 error_type, description = _class_name(exc), _describe(exc)
-            span.set_attribute(_ATTR_ERROR_TYPE, error_type)
+            span.set_attribute(ATTR_ERROR_TYPE, error_type)
             span.set_status(Status(StatusCode.ERROR, description))
     except Exception:  # pragma: no cover - telemetry never breaks a replay
         logger.debug("could not record an interrupted replay", exc_info=True)
@@ -503,17 +482,17 @@ def _record_reclaim(item: Reclaimed, partition: int) -> None:
     _count(outcome, str(record.source))
     try:
         span = get_tracer().start_span(
-            SPAN_RECLAIM,
+            SPAN_DEADLETTER_RECLAIM,
             kind=SpanKind.INTERNAL,
             links=_links(record.trace_context),
             attributes={
-                ATTR_RECORD_ID: record.id,
-                ATTR_KEY: record.key,
-                ATTR_SOURCE: str(record.source),
-                ATTR_PARTITION: partition,
-                ATTR_OUTCOME: outcome.value,
-                ATTR_ATTEMPT: record.replay.attempts,
-                ATTR_RESUBMIT: item.resubmit,
+                ATTR_DEADLETTER_ID: record.id,
+                ATTR_DEADLETTER_KEY: record.key,
+                ATTR_DEADLETTER_SOURCE: str(record.source),
+                ATTR_REPLAY_PARTITION: partition,
+                ATTR_REPLAY_OUTCOME: outcome.value,
+                ATTR_REPLAY_ATTEMPT: record.replay.attempts,
+                ATTR_REPLAY_RESUBMIT: item.resubmit,
             },
         )
         span.end()

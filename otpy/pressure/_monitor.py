@@ -21,7 +21,6 @@ queue already under pressure is reported once rather than never.
 
 from __future__ import annotations
 
-import functools
 import types
 import weakref
 from collections.abc import Mapping
@@ -39,38 +38,40 @@ from .._core._node import NamedRef, current_node
 from .._core._ref import ActorRef
 from .._exceptions import InvalidArgumentType, OtpyError
 from .._redact import get_logger
-from ..telemetry._events import get_meter, get_tracer
+from ..telemetry import (
+    ATTR_PRESSURE_CAPACITY,
+    ATTR_PRESSURE_COMPONENT,
+    ATTR_PRESSURE_DEPTH,
+    ATTR_PRESSURE_NEW_LEVEL,
+    ATTR_PRESSURE_OLD_LEVEL,
+    ATTR_PRESSURE_PARTITION,
+    ATTR_PRESSURE_PRIORITY,
+    ATTR_PRESSURE_QUEUE,
+    ATTR_PRESSURE_RATIO,
+    ATTR_PRESSURE_REASON,
+    METRIC_PRESSURE_CAPACITY,
+    METRIC_PRESSURE_DEPTH,
+    METRIC_PRESSURE_DROPS,
+    METRIC_PRESSURE_THROTTLE,
+    METRIC_PRESSURE_TRANSITIONS,
+    SPAN_PRESSURE_TRANSITION,
+    cached_counter,
+    cached_gauge,
+    cached_histogram,
+    get_tracer,
+)
 from ._policy import Level, LevelState, PressurePolicy, advance
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from opentelemetry.metrics import Counter, Histogram
-    from opentelemetry.metrics import _Gauge as Gauge  # still underscored in the API
-
     from .._core._actor import Caller
     from .._core._node import Node
 
 __all__ = [
-    "ATTR_PRESSURE_CAPACITY",
-    "ATTR_PRESSURE_COMPONENT",
-    "ATTR_PRESSURE_DEPTH",
-    "ATTR_PRESSURE_NEW_LEVEL",
-    "ATTR_PRESSURE_OLD_LEVEL",
-    "ATTR_PRESSURE_PARTITION",
-    "ATTR_PRESSURE_QUEUE",
-    "ATTR_PRESSURE_RATIO",
     "GET_PRESSURE",
-    "METRIC_PRESSURE_CAPACITY",
-    "METRIC_PRESSURE_DEPTH",
-    "METRIC_PRESSURE_DROPS",
-    "METRIC_PRESSURE_THROTTLE",
-    "METRIC_PRESSURE_TRANSITIONS",
-    "ATTR_PRESSURE_PRIORITY",
-    "ATTR_PRESSURE_REASON",
     "record_drop",
     "record_throttle",
-    "SPAN_PRESSURE_TRANSITION",
     "PressureMonitor",
     "PressureStatistics",
     "SamplePressure",
@@ -83,40 +84,6 @@ __all__ = [
 ]
 
 logger = get_logger("otpy.pressure")
-
-# -- telemetry names ---------------------------------------------------------------
-
-SPAN_PRESSURE_TRANSITION: Final = "otpy.pressure.transition"
-"""A watched queue changed pressure level (a short INTERNAL span, one per change)."""
-ATTR_PRESSURE_COMPONENT: Final = "otpy.pressure.component"
-"""The monitor's ``component`` (what the queues belong to)."""
-ATTR_PRESSURE_QUEUE: Final = "otpy.pressure.queue"
-"""The watched queue's name."""
-ATTR_PRESSURE_PARTITION: Final = "otpy.pressure.partition"
-"""The queue's partition; set only when the queue has one."""
-ATTR_PRESSURE_OLD_LEVEL: Final = "otpy.pressure.old_level"
-"""The level before the change: ``normal``, ``warn``, ``degraded`` or ``shed``."""
-ATTR_PRESSURE_NEW_LEVEL: Final = "otpy.pressure.new_level"
-"""The level after the change."""
-ATTR_PRESSURE_DEPTH: Final = "otpy.pressure.depth"
-"""Items queued when the change was seen."""
-ATTR_PRESSURE_CAPACITY: Final = "otpy.pressure.capacity"
-"""The queue's capacity."""
-ATTR_PRESSURE_RATIO: Final = "otpy.pressure.ratio"
-"""Occupancy, ``depth / capacity``."""
-METRIC_PRESSURE_DEPTH: Final = "otpy.pressure.queue.depth"
-"""Synchronous gauge: items queued, recorded at every sample, by component/queue."""
-METRIC_PRESSURE_CAPACITY: Final = "otpy.pressure.queue.capacity"
-"""Synchronous gauge: queue capacity, recorded at every sample, by component/queue."""
-METRIC_PRESSURE_TRANSITIONS: Final = "otpy.pressure.transitions"
-METRIC_PRESSURE_DROPS: Final = "otpy.pressure.drops"
-"""Messages a bounded queue refused, by queue, ``otpy.pressure.reason`` and ``otpy.pressure.priority``."""
-METRIC_PRESSURE_THROTTLE: Final = "otpy.pressure.throttle_time"
-"""Seconds producers waited because a bounded queue throttled them (histogram), by queue."""
-ATTR_PRESSURE_REASON: Final = "otpy.pressure.reason"
-ATTR_PRESSURE_PRIORITY: Final = "otpy.pressure.priority"
-"""Counter: level changes, by component, queue and new level."""
-
 
 # -- sources -----------------------------------------------------------------------
 
@@ -427,41 +394,23 @@ def notify_pressure(monitor: ActorRef | NamedRef, source: str | None = None) -> 
 # -- telemetry ---------------------------------------------------------------------
 
 
-@functools.cache
-def _depth_gauge() -> Gauge:
-    return get_meter().create_gauge(
-        METRIC_PRESSURE_DEPTH, unit="{item}", description="Items queued in a watched queue."
-    )
-
-
-@functools.cache
-def _capacity_gauge() -> Gauge:
-    return get_meter().create_gauge(
-        METRIC_PRESSURE_CAPACITY, unit="{item}", description="Capacity of a watched queue."
-    )
-
-
-@functools.cache
-def _transitions_counter() -> Counter:
-    return get_meter().create_counter(
-        METRIC_PRESSURE_TRANSITIONS,
-        unit="{transition}",
-        description="Pressure level changes of watched queues.",
-    )
-
-
-@functools.cache
-def _drops_counter() -> Counter:
-    return get_meter().create_counter(
-        METRIC_PRESSURE_DROPS, unit="{message}", description="Messages a bounded queue refused."
-    )
-
-
-@functools.cache
-def _throttle_histogram() -> Histogram:
-    return get_meter().create_histogram(
-        METRIC_PRESSURE_THROTTLE, unit="s", description="Time producers waited, throttled."
-    )
+_depth_gauge = cached_gauge(
+    METRIC_PRESSURE_DEPTH, unit="{item}", description="Items queued in a watched queue."
+)
+_capacity_gauge = cached_gauge(
+    METRIC_PRESSURE_CAPACITY, unit="{item}", description="Capacity of a watched queue."
+)
+_transitions_counter = cached_counter(
+    METRIC_PRESSURE_TRANSITIONS,
+    unit="{transition}",
+    description="Pressure level changes of watched queues.",
+)
+_drops_counter = cached_counter(
+    METRIC_PRESSURE_DROPS, unit="{message}", description="Messages a bounded queue refused."
+)
+_throttle_histogram = cached_histogram(
+    METRIC_PRESSURE_THROTTLE, unit="s", description="Time producers waited, throttled."
+)
 
 
 def record_drop(queue: str, reason: str, priority: str) -> None:

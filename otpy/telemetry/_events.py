@@ -7,16 +7,12 @@ failing must not change what the supervisor does. A failure is logged at debug l
 
 from __future__ import annotations
 
-import functools
-import importlib.metadata
-from typing import TYPE_CHECKING
-
-from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .._core._reasons import ShutdownWith
 from .._exceptions import RestartIntensityExceeded
 from .._redact import get_logger, redact
+from ._instruments import cached_counter, get_tracer
 from ._names import (
     ATTR_CHILD_ID,
     ATTR_ERROR_TYPE,
@@ -35,14 +31,8 @@ from ._names import (
     SPAN_RESTART,
 )
 
-if TYPE_CHECKING:
-    from opentelemetry.metrics import Counter, Meter
-    from opentelemetry.trace import Tracer
-
 __all__ = [
     "describe_reason",
-    "get_meter",
-    "get_tracer",
     "record_escalation",
     "record_restart",
     "record_start_error",
@@ -50,64 +40,16 @@ __all__ = [
 
 logger = get_logger("otpy.telemetry")
 
-INSTRUMENTATION_NAME = "otpy"
-"""The instrumentation scope name on every span and metric otpy emits."""
-
 _MAX_MESSAGE = 200  # characters of an exception message kept in ATTR_REASON
 
-
-def _otpy_version() -> str:
-    try:
-        return importlib.metadata.version("otpy")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - otpy not installed
-        return "0+unknown"
-
-
-@functools.cache
-def get_tracer() -> Tracer:
-    """Return the tracer otpy records its spans with.
-
-    It comes from the global tracer provider. If none is installed yet, the API hands
-    out a proxy that starts recording once one is, so it is safe to call this before
-    `configure_from_env`.
-
-    Returns:
-        The ``"otpy"`` tracer, versioned with the installed otpy.
-
-    .. versionadded:: 0.1.0
-    """
-    return trace.get_tracer(INSTRUMENTATION_NAME, _otpy_version())
-
-
-@functools.cache
-def get_meter() -> Meter:
-    """Return the meter otpy records its metrics with.
-
-    Like `get_tracer`, it works before a meter provider is installed: the API's proxy
-    instruments start recording once one is.
-
-    Returns:
-        The ``"otpy"`` meter, versioned with the installed otpy.
-
-    .. versionadded:: 0.1.0
-    """
-    return metrics.get_meter(INSTRUMENTATION_NAME, _otpy_version())
-
-
-@functools.cache
-def _restarts_counter() -> Counter:
-    return get_meter().create_counter(
-        METRIC_RESTARTS, unit="{restart}", description="Children restarted by a supervisor."
-    )
-
-
-@functools.cache
-def _escalations_counter() -> Counter:
-    return get_meter().create_counter(
-        METRIC_ESCALATIONS,
-        unit="{escalation}",
-        description="Supervisors that exceeded their restart intensity and gave up.",
-    )
+_restarts_counter = cached_counter(
+    METRIC_RESTARTS, unit="{restart}", description="Children restarted by a supervisor."
+)
+_escalations_counter = cached_counter(
+    METRIC_ESCALATIONS,
+    unit="{escalation}",
+    description="Supervisors that exceeded their restart intensity and gave up.",
+)
 
 
 def describe_reason(reason: object) -> tuple[str, str]:

@@ -1,9 +1,15 @@
-"""Span, attribute and metric names otpy emits.
+"""Every span, attribute and metric name otpy emits, grouped by the subsystem that emits it.
 
-Semantic conventions have nothing for supervision, so these live in a custom
-``otpy.*`` namespace (REFERENCE-SOURCES 6.1 #8). Failures also carry the standard
-``error.type`` attribute (T3). Names are part of the public API: dashboards and
-runbooks query them, so they change only with a changelog entry.
+Semantic conventions have nothing for supervision, pressure or dead letters, so these
+live in a custom ``otpy.*`` namespace (REFERENCE-SOURCES 6.1 #8). Failures also carry
+the standard ``error.type`` attribute (T3). Names are part of the public API:
+dashboards and runbooks query their values, so a value changes only with a changelog
+entry. ``docs/telemetry.md`` has the same list as one table, and a test keeps the two
+in step.
+
+A constant says its kind (``SPAN_``, ``ATTR_``, ``METRIC_``) and its subsystem
+(``PRESSURE``, ``DEADLETTER``, ``REPLAY``), so it is unambiguous at the top of
+`otpy.telemetry`; the supervision names came first and keep their short forms.
 """
 
 from __future__ import annotations
@@ -11,11 +17,11 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
-    # spans
+    # supervision: spans
     "SPAN_RESTART",
     "SPAN_ESCALATION",
     "SPAN_CHILD_START_ERROR",
-    # attributes
+    # supervision: attributes
     "ATTR_SUPERVISOR",
     "ATTR_CHILD_ID",
     "ATTR_REASON",
@@ -26,50 +32,186 @@ __all__ = [
     "ATTR_PERIOD",
     "ATTR_RESTART_DELAY",
     "ATTR_ERROR_TYPE",
-    # metrics
+    # supervision: metrics
     "METRIC_RESTARTS",
     "METRIC_ESCALATIONS",
+    # pressure: spans
+    "SPAN_PRESSURE_TRANSITION",
+    # pressure: attributes
+    "ATTR_PRESSURE_COMPONENT",
+    "ATTR_PRESSURE_QUEUE",
+    "ATTR_PRESSURE_PARTITION",
+    "ATTR_PRESSURE_OLD_LEVEL",
+    "ATTR_PRESSURE_NEW_LEVEL",
+    "ATTR_PRESSURE_DEPTH",
+    "ATTR_PRESSURE_CAPACITY",
+    "ATTR_PRESSURE_RATIO",
+    "ATTR_PRESSURE_REASON",
+    "ATTR_PRESSURE_PRIORITY",
+    # pressure: metrics
+    "METRIC_PRESSURE_DEPTH",
+    "METRIC_PRESSURE_CAPACITY",
+    "METRIC_PRESSURE_TRANSITIONS",
+    "METRIC_PRESSURE_DROPS",
+    "METRIC_PRESSURE_THROTTLE",
+    # dead letters: spans
+    "SPAN_DEADLETTER_WRITE",
+    # dead letters: attributes
+    "ATTR_DEADLETTER_COUNT",
+    "ATTR_DEADLETTER_STORE",
+    "ATTR_DEADLETTER_ID",
+    "ATTR_DEADLETTER_KEY",
+    "ATTR_DEADLETTER_SOURCE",
+    "ATTR_DEADLETTER_STATUS",
+    "ATTR_DEADLETTER_RULE",
+    "ATTR_DEADLETTER_DROP_REASON",
+    # dead letters: metrics
+    "METRIC_DEADLETTER_CAPTURED",
+    "METRIC_DEADLETTER_EVICTIONS",
+    "METRIC_DEADLETTER_CAPTURE_DROPPED",
+    # replay: spans
+    "SPAN_DEADLETTER_REPLAY",
+    "SPAN_DEADLETTER_RECLAIM",
+    # replay: attributes
+    "ATTR_REPLAY_OUTCOME",
+    "ATTR_REPLAY_PARTITION",
+    "ATTR_REPLAY_ATTEMPT",
+    "ATTR_REPLAY_FORCE",
+    "ATTR_REPLAY_RESUBMIT",
+    # replay: metrics
+    "METRIC_REPLAY_OUTCOMES",
 ]
 
-# Spans. Each is a short INTERNAL span that starts and ends at the event.
+# -- supervision (otpy.telemetry.record_restart and friends) ------------------------
+# Each span is a short INTERNAL span that starts and ends at the event.
 
 SPAN_RESTART: Final = "otpy.supervisor.restart"
-"""A supervisor restarted a child after it exited."""
+"""Span: a supervisor restarted a child after it exited; all supervision attributes but ``error.type``."""
 SPAN_ESCALATION: Final = "otpy.supervisor.escalation"
-"""A supervisor exceeded its restart intensity and gave up (status Error)."""
+"""Span (status Error): a supervisor exceeded its restart intensity and gave up."""
 SPAN_CHILD_START_ERROR: Final = "otpy.supervisor.start_error"
-"""A child failed to start or restart (status Error)."""
-
-# Attributes.
+"""Span (status Error): a child failed to start or restart."""
 
 ATTR_SUPERVISOR: Final = "otpy.supervisor"
-"""The name of the supervisor reporting the event."""
+"""Attribute: the name of the supervisor reporting the event."""
 ATTR_CHILD_ID: Final = "otpy.child.id"
-"""The child's id in its supervisor's spec (the offender, for an escalation)."""
+"""Attribute: the child's id in its supervisor's spec (the offender, for an escalation)."""
 ATTR_REASON: Final = "otpy.reason"
-"""A redacted description of the exit reason (see `describe_reason`)."""
+"""Attribute: a redacted description of the exit reason (see `describe_reason`)."""
 ATTR_REASON_CLASS: Final = "otpy.reason.class"
-"""The exit reason's class name, or the reason itself for ``"normal"``-style atoms."""
+"""Attribute: the exit reason's class name, or the reason itself for ``"normal"``-style atoms."""
 ATTR_STRATEGY: Final = "otpy.strategy"
-"""The supervisor's restart strategy, such as ``one_for_one``."""
+"""Attribute: the supervisor's restart strategy, such as ``one_for_one``."""
 ATTR_RESTARTS_IN_WINDOW: Final = "otpy.restarts_in_window"
-"""How many restarts the supervisor's sliding window holds, this one included."""
+"""Attribute: how many restarts the supervisor's sliding window holds, this one included."""
 ATTR_INTENSITY: Final = "otpy.intensity"
-"""The supervisor's restart intensity (restarts allowed per period)."""
+"""Attribute: the supervisor's restart intensity (restarts allowed per period)."""
 ATTR_PERIOD: Final = "otpy.period"
-"""The supervisor's intensity period, in seconds."""
+"""Attribute: the supervisor's intensity period, in seconds."""
 ATTR_RESTART_DELAY: Final = "otpy.restart.delay"
-"""The backoff delay before the restart, in seconds."""
+"""Attribute: the backoff delay before the restart, in seconds."""
 ATTR_ERROR_TYPE: Final = "error.type"
-"""The semantic-conventions error class (``opentelemetry.semconv`` ``ERROR_TYPE``).
+"""Attribute: semantic conventions' error class, on every span with status Error.
 
-Written out rather than imported so the hot path needs only opentelemetry-api; a
-test checks it against the semconv package.
+Written out rather than imported from ``opentelemetry.semconv`` so the hot path needs
+only opentelemetry-api; a test checks it against the semconv package.
 """
 
-# Metrics. Both are monotonic counters.
-
 METRIC_RESTARTS: Final = "otpy.supervisor.restarts"
-"""Child restarts, with attributes `ATTR_SUPERVISOR` and `ATTR_CHILD_ID`."""
+"""Counter, unit ``{restart}``: child restarts, by `ATTR_SUPERVISOR` and `ATTR_CHILD_ID`."""
 METRIC_ESCALATIONS: Final = "otpy.supervisor.escalations"
-"""Supervisors that gave up, with attribute `ATTR_SUPERVISOR`."""
+"""Counter, unit ``{escalation}``: supervisors that gave up, by `ATTR_SUPERVISOR`."""
+
+# -- pressure (otpy.pressure.PressureMonitor and BoundedQueue) ----------------------
+
+SPAN_PRESSURE_TRANSITION: Final = "otpy.pressure.transition"
+"""Span: a watched queue changed pressure level (INTERNAL, exactly one per change)."""
+
+ATTR_PRESSURE_COMPONENT: Final = "otpy.pressure.component"
+"""Attribute: the monitor's ``component`` (what the queues belong to)."""
+ATTR_PRESSURE_QUEUE: Final = "otpy.pressure.queue"
+"""Attribute: the watched or bounded queue's name."""
+ATTR_PRESSURE_PARTITION: Final = "otpy.pressure.partition"
+"""Attribute: the queue's partition; set only when the queue has one."""
+ATTR_PRESSURE_OLD_LEVEL: Final = "otpy.pressure.old_level"
+"""Attribute: the level before the change: ``normal``, ``warn``, ``degraded`` or ``shed``."""
+ATTR_PRESSURE_NEW_LEVEL: Final = "otpy.pressure.new_level"
+"""Attribute: the level after the change."""
+ATTR_PRESSURE_DEPTH: Final = "otpy.pressure.depth"
+"""Attribute: items queued when the change was seen."""
+ATTR_PRESSURE_CAPACITY: Final = "otpy.pressure.capacity"
+"""Attribute: the queue's capacity."""
+ATTR_PRESSURE_RATIO: Final = "otpy.pressure.ratio"
+"""Attribute: occupancy, ``depth / capacity``."""
+ATTR_PRESSURE_REASON: Final = "otpy.pressure.reason"
+"""Attribute: why a bounded queue refused a message: ``load_shed`` or ``queue_full``."""
+ATTR_PRESSURE_PRIORITY: Final = "otpy.pressure.priority"
+"""Attribute: the refused message's priority, ``low`` to ``critical``."""
+
+METRIC_PRESSURE_DEPTH: Final = "otpy.pressure.queue.depth"
+"""Gauge, unit ``{item}``: items queued, at every sample, by component, queue and partition."""
+METRIC_PRESSURE_CAPACITY: Final = "otpy.pressure.queue.capacity"
+"""Gauge, unit ``{item}``: queue capacity, at every sample, by component, queue and partition."""
+METRIC_PRESSURE_TRANSITIONS: Final = "otpy.pressure.transitions"
+"""Counter, unit ``{transition}``: level changes, by component, queue, partition and new level."""
+METRIC_PRESSURE_DROPS: Final = "otpy.pressure.drops"
+"""Counter, unit ``{message}``: messages a bounded queue refused, by queue, reason and priority."""
+METRIC_PRESSURE_THROTTLE: Final = "otpy.pressure.throttle_time"
+"""Histogram, unit ``s``: one producer's wait while a bounded queue throttled it, by queue."""
+
+# -- dead letters (otpy.deadletter's writer and retention sweep) ---------------------
+
+SPAN_DEADLETTER_WRITE: Final = "otpy.deadletter.write"
+"""Span: one committed batch of dead letters (INTERNAL), linked to each record's failure span."""
+
+ATTR_DEADLETTER_COUNT: Final = "otpy.deadletter.count"
+"""Attribute: records in the batch."""
+ATTR_DEADLETTER_STORE: Final = "otpy.deadletter.store"
+"""Attribute: the store kind: ``sqlite``, ``memory``, or the store's class name."""
+ATTR_DEADLETTER_ID: Final = "otpy.deadletter.id"
+"""Attribute: a record id (on a write span's link to the record's failure, and on replay spans)."""
+ATTR_DEADLETTER_KEY: Final = "otpy.deadletter.key"
+"""Attribute: the record's dead-letter key, which also picks its replay partition."""
+ATTR_DEADLETTER_SOURCE: Final = "otpy.deadletter.source"
+"""Attribute: where the record's message failed (``actor_crash``, ``undeliverable``...)."""
+ATTR_DEADLETTER_STATUS: Final = "otpy.deadletter.status"
+"""Attribute: a record status (``active``, ``archived``)."""
+ATTR_DEADLETTER_RULE: Final = "otpy.deadletter.rule"
+"""Attribute: the retention rule that evicted records (``max_age``, ``max_count``)."""
+ATTR_DEADLETTER_DROP_REASON: Final = "otpy.deadletter.drop_reason"
+"""Attribute: why a fire-and-forget capture was dropped (``mailbox_full``...)."""
+
+METRIC_DEADLETTER_CAPTURED: Final = "otpy.deadletter.captured"
+"""Counter, unit ``{record}``: records committed to the store, by `ATTR_DEADLETTER_SOURCE`."""
+METRIC_DEADLETTER_EVICTIONS: Final = "otpy.deadletter.evictions"
+"""Counter, unit ``{record}``: records evicted by retention, by status and rule."""
+METRIC_DEADLETTER_CAPTURE_DROPPED: Final = "otpy.deadletter.capture_dropped"
+"""Counter, unit ``{record}``: fire-and-forget captures dropped or lost, by `ATTR_DEADLETTER_DROP_REASON`.
+
+The reasons: ``mailbox_full``, ``stash_full``, ``noproc`` (they never reached the
+writer), ``writer_crashed`` (the writer crashed while committing them; they may or may
+not have been stored), ``invalid``.
+"""
+
+# -- replay (otpy.deadletter's replay workers and reclaimer) -------------------------
+# Replay spans also carry ATTR_DEADLETTER_ID, ATTR_DEADLETTER_KEY and
+# ATTR_DEADLETTER_SOURCE, and link to the failed attempt's span.
+
+SPAN_DEADLETTER_REPLAY: Final = "otpy.deadletter.replay"
+"""Span: one replay request handled by a worker (INTERNAL), linked to the failed attempt's span."""
+SPAN_DEADLETTER_RECLAIM: Final = "otpy.deadletter.reclaim"
+"""Span: a dead worker's replay settled by the reclaimer (INTERNAL), linked likewise."""
+
+ATTR_REPLAY_OUTCOME: Final = "otpy.replay.outcome"
+"""Attribute: ``replayed``, ``already_replayed``, ``rejected_archived``, ``in_progress``, ``failed``, ``in_doubt``."""
+ATTR_REPLAY_PARTITION: Final = "otpy.replay.partition"
+"""Attribute: the replay worker's partition number."""
+ATTR_REPLAY_ATTEMPT: Final = "otpy.replay.attempt"
+"""Attribute: the record's replay attempts, this one included when it ran."""
+ATTR_REPLAY_FORCE: Final = "otpy.replay.force"
+"""Attribute: whether the replay was forced."""
+ATTR_REPLAY_RESUBMIT: Final = "otpy.replay.resubmit"
+"""Attribute, on a reclaim span: whether the record was resubmitted (its side effect never started)."""
+
+METRIC_REPLAY_OUTCOMES: Final = "otpy.replay.outcomes"
+"""Counter, unit ``{attempt}``: replay attempts by outcome and source; a dead worker's when reclaimed."""

@@ -36,18 +36,18 @@ from otpy.deadletter import (
     open_store,
     replay_supervisor,
 )
-from otpy.deadletter._replay_worker import (
-    ATTR_ATTEMPT,
-    ATTR_FORCE,
-    ATTR_KEY,
-    ATTR_OUTCOME,
-    ATTR_PARTITION,
-    ATTR_RECORD_ID,
-    ATTR_SOURCE,
-    METRIC_OUTCOMES,
-    SPAN_REPLAY,
-)
 from otpy.pressure import partition_of, stable_hash
+from otpy.telemetry import (
+    ATTR_DEADLETTER_ID,
+    ATTR_DEADLETTER_KEY,
+    ATTR_DEADLETTER_SOURCE,
+    ATTR_REPLAY_ATTEMPT,
+    ATTR_REPLAY_FORCE,
+    ATTR_REPLAY_OUTCOME,
+    ATTR_REPLAY_PARTITION,
+    METRIC_REPLAY_OUTCOMES,
+    SPAN_DEADLETTER_REPLAY,
+)
 from otpy.testing import capture_metrics, capture_spans, virtual_time
 
 if TYPE_CHECKING:
@@ -384,9 +384,12 @@ async def test_handler_timeout_is_in_doubt(
             result = await replayer.replay(record.id)
             elapsed = anyio.current_time() - start
     assert elapsed == 10.0
-    [span] = [s for s in exporter.get_finished_spans() if s.name == SPAN_REPLAY]
+    [span] = [s for s in exporter.get_finished_spans() if s.name == SPAN_DEADLETTER_REPLAY]
     assert span.attributes is not None
-    assert (span.attributes[ATTR_OUTCOME], span.attributes["error.type"]) == ("in_doubt", "timeout")
+    assert (span.attributes[ATTR_REPLAY_OUTCOME], span.attributes["error.type"]) == (
+        "in_doubt",
+        "timeout",
+    )
     assert span.status.status_code is StatusCode.ERROR
     assert result.outcome is ReplayOutcome.IN_DOUBT
     assert result.error == (
@@ -850,10 +853,13 @@ def outcome_counts(reader: InMemoryMetricReader) -> dict[tuple[str, str], int]:
     for resource_metrics in data.resource_metrics if data else ():
         for scope_metrics in resource_metrics.scope_metrics:
             for metric in scope_metrics.metrics:
-                if metric.name == METRIC_OUTCOMES:
+                if metric.name == METRIC_REPLAY_OUTCOMES:
                     for point in metric.data.data_points:
                         attributes = point.attributes or {}
-                        key = (str(attributes[ATTR_OUTCOME]), str(attributes[ATTR_SOURCE]))
+                        key = (
+                            str(attributes[ATTR_REPLAY_OUTCOME]),
+                            str(attributes[ATTR_DEADLETTER_SOURCE]),
+                        )
                         counts[key] = counts.get(key, 0) + cast("Any", point).value
     return counts
 
@@ -876,21 +882,21 @@ async def test_replay_span_carries_the_outcome_and_links_to_the_failure(
                 await replayer.replay(record.id)
                 await replayer.replay(record.id)
         counts = outcome_counts(reader)
-    spans = [s for s in exporter.get_finished_spans() if s.name == SPAN_REPLAY]
-    assert [s.attributes[ATTR_OUTCOME] for s in spans if s.attributes] == [
+    spans = [s for s in exporter.get_finished_spans() if s.name == SPAN_DEADLETTER_REPLAY]
+    assert [s.attributes[ATTR_REPLAY_OUTCOME] for s in spans if s.attributes] == [
         "replayed",
         "already_replayed",
     ]
     first = spans[0]
     assert first.attributes is not None
     assert {k: first.attributes[k] for k in first.attributes} == {
-        ATTR_RECORD_ID: record.id,
-        ATTR_KEY: "orders:9",
-        ATTR_SOURCE: "outbound",
-        ATTR_PARTITION: partition_of("orders:9", 4),
-        ATTR_FORCE: False,
-        ATTR_OUTCOME: "replayed",
-        ATTR_ATTEMPT: 1,
+        ATTR_DEADLETTER_ID: record.id,
+        ATTR_DEADLETTER_KEY: "orders:9",
+        ATTR_DEADLETTER_SOURCE: "outbound",
+        ATTR_REPLAY_PARTITION: partition_of("orders:9", 4),
+        ATTR_REPLAY_FORCE: False,
+        ATTR_REPLAY_OUTCOME: "replayed",
+        ATTR_REPLAY_ATTEMPT: 1,
     }
     assert first.kind is trace.SpanKind.INTERNAL
     assert first.status.status_code is StatusCode.UNSET
@@ -918,9 +924,9 @@ async def test_failed_replay_span_is_an_error_without_a_link_when_no_context(
         async with open_replayer(store, {Source.OUTBOUND: dest.send}) as replayer:
             await replayer.replay(record.id)
         counts = outcome_counts(reader)
-    [span] = [s for s in exporter.get_finished_spans() if s.name == SPAN_REPLAY]
+    [span] = [s for s in exporter.get_finished_spans() if s.name == SPAN_DEADLETTER_REPLAY]
     assert span.attributes is not None
-    assert span.attributes[ATTR_OUTCOME] == "failed"
+    assert span.attributes[ATTR_REPLAY_OUTCOME] == "failed"
     assert span.attributes["error.type"] == "ValueError"
     assert span.status.status_code is StatusCode.ERROR
     assert span.status.description == "ValueError: bad payload"

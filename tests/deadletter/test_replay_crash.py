@@ -21,8 +21,13 @@ from otpy.deadletter import (
     Source,
     open_replayer,
 )
-from otpy.deadletter._replay_worker import ATTR_OUTCOME, ATTR_RESUBMIT, SPAN_RECLAIM, SPAN_REPLAY
 from otpy.pressure import partition_of
+from otpy.telemetry import (
+    ATTR_REPLAY_OUTCOME,
+    ATTR_REPLAY_RESUBMIT,
+    SPAN_DEADLETTER_RECLAIM,
+    SPAN_DEADLETTER_REPLAY,
+)
 from otpy.testing import capture_spans, virtual_time
 
 from .test_replay import Destination, FakeClock, blocker, capture, keys_in_distinct_partitions
@@ -298,19 +303,19 @@ async def test_worker_killed_after_the_side_effect_leaves_the_record_in_doubt(
     assert entry.state is LedgerState.COMMITTED
 
     spans = exporter.get_finished_spans()
-    killed = next(s for s in spans if s.name == SPAN_REPLAY)
+    killed = next(s for s in spans if s.name == SPAN_DEADLETTER_REPLAY)
     assert killed.attributes is not None
-    assert ATTR_OUTCOME not in killed.attributes
+    assert ATTR_REPLAY_OUTCOME not in killed.attributes
     assert killed.attributes["error.type"] == "interrupted"
     assert killed.status.status_code is StatusCode.ERROR
-    [reclaim_span] = [s for s in spans if s.name == SPAN_RECLAIM]
+    [reclaim_span] = [s for s in spans if s.name == SPAN_DEADLETTER_RECLAIM]
     assert reclaim_span.attributes is not None
-    assert reclaim_span.attributes[ATTR_OUTCOME] == "in_doubt"
-    assert reclaim_span.attributes[ATTR_RESUBMIT] is False
+    assert reclaim_span.attributes[ATTR_REPLAY_OUTCOME] == "in_doubt"
+    assert reclaim_span.attributes[ATTR_REPLAY_RESUBMIT] is False
     outcomes = [
-        s.attributes[ATTR_OUTCOME]
+        s.attributes[ATTR_REPLAY_OUTCOME]
         for s in spans
-        if s.name == SPAN_REPLAY and s.attributes and ATTR_OUTCOME in s.attributes
+        if s.name == SPAN_DEADLETTER_REPLAY and s.attributes and ATTR_REPLAY_OUTCOME in s.attributes
     ]
     assert outcomes == ["in_progress", "in_doubt", "replayed"]
 
@@ -560,7 +565,7 @@ async def test_store_error_mid_replay_crashes_the_worker_and_the_record_is_recov
     assert "crashed: otpy.StoreLocked: dead-letter store var/dead.db" in lost.error
     assert (await store.get(record.id)).replay.status is ReplayStatus.SUCCEEDED
     assert dest.effects[record.replay_key] == 1
-    crashed = next(s for s in exporter.get_finished_spans() if s.name == SPAN_REPLAY)
+    crashed = next(s for s in exporter.get_finished_spans() if s.name == SPAN_DEADLETTER_REPLAY)
     assert crashed.attributes is not None
     assert crashed.attributes["error.type"] == "otpy.StoreLocked"
     assert crashed.status.status_code is StatusCode.ERROR

@@ -16,7 +16,8 @@ from otpy.deadletter import (
     dead_letter_children,
     sqlite_store,
 )
-from otpy.deadletter._telemetry import ATTR_STORE, SPAN_WRITE, store_kind
+from otpy.deadletter._telemetry import store_kind
+from otpy.telemetry import ATTR_DEADLETTER_STORE, SPAN_DEADLETTER_WRITE
 from otpy.testing import capture_spans
 
 if TYPE_CHECKING:
@@ -36,9 +37,9 @@ async def test_a_tree_owned_sqlite_store_is_reported_as_sqlite(tmp_path: Path) -
     with capture_spans() as exporter:
         async with otpy.open_supervisor(tree):
             await DeadLetters().capture(record)
-    [span] = [s for s in exporter.get_finished_spans() if s.name == SPAN_WRITE]
+    [span] = [s for s in exporter.get_finished_spans() if s.name == SPAN_DEADLETTER_WRITE]
     assert span.attributes is not None
-    assert span.attributes[ATTR_STORE] == "sqlite"
+    assert span.attributes[ATTR_DEADLETTER_STORE] == "sqlite"
 
 
 def test_store_kinds() -> None:

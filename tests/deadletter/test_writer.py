@@ -27,20 +27,20 @@ from otpy.deadletter import (
     dead_letter_children,
     running_stores,
 )
-from otpy.deadletter._telemetry import (
-    ATTR_COUNT,
-    ATTR_DROP_REASON,
-    ATTR_RECORD_ID,
-    ATTR_RULE,
-    ATTR_SOURCE,
-    ATTR_STATUS,
-    ATTR_STORE,
-    METRIC_CAPTURED,
-    METRIC_DROPPED,
-    METRIC_EVICTIONS,
-    SPAN_WRITE,
+from otpy.telemetry import (
+    ATTR_DEADLETTER_COUNT,
+    ATTR_DEADLETTER_DROP_REASON,
+    ATTR_DEADLETTER_ID,
+    ATTR_DEADLETTER_RULE,
+    ATTR_DEADLETTER_SOURCE,
+    ATTR_DEADLETTER_STATUS,
+    ATTR_DEADLETTER_STORE,
+    METRIC_DEADLETTER_CAPTURE_DROPPED,
+    METRIC_DEADLETTER_CAPTURED,
+    METRIC_DEADLETTER_EVICTIONS,
+    SPAN_DEADLETTER_WRITE,
+    get_tracer,
 )
-from otpy.telemetry._events import get_tracer
 from otpy.testing import capture_metrics, capture_spans, inject_crash, virtual_time
 
 if TYPE_CHECKING:
@@ -360,8 +360,8 @@ async def test_fire_and_forget_records_lost_in_a_writer_crash_are_counted() -> N
             first = sup.child("dead-letters")
             client.capture_nowait([record(n=1), record(n=2)])
             await sup.wait_child("dead-letters", other_than=first)
-            dropped = _sum_points(reader, METRIC_DROPPED)
-    assert dropped == {((ATTR_DROP_REASON, "writer_crashed"),): 2}
+            dropped = _sum_points(reader, METRIC_DEADLETTER_CAPTURE_DROPPED)
+    assert dropped == {((ATTR_DEADLETTER_DROP_REASON, "writer_crashed"),): 2}
 
 
 async def test_a_writer_killed_mid_commit_is_retried_and_its_span_is_not_an_error() -> None:
@@ -378,7 +378,7 @@ async def test_a_writer_killed_mid_commit_is_retried_and_its_span_is_not_an_erro
                 await store.entered.wait()
                 writer.kill()
             assert await inner.count() == 1
-    spans = [s for s in exporter.get_finished_spans() if s.name == SPAN_WRITE]
+    spans = [s for s in exporter.get_finished_spans() if s.name == SPAN_DEADLETTER_WRITE]
     assert [s.status.status_code for s in spans] == [StatusCode.UNSET, StatusCode.UNSET]
     assert client.statistics().retries == 1
 
@@ -438,8 +438,10 @@ async def test_the_sweeper_sweeps_at_start_and_every_interval_counting_evictions
             assert anyio.current_time() - start == 60.0
             assert await inner.count() == 2
             assert (await inner.statistics()).evicted == {"archived:max_count": 7}
-            evictions = _sum_points(reader, METRIC_EVICTIONS)
-    assert evictions == {((ATTR_RULE, "max_count"), (ATTR_STATUS, "archived")): 7}
+            evictions = _sum_points(reader, METRIC_DEADLETTER_EVICTIONS)
+    assert evictions == {
+        ((ATTR_DEADLETTER_RULE, "max_count"), (ATTR_DEADLETTER_STATUS, "archived")): 7
+    }
     infos = [r for r in caplog.records if "retention evicted" in r.getMessage()]
     assert [(r.levelno, r.getMessage()) for r in infos] == [
         (logging.INFO, "dead-letter retention evicted 3 archived records by max_count"),
@@ -488,8 +490,10 @@ async def test_pruned_ledger_entries_are_logged_as_such_and_not_counted_as_evict
     with capture_metrics() as reader:
         async with otpy.open_supervisor(dead_letter_children(inner)):
             await anyio.wait_all_tasks_blocked()
-        evictions = _sum_points(reader, METRIC_EVICTIONS)
-    assert evictions == {((ATTR_RULE, "max_age"), (ATTR_STATUS, "archived")): 1}
+        evictions = _sum_points(reader, METRIC_DEADLETTER_EVICTIONS)
+    assert evictions == {
+        ((ATTR_DEADLETTER_RULE, "max_age"), (ATTR_DEADLETTER_STATUS, "archived")): 1
+    }
     assert (await inner.statistics()).evicted == {"archived:max_age": 1, "ledger:max_age": 1}
     logged = [(r.levelno, r.getMessage()) for r in caplog.records if "retention" in r.getMessage()]
     assert logged == [
@@ -584,17 +588,20 @@ async def test_each_committed_batch_is_a_span_linked_to_its_records_failures() -
         crash = DeadLetter.capture(key="parser", source=Source.ACTOR_CRASH, reason_class="E")
         async with otpy.open_supervisor(writer_tree(inner)):
             await client.capture([traced, untraced, crash])
-        captured = _sum_points(reader, METRIC_CAPTURED)
-    [span] = [s for s in exporter.get_finished_spans() if s.name == SPAN_WRITE]
+        captured = _sum_points(reader, METRIC_DEADLETTER_CAPTURED)
+    [span] = [s for s in exporter.get_finished_spans() if s.name == SPAN_DEADLETTER_WRITE]
     assert span.attributes is not None
-    assert span.attributes[ATTR_COUNT] == 3
-    assert span.attributes[ATTR_STORE] == "memory"
+    assert span.attributes[ATTR_DEADLETTER_COUNT] == 3
+    assert span.attributes[ATTR_DEADLETTER_STORE] == "memory"
     assert span.status.status_code is StatusCode.UNSET
     [link] = span.links
     assert link.context.trace_id == failing.get_span_context().trace_id
     assert link.context.span_id == failing.get_span_context().span_id
-    assert link.attributes == {ATTR_RECORD_ID: traced.id}
-    assert captured == {((ATTR_SOURCE, "outbound"),): 2, ((ATTR_SOURCE, "actor_crash"),): 1}
+    assert link.attributes == {ATTR_DEADLETTER_ID: traced.id}
+    assert captured == {
+        ((ATTR_DEADLETTER_SOURCE, "outbound"),): 2,
+        ((ATTR_DEADLETTER_SOURCE, "actor_crash"),): 1,
+    }
 
 
 async def test_a_failed_batch_span_has_status_error_and_counts_nothing() -> None:
@@ -606,8 +613,8 @@ async def test_a_failed_batch_span_has_status_error_and_counts_nothing() -> None
         async with otpy.open_supervisor(writer_tree(store)):
             with pytest.raises(StoreFull):
                 await client.capture(record())
-        captured = _sum_points(reader, METRIC_CAPTURED)
-    [span] = [s for s in exporter.get_finished_spans() if s.name == SPAN_WRITE]
+        captured = _sum_points(reader, METRIC_DEADLETTER_CAPTURED)
+    [span] = [s for s in exporter.get_finished_spans() if s.name == SPAN_DEADLETTER_WRITE]
     assert span.status.status_code is StatusCode.ERROR
     assert span.attributes is not None
     assert span.attributes["error.type"] == "StoreFull"

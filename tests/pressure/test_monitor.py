@@ -14,6 +14,15 @@ import otpy.pressure
 from otpy import ChildSpec, MailboxConfig
 from otpy.pressure import Level, PressurePolicy, Threshold, _monitor
 from otpy.pressure._monitor import (
+    GET_PRESSURE,
+    PressureMonitor,
+    PressureStatistics,
+    SamplePressure,
+    Watched,
+    notify_pressure,
+    pressure_statistics,
+)
+from otpy.telemetry import (
     ATTR_PRESSURE_CAPACITY,
     ATTR_PRESSURE_COMPONENT,
     ATTR_PRESSURE_DEPTH,
@@ -22,17 +31,10 @@ from otpy.pressure._monitor import (
     ATTR_PRESSURE_PARTITION,
     ATTR_PRESSURE_QUEUE,
     ATTR_PRESSURE_RATIO,
-    GET_PRESSURE,
     METRIC_PRESSURE_CAPACITY,
     METRIC_PRESSURE_DEPTH,
     METRIC_PRESSURE_TRANSITIONS,
     SPAN_PRESSURE_TRANSITION,
-    PressureMonitor,
-    PressureStatistics,
-    SamplePressure,
-    Watched,
-    notify_pressure,
-    pressure_statistics,
 )
 from otpy.testing import capture_metrics, capture_spans, inject_crash, virtual_time
 

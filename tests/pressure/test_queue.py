@@ -490,7 +490,7 @@ async def test_twin_a_queue_of_one() -> None:
 @virtual
 async def test_drops_are_counted_by_reason_and_priority_and_throttle_time_is_recorded() -> None:
     """Every refusal increments otpy.pressure.drops by reason and priority; throttle waits go to a histogram."""
-    from otpy.pressure._monitor import METRIC_PRESSURE_DROPS, METRIC_PRESSURE_THROTTLE
+    from otpy.telemetry import METRIC_PRESSURE_DROPS, METRIC_PRESSURE_THROTTLE
     from otpy.testing import capture_metrics
 
     with capture_metrics() as reader:
