@@ -14,6 +14,11 @@ from __future__ import annotations
 from ._capture import dead_letter_from_event as dead_letter_from_event
 from ._capture import encode_payload as encode_payload
 from ._capture import route_dead_letters as route_dead_letters
+from ._guard import Action as Action
+from ._guard import Decision as Decision
+from ._guard import LedgerEntry as LedgerEntry
+from ._guard import LedgerState as LedgerState
+from ._guard import Reclaimed as Reclaimed
 from ._memory import MemoryDeadLetterStore as MemoryDeadLetterStore
 from ._owner import DeadLetterRouter as DeadLetterRouter
 from ._owner import StoreHandle as StoreHandle
@@ -49,14 +54,9 @@ from ._replay import open_replayer as open_replayer
 from ._replay import replay_supervisor as replay_supervisor
 from ._sqlite import SQLiteDeadLetterStore as SQLiteDeadLetterStore
 from ._sqlite import open_store as open_store
-from ._store import Action as Action
 from ._store import DeadLetterFilter as DeadLetterFilter
 from ._store import DeadLetterStore as DeadLetterStore
-from ._store import Decision as Decision
-from ._store import LedgerEntry as LedgerEntry
-from ._store import LedgerState as LedgerState
 from ._store import Page as Page
-from ._store import Reclaimed as Reclaimed
 from ._store import RetentionPolicy as RetentionPolicy
 from ._store import RetentionRule as RetentionRule
 from ._store import StoreStatistics as StoreStatistics

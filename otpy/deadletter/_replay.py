@@ -69,7 +69,7 @@ from ._store import DeadLetterFilter, DeadLetterStore
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from ._store import Reclaimed
+    from ._guard import Reclaimed
 
 __all__ = [
     "MAX_PARTITIONS",

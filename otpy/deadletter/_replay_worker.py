@@ -31,9 +31,9 @@ from .._exceptions import (
 from .._redact import get_logger
 from ..pressure._policy import Priority
 from ..telemetry._events import get_meter, get_tracer
+from ._guard import Action, LedgerState
 from ._record import ReplayOutcome, ReplayStatus, redact
 from ._replay import _RECLAIM_NOW, _TICK, ReplayOutcomeUnknown, ReplayResult, _Job, _Replay
-from ._store import Action, LedgerState
 from ._telemetry import ATTR_RECORD_ID, ATTR_SOURCE, span_context_from
 
 if TYPE_CHECKING:
@@ -43,9 +43,9 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
     from .._core._actor import Caller
+    from ._guard import Reclaimed
     from ._record import DeadLetter
     from ._replay import ReplayConfig, ReplayHandler
-    from ._store import Reclaimed
 
 __all__ = [
     "ATTR_ATTEMPT",

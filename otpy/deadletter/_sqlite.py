@@ -46,6 +46,19 @@ from .._exceptions import (
     StoreVersionTooNew,
 )
 from .._redact import get_logger
+from ._guard import (
+    Action,
+    Decision,
+    LedgerEntry,
+    LedgerState,
+    Reclaimed,
+    decide_replay,
+    finish_replay,
+    ledger_held_by_other,
+    reclaim,
+    resolve,
+    resolve_alongside,
+)
 from ._record import (
     Category,
     DeadLetter,
@@ -59,23 +72,12 @@ from ._record import (
 from ._store import (
     ALL,
     LEDGER_EVICTED,
-    Action,
     DeadLetterFilter,
-    Decision,
-    LedgerEntry,
-    LedgerState,
     Page,
-    Reclaimed,
     RetentionPolicy,
     StoreStatistics,
     SweepResult,
-    decide_replay,
-    finish_replay,
     id_conflict,
-    ledger_held_by_other,
-    reclaim,
-    resolve,
-    resolve_alongside,
 )
 
 if TYPE_CHECKING:
