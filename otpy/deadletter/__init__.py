@@ -47,11 +47,11 @@ from ._rejections import dead_lettering_queue as dead_lettering_queue
 from ._replay import MAX_PARTITIONS as MAX_PARTITIONS
 from ._replay import ReplayConfig as ReplayConfig
 from ._replay import Replayer as Replayer
-from ._replay import ReplayHandler as ReplayHandler
 from ._replay import ReplayHandlers as ReplayHandlers
-from ._replay import ReplayResult as ReplayResult
 from ._replay import open_replayer as open_replayer
 from ._replay import replay_supervisor as replay_supervisor
+from ._replay_messages import ReplayResult as ReplayResult
+from ._replay_worker import ReplayHandler as ReplayHandler
 from ._sqlite import SQLiteDeadLetterStore as SQLiteDeadLetterStore
 from ._sqlite import open_store as open_store
 from ._store import DeadLetterFilter as DeadLetterFilter
