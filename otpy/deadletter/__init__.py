@@ -48,12 +48,14 @@ from ._replay import MAX_PARTITIONS as MAX_PARTITIONS
 from ._replay import ReplayConfig as ReplayConfig
 from ._replay import Replayer as Replayer
 from ._replay import ReplayHandlers as ReplayHandlers
+from ._replay import is_async_callable as is_async_callable
 from ._replay import open_replayer as open_replayer
 from ._replay import replay_supervisor as replay_supervisor
 from ._replay_messages import ReplayResult as ReplayResult
 from ._replay_worker import ReplayHandler as ReplayHandler
 from ._sqlite import SQLiteDeadLetterStore as SQLiteDeadLetterStore
 from ._sqlite import open_store as open_store
+from ._store import LEDGER_EVICTED as LEDGER_EVICTED
 from ._store import DeadLetterFilter as DeadLetterFilter
 from ._store import DeadLetterStore as DeadLetterStore
 from ._store import Page as Page
@@ -91,6 +93,7 @@ __all__ = [
     "Source",
     "Status",
     "StoreStatistics",
+    "LEDGER_EVICTED",
     "StoreHandle",
     "StoreOwner",
     "SweepResult",
@@ -122,6 +125,7 @@ __all__ = [
     "ReplayHandler",
     "ReplayHandlers",
     "ReplayResult",
+    "is_async_callable",
     "open_replayer",
     "replay_supervisor",
     "sqlite_store",
