@@ -37,7 +37,8 @@ from otpy.deadletter import (
     new_id,
     open_replayer,
 )
-from otpy.deadletter._sqlite import _INSERT, _encode
+from otpy.deadletter._codec import encode
+from otpy.deadletter._queries import INSERT
 
 from ._harness import BenchmarkResult, Figure, Sample, Stopwatch, Target, column, median, percentile
 
@@ -151,14 +152,14 @@ async def _raw_inserts(path: Path, records: list[DeadLetter]) -> Sample:
     # Same schema and indexes: let the store create the file, then write around it.
     store = await SQLiteDeadLetterStore.open(path, synchronous="FULL")
     await store.aclose()
-    rows = [_encode(record, INLINE)[0] for record in records]
+    rows = [encode(record, INLINE)[0] for record in records]
     async with aiosqlite.connect(path, isolation_level=None) as db:
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA synchronous=FULL")
         with Stopwatch() as watch:
             for start in range(0, len(rows), 1000):
                 await db.execute("BEGIN IMMEDIATE")
-                await db.executemany(_INSERT, rows[start : start + 1000])
+                await db.executemany(INSERT, rows[start : start + 1000])
                 await db.execute("COMMIT")
         async with db.execute("SELECT count(*) FROM dead_letters") as cursor:
             row = await cursor.fetchone()

@@ -603,10 +603,10 @@ def test_reading_an_older_store_says_how_to_migrate_it(
     store: Fixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """list on a store of an older schema exits 1, leaves it as it was and names what migrates it."""
-    from otpy.deadletter import _sqlite
+    from otpy.deadletter import _schema
 
     v3 = ("ALTER TABLE dead_letters ADD COLUMN note TEXT",)
-    monkeypatch.setattr(_sqlite, "MIGRATIONS", (*_sqlite.MIGRATIONS, v3))
+    monkeypatch.setattr(_schema, "MIGRATIONS", (*_schema.MIGRATIONS, v3))
     before = directory_state(store.db.parent)
     result = invoke("list", "--db", str(store.db))
     assert result.exit_code == 1

@@ -53,8 +53,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.progress import Progress
 
-    from otpy.deadletter import DeadLetter, DeadLetterStore
-    from otpy.deadletter._replay import ReplayHandler
+    from otpy.deadletter import DeadLetter, DeadLetterStore, ReplayHandler
 
 __all__ = [
     "Declined",

@@ -14,6 +14,11 @@ from __future__ import annotations
 from ._capture import dead_letter_from_event as dead_letter_from_event
 from ._capture import encode_payload as encode_payload
 from ._capture import route_dead_letters as route_dead_letters
+from ._guard import Action as Action
+from ._guard import Decision as Decision
+from ._guard import LedgerEntry as LedgerEntry
+from ._guard import LedgerState as LedgerState
+from ._guard import Reclaimed as Reclaimed
 from ._memory import MemoryDeadLetterStore as MemoryDeadLetterStore
 from ._owner import DeadLetterRouter as DeadLetterRouter
 from ._owner import StoreHandle as StoreHandle
@@ -42,21 +47,18 @@ from ._rejections import dead_lettering_queue as dead_lettering_queue
 from ._replay import MAX_PARTITIONS as MAX_PARTITIONS
 from ._replay import ReplayConfig as ReplayConfig
 from ._replay import Replayer as Replayer
-from ._replay import ReplayHandler as ReplayHandler
 from ._replay import ReplayHandlers as ReplayHandlers
-from ._replay import ReplayResult as ReplayResult
+from ._replay import is_async_callable as is_async_callable
 from ._replay import open_replayer as open_replayer
 from ._replay import replay_supervisor as replay_supervisor
+from ._replay_messages import ReplayResult as ReplayResult
+from ._replay_worker import ReplayHandler as ReplayHandler
 from ._sqlite import SQLiteDeadLetterStore as SQLiteDeadLetterStore
 from ._sqlite import open_store as open_store
-from ._store import Action as Action
+from ._store import LEDGER_EVICTED as LEDGER_EVICTED
 from ._store import DeadLetterFilter as DeadLetterFilter
 from ._store import DeadLetterStore as DeadLetterStore
-from ._store import Decision as Decision
-from ._store import LedgerEntry as LedgerEntry
-from ._store import LedgerState as LedgerState
 from ._store import Page as Page
-from ._store import Reclaimed as Reclaimed
 from ._store import RetentionPolicy as RetentionPolicy
 from ._store import RetentionRule as RetentionRule
 from ._store import StoreStatistics as StoreStatistics
@@ -91,6 +93,7 @@ __all__ = [
     "Source",
     "Status",
     "StoreStatistics",
+    "LEDGER_EVICTED",
     "StoreHandle",
     "StoreOwner",
     "SweepResult",
@@ -122,6 +125,7 @@ __all__ = [
     "ReplayHandler",
     "ReplayHandlers",
     "ReplayResult",
+    "is_async_callable",
     "open_replayer",
     "replay_supervisor",
     "sqlite_store",

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, TypeAlias
 
 from ._record import Category, DeadLetter, Source
-from ._writer import Capture
+from ._writer import count_undelivered
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -170,9 +170,7 @@ def route_dead_letters(
         )
 
     def sink(event: DeadLetterEvent) -> None:
-        message = event.message
-        if type(message) is Capture:
-            client._count_dropped(event.reason, len(message.records))
+        if count_undelivered(client, event.message, event.reason):
             return
         if event.reason in wanted:
             client.capture_nowait(dead_letter_from_event(event, encoder=encoder))

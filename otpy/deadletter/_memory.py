@@ -10,28 +10,30 @@ import anyio.lowlevel
 import attrs
 
 from .._exceptions import DeadLetterNotFound, DeadLetterStoreError
-from ._record import ReplayOutcome, ReplayStatus, Status
-from ._store import (
-    ALL,
-    LEDGER_EVICTED,
+from ._guard import (
     Action,
-    DeadLetterFilter,
     Decision,
     LedgerEntry,
     LedgerState,
-    Page,
     Reclaimed,
-    RetentionPolicy,
-    StoreStatistics,
-    SweepResult,
     decide_replay,
     finish_replay,
-    id_conflict,
     ledger_held_by_other,
     ledger_prunable,
     reclaim,
     resolve,
     resolve_alongside,
+)
+from ._record import ReplayOutcome, ReplayStatus, Status
+from ._store import (
+    ALL,
+    LEDGER_EVICTED,
+    DeadLetterFilter,
+    Page,
+    RetentionPolicy,
+    StoreStatistics,
+    SweepResult,
+    id_conflict,
     same_capture,
 )
 

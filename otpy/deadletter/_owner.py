@@ -41,14 +41,12 @@ if TYPE_CHECKING:
 
     from .._core._mailbox import MailboxConfig
     from ._capture import Encoder
+    from ._guard import Decision, LedgerEntry, Reclaimed
     from ._record import DeadLetter, ReplayOutcome
     from ._store import (
         DeadLetterFilter,
         DeadLetterStore,
-        Decision,
-        LedgerEntry,
         Page,
-        Reclaimed,
         StoreStatistics,
         SweepResult,
     )

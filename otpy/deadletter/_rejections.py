@@ -28,8 +28,7 @@ from .._check import callable_or_none, short
 from .._check import name as check_name
 from .._exceptions import InvalidArgumentType
 from .._redact import get_logger
-from ..pressure._policy import PressurePolicy, Priority
-from ..pressure._queue import BoundedQueue
+from ..pressure import BoundedQueue, PressurePolicy, Priority
 from ._capture import encode_payload
 from ._record import Category, DeadLetter, Diagnostics, Source
 from ._writer import DeadLetters
@@ -37,8 +36,7 @@ from ._writer import DeadLetters
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from ..pressure._partitioned import PartitionedQueue
-    from ..pressure._queue import QueueStatistics
+    from ..pressure import PartitionedQueue, QueueStatistics
     from ._capture import Encoder
 
 __all__ = [

@@ -8,7 +8,7 @@ run in order, one at a time, while other partitions run concurrently. Keys that 
 a partition share its queue, as with Broadway's ``partition_by``; each partition
 holds up to ``capacity`` waiting requests, with the queue's pressure levels.
 
-One replay, in the worker (see :func:`decide_replay` in ``_store.py`` for the guard):
+One replay, in the worker (see :func:`decide_replay` in ``_guard.py`` for the guard):
 
 1. ``store.begin_replay`` takes a lease, or answers ``rejected_archived`` /
    ``in_progress`` / ``already_replayed`` / ``in_doubt`` without a side effect;
@@ -24,7 +24,9 @@ A worker dying between 3 and 5 leaves the key pending: after the lease the recor
 ``in_doubt``, and so is every other record carrying the key; none is re-sent
 automatically until an operator resolves the key (``runbooks/replay.md``).
 
-The actors and their telemetry are in ``_replay_worker.py``.
+This module is the configuration and the client; it builds the supervisor from the
+actors in ``_replay_worker.py`` (which never imports this module), and both speak
+the messages of ``_replay_messages.py``.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import contextlib
 import functools
 import inspect
 import types
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Final, TypeAlias, final
 
 import anyio
@@ -51,15 +53,9 @@ from .._exceptions import (
     InvalidReplayHandler,
     NoReplayHandler,
     PressureError,
-    ReplayFailed,
-    ReplayOutcomeUnknown,
-    ReplayRejected,
-    ReplayUnavailable,
     single_error,
 )
-from .._partition import partition_of as partition_of
-from .._partition import stable_hash as stable_hash
-from .._redact import get_logger
+from .._partition import partition_of
 from .._supervision import (
     ChildSpec,
     Strategy,
@@ -67,113 +63,27 @@ from .._supervision import (
     SupervisorSpec,
     open_supervisor,
 )
-from ..pressure._partitioned import PartitionedQueue
-from ._record import DeadLetter, ReplayOutcome, Source, current_trace_context
+from ..pressure import PartitionedQueue
+from ._record import Source, current_trace_context
+from ._replay_messages import RECLAIM_NOW, ReplayJob, ReplayRequest, ReplayResult
+from ._replay_worker import Reclaimer, ReplayHandler, ReplayRunner, crash_worker
 from ._store import DeadLetterFilter, DeadLetterStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from ._store import Reclaimed
+    from ._guard import Reclaimed
 
 __all__ = [
     "MAX_PARTITIONS",
     "ReplayConfig",
-    "ReplayHandler",
     "ReplayHandlers",
-    "ReplayOutcomeUnknown",
-    "ReplayResult",
-    "ReplayUnavailable",
     "Replayer",
     "check_handler",
     "is_async_callable",
     "open_replayer",
-    "partition_of",
     "replay_supervisor",
-    "stable_hash",
 ]
-
-logger = get_logger("otpy.deadletter.replay")
-
-ReplayHandler: TypeAlias = Callable[[DeadLetter, str], Awaitable[object]]
-"""Re-sends one record: ``await handler(record, idempotency_key)``.
-
-The record has its payload loaded. Pass the key to the destination (an
-``Idempotency-Key`` header, a unique column) so it can deduplicate too. Return to
-report success; raise an ordinary exception when the side effect certainly did not
-happen (the record becomes ``failed`` and replayable); raise
-:class:`ReplayOutcomeUnknown` when you cannot tell (the record becomes ``in_doubt``).
-"""
-
-# -- partitioning -------------------------------------------------------------------
-
-# stable_hash and partition_of live in otpy._partition, shared with the partitioned
-# work queue; they are re-exported here (and from otpy.deadletter) unchanged.
-
-# -- errors -------------------------------------------------------------------------
-
-
-# -- results ------------------------------------------------------------------------
-
-_REFUSALS = frozenset(
-    {
-        ReplayOutcome.ALREADY_REPLAYED,
-        ReplayOutcome.REJECTED_ARCHIVED,
-        ReplayOutcome.IN_PROGRESS,
-        ReplayOutcome.IN_DOUBT,
-    }
-)
-
-
-@attrs.frozen(kw_only=True)
-class ReplayResult:
-    """What one replay request came to.
-
-    Attributes:
-        record_id: the record.
-        outcome: the outcome, or ``None`` when the request got none: its worker
-            exited or did not answer within the timeout (``error`` says which). The
-            record's state in the store is then the truth: if the replay had taken its
-            lease, the reclaimer settles it once the lease expires (replayable again if
-            the side effect never started, ``in_doubt`` if it had); if it had not, the
-            record is unchanged and can simply be replayed again.
-        record: the record after the request, when there is an outcome.
-        error: the handler's error (class and redacted message) for ``failed`` and
-            ``in_doubt``; why there is no outcome when ``outcome`` is ``None``.
-
-    .. versionadded:: 0.1.0
-    """
-
-    record_id: str
-    outcome: ReplayOutcome | None
-    record: DeadLetter | None = None
-    error: str | None = None
-
-    @property
-    def succeeded(self) -> bool:
-        """Whether the record's side effect is known to have happened (now or before)."""
-        return self.outcome in (ReplayOutcome.REPLAYED, ReplayOutcome.ALREADY_REPLAYED)
-
-    def raise_for_outcome(self) -> ReplayResult:
-        """Return this result if the record was replayed; raise otherwise.
-
-        Like httpx's ``raise_for_status``: anything but ``replayed`` raises.
-
-        Raises:
-            ReplayRejected: ``already_replayed``, ``rejected_archived``,
-                ``in_progress`` or ``in_doubt``; nothing was sent by this request
-                (for ``in_doubt``, maybe something was: see ``error``).
-            ReplayFailed: the handler raised; the record is ``failed`` and replayable.
-            ReplayUnavailable: there is no outcome (``outcome is None``).
-        """
-        if self.outcome is ReplayOutcome.REPLAYED:
-            return self
-        if self.outcome is None:
-            raise ReplayUnavailable(self.record_id, self.error or "no answer")
-        if self.outcome is ReplayOutcome.FAILED:
-            raise ReplayFailed(self.record_id, self.error or "unknown error")
-        assert self.outcome in _REFUSALS
-        raise ReplayRejected(self.record_id, self.outcome.value)
 
 
 # -- configuration ------------------------------------------------------------------
@@ -279,7 +189,7 @@ class ReplayConfig:
     reclaim_interval: float = 5.0
     intensity: int = 10
     period: float = 60.0
-    _queue: PartitionedQueue[_Job] = attrs.field(init=False, repr=False)
+    _queue: PartitionedQueue[ReplayJob] = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         name = self.name
@@ -327,11 +237,13 @@ class ReplayConfig:
             if key not in _SOURCES:
                 raise InvalidChildSpec(name, f"handler key {key!r} is not a source ({known})")
             check_handler(name, key, handler)
-        queue: PartitionedQueue[_Job] = PartitionedQueue(self.partitions, self.capacity, name=name)
+        queue: PartitionedQueue[ReplayJob] = PartitionedQueue(
+            self.partitions, self.capacity, name=name
+        )
         object.__setattr__(self, "_queue", queue)
 
     @property
-    def queue(self) -> PartitionedQueue[_Job]:
+    def queue(self) -> PartitionedQueue[ReplayJob]:
         """The replay requests, partitioned by key; watch it with a pressure monitor."""
         return self._queue
 
@@ -359,8 +271,6 @@ class ReplayConfig:
         Put it in a tree's children (after the store's writer), or start it with
         :func:`open_replayer`.
         """
-        from ._replay_worker import Reclaimer, ReplayRunner, crash_worker
-
         workers = self._queue.worker_specs(
             ReplayRunner(self),
             max_demand=1,  # waiting requests stay in the queue, where pressure sees them
@@ -419,56 +329,6 @@ def replay_supervisor(
     ).supervisor_spec()
 
 
-# -- messages -----------------------------------------------------------------------
-
-
-@attrs.frozen
-class _Replay:
-    """A request to replay one record; carries what the span needs before the store answers."""
-
-    record_id: str
-    key: str
-    source: str
-    trace_context: tuple[tuple[str, str], ...]
-    force: bool
-    carrier: tuple[tuple[str, str], ...]
-    """The requester's trace context: the replay span's parent."""
-
-    @classmethod
-    def of(
-        cls, record: DeadLetter, *, force: bool, carrier: tuple[tuple[str, str], ...]
-    ) -> _Replay:
-        return cls(record.id, record.key, str(record.source), record.trace_context, force, carrier)
-
-
-@attrs.define(eq=False)
-class _Job:
-    """A replay request in the queue, and where its answer goes."""
-
-    request: _Replay
-    done: anyio.Event | None = None
-    """Set once answered; ``None`` for a resubmission nobody waits for."""
-    result: ReplayResult | DeadLetterError | None = None
-    settled: bool = False
-    """Answered, or given up by its requester: never run (again)."""
-
-    def settle(self, result: ReplayResult | DeadLetterError) -> None:
-        if self.settled:
-            return
-        self.settled = True
-        self.result = result
-        if self.done is not None:
-            self.done.set()
-
-
-class _Reclaim:
-    """Sweep for expired leases now (a call) or on the timer (an info)."""
-
-
-_RECLAIM_NOW: Final = _Reclaim()
-_TICK: Final = _Reclaim()
-
-
 # -- the client ---------------------------------------------------------------------
 
 _PAGE = 500
@@ -500,8 +360,6 @@ class Replayer:
         Raises:
             TypeError: *spec* is not a replay supervisor's spec.
         """
-        from ._replay_worker import Reclaimer
-
         for child in spec.children:
             if child.start is Reclaimer and child.args and isinstance(child.args[0], ReplayConfig):
                 return cls(child.args[0])
@@ -542,7 +400,7 @@ class Replayer:
         record = page.records[0]
         self._check_handler(str(record.source))
         reply = await self._submit(
-            _Replay.of(record, force=force, carrier=current_trace_context()), timeout
+            ReplayRequest.of(record, force=force, carrier=current_trace_context()), timeout
         )
         if isinstance(reply, DeadLetterError):
             raise reply
@@ -584,12 +442,12 @@ class Replayer:
         """
         await anyio.lowlevel.checkpoint()
         carrier = current_trace_context()
-        requests: list[_Replay] = []
+        requests: list[ReplayRequest] = []
         corrupt: list[ReplayResult] = []
         cursor: str | None = None
         while True:
             page = await self.config.store.list(where, limit=_PAGE, cursor=cursor)
-            requests.extend(_Replay.of(r, force=force, carrier=carrier) for r in page.records)
+            requests.extend(ReplayRequest.of(r, force=force, carrier=carrier) for r in page.records)
             corrupt.extend(
                 ReplayResult(record_id=exc.record_id, outcome=None, error=str(exc))
                 for exc in page.corrupt
@@ -639,7 +497,7 @@ class Replayer:
         reply = (
             await current_node()
             .named(self.config.reclaimer_name)
-            .call(_RECLAIM_NOW, timeout=timeout)
+            .call(RECLAIM_NOW, timeout=timeout)
         )
         return reply  # type: ignore[no-any-return]
 
@@ -648,7 +506,7 @@ class Replayer:
             raise NoReplayHandler(source, sorted(self.config.handlers))
 
     async def _submit(
-        self, request: _Replay, timeout: float | None
+        self, request: ReplayRequest, timeout: float | None
     ) -> ReplayResult | DeadLetterError:
         config = self.config
         partition = config.partition_of(request.key)
@@ -661,7 +519,7 @@ class Replayer:
             )
             return ReplayResult(record_id=request.record_id, outcome=None, error=detail)
         done = anyio.Event()
-        job = _Job(request, done)
+        job = ReplayJob(request, done)
         try:
             with anyio.fail_after(timeout):
                 await config.queue.put(request.key, job)

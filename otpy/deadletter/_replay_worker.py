@@ -2,14 +2,17 @@
 
 The workers are the :class:`~otpy.pressure.PartitionWorker` actors of the config's
 :class:`~otpy.pressure.PartitionedQueue`; :class:`ReplayRunner` is their handler. See
-``_replay.py`` for the protocol a replay follows. Telemetry uses opentelemetry-api
-only and never raises: a failure is logged at debug level and the replay goes on.
+``_replay.py`` for the protocol a replay follows; that module builds the supervisor
+from the actors here, and this one never imports it (:class:`WorkerConfig` names
+what they read of its config). Telemetry uses opentelemetry-api only and never
+raises: a failure is logged at debug level and the replay goes on.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, final
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, final
 
 import anyio
 import attrs
@@ -26,9 +29,10 @@ from .._exceptions import (
     DeadLetterStoreError,
     NoReplayHandler,
     PressureError,
+    ReplayOutcomeUnknown,
 )
 from .._redact import get_logger
-from ..pressure._policy import Priority
+from ..pressure import Priority
 from ..telemetry import (
     ATTR_DEADLETTER_ID,
     ATTR_DEADLETTER_KEY,
@@ -45,9 +49,9 @@ from ..telemetry import (
     cached_counter,
     get_tracer,
 )
-from ._record import ReplayOutcome, ReplayStatus, redact
-from ._replay import _RECLAIM_NOW, _TICK, ReplayOutcomeUnknown, ReplayResult, _Job, _Replay
-from ._store import Action, LedgerState
+from ._guard import Action, LedgerState
+from ._record import DeadLetter, ReplayOutcome, ReplayStatus, redact
+from ._replay_messages import RECLAIM_NOW, RECLAIM_TICK, ReplayJob, ReplayRequest, ReplayResult
 from ._telemetry import span_context_from
 
 if TYPE_CHECKING:
@@ -56,13 +60,15 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
     from .._core._actor import Caller
-    from ._record import DeadLetter
-    from ._replay import ReplayConfig, ReplayHandler
-    from ._store import Reclaimed
+    from ..pressure import PartitionedQueue
+    from ._guard import Reclaimed
+    from ._store import DeadLetterStore
 
 __all__ = [
     "Reclaimer",
+    "ReplayHandler",
     "ReplayRunner",
+    "WorkerConfig",
     "crash_worker",
 ]
 
@@ -97,10 +103,71 @@ class _Ended:
     error_type: str | None = None
 
 
+# -- the handler and the config ------------------------------------------------------
+
+ReplayHandler: TypeAlias = Callable[[DeadLetter, str], Awaitable[object]]
+"""Re-sends one record: ``await handler(record, idempotency_key)``.
+
+The record has its payload loaded. Pass the key to the destination (an
+``Idempotency-Key`` header, a unique column) so it can deduplicate too. Return to
+report success; raise an ordinary exception when the side effect certainly did not
+happen (the record becomes ``failed`` and replayable); raise
+:class:`ReplayOutcomeUnknown` when you cannot tell (the record becomes ``in_doubt``).
+"""
+
+
+class WorkerConfig(Protocol):
+    """What the workers and the reclaimer read of the config that starts them.
+
+    :class:`~otpy.deadletter.ReplayConfig` is the one implementation. It lives in
+    ``_replay.py``, which builds the replay supervisor from the actors here; naming
+    what they need keeps the import one way.
+    """
+
+    @property
+    def store(self) -> DeadLetterStore:
+        """The dead-letter store."""
+        ...
+
+    @property
+    def handlers(self) -> Mapping[str, ReplayHandler]:
+        """A handler per source value."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """The replay supervisor's name."""
+        ...
+
+    @property
+    def handler_timeout(self) -> float:
+        """Seconds a handler may run."""
+        ...
+
+    @property
+    def reclaim_interval(self) -> float:
+        """Seconds between the reclaimer's sweeps."""
+        ...
+
+    @property
+    def lease(self) -> float:
+        """Seconds a worker holds a record."""
+        ...
+
+    @property
+    def queue(self) -> PartitionedQueue[ReplayJob]:
+        """The replay requests, partitioned by key."""
+        ...
+
+    def partition_of(self, key: str) -> int:
+        """Return the partition that replays records with dead-letter key *key*."""
+        ...
+
+
 # -- the workers' handler -------------------------------------------------------------
 
 
-def crash_worker(key: str, job: _Job, exc: Exception) -> None:
+def crash_worker(key: str, job: ReplayJob, exc: Exception) -> None:
     """The workers' ``on_error``: a store error (or a bug) crashes the worker.
 
     Handler errors never get here (they are outcomes); the supervisor restarts the
@@ -121,13 +188,13 @@ class ReplayRunner:
 
     __slots__ = ("config",)
 
-    def __init__(self, config: ReplayConfig) -> None:
+    def __init__(self, config: WorkerConfig) -> None:
         self.config = config
 
     def __repr__(self) -> str:
         return f"<ReplayRunner {self.config.name!r}>"
 
-    async def __call__(self, key: str, job: _Job) -> None:
+    async def __call__(self, key: str, job: ReplayJob) -> None:
         """Replay *job*'s record and settle the job with the result."""
         if job.settled:
             return
@@ -143,7 +210,7 @@ class ReplayRunner:
                 "resubmitted replay of dead letter %s not run: %s", request.record_id, result
             )
 
-    async def _replay(self, request: _Replay) -> ReplayResult | DeadLetterError:
+    async def _replay(self, request: ReplayRequest) -> ReplayResult | DeadLetterError:
         span = _start_span(request, self.config.partition_of(request.key))
         token = _attach(span)
         try:
@@ -155,7 +222,7 @@ class ReplayRunner:
             _detach(token)
             _end(span)
 
-    async def _attempt(self, request: _Replay, span: Span) -> ReplayResult | DeadLetterError:
+    async def _attempt(self, request: ReplayRequest, span: Span) -> ReplayResult | DeadLetterError:
         config = self.config
         store = config.store
         handler = config.handlers.get(request.source)
@@ -258,7 +325,7 @@ class ReplayRunner:
         return _Ended(ReplayOutcome.REPLAYED)
 
 
-def _stopped(request: _Replay, partition: int, exc: BaseException) -> ReplayResult:
+def _stopped(request: ReplayRequest, partition: int, exc: BaseException) -> ReplayResult:
     """The answer for a request whose worker stopped (or crashed) mid-replay."""
     if isinstance(exc, anyio.get_cancelled_exc_class()):
         how = f"replay worker for partition {partition} stopped mid-replay"
@@ -280,12 +347,12 @@ class Reclaimer(Actor):
     for an operator. Store errors are logged and retried at the next sweep.
     """
 
-    config: ReplayConfig
+    config: WorkerConfig
 
-    async def init(self, config: ReplayConfig) -> None:
+    async def init(self, config: WorkerConfig) -> None:
         """Schedule the first sweep."""
         self.config = config
-        self.send_after(config.reclaim_interval, _TICK)
+        self.send_after(config.reclaim_interval, RECLAIM_TICK)
 
     async def terminate(self, reason: object) -> None:
         """The replay supervisor is stopping (the reclaimer stops first): answer what waits.
@@ -310,18 +377,18 @@ class Reclaimer(Actor):
 
     async def handle_info(self, message: Any) -> None:
         """Sweep on the timer, then schedule the next sweep."""
-        if message is _TICK:
+        if message is RECLAIM_TICK:
             try:
                 await self._reclaim()
             except DeadLetterStoreError as exc:
                 logger.warning("replay reclaimer %s: sweep failed: %s", self.config.name, exc)
-            self.send_after(self.config.reclaim_interval, _TICK)
+            self.send_after(self.config.reclaim_interval, RECLAIM_TICK)
             return
         await super().handle_info(message)
 
     async def handle_call(self, message: Any, caller: Caller) -> Any:
         """Sweep now (``Replayer.reclaim``); answer what was reclaimed."""
-        if message is _RECLAIM_NOW:
+        if message is RECLAIM_NOW:
             return await self._reclaim()
         return await super().handle_call(message, caller)
 
@@ -352,7 +419,7 @@ class Reclaimer(Actor):
         return reclaimed
 
     def _resubmit(self, record: DeadLetter) -> None:
-        job = _Job(_Replay.of(record, force=False, carrier=()))
+        job = ReplayJob(ReplayRequest.of(record, force=False, carrier=()))
         try:
             self.config.queue.put_nowait(record.key, job, priority=Priority.HIGH)
         except (PressureError, anyio.WouldBlock) as exc:
@@ -384,7 +451,7 @@ def _links(trace_context: tuple[tuple[str, str], ...]) -> list[Link]:
     return [Link(span_context)] if span_context is not None else []
 
 
-def _start_span(request: _Replay, partition: int) -> Span:
+def _start_span(request: ReplayRequest, partition: int) -> Span:
     """Start the replay span: a child of the requester's span, linked to the failure's."""
     try:
         parent = _propagator.extract(dict(request.carrier)) if request.carrier else None
@@ -440,7 +507,11 @@ def _count(outcome: ReplayOutcome, source: str) -> None:
 
 
 def _finished(
-    span: Span, request: _Replay, result: ReplayResult, attempt: int, error_type: str | None = None
+    span: Span,
+    request: ReplayRequest,
+    result: ReplayResult,
+    attempt: int,
+    error_type: str | None = None,
 ) -> ReplayResult:
     """Put *result* on the span and the counter; return it."""
     outcome = result.outcome

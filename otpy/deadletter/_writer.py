@@ -57,6 +57,7 @@ __all__ = [
     "DeadLettersStatistics",
     "RetentionSweeper",
     "WriterStatistics",
+    "count_undelivered",
     "running_stores",
 ]
 
@@ -617,6 +618,20 @@ class DeadLetters:
         return DeadLettersStatistics(
             captured=self._captured, retries=self._retries, dropped=self._dropped
         )
+
+
+def count_undelivered(client: DeadLetters, message: object, reason: str) -> bool:
+    """Count *message* as dropped by *client* if it is a capture for the writer; return whether it was.
+
+    The node's dead-letter stream also carries the writer's own messages that never
+    reached it (nothing registered under its name, its restart stash full). A
+    capture point must not capture those again (that would loop): it counts them
+    here, in the statistics of the client that sent them.
+    """
+    if type(message) is not Capture:
+        return False
+    client._count_dropped(reason, len(message.records))
+    return True
 
 
 # -- retention -------------------------------------------------------------------------

@@ -41,6 +41,9 @@ from otpy.deadletter import (
     Source,
     SQLiteDeadLetterStore,
     Status,
+    _connection,
+    _queries,
+    _schema,
     _sqlite,
     open_replayer,
     open_store,
@@ -121,7 +124,7 @@ async def test_new_store_is_marked_and_versioned(path: Path) -> None:
         assert store.path == str(path)
         assert repr(store) == f"<SQLiteDeadLetterStore {str(path)!r}>"
     assert pragma(path, "application_id") == APPLICATION_ID
-    assert pragma(path, "user_version") == len(_sqlite.MIGRATIONS) == 2
+    assert pragma(path, "user_version") == len(_schema.MIGRATIONS) == 2
     assert pragma(path, "journal_mode") == "wal"
 
 
@@ -158,7 +161,7 @@ async def test_open_migrates_an_older_schema(path: Path, monkeypatch: pytest.Mon
     async with open_store(path) as store:
         await store.add_many([record])
     v2 = ("ALTER TABLE dead_letters ADD COLUMN note TEXT",)
-    monkeypatch.setattr(_sqlite, "MIGRATIONS", (*_sqlite.MIGRATIONS, v2))
+    monkeypatch.setattr(_schema, "MIGRATIONS", (*_schema.MIGRATIONS, v2))
     async with open_store(path) as store:
         assert await store.get(record.id) == record
     assert pragma(path, "user_version") == 3
@@ -176,7 +179,7 @@ async def test_failed_migration_leaves_the_store_as_it_was(
     async with open_store(path) as store:
         await store.add_many([record])
     broken = ("ALTER TABLE dead_letters ADD COLUMN note TEXT", "THIS IS NOT SQL")
-    monkeypatch.setattr(_sqlite, "MIGRATIONS", (*_sqlite.MIGRATIONS, broken))
+    monkeypatch.setattr(_schema, "MIGRATIONS", (*_schema.MIGRATIONS, broken))
     with pytest.raises(DeadLetterStoreError, match="sqlite failed with SQLITE_ERROR"):
         await SQLiteDeadLetterStore.open(path)
     monkeypatch.undo()
@@ -376,7 +379,7 @@ async def test_list_never_reads_the_payloads_table(path: Path, raw: sqlite3.Conn
         with pytest.raises(CorruptRecord, match="its payload is missing"):
             await store.get(large.id)
     for where in (DeadLetterFilter(), DeadLetterFilter(status=Status.ACTIVE)):
-        sql, params = _sqlite.list_query(where, limit=50, cursor=None)
+        sql, params = _queries.list_query(where, limit=50, cursor=None)
         plan = " ".join(row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {sql}", params))
         assert "payloads" not in plan
 
@@ -834,7 +837,7 @@ async def test_listing_uses_an_index_and_never_sorts(
     """Listing pages walk an index in id order (no table scan, no sort), so they stay fast at 1M rows."""
     async with open_store(path):
         pass
-    sql, params = _sqlite.list_query(where, limit=50, cursor=cursor)
+    sql, params = _queries.list_query(where, limit=50, cursor=cursor)
     with sqlite3.connect(path) as connection:
         plan = [row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
     connection.close()
@@ -851,7 +854,7 @@ async def test_reclaim_reads_only_running_records_through_an_index(path: Path) -
     with sqlite3.connect(path) as connection:
         plan = [
             row[3]
-            for row in connection.execute(f"EXPLAIN QUERY PLAN {_sqlite.RECLAIM_QUERY}", (T0,))
+            for row in connection.execute(f"EXPLAIN QUERY PLAN {_queries.RECLAIM_QUERY}", (T0,))
         ]
     connection.close()
     assert any(
@@ -867,7 +870,7 @@ async def test_d5_d8_ledger_pruning_never_scans_the_records(path: Path) -> None:
         plan = [
             row[3]
             for row in connection.execute(
-                f"EXPLAIN QUERY PLAN {_sqlite.PRUNE_LEDGER}", (T0, _sqlite.SWEEP_CHUNK)
+                f"EXPLAIN QUERY PLAN {_queries.PRUNE_LEDGER}", (T0, _sqlite.SWEEP_CHUNK)
             )
         ]
     connection.close()
@@ -911,7 +914,7 @@ def test_sqlite_errors_become_store_errors(
     exc: sqlite3.Error, kind: type[DeadLetterStoreError], message: str
 ) -> None:
     """Each sqlite3 failure maps to the store error an operator can act on (codes, or messages without them)."""
-    error = _sqlite._store_error(exc, "dead.db", 5.0)
+    error = _connection.store_error(exc, "dead.db", 5.0)
     assert type(error) is kind
     assert error.path == "dead.db"
     assert re.search(message, str(error))

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from otpy._exceptions import DeadLetterStoreError, NotAnOtpyStore, StoreVersionTooNew
-from otpy.deadletter import DeadLetter, Source, _sqlite, open_store
+from otpy.deadletter import DeadLetter, Source, _connection, _schema, open_store
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -116,12 +116,12 @@ def test_the_uri_is_immutable_only_without_a_log(path: Path) -> None:
     """mode=ro always; immutable=1 (no locks, no -shm) only when no -wal or -journal exists."""
     path.write_bytes(b"")
     absolute = os.path.abspath(path)
-    assert _sqlite.read_only_uri(str(path)) == f"file:{absolute}?mode=ro&immutable=1"
+    assert _connection.read_only_uri(str(path)) == f"file:{absolute}?mode=ro&immutable=1"
     (path.parent / "dead.db-shm").write_bytes(b"")
-    assert _sqlite.read_only_uri(str(path)) == f"file:{absolute}?mode=ro&immutable=1"
+    assert _connection.read_only_uri(str(path)) == f"file:{absolute}?mode=ro&immutable=1"
     for log in ("dead.db-wal", "dead.db-journal"):
         (path.parent / log).write_bytes(b"")
-        assert _sqlite.read_only_uri(str(path)) == f"file:{absolute}?mode=ro"
+        assert _connection.read_only_uri(str(path)) == f"file:{absolute}?mode=ro"
         (path.parent / log).unlink()
 
 
@@ -129,7 +129,7 @@ def test_the_uri_escapes_what_sqlite_would_read_as_a_query(tmp_path: Path) -> No
     """A '?' or '#' or '%' in the path is quoted, so the URI names that very file."""
     odd = tmp_path / "a?b#c%d e.db"
     odd.write_bytes(b"")
-    uri = _sqlite.read_only_uri(str(odd))
+    uri = _connection.read_only_uri(str(odd))
     assert uri.endswith("/a%3Fb%23c%25d%20e.db?mode=ro&immutable=1")
     sqlite3.connect(uri, uri=True).close()
 
@@ -167,7 +167,7 @@ async def test_an_older_schema_is_refused_unmigrated(
     """A store of an older schema is not migrated by a read: the message says what migrates it."""
     await stored(path, make())
     v3 = ("ALTER TABLE dead_letters ADD COLUMN note TEXT",)
-    monkeypatch.setattr(_sqlite, "MIGRATIONS", (*_sqlite.MIGRATIONS, v3))
+    monkeypatch.setattr(_schema, "MIGRATIONS", (*_schema.MIGRATIONS, v3))
     before = state(path.parent)
     with pytest.raises(
         DeadLetterStoreError,
@@ -181,7 +181,7 @@ async def test_an_older_schema_is_refused_unmigrated(
 async def test_a_newer_schema_is_refused(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A store from a newer otpy is refused by a read too."""
     await stored(path, make())
-    monkeypatch.setattr(_sqlite, "MIGRATIONS", _sqlite.MIGRATIONS[:1])
+    monkeypatch.setattr(_schema, "MIGRATIONS", _schema.MIGRATIONS[:1])
     with pytest.raises(StoreVersionTooNew):
         await open_read_only(path)
 
@@ -211,7 +211,7 @@ def test_a_read_only_directory_is_named_not_the_file(
     path.write_bytes(b"")
     directory = str(path.parent)
     monkeypatch.setattr(os, "access", lambda p, mode: os.fspath(p) != directory)
-    error = _sqlite._store_error(readonly_error(), str(path), 5.0)
+    error = _connection.store_error(readonly_error(), str(path), 5.0)
     assert f"its directory {directory} is not writable (SQLite creates dead.db-wal" in str(error)
     assert "the file is read-only" not in str(error)
 
@@ -220,7 +220,7 @@ def test_a_read_only_file_is_named(path: Path, monkeypatch: pytest.MonkeyPatch) 
     """A file without write permission, in a writable directory, is reported as read-only."""
     path.write_bytes(b"")
     monkeypatch.setattr(os, "access", lambda p, mode: os.fspath(p) != str(path))
-    error = _sqlite._store_error(readonly_error(), str(path), 5.0)
+    error = _connection.store_error(readonly_error(), str(path), 5.0)
     assert "the file is read-only (attempt to write a readonly database)" in str(error)
 
 
@@ -228,4 +228,4 @@ def test_sqlites_own_read_only_directory_code_is_believed(path: Path) -> None:
     """SQLITE_READONLY_DIRECTORY names the directory even where access() would say yes."""
     exc = readonly_error()
     exc.sqlite_errorcode = sqlite3.SQLITE_READONLY | (6 << 8)
-    assert "is not writable" in str(_sqlite._store_error(exc, str(path), 5.0))
+    assert "is not writable" in str(_connection.store_error(exc, str(path), 5.0))
