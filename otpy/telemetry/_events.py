@@ -8,7 +8,6 @@ failing must not change what the supervisor does. A failure is logged at debug l
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 from typing import TYPE_CHECKING
 
 from opentelemetry import metrics, trace
@@ -57,6 +56,8 @@ _MAX_MESSAGE = 200  # characters of an exception message kept in ATTR_REASON
 
 
 def _otpy_version() -> str:
+    import importlib.metadata  # here: it costs more to import than the rest of otpy.telemetry
+
     try:
         return importlib.metadata.version("otpy")
     except importlib.metadata.PackageNotFoundError:  # pragma: no cover - otpy not installed
