@@ -45,10 +45,12 @@ from ._replay import Replayer as Replayer
 from ._replay import ReplayHandler as ReplayHandler
 from ._replay import ReplayHandlers as ReplayHandlers
 from ._replay import ReplayResult as ReplayResult
+from ._replay import is_async_callable as is_async_callable  # used by the CLI
 from ._replay import open_replayer as open_replayer
 from ._replay import replay_supervisor as replay_supervisor
 from ._sqlite import SQLiteDeadLetterStore as SQLiteDeadLetterStore
 from ._sqlite import open_store as open_store
+from ._store import LEDGER_EVICTED as LEDGER_EVICTED  # used by the CLI
 from ._store import Action as Action
 from ._store import DeadLetterFilter as DeadLetterFilter
 from ._store import DeadLetterStore as DeadLetterStore
@@ -125,4 +127,7 @@ __all__ = [
     "open_replayer",
     "replay_supervisor",
     "sqlite_store",
+    # used by the CLI
+    "LEDGER_EVICTED",
+    "is_async_callable",
 ]
