@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
-from opentelemetry import metrics, trace
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .._core._reasons import ShutdownWith
@@ -92,6 +92,8 @@ def get_meter() -> Meter:
 
     .. versionadded:: 0.1.0
     """
+    from opentelemetry import metrics  # here: importing otpy need not load the metrics API
+
     return metrics.get_meter(INSTRUMENTATION_NAME, _otpy_version())
 
 

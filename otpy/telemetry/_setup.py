@@ -30,7 +30,7 @@ import time
 from typing import TYPE_CHECKING, Final, Literal, final
 
 import attrs
-from opentelemetry import metrics, trace
+from opentelemetry import trace
 
 from .._check import name as check_name
 from .._check import number
@@ -531,6 +531,8 @@ def tracer_provider_installed() -> bool:
 
 def meter_provider_installed() -> bool:
     """Return whether a global meter provider has been installed (by anyone)."""
+    from opentelemetry import metrics
+
     # Until one is set the API hands out its private proxy provider; there is no public name.
     from opentelemetry.metrics._internal import _ProxyMeterProvider
 
@@ -618,6 +620,8 @@ def configure_from_env(*, default_service_name: str = "otpy") -> Telemetry:
                 tracer_provider.shutdown()
                 tracer_provider = None
         if meter_provider is not None:
+            from opentelemetry import metrics
+
             metrics.set_meter_provider(meter_provider)
             if metrics.get_meter_provider() is not meter_provider:  # pragma: no cover - a race
                 meter_provider.shutdown()
