@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from . import _call, _cast, _deadletter, _fanout, _pressure, _redact, _restart, _spawn
+from . import _call, _cast, _deadletter, _fanout, _pressure, _redact, _restart, _spawn, _startup
 from ._harness import Benchmark, Size, environment, runtimes_for
 from ._report import print_report, to_json
 
@@ -40,6 +40,7 @@ BENCHMARKS = (
     Benchmark(name="monitor", title="10. monitoring cost", run=_pressure.run_monitor),
     Benchmark(name="partitioned", title="11. partitioned queue", run=_pressure.run_partitioned),
     Benchmark(name="redact", title="12. redaction", run=_redact.run),
+    Benchmark(name="cli-startup", title="13. CLI start-up", run=_startup.run),
 )
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"

@@ -26,6 +26,7 @@ CORE = {
     "monitor",
     "partitioned",
     "redact",
+    "cli-startup",
 }
 DEAD_LETTERS = {"dlq-capture", "dlq-replay", "dlq-list"}  # asyncio only: aiosqlite
 

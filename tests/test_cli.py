@@ -371,6 +371,31 @@ def test_misconfigured_telemetry_exits_2(monkeypatch: pytest.MonkeyPatch) -> Non
     assert "otpy: node running" not in result.output
 
 
+def test_grpc_without_the_extra_exits_2_saying_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """OTEL_EXPORTER_OTLP_PROTOCOL=grpc without otpy[grpc] is a usage error, not a traceback."""
+    for name in (
+        "opentelemetry.exporter.otlp.proto.grpc",
+        "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
+        "opentelemetry.exporter.otlp.proto.grpc.metric_exporter",
+    ):
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
+    monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", raising=False)
+    result = invoke("run", "trees:quick")
+    assert result.exit_code == 2
+    assert (
+        "Error: telemetry is misconfigured: OTEL_EXPORTER_OTLP_PROTOCOL='grpc' needs the "
+        "gRPC exporter (pip install 'otpy[grpc]'), which is not installed; install it or "
+        "use 'http/protobuf' (the default)\n"
+    ) in result.output
+    assert "Traceback" not in result.output
+    assert "otpy: node running" not in result.output
+
+
 def test_console_log_lines_are_one_line_without_tracebacks() -> None:
     """Under the console, log records are cut to one line and leave tracebacks out."""
     from otpy.cli._run import _OneLineFormatter

@@ -1297,16 +1297,15 @@ def test_replay_starts_no_more_workers_than_records_to_replay(
     started: int,
 ) -> None:
     """A worker per partition starts up front: never more of them than records, so the cost follows the records."""
-    import otpy.deadletter._replay as replay_module
+    from otpy.deadletter import open_replayer as real
 
-    real = replay_module.open_replayer
     workers: list[int] = []
 
     def counting(*args: Any, partitions: int, **kwargs: Any) -> Any:
         workers.append(partitions)
         return real(*args, partitions=partitions, **kwargs)
 
-    monkeypatch.setattr(replay_module, "open_replayer", counting)
+    monkeypatch.setattr("otpy.cli._dlq.open_replayer", counting)
     result = invoke(
         "replay",
         "--all-matching",

@@ -102,33 +102,27 @@ def _owner(module: str) -> str:
     raise AssertionError(f"no installed distribution holds {module} ({origin})")
 
 
-def _pinned_by(names: set[str]) -> set[str]:
-    """Distributions that a declared meta-package pins exactly (the OTLP exporter's halves)."""
-    pinned: set[str] = set()
-    for name in names:
-        for requirement in importlib.metadata.distribution(name).requires or ():
-            if "==" in requirement and "extra ==" not in requirement:
-                pinned.add(_name(requirement))
-    return pinned
-
-
 def test_every_runtime_import_is_a_declared_dependency() -> None:
     """A module imported unconditionally is installed by ``pip install otpy``, without extras."""
     declared = {_name(r) for r in PROJECT["dependencies"]}
-    allowed = declared | _pinned_by(declared)
     missing = {
         module: (owner, where)
         for module, (optional, where) in _third_party_imports().items()
-        if not optional and (owner := _owner(module)) not in allowed
+        if not optional and (owner := _owner(module)) not in declared
     }
     assert missing == {}, "declare these in [project] dependencies, or guard them"
 
 
 def test_every_optional_import_is_in_an_extra() -> None:
-    """A guarded import (uvloop, trio for virtual time) names an extra that installs it."""
+    """A guarded import (uvloop, trio, the gRPC exporter) names a user's extra that installs it."""
     declared = {_name(r) for r in PROJECT["dependencies"]}
-    extras = {_name(r) for group in PROJECT["optional-dependencies"].values() for r in group}
-    allowed = extras | declared | _pinned_by(declared)
+    extras = {
+        _name(r)
+        for extra, group in PROJECT["optional-dependencies"].items()
+        if extra != "dev"  # the project's own tools: an error message never tells a user to use it
+        for r in group
+    }
+    allowed = extras | declared
     unknown = {
         module: where
         for module, (optional, where) in _third_party_imports().items()

@@ -655,6 +655,71 @@ def test_configure_from_env_rejects_a_bad_protocol(monkeypatch: pytest.MonkeyPat
     assert (trace.get_tracer_provider(), metrics.get_meter_provider()) == before
 
 
+GRPC_MODULES = (
+    "opentelemetry.exporter.otlp.proto.grpc",
+    "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
+    "opentelemetry.exporter.otlp.proto.grpc.metric_exporter",
+)
+
+
+@pytest.fixture
+def without_grpc(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the gRPC exporter unimportable, as it is without ``otpy[grpc]``."""
+    for name in GRPC_MODULES:
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+@pytest.mark.usefixtures("without_grpc")
+def test_grpc_without_the_extra_is_a_config_error_saying_what_to_install() -> None:
+    """T5: gRPC selected without the grpc extra is a TelemetryConfigError naming the extra."""
+    with pytest.raises(TelemetryConfigError) as info:
+        build_span_exporters({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+    assert str(info.value) == (
+        "OTEL_EXPORTER_OTLP_PROTOCOL='grpc' needs the gRPC exporter "
+        "(pip install 'otpy[grpc]'), which is not installed; "
+        "install it or use 'http/protobuf' (the default)"
+    )
+    assert (info.value.variable, info.value.value, info.value.allowed) == (
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "grpc",
+        ("http/protobuf",),
+    )
+    assert info.value.needs == "the gRPC exporter (pip install 'otpy[grpc]')"
+    assert isinstance(info.value.__cause__, ImportError)
+    with pytest.raises(
+        TelemetryConfigError, match=r"^OTEL_EXPORTER_OTLP_METRICS_PROTOCOL='grpc' needs "
+    ):
+        build_metric_exporters({"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "grpc"})
+
+
+@pytest.mark.usefixtures("without_grpc")
+def test_http_needs_no_grpc() -> None:
+    """T5: without the grpc extra, the default OTLP/HTTP exporters are built as before."""
+    env = {"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "grpc", "OTEL_METRICS_EXPORTER": "none"}
+    span_exporters = build_span_exporters(env)
+    try:
+        assert [type(e) for e in span_exporters] == [HTTPSpanExporter]
+        assert build_metric_exporters(env) == []
+    finally:
+        _shutdown_exporters(span_exporters)
+
+
+@pytest.mark.usefixtures("without_grpc")
+def test_configure_from_env_rejects_grpc_without_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """T5: configure_from_env names the missing extra before installing anything."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc")
+    before = trace.get_tracer_provider(), metrics.get_meter_provider()
+    threads = threading.active_count()
+    with pytest.raises(
+        TelemetryConfigError,
+        match=r"^OTEL_EXPORTER_OTLP_TRACES_PROTOCOL='grpc' needs the gRPC exporter "
+        r"\(pip install 'otpy\[grpc\]'\)",
+    ):
+        configure_from_env()
+    assert (trace.get_tracer_provider(), metrics.get_meter_provider()) == before
+    assert threading.active_count() == threads
+
+
 def test_exporter_selection() -> None:
     """T5: OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER select console, none or a list."""
     console = build_span_exporters({"OTEL_TRACES_EXPORTER": "console"})

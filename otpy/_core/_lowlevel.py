@@ -11,7 +11,6 @@ primitive.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
@@ -20,6 +19,7 @@ import anyio
 import sniffio
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Callable, Generator
 
 __all__ = [
@@ -129,6 +129,8 @@ def current_backend() -> Backend:
     """Return the :class:`Backend` for the anyio backend running this task."""
     name = sniffio.current_async_library()
     if name == "asyncio":
+        import asyncio  # here: importing otpy (for `otpy --help`, say) need not load asyncio
+
         return Backend(name, asyncio.get_running_loop())
     return Backend(name, None)
 

@@ -8,7 +8,6 @@ loop checks a single attribute per message.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import logging
 import traceback
@@ -39,6 +38,7 @@ from ._mailbox import Mailbox, Overflow
 from ._reasons import KILLED, NOPROC, NORMAL, SHUTDOWN, Down, Exit, IdleTimeout, is_normal_exit
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Callable
 
     from ._actor import Actor
@@ -694,6 +694,8 @@ class ActorRef:
         Killing cancels the task itself; the cancellation is taken back with
         ``uncancel()`` so it does not leak into anything else.
         """
+        import asyncio  # here: importing otpy (for `otpy --help`, say) need not load asyncio
+
         _current_actor.set(self)
         task = asyncio.current_task()
         assert task is not None

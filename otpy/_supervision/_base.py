@@ -13,7 +13,6 @@ child to stop.
 from __future__ import annotations
 
 import logging
-import random
 from typing import TYPE_CHECKING, Any, final
 
 import anyio
@@ -282,6 +281,8 @@ class _SupervisorBase(Actor):
         now = anyio.current_time()
         if now >= child.started_at + backoff.quiet_period:
             child.attempt = 0
+        import random  # here: importing otpy need not load it (only backoff jitter uses it)
+
         delay = backoff_delay(backoff, child.attempt, random.random())
         child.attempt += 1
         return delay

@@ -29,8 +29,17 @@ import click
 from rich.console import Console
 
 import otpy
-from otpy.deadletter import DeadLetterFilter, ReplayOutcome, ReplayStatus, Source, Status
-from otpy.deadletter._replay import MAX_PARTITIONS, is_async_callable
+from otpy.deadletter import (
+    MAX_PARTITIONS,
+    DeadLetterFilter,
+    ReplayOutcome,
+    ReplayStatus,
+    Source,
+    Status,
+    is_async_callable,
+    open_replayer,
+    open_store,
+)
 
 from ._dlq_render import (
     NO_OUTCOME,
@@ -93,8 +102,6 @@ _REPLAYED = frozenset({ReplayOutcome.REPLAYED.value, ReplayOutcome.ALREADY_REPLA
 def _open_sqlite(
     path: str, *, read_only: bool = False
 ) -> AbstractAsyncContextManager[DeadLetterStore]:
-    from otpy.deadletter._sqlite import open_store
-
     return open_store(path, read_only=read_only)
 
 
@@ -1043,8 +1050,6 @@ async def _replay(
     A replay running elsewhere (the node's) holds its lease: this one answers
     ``in_progress`` for it rather than sending twice.
     """
-    from otpy.deadletter._replay import open_replayer
-
     async with otpy.open_node(), open_replayer(store, handlers, partitions=partitions) as replayer:
         try:
             if total is None:

@@ -27,8 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from otpy._exceptions import ReplayRejected
-from otpy.deadletter import ReplayOutcome, ReplayStatus, Status
-from otpy.deadletter._store import LEDGER_EVICTED
+from otpy.deadletter import LEDGER_EVICTED, ReplayOutcome, ReplayStatus, Status
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence

@@ -13,10 +13,8 @@ import contextvars
 import datetime
 import functools
 import inspect
-import json
 import logging
 import os
-import shutil
 import signal
 import sys
 from typing import TYPE_CHECKING, Any, final
@@ -26,8 +24,7 @@ import click
 from opentelemetry import trace
 
 import otpy
-from otpy._redact import format_exception, get_logger
-from otpy.deadletter import redact
+from otpy._redact import format_exception, get_logger, redact
 from otpy.telemetry import describe_reason
 
 from ._target import TargetError, check_factory, describe, raised_at, resolve_target
@@ -82,6 +79,8 @@ def _json_line(
     level: int, message: str, *, exc: BaseException | None = None, **fields: object
 ) -> str:
     """One JSON log line from logger ``otpy.cli``, written whatever the log level."""
+    import json  # here, as in JsonFormatter: `otpy --help` need not import it
+
     exc_info = None if exc is None else (type(exc), exc, exc.__traceback__)
     record = logger.makeRecord(logger.name, level, __file__, 0, message, (), exc_info)
     if not fields:
@@ -409,6 +408,8 @@ class _OneLineFormatter(_RedactingFormatter):
             text = super().format(record)
         finally:
             record.exc_info, record.exc_text, record.stack_info = saved
+        import shutil  # here: `otpy --help` need not import it
+
         line = text.splitlines()[0] if text else text
         width = shutil.get_terminal_size().columns - 1
         return line if len(line) <= width else line[: width - 1] + "…"
@@ -427,6 +428,9 @@ class JsonFormatter(logging.Formatter):
     """
 
     def format(self, record: logging.LogRecord) -> str:
+        """Format *record* as one line of JSON."""
+        import json  # here: `otpy --help` need not import it
+
         entry: dict[str, object] = {
             "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
                 timespec="milliseconds"

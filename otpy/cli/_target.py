@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import os
 import sys
-import sysconfig
 import types
 import typing
 from typing import TYPE_CHECKING, Any
@@ -126,23 +126,30 @@ def _walk(tb: types.TracebackType | None) -> Iterator[types.TracebackType]:
         tb = tb.tb_next
 
 
-_STDLIB = tuple(
-    os.path.join(os.path.realpath(sysconfig.get_paths()[name]), "")
-    for name in ("stdlib", "platstdlib")
-)
-_SITE = tuple(
-    os.path.join(os.path.realpath(sysconfig.get_paths()[name]), "")
-    for name in ("purelib", "platlib")
-)
-_OTPY = os.path.join(os.path.dirname(os.path.realpath(otpy.__file__)), "")
+@functools.cache
+def _library_paths() -> tuple[tuple[str, ...], tuple[str, ...], str]:
+    """The standard library's directories, site-packages' and otpy's, each ending in a separator.
+
+    Computed on first use, not on import: ``otpy --help`` need not load sysconfig.
+    """
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    stdlib = tuple(
+        os.path.join(os.path.realpath(paths[name]), "") for name in ("stdlib", "platstdlib")
+    )
+    site = tuple(os.path.join(os.path.realpath(paths[name]), "") for name in ("purelib", "platlib"))
+    ours = os.path.join(os.path.dirname(os.path.realpath(otpy.__file__)), "")
+    return stdlib, site, ours
 
 
 def _library(filename: str) -> bool:
     """Whether *filename* is the standard library's or otpy's own (not the project's)."""
+    stdlib, site, ours = _library_paths()
     path = os.path.realpath(filename)
-    if path.startswith(_OTPY):
+    if path.startswith(ours):
         return True
-    return path.startswith(_STDLIB) and not path.startswith(_SITE)
+    return path.startswith(stdlib) and not path.startswith(site)
 
 
 _UNKNOWN = object()

@@ -17,10 +17,9 @@ allows one per process, so there is no later provider to notice).
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 from typing import TYPE_CHECKING
 
-from opentelemetry import metrics, trace
+from opentelemetry import trace
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -43,6 +42,8 @@ INSTRUMENTATION_NAME = "otpy"
 
 
 def _otpy_version() -> str:
+    import importlib.metadata  # here: it costs more to import than the rest of otpy.telemetry
+
     try:
         return importlib.metadata.version("otpy")
     except importlib.metadata.PackageNotFoundError:  # pragma: no cover - otpy not installed
@@ -77,6 +78,8 @@ def get_meter() -> Meter:
 
     .. versionadded:: 0.1.0
     """
+    from opentelemetry import metrics  # here: importing otpy need not load the metrics API
+
     return metrics.get_meter(INSTRUMENTATION_NAME, _otpy_version())
 
 

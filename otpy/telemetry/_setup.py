@@ -13,7 +13,9 @@ timeout, compression and certificates of the OTLP exporters, the batch span proc
 The OTLP protocol defaults to ``http/protobuf`` (OTLP/HTTP, port 4318), the default the
 OpenTelemetry specification gives. This differs from the Python SDK's own
 auto-configuration, which picks gRPC when the exporter is ``otlp`` and no protocol is set;
-set ``OTEL_EXPORTER_OTLP_PROTOCOL=grpc`` to get gRPC.
+set ``OTEL_EXPORTER_OTLP_PROTOCOL=grpc`` to get gRPC. The gRPC exporter (and grpcio) is
+an extra, ``pip install 'otpy[grpc]'``: without it, asking for gRPC is a
+`TelemetryConfigError` that says so.
 
 The SDK and exporters are imported inside the functions that need them, so importing
 ``otpy.telemetry`` costs only opentelemetry-api.
@@ -28,7 +30,7 @@ import time
 from typing import TYPE_CHECKING, Final, Literal, final
 
 import attrs
-from opentelemetry import metrics, trace
+from opentelemetry import trace
 
 from .._check import name as check_name
 from .._check import number
@@ -79,22 +81,38 @@ EXPORTERS: Final = ("otlp", "console", "none")
 class TelemetryConfigError(OtpyError, ValueError):
     """An ``OTEL_*`` environment variable has a value otpy does not support.
 
+    Or one it supports only with an extra that is not installed: ``grpc`` needs
+    ``pip install 'otpy[grpc]'``.
+
     Attributes:
         variable: The environment variable's name.
         value: The value it had.
-        allowed: The values it may take, the default first.
+        allowed: The values it may take, the default first (when *needs* is set: the
+            values it may take without installing anything).
+        needs: What *value* needs that is not installed, with how to install it; None
+            when *value* is not supported at all.
 
     .. versionadded:: 0.1.0
     """
 
-    def __init__(self, variable: str, value: str, allowed: Sequence[str]) -> None:
+    def __init__(
+        self, variable: str, value: str, allowed: Sequence[str], *, needs: str | None = None
+    ) -> None:
         quoted = [repr(choice) for choice in allowed]
         quoted[0] += " (the default)"
         choices = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
-        super().__init__(f"{variable}={value!r} is not supported; use {choices}")
+        if needs is None:
+            message = f"{variable}={value!r} is not supported; use {choices}"
+        else:
+            message = (
+                f"{variable}={value!r} needs {needs}, which is not installed; "
+                f"install it or use {choices}"
+            )
+        super().__init__(message)
         self.variable = variable
         self.value = value
         self.allowed = tuple(allowed)
+        self.needs = needs
 
 
 # -- reading the environment ---------------------------------------------------------------
@@ -136,6 +154,14 @@ def otlp_protocol(env: Mapping[str, str], signal: Signal) -> str:
     Raises:
         TelemetryConfigError: The variable in effect has another value; the error names it.
     """
+    return _protocol_setting(env, signal)[1]
+
+
+def _protocol_setting(env: Mapping[str, str], signal: Signal) -> tuple[str, str]:
+    """Return the variable that sets *signal*'s OTLP protocol and the protocol, lowercased.
+
+    With neither variable set: ``("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")``.
+    """
     for variable in (
         f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL",
         "OTEL_EXPORTER_OTLP_PROTOCOL",
@@ -144,21 +170,44 @@ def otlp_protocol(env: Mapping[str, str], signal: Signal) -> str:
         if value:
             if value.lower() not in PROTOCOLS:
                 raise TelemetryConfigError(variable, value, PROTOCOLS)
-            return value.lower()
-    return PROTOCOL_HTTP
+            return variable, value.lower()
+    return "OTEL_EXPORTER_OTLP_PROTOCOL", PROTOCOL_HTTP
 
 
 def _check(env: Mapping[str, str]) -> None:
     """Raise `TelemetryConfigError` for any bad setting, before anything starts a thread."""
-    for signal in ("traces", "metrics"):
-        if "otlp" in exporter_names(env, signal):
-            otlp_protocol(env, signal)
+    if "otlp" in exporter_names(env, "traces") and otlp_protocol(env, "traces") == PROTOCOL_GRPC:
+        _grpc_span_exporter(env)
+    if "otlp" in exporter_names(env, "metrics") and otlp_protocol(env, "metrics") == PROTOCOL_GRPC:
+        _grpc_metric_exporter(env)
 
 
-_GRPC_MISSING: Final = (
-    "OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs the gRPC exporter: "
-    "pip install opentelemetry-exporter-otlp-proto-grpc"
-)
+GRPC_EXTRA: Final = "the gRPC exporter (pip install 'otpy[grpc]')"
+"""What ``OTEL_EXPORTER_OTLP_PROTOCOL=grpc`` needs: otpy installs OTLP/HTTP only."""
+
+
+def _grpc_missing(env: Mapping[str, str], signal: Signal) -> TelemetryConfigError:
+    """The error for gRPC selected (for *signal*) without the ``grpc`` extra installed."""
+    variable, value = _protocol_setting(env, signal)
+    return TelemetryConfigError(variable, value, (PROTOCOL_HTTP,), needs=GRPC_EXTRA)
+
+
+def _grpc_span_exporter(env: Mapping[str, str]) -> type[SpanExporter]:
+    """Import the OTLP/gRPC span exporter; without the ``grpc`` extra, say how to get it."""
+    try:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    except ImportError as exc:
+        raise _grpc_missing(env, "traces") from exc
+    return OTLPSpanExporter
+
+
+def _grpc_metric_exporter(env: Mapping[str, str]) -> type[MetricExporter]:
+    """Import the OTLP/gRPC metric exporter; without the ``grpc`` extra, say how to get it."""
+    try:
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    except ImportError as exc:
+        raise _grpc_missing(env, "metrics") from exc
+    return OTLPMetricExporter
 
 
 # -- building, without installing ----------------------------------------------------------
@@ -184,8 +233,8 @@ def build_span_exporters(env: Mapping[str, str]) -> list[SpanExporter]:
     `os.environ` itself.
 
     Raises:
-        TelemetryConfigError: An exporter or protocol setting is not supported.
-        ImportError: gRPC was selected and its exporter is not installed.
+        TelemetryConfigError: An exporter or protocol setting is not supported, or gRPC
+            was selected without the ``grpc`` extra installed.
     """
     exporters: list[SpanExporter] = []
     for name in exporter_names(env, "traces"):
@@ -194,13 +243,7 @@ def build_span_exporters(env: Mapping[str, str]) -> list[SpanExporter]:
 
             exporters.append(ConsoleSpanExporter())
         elif otlp_protocol(env, "traces") == PROTOCOL_GRPC:
-            try:
-                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-                    OTLPSpanExporter as GRPCSpanExporter,
-                )
-            except ImportError as exc:  # pragma: no cover - installed with otpy
-                raise ImportError(_GRPC_MISSING) from exc
-            exporters.append(GRPCSpanExporter())
+            exporters.append(_grpc_span_exporter(env)())
         else:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
                 OTLPSpanExporter as HTTPSpanExporter,
@@ -268,8 +311,8 @@ def build_metric_exporters(env: Mapping[str, str]) -> list[MetricExporter]:
     ``OTEL_EXPORTER_OTLP_PROTOCOL``, so one setting serves both signals.
 
     Raises:
-        TelemetryConfigError: An exporter or protocol setting is not supported.
-        ImportError: gRPC was selected and its exporter is not installed.
+        TelemetryConfigError: An exporter or protocol setting is not supported, or gRPC
+            was selected without the ``grpc`` extra installed.
     """
     exporters: list[MetricExporter] = []
     for name in exporter_names(env, "metrics"):
@@ -278,13 +321,7 @@ def build_metric_exporters(env: Mapping[str, str]) -> list[MetricExporter]:
 
             exporters.append(ConsoleMetricExporter())
         elif otlp_protocol(env, "metrics") == PROTOCOL_GRPC:
-            try:
-                from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
-                    OTLPMetricExporter as GRPCMetricExporter,
-                )
-            except ImportError as exc:  # pragma: no cover - installed with otpy
-                raise ImportError(_GRPC_MISSING) from exc
-            exporters.append(GRPCMetricExporter())
+            exporters.append(_grpc_metric_exporter(env)())
         else:
             from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
                 OTLPMetricExporter as HTTPMetricExporter,
@@ -494,6 +531,8 @@ def tracer_provider_installed() -> bool:
 
 def meter_provider_installed() -> bool:
     """Return whether a global meter provider has been installed (by anyone)."""
+    from opentelemetry import metrics
+
     # Until one is set the API hands out its private proxy provider; there is no public name.
     from opentelemetry.metrics._internal import _ProxyMeterProvider
 
@@ -516,7 +555,8 @@ def configure_from_env(*, default_service_name: str = "otpy") -> Telemetry:
       ``console`` or ``none``, or a comma-separated list.
     - ``OTEL_EXPORTER_OTLP_PROTOCOL`` (or its ``_TRACES_`` / ``_METRICS_`` variant):
       ``http/protobuf`` (default, as the specification says; the Python SDK's own
-      auto-configuration defaults to gRPC instead) or ``grpc``.
+      auto-configuration defaults to gRPC instead) or ``grpc``, which needs
+      ``pip install 'otpy[grpc]'``.
     - ``OTEL_EXPORTER_OTLP_ENDPOINT`` gets ``/v1/traces`` appended for OTLP/HTTP, while
       ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is used as is; headers, timeout,
       compression, ``OTEL_BSP_*`` and the sampler are read by the SDK itself.
@@ -536,7 +576,8 @@ def configure_from_env(*, default_service_name: str = "otpy") -> Telemetry:
         The handle to flush and shut down the providers with, as the node stops.
 
     Raises:
-        TelemetryConfigError: An exporter or protocol variable has an unsupported value.
+        TelemetryConfigError: An exporter or protocol variable has an unsupported value,
+            or selects gRPC without the ``grpc`` extra installed.
         InvalidArgument: *default_service_name* is not a non-empty string UTF-8 can
             encode (it is exported as a resource attribute).
 
@@ -579,6 +620,8 @@ def configure_from_env(*, default_service_name: str = "otpy") -> Telemetry:
                 tracer_provider.shutdown()
                 tracer_provider = None
         if meter_provider is not None:
+            from opentelemetry import metrics
+
             metrics.set_meter_provider(meter_provider)
             if metrics.get_meter_provider() is not meter_provider:  # pragma: no cover - a race
                 meter_provider.shutdown()
