@@ -86,12 +86,18 @@ from ._propagation import install_propagation as install_propagation
 from ._setup import Telemetry as Telemetry
 from ._setup import TelemetryConfigError as TelemetryConfigError
 from ._setup import configure_from_env as configure_from_env
+from ._setup import meter_provider_installed as meter_provider_installed
+from ._setup import sdk_disabled as sdk_disabled
+from ._setup import tracer_provider_installed as tracer_provider_installed
 
 __all__ = [
     # setup
     "configure_from_env",
     "Telemetry",
     "TelemetryConfigError",
+    "sdk_disabled",
+    "tracer_provider_installed",
+    "meter_provider_installed",
     "get_tracer",
     "get_meter",
     "install_propagation",

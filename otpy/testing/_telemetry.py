@@ -29,8 +29,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
-from ..telemetry._propagation import install_propagation
-from ..telemetry._setup import meter_provider_installed, sdk_disabled, tracer_provider_installed
+from ..telemetry import (
+    install_propagation,
+    meter_provider_installed,
+    sdk_disabled,
+    tracer_provider_installed,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
