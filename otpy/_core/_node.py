@@ -33,6 +33,7 @@ from ._actor import IGNORE, Actor
 from ._deadletters import DeadLetterStream
 from ._lowlevel import TIMED_OUT, current_backend, wait_for
 from ._mailbox import DEFAULT_MAILBOX, MailboxConfig
+from ._process import run, run_asyncio
 from ._reasons import KILLED, SHUTDOWN
 from ._receptionist import Receptionist
 from ._ref import _CALL, _CAST, _INFO, ActorRef
@@ -171,9 +172,9 @@ class Node:
         self._spawned += 1
         loop = self._backend.loop
         if loop is not None:
-            loop.create_task(ref._main_asyncio(args, start_timeout))
+            loop.create_task(run_asyncio(ref, args, start_timeout))
         else:
-            self._task_group.start_soon(ref._main, args, start_timeout)
+            self._task_group.start_soon(run, ref, args, start_timeout)
         try:
             result = await started
         except BaseException:

@@ -1,17 +1,15 @@
-"""``ActorRef``: one incarnation of an actor, its run loop, and how to talk to it.
+"""``ActorRef``: the handle on one incarnation of an actor, and how to talk to it.
 
-The run loop is the hot path. It pops messages from a plain ``deque`` and awaits the
-handler; it parks only when the mailbox is empty. Everything rare (system messages,
-stop requests, continue steps, suspension) raises one ``_attention`` flag so the
-loop checks a single attribute per message.
+Sending (call, cast, send), stopping and killing, monitors, links, timers and the
+stash live here, on the ref; the task that runs the actor (init, the receive loop,
+system messages, the exit) is in :mod:`._process`. Every request the handle makes of
+the running actor goes through its mailbox or its ``_sys`` queue, and raises one
+``_attention`` flag when the loop has to look.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
-import logging
-import traceback
 import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final, final
@@ -26,29 +24,24 @@ from .._exceptions import (
     CallingSelf,
     CallTimeout,
     MailboxFull,
-    SpawnError,
     StashOverflow,
 )
-from .._redact import get_logger, redact
+from .._redact import get_logger
 from . import _envelope
-from ._actor import IGNORE, NO_REPLY, Caller
-from ._deadletters import DeadLetterEvent
-from ._envelope import Traced as _Traced
 from ._lowlevel import TIMED_OUT, wait_for
 from ._mailbox import Mailbox, Overflow
-from ._reasons import KILLED, NOPROC, NORMAL, SHUTDOWN, Down, Exit, IdleTimeout, is_normal_exit
+from ._reasons import KILLED, NOPROC, NORMAL, Down, Exit
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Callable
 
-    from ._actor import Actor
+    from ._actor import Actor, Caller
     from ._lowlevel import OneShot
     from ._mailbox import MailboxConfig
     from ._node import Node
 
 __all__ = ["ActorRef", "ActorStatistics", "ActorStatus", "Monitor", "Timer"]
-
-logger = get_logger("otpy.actor")
 
 # Mailbox item kinds. Items are tuples: (kind, message) or (_CALL, message, future).
 _CAST: Final = 0
@@ -552,19 +545,6 @@ class ActorRef:
             reason=reason,
         )
 
-    def _publish_poison(self, item: tuple[Any, ...], error: Exception) -> None:
-        """The handler raised on *item* and the actor has ``dead_letter_on_crash``."""
-        self.node.dead_letters.publish(
-            DeadLetterEvent(
-                self.label,
-                _envelope.unwrap(item[1]),
-                _KIND_NAMES[item[0]],
-                "poison",
-                anyio.current_time(),
-                error,
-            )
-        )
-
     # -- requests from the actor's own handlers ---------------------------------------
 
     def _request_stop(self, reason: object) -> None:
@@ -670,348 +650,6 @@ class ActorRef:
         stash.clear()
         return count
 
-    # -- the process --------------------------------------------------------------------
-
-    async def _main(self, init_args: tuple[Any, ...], start_timeout: float | None) -> None:
-        """The actor's task on any backend: init, loop, terminate, then signal the exit."""
-        _current_actor.set(self)
-        reason: object = None
-        try:
-            with anyio.CancelScope() as scope:
-                self._canceller = scope
-                if self._kill_reason is not None:
-                    scope.cancel()
-                reason = await self._init(init_args, start_timeout)
-                del init_args  # the task must not keep init's arguments alive
-                if reason is None:
-                    reason = await self._loop()
-        finally:
-            self._finish(self._final_reason(reason))
-
-    async def _main_asyncio(self, init_args: tuple[Any, ...], start_timeout: float | None) -> None:
-        """The same on asyncio, without an anyio task wrapper or cancel scope.
-
-        Killing cancels the task itself; the cancellation is taken back with
-        ``uncancel()`` so it does not leak into anything else.
-        """
-        _current_actor.set(self)
-        task = asyncio.current_task()
-        assert task is not None
-        reason: object = None
-        try:
-            if self._kill_reason is None:
-                self._canceller = task
-                reason = await self._init(init_args, start_timeout)
-                del init_args  # the task must not keep init's arguments alive
-                if reason is None:
-                    reason = await self._loop()
-        except asyncio.CancelledError:
-            if self._kill_reason is None:
-                raise  # cancelled from outside: the loop is closing
-            task.uncancel()
-        finally:
-            self._finish(self._final_reason(reason))
-
-    def _final_reason(self, reason: object) -> object:
-        if self._kill_reason is not None:
-            return self._kill_reason
-        if reason is None:
-            return SHUTDOWN  # cancelled from outside: the node is shutting down
-        return reason
-
-    async def _init(self, init_args: tuple[Any, ...], start_timeout: float | None) -> object:
-        """Run ``init``; return ``None`` to go on to the loop, else the exit reason (A6)."""
-        actor = self._actor
-        started = self._started
-        assert started is not None
-        try:
-            if start_timeout is None:
-                result = await actor.init(*init_args)
-            else:
-                result = _NOTHING
-                with anyio.move_on_after(start_timeout):
-                    result = await actor.init(*init_args)
-                if result is _NOTHING:
-                    started.set_exception(
-                        SpawnError(
-                            self.label,
-                            "timeout",
-                            f"actor {self.label!r} did not finish init within "
-                            f"{start_timeout:g}s and was killed",
-                        )
-                    )
-                    return KILLED
-        except Exception as exc:
-            # A supervisor's own SpawnError already names the child that failed.
-            own = isinstance(exc, SpawnError) and exc.actor == self.label
-            started.set_exception(exc if own else SpawnError(self.label, exc))
-            return exc
-        if result is IGNORE:
-            started.set_result(IGNORE)
-            return NORMAL
-        if self._stop_reason is not None:
-            started.set_exception(SpawnError(self.label, self._stop_reason))
-            return self._stop_reason
-        self._state = "running"
-        self._start_link = None  # from now on the link is an ordinary one
-        started.set_result(self)
-        self._started = None  # the future holds this ref: do not keep a cycle alive
-        return None
-
-    async def _loop(self) -> object:
-        actor = self._actor
-        mailbox = self._mailbox
-        q = mailbox.q
-        new_future = self._backend.new_future
-        while True:
-            if self._attention:
-                reason = await self._attend()
-                if reason is not _NOTHING:
-                    return reason
-                continue
-            if not q:
-                idle = self._idle
-                if idle is None:
-                    # Park inline: one frame fewer for every idle actor.
-                    fut = new_future()
-                    mailbox._getter = fut
-                    try:
-                        await fut
-                    finally:
-                        if mailbox._getter is fut:
-                            mailbox._getter = None
-                    continue
-                if not await mailbox.park(idle):
-                    self._idle = None
-                    self._item = (_INFO, IdleTimeout(idle or 0.0))
-                    try:
-                        await actor.handle_info(self._item[1])
-                    except Exception as exc:
-                        return await self._terminate(exc)
-                continue
-            item = q.popleft()
-            if mailbox._putters:
-                mailbox.wake_putter()
-            self._item = item
-            self._idle = None
-            kind = item[0]
-            message = item[1]
-            traced = type(message) is _Traced
-            if traced:
-                # The sender's trace context, current while the message is handled.
-                token = _envelope.activate_context(message.context)
-                message = message.message
-            try:
-                if kind == _CAST:
-                    await actor.handle_cast(message)
-                elif kind == _CALL:
-                    fut = item[2]
-                    caller = Caller(self, fut)
-                    self._current = caller
-                    reply = await actor.handle_call(message, caller)
-                    self._current = None
-                    if reply is NO_REPLY:
-                        if self._stash_marker:
-                            self._stash_marker = False
-                        else:
-                            if self._deferred is None:
-                                self._deferred = set()
-                            self._deferred.add(caller)
-                    elif not fut.done():
-                        if self._stop_reason is None:
-                            fut.set_result(reply)
-                        else:
-                            self._item = (_CALL, item[1], fut, reply)
-                elif kind == _INFO:
-                    if type(message) is Down:
-                        monitoring = self._monitoring
-                        if monitoring is None or message.monitor not in monitoring:
-                            continue  # demonitored: never handled (A10)
-                        monitoring.discard(message.monitor)
-                    await actor.handle_info(message)
-                else:
-                    message()
-            except Exception as exc:
-                if actor.dead_letter_on_crash and kind != _INTERNAL:
-                    self._publish_poison(item, exc)  # with the message's context current
-                if traced:
-                    _envelope.restore_context(token)
-                return await self._terminate(exc)
-            if traced:
-                _envelope.restore_context(token)
-            self._processed += 1
-
-    async def _attend(self) -> object:
-        """Handle whatever raised the attention flag; return a stop reason or _NOTHING."""
-        self._attention = False
-        if self._kill_reason is not None:
-            return self._kill_reason
-        sys = self._sys
-        while sys:
-            kind, arg = sys.popleft()
-            if kind == _SYS_STOP:
-                return await self._terminate(arg)
-            if kind == _SYS_STATUS:
-                if not arg.done():
-                    arg.set_result(ActorStatus(self.statistics(), dict(self._format_status())))
-            elif kind == _SYS_SUSPEND:
-                self._suspended = True
-                self._state = "suspended"
-                if not arg.done():
-                    arg.set_result(None)
-            elif kind == _SYS_RESUME:
-                self._suspended = False
-                self._state = "running"
-                if not arg.done():
-                    arg.set_result(None)
-        if self._stop_reason is not None:
-            return await self._terminate(self._stop_reason)
-        argument = self._continue
-        if argument is not _NOTHING:
-            self._continue = _NOTHING
-            try:
-                await self._actor.handle_continue(argument)
-            except Exception as exc:
-                return await self._terminate(exc)
-            stop = self._pending_stop()
-            if stop is not None:
-                return await self._terminate(stop)
-            if self._continue is not _NOTHING:
-                self._attention = True
-        if self._suspended:
-            # Stay on the slow path until resumed; new messages wait in the mailbox.
-            self._attention = True
-            if not self._sys:
-                await self._mailbox.park(None)
-        return _NOTHING
-
-    def _pending_stop(self) -> object:
-        return self._stop_reason
-
-    def _format_status(self) -> dict[str, object]:
-        try:
-            return dict(self._actor.format_status())
-        except Exception as exc:  # a broken format_status must not hide the crash
-            return {"format_status_failed": type(exc).__name__}
-
-    async def _terminate(self, reason: object) -> object:
-        """Run ``terminate`` and log a crash report for abnormal reasons (A8)."""
-        self._state = "stopping"
-        try:
-            await self._actor.terminate(reason)
-        except Exception as exc:
-            logger.error(
-                "actor %s: terminate raised %s while stopping with %r",
-                self.label,
-                type(exc).__name__,
-                _short(reason),
-                exc_info=exc,
-            )
-        if not is_normal_exit(reason) and logger.isEnabledFor(logging.ERROR):
-            item = self._item
-            logger.error(
-                "actor %s terminating: %s",
-                self.label,
-                _short(reason),
-                exc_info=reason if isinstance(reason, BaseException) else None,
-                extra={
-                    "otpy_report": {
-                        "actor": self.label,
-                        "reason": _short(reason),
-                        "last_message": _KIND_NAMES.get(item[0], "?")
-                        + ":"
-                        + type(_envelope.unwrap(item[1])).__name__
-                        if item
-                        else None,
-                        "state": self._format_status(),
-                        "queued": len(self._mailbox.q),
-                    }
-                },
-            )
-        # A call answered with a stop request gets its reply after terminate (OTP).
-        item = self._item
-        if item is not None and item[0] == _CALL and len(item) == 4 and not item[2].done():
-            item[2].set_result(item[3])
-        return reason
-
-    def _finish(self, reason: object) -> None:
-        """The process is over: release the name, fail waiters, then signal (A11)."""
-        start_link = self._start_link
-        if start_link is not None:
-            # init never succeeded: the spawner gets the SpawnError and no exit
-            # signal, as OTP's proc_lib:start_link unlinks and flushes the EXIT.
-            self._start_link = None
-            self._unlink(start_link)
-        self._exit_reason = reason
-        self._state = "stopped"
-        self._attention = False
-        started = self._started
-        if started is not None and not started.done():
-            started.set_exception(SpawnError(self.label, reason))
-        self._started = None
-        node = self.node
-        if self.name is not None:
-            node._registry_release(self)
-        # Fail what was waiting on this incarnation; pending messages become dead letters.
-        current = self._current
-        if current is not None and not current._fut.done():
-            current._fut.set_exception(ActorExited(self.label, reason))
-        if self._deferred:
-            for caller in self._deferred:
-                if not caller._fut.done():
-                    caller._fut.set_exception(ActorExited(self.label, reason))
-            self._deferred = None
-        q = self._mailbox.q
-        while q:
-            self._drop(q.popleft(), "actor_stopped")
-        if self._stash:
-            for item in self._stash:
-                self._drop(item, "actor_stopped")
-            self._stash = None
-        if self._sys:
-            for _kind, arg in self._sys:
-                if hasattr(arg, "done") and not arg.done():
-                    arg.set_exception(ActorStopped(self.label, reason))
-            self._sys = None
-        self._mailbox.wake_all_putters()
-        if self._timers:
-            for timer in list(self._timers):
-                timer.cancel()
-        if self._monitoring:
-            for monitor in list(self._monitoring):
-                self._demonitor(monitor)
-        if self._exit_waiters:
-            for fut in self._exit_waiters:
-                if not fut.done():
-                    fut.set_result(reason)
-            self._exit_waiters = None
-        # Signals go out after the name is released, so a watcher can re-register it.
-        if self._exit_hooks:
-            for hook in self._exit_hooks:
-                hook(self, reason)
-        if self._watchers:
-            watchers = self._watchers
-            self._watchers = None
-            for monitor in watchers:
-                if monitor._active:
-                    monitor.watcher._deliver_system_info(Down(monitor, self, reason))
-        if self._links:
-            links = self._links
-            self._links = None
-            for linked in links:
-                if linked._links is not None:
-                    linked._links.discard(self)
-                linked._exit_signal(self, reason)
-        node._process_exited(self)
-        # Break the cycles a dead incarnation sits in, so refcounting frees most of it
-        # instead of the cyclic GC (whose pauses were the tail of restart latency).
-        self._canceller = None
-        self._item = None
-        self._current = None
-        self._parent = None
-        if isinstance(reason, BaseException):
-            traceback.clear_frames(reason.__traceback__)
-
 
 _trace_logger = get_logger("otpy.trace")
 
@@ -1028,10 +666,3 @@ def _traced(label: str, name: str, handler: Any) -> Any:
         return result
 
     return traced
-
-
-def _short(reason: object) -> str:
-    if isinstance(reason, BaseException):
-        text = str(reason)
-        return f"{type(reason).__name__}: {redact(text)[:200]}" if text else type(reason).__name__
-    return redact(repr(reason))[:200]
