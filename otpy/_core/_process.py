@@ -27,18 +27,19 @@ from ._deadletters import DeadLetterEvent
 from ._envelope import Traced as _Traced
 from ._reasons import KILLED, NORMAL, SHUTDOWN, Down, IdleTimeout, is_normal_exit
 from ._ref import (
-    _CALL,
-    _CAST,
-    _INFO,
-    _INTERNAL,
-    _KIND_NAMES,
-    _NOTHING,
-    _SYS_RESUME,
-    _SYS_STATUS,
-    _SYS_STOP,
-    _SYS_SUSPEND,
+    CALL,
+    CAST,
+    INFO,
+    INTERNAL,
+    KIND_NAMES,
+    NOTHING,
+    SYS_RESUME,
+    SYS_STATUS,
+    SYS_STOP,
+    SYS_SUSPEND,
     ActorStatus,
-    _current_actor,
+    current_actor,
+    deliver_system_info,
 )
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ logger = get_logger("otpy.actor")
 
 async def run(ref: ActorRef, init_args: tuple[Any, ...], start_timeout: float | None) -> None:
     """The actor's task on any backend: init, loop, terminate, then signal the exit."""
-    _current_actor.set(ref)
+    current_actor.set(ref)
     reason: object = None
     try:
         with anyio.CancelScope() as scope:
@@ -74,7 +75,7 @@ async def run_asyncio(
     Killing cancels the task itself; the cancellation is taken back with
     ``uncancel()`` so it does not leak into anything else.
     """
-    _current_actor.set(ref)
+    current_actor.set(ref)
     task = asyncio.current_task()
     assert task is not None
     reason: object = None
@@ -112,10 +113,10 @@ async def _run_init(
         if start_timeout is None:
             result = await actor.init(*init_args)
         else:
-            result = _NOTHING
+            result = NOTHING
             with anyio.move_on_after(start_timeout):
                 result = await actor.init(*init_args)
-            if result is _NOTHING:
+            if result is NOTHING:
                 started.set_exception(
                     SpawnError(
                         ref.label,
@@ -152,7 +153,7 @@ async def _receive(ref: ActorRef) -> object:
     while True:
         if ref._attention:
             reason = await _attend(ref)
-            if reason is not _NOTHING:
+            if reason is not NOTHING:
                 return reason
             continue
         if not q:
@@ -169,7 +170,7 @@ async def _receive(ref: ActorRef) -> object:
                 continue
             if not await mailbox.park(idle):
                 ref._idle = None
-                ref._item = (_INFO, IdleTimeout(idle or 0.0))
+                ref._item = (INFO, IdleTimeout(idle or 0.0))
                 try:
                     await actor.handle_info(ref._item[1])
                 except Exception as exc:
@@ -188,9 +189,9 @@ async def _receive(ref: ActorRef) -> object:
             token = _envelope.activate_context(message.context)
             message = message.message
         try:
-            if kind == _CAST:
+            if kind == CAST:
                 await actor.handle_cast(message)
-            elif kind == _CALL:
+            elif kind == CALL:
                 fut = item[2]
                 caller = Caller(ref, fut)
                 ref._current = caller
@@ -207,8 +208,8 @@ async def _receive(ref: ActorRef) -> object:
                     if ref._stop_reason is None:
                         fut.set_result(reply)
                     else:
-                        ref._item = (_CALL, item[1], fut, reply)
-            elif kind == _INFO:
+                        ref._item = (CALL, item[1], fut, reply)
+            elif kind == INFO:
                 if type(message) is Down:
                     monitoring = ref._monitoring
                     if monitoring is None or message.monitor not in monitoring:
@@ -218,7 +219,7 @@ async def _receive(ref: ActorRef) -> object:
             else:
                 message()
         except Exception as exc:
-            if actor.dead_letter_on_crash and kind != _INTERNAL:
+            if actor.dead_letter_on_crash and kind != INTERNAL:
                 _publish_poison(ref, item, exc)  # with the message's context current
             if traced:
                 _envelope.restore_context(token)
@@ -229,24 +230,24 @@ async def _receive(ref: ActorRef) -> object:
 
 
 async def _attend(ref: ActorRef) -> object:
-    """Handle whatever raised the attention flag; return a stop reason or _NOTHING."""
+    """Handle whatever raised the attention flag; return a stop reason or NOTHING."""
     ref._attention = False
     if ref._kill_reason is not None:
         return ref._kill_reason
     sys = ref._sys
     while sys:
         kind, arg = sys.popleft()
-        if kind == _SYS_STOP:
+        if kind == SYS_STOP:
             return await _terminate(ref, arg)
-        if kind == _SYS_STATUS:
+        if kind == SYS_STATUS:
             if not arg.done():
                 arg.set_result(ActorStatus(ref.statistics(), dict(_format_status(ref))))
-        elif kind == _SYS_SUSPEND:
+        elif kind == SYS_SUSPEND:
             ref._suspended = True
             ref._state = "suspended"
             if not arg.done():
                 arg.set_result(None)
-        elif kind == _SYS_RESUME:
+        elif kind == SYS_RESUME:
             ref._suspended = False
             ref._state = "running"
             if not arg.done():
@@ -254,8 +255,8 @@ async def _attend(ref: ActorRef) -> object:
     if ref._stop_reason is not None:
         return await _terminate(ref, ref._stop_reason)
     argument = ref._continue
-    if argument is not _NOTHING:
-        ref._continue = _NOTHING
+    if argument is not NOTHING:
+        ref._continue = NOTHING
         try:
             await ref._actor.handle_continue(argument)
         except Exception as exc:
@@ -263,14 +264,14 @@ async def _attend(ref: ActorRef) -> object:
         stop = _pending_stop(ref)
         if stop is not None:
             return await _terminate(ref, stop)
-        if ref._continue is not _NOTHING:
+        if ref._continue is not NOTHING:
             ref._attention = True
     if ref._suspended:
         # Stay on the slow path until resumed; new messages wait in the mailbox.
         ref._attention = True
         if not ref._sys:
             await ref._mailbox.park(None)
-    return _NOTHING
+    return NOTHING
 
 
 def _pending_stop(ref: ActorRef) -> object:
@@ -309,7 +310,7 @@ async def _terminate(ref: ActorRef, reason: object) -> object:
                 "otpy_report": {
                     "actor": ref.label,
                     "reason": _short(reason),
-                    "last_message": _KIND_NAMES.get(item[0], "?")
+                    "last_message": KIND_NAMES.get(item[0], "?")
                     + ":"
                     + type(_envelope.unwrap(item[1])).__name__
                     if item
@@ -321,7 +322,7 @@ async def _terminate(ref: ActorRef, reason: object) -> object:
         )
     # A call answered with a stop request gets its reply after terminate (OTP).
     item = ref._item
-    if item is not None and item[0] == _CALL and len(item) == 4 and not item[2].done():
+    if item is not None and item[0] == CALL and len(item) == 4 and not item[2].done():
         item[2].set_result(item[3])
     return reason
 
@@ -386,7 +387,7 @@ def _finish(ref: ActorRef, reason: object) -> None:
         ref._watchers = None
         for monitor in watchers:
             if monitor._active:
-                monitor.watcher._deliver_system_info(Down(monitor, ref, reason))
+                deliver_system_info(monitor.watcher, Down(monitor, ref, reason))
     if ref._links:
         links = ref._links
         ref._links = None
@@ -411,7 +412,7 @@ def _publish_poison(ref: ActorRef, item: tuple[Any, ...], error: Exception) -> N
         DeadLetterEvent(
             ref.label,
             _envelope.unwrap(item[1]),
-            _KIND_NAMES[item[0]],
+            KIND_NAMES[item[0]],
             "poison",
             anyio.current_time(),
             error,

@@ -41,27 +41,44 @@ if TYPE_CHECKING:
     from ._mailbox import MailboxConfig
     from ._node import Node
 
-__all__ = ["ActorRef", "ActorStatistics", "ActorStatus", "Monitor", "Timer"]
+__all__ = [
+    "ActorRef",
+    "ActorStatistics",
+    "ActorStatus",
+    "Monitor",
+    "Timer",
+    "actor_of",
+    "add_exit_hook",
+    "adopt_child",
+    "deliver_system_info",
+    "mailbox_has_room",
+    "needs_attention",
+    "post_callback",
+    "post_stop",
+    "state_of",
+]
 
-# Mailbox item kinds. Items are tuples: (kind, message) or (_CALL, message, future).
-_CAST: Final = 0
-_INFO: Final = 1
-_CALL: Final = 2
-_INTERNAL: Final = 3  # (_INTERNAL, callback): runs inside the actor's task, in order
+# Mailbox item kinds. Items are tuples: (kind, message) or (CALL, message, future).
+CAST: Final = 0
+INFO: Final = 1
+CALL: Final = 2
+INTERNAL: Final = 3  # (INTERNAL, callback): runs inside the actor's task, in order
 
 # System messages (handled before mailbox messages).
-_SYS_STOP: Final = 10
-_SYS_STATUS: Final = 11
-_SYS_SUSPEND: Final = 12
-_SYS_RESUME: Final = 13
+SYS_STOP: Final = 10
+SYS_STATUS: Final = 11
+SYS_SUSPEND: Final = 12
+SYS_RESUME: Final = 13
 
-_NOTHING: Final[Any] = object()
+NOTHING: Final[Any] = object()
+"""No value yet: not ``None``, which a handler may return or pass."""
 
-_current_actor: contextvars.ContextVar[ActorRef | None] = contextvars.ContextVar(
+current_actor: contextvars.ContextVar[ActorRef | None] = contextvars.ContextVar(
     "otpy_current_actor", default=None
 )
+"""The actor whose task is running, set by the process; ``None`` outside actors."""
 
-_KIND_NAMES = {_CAST: "cast", _INFO: "info", _CALL: "call", _INTERNAL: "internal"}
+KIND_NAMES = {CAST: "cast", INFO: "info", CALL: "call", INTERNAL: "internal"}
 
 
 @attrs.frozen
@@ -209,7 +226,7 @@ class ActorRef:
         self._state = "starting"
         self._attention = False
         self._sys: deque[tuple[Any, ...]] | None = None
-        self._continue: Any = _NOTHING
+        self._continue: Any = NOTHING
         self._stop_reason: Any = None
         self._kill_reason: Any = None
         self._exit_reason: Any = None
@@ -228,7 +245,7 @@ class ActorRef:
         self._parent: ActorRef | None = None  # the supervisor that started it, if any
         self._start_link: ActorRef | None = None
         # Spawned outside any actor: leaving the node stops it itself (else its owner does).
-        self._top_level = _current_actor.get() is None
+        self._top_level = current_actor.get() is None
         self._timers: set[Timer] | None = None
         self._stash: deque[Any] | None = None
         self._stash_marker = False
@@ -274,12 +291,12 @@ class ActorRef:
             check_seconds("ActorRef.call", "timeout", timeout)
         if self._exit_reason is not None:
             raise ActorStopped(self.label, self._exit_reason)
-        if _current_actor.get() is self:
+        if current_actor.get() is self:
             raise CallingSelf(self.label)
         if _envelope.hooks is not None:
             message = _envelope.wrap(message)
         fut = self._backend.new_future()
-        item = (_CALL, message, fut)
+        item = (CALL, message, fut)
         mailbox = self._mailbox
         if len(mailbox.q) < mailbox.capacity:
             mailbox.q.append(item)
@@ -317,24 +334,24 @@ class ActorRef:
                 message = _envelope.wrap(message)
             mailbox = self._mailbox
             if len(mailbox.q) < mailbox.capacity:
-                mailbox.q.append((_CAST, message))
+                mailbox.q.append((CAST, message))
                 if mailbox._getter is not None:
                     mailbox.wake_consumer()
                 return
-            await self._put_slow((_CAST, message))
+            await self._put_slow((CAST, message))
         else:
-            self._drop((_CAST, message), "actor_stopped")
+            self._drop((CAST, message), "actor_stopped")
 
     def cast_nowait(self, message: Any) -> None:
         """Like :meth:`cast` but never waits: a full WAIT mailbox raises ``MailboxFull``."""
         if self._exit_reason is None:
             if _envelope.hooks is not None:
                 message = _envelope.wrap(message)
-            dropped = self._mailbox.put_nowait((_CAST, message))
+            dropped = self._mailbox.put_nowait((CAST, message))
             if dropped is not None:
                 self._drop(*dropped)
         else:
-            self._drop((_CAST, message), "actor_stopped")
+            self._drop((CAST, message), "actor_stopped")
 
     async def send(self, message: Any) -> None:
         """Send *message* to ``handle_info``; the same delivery rules as :meth:`cast`."""
@@ -343,24 +360,24 @@ class ActorRef:
                 message = _envelope.wrap(message)
             mailbox = self._mailbox
             if len(mailbox.q) < mailbox.capacity:
-                mailbox.q.append((_INFO, message))
+                mailbox.q.append((INFO, message))
                 if mailbox._getter is not None:
                     mailbox.wake_consumer()
                 return
-            await self._put_slow((_INFO, message))
+            await self._put_slow((INFO, message))
         else:
-            self._drop((_INFO, message), "actor_stopped")
+            self._drop((INFO, message), "actor_stopped")
 
     def send_nowait(self, message: Any) -> None:
         """Like :meth:`send` but never waits: a full WAIT mailbox raises ``MailboxFull``."""
         if self._exit_reason is None:
             if _envelope.hooks is not None:
                 message = _envelope.wrap(message)
-            dropped = self._mailbox.put_nowait((_INFO, message))
+            dropped = self._mailbox.put_nowait((INFO, message))
             if dropped is not None:
                 self._drop(*dropped)
         else:
-            self._drop((_INFO, message), "actor_stopped")
+            self._drop((INFO, message), "actor_stopped")
 
     async def stop(self, reason: object = NORMAL, *, timeout: float | None = None) -> object:
         """Ask the actor to stop with *reason*, running ``terminate``; wait until it has.
@@ -381,7 +398,7 @@ class ActorRef:
         check_seconds("ActorRef.stop", "timeout", timeout)
         await anyio.lowlevel.checkpoint()
         if self._exit_reason is None:
-            self._post_system((_SYS_STOP, reason))
+            self._post_system((SYS_STOP, reason))
         return await self.wait_exited(timeout=timeout)
 
     def kill(self, reason: object = KILLED) -> None:
@@ -425,7 +442,7 @@ class ActorRef:
             InvalidArgument: *timeout* is negative or NaN.
         """
         return await self._system_call(  # type: ignore[no-any-return]
-            _SYS_STATUS, timeout, "ActorRef.get_status"
+            SYS_STATUS, timeout, "ActorRef.get_status"
         )
 
     async def suspend(self, *, timeout: float | None = 5.0) -> None:
@@ -437,7 +454,7 @@ class ActorRef:
             InvalidArgumentType: *timeout* is not a number (or is a ``bool``).
             InvalidArgument: *timeout* is negative or NaN; nothing was suspended.
         """
-        await self._system_call(_SYS_SUSPEND, timeout, "ActorRef.suspend")
+        await self._system_call(SYS_SUSPEND, timeout, "ActorRef.suspend")
 
     async def resume(self, *, timeout: float | None = 5.0) -> None:
         """Resume handling mailbox messages after :meth:`suspend`.
@@ -448,7 +465,7 @@ class ActorRef:
             InvalidArgumentType: *timeout* is not a number (or is a ``bool``).
             InvalidArgument: *timeout* is negative or NaN; nothing was resumed.
         """
-        await self._system_call(_SYS_RESUME, timeout, "ActorRef.resume")
+        await self._system_call(SYS_RESUME, timeout, "ActorRef.resume")
 
     def trace(self, enabled: bool = True) -> None:
         """Log every message this actor handles, and how, to the ``otpy.trace`` logger (A15).
@@ -498,13 +515,6 @@ class ActorRef:
             if dropped is not None:
                 self._drop(*dropped)
 
-    def _deliver_system_info(self, message: Any) -> None:
-        """Deliver an info regardless of capacity (Down, Exit, timers)."""
-        if self._exit_reason is None:
-            self._mailbox.append((_INFO, message))
-        else:
-            self._drop((_INFO, message), "actor_stopped")
-
     def _post_system(self, item: tuple[Any, ...]) -> None:
         if self._sys is None:
             self._sys = deque()
@@ -526,7 +536,7 @@ class ActorRef:
     def _drop(self, item: Any, reason: str) -> None:
         """An item could not be delivered: fail a call, publish anything else."""
         kind = item[0]
-        if kind == _CALL:
+        if kind == CALL:
             fut = item[2]
             if not fut.done():
                 if reason == "actor_stopped":
@@ -536,12 +546,12 @@ class ActorRef:
                 else:
                     fut.set_exception(ActorStopped(self.label, reason))
             return
-        if kind == _INTERNAL:
+        if kind == INTERNAL:
             return
         self.node.dead_letters.publish_undeliverable(
             recipient=self.label,
             message=_envelope.unwrap(item[1]),
-            kind=_KIND_NAMES[kind],
+            kind=KIND_NAMES[kind],
             reason=reason,
         )
 
@@ -572,7 +582,7 @@ class ActorRef:
             await anyio.sleep(delay)
             if not timer.cancelled:
                 timer.fired = True
-                target._deliver_system_info(message)
+                deliver_system_info(target, message)
         if self._timers is not None:
             self._timers.discard(timer)
 
@@ -582,7 +592,7 @@ class ActorRef:
             self._monitoring = set()
         self._monitoring.add(monitor)
         if target._exit_reason is not None:
-            self._deliver_system_info(Down(monitor, target, NOPROC))
+            deliver_system_info(self, Down(monitor, target, NOPROC))
         else:
             if target._watchers is None:
                 target._watchers = {}
@@ -625,9 +635,9 @@ class ActorRef:
         if self._actor.trap_exit:
             if sender is self._parent:
                 # As a gen_server does: its supervisor's exit stops it, terminate included.
-                self._post_system((_SYS_STOP, reason))
+                self._post_system((SYS_STOP, reason))
             else:
-                self._deliver_system_info(Exit(sender, reason))
+                deliver_system_info(self, Exit(sender, reason))
         elif reason != NORMAL:
             self.kill(reason)
 
@@ -637,7 +647,7 @@ class ActorRef:
         if len(self._stash) >= capacity:
             raise StashOverflow(self.label, capacity)
         item = self._item
-        if item[0] == _CALL:
+        if item[0] == CALL:
             self._stash_marker = True
         self._stash.append(item)
 
@@ -649,6 +659,102 @@ class ActorRef:
         self._mailbox.q.extendleft(reversed(stash))
         stash.clear()
         return count
+
+
+# -- the core's internal API (re-exported by otpy._core) ------------------------------
+# Other layers (supervision, pressure, dead letters, testing) need a few things a
+# user never does. They get them here, by name, instead of reaching into the ref.
+
+
+def deliver_system_info(ref: ActorRef, message: Any) -> None:
+    """Deliver *message* to ``handle_info`` regardless of mailbox capacity.
+
+    What monitors (``Down``), links (``Exit``) and timers deliver; also a supervisor's
+    restart retry to itself and a partitioned queue's nudge to its worker, which must
+    never be refused for a full mailbox. To an exited actor it is a dead letter.
+    It is on the partitioned queue's per-batch path: keep it one plain call.
+    """
+    if ref._exit_reason is None:
+        ref._mailbox.append((INFO, message))
+    else:
+        ref._drop((INFO, message), "actor_stopped")
+
+
+def post_stop(ref: ActorRef, reason: object) -> None:
+    """Ask *ref* to stop with *reason*, as a system message, without waiting.
+
+    Handled before any mailbox message; ``terminate`` runs. A supervisor stopping a
+    child gracefully posts this, then waits with its own shutdown timeout.
+    """
+    ref._post_system((SYS_STOP, reason))
+
+
+def post_callback(ref: ActorRef, callback: Callable[[], object]) -> None:
+    """Run *callback* inside *ref*'s task, in mailbox order, regardless of capacity.
+
+    If it raises, the actor crashes exactly as if a handler had raised (no dead
+    letter). ``otpy.testing.inject_crash`` uses it.
+    """
+    ref._mailbox.append((INTERNAL, callback))
+
+
+def adopt_child(parent: ActorRef, child: ActorRef) -> None:
+    """Make *parent* the supervisor of *child*, just spawned, before its task runs.
+
+    Links the two, and marks *parent* as the one whose exit stops a trapping *child*
+    gracefully (``terminate`` runs), as a gen_server treats its parent's exit.
+    Supervisors call it from ``spawn_child(..., on_created=...)``.
+    """
+    child._parent = parent
+    parent._link(child)
+
+
+def add_exit_hook(ref: ActorRef, hook: Callable[[ActorRef, object], None]) -> None:
+    """Call ``hook(ref, reason)`` when *ref* exits, after its name is released.
+
+    Hooks run in the exiting actor's task, before monitors and links are signalled;
+    a hook must not block or raise. ``open_supervisor`` uses one to cancel its block
+    when the root supervisor gives up; the receptionist uses one to forget an actor.
+    """
+    ref._exit_hooks = [*(ref._exit_hooks or []), hook]
+
+
+def actor_of(ref: ActorRef) -> Actor:
+    """Return the :class:`~otpy.Actor` instance behind *ref*.
+
+    Supervisors use it to tell a nested supervisor child from a worker and to read
+    its statistics directly; nothing else should need the instance.
+    """
+    return ref._actor
+
+
+def state_of(ref: ActorRef) -> str:
+    """Return *ref*'s state: ``starting``, ``running``, ``suspended``, ``stopping``, ``stopped``.
+
+    The same as ``ref.statistics().state`` without building the snapshot;
+    supervisors read it for their own statistics.
+    """
+    return ref._state
+
+
+def needs_attention(ref: ActorRef) -> bool:
+    """Whether *ref*'s loop has something to handle before its next message.
+
+    A stop or kill request, a system message (``get_status``, ``suspend``) or a
+    continue step. A handler that works through a batch (a partitioned queue's
+    worker) checks it between items and returns to the loop when it is set.
+    """
+    return ref._attention
+
+
+def mailbox_has_room(ref: ActorRef) -> bool:
+    """Whether a cast or call to *ref* now would be queued without waiting or overflow.
+
+    The dead-letter writer checks it before each capture to take the fast path;
+    keep it a plain read.
+    """
+    mailbox = ref._mailbox
+    return len(mailbox.q) < mailbox.capacity
 
 
 _trace_logger = get_logger("otpy.trace")

@@ -20,10 +20,25 @@ import anyio
 import attrs
 
 from .. import telemetry
-from .._core._actor import Actor, Caller
-from .._core._mailbox import MailboxConfig
-from .._core._reasons import KILLED, SHUTDOWN, Exit, ShutdownWith, is_normal_exit
-from .._core._ref import _SYS_STOP, ActorRef, ActorStatistics
+from .._core import (
+    KILLED,
+    SHUTDOWN,
+    Actor,
+    ActorRef,
+    ActorStatistics,
+    Caller,
+    Exit,
+    MailboxConfig,
+    ShutdownWith,
+    actor_of,
+    add_exit_hook,
+    adopt_child,
+    deliver_system_info,
+    is_normal_exit,
+    post_stop,
+    spawn_child,
+    state_of,
+)
 from .._exceptions import (
     ChildError,
     FailedToStartChild,
@@ -53,7 +68,7 @@ from ._window import RestartWindow, record_restart
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-    from .._core._node import Node
+    from .._core import Node
 
 __all__ = [
     "ChildCounts",
@@ -307,7 +322,8 @@ class _SupervisorBase(Actor):
         """
         spec = child.spec
         hold = spec.stash_capacity if spec.name and spec.restart is not Restart.TEMPORARY else 0
-        ref = await self.node._spawn(
+        ref = await spawn_child(
+            self.node,
             spec.start,
             child.args if args is None else args,
             label=self._child_label(child),
@@ -342,8 +358,7 @@ class _SupervisorBase(Actor):
         An exit right after ``init`` then reaches us with its real reason, and our own
         death, a kill included, takes the child with it.
         """
-        created._parent = self.ref
-        self.ref._link(created)
+        adopt_child(self.ref, created)
 
     def _child_label(self, child: _Child) -> str | None:
         return child.spec.name or child.spec.id
@@ -367,7 +382,7 @@ class _SupervisorBase(Actor):
                 reason = await ref.wait_exited()
             else:
                 expected = (SHUTDOWN,)
-                ref._post_system((_SYS_STOP, SHUTDOWN))
+                post_stop(ref, SHUTDOWN)
                 try:
                     reason = await ref.wait_exited(
                         timeout=None if shutdown is Shutdown.INFINITY else float(shutdown)
@@ -494,7 +509,7 @@ class _SupervisorBase(Actor):
             self.send_after(delay, retry)
         else:
             child.state = RESTARTING
-            self.ref._deliver_system_info(retry)
+            deliver_system_info(self.ref, retry)
 
     async def _stop_group(self, child: _Child) -> list[_Child]:
         """Stop what restarts with *child*; return it, in start order (just *child* here)."""
@@ -550,7 +565,7 @@ class _SupervisorBase(Actor):
                 child.ref = None
                 child.last_ref = message.actor
                 child.last_reason = message.reason
-                if isinstance(message.actor._actor, _SupervisorBase):
+                if isinstance(actor_of(message.actor), _SupervisorBase):
                     await _wait_tree_exited(message.actor)
                 await self._child_exited(child, message.reason)
         elif type(message) is _Retry:
@@ -564,8 +579,12 @@ class _SupervisorBase(Actor):
     def _child_stats(self, child: _Child) -> ChildStatistics:
         ref = child.ref
         nested = None
-        if ref is not None and isinstance(ref._actor, _SupervisorBase) and ref._state != "starting":
-            nested = ref._actor.statistics()
+        if (
+            ref is not None
+            and isinstance(sup := actor_of(ref), _SupervisorBase)
+            and state_of(ref) != "starting"
+        ):
+            nested = sup.statistics()
         return ChildStatistics(
             id=child.spec.id if not isinstance(self, DynamicSupervisor) else child.label,
             state=child.state,
@@ -587,7 +606,7 @@ class _SupervisorBase(Actor):
             period=window.period,
             restarts_in_window=window.count(anyio.current_time()),
             total_restarts=window.total,
-            state=self.ref._state,
+            state=state_of(self.ref),
             actor=self.ref.statistics(),
             children=tuple(self._child_stats(c) for c in self._children),
         )
@@ -922,7 +941,7 @@ class SupervisorRef:
     __slots__ = ("ref",)
 
     def __init__(self, ref: ActorRef) -> None:
-        if not isinstance(ref._actor, _SupervisorBase):
+        if not isinstance(actor_of(ref), _SupervisorBase):
             raise TypeError(f"{ref!r} is not a supervisor")
         self.ref = ref
 
@@ -931,7 +950,7 @@ class SupervisorRef:
 
     @property
     def _sup(self) -> _SupervisorBase:
-        return self.ref._actor  # type: ignore[return-value]
+        return actor_of(self.ref)  # type: ignore[return-value]
 
     async def _request(self, message: object) -> Any:
         result = await self.ref.call(message, timeout=None)
@@ -1085,12 +1104,12 @@ async def start_supervisor(
     Raises:
         SpawnError: a child failed to start; the others were stopped again.
     """
-    from .._core._node import current_node
+    from .._core import current_node
 
     node = node or current_node()
     cls = Supervisor if isinstance(spec, SupervisorSpec) else DynamicSupervisor
     try:
-        ref = await node._spawn(cls, (spec,), name=spec.name, label=spec.name or spec.id)
+        ref = await spawn_child(node, cls, (spec,), name=spec.name, label=spec.name or spec.id)
     except SpawnError as exc:
         failure = _start_failure(exc)
         if failure is exc:
@@ -1117,13 +1136,13 @@ async def _wait_tree_exited(ref: ActorRef) -> None:
     at its next checkpoint. Restarting it before they are gone would find their names
     still taken (``already_started``). After a graceful exit there is nothing to wait for.
     """
-    sup = ref._actor
+    sup = actor_of(ref)
     assert isinstance(sup, _SupervisorBase)
     for child in list(getattr(sup, "_children", ())):
         descendant = child.ref
         if descendant is not None:
             await descendant.wait_exited()
-            if isinstance(descendant._actor, _SupervisorBase):
+            if isinstance(actor_of(descendant), _SupervisorBase):
                 await _wait_tree_exited(descendant)
 
 
@@ -1171,9 +1190,9 @@ class open_supervisor:
         self._failure: BaseException | None = None
 
     async def __aenter__(self) -> SupervisorRef:
-        from .._core._node import _current_node, open_node
+        from .._core import current_node_or_none, open_node
 
-        node = _current_node.get()
+        node = current_node_or_none()
         if node is None:
             self._own_node = open_node()
             node = await self._own_node.__aenter__()
@@ -1199,7 +1218,7 @@ class open_supervisor:
                 self._failure = failure
                 scope.cancel("otpy: root supervisor gave up")
 
-        sup.ref._exit_hooks = [*(sup.ref._exit_hooks or []), on_exit]
+        add_exit_hook(sup.ref, on_exit)
         if not sup.ref.is_alive:  # pragma: no cover - exited between start and here
             on_exit(sup.ref, sup.ref.exit_reason)
         scope.__enter__()

@@ -19,8 +19,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from .._core._actor import Actor
-from .._core._reasons import is_normal_exit
+from .._core import Actor, is_normal_exit
 from .._exceptions import (
     DeadLetterError,
     DeadLetterNotFound,
@@ -42,7 +41,7 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import Counter
     from opentelemetry.trace import Span
 
-    from .._core._actor import Caller
+    from .._core import Caller
     from ._record import DeadLetter
     from ._replay import ReplayConfig, ReplayHandler
     from ._store import Reclaimed

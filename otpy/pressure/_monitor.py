@@ -33,10 +33,7 @@ from opentelemetry.trace import SpanKind
 
 from .._check import count, number, short
 from .._check import name as check_name
-from .._core._actor import Actor
-from .._core._deadletters import DeadLetterSuppression
-from .._core._node import NamedRef, current_node
-from .._core._ref import ActorRef
+from .._core import Actor, ActorRef, DeadLetterSuppression, NamedRef, current_node
 from .._exceptions import InvalidArgumentType, OtpyError
 from .._redact import get_logger
 from ..telemetry._events import get_meter, get_tracer
@@ -48,8 +45,7 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import Counter, Histogram
     from opentelemetry.metrics import _Gauge as Gauge  # still underscored in the API
 
-    from .._core._actor import Caller
-    from .._core._node import Node
+    from .._core import Caller, Node
 
 __all__ = [
     "ATTR_PRESSURE_CAPACITY",

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from .._core._reasons import ShutdownWith
+from .._core import ShutdownWith
 from .._exceptions import RestartIntensityExceeded
 from .._redact import get_logger, redact
 from ._names import (
