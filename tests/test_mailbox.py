@@ -131,6 +131,40 @@ async def test_a12_waiting_sender_learns_when_actor_exits() -> None:
         assert len(errors) == 1
 
 
+async def test_cast_with_room_skips_the_checkpoint_even_in_a_cancelled_scope() -> None:
+    """cast and send with room return without a checkpoint: an already-cancelled scope still delivers.
+
+    The documented exception to "every async def is a checkpoint" (docs/concepts.md,
+    "Cancellation"): honouring it would cost a cancel-scope lookup per message.
+    """
+    async with otpy.open_node() as node:
+        ref = await node.spawn(Sink, mailbox=box(otpy.Overflow.WAIT, capacity=2))
+        await ref.suspend()
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await ref.cast("cast")
+            await ref.send("send")
+        assert not scope.cancelled_caught
+        await ref.resume()
+        assert await ref.call("get") == ["cast", ("info", "send")]
+
+
+async def test_cast_that_waits_for_room_in_a_cancelled_scope_is_cancelled() -> None:
+    """The twin: a cast or send that must wait for room checkpoints; a cancelled scope stops it, nothing queued."""
+    async with otpy.open_node() as node:
+        ref = await node.spawn(Sink, mailbox=box(otpy.Overflow.WAIT, capacity=1, wait=None))
+        await ref.suspend()
+        await ref.cast("queued")
+        for deliver in (ref.cast, ref.send):
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await deliver("lost")
+            assert scope.cancelled_caught
+        assert ref.statistics().queued == 1
+        await ref.resume()
+        assert await ref.call("get") == ["queued"]
+
+
 async def test_system_messages_bypass_capacity() -> None:
     """Monitor DOWNs reach a full mailbox: monitoring guarantees are not subject to capacity."""
 

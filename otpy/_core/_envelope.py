@@ -20,11 +20,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 __all__ = [
-    "Hooks",
+    "EnvelopeHooks",
     "Traced",
     "activate_context",
+    "capture_sender_context",
     "hooks",
-    "install",
+    "install_envelope_hooks",
     "restore_context",
     "unwrap",
     "wrap",
@@ -32,7 +33,7 @@ __all__ = [
 
 
 @final
-class Hooks:
+class EnvelopeHooks:
     """The three functions that move a context across a mailbox."""
 
     __slots__ = ("activate", "capture", "restore")
@@ -62,13 +63,13 @@ class Traced:
         return f"<Traced {type(self.message).__name__}>"
 
 
-hooks: Hooks | None = None
+hooks: EnvelopeHooks | None = None
 """The installed hooks, or ``None``: then messages travel bare."""
 
 _TRACED: Final = Traced
 
 
-def install(new: Hooks | None) -> Hooks | None:
+def install_envelope_hooks(new: EnvelopeHooks | None) -> EnvelopeHooks | None:
     """Install *new* hooks (``None`` removes them); return the previous ones."""
     global hooks
     previous, hooks = hooks, new
@@ -86,6 +87,16 @@ def wrap(message: Any) -> Any:
         return message
     context = installed.capture()
     return message if context is None else Traced(message, context)
+
+
+def capture_sender_context() -> object | None:
+    """Return the sender's context to carry with a message, or ``None`` (the usual case).
+
+    For queues outside the core that carry a context with each item, as a mailbox
+    does with a :class:`Traced` envelope: the partitioned queue calls it per put.
+    """
+    installed = hooks
+    return None if installed is None else installed.capture()
 
 
 def unwrap(message: Any) -> Any:

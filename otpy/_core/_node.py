@@ -12,30 +12,28 @@ from __future__ import annotations
 import contextvars
 import itertools
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
 from .._check import check_seconds, check_type, short
 from .._exceptions import (
-    ActorStopped,
     AlreadyStarted,
-    CallTimeout,
     InvalidArgument,
     InvalidArgumentType,
     NodeError,
     SpawnError,
     single_error,
 )
-from . import _envelope
 from ._actor import IGNORE, Actor
 from ._deadletters import DeadLetterStream
-from ._lowlevel import TIMED_OUT, current_backend, wait_for
+from ._lowlevel import current_backend
 from ._mailbox import DEFAULT_MAILBOX, MailboxConfig
+from ._named import Hold, NamedRef, undeliverable
+from ._process import run, run_asyncio
 from ._reasons import KILLED, SHUTDOWN
 from ._receptionist import Receptionist
-from ._ref import _CALL, _CAST, _INFO, ActorRef
+from ._ref import ActorRef
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,22 +42,21 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
 
-__all__ = ["NamedRef", "Node", "current_node", "named", "open_node", "spawn", "whereis"]
+__all__ = [
+    "Node",
+    "current_node",
+    "current_node_or_none",
+    "named",
+    "node_clock",
+    "open_node",
+    "spawn",
+    "spawn_child",
+    "whereis",
+]
 
 _current_node: contextvars.ContextVar[Node | None] = contextvars.ContextVar(
     "otpy_current_node", default=None
 )
-
-
-class _Hold:
-    """A name whose supervised actor is restarting: sends by name wait here (S14)."""
-
-    __slots__ = ("capacity", "dropped", "items")
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.items: deque[tuple[Any, ...]] = deque()
-        self.dropped = 0
 
 
 def current_node() -> Node:
@@ -77,6 +74,99 @@ def current_node() -> Node:
     return node
 
 
+def current_node_or_none() -> Node | None:
+    """Return the node running the current task, or ``None`` where none runs.
+
+    :func:`current_node` raises instead. ``open_supervisor`` uses this to open a
+    node of its own only when there is none.
+    """
+    return _current_node.get()
+
+
+def node_clock(node: Node) -> Callable[[], float]:
+    """Return *node*'s clock: what ``anyio.current_time()`` reads, without its backend lookup.
+
+    On asyncio it is the loop's ``time``. The dead-letter writer takes it once per
+    capture for its deadline arithmetic.
+    """
+    return node._backend.clock
+
+
+async def spawn_child(
+    node: Node,
+    actor_class: type[Actor],
+    args: tuple[Any, ...],
+    *,
+    name: str | None = None,
+    mailbox: MailboxConfig | None = None,
+    start_timeout: float | None = None,
+    link: ActorRef | None = None,
+    restarts: int = 0,
+    hold_name: int = 0,
+    claim_name: bool = False,
+    label: str | None = None,
+    on_created: Callable[[ActorRef], object] | None = None,
+) -> ActorRef | None:
+    """Spawn on *node* for a supervisor; return ``None`` if ``init`` returned ``IGNORE``.
+
+    What :meth:`Node.spawn` does (it calls this), plus what supervisors need: a
+    child that ignores its start is not an error, and the options below. Used by
+    ``otpy._supervision`` to start children and supervisors themselves.
+
+    Args:
+        node: the node to run it on.
+        actor_class: the :class:`~otpy.Actor` subclass.
+        args: passed to its ``init``.
+        name: register it under this name.
+        mailbox: overrides the class's ``mailbox`` setting.
+        start_timeout: kill it and fail if ``init`` takes longer.
+        link: link it to this actor before ``init`` runs (see :meth:`Node.spawn`).
+        restarts: how many restarts came before this incarnation (for statistics).
+        hold_name: when it exits, keep its name for the next incarnation with a
+            stash of this many messages (0: release the name).
+        claim_name: take over a name held for a restart (else that is AlreadyStarted).
+        label: what logs and statistics call it, if not its name.
+        on_created: called with the new ref before its task runs (to link a parent).
+
+    Raises:
+        AlreadyStarted: *name* is taken.
+        SpawnError: ``init`` raised, timed out or stopped.
+    """
+    config = mailbox or actor_class.mailbox or DEFAULT_MAILBOX
+    actor = actor_class()
+    ref = ActorRef(node, actor, next(node._ids), name, config, restarts, label)
+    if name is not None:
+        node._register(name, ref, claim_name)
+    ref._hold_name = hold_name > 0
+    if hold_name:
+        ref._hold_capacity = hold_name
+    if link is not None:
+        ref._link(link)
+        ref._start_link = link
+    if on_created is not None:
+        on_created(ref)
+    started = node._backend.new_future()
+    ref._started = started
+    node._procs[ref] = None
+    node._spawned += 1
+    loop = node._backend.loop
+    if loop is not None:
+        loop.create_task(run_asyncio(ref, args, start_timeout))
+    else:
+        node._task_group.start_soon(run, ref, args, start_timeout)
+    try:
+        result = await started
+    except BaseException:
+        # We were cancelled while it started: do not orphan it. On asyncio the
+        # cancellation also cancels the future we awaited, hence cancelled().
+        if not started.done() or started.cancelled():
+            ref.kill()
+        raise
+    if result is IGNORE:
+        return None
+    return ref
+
+
 @final
 class Node:
     """The runtime that actors run in. Make one with :func:`open_node`."""
@@ -85,7 +175,7 @@ class Node:
         self.dead_letters = dead_letters or DeadLetterStream()
         self.receptionist = Receptionist()
         """Service discovery by key (A16)."""
-        self._registry: dict[str, ActorRef | _Hold] = {}
+        self._registry: dict[str, ActorRef | Hold] = {}
         self._ids = itertools.count(1)
         # Strong refs (asyncio keeps only weak ones to tasks), in start order.
         self._procs: dict[ActorRef, None] = {}
@@ -125,8 +215,14 @@ class Node:
             InvalidArgument: *name* is empty, or *start_timeout* is not > 0.
         """
         _check_spawn(actor_class, name, mailbox, start_timeout, link)
-        ref = await self._spawn(
-            actor_class, args, name=name, mailbox=mailbox, start_timeout=start_timeout, link=link
+        ref = await spawn_child(
+            self,
+            actor_class,
+            args,
+            name=name,
+            mailbox=mailbox,
+            start_timeout=start_timeout,
+            link=link,
         )
         if ref is None:
             raise SpawnError(
@@ -136,63 +232,13 @@ class Node:
             )
         return ref
 
-    async def _spawn(
-        self,
-        actor_class: type[Actor],
-        args: tuple[Any, ...],
-        *,
-        name: str | None = None,
-        mailbox: MailboxConfig | None = None,
-        start_timeout: float | None = None,
-        link: ActorRef | None = None,
-        restarts: int = 0,
-        hold_name: int = 0,
-        claim_name: bool = False,
-        label: str | None = None,
-        on_created: Callable[[ActorRef], object] | None = None,
-    ) -> ActorRef | None:
-        """Spawn; return ``None`` if ``init`` returned ``IGNORE`` (supervisors need it)."""
-        config = mailbox or actor_class.mailbox or DEFAULT_MAILBOX
-        actor = actor_class()
-        ref = ActorRef(self, actor, next(self._ids), name, config, restarts, label)
-        if name is not None:
-            self._register(name, ref, claim_name)
-        ref._hold_name = hold_name > 0
-        if hold_name:
-            ref._hold_capacity = hold_name
-        if link is not None:
-            ref._link(link)
-            ref._start_link = link
-        if on_created is not None:
-            on_created(ref)
-        started = self._backend.new_future()
-        ref._started = started
-        self._procs[ref] = None
-        self._spawned += 1
-        loop = self._backend.loop
-        if loop is not None:
-            loop.create_task(ref._main_asyncio(args, start_timeout))
-        else:
-            self._task_group.start_soon(ref._main, args, start_timeout)
-        try:
-            result = await started
-        except BaseException:
-            # We were cancelled while it started: do not orphan it. On asyncio the
-            # cancellation also cancels the future we awaited, hence cancelled().
-            if not started.done() or started.cancelled():
-                ref.kill()
-            raise
-        if result is IGNORE:
-            return None
-        return ref
-
     # -- names ------------------------------------------------------------------------
 
     def _register(self, name: str, ref: ActorRef, claim: bool) -> None:
         existing = self._registry.get(name)
         if isinstance(existing, ActorRef) and existing._exit_reason is None:
             raise AlreadyStarted(name, existing)
-        if isinstance(existing, _Hold):
+        if isinstance(existing, Hold):
             if not claim:
                 raise AlreadyStarted(name, "a supervised actor that is restarting")
             for item in existing.items:
@@ -204,7 +250,7 @@ class Node:
         assert name is not None
         if self._registry.get(name) is ref:
             if ref._hold_name:
-                self._registry[name] = _Hold(ref._hold_capacity)
+                self._registry[name] = Hold(ref._hold_capacity)
             else:
                 del self._registry[name]
 
@@ -214,10 +260,10 @@ class Node:
         Supervisors call this when a named child will not be restarted.
         """
         hold = self._registry.get(name)
-        if isinstance(hold, _Hold):
+        if isinstance(hold, Hold):
             del self._registry[name]
             for item in hold.items:
-                _undeliverable(self, name, item, "noproc")
+                undeliverable(self, name, item, "noproc")
 
     def whereis(self, name: str) -> ActorRef | None:
         """Return the live actor registered as *name*, or ``None`` (A11)."""
@@ -327,129 +373,6 @@ def _check_spawn(
     check_seconds("spawn", "start_timeout", start_timeout, positive=True)
     if link is not None:
         check_type("spawn", "link", link, ActorRef, "an ActorRef, or None")
-
-
-def _undeliverable(node: Node, name: str, item: tuple[Any, ...], reason: str) -> None:
-    kind = item[0]
-    if kind == _CALL:
-        fut = item[2]
-        if not fut.done():
-            fut.set_exception(ActorStopped(name, reason))
-        return
-    node.dead_letters.publish_undeliverable(
-        recipient=name,
-        message=_envelope.unwrap(item[1]),
-        kind="cast" if kind == _CAST else "info",
-        reason=reason,
-    )
-
-
-@final
-class NamedRef:
-    """Talks to whatever actor currently holds a name (A11, S14).
-
-    While a supervised actor with that name is restarting or backing off, messages
-    wait in a bounded stash and reach the new incarnation first; beyond the stash
-    capacity they are dropped and counted. With nobody behind the name, casts and
-    sends become dead letters and calls raise :class:`~otpy.ActorStopped` at once.
-    """
-
-    __slots__ = ("_node", "name")
-
-    def __init__(self, node: Node, name: str) -> None:
-        self._node = node
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"<NamedRef {self.name!r}>"
-
-    def resolve(self) -> ActorRef | None:
-        """Return the live actor behind the name now, or ``None``."""
-        return self._node.whereis(self.name)
-
-    def _target(self) -> ActorRef | _Hold | None:
-        target = self._node._registry.get(self.name)
-        if isinstance(target, ActorRef) and target._exit_reason is not None:
-            return None
-        return target
-
-    def _hold(self, hold: _Hold, item: tuple[Any, ...]) -> bool:
-        if len(hold.items) >= hold.capacity:
-            hold.dropped += 1
-            _undeliverable(self._node, self.name, item, "stash_full")
-            return False
-        hold.items.append(item)
-        return True
-
-    async def call(self, message: Any, *, timeout: float | None = 5.0) -> Any:
-        """Call the current incarnation; while it restarts, the call waits in the stash.
-
-        Raises:
-            CallTimeout: no reply within *timeout*.
-            ActorStopped: nobody holds the name.
-            InvalidArgumentType: *timeout* is not a number (or is a ``bool``).
-            InvalidArgument: *timeout* is negative or NaN.
-        """
-        if timeout != 5.0 and timeout is not None:
-            check_seconds("NamedRef.call", "timeout", timeout)
-        target = self._target()
-        if isinstance(target, ActorRef):
-            return await target.call(message, timeout=timeout)
-        if target is None:
-            await anyio.lowlevel.checkpoint()
-            raise ActorStopped(self.name)
-        backend = self._node._backend
-        fut = backend.new_future()
-        self._hold(target, (_CALL, _envelope.wrap(message), fut))
-        result = await wait_for(backend, fut, timeout)
-        if result is TIMED_OUT:
-            raise CallTimeout(self.name, timeout or 0.0)
-        return result
-
-    async def cast(self, message: Any) -> None:
-        """Cast to the current incarnation; never raises for a missing actor."""
-        target = self._target()
-        if isinstance(target, ActorRef):
-            await target.cast(message)
-        else:
-            self._offer(target, (_CAST, _envelope.wrap(message)))
-
-    def cast_nowait(self, message: Any) -> None:
-        """Cast without waiting for mailbox room."""
-        target = self._target()
-        if isinstance(target, ActorRef):
-            target.cast_nowait(message)
-        else:
-            self._offer(target, (_CAST, _envelope.wrap(message)))
-
-    async def send(self, message: Any) -> None:
-        """Send an info to the current incarnation."""
-        target = self._target()
-        if isinstance(target, ActorRef):
-            await target.send(message)
-        else:
-            self._offer(target, (_INFO, _envelope.wrap(message)))
-
-    def send_nowait(self, message: Any) -> None:
-        """Send an info without waiting for mailbox room."""
-        target = self._target()
-        if isinstance(target, ActorRef):
-            target.send_nowait(message)
-        else:
-            self._offer(target, (_INFO, _envelope.wrap(message)))
-
-    def _offer(self, target: _Hold | None, item: tuple[Any, ...]) -> None:
-        if target is None:
-            _undeliverable(self._node, self.name, item, "noproc")
-        else:
-            self._hold(target, item)
-
-    def stash_statistics(self) -> tuple[int, int]:
-        """Return ``(waiting, dropped)`` for the restart stash, ``(0, 0)`` if none."""
-        target = self._node._registry.get(self.name)
-        if isinstance(target, _Hold):
-            return len(target.items), target.dropped
-        return 0, 0
 
 
 class open_node:

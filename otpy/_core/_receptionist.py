@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, final
 
 import anyio
 
+from ._ref import add_exit_hook
+
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
@@ -39,7 +41,7 @@ class Receptionist:
         members.add(ref)
         if ref not in self._keys_of:
             self._keys_of[ref] = set()
-            ref._exit_hooks = [*(ref._exit_hooks or []), self._on_exit]
+            add_exit_hook(ref, self._on_exit)
         self._keys_of[ref].add(key)
         self._publish(key)
 

@@ -18,10 +18,22 @@ from typing import TYPE_CHECKING, Any, final
 import anyio
 
 from .. import telemetry
-from .._core._actor import Actor
-from .._core._mailbox import MailboxConfig
-from .._core._reasons import KILLED, SHUTDOWN, Exit, ShutdownWith, is_normal_exit
-from .._core._ref import _SYS_STOP, ActorRef
+from .._core import (
+    KILLED,
+    SHUTDOWN,
+    Actor,
+    ActorRef,
+    Exit,
+    MailboxConfig,
+    ShutdownWith,
+    actor_of,
+    adopt_child,
+    deliver_system_info,
+    is_normal_exit,
+    post_stop,
+    spawn_child,
+    state_of,
+)
 from .._exceptions import RestartIntensityExceeded, SpawnError
 from .._redact import get_logger
 from ._snapshots import ChildCounts, ChildInfo, ChildStatistics, SupervisorStatistics
@@ -140,7 +152,8 @@ class _SupervisorBase(Actor):
         """
         spec = child.spec
         hold = spec.stash_capacity if spec.name and spec.restart is not Restart.TEMPORARY else 0
-        ref = await self.node._spawn(
+        ref = await spawn_child(
+            self.node,
             spec.start,
             child.args if args is None else args,
             label=self._child_label(child),
@@ -175,8 +188,7 @@ class _SupervisorBase(Actor):
         An exit right after ``init`` then reaches us with its real reason, and our own
         death, a kill included, takes the child with it.
         """
-        created._parent = self.ref
-        self.ref._link(created)
+        adopt_child(self.ref, created)
 
     def _child_label(self, child: _Child) -> str | None:
         return child.spec.name or child.spec.id
@@ -200,7 +212,7 @@ class _SupervisorBase(Actor):
                 reason = await ref.wait_exited()
             else:
                 expected = (SHUTDOWN,)
-                ref._post_system((_SYS_STOP, SHUTDOWN))
+                post_stop(ref, SHUTDOWN)
                 try:
                     reason = await ref.wait_exited(
                         timeout=None if shutdown is Shutdown.INFINITY else float(shutdown)
@@ -329,7 +341,7 @@ class _SupervisorBase(Actor):
             self.send_after(delay, retry)
         else:
             child.state = RESTARTING
-            self.ref._deliver_system_info(retry)
+            deliver_system_info(self.ref, retry)
 
     async def _stop_group(self, child: _Child) -> list[_Child]:
         """Stop what restarts with *child*; return it, in start order (just *child* here)."""
@@ -385,7 +397,7 @@ class _SupervisorBase(Actor):
                 child.ref = None
                 child.last_ref = message.actor
                 child.last_reason = message.reason
-                if isinstance(message.actor._actor, _SupervisorBase):
+                if isinstance(actor_of(message.actor), _SupervisorBase):
                     await _wait_tree_exited(message.actor)
                 await self._child_exited(child, message.reason)
         elif type(message) is _Retry:
@@ -399,8 +411,12 @@ class _SupervisorBase(Actor):
     def _child_stats(self, child: _Child) -> ChildStatistics:
         ref = child.ref
         nested = None
-        if ref is not None and isinstance(ref._actor, _SupervisorBase) and ref._state != "starting":
-            nested = ref._actor.statistics()
+        if (
+            ref is not None
+            and isinstance(sup := actor_of(ref), _SupervisorBase)
+            and state_of(ref) != "starting"
+        ):
+            nested = sup.statistics()
         return ChildStatistics(
             id=child.spec.id if self._children_have_ids else child.label,
             state=child.state,
@@ -422,7 +438,7 @@ class _SupervisorBase(Actor):
             period=window.period,
             restarts_in_window=window.count(anyio.current_time()),
             total_restarts=window.total,
-            state=self.ref._state,
+            state=state_of(self.ref),
             actor=self.ref.statistics(),
             children=tuple(self._child_stats(c) for c in self._children),
         )
@@ -458,11 +474,11 @@ async def _wait_tree_exited(ref: ActorRef) -> None:
     at its next checkpoint. Restarting it before they are gone would find their names
     still taken (``already_started``). After a graceful exit there is nothing to wait for.
     """
-    sup = ref._actor
+    sup = actor_of(ref)
     assert isinstance(sup, _SupervisorBase)
     for child in list(getattr(sup, "_children", ())):
         descendant = child.ref
         if descendant is not None:
             await descendant.wait_exited()
-            if isinstance(descendant._actor, _SupervisorBase):
+            if isinstance(actor_of(descendant), _SupervisorBase):
                 await _wait_tree_exited(descendant)

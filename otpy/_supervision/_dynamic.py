@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
-from .._core._reasons import is_normal_exit
-from .._core._ref import ActorRef
+from .._core import ActorRef, is_normal_exit
 from .._exceptions import ChildError, MaxChildren, OtpyError, SpawnError
 from ._base import RESTARTING, _Child, _SupervisorBase
 from ._requests import _ById, _Failed, _StartDynamic
@@ -17,7 +16,7 @@ from ._spec import ChildType, DynamicSupervisorSpec, Restart
 from ._window import RestartWindow
 
 if TYPE_CHECKING:
-    from .._core._actor import Caller
+    from .._core import Caller
 
 __all__ = ["DynamicSupervisor"]
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
-from .._core._reasons import SHUTDOWN, ShutdownWith, is_normal_exit
+from .._core import SHUTDOWN, ShutdownWith, actor_of, add_exit_hook, is_normal_exit, spawn_child
 from .._exceptions import (
     FailedToStartChild,
     OtpyError,
@@ -29,8 +29,7 @@ from ._static import Supervisor
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from .._core._node import Node
-    from .._core._ref import ActorRef
+    from .._core import ActorRef, Node
     from ._snapshots import ChildCounts, ChildInfo, SupervisorStatistics
 
 __all__ = ["SupervisorRef", "open_supervisor", "start_supervisor", "supervisor_ref"]
@@ -43,7 +42,7 @@ class SupervisorRef:
     __slots__ = ("ref",)
 
     def __init__(self, ref: ActorRef) -> None:
-        if not isinstance(ref._actor, _SupervisorBase):
+        if not isinstance(actor_of(ref), _SupervisorBase):
             raise TypeError(f"{ref!r} is not a supervisor")
         self.ref = ref
 
@@ -52,7 +51,7 @@ class SupervisorRef:
 
     @property
     def _sup(self) -> _SupervisorBase:
-        return self.ref._actor  # type: ignore[return-value]
+        return actor_of(self.ref)  # type: ignore[return-value]
 
     async def _request(self, message: object) -> Any:
         result = await self.ref.call(message, timeout=None)
@@ -206,12 +205,12 @@ async def start_supervisor(
     Raises:
         SpawnError: a child failed to start; the others were stopped again.
     """
-    from .._core._node import current_node
+    from .._core import current_node
 
     node = node or current_node()
     cls = Supervisor if isinstance(spec, SupervisorSpec) else DynamicSupervisor
     try:
-        ref = await node._spawn(cls, (spec,), name=spec.name, label=spec.name or spec.id)
+        ref = await spawn_child(node, cls, (spec,), name=spec.name, label=spec.name or spec.id)
     except SpawnError as exc:
         failure = _start_failure(exc)
         if failure is exc:
@@ -275,9 +274,9 @@ class open_supervisor:
         self._failure: BaseException | None = None
 
     async def __aenter__(self) -> SupervisorRef:
-        from .._core._node import _current_node, open_node
+        from .._core import current_node_or_none, open_node
 
-        node = _current_node.get()
+        node = current_node_or_none()
         if node is None:
             self._own_node = open_node()
             node = await self._own_node.__aenter__()
@@ -303,7 +302,7 @@ class open_supervisor:
                 self._failure = failure
                 scope.cancel("otpy: root supervisor gave up")
 
-        sup.ref._exit_hooks = [*(sup.ref._exit_hooks or []), on_exit]
+        add_exit_hook(sup.ref, on_exit)
         if not sup.ref.is_alive:  # pragma: no cover - exited between start and here
             on_exit(sup.ref, sup.ref.exit_reason)
         scope.__enter__()

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 if TYPE_CHECKING:
-    from .._core._ref import ActorRef, ActorStatistics
+    from .._core import ActorRef, ActorStatistics
     from ._spec import ChildType, Restart
 
 __all__ = ["ChildCounts", "ChildInfo", "ChildStatistics", "SupervisorStatistics"]

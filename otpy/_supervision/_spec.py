@@ -10,8 +10,7 @@ from typing import Any
 import attrs
 
 from .._check import MAX_COUNT, number, short
-from .._core._actor import Actor
-from .._core._mailbox import MailboxConfig
+from .._core import Actor, MailboxConfig
 from .._exceptions import InvalidArgument, InvalidChildSpec
 
 __all__ = [

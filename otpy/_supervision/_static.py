@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, final
 import attrs
 
 from .. import telemetry
-from .._core._reasons import SHUTDOWN, ShutdownWith, is_normal_exit
+from .._core import SHUTDOWN, ShutdownWith, is_normal_exit
 from .._exceptions import ChildError, FailedToStartChild, OtpyError, SpawnError
 from ._base import BACKING_OFF, RESTARTING, STOPPED, _Child, _SupervisorBase
 from ._requests import _ById, _Failed, _StartChild
@@ -23,8 +23,7 @@ from ._spec import (
 from ._window import RestartWindow
 
 if TYPE_CHECKING:
-    from .._core._actor import Caller
-    from .._core._ref import ActorRef
+    from .._core import ActorRef, Caller
 
 __all__ = ["Supervisor"]
 

@@ -25,7 +25,7 @@ from ._writer import count_undelivered
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from .._core._deadletters import DeadLetterEvent, DeadLetterStream
+    from .._core import DeadLetterEvent, DeadLetterStream
     from ._writer import DeadLetters
 
 __all__ = [

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Final, final
 
 import attrs
 
-from .._core._actor import Actor
+from .._core import Actor
 from .._exceptions import DeadLetterStoreError
 from .._supervision import ChildSpec
 from ._capture import DEFAULT_REASONS, encode_payload, route_dead_letters
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     import builtins
     from collections.abc import Callable, Iterable, Sequence
 
-    from .._core._mailbox import MailboxConfig
+    from .._core import MailboxConfig
     from ._capture import Encoder
     from ._guard import Decision, LedgerEntry, Reclaimed
     from ._record import DeadLetter, ReplayOutcome

@@ -44,7 +44,7 @@ import attrs
 
 from .._check import MAX_COUNT, count, number, short
 from .._check import name as check_name
-from .._core._node import current_node
+from .._core import current_node
 from .._exceptions import (
     DeadLetterError,
     DeadLetterNotFound,

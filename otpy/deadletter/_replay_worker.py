@@ -21,8 +21,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from .._core._actor import Actor
-from .._core._reasons import is_normal_exit
+from .._core import Actor, is_normal_exit
 from .._exceptions import (
     DeadLetterError,
     DeadLetterNotFound,
@@ -59,7 +58,7 @@ if TYPE_CHECKING:
 
     from opentelemetry.trace import Span
 
-    from .._core._actor import Caller
+    from .._core import Caller
     from ..pressure import PartitionedQueue
     from ._guard import Reclaimed
     from ._store import DeadLetterStore

@@ -23,9 +23,16 @@ import attrs
 
 from .._check import name as check_name
 from .._check import number, short
-from .._core._actor import NO_REPLY, Actor
-from .._core._mailbox import MailboxConfig, Overflow
-from .._core._node import Node, current_node
+from .._core import (
+    NO_REPLY,
+    Actor,
+    MailboxConfig,
+    Node,
+    Overflow,
+    current_node,
+    mailbox_has_room,
+    node_clock,
+)
 from .._exceptions import (
     ActorStopped,
     CallTimeout,
@@ -42,9 +49,7 @@ from ._telemetry import record_dropped, record_evictions, store_kind, write_span
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from .._core._actor import Caller
-    from .._core._node import NamedRef
-    from .._core._ref import ActorRef
+    from .._core import ActorRef, Caller, NamedRef
     from ._store import DeadLetterStore, SweepResult
 
 __all__ = [
@@ -539,14 +544,14 @@ class DeadLetters:
             return ()
         message = Capture(batch)
         node = self._node or current_node()
-        clock = node._backend.clock  # anyio's clock, without a backend lookup per capture
+        clock = node_clock(node)  # anyio's clock, without a backend lookup per capture
         deadline = clock() + timeout
         ref = node.whereis(self.name)
         last: ActorStopped | None = None
         attempt = 0
         while True:
             try:
-                if ref is not None and len(ref._mailbox.q) < ref._mailbox.capacity:
+                if ref is not None and mailbox_has_room(ref):
                     # Room now, and nothing awaits before the message is queued: the
                     # call's own timeout bounds the rest, with no cancel scope to pay
                     # for. (The first try passes *timeout* itself: calls sharing a

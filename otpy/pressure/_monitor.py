@@ -32,10 +32,7 @@ from opentelemetry.trace import SpanKind
 
 from .._check import count, number, short
 from .._check import name as check_name
-from .._core._actor import Actor
-from .._core._deadletters import DeadLetterSuppression
-from .._core._node import NamedRef, current_node
-from .._core._ref import ActorRef
+from .._core import Actor, ActorRef, DeadLetterSuppression, NamedRef, current_node
 from .._exceptions import InvalidArgumentType, OtpyError
 from .._redact import get_logger
 from ..telemetry import (
@@ -65,8 +62,7 @@ from ._policy import Level, LevelState, PressurePolicy, advance
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from .._core._actor import Caller
-    from .._core._node import Node
+    from .._core import Caller, Node
 
 __all__ = [
     "GET_PRESSURE",

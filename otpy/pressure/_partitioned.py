@@ -36,10 +36,17 @@ import attrs
 
 from .._check import callable_or_none, count, number, short
 from .._check import name as check_name
-from .._core import _envelope
-from .._core._actor import Actor
-from .._core._deadletters import DeadLetterSuppression
-from .._core._reasons import SHUTDOWN, is_normal_exit
+from .._core import (
+    SHUTDOWN,
+    Actor,
+    DeadLetterSuppression,
+    activate_context,
+    capture_sender_context,
+    deliver_system_info,
+    is_normal_exit,
+    needs_attention,
+    restore_context,
+)
 from .._exceptions import InvalidArgument, QueueClosed
 from .._partition import partition_of
 from .._redact import get_logger
@@ -57,8 +64,7 @@ from ._queue import BoundedQueue, QueueStatistics
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
-    from .._core._node import NamedRef
-    from .._core._ref import ActorRef
+    from .._core import ActorRef, NamedRef
 
 __all__ = [
     "PartitionStatistics",
@@ -80,12 +86,6 @@ MAX_PARTITIONS: Final = 65536
 
 _Entry: TypeAlias = "tuple[str, T, object | None]"
 """What a partition holds: key, item, and the producer's trace context (or ``None``)."""
-
-
-def _capture() -> object | None:
-    """The producer's trace context, when envelope tracing is on and there is one."""
-    hooks = _envelope.hooks
-    return None if hooks is None else hooks.capture()
 
 
 Leftovers: TypeAlias = "Callable[[str, list[tuple[str, T]]], Awaitable[object]]"
@@ -366,7 +366,7 @@ class PartitionedQueue(Generic[T]):
             raise self._closed_error(part, as_priority(priority, owner=f"queue {self._name!r}"))
         part.putting += 1
         try:
-            await part.queue.put((key, item, _capture()), priority=priority)
+            await part.queue.put((key, item, capture_sender_context()), priority=priority)
         finally:
             part.putting -= 1
         if part.waiting:
@@ -384,7 +384,7 @@ class PartitionedQueue(Generic[T]):
         part = self._parts[partition_of(key, len(self._parts))]
         if self._closed:
             raise self._closed_error(part, as_priority(priority, owner=f"queue {self._name!r}"))
-        part.queue.put_nowait((key, item, _capture()), priority=priority)
+        part.queue.put_nowait((key, item, capture_sender_context()), priority=priority)
         if part.waiting:
             self._wake(part)
 
@@ -688,7 +688,7 @@ class PartitionedQueue(Generic[T]):
         if worker is not None and worker.is_alive:
             # At most one nudge is pending, so it skips the capacity check; being
             # housekeeping, it carries no trace (each item carries its own).
-            worker._deliver_system_info(_WORK)
+            deliver_system_info(worker, _WORK)
 
     def _demand(self, part: _Partition[T], max_demand: int) -> None:
         """Pull items until *max_demand* are outstanding or the queue is empty."""
@@ -776,9 +776,9 @@ class PartitionWorker(Actor):
                 if queue._closed and not part.putting:
                     queue._note_drained()
                 return
-            if not budget or ref._attention:
+            if not budget or needs_attention(ref):
                 # Go round the mailbox so a stop or get_status gets in first.
-                ref._deliver_system_info(_WORK)
+                deliver_system_info(ref, _WORK)
                 return
             budget -= 1
             key, item, context = outstanding[0]
@@ -786,7 +786,7 @@ class PartitionWorker(Actor):
             # (or aclose hands it back).
             part.in_hand = True
             # The producer's trace context, current while its item is handled.
-            token = None if context is None else _envelope.activate_context(context)
+            token = None if context is None else activate_context(context)
             try:
                 await handler(key, item)
             except Exception as exc:
@@ -800,7 +800,7 @@ class PartitionWorker(Actor):
                 part.processed += 1
             finally:
                 if token is not None:
-                    _envelope.restore_context(token)
+                    restore_context(token)
 
     def _failed(self, key: str, item: Any, exc: Exception) -> None:
         on_error = self._consumer.on_error

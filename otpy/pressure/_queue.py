@@ -44,8 +44,7 @@ from ._policy import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .._core._node import NamedRef
-    from .._core._ref import ActorRef
+    from .._core import ActorRef, NamedRef
 
 __all__ = ["BoundedQueue", "QueueStatistics"]
 

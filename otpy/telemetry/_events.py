@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from .._core._reasons import ShutdownWith
+from .._core import ShutdownWith
 from .._exceptions import RestartIntensityExceeded
 from .._redact import get_logger, redact
 from ._instruments import cached_counter, get_tracer

@@ -10,7 +10,7 @@ from __future__ import annotations
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from .._core import _envelope
+from .._core import EnvelopeHooks, install_envelope_hooks
 
 __all__ = ["capture_context", "install_propagation"]
 
@@ -31,4 +31,4 @@ def install_propagation() -> None:
     :func:`configure_from_env` calls it when it exports traces; call it yourself
     once if you install an OpenTelemetry SDK by other means.
     """
-    _envelope.install(_envelope.Hooks(capture_context, otel_context.attach, otel_context.detach))
+    install_envelope_hooks(EnvelopeHooks(capture_context, otel_context.attach, otel_context.detach))

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._check import number
-from .._core._actor import Actor
-from .._core._ref import _INTERNAL, ActorRef
+from .._core import Actor, ActorRef, post_callback
 from .._supervision import ChildSpec, Restart
 
 
@@ -27,7 +26,7 @@ def inject_crash(ref: ActorRef, error: BaseException | None = None) -> None:
         # cycle (closure -> exception -> traceback -> frame) after the crash.
         raise error if error is not None else CrashInjected(f"crash injected into {label}")
 
-    ref._mailbox.append((_INTERNAL, crash))
+    post_callback(ref, crash)
 
 
 class CrashAfter(Actor):
