@@ -23,7 +23,7 @@ name), ``_receptionist``, ``_reasons``, ``_deadletters`` (the in-memory stream),
 
 from __future__ import annotations
 
-from ._actor import IGNORE, NO_REPLY, Actor, Caller
+from ._actor import IGNORE, NO_REPLY, Actor, Caller, wait_on_node_exit
 from ._deadletters import (
     DeadLetterEvent,
     DeadLetterStream,
@@ -131,4 +131,5 @@ __all__ = [
     "restore_context",
     "spawn_child",
     "state_of",
+    "wait_on_node_exit",
 ]

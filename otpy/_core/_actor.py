@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Final, final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, final
 
 from .._check import check_seconds, check_type
 from .._exceptions import UnhandledMessage
@@ -17,9 +17,11 @@ if TYPE_CHECKING:
     from ._node import Node
     from ._ref import ActorRef, Monitor, Timer
 
-__all__ = ["IGNORE", "NO_REPLY", "Actor", "Caller"]
+__all__ = ["IGNORE", "NO_REPLY", "Actor", "Caller", "wait_on_node_exit"]
 
 logger = get_logger("otpy.actor")
+
+ActorT = TypeVar("ActorT", bound="Actor")
 
 _AN_ACTOR_REF: Final = "an ActorRef (for a name, use otpy.whereis(name))"
 
@@ -324,3 +326,15 @@ class Actor:
     def unstash_all(self) -> int:
         """Put every stashed message back in front of the mailbox, in stash order."""
         return self.ref._unstash_all()
+
+
+def wait_on_node_exit(cls: type[ActorT]) -> type[ActorT]:
+    """Make a node that is leaving wait for *cls*'s actors as long as they take to stop.
+
+    Other actors get five seconds for ``terminate`` before they are killed. A
+    supervisor's stop is its whole tree stopping, each child within its own
+    ``shutdown``, so ``otpy._supervision`` marks its supervisors with this rather
+    than setting the core's private attribute itself.
+    """
+    cls._otpy_shutdown = None
+    return cls

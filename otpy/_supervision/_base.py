@@ -33,6 +33,7 @@ from .._core import (
     post_stop,
     spawn_child,
     state_of,
+    wait_on_node_exit,
 )
 from .._exceptions import RestartIntensityExceeded, SpawnError
 from .._redact import get_logger
@@ -128,12 +129,12 @@ def _offender(child: _Child) -> dict[str, object]:
     }
 
 
+@wait_on_node_exit  # a node leaving waits for the whole tree to stop
 class _SupervisorBase(Actor):
     """What static and dynamic supervisors share: starting, stopping, reporting."""
 
     mailbox = _SUPERVISOR_MAILBOX
     trap_exit = True
-    _otpy_shutdown = None  # a node leaving waits for the whole tree to stop
     _window: RestartWindow
     _children: list[_Child]
     _by_ref: dict[ActorRef, _Child]
