@@ -1,4 +1,4 @@
-"""Key partitioning shared by everything that must keep one key's work in order (P3, D10).
+"""Key partitioning shared by everything that must keep one key's work in order (PRS-3, DL-10).
 
 ``partition_of(key, n)`` sends every item with the same key to the same one of *n*
 workers, in every process and every run: the replay workers and the partitioned
@@ -32,7 +32,7 @@ def _not_a_key(key: object) -> InvalidArgumentType:
 
 
 def stable_hash(key: str) -> int:
-    """Return a 64-bit hash of *key* that is the same in every process and every run (D10).
+    """Return a 64-bit hash of *key* that is the same in every process and every run (DL-10).
 
     Python's ``hash()`` is salted per process, so it cannot route a key to the same
     partition after a restart; this is BLAKE2b with an 8-byte digest of the key's

@@ -1,4 +1,4 @@
-"""gen_server semantics of otpy.Actor (REFERENCE A1-A8, A11, A14, A15)."""
+"""gen_server semantics of otpy.Actor (ACT-1..ACT-8, ACT-11, ACT-14, ACT-15)."""
 
 from __future__ import annotations
 
@@ -59,8 +59,8 @@ class Recorder(otpy.Actor):
         return await super().handle_call(message, caller)
 
 
-async def test_a1_call_returns_the_handlers_reply() -> None:
-    """A1: call returns what handle_call returned; casts are applied in order first."""
+async def test_act_1_call_returns_the_handlers_reply() -> None:
+    """ACT-1: call returns what handle_call returned; casts are applied in order first."""
     async with otpy.open_node() as node:
         ref = await node.spawn(Counter, 5)
         await ref.cast(2)
@@ -73,8 +73,8 @@ class TestCallTimeout:
     def anyio_backend(self) -> tuple[str, dict[str, Any]]:
         return virtual_time()
 
-    async def test_a1_call_times_out_with_typed_error_and_server_keeps_running(self) -> None:
-        """A1: no reply within the timeout raises CallTimeout (a TimeoutError) at exactly t+timeout."""
+    async def test_act_1_call_times_out_with_typed_error_and_server_keeps_running(self) -> None:
+        """ACT-1: no reply within the timeout raises CallTimeout (a TimeoutError) at exactly t+timeout."""
         async with otpy.open_node() as node:
             ref = await node.spawn(Counter)
             start = anyio.current_time()
@@ -86,8 +86,8 @@ class TestCallTimeout:
             assert ref.is_alive
             assert await ref.call("get") == 0
 
-    async def test_a1_default_call_timeout_is_five_seconds(self) -> None:
-        """A1: the default timeout is 5 s."""
+    async def test_act_1_default_call_timeout_is_five_seconds(self) -> None:
+        """ACT-1: the default timeout is 5 s."""
         async with otpy.open_node() as node:
             ref = await node.spawn(Counter)
             start = anyio.current_time()
@@ -95,8 +95,8 @@ class TestCallTimeout:
                 await ref.call("never")
             assert anyio.current_time() - start == 5.0
 
-    async def test_a1_late_reply_never_surfaces(self) -> None:
-        """A1: a reply sent after the caller timed out is dropped; the next call gets its own reply."""
+    async def test_act_1_late_reply_never_surfaces(self) -> None:
+        """ACT-1: a reply sent after the caller timed out is dropped; the next call gets its own reply."""
         async with otpy.open_node() as node:
             ref = await node.spawn(Counter)
             with pytest.raises(otpy.CallTimeout):
@@ -104,8 +104,8 @@ class TestCallTimeout:
             assert await ref.call("answer") == "done"
             assert await ref.call("get") == 0
 
-    async def test_a7_idle_timeout_fires_only_without_messages(self) -> None:
-        """A7: IdleTimeout arrives after the idle period; a message in between cancels it."""
+    async def test_act_7_idle_timeout_fires_only_without_messages(self) -> None:
+        """ACT-7: IdleTimeout arrives after the idle period; a message in between cancels it."""
 
         class Idle(otpy.Actor):
             async def init(self) -> None:
@@ -129,8 +129,8 @@ class TestCallTimeout:
             seen = await ref.call("seen")
             assert seen == [("IdleTimeout", start + 15.0)]
 
-    async def test_a6_init_exceeding_start_timeout_is_killed(self) -> None:
-        """A6: init longer than start_timeout: start fails with timeout, terminate not called."""
+    async def test_act_6_init_exceeding_start_timeout_is_killed(self) -> None:
+        """ACT-6: init longer than start_timeout: start fails with timeout, terminate not called."""
         terminated: list[object] = []
 
         class Slow(otpy.Actor):
@@ -170,8 +170,8 @@ class TestCallTimeout:
             assert await ref.call("seen") == [("a", start + 3.0)]
 
 
-async def test_a2_call_to_dead_actor_fails_immediately() -> None:
-    """A2: call to an exited actor raises ActorStopped at once, not after the timeout."""
+async def test_act_2_call_to_dead_actor_fails_immediately() -> None:
+    """ACT-2: call to an exited actor raises ActorStopped at once, not after the timeout."""
     async with otpy.open_node() as node:
         ref = await node.spawn(Counter)
         await ref.stop()
@@ -179,8 +179,8 @@ async def test_a2_call_to_dead_actor_fails_immediately() -> None:
             await ref.call("get", timeout=None)
 
 
-async def test_a2_actor_dying_mid_call_gives_caller_its_exit_reason() -> None:
-    """A2/A5: the handler raising gives the caller ActorExited carrying the exception."""
+async def test_act_2_actor_dying_mid_call_gives_caller_its_exit_reason() -> None:
+    """ACT-2/ACT-5: the handler raising gives the caller ActorExited carrying the exception."""
     async with otpy.open_node() as node:
         ref = await node.spawn(Counter)
         with pytest.raises(otpy.ActorExited) as info:
@@ -189,8 +189,8 @@ async def test_a2_actor_dying_mid_call_gives_caller_its_exit_reason() -> None:
         assert isinstance(ref.exit_reason, ValueError)
 
 
-async def test_a2_deferred_caller_gets_exit_reason_when_actor_dies() -> None:
-    """A2: a caller whose reply was deferred is told the exit reason when the actor crashes."""
+async def test_act_2_deferred_caller_gets_exit_reason_when_actor_dies() -> None:
+    """ACT-2: a caller whose reply was deferred is told the exit reason when the actor crashes."""
     async with otpy.open_node() as node:
         ref = await node.spawn(Counter)
         result: list[BaseException] = []
@@ -209,8 +209,8 @@ async def test_a2_deferred_caller_gets_exit_reason_when_actor_dies() -> None:
         assert isinstance(result[0].reason, CrashInjected)
 
 
-async def test_a3_deferred_reply_from_another_task() -> None:
-    """A3: NO_REPLY then caller.reply() later answers the original caller."""
+async def test_act_3_deferred_reply_from_another_task() -> None:
+    """ACT-3: NO_REPLY then caller.reply() later answers the original caller."""
     async with otpy.open_node() as node:
         ref = await node.spawn(Counter)
         replies: list[Any] = []
@@ -225,8 +225,8 @@ async def test_a3_deferred_reply_from_another_task() -> None:
         assert replies == ["later"]
 
 
-async def test_a4_cast_to_dead_actor_never_raises_and_is_a_dead_letter() -> None:
-    """A4/A13: cast and send to an exited actor return normally and publish a dead letter."""
+async def test_act_4_cast_to_dead_actor_never_raises_and_is_a_dead_letter() -> None:
+    """ACT-4/ACT-13: cast and send to an exited actor return normally and publish a dead letter."""
     async with otpy.open_node() as node:
         ref = await node.spawn(Counter)
         await ref.stop()
@@ -248,8 +248,8 @@ class Nudge(otpy.DeadLetterSuppression):
     """An actor's own housekeeping message: never a dead letter."""
 
 
-async def test_a13_signals_and_suppressed_messages_are_counted_not_published() -> None:
-    """A13: Down, Exit and DeadLetterSuppression messages to a dead actor are only counted.
+async def test_act_13_signals_and_suppressed_messages_are_counted_not_published() -> None:
+    """ACT-13: Down, Exit and DeadLetterSuppression messages to a dead actor are only counted.
 
     They are notifications, not work: a durable dead-letter router must not store them
     (Akka's DeadLetterSuppression). An ordinary message is still published.
@@ -269,8 +269,8 @@ async def test_a13_signals_and_suppressed_messages_are_counted_not_published() -
         await other.stop()
 
 
-async def test_a4_casts_from_one_sender_arrive_in_order() -> None:
-    """A4: casts from one sender are handled in send order."""
+async def test_act_4_casts_from_one_sender_arrive_in_order() -> None:
+    """ACT-4: casts from one sender are handled in send order."""
     async with otpy.open_node() as node:
         ref = await node.spawn(Recorder)
         for i in range(500):
@@ -278,10 +278,10 @@ async def test_a4_casts_from_one_sender_arrive_in_order() -> None:
         assert await ref.call("seen") == list(range(500))
 
 
-async def test_a5_unexpected_info_is_logged_by_type_and_ignored(
+async def test_act_5_unexpected_info_is_logged_by_type_and_ignored(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A5: an info with no handler is logged (type only, never content) and the actor lives on."""
+    """ACT-5: an info with no handler is logged (type only, never content) and the actor lives on."""
     async with otpy.open_node() as node:
         ref = await node.spawn(Counter)
         with caplog.at_level(logging.WARNING, logger="otpy.actor"):
@@ -291,8 +291,8 @@ async def test_a5_unexpected_info_is_logged_by_type_and_ignored(
         assert "s3cret" not in caplog.text
 
 
-async def test_a5_call_without_handler_crashes_with_typed_error_naming_the_message() -> None:
-    """A5: a call the actor does not handle crashes it; the caller gets UnhandledMessage as the reason."""
+async def test_act_5_call_without_handler_crashes_with_typed_error_naming_the_message() -> None:
+    """ACT-5: a call the actor does not handle crashes it; the caller gets UnhandledMessage as the reason."""
     async with otpy.open_node() as node:
         ref = await node.spawn(Recorder)
         with pytest.raises(otpy.ActorExited) as info:
@@ -301,8 +301,8 @@ async def test_a5_call_without_handler_crashes_with_typed_error_naming_the_messa
         assert "received a call of type int" in str(info.value.reason)
 
 
-async def test_a5_cast_without_handler_crashes() -> None:
-    """A5: a cast the actor does not handle crashes it with UnhandledMessage."""
+async def test_act_5_cast_without_handler_crashes() -> None:
+    """ACT-5: a cast the actor does not handle crashes it with UnhandledMessage."""
 
     class NoCast(otpy.Actor):
         pass
@@ -314,8 +314,8 @@ async def test_a5_cast_without_handler_crashes() -> None:
         assert isinstance(reason, otpy.UnhandledMessage)
 
 
-async def test_a6_init_raising_fails_start_without_terminate() -> None:
-    """A6: init raising makes spawn fail with the reason; terminate is not called; name released."""
+async def test_act_6_init_raising_fails_start_without_terminate() -> None:
+    """ACT-6: init raising makes spawn fail with the reason; terminate is not called; name released."""
     terminated: list[object] = []
 
     class Bad(otpy.Actor):
@@ -331,12 +331,12 @@ async def test_a6_init_raising_fails_start_without_terminate() -> None:
         assert isinstance(info.value.reason, KeyError)
         assert terminated == []
         assert node.whereis("bad") is None
-        # the name is free for an immediate retry (A11)
+        # the name is free for an immediate retry (ACT-11)
         await node.spawn(Counter, name="bad")
 
 
-async def test_a6_init_stop_fails_start_with_reason() -> None:
-    """A6: self.stop(reason) in init fails the start with that reason."""
+async def test_act_6_init_stop_fails_start_with_reason() -> None:
+    """ACT-6: self.stop(reason) in init fails the start with that reason."""
 
     class Refuses(otpy.Actor):
         async def init(self) -> None:
@@ -348,8 +348,8 @@ async def test_a6_init_stop_fails_start_with_reason() -> None:
         assert info.value.reason == "no_config"
 
 
-async def test_a6_init_ignore() -> None:
-    """A6: init returning IGNORE makes spawn raise SpawnError('ignore'); nothing keeps running."""
+async def test_act_6_init_ignore() -> None:
+    """ACT-6: init returning IGNORE makes spawn raise SpawnError('ignore'); nothing keeps running."""
 
     class Ignored(otpy.Actor):
         async def init(self) -> Any:
@@ -363,8 +363,8 @@ async def test_a6_init_ignore() -> None:
         assert node.live_actors == 0
 
 
-async def test_a7_continue_runs_before_the_next_message() -> None:
-    """A7: a continue step requested in init runs before any queued message."""
+async def test_act_7_continue_runs_before_the_next_message() -> None:
+    """ACT-7: a continue step requested in init runs before any queued message."""
 
     class Continues(otpy.Actor):
         async def init(self) -> None:
@@ -388,8 +388,8 @@ async def test_a7_continue_runs_before_the_next_message() -> None:
         assert await ref.call("log") == ["continue:warm-up", "continue:second", "cast:a"]
 
 
-async def test_a8_terminate_runs_on_stop_and_crash_but_not_on_kill() -> None:
-    """A8: terminate sees the reason on stop and on a crash; a brutal kill skips it."""
+async def test_act_8_terminate_runs_on_stop_and_crash_but_not_on_kill() -> None:
+    """ACT-8: terminate sees the reason on stop and on a crash; a brutal kill skips it."""
     reasons: list[object] = []
 
     class Tracked(otpy.Actor):
@@ -413,10 +413,10 @@ async def test_a8_terminate_runs_on_stop_and_crash_but_not_on_kill() -> None:
     assert len(reasons) == 2
 
 
-async def test_a8_crash_report_is_logged_with_redacted_state(
+async def test_act_8_crash_report_is_logged_with_redacted_state(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A8: an abnormal exit logs a crash report with state names/types only; normal stops log nothing."""
+    """ACT-8: an abnormal exit logs a crash report with state names/types only; normal stops log nothing."""
     async with otpy.open_node() as node:
         ref = await node.spawn(Counter, name="counter")
         with caplog.at_level(logging.ERROR, logger="otpy.actor"):
@@ -472,8 +472,8 @@ async def test_calling_self_raises_instead_of_deadlocking() -> None:
         assert "called itself" in await ref.call("x")
 
 
-async def test_a11_names_unique_and_whereis() -> None:
-    """A11: a taken name fails with AlreadyStarted; whereis finds live actors, None otherwise."""
+async def test_act_11_names_unique_and_whereis() -> None:
+    """ACT-11: a taken name fails with AlreadyStarted; whereis finds live actors, None otherwise."""
     async with otpy.open_node() as node:
         ref = await node.spawn(Counter, name="c")
         assert otpy.whereis("c") is ref
@@ -483,8 +483,8 @@ async def test_a11_names_unique_and_whereis() -> None:
         assert await ref.call("get") == 0
 
 
-async def test_a11_name_released_before_down_is_delivered() -> None:
-    """A11: when a watcher sees DOWN the name is already free, so it can re-register at once."""
+async def test_act_11_name_released_before_down_is_delivered() -> None:
+    """ACT-11: when a watcher sees DOWN the name is already free, so it can re-register at once."""
 
     class Watcher(otpy.Actor):
         async def init(self, target: otpy.ActorRef) -> None:
@@ -508,8 +508,8 @@ async def test_a11_name_released_before_down_is_delivered() -> None:
         assert await watcher.call("result") == [None, 7]
 
 
-async def test_a14_stash_and_unstash_all_replays_in_order_before_new_messages() -> None:
-    """A14: stashed messages come back in their original order, before newer ones."""
+async def test_act_14_stash_and_unstash_all_replays_in_order_before_new_messages() -> None:
+    """ACT-14: stashed messages come back in their original order, before newer ones."""
 
     class Gate(otpy.Actor):
         stash_capacity = 3
@@ -552,8 +552,8 @@ async def test_a14_stash_and_unstash_all_replays_in_order_before_new_messages() 
         assert replies == ["late:q"]
 
 
-async def test_a14_stash_overflow_is_a_typed_error() -> None:
-    """A14: stashing beyond stash_capacity raises StashOverflow inside the handler."""
+async def test_act_14_stash_overflow_is_a_typed_error() -> None:
+    """ACT-14: stashing beyond stash_capacity raises StashOverflow inside the handler."""
     errors: list[BaseException] = []
 
     class Small(otpy.Actor):
@@ -576,8 +576,8 @@ async def test_a14_stash_overflow_is_a_typed_error() -> None:
         assert "stash is full (1 messages)" in str(errors[0])
 
 
-async def test_a15_status_statistics_suspend_resume() -> None:
-    """A15: get_status shows redacted state; suspend holds messages until resume; statistics count."""
+async def test_act_15_status_statistics_suspend_resume() -> None:
+    """ACT-15: get_status shows redacted state; suspend holds messages until resume; statistics count."""
     async with otpy.open_node() as node:
         ref = await node.spawn(Counter, 1, name="stats")
         status = await ref.get_status()
@@ -608,7 +608,7 @@ async def test_spawn_outside_a_node_explains_what_to_do() -> None:
 
 
 async def test_kill_stops_an_actor_whose_handler_swallows_cancellation() -> None:
-    """A9: a kill still ends an actor whose handler catches the cancellation and returns."""
+    """ACT-9: a kill still ends an actor whose handler catches the cancellation and returns."""
     entered = anyio.Event()
 
     class Stubborn(otpy.Actor):

@@ -333,7 +333,7 @@ def test_run_exits_0_when_the_tree_finishes(telemetry: FakeTelemetry) -> None:
 
 
 def test_run_exits_1_when_the_tree_cannot_start(telemetry: FakeTelemetry) -> None:
-    """A tree whose child fails init exits 1 and says which child and why (S8)."""
+    """A tree whose child fails init exits 1 and says which child and why (SUP-8)."""
     result = invoke("run", "trees:fails_to_start")
     assert result.exit_code == 1
     assert "otpy: trees:fails_to_start failed to start:" in result.stderr
@@ -349,7 +349,7 @@ def test_python_m_otpy_is_the_same_command() -> None:
 
 
 def test_run_with_console_prints_the_last_frame(telemetry: FakeTelemetry) -> None:
-    """A15: with --console and no terminal, the console's last frame is printed at the end."""
+    """ACT-15: with --console and no terminal, the console's last frame is printed at the end."""
     result = invoke("run", "trees:finishes", "--console", "--refresh", "20")
     assert result.exit_code == 0, result.output
     assert "otpy · trees:finishes · pid " in result.stdout
@@ -421,8 +421,8 @@ def test_run_falls_back_to_plain_asyncio_without_uvloop(monkeypatch: pytest.Monk
     assert _backend_options() == {}
 
 
-def test_s15_log_format_json_writes_structured_reports(telemetry: FakeTelemetry) -> None:
-    """S15: --log-format json gives one JSON object per line, with the supervisor's report."""
+def test_sup_15_log_format_json_writes_structured_reports(telemetry: FakeTelemetry) -> None:
+    """SUP-15: --log-format json gives one JSON object per line, with the supervisor's report."""
     result = invoke("run", "trees:fails_to_start", "--log-format", "json")
     assert result.exit_code == 1
     entries = [json.loads(line) for line in result.stderr.splitlines()]

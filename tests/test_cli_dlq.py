@@ -224,7 +224,7 @@ def store(tmp_path: Path) -> Fixture:
 
 
 def test_list_shows_active_records_newest_first(store: Fixture) -> None:
-    """Without --status only active records are listed, newest first, with a count (D3)."""
+    """Without --status only active records are listed, newest first, with a count (DL-3)."""
     result = invoke("list", "--db", str(store.db))
     assert result.exit_code == 0, result.output
     rows = [line.split()[0] for line in result.stdout.splitlines()[2:-1]]
@@ -314,7 +314,7 @@ def test_list_escapes_control_characters_and_keeps_redaction(
     ],
 )
 def test_list_filters_combine(store: Fixture, args: list[str], names: list[str]) -> None:
-    """Each filter narrows the listing, and they combine with AND (D3)."""
+    """Each filter narrows the listing, and they combine with AND (DL-3)."""
     doc = run_json("list", "--db", str(store.db), *args)
     assert [r["id"] for r in doc["records"]] == [store.id(n) for n in names]
     assert doc["total"] == len(names)
@@ -333,7 +333,7 @@ def test_until_excludes_a_record_exactly_that_old(store: Fixture) -> None:
 
 
 def test_list_pages_with_the_printed_cursor(store: Fixture) -> None:
-    """--limit cuts a page; the printed cursor starts the next; the last has none (D3)."""
+    """--limit cuts a page; the printed cursor starts the next; the last has none (DL-3)."""
     first = invoke("list", "--db", str(store.db), "--limit", "2")
     assert first.exit_code == 0
     footer = first.stdout.splitlines()[-1]
@@ -559,7 +559,7 @@ def test_get_json_is_the_full_record(store: Fixture) -> None:
 
 
 def test_get_unknown_id_exits_1_with_the_message(store: Fixture) -> None:
-    """An id the store does not hold exits 1 with DeadLetterNotFound's message, no traceback (D3)."""
+    """An id the store does not hold exits 1 with DeadLetterNotFound's message, no traceback (DL-3)."""
     missing = "01" + "0" * 24
     result = invoke("get", missing, "--db", str(store.db))
     assert result.exit_code == 1
@@ -679,7 +679,7 @@ def test_reading_commands_read_a_read_only_store_in_a_read_only_directory(
 
 
 def test_archive_ids_with_yes(store: Fixture) -> None:
-    """archive ID... --yes archives exactly those records (D4)."""
+    """archive ID... --yes archives exactly those records (DL-4)."""
     result = invoke("archive", store.id("crash"), store.id("auth"), "--db", str(store.db), "--yes")
     assert result.exit_code == 0, result.output
     assert result.stdout == "archived 2 dead letters\n"
@@ -734,7 +734,7 @@ def test_archive_refuses_ids_mixed_with_filters(store: Fixture) -> None:
 
 
 def test_archive_unknown_id_archives_nothing(store: Fixture) -> None:
-    """One unknown id among several exits 1 before anything is archived (D4)."""
+    """One unknown id among several exits 1 before anything is archived (DL-4)."""
     missing = "01" + "0" * 24
     result = invoke("archive", store.id("crash"), missing, "--db", str(store.db), "--yes")
     assert result.exit_code == 1
@@ -743,7 +743,7 @@ def test_archive_unknown_id_archives_nothing(store: Fixture) -> None:
 
 
 def test_archive_skips_a_record_being_replayed(store: Fixture) -> None:
-    """A record whose replay holds a live lease is not archived, and the count says so (D4)."""
+    """A record whose replay holds a live lease is not archived, and the count says so (DL-4)."""
     running = record(
         "bridge:r",
         5.0,
@@ -769,7 +769,7 @@ def test_archive_of_archived_records_says_nothing_matched(store: Fixture) -> Non
 
 
 def test_purge_defaults_to_archived_records(store: Fixture) -> None:
-    """purge without --status deletes archived records only and reports the count (D5)."""
+    """purge without --status deletes archived records only and reports the count (DL-5)."""
     result = invoke("purge", "--db", str(store.db), "--yes")
     assert result.exit_code == 0, result.output
     assert result.stdout == "purged 2 dead letters\n"
@@ -778,7 +778,7 @@ def test_purge_defaults_to_archived_records(store: Fixture) -> None:
 
 
 def test_purge_older_than_keeps_younger_archived_records(store: Fixture) -> None:
-    """--older-than 30d deletes the 40-day-old archived record and keeps the 1-day-old one (D5)."""
+    """--older-than 30d deletes the 40-day-old archived record and keeps the 1-day-old one (DL-5)."""
     result = invoke("purge", "--db", str(store.db), "--older-than", "30d", "--yes")
     assert result.stdout == "purged 1 dead letter\n"
     assert ids_with(store.db, status=Status.ARCHIVED) == [store.id("arch")]
@@ -925,7 +925,7 @@ def test_stats_json(store: Fixture) -> None:
 
 
 def test_stats_shows_pruned_ledger_entries_apart_from_evicted_records(store: Fixture) -> None:
-    """D5, D8: ledger entries a sweep pruned get their own line; they are not counted as evicted records."""
+    """DL-5, DL-8: ledger entries a sweep pruned get their own line; they are not counted as evicted records."""
 
     async def replay_archive_and_sweep() -> None:
         async with open_store(store.db, clock=clock, synchronous="OFF") as opened:
@@ -1000,7 +1000,7 @@ def test_resolve_settles_an_in_doubt_record(
 def test_resolve_settles_every_record_in_doubt_for_the_same_idempotency_key(
     store: Fixture, flag: str, status: ReplayStatus
 ) -> None:
-    """D8: resolving one record settles every in-doubt record carrying its idempotency key, alike."""
+    """DL-8: resolving one record settles every in-doubt record carrying its idempotency key, alike."""
     sender, sharing, bystander = (
         record("bridge:c", 30.0, idempotency_key="pay-7"),
         record("bridge:d", 20.0, idempotency_key="pay-7"),
@@ -1029,7 +1029,7 @@ def test_resolve_settles_every_record_in_doubt_for_the_same_idempotency_key(
 
 
 def test_resolve_waits_while_a_forced_replay_sends_the_key(store: Fixture) -> None:
-    """D8: while a forced replay of another record sends the key, resolve exits 1 and changes nothing."""
+    """DL-8: while a forced replay of another record sends the key, resolve exits 1 and changes nothing."""
     sender, forced = (
         record("bridge:c", 30.0, idempotency_key="pay-8"),
         record("bridge:d", 20.0, idempotency_key="pay-8"),
@@ -1144,7 +1144,7 @@ def calls(module: str) -> list[tuple[str, str, bytes]]:
 
 
 def test_replay_one_record(store: Fixture, handlers: str) -> None:
-    """replay ID sends the record with its idempotency key and marks it succeeded (D6)."""
+    """replay ID sends the record with its idempotency key and marks it succeeded (DL-6)."""
     result = invoke(
         "replay", store.id("connect_a"), "--db", str(store.db), "--handlers", f"{handlers}:handlers"
     )
@@ -1170,7 +1170,7 @@ def test_replay_one_record(store: Fixture, handlers: str) -> None:
 def test_replaying_again_is_already_replayed_without_a_side_effect(
     store: Fixture, handlers: str
 ) -> None:
-    """A second replay answers already_replayed, exits 0 and does not call the handler (D7)."""
+    """A second replay answers already_replayed, exits 0 and does not call the handler (DL-7)."""
     args = [
         "replay",
         store.id("crash"),
@@ -1192,7 +1192,7 @@ def test_replaying_again_is_already_replayed_without_a_side_effect(
 
 
 def test_replay_that_fails_exits_1_and_stays_replayable(store: Fixture, handlers: str) -> None:
-    """A handler error exits 1, shows the redacted error and leaves the record failed (D6)."""
+    """A handler error exits 1, shows the redacted error and leaves the record failed (DL-6)."""
     result = invoke(
         "replay", store.id("connect_b"), "--db", str(store.db), "--handlers", f"{handlers}:handlers"
     )
@@ -1205,7 +1205,7 @@ def test_replay_that_fails_exits_1_and_stays_replayable(store: Fixture, handlers
 
 
 def test_replay_of_an_archived_record_is_refused(store: Fixture, handlers: str) -> None:
-    """An archived record is refused (rejected_archived), nothing is sent, and it exits 1 (D4)."""
+    """An archived record is refused (rejected_archived), nothing is sent, and it exits 1 (DL-4)."""
     result = invoke(
         "replay", store.id("arch"), "--db", str(store.db), "--handlers", f"{handlers}:handlers"
     )

@@ -1,4 +1,4 @@
-"""The live console: rendering supervision trees from statistics snapshots (REFERENCE A15).
+"""The live console: rendering supervision trees from statistics snapshots (ACT-15).
 
 The trees are real (``open_supervisor`` on virtual time), so uptimes and restart
 windows in the rendered text are exact; rendering reads only the frozen snapshots.
@@ -144,8 +144,8 @@ async def scene() -> tuple[NodeSnapshot, float]:
         return take_snapshot(node), anyio.current_time()
 
 
-async def test_a15_console_shows_the_tree_with_states_restarts_mailboxes_and_reasons() -> None:
-    """A15: each supervisor and child: state, restarts, intensity, mailbox, uptime, last exit."""
+async def test_act_15_console_shows_the_tree_with_states_restarts_mailboxes_and_reasons() -> None:
+    """ACT-15: each supervisor and child: state, restarts, intensity, mailbox, uptime, last exit."""
     snapshot, now = await scene()
     assert lines(render(render_tree(snapshot, now=now, title="otpy · test"))) == [
         "otpy · test",
@@ -161,8 +161,8 @@ async def test_a15_console_shows_the_tree_with_states_restarts_mailboxes_and_rea
     ]
 
 
-async def test_a15_narrow_console_lists_abnormal_exits_under_the_table() -> None:
-    """A15: below 96 columns the last crash of each child is listed in full under the table."""
+async def test_act_15_narrow_console_lists_abnormal_exits_under_the_table() -> None:
+    """ACT-15: below 96 columns the last crash of each child is listed in full under the table."""
     snapshot, now = await scene()
     output = lines(render(render_tree(snapshot, now=now), width=80))
     assert (
@@ -176,8 +176,8 @@ async def test_a15_narrow_console_lists_abnormal_exits_under_the_table() -> None
     ]
 
 
-async def test_a15_states_are_coloured() -> None:
-    """A15: running is green, backing_off magenta, restarting yellow; a full window is red."""
+async def test_act_15_states_are_coloured() -> None:
+    """ACT-15: running is green, backing_off magenta, restarting yellow; a full window is red."""
     snapshot, now = await scene()
     output = render(render_tree(snapshot, now=now), styles=True)
     assert "\x1b[32mrunning " in output
@@ -187,8 +187,8 @@ async def test_a15_states_are_coloured() -> None:
     assert "\x1b[33m2/3 in 10s\x1b[0m" in output
 
 
-async def test_a15_a_child_stopping_gracefully_shows_stopping() -> None:
-    """A15: while the tree stops, a child still in terminate shows ``stopping``."""
+async def test_act_15_a_child_stopping_gracefully_shows_stopping() -> None:
+    """ACT-15: while the tree stops, a child still in terminate shows ``stopping``."""
     async with otpy.open_supervisor(
         [otpy.ChildSpec(id="slow", start=SlowStop)], name="root"
     ) as sup:
@@ -204,8 +204,8 @@ async def test_a15_a_child_stopping_gracefully_shows_stopping() -> None:
     ]
 
 
-async def test_a15_big_dynamic_pools_are_summarised() -> None:
-    """A15: a dynamic supervisor shows its first 20 children, then a count of the rest."""
+async def test_act_15_big_dynamic_pools_are_summarised() -> None:
+    """ACT-15: a dynamic supervisor shows its first 20 children, then a count of the rest."""
     spec = otpy.DynamicSupervisorSpec(
         id="pool", name="pool", child=otpy.ChildSpec(id="w", start=Idle)
     )
@@ -221,7 +221,7 @@ async def test_a15_big_dynamic_pools_are_summarised() -> None:
     assert len(output) == 25  # the console's height: 1 + 1 + 21 + 1 + 1
 
 
-def test_a15_no_trees() -> None:
+def test_act_15_no_trees() -> None:
     """With no root supervisors the console says so."""
     assert lines(render(render_tree(NodeSnapshot(trees=(), live_actors=0), now=0.0))) == [
         "name                      state       restarts  intensity   mailbox uptime last exit",
@@ -241,8 +241,8 @@ async def test_take_snapshot_skips_roots_that_are_not_supervisors() -> None:
         await plain.stop()
 
 
-async def test_a15_run_console_draws_a_last_frame_of_the_stopped_tree() -> None:
-    """A15: when told to stop, the live console draws the stopped tree once more and returns."""
+async def test_act_15_run_console_draws_a_last_frame_of_the_stopped_tree() -> None:
+    """ACT-15: when told to stop, the live console draws the stopped tree once more and returns."""
     output = io.StringIO()
     console = Console(record=True, width=100, file=output)
     done = anyio.Event()
@@ -325,8 +325,8 @@ async def pressure_scene() -> tuple[NodeSnapshot, float]:
         return take_snapshot(otpy.current_node()), anyio.current_time()
 
 
-async def test_p5_console_shows_the_pressure_level_of_watched_children() -> None:
-    """P5/A15: with a monitor running, a pressure column shows each watched child's level."""
+async def test_prs_5_console_shows_the_pressure_level_of_watched_children() -> None:
+    """PRS-5/ACT-15: with a monitor running, a pressure column shows each watched child's level."""
     snapshot, now = await pressure_scene()
     assert set(snapshot.pressure) == {"pressure"}
     assert lines(render(render_tree(snapshot, now=now), width=120)) == [
@@ -340,8 +340,8 @@ async def test_p5_console_shows_the_pressure_level_of_watched_children() -> None
     ]
 
 
-async def test_p5_pressure_levels_are_coloured_and_the_column_stays_when_narrow() -> None:
-    """P5/A15: degraded is bold yellow, normal dim; below 96 columns the pressure column remains."""
+async def test_prs_5_pressure_levels_are_coloured_and_the_column_stays_when_narrow() -> None:
+    """PRS-5/ACT-15: degraded is bold yellow, normal dim; below 96 columns the pressure column remains."""
     snapshot, now = await pressure_scene()
     styled = render(render_tree(snapshot, now=now), styles=True)
     assert "\x1b[1;33mdegraded\x1b[0m" in styled
@@ -351,8 +351,8 @@ async def test_p5_pressure_levels_are_coloured_and_the_column_stays_when_narrow(
     assert narrow[2] == "├─ busy Idle            suspended          0                 9/10 degraded"
 
 
-async def test_p5_console_shows_the_worst_partition_of_a_monitor_named_by_component() -> None:
-    """P5/A15: take_snapshot(monitors=...) reads an unregistered monitor; partitions show their worst level."""
+async def test_prs_5_console_shows_the_worst_partition_of_a_monitor_named_by_component() -> None:
+    """PRS-5/ACT-15: take_snapshot(monitors=...) reads an unregistered monitor; partitions show their worst level."""
     calm: otpy.pressure.BoundedQueue[int] = otpy.pressure.BoundedQueue(10, name="busy")
     full: otpy.pressure.BoundedQueue[int] = otpy.pressure.BoundedQueue(10, name="busy")
     for n in range(10):
@@ -381,8 +381,8 @@ async def test_p5_console_shows_the_worst_partition_of_a_monitor_named_by_compon
     )
 
 
-async def test_p5_each_partition_worker_row_shows_its_own_partition_level() -> None:
-    """P5/A15: each partition worker shows its partition's level and depth; the supervisor the worst."""
+async def test_prs_5_each_partition_worker_row_shows_its_own_partition_level() -> None:
+    """PRS-5/ACT-15: each partition worker shows its partition's level and depth; the supervisor the worst."""
     queue: otpy.pressure.PartitionedQueue[int] = otpy.pressure.PartitionedQueue(2, 10, name="jobs")
     hot = next(k for k in ("a", "b", "c", "d") if queue.partition_of(k) == 1)
     entered, release = anyio.Event(), anyio.Event()
@@ -670,8 +670,8 @@ def changed(snapshot: NodeSnapshot, child_id: str, *, reason: str, queued: int) 
     return attrs.evolve(snapshot, trees=(attrs.evolve(tree, children=tuple(children)),))
 
 
-async def test_a15_at_80x24_a_big_tree_is_summarised_and_the_footer_stays() -> None:
-    """A15: 41 children at 80x24: 24 lines, unhealthy children kept, a count of the rest, the footer."""
+async def test_act_15_at_80x24_a_big_tree_is_summarised_and_the_footer_stays() -> None:
+    """ACT-15: 41 children at 80x24: 24 lines, unhealthy children kept, a count of the rest, the footer."""
     snapshot, now = await big_tree(40)
     output = lines(render(render_tree(snapshot, now=now, title="otpy · big"), width=80, height=24))
     assert len(output) == 24
@@ -688,8 +688,8 @@ async def test_a15_at_80x24_a_big_tree_is_summarised_and_the_footer_stays() -> N
     assert all(len(line) <= 80 for line in output)
 
 
-async def test_a15_the_summary_counts_the_unhealthy_children_it_hides() -> None:
-    """A15: when even the crashed and restarting children do not fit, the summary counts them."""
+async def test_act_15_the_summary_counts_the_unhealthy_children_it_hides() -> None:
+    """ACT-15: when even the crashed and restarting children do not fit, the summary counts them."""
     snapshot, now = await big_tree(40)
     output = lines(render(render_tree(snapshot, now=now), width=120, height=4))
     assert output == [
@@ -701,8 +701,8 @@ async def test_a15_the_summary_counts_the_unhealthy_children_it_hides() -> None:
 
 
 @pytest.mark.parametrize(("width", "height"), [(80, 24), (120, 40)])
-async def test_a15_columns_stay_put_whatever_the_cells_hold(width: int, height: int) -> None:
-    """A15: a reason growing long and a mailbox going from 1 to 100000 move no column."""
+async def test_act_15_columns_stay_put_whatever_the_cells_hold(width: int, height: int) -> None:
+    """ACT-15: a reason growing long and a mailbox going from 1 to 100000 move no column."""
     snapshot, now = await big_tree(40)
     before = changed(snapshot, "worker-00", reason="normal", queued=1)
     after = changed(snapshot, "worker-00", reason="RuntimeError: " + "x" * 300, queued=100_000)
@@ -724,8 +724,8 @@ async def test_a15_columns_stay_put_whatever_the_cells_hold(width: int, height: 
     assert all(len(line) <= width for frame in frames for line in frame)
 
 
-async def test_a15_at_120x40_a_tree_that_fits_is_shown_whole() -> None:
-    """A15: 31 children fit in 120x40: every one is shown and nothing is summarised."""
+async def test_act_15_at_120x40_a_tree_that_fits_is_shown_whole() -> None:
+    """ACT-15: 31 children fit in 120x40: every one is shown and nothing is summarised."""
     snapshot, now = await big_tree(30)
     output = lines(render(render_tree(snapshot, now=now, title="otpy"), width=120, height=40))
     assert len(output) == 1 + 1 + 32 + 1
@@ -736,8 +736,8 @@ async def test_a15_at_120x40_a_tree_that_fits_is_shown_whole() -> None:
     ]
 
 
-async def test_a15_an_id_too_long_for_its_column_keeps_its_end() -> None:
-    """A15: a cut id loses its middle and its class first, so ids differing at the end stay apart."""
+async def test_act_15_an_id_too_long_for_its_column_keeps_its_end() -> None:
+    """ACT-15: a cut id loses its middle and its class first, so ids differing at the end stay apart."""
     specs: list[otpy.ChildSpec | otpy.SupervisorSpec] = [
         otpy.ChildSpec(id=f"deliveries-for-customer-partition-{n}", start=Idle) for n in (10, 11)
     ]

@@ -1,4 +1,4 @@
-"""Trace context travels in the message envelope (STYLE 5, T4): a handler runs in its sender's trace.
+"""Trace context travels in the message envelope (TEL-4): a handler runs in its sender's trace.
 
 Each test sends from inside a span and checks, from the spans the handlers start,
 that the trace continues through cast, call, send, a registered name during a
@@ -142,7 +142,7 @@ class Fragile(otpy.Actor):
 
 
 async def test_a_poison_dead_letter_carries_the_senders_trace_context() -> None:
-    """T4/D1: the record of a message that crashed its actor links to the sender's trace."""
+    """TEL-4/DL-1: the record of a message that crashed its actor links to the sender's trace."""
     store = MemoryDeadLetterStore()
     with capture_spans():
         async with otpy.open_supervisor(
@@ -181,7 +181,7 @@ async def test_without_a_span_messages_travel_bare() -> None:
 async def test_a_crash_report_names_the_message_type_not_the_envelope(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A8/S15: the crash report's last_message is the message's own type when it came traced."""
+    """ACT-8/SUP-15: the crash report's last_message is the message's own type when it came traced."""
     with capture_spans(), caplog.at_level(logging.ERROR, logger="otpy.actor"):
         async with otpy.open_node() as node:
             ref = await node.spawn(Fragile)

@@ -1,4 +1,4 @@
-"""Monitors and links (REFERENCE A9, A10)."""
+"""Monitors and links (ACT-9, ACT-10)."""
 
 from __future__ import annotations
 
@@ -44,8 +44,8 @@ class Watcher(otpy.Actor):
         return None
 
 
-async def test_a10_down_carries_the_exit_reason() -> None:
-    """A10: a monitor delivers Down with the monitored actor's exit reason."""
+async def test_act_10_down_carries_the_exit_reason() -> None:
+    """ACT-10: a monitor delivers Down with the monitored actor's exit reason."""
     async with otpy.open_node() as node:
         target = await node.spawn(Idle)
         watcher = await node.spawn(Watcher)
@@ -59,8 +59,8 @@ async def test_a10_down_carries_the_exit_reason() -> None:
         assert isinstance(down.reason, CrashInjected)
 
 
-async def test_a10_monitoring_a_dead_actor_gives_immediate_noproc() -> None:
-    """A10: monitoring an actor that already exited yields Down(noproc) at once."""
+async def test_act_10_monitoring_a_dead_actor_gives_immediate_noproc() -> None:
+    """ACT-10: monitoring an actor that already exited yields Down(noproc) at once."""
     async with otpy.open_node() as node:
         target = await node.spawn(Idle)
         await target.stop()
@@ -70,8 +70,8 @@ async def test_a10_monitoring_a_dead_actor_gives_immediate_noproc() -> None:
         assert down.reason == otpy.NOPROC
 
 
-async def test_a10_two_monitors_give_two_downs() -> None:
-    """A10: each monitor fires once, independently."""
+async def test_act_10_two_monitors_give_two_downs() -> None:
+    """ACT-10: each monitor fires once, independently."""
     async with otpy.open_node() as node:
         target = await node.spawn(Idle)
         watcher = await node.spawn(Watcher)
@@ -84,8 +84,8 @@ async def test_a10_two_monitors_give_two_downs() -> None:
         assert downs[0].monitor is not downs[1].monitor
 
 
-async def test_a10_demonitor_guarantees_no_down_even_if_already_queued() -> None:
-    """A10: after demonitor no Down is handled, even one queued before the demonitor."""
+async def test_act_10_demonitor_guarantees_no_down_even_if_already_queued() -> None:
+    """ACT-10: after demonitor no Down is handled, even one queued before the demonitor."""
 
     class Demonitors(Watcher):
         async def handle_cast(self, message: Any) -> None:
@@ -103,8 +103,8 @@ async def test_a10_demonitor_guarantees_no_down_even_if_already_queued() -> None
         assert await watcher.call(("infos",)) == []
 
 
-async def test_a9_abnormal_exit_kills_linked_non_trapping_actor_with_same_reason() -> None:
-    """A9: an abnormal exit propagates over a link and kills a non-trapping actor with that reason."""
+async def test_act_9_abnormal_exit_kills_linked_non_trapping_actor_with_same_reason() -> None:
+    """ACT-9: an abnormal exit propagates over a link and kills a non-trapping actor with that reason."""
     async with otpy.open_node() as node:
         a = await node.spawn(Idle)
         b = await node.spawn(Watcher)
@@ -115,8 +115,8 @@ async def test_a9_abnormal_exit_kills_linked_non_trapping_actor_with_same_reason
         assert reason is a.exit_reason
 
 
-async def test_a9_normal_exit_does_not_propagate() -> None:
-    """A9: a normal exit does not kill linked actors."""
+async def test_act_9_normal_exit_does_not_propagate() -> None:
+    """ACT-9: a normal exit does not kill linked actors."""
     async with otpy.open_node() as node:
         a = await node.spawn(Idle)
         b = await node.spawn(Watcher)
@@ -129,8 +129,8 @@ async def test_a9_normal_exit_does_not_propagate() -> None:
 @pytest.mark.parametrize(
     "reason", [otpy.SHUTDOWN, otpy.ShutdownWith("maintenance")], ids=["shutdown", "shutdown_with"]
 )
-async def test_a9_shutdown_exit_kills_linked_non_trapping_actor(reason: object) -> None:
-    """A9: as in OTP, shutdown and ShutdownWith travel over links; only normal spares the other side."""
+async def test_act_9_shutdown_exit_kills_linked_non_trapping_actor(reason: object) -> None:
+    """ACT-9: as in OTP, shutdown and ShutdownWith travel over links; only normal spares the other side."""
     async with otpy.open_node() as node:
         a = await node.spawn(Idle)
         b = await node.spawn(Watcher)
@@ -140,8 +140,8 @@ async def test_a9_shutdown_exit_kills_linked_non_trapping_actor(reason: object) 
             assert await b.wait_exited() == reason
 
 
-async def test_a9_trapping_actor_receives_exit_message() -> None:
-    """A9: an actor trapping exits gets Exit(actor, reason) and keeps running."""
+async def test_act_9_trapping_actor_receives_exit_message() -> None:
+    """ACT-9: an actor trapping exits gets Exit(actor, reason) and keeps running."""
     async with otpy.open_node() as node:
         a = await node.spawn(Idle)
         b = await node.spawn(Watcher, True)
@@ -156,16 +156,16 @@ async def test_a9_trapping_actor_receives_exit_message() -> None:
         assert b.is_alive
 
 
-async def test_a9_explicit_kill_cannot_be_trapped() -> None:
-    """A9: kill() ends even a trapping actor, with reason killed and no terminate."""
+async def test_act_9_explicit_kill_cannot_be_trapped() -> None:
+    """ACT-9: kill() ends even a trapping actor, with reason killed and no terminate."""
     async with otpy.open_node() as node:
         b = await node.spawn(Watcher, True)
         b.kill()
         assert await b.wait_exited() == otpy.KILLED
 
 
-async def test_a9_link_to_dead_actor_delivers_noproc() -> None:
-    """A9: linking to an exited actor sends an exit signal with reason noproc."""
+async def test_act_9_link_to_dead_actor_delivers_noproc() -> None:
+    """ACT-9: linking to an exited actor sends an exit signal with reason noproc."""
     async with otpy.open_node() as node:
         dead = await node.spawn(Idle)
         await dead.stop()
@@ -175,8 +175,8 @@ async def test_a9_link_to_dead_actor_delivers_noproc() -> None:
         assert exit_msg.reason == otpy.NOPROC
 
 
-async def test_a9_unlink_stops_propagation() -> None:
-    """A9: after unlink, a crash no longer reaches the other actor."""
+async def test_act_9_unlink_stops_propagation() -> None:
+    """ACT-9: after unlink, a crash no longer reaches the other actor."""
     async with otpy.open_node() as node:
         a = await node.spawn(Idle)
         b = await node.spawn(Watcher)
@@ -188,8 +188,8 @@ async def test_a9_unlink_stops_propagation() -> None:
         assert b.is_alive
 
 
-async def test_a9_spawn_link_links_before_init() -> None:
-    """A9: spawn_link ties the child's fate to the parent's from the start."""
+async def test_act_9_spawn_link_links_before_init() -> None:
+    """ACT-9: spawn_link ties the child's fate to the parent's from the start."""
 
     class Parent(otpy.Actor):
         async def init(self) -> None:
@@ -235,10 +235,10 @@ class SpawnsLinked(Watcher):
 
 @pytest.mark.parametrize("trap", [False, True], ids=["non_trapping", "trapping"])
 @pytest.mark.parametrize("mode", START_FAILURES)
-async def test_a9_failed_spawn_link_gives_the_caller_the_error_and_nothing_else(
+async def test_act_9_failed_spawn_link_gives_the_caller_the_error_and_nothing_else(
     mode: str, trap: bool
 ) -> None:
-    """A9: when a spawn_link'ed init fails, the caller gets only the SpawnError: no kill, no Exit."""
+    """ACT-9: when a spawn_link'ed init fails, the caller gets only the SpawnError: no kill, no Exit."""
     async with otpy.open_node() as node:
         parent = await node.spawn(SpawnsLinked, trap)
         await parent.cast(mode)
@@ -251,10 +251,10 @@ async def test_a9_failed_spawn_link_gives_the_caller_the_error_and_nothing_else(
 
 @pytest.mark.parametrize("trap", [False, True], ids=["non_trapping", "trapping"])
 @pytest.mark.parametrize("mode", START_FAILURES)
-async def test_a9_failed_spawn_with_link_leaves_the_linked_actor_alone(
+async def test_act_9_failed_spawn_with_link_leaves_the_linked_actor_alone(
     mode: str, trap: bool
 ) -> None:
-    """A9: spawn(link=ref) whose init fails raises SpawnError and sends ref no exit signal."""
+    """ACT-9: spawn(link=ref) whose init fails raises SpawnError and sends ref no exit signal."""
     async with otpy.open_node() as node:
         watcher = await node.spawn(Watcher, trap)
         with pytest.raises(otpy.SpawnError):
@@ -264,8 +264,8 @@ async def test_a9_failed_spawn_with_link_leaves_the_linked_actor_alone(
         assert await watcher.call(("infos",)) == []
 
 
-async def test_a9_link_made_by_a_successful_spawn_link_stays() -> None:
-    """A9: once init succeeded the spawn link is an ordinary link: the child's crash kills the parent."""
+async def test_act_9_link_made_by_a_successful_spawn_link_stays() -> None:
+    """ACT-9: once init succeeded the spawn link is an ordinary link: the child's crash kills the parent."""
     async with otpy.open_node() as node:
         parent = await node.spawn(Watcher)
         child = await node.spawn(Idle, link=parent)
@@ -273,8 +273,8 @@ async def test_a9_link_made_by_a_successful_spawn_link_stays() -> None:
         assert isinstance(await parent.wait_exited(), CrashInjected)
 
 
-async def test_a16_receptionist_find_subscribe_and_vanish_on_stop() -> None:
-    """A16: find returns members; subscribe gets the current set then every change; stopping removes."""
+async def test_act_16_receptionist_find_subscribe_and_vanish_on_stop() -> None:
+    """ACT-16: find returns members; subscribe gets the current set then every change; stopping removes."""
     async with otpy.open_node() as node:
         a = await node.spawn(Idle)
         b = await node.spawn(Idle)
@@ -293,8 +293,8 @@ async def test_a16_receptionist_find_subscribe_and_vanish_on_stop() -> None:
         assert rec.find("nothing") == frozenset()
 
 
-async def test_a15_trace_logs_kinds_and_types_only(caplog: Any) -> None:
-    """A15: trace logs each handled message by kind and type (never content); off again, silence."""
+async def test_act_15_trace_logs_kinds_and_types_only(caplog: Any) -> None:
+    """ACT-15: trace logs each handled message by kind and type (never content); off again, silence."""
     import logging
 
     async with otpy.open_node() as node:

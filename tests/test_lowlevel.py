@@ -1,4 +1,4 @@
-"""The asyncio call-timeout queue (A1): deadlines expire exactly, in order, without leaking."""
+"""The asyncio call-timeout queue (ACT-1): deadlines expire exactly, in order, without leaking."""
 
 from __future__ import annotations
 
@@ -62,8 +62,8 @@ def make() -> Iterator[Maker]:
     loop.close()
 
 
-def test_a1_pending_calls_time_out_exactly_at_their_deadline(make: Maker) -> None:
-    """A1: a pending call is timed out at exactly now + timeout; an answered one is left alone."""
+def test_act_1_pending_calls_time_out_exactly_at_their_deadline(make: Maker) -> None:
+    """ACT-1: a pending call is timed out at exactly now + timeout; an answered one is left alone."""
     fake, deadlines, future = make()
     slow, answered = future(), future()
     deadlines.add(5.0, slow)
@@ -79,8 +79,8 @@ def test_a1_pending_calls_time_out_exactly_at_their_deadline(make: Maker) -> Non
     assert [h for h in fake.handles if not h.cancelled] == []
 
 
-def test_a1_a_shorter_timeout_rearms_the_timer_earlier(make: Maker) -> None:
-    """A1: a call with a shorter timeout than those pending still expires on time."""
+def test_act_1_a_shorter_timeout_rearms_the_timer_earlier(make: Maker) -> None:
+    """ACT-1: a call with a shorter timeout than those pending still expires on time."""
     fake, deadlines, future = make()
     long_call, short_call = future(), future()
     deadlines.add(10.0, long_call)

@@ -1,4 +1,4 @@
-"""Bounded mailboxes and the dead-letter stream (REFERENCE A12, A13, S14 stash by name)."""
+"""Bounded mailboxes and the dead-letter stream (ACT-12, ACT-13, SUP-14 stash by name)."""
 
 from __future__ import annotations
 
@@ -32,8 +32,8 @@ def box(overflow: otpy.Overflow, capacity: int = 2, wait: float | None = 5.0) ->
     return otpy.MailboxConfig(capacity=capacity, overflow=overflow, wait_timeout=wait)
 
 
-async def test_a12_reject_policy_raises_mailbox_full_and_counts() -> None:
-    """A12: REJECT refuses the message with MailboxFull and counts the overflow; nothing is lost silently."""
+async def test_act_12_reject_policy_raises_mailbox_full_and_counts() -> None:
+    """ACT-12: REJECT refuses the message with MailboxFull and counts the overflow; nothing is lost silently."""
     async with otpy.open_node() as node:
         ref = await node.spawn(Sink, mailbox=box(otpy.Overflow.REJECT))
         await ref.suspend()
@@ -48,8 +48,8 @@ async def test_a12_reject_policy_raises_mailbox_full_and_counts() -> None:
         assert await ref.call("get") == [1, 2]
 
 
-async def test_a12_drop_newest_drops_incoming_to_dead_letters() -> None:
-    """A12: DROP_NEWEST keeps the queue, drops the new message to the dead-letter stream, counts it."""
+async def test_act_12_drop_newest_drops_incoming_to_dead_letters() -> None:
+    """ACT-12: DROP_NEWEST keeps the queue, drops the new message to the dead-letter stream, counts it."""
     async with otpy.open_node() as node:
         ref = await node.spawn(Sink, mailbox=box(otpy.Overflow.DROP_NEWEST))
         await ref.suspend()
@@ -63,8 +63,8 @@ async def test_a12_drop_newest_drops_incoming_to_dead_letters() -> None:
         assert await ref.call("get") == [0, 1]
 
 
-async def test_a12_drop_oldest_evicts_head_to_dead_letters() -> None:
-    """A12: DROP_OLDEST evicts the oldest queued message to make room; the eviction is a dead letter."""
+async def test_act_12_drop_oldest_evicts_head_to_dead_letters() -> None:
+    """ACT-12: DROP_OLDEST evicts the oldest queued message to make room; the eviction is a dead letter."""
     async with otpy.open_node() as node:
         ref = await node.spawn(Sink, mailbox=box(otpy.Overflow.DROP_OLDEST))
         await ref.suspend()
@@ -78,8 +78,8 @@ async def test_a12_drop_oldest_evicts_head_to_dead_letters() -> None:
         assert await ref.call("get") == [2, 3]
 
 
-async def test_a12_wait_policy_blocks_sender_until_room() -> None:
-    """A12: WAIT makes the sender wait for room instead of dropping; order is kept."""
+async def test_act_12_wait_policy_blocks_sender_until_room() -> None:
+    """ACT-12: WAIT makes the sender wait for room instead of dropping; order is kept."""
     async with otpy.open_node() as node:
         ref = await node.spawn(Sink, mailbox=box(otpy.Overflow.WAIT, capacity=2, wait=None))
         await ref.suspend()
@@ -100,8 +100,8 @@ async def test_a12_wait_policy_blocks_sender_until_room() -> None:
         assert ref.statistics().overflows == 0
 
 
-async def test_a12_wait_policy_nowait_senders_raise() -> None:
-    """A12: cast_nowait cannot wait, so a full WAIT mailbox raises MailboxFull at once."""
+async def test_act_12_wait_policy_nowait_senders_raise() -> None:
+    """ACT-12: cast_nowait cannot wait, so a full WAIT mailbox raises MailboxFull at once."""
     async with otpy.open_node() as node:
         ref = await node.spawn(Sink, mailbox=box(otpy.Overflow.WAIT, capacity=1))
         await ref.suspend()
@@ -110,8 +110,8 @@ async def test_a12_wait_policy_nowait_senders_raise() -> None:
             ref.cast_nowait(2)
 
 
-async def test_a12_waiting_sender_learns_when_actor_exits() -> None:
-    """A12: a sender waiting for room is released when the actor exits; its call fails typed."""
+async def test_act_12_waiting_sender_learns_when_actor_exits() -> None:
+    """ACT-12: a sender waiting for room is released when the actor exits; its call fails typed."""
     async with otpy.open_node() as node:
         ref = await node.spawn(Sink, mailbox=box(otpy.Overflow.WAIT, capacity=1, wait=None))
         await ref.suspend()
@@ -191,8 +191,8 @@ class TestWaitTimeout:
     def anyio_backend(self) -> tuple[str, dict[str, Any]]:
         return virtual_time()
 
-    async def test_a12_wait_policy_times_out_with_mailbox_full(self) -> None:
-        """A12: WAIT gives up after wait_timeout with MailboxFull and counts an overflow."""
+    async def test_act_12_wait_policy_times_out_with_mailbox_full(self) -> None:
+        """ACT-12: WAIT gives up after wait_timeout with MailboxFull and counts an overflow."""
         async with otpy.open_node() as node:
             ref = await node.spawn(Sink, mailbox=box(otpy.Overflow.WAIT, capacity=1, wait=2.0))
             await ref.suspend()
@@ -203,10 +203,10 @@ class TestWaitTimeout:
             assert anyio.current_time() - start == 2.0
             assert ref.statistics().overflows == 1
 
-    async def test_a13_dead_letter_logging_is_rate_limited(
+    async def test_act_13_dead_letter_logging_is_rate_limited(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
-        """A13: the first 10 dead letters are logged, the rest suppressed, then a summary after the period."""
+        """ACT-13: the first 10 dead letters are logged, the rest suppressed, then a summary after the period."""
         async with otpy.open_node() as node:
             ref = await node.spawn(Sink)
             await ref.stop()
@@ -224,8 +224,8 @@ class TestWaitTimeout:
             assert (stats.total, stats.logs_suppressed) == (26, 15)
 
 
-async def test_a13_slow_subscriber_drops_are_counted() -> None:
-    """A13: a subscriber that falls behind its buffer misses events, and each miss is counted."""
+async def test_act_13_slow_subscriber_drops_are_counted() -> None:
+    """ACT-13: a subscriber that falls behind its buffer misses events, and each miss is counted."""
     async with otpy.open_node() as node:
         ref = await node.spawn(Sink)
         await ref.stop()
@@ -236,8 +236,8 @@ async def test_a13_slow_subscriber_drops_are_counted() -> None:
         assert node.dead_letters.statistics().subscriber_drops == 3
 
 
-async def test_a13_sinks_receive_every_event() -> None:
-    """A13: a sink (the seam for the durable store) gets each dead letter; removing it stops that."""
+async def test_act_13_sinks_receive_every_event() -> None:
+    """ACT-13: a sink (the seam for the durable store) gets each dead letter; removing it stops that."""
     seen: list[otpy.DeadLetterEvent] = []
     async with otpy.open_node() as node:
         remove = node.dead_letters.add_sink(seen.append)
@@ -248,14 +248,14 @@ async def test_a13_sinks_receive_every_event() -> None:
 
 
 async def test_named_ref_call_to_unknown_name_is_noproc() -> None:
-    """A2/A11: a call by an unregistered name fails at once with ActorStopped(noproc)."""
+    """ACT-2/ACT-11: a call by an unregistered name fails at once with ActorStopped(noproc)."""
     async with otpy.open_node() as node:
         with pytest.raises(otpy.ActorStopped, match="noproc"):
             await node.named("ghost").call("x")
 
 
-async def test_a12_dropped_calls_fail_with_mailbox_full() -> None:
-    """A12: a call dropped by DROP_NEWEST, or evicted by DROP_OLDEST, raises MailboxFull to its caller."""
+async def test_act_12_dropped_calls_fail_with_mailbox_full() -> None:
+    """ACT-12: a call dropped by DROP_NEWEST, or evicted by DROP_OLDEST, raises MailboxFull to its caller."""
     async with otpy.open_node() as node:
         newest = await node.spawn(Sink, mailbox=box(otpy.Overflow.DROP_NEWEST, capacity=1))
         await newest.suspend()

@@ -118,10 +118,10 @@ async def test_run_node_stopped_while_starting_returns_1(
 
 
 @pytest.mark.parametrize("anyio_backend", [virtual_time()])
-async def test_s5_run_node_returns_1_when_the_root_gives_up(
+async def test_sup_5_run_node_returns_1_when_the_root_gives_up(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """S5: with intensity 0 the first crash makes the root give up; run_node returns 1."""
+    """SUP-5: with intensity 0 the first crash makes the root give up; run_node returns 1."""
     spec = otpy.SupervisorSpec(
         id="gives_up",
         flags=otpy.SupervisorFlags(intensity=0, period=5.0),
@@ -135,10 +135,10 @@ async def test_s5_run_node_returns_1_when_the_root_gives_up(
     assert "(last offender 'flaky')" in last
 
 
-async def test_s9_a_second_stop_does_not_wait_for_a_slow_terminate(
+async def test_sup_9_a_second_stop_does_not_wait_for_a_slow_terminate(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """S9: the first stop waits for terminate (shutdown INFINITY); the second stops at once."""
+    """SUP-9: the first stop waits for terminate (shutdown INFINITY); the second stops at once."""
     ready = anyio.Event()
     nodes: list[RunningNode] = []
 
@@ -168,10 +168,10 @@ async def test_s9_a_second_stop_does_not_wait_for_a_slow_terminate(
 
 
 @pytest.mark.parametrize("anyio_backend", [virtual_time()])
-async def test_a15_run_node_console_leaves_the_stopped_tree_on_screen(
+async def test_act_15_run_node_console_leaves_the_stopped_tree_on_screen(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """A15: with the console on, its last frame shows the tree stopped."""
+    """ACT-15: with the console on, its last frame shows the tree stopped."""
     output = io.StringIO()
     console = Console(record=True, width=100, file=output)
 
@@ -306,8 +306,8 @@ def test_sigterm_stops_cleanly(nodes: list[Node]) -> None:
     assert node.seen[-1] == "otpy: stopped"
 
 
-def test_s9_second_sigint_stops_a_slow_terminate_at_once(nodes: list[Node]) -> None:
-    """S9: a child with shutdown INFINITY holds up the first SIGINT; a second one exits now."""
+def test_sup_9_second_sigint_stops_a_slow_terminate_at_once(nodes: list[Node]) -> None:
+    """SUP-9: a child with shutdown INFINITY holds up the first SIGINT; a second one exits now."""
     node = Node("trees:slow_stop", cwd=TESTS)
     nodes.append(node)
     node.wait_for(READY.pattern)
@@ -321,8 +321,8 @@ def test_s9_second_sigint_stops_a_slow_terminate_at_once(nodes: list[Node]) -> N
     ]
 
 
-def test_a15_console_stops_cleanly_on_sigint(nodes: list[Node]) -> None:
-    """A15: Ctrl-C with the console on stops the node; the console's last frame is printed."""
+def test_act_15_console_stops_cleanly_on_sigint(nodes: list[Node]) -> None:
+    """ACT-15: Ctrl-C with the console on stops the node; the console's last frame is printed."""
     node = Node("trees:quick", "--console", "--refresh", "20", cwd=TESTS)
     nodes.append(node)
     node.wait_for(READY.pattern)
@@ -412,10 +412,10 @@ def seeded_random() -> Iterator[None]:
 
 @pytest.mark.usefixtures("seeded_random")
 @pytest.mark.parametrize("anyio_backend", [virtual_time()])
-async def test_s5_demo_tree_restarts_but_never_gives_up(
+async def test_sup_5_demo_tree_restarts_but_never_gives_up(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """S5: for 15 virtual minutes the demo restarts flaky and enrich, and never gives up."""
+    """SUP-5: for 15 virtual minutes the demo restarts flaky and enrich, and never gives up."""
     # The demo's own store is SQLite (asyncio only); the same tree on a memory store
     # runs on trio's virtual clock.
     duration = 900.0
@@ -453,7 +453,7 @@ async def test_s5_demo_tree_restarts_but_never_gives_up(
     assert pipeline is not None
     enrich_restarts = {c.id: c.restarts for c in pipeline.children}["enrich"]
     assert enrich_restarts > 50
-    # D1: every record enrich crashed on was dead-lettered, as JSON, keyed by its name.
+    # DL-1: every record enrich crashed on was dead-lettered, as JSON, keyed by its name.
     poison = (await store.list(DeadLetterFilter(source=Source.ACTOR_CRASH), limit=1000)).records
     # (the snapshot is taken just before the node stops: one more crash may follow it)
     assert enrich_restarts <= len(poison) <= enrich_restarts + 1
@@ -479,10 +479,10 @@ async def test_run_node_returns_1_when_the_root_exits_abnormally(
     )
 
 
-async def test_a15_a_failing_console_does_not_stop_the_node(
+async def test_act_15_a_failing_console_does_not_stop_the_node(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A15: if the console fails, the failure is logged and the node keeps running."""
+    """ACT-15: if the console fails, the failure is logged and the node keeps running."""
 
     async def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("terminal went away")

@@ -1,4 +1,4 @@
-"""The pure arithmetic behind restart intensity and backoff (S5, S14), property-tested."""
+"""The pure arithmetic behind restart intensity and backoff (SUP-5, SUP-14), property-tested."""
 
 from __future__ import annotations
 
@@ -13,22 +13,22 @@ from otpy import Backoff, backoff_delay
 from otpy._supervision import RestartWindow, record_restart
 
 
-def test_s5_restart_exactly_period_old_still_counts() -> None:
-    """S5: a restart exactly `period` seconds old is still inside the window."""
+def test_sup_5_restart_exactly_period_old_still_counts() -> None:
+    """SUP-5: a restart exactly `period` seconds old is still inside the window."""
     window = RestartWindow(intensity=1, period=5.0)
     assert record_restart(window, 0.0)
     assert not record_restart(window, 5.0)
 
 
-def test_s5_restart_just_older_than_period_expires() -> None:
-    """S5 twin: a restart a hair older than `period` has left the window."""
+def test_sup_5_restart_just_older_than_period_expires() -> None:
+    """SUP-5 twin: a restart a hair older than `period` has left the window."""
     window = RestartWindow(intensity=1, period=5.0)
     assert record_restart(window, 0.0)
     assert record_restart(window, 5.000001)
 
 
-def test_s5_intensity_zero_refuses_the_first_restart() -> None:
-    """S5: intensity 0 allows no restart at all."""
+def test_sup_5_intensity_zero_refuses_the_first_restart() -> None:
+    """SUP-5: intensity 0 allows no restart at all."""
     assert not record_restart(RestartWindow(intensity=0, period=5.0), 0.0)
 
 
@@ -37,10 +37,10 @@ def test_s5_intensity_zero_refuses_the_first_restart() -> None:
     period=st.floats(min_value=0.1, max_value=100, allow_nan=False),
     gaps=st.lists(st.floats(min_value=0, max_value=50, allow_nan=False), min_size=1, max_size=60),
 )
-def test_s5_window_matches_a_brute_force_count(
+def test_sup_5_window_matches_a_brute_force_count(
     intensity: int, period: float, gaps: list[float]
 ) -> None:
-    """S5: allowed iff the restarts within `period` (inclusive) of now number at most intensity."""
+    """SUP-5: allowed iff the restarts within `period` (inclusive) of now number at most intensity."""
     window = RestartWindow(intensity=intensity, period=period)
     times: list[float] = []
     now = 0.0
@@ -62,10 +62,10 @@ def test_s5_window_matches_a_brute_force_count(
     attempt=st.integers(min_value=0, max_value=5000),
     random=st.floats(min_value=0, max_value=1, exclude_max=True, allow_nan=False),
 )
-def test_s14_backoff_delay_bounded_by_min_and_max(
+def test_sup_14_backoff_delay_bounded_by_min_and_max(
     minimum: float, factor: float, jitter: float, attempt: int, random: float
 ) -> None:
-    """S14: every delay lies in [minimum, maximum]: jitter is applied before the cap."""
+    """SUP-14: every delay lies in [minimum, maximum]: jitter is applied before the cap."""
     backoff = Backoff(minimum=minimum, maximum=minimum * factor, jitter=jitter)
     delay = backoff_delay(backoff, attempt, random)
     assert minimum <= delay <= backoff.maximum
@@ -75,26 +75,26 @@ def test_s14_backoff_delay_bounded_by_min_and_max(
     attempt=st.integers(min_value=0, max_value=30),
     random=st.floats(min_value=0, max_value=1, exclude_max=True, allow_nan=False),
 )
-def test_s14_backoff_grows_monotonically_for_the_same_draw(attempt: int, random: float) -> None:
-    """S14: with the same random draw, the next attempt never waits less."""
+def test_sup_14_backoff_grows_monotonically_for_the_same_draw(attempt: int, random: float) -> None:
+    """SUP-14: with the same random draw, the next attempt never waits less."""
     backoff = Backoff(minimum=0.1, maximum=30.0, jitter=0.5)
     assert backoff_delay(backoff, attempt + 1, random) >= backoff_delay(backoff, attempt, random)
 
 
-def test_s14_backoff_doubles_without_jitter_and_caps() -> None:
-    """S14: jitter 0 gives minimum * 2**n, capped at maximum (Akka's 3 s/30 s example)."""
+def test_sup_14_backoff_doubles_without_jitter_and_caps() -> None:
+    """SUP-14: jitter 0 gives minimum * 2**n, capped at maximum (Akka's 3 s/30 s example)."""
     backoff = Backoff(minimum=3.0, maximum=30.0, jitter=0.0)
     assert [backoff_delay(backoff, n, 0.99) for n in range(6)] == [3, 6, 12, 24, 30, 30]
 
 
-def test_s14_backoff_default_reset_after_is_midpoint() -> None:
-    """S14: reset_after defaults to (minimum + maximum) / 2, like Akka."""
+def test_sup_14_backoff_default_reset_after_is_midpoint() -> None:
+    """SUP-14: reset_after defaults to (minimum + maximum) / 2, like Akka."""
     assert Backoff(minimum=1.0, maximum=9.0).quiet_period == 5.0
     assert Backoff(minimum=1.0, maximum=9.0, reset_after=2.0).quiet_period == 2.0
 
 
-def test_s5_a_restart_exactly_period_old_counts_at_any_time() -> None:
-    """S5: at t + period a restart at t is still in the window, even where (t + 5.0) - t > 5.0."""
+def test_sup_5_a_restart_exactly_period_old_counts_at_any_time() -> None:
+    """SUP-5: at t + period a restart at t is still in the window, even where (t + 5.0) - t > 5.0."""
     t = 5.709129450392925
     window = RestartWindow(intensity=1, period=5.0)
     assert record_restart(window, t)
@@ -134,10 +134,10 @@ def test_s5_a_restart_exactly_period_old_counts_at_any_time() -> None:
         ),
     ],
 )
-def test_s5_restart_window_refuses_what_it_cannot_count_with(
+def test_sup_5_restart_window_refuses_what_it_cannot_count_with(
     arguments: dict[str, object], error: type[otpy.InvalidArgument], message: str
 ) -> None:
-    """S5: a bad intensity or period fails when the window is built, not at the first restart."""
+    """SUP-5: a bad intensity or period fails when the window is built, not at the first restart."""
     with pytest.raises(error) as info:
         RestartWindow(**arguments)  # type: ignore[arg-type]
     assert str(info.value) == message
@@ -179,10 +179,10 @@ def test_s5_restart_window_refuses_what_it_cannot_count_with(
         ),
     ],
 )
-def test_s14_backoff_refuses_what_its_delay_cannot_use(
+def test_sup_14_backoff_refuses_what_its_delay_cannot_use(
     arguments: dict[str, object], error: type[otpy.InvalidArgument], message: str
 ) -> None:
-    """S14: a bad field fails when the backoff is built, with a typed error naming it."""
+    """SUP-14: a bad field fails when the backoff is built, with a typed error naming it."""
     with pytest.raises(error) as info:
         Backoff(**arguments)  # type: ignore[arg-type]
     assert str(info.value) == message

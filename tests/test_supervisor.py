@@ -1,5 +1,5 @@
 """Supervisors: strategies, restart types, intensity, escalation, start/stop order, API
-(REFERENCE S1-S13, S15)."""
+(SUP-1..SUP-13, SUP-15)."""
 
 from __future__ import annotations
 
@@ -58,8 +58,8 @@ async def crash(sup: otpy.SupervisorRef, child_id: str) -> otpy.ActorRef:
 # -- strategies ------------------------------------------------------------------------
 
 
-async def test_s1_one_for_one_restarts_only_the_crashed_child() -> None:
-    """S1: one_for_one gives the crashed child a fresh incarnation; siblings keep theirs."""
+async def test_sup_1_one_for_one_restarts_only_the_crashed_child() -> None:
+    """SUP-1: one_for_one gives the crashed child a fresh incarnation; siblings keep theirs."""
     log: Log = []
     specs = [worker(t, log) for t in "abc"]
     async with otpy.open_supervisor(specs) as sup:
@@ -73,8 +73,8 @@ async def test_s1_one_for_one_restarts_only_the_crashed_child() -> None:
     assert inits[:4] == ["a", "b", "c", "b"]
 
 
-async def test_s2_one_for_all_stops_others_in_reverse_then_restarts_all_in_order() -> None:
-    """S2: one_for_all stops the others in reverse start order, then starts all in order."""
+async def test_sup_2_one_for_all_stops_others_in_reverse_then_restarts_all_in_order() -> None:
+    """SUP-2: one_for_all stops the others in reverse start order, then starts all in order."""
     log: Log = []
     flags = SupervisorFlags(strategy=Strategy.ONE_FOR_ALL)
     async with otpy.open_supervisor([worker(t, log) for t in "abc"], flags=flags) as sup:
@@ -83,7 +83,7 @@ async def test_s2_one_for_all_stops_others_in_reverse_then_restarts_all_in_order
         await crash(sup, "b")
         await sup.wait_child("c", other_than=old["c"])
         assert log == [
-            ("terminate", "b"),  # the crash runs its own terminate (A8)
+            ("terminate", "b"),  # the crash runs its own terminate (ACT-8)
             ("terminate", "c"),
             ("terminate", "a"),
             ("init", "a"),
@@ -93,8 +93,8 @@ async def test_s2_one_for_all_stops_others_in_reverse_then_restarts_all_in_order
         assert all(sup.child(t) is not old[t] for t in "abc")
 
 
-async def test_s3_rest_for_one_restarts_the_child_and_those_after_it() -> None:
-    """S3: rest_for_one restarts the crashed child and later ones; earlier ones are untouched."""
+async def test_sup_3_rest_for_one_restarts_the_child_and_those_after_it() -> None:
+    """SUP-3: rest_for_one restarts the crashed child and later ones; earlier ones are untouched."""
     log: Log = []
     flags = SupervisorFlags(strategy=Strategy.REST_FOR_ONE)
     async with otpy.open_supervisor([worker(t, log) for t in "abcd"], flags=flags) as sup:
@@ -117,8 +117,8 @@ async def test_s3_rest_for_one_restarts_the_child_and_those_after_it() -> None:
 # -- restart types ----------------------------------------------------------------------
 
 
-async def test_s4_permanent_child_is_restarted_after_normal_exit() -> None:
-    """S4: a permanent child is restarted whatever its reason, normal included."""
+async def test_sup_4_permanent_child_is_restarted_after_normal_exit() -> None:
+    """SUP-4: a permanent child is restarted whatever its reason, normal included."""
     log: Log = []
     async with otpy.open_supervisor([worker("p", log)]) as sup:
         old = sup.child("p")
@@ -129,8 +129,8 @@ async def test_s4_permanent_child_is_restarted_after_normal_exit() -> None:
 
 
 @pytest.mark.parametrize("reason", [otpy.NORMAL, otpy.SHUTDOWN, otpy.ShutdownWith("done")])
-async def test_s4_transient_child_not_restarted_after_normal_exits(reason: object) -> None:
-    """S4: a transient child exiting normal/shutdown/ShutdownWith stays stopped, spec kept."""
+async def test_sup_4_transient_child_not_restarted_after_normal_exits(reason: object) -> None:
+    """SUP-4: a transient child exiting normal/shutdown/ShutdownWith stays stopped, spec kept."""
     log: Log = []
     async with otpy.open_supervisor([worker("t", log, restart=Restart.TRANSIENT)]) as sup:
         old = sup.child("t")
@@ -143,16 +143,16 @@ async def test_s4_transient_child_not_restarted_after_normal_exits(reason: objec
         assert sup.statistics().total_restarts == 0
 
 
-async def test_s4_transient_child_restarted_after_abnormal_exit() -> None:
-    """S4: a transient child that crashes is restarted."""
+async def test_sup_4_transient_child_restarted_after_abnormal_exit() -> None:
+    """SUP-4: a transient child that crashes is restarted."""
     log: Log = []
     async with otpy.open_supervisor([worker("t", log, restart=Restart.TRANSIENT)]) as sup:
         new = await crash(sup, "t")
         assert new.is_alive
 
 
-async def test_s4_temporary_child_never_restarted_and_spec_removed() -> None:
-    """S4: a temporary child is never restarted and its spec disappears."""
+async def test_sup_4_temporary_child_never_restarted_and_spec_removed() -> None:
+    """SUP-4: a temporary child is never restarted and its spec disappears."""
     log: Log = []
     async with otpy.open_supervisor(
         [worker("keep", log), worker("tmp", log, restart=Restart.TEMPORARY)]
@@ -165,8 +165,8 @@ async def test_s4_temporary_child_never_restarted_and_spec_removed() -> None:
         assert [c.id for c in sup.which_children()] == ["keep"]
 
 
-async def test_s4_temporary_sibling_not_restarted_by_one_for_all() -> None:
-    """S4 (OTP #10): a temporary child stopped because a sibling crashed is not restarted."""
+async def test_sup_4_temporary_sibling_not_restarted_by_one_for_all() -> None:
+    """SUP-4: a temporary child stopped because a sibling crashed is not restarted."""
     log: Log = []
     flags = SupervisorFlags(strategy=Strategy.ONE_FOR_ALL)
     specs = [worker("a", log), worker("tmp", log, restart=Restart.TEMPORARY)]
@@ -183,8 +183,8 @@ class TestIntensity:
     def anyio_backend(self) -> tuple[str, dict[str, Any]]:
         return virtual_time()
 
-    async def test_s5_gives_up_when_intensity_exceeded(self) -> None:
-        """S5: intensity 3 in 5 s with a crash every 1 s gives up at exactly t=4.0."""
+    async def test_sup_5_gives_up_when_intensity_exceeded(self) -> None:
+        """SUP-5: intensity 3 in 5 s with a crash every 1 s gives up at exactly t=4.0."""
         flags = SupervisorFlags(intensity=3, period=5.0)
         start = anyio.current_time()
         with pytest.raises(otpy.RestartIntensityExceeded, match="4 restarts in 5s"):
@@ -192,8 +192,8 @@ class TestIntensity:
                 await anyio.sleep_forever()
         assert anyio.current_time() - start == 4.0
 
-    async def test_s5_twin_crash_every_2s_never_exhausts_intensity(self) -> None:
-        """S5 twin: a crash every 2 s never exceeds intensity 3 in 5 s (sliding window)."""
+    async def test_sup_5_twin_crash_every_2s_never_exhausts_intensity(self) -> None:
+        """SUP-5 twin: a crash every 2 s never exceeds intensity 3 in 5 s (sliding window)."""
         flags = SupervisorFlags(intensity=3, period=5.0)
         async with otpy.open_supervisor([crash_after(2.0, id="flaky")], flags=flags) as sup:
             await anyio.sleep(100.5)
@@ -202,8 +202,8 @@ class TestIntensity:
             assert stats.restarts_in_window == 3
             assert sup.ref.is_alive
 
-    async def test_s5_restart_exactly_period_old_still_counts(self) -> None:
-        """S5: with crashes every 2.5 s and period 5, the restart 5.0 s old still counts."""
+    async def test_sup_5_restart_exactly_period_old_still_counts(self) -> None:
+        """SUP-5: with crashes every 2.5 s and period 5, the restart 5.0 s old still counts."""
         flags = SupervisorFlags(intensity=2, period=5.0)
         start = anyio.current_time()
         with pytest.raises(otpy.RestartIntensityExceeded):
@@ -211,8 +211,8 @@ class TestIntensity:
                 await anyio.sleep_forever()
         assert anyio.current_time() - start == 7.5
 
-    async def test_s5_intensity_zero_gives_up_on_first_crash(self) -> None:
-        """S5: intensity 0 gives up on the first crash."""
+    async def test_sup_5_intensity_zero_gives_up_on_first_crash(self) -> None:
+        """SUP-5: intensity 0 gives up on the first crash."""
         start = anyio.current_time()
         with pytest.raises(otpy.RestartIntensityExceeded):
             async with otpy.open_supervisor(
@@ -221,8 +221,8 @@ class TestIntensity:
                 await anyio.sleep_forever()
         assert anyio.current_time() - start == 3.0
 
-    async def test_s5_window_counts_all_children_and_stops_them_in_reverse(self) -> None:
-        """S5: crashes of different children share one window; giving up stops children in reverse."""
+    async def test_sup_5_window_counts_all_children_and_stops_them_in_reverse(self) -> None:
+        """SUP-5: crashes of different children share one window; giving up stops children in reverse."""
         log: Log = []
         specs = [
             worker("first", log),
@@ -238,8 +238,10 @@ class TestIntensity:
         assert anyio.current_time() - start == 4.0
         assert log[-2:] == [("terminate", "last"), ("terminate", "first")]
 
-    async def test_s6_permanent_child_supervisor_that_gave_up_is_restarted_by_parent(self) -> None:
-        """S6: a permanent child supervisor that gave up is restarted and counts against the parent."""
+    async def test_sup_6_permanent_child_supervisor_that_gave_up_is_restarted_by_parent(
+        self,
+    ) -> None:
+        """SUP-6: a permanent child supervisor that gave up is restarted and counts against the parent."""
         inner = SupervisorSpec(
             id="inner", children=[crash_after(1.0, id="c")], flags=SupervisorFlags(intensity=0)
         )
@@ -255,8 +257,8 @@ class TestIntensity:
             assert second.is_alive
             assert sup.statistics().total_restarts == 1
 
-    async def test_s6_transient_child_supervisor_that_gave_up_is_not_restarted(self) -> None:
-        """S6: a transient child supervisor that gave up exits shutdown and stays down."""
+    async def test_sup_6_transient_child_supervisor_that_gave_up_is_not_restarted(self) -> None:
+        """SUP-6: a transient child supervisor that gave up exits shutdown and stays down."""
         inner = SupervisorSpec(
             id="inner",
             children=[crash_after(1.0, id="c")],
@@ -272,8 +274,8 @@ class TestIntensity:
             assert info.state == "stopped"
             assert sup.statistics().total_restarts == 0
 
-    async def test_s6_product_of_intensities_before_root_gives_up(self) -> None:
-        """S6: escalation multiplies: inner 1/5s restarted by a root allowing 1/5s gives up at t=4."""
+    async def test_sup_6_product_of_intensities_before_root_gives_up(self) -> None:
+        """SUP-6: escalation multiplies: inner 1/5s restarted by a root allowing 1/5s gives up at t=4."""
         inner = SupervisorSpec(
             id="inner", children=[crash_after(1.0, id="c")], flags=SupervisorFlags(intensity=1)
         )
@@ -286,10 +288,10 @@ class TestIntensity:
         # inner gives up at t=2 (crashes at 1, 2), restarted; again at t=4: root's 2nd restart.
         assert anyio.current_time() - start == 4.0
 
-    async def test_s7_child_failing_to_restart_is_retried_counting_and_supervisor_stays_responsive(
+    async def test_sup_7_child_failing_to_restart_is_retried_counting_and_supervisor_stays_responsive(
         self,
     ) -> None:
-        """S7: a restart that fails is retried through the mailbox, each try counting, until giving up."""
+        """SUP-7: a restart that fails is retried through the mailbox, each try counting, until giving up."""
 
         class FailsOnRestart(otpy.Actor):
             async def init(self, log: list[str]) -> None:
@@ -313,8 +315,8 @@ class TestIntensity:
                 await anyio.sleep_forever()
         assert sup_ref[0].statistics().total_restarts == 4  # 1 restart + 3 retries, then over
 
-    async def test_s14_backoff_delays_restarts_and_stash_holds_named_messages(self) -> None:
-        """S14: restarts wait min*2^n (jitter 0); casts by name during backoff reach the new incarnation."""
+    async def test_sup_14_backoff_delays_restarts_and_stash_holds_named_messages(self) -> None:
+        """SUP-14: restarts wait min*2^n (jitter 0); casts by name during backoff reach the new incarnation."""
         log: Log = []
 
         class Named(Worker):
@@ -344,8 +346,8 @@ class TestIntensity:
         casts: list[tuple[str, object]] = [entry for entry in log if entry[0] == "cast"]
         assert casts == [("cast", i) for i in range(4)]
 
-    async def test_s14_backoff_resets_after_quiet_period(self) -> None:
-        """S14: after reset_after seconds without a crash the next delay is back to minimum."""
+    async def test_sup_14_backoff_resets_after_quiet_period(self) -> None:
+        """SUP-14: after reset_after seconds without a crash the next delay is back to minimum."""
         log: Log = []
         backoff = otpy.Backoff(minimum=1.0, maximum=30.0, jitter=0.0, reset_after=10.0)
         spec = worker("w", log, backoff=backoff)
@@ -361,8 +363,8 @@ class TestIntensity:
             await crash(sup, "w")
             assert anyio.current_time() - t0 == 1.0
 
-    async def test_s14_stash_overflow_is_counted_as_dropped(self) -> None:
-        """S14: messages by name beyond the stash capacity during backoff are dropped and counted."""
+    async def test_sup_14_stash_overflow_is_counted_as_dropped(self) -> None:
+        """SUP-14: messages by name beyond the stash capacity during backoff are dropped and counted."""
         log: Log = []
         backoff = otpy.Backoff(minimum=5.0, maximum=5.0, jitter=0.0)
         spec = worker("w", log, name="w", backoff=backoff, stash_capacity=2)
@@ -378,8 +380,8 @@ class TestIntensity:
             assert named.stash_statistics() == (2, 3)
             assert node.dead_letters.statistics().by_reason["stash_full"] == 3
 
-    async def test_s9_shutdown_timeout_asks_then_kills(self) -> None:
-        """S9: a worker slower than its shutdown timeout is killed exactly at the timeout."""
+    async def test_sup_9_shutdown_timeout_asks_then_kills(self) -> None:
+        """SUP-9: a worker slower than its shutdown timeout is killed exactly at the timeout."""
         log: Log = []
         spec = ChildSpec(id="slow", start=Worker, args=("slow", log, 100.0), shutdown=2.0)
         async with otpy.open_supervisor([spec]) as sup:
@@ -388,8 +390,8 @@ class TestIntensity:
             assert anyio.current_time() - start == 2.0
         assert ("terminate", "slow") not in log
 
-    async def test_s9_infinity_waits_for_terminate(self) -> None:
-        """S9: shutdown=INFINITY waits however long terminate takes."""
+    async def test_sup_9_infinity_waits_for_terminate(self) -> None:
+        """SUP-9: shutdown=INFINITY waits however long terminate takes."""
         log: Log = []
         spec = ChildSpec(
             id="slow", start=Worker, args=("slow", log, 100.0), shutdown=Shutdown.INFINITY
@@ -400,8 +402,8 @@ class TestIntensity:
             assert anyio.current_time() - start == 100.0
         assert ("terminate", "slow") in log
 
-    async def test_s10_dynamic_children_stop_concurrently(self) -> None:
-        """S10: a dynamic supervisor stops its children concurrently, not one after another."""
+    async def test_sup_10_dynamic_children_stop_concurrently(self) -> None:
+        """SUP-10: a dynamic supervisor stops its children concurrently, not one after another."""
         log: Log = []
         template = ChildSpec(id="w", start=Worker, args=(), shutdown=10.0)
         spec = otpy.DynamicSupervisorSpec(child=template)
@@ -420,8 +422,8 @@ class TestIntensity:
 # -- start and stop order ---------------------------------------------------------------
 
 
-async def test_s8_children_start_in_order_and_a_failure_rolls_back_in_reverse() -> None:
-    """S8: start fails naming child k; children 1..k-1 are stopped in reverse order."""
+async def test_sup_8_children_start_in_order_and_a_failure_rolls_back_in_reverse() -> None:
+    """SUP-8: start fails naming child k; children 1..k-1 are stopped in reverse order."""
     log: Log = []
     specs = [
         worker("a", log),
@@ -436,8 +438,8 @@ async def test_s8_children_start_in_order_and_a_failure_rolls_back_in_reverse() 
     assert log == [("init", "a"), ("init", "b"), ("terminate", "b"), ("terminate", "a")]
 
 
-async def test_s9_shutdown_in_reverse_order_and_brutal_kill_skips_terminate() -> None:
-    """S9: stopping the supervisor stops children in reverse; BRUTAL_KILL skips terminate."""
+async def test_sup_9_shutdown_in_reverse_order_and_brutal_kill_skips_terminate() -> None:
+    """SUP-9: stopping the supervisor stops children in reverse; BRUTAL_KILL skips terminate."""
     log: Log = []
     specs = [worker("a", log), worker("b", log, shutdown=Shutdown.BRUTAL_KILL), worker("c", log)]
     async with otpy.open_supervisor(specs):
@@ -445,8 +447,8 @@ async def test_s9_shutdown_in_reverse_order_and_brutal_kill_skips_terminate() ->
     assert log == [("terminate", "c"), ("terminate", "a")]
 
 
-async def test_s10_dynamic_supervisor_extra_args_max_children_and_terminate_by_ref() -> None:
-    """S10: children start with template args + extra args; max_children enforced; stop by ref."""
+async def test_sup_10_dynamic_supervisor_extra_args_max_children_and_terminate_by_ref() -> None:
+    """SUP-10: children start with template args + extra args; max_children enforced; stop by ref."""
     log: Log = []
     template = ChildSpec(id="w", start=Worker, args=("pool",), restart=Restart.TEMPORARY)
     spec = otpy.DynamicSupervisorSpec(child=ChildSpec(id="w", start=Worker), max_children=2)
@@ -484,8 +486,8 @@ async def crash_dynamic(sup: otpy.SupervisorRef) -> otpy.ActorRef:
 # -- API ------------------------------------------------------------------------------
 
 
-async def test_s15_restart_report_at_info(caplog: pytest.LogCaptureFixture) -> None:
-    """S15: each restart logs an info report with the window count; nothing is built when INFO is off."""
+async def test_sup_15_restart_report_at_info(caplog: pytest.LogCaptureFixture) -> None:
+    """SUP-15: each restart logs an info report with the window count; nothing is built when INFO is off."""
     log: Log = []
     async with otpy.open_supervisor([worker("w", log)], name="top") as sup:
         with caplog.at_level(logging.INFO, logger="otpy.supervisor"):
@@ -500,8 +502,8 @@ async def test_s15_restart_report_at_info(caplog: pytest.LogCaptureFixture) -> N
     assert "restarting w (1/3 restarts in 5s)" in caplog.text
 
 
-async def test_s11_child_api_error_cases() -> None:
-    """S11: start_child/terminate_child/restart_child/delete_child with OTP's error cases."""
+async def test_sup_11_child_api_error_cases() -> None:
+    """SUP-11: start_child/terminate_child/restart_child/delete_child with OTP's error cases."""
     log: Log = []
     async with otpy.open_supervisor([worker("a", log)]) as sup:
         with pytest.raises(otpy.ChildError, match="already_started"):
@@ -534,16 +536,16 @@ async def test_s11_child_api_error_cases() -> None:
             await sup.restart_child("zzz")
 
 
-async def test_s11_failed_start_child_discards_spec() -> None:
-    """S11: a start_child whose init fails raises SpawnError and keeps no spec."""
+async def test_sup_11_failed_start_child_discards_spec() -> None:
+    """SUP-11: a start_child whose init fails raises SpawnError and keeps no spec."""
     async with otpy.open_supervisor([]) as sup:
         with pytest.raises(otpy.SpawnError):
             await sup.start_child(ChildSpec(id="bad", start=FailsInit))
         assert sup.which_children() == []
 
 
-async def test_s11_which_children_and_count_children_report_supervisors() -> None:
-    """S11: nested supervisors are counted as supervisors; which_children gives refs in order."""
+async def test_sup_11_which_children_and_count_children_report_supervisors() -> None:
+    """SUP-11: nested supervisors are counted as supervisors; which_children gives refs in order."""
     log: Log = []
     inner = SupervisorSpec(id="inner", children=[worker("x", log)])
     async with otpy.open_supervisor([worker("a", log), inner]) as sup:
@@ -562,8 +564,8 @@ async def test_s11_which_children_and_count_children_report_supervisors() -> Non
         assert stats.children[1].supervisor.children[0].id == "x"
 
 
-async def test_a6_ignored_child_keeps_its_spec_under_a_supervisor() -> None:
-    """A6: a child whose init returns IGNORE keeps its spec (stopped); a temporary one is dropped."""
+async def test_act_6_ignored_child_keeps_its_spec_under_a_supervisor() -> None:
+    """ACT-6: a child whose init returns IGNORE keeps its spec (stopped); a temporary one is dropped."""
 
     class Ignores(otpy.Actor):
         async def init(self) -> Any:
@@ -580,8 +582,8 @@ async def test_a6_ignored_child_keeps_its_spec_under_a_supervisor() -> None:
 # -- auto shutdown --------------------------------------------------------------------
 
 
-async def test_s13_any_significant_child_finishing_stops_the_supervisor() -> None:
-    """S13: with any_significant, a significant child exiting normally shuts the supervisor down."""
+async def test_sup_13_any_significant_child_finishing_stops_the_supervisor() -> None:
+    """SUP-13: with any_significant, a significant child exiting normally shuts the supervisor down."""
     log: Log = []
     flags = SupervisorFlags(auto_shutdown=otpy.AutoShutdown.ANY_SIGNIFICANT)
     specs = [worker("a", log), worker("job", log, restart=Restart.TRANSIENT, significant=True)]
@@ -594,8 +596,8 @@ async def test_s13_any_significant_child_finishing_stops_the_supervisor() -> Non
     assert log[-1] == ("terminate", "a")
 
 
-async def test_s13_all_significant_waits_for_the_last_one() -> None:
-    """S13: with all_significant, the supervisor stops only when the last significant child ends."""
+async def test_sup_13_all_significant_waits_for_the_last_one() -> None:
+    """SUP-13: with all_significant, the supervisor stops only when the last significant child ends."""
     log: Log = []
     flags = SupervisorFlags(auto_shutdown=otpy.AutoShutdown.ALL_SIGNIFICANT)
     specs = [worker(t, log, restart=Restart.TEMPORARY, significant=True) for t in "ab"]
@@ -612,8 +614,8 @@ async def test_s13_all_significant_waits_for_the_last_one() -> None:
         assert await sup.wait_exited() == otpy.SHUTDOWN
 
 
-async def test_s13_terminate_child_of_significant_does_not_auto_shutdown() -> None:
-    """S13: a significant child stopped by the supervisor itself does not trigger auto-shutdown."""
+async def test_sup_13_terminate_child_of_significant_does_not_auto_shutdown() -> None:
+    """SUP-13: a significant child stopped by the supervisor itself does not trigger auto-shutdown."""
     log: Log = []
     flags = SupervisorFlags(auto_shutdown=otpy.AutoShutdown.ANY_SIGNIFICANT)
     specs = [worker("job", log, restart=Restart.TRANSIENT, significant=True)]
@@ -627,7 +629,7 @@ async def test_s13_terminate_child_of_significant_does_not_auto_shutdown() -> No
 
 
 async def test_named_child_reachable_by_name_after_restart() -> None:
-    """A11/S1: a supervised name resolves to the current incarnation after a restart."""
+    """ACT-11/SUP-1: a supervised name resolves to the current incarnation after a restart."""
     log: Log = []
     async with otpy.open_supervisor([worker("svc", log, name="svc")]) as sup:
         old = otpy.whereis("svc")
@@ -637,7 +639,7 @@ async def test_named_child_reachable_by_name_after_restart() -> None:
 
 
 async def test_named_child_not_restarted_releases_name() -> None:
-    """A11: when a named transient child ends normally, its name is free and sends are dead letters."""
+    """ACT-11: when a named transient child ends normally, its name is free and sends are dead letters."""
     log: Log = []
     spec = worker("svc", log, name="svc", restart=Restart.TRANSIENT)
     async with otpy.open_supervisor([spec]) as sup:
@@ -655,10 +657,10 @@ async def test_named_child_not_restarted_releases_name() -> None:
 # -- reports ----------------------------------------------------------------------------
 
 
-async def test_s15_reports_for_crash_start_error_and_giving_up(
+async def test_sup_15_reports_for_crash_start_error_and_giving_up(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """S15: child_terminated, start_error and shutdown reports name supervisor, child and reason."""
+    """SUP-15: child_terminated, start_error and shutdown reports name supervisor, child and reason."""
     log: Log = []
 
     class FailsSecondTime(otpy.Actor):
@@ -693,8 +695,8 @@ async def test_s15_reports_for_crash_start_error_and_giving_up(
 # -- validation --------------------------------------------------------------------------
 
 
-def test_s12_child_spec_validation_errors_are_typed_and_name_the_child() -> None:
-    """S12: invalid specs fail when built, with InvalidChildSpec (a ValueError) naming the child."""
+def test_sup_12_child_spec_validation_errors_are_typed_and_name_the_child() -> None:
+    """SUP-12: invalid specs fail when built, with InvalidChildSpec (a ValueError) naming the child."""
     with pytest.raises(otpy.InvalidChildSpec, match=r"^child 'db': shutdown must be >= 0"):
         ChildSpec(id="db", start=Worker, shutdown=-1)
     with pytest.raises(ValueError, match=r"^child '': id must be a non-empty string"):
@@ -723,8 +725,8 @@ def test_s12_child_spec_validation_errors_are_typed_and_name_the_child() -> None
         otpy.Backoff(minimum=2.0, maximum=1.0)
 
 
-def test_s12_defaults() -> None:
-    """S12/OTP #11, #19: defaults are permanent worker with 5 s shutdown; supervisors get INFINITY."""
+def test_sup_12_defaults() -> None:
+    """SUP-12: defaults are permanent worker with 5 s shutdown; supervisors get INFINITY."""
     spec = worker("w", [])
     assert (spec.restart, spec.type, spec.shutdown, spec.significant) == (
         Restart.PERMANENT,
@@ -742,8 +744,8 @@ class TestTelemetry:
     def anyio_backend(self) -> tuple[str, dict[str, Any]]:
         return virtual_time()
 
-    async def test_t1_s15_restart_and_escalation_spans(self) -> None:
-        """T1/S15: each restart emits otpy.supervisor.restart; giving up emits an error escalation span."""
+    async def test_tel_1_sup_15_restart_and_escalation_spans(self) -> None:
+        """TEL-1/SUP-15: each restart emits otpy.supervisor.restart; giving up emits an error escalation span."""
         from opentelemetry.trace import StatusCode
 
         from otpy.testing import capture_spans
@@ -767,8 +769,8 @@ class TestTelemetry:
         assert escalation.status.status_code is StatusCode.ERROR
         assert (escalation.attributes or {})["error.type"] == "RestartIntensityExceeded"
 
-    async def test_t1_start_error_span(self) -> None:
-        """T1: a child failing to restart emits an otpy.supervisor.start_error span with error.type."""
+    async def test_tel_1_start_error_span(self) -> None:
+        """TEL-1: a child failing to restart emits an otpy.supervisor.start_error span with error.type."""
         from otpy.testing import capture_spans
 
         class OnlyOnce(otpy.Actor):
@@ -807,15 +809,15 @@ async def test_labels_are_child_ids_and_dynamic_children_have_none() -> None:
 
 
 async def test_give_up_message_names_intensity() -> None:
-    """S5: the give-up error says how many restarts exceeded which intensity."""
+    """SUP-5: the give-up error says how many restarts exceeded which intensity."""
     error = otpy.RestartIntensityExceeded("top", 4, 5.0, "f", 3)
     assert str(error).startswith(
         "supervisor 'top' shut down: 4 restarts in 5s exceed its intensity of 3"
     )
 
 
-async def test_s4_child_exiting_right_after_init_reports_its_real_reason() -> None:
-    """S4/S13: a transient child that stops in a continue step right after init exits normal, not noproc."""
+async def test_sup_4_child_exiting_right_after_init_reports_its_real_reason() -> None:
+    """SUP-4/SUP-13: a transient child that stops in a continue step right after init exits normal, not noproc."""
 
     class Finishes(otpy.Actor):
         async def init(self) -> None:
@@ -852,8 +854,8 @@ async def test_dead_incarnations_are_freed_without_the_cyclic_gc() -> None:
     assert unreachable < 50  # one object per restart would already be 50
 
 
-async def test_s10_open_supervisor_without_a_node_raises_the_start_error_itself() -> None:
-    """S10: a failed start through open_supervisor's own node raises SpawnError, not a group."""
+async def test_sup_10_open_supervisor_without_a_node_raises_the_start_error_itself() -> None:
+    """SUP-10: a failed start through open_supervisor's own node raises SpawnError, not a group."""
     with pytest.raises(otpy.SpawnError, match="failed to start child 'bad'") as info:
         async with otpy.open_supervisor([ChildSpec(id="bad", start=FailsInit)]):
             pass  # pragma: no cover - the tree must not start

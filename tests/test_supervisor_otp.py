@@ -1,5 +1,5 @@
 """Supervision edge cases checked against OTP's supervisor.erl: links, failed restarts,
-cancelled restarts and the dynamic supervisor's API (REFERENCE S2, S7, S10, S11, A9)."""
+cancelled restarts and the dynamic supervisor's API (SUP-2, SUP-7, SUP-10, SUP-11, ACT-9)."""
 
 from __future__ import annotations
 
@@ -62,8 +62,8 @@ def states(sup: otpy.SupervisorRef) -> list[tuple[str | None, str, bool]]:
 # -- links: a supervisor's death takes its children with it ----------------------------
 
 
-async def test_a9_killed_supervisor_takes_its_children_with_it() -> None:
-    """A9: a killed supervisor's children die too: workers killed, trapping ones and child
+async def test_act_9_killed_supervisor_takes_its_children_with_it() -> None:
+    """ACT-9: a killed supervisor's children die too: workers killed, trapping ones and child
     supervisors stopped with reason killed (terminate runs), names released."""
     log: Log = []
     inner = SupervisorSpec(id="inner", children=[worker("x", log, name="x")])
@@ -91,8 +91,8 @@ async def test_a9_killed_supervisor_takes_its_children_with_it() -> None:
         assert sorted(log) == [("terminate", "trap"), ("terminate", "x")]
 
 
-async def test_a9_supervisor_ignores_the_exit_of_a_linked_non_child() -> None:
-    """A9: a supervisor traps exits: an actor linked to it that crashes does not kill it."""
+async def test_act_9_supervisor_ignores_the_exit_of_a_linked_non_child() -> None:
+    """ACT-9: a supervisor traps exits: an actor linked to it that crashes does not kill it."""
 
     class Linker(otpy.Actor):
         async def handle_cast(self, message: Any) -> None:
@@ -111,8 +111,8 @@ async def test_a9_supervisor_ignores_the_exit_of_a_linked_non_child() -> None:
         assert states(sup) == [("a", "running", True)]
 
 
-async def test_s6_killed_middle_supervisor_restarts_with_its_named_worker() -> None:
-    """S6: top -> middle -> named worker; killing the middle makes the top restart it once,
+async def test_sup_6_killed_middle_supervisor_restarts_with_its_named_worker() -> None:
+    """SUP-6: top -> middle -> named worker; killing the middle makes the top restart it once,
     and the new middle registers the worker's name again (no already_started)."""
     log: Log = []
     middle = SupervisorSpec(id="middle", children=[worker("db", log, name="db")])
@@ -136,8 +136,8 @@ async def test_s6_killed_middle_supervisor_restarts_with_its_named_worker() -> N
 # -- failed restarts ----------------------------------------------------------------------
 
 
-async def test_s2_one_for_all_retry_after_a_failed_restart_restarts_the_whole_group() -> None:
-    """S2/S7: one_for_all, b's restart fails once: the retry stops the new a and starts a, b, c."""
+async def test_sup_2_one_for_all_retry_after_a_failed_restart_restarts_the_whole_group() -> None:
+    """SUP-2/SUP-7: one_for_all, b's restart fails once: the retry stops the new a and starts a, b, c."""
     log: Log = []
     fail: dict[str, int] = {}
     flags = SupervisorFlags(strategy=Strategy.ONE_FOR_ALL, intensity=10)
@@ -164,10 +164,10 @@ async def test_s2_one_for_all_retry_after_a_failed_restart_restarts_the_whole_gr
 
 
 @pytest.mark.parametrize("strategy", [Strategy.REST_FOR_ONE, Strategy.ONE_FOR_ALL])
-async def test_s7_terminate_child_cancels_a_failing_restart_and_everything_after_it(
+async def test_sup_7_terminate_child_cancels_a_failing_restart_and_everything_after_it(
     strategy: Strategy,
 ) -> None:
-    """S7/S11: while b's restart fails, c is not running (not restarting); terminate_child(b)
+    """SUP-7/SUP-11: while b's restart fails, c is not running (not restarting); terminate_child(b)
     cancels the restart, and the retry already queued starts nothing."""
     log: Log = []
     reached = anyio.Event()
@@ -214,8 +214,8 @@ async def test_s7_terminate_child_cancels_a_failing_restart_and_everything_after
 # -- the dynamic supervisor's API -------------------------------------------------------
 
 
-async def test_s11_dynamic_terminate_child_by_id_dead_ref_and_count_children() -> None:
-    """S11: a dynamic supervisor answers simple_one_for_one for an id, ok for a ref that
+async def test_sup_11_dynamic_terminate_child_by_id_dead_ref_and_count_children() -> None:
+    """SUP-11: a dynamic supervisor answers simple_one_for_one for an id, ok for a ref that
     already exited, not_found for a live stranger; count_children counts one spec."""
     log: Log = []
     spec = otpy.DynamicSupervisorSpec(child=ChildSpec(id="w", start=Worker))
@@ -234,8 +234,8 @@ async def test_s11_dynamic_terminate_child_by_id_dead_ref_and_count_children() -
         assert sup.count_children() == otpy.ChildCounts(specs=1, active=1, supervisors=0, workers=1)
 
 
-async def test_s10_dynamic_child_whose_restart_ignores_is_forgotten() -> None:
-    """S10/A6: a dynamic child whose restart returns IGNORE is dropped and frees its slot."""
+async def test_sup_10_dynamic_child_whose_restart_ignores_is_forgotten() -> None:
+    """SUP-10/ACT-6: a dynamic child whose restart returns IGNORE is dropped and frees its slot."""
     log: Log = []
     ignore = [False]
 
@@ -264,8 +264,10 @@ class TestVirtualTime:
     def anyio_backend(self) -> tuple[str, dict[str, Any]]:
         return virtual_time()
 
-    async def test_s6_killed_middle_is_restarted_once_its_whole_subtree_has_stopped(self) -> None:
-        """S6: top -> middle -> sub -> named db slow to stop: the top restarts the killed middle
+    async def test_sup_6_killed_middle_is_restarted_once_its_whole_subtree_has_stopped(
+        self,
+    ) -> None:
+        """SUP-6: top -> middle -> sub -> named db slow to stop: the top restarts the killed middle
         only once db has finished stopping, so the new db gets its name at the first try."""
         log: Log = []
         db = ChildSpec(id="db", start=Worker, args=("db", log, None, 1.0), name="db")
@@ -286,8 +288,8 @@ class TestVirtualTime:
             assert new_db is not old_db
             assert top.statistics().total_restarts == 1
 
-    async def test_s11_deleting_a_sibling_waiting_for_a_restart_frees_its_name(self) -> None:
-        """S11: under one_for_all, b waits stopped while a backs off; delete_child(b) frees
+    async def test_sup_11_deleting_a_sibling_waiting_for_a_restart_frees_its_name(self) -> None:
+        """SUP-11: under one_for_all, b waits stopped while a backs off; delete_child(b) frees
         b's name at once (no restart stash left behind) and a's restart leaves b out."""
         log: Log = []
         backoff = otpy.Backoff(minimum=5.0, maximum=5.0, jitter=0.0)
@@ -306,8 +308,8 @@ class TestVirtualTime:
             await sup.wait_child("a", other_than=old_a)
             assert states(sup) == [("a", "running", True)]
 
-    async def test_s11_dynamic_terminate_child_cancels_a_pending_restart(self) -> None:
-        """S11: terminate_child(old ref) of a dynamic child backing off cancels its restart."""
+    async def test_sup_11_dynamic_terminate_child_cancels_a_pending_restart(self) -> None:
+        """SUP-11: terminate_child(old ref) of a dynamic child backing off cancels its restart."""
         log: Log = []
         backoff = otpy.Backoff(minimum=5.0, maximum=5.0, jitter=0.0)
         spec = otpy.DynamicSupervisorSpec(child=ChildSpec(id="w", start=Worker, backoff=backoff))
@@ -323,10 +325,10 @@ class TestVirtualTime:
             assert sup.which_children() == []
             assert log.count(("init", "a")) == 1
 
-    async def test_s15_dynamic_shutdown_errors_name_each_child(
+    async def test_sup_15_dynamic_shutdown_errors_name_each_child(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
-        """S15: each shutdown_error report of a dynamic supervisor names that child, not the template."""
+        """SUP-15: each shutdown_error report of a dynamic supervisor names that child, not the template."""
         log: Log = []
         template = ChildSpec(id="w", start=Worker, shutdown=1.0)
         async with otpy.open_node():
@@ -344,8 +346,8 @@ class TestVirtualTime:
 # -- validation: start_child checks what a spec checks -----------------------------------
 
 
-async def test_s12_start_child_rejects_significant_under_auto_shutdown_never() -> None:
-    """S12: start_child refuses a significant child when auto_shutdown is NEVER (bad_combination)."""
+async def test_sup_12_start_child_rejects_significant_under_auto_shutdown_never() -> None:
+    """SUP-12: start_child refuses a significant child when auto_shutdown is NEVER (bad_combination)."""
     log: Log = []
     spec = worker("job", log, restart=otpy.Restart.TRANSIENT, significant=True)
     async with otpy.open_supervisor([worker("a", log)]) as sup:
@@ -360,8 +362,8 @@ async def test_s12_start_child_rejects_significant_under_auto_shutdown_never() -
         assert await sup.start_child(spec) is not None
 
 
-def test_s12_child_spec_fields_are_checked_when_built() -> None:
-    """S12: significant, mailbox and an infinite shutdown or start_timeout fail when the spec is built."""
+def test_sup_12_child_spec_fields_are_checked_when_built() -> None:
+    """SUP-12: significant, mailbox and an infinite shutdown or start_timeout fail when the spec is built."""
     with pytest.raises(
         otpy.InvalidChildSpec, match=r"^child 'x': significant must be True or False, got 'yes'"
     ):
@@ -388,8 +390,8 @@ def test_s12_child_spec_fields_are_checked_when_built() -> None:
         SupervisorSpec(id="sup", children=[], significant=1)  # type: ignore[arg-type]
 
 
-def test_s12_dynamic_template_cannot_be_significant() -> None:
-    """S12: a dynamic supervisor's template cannot be significant: it has no auto_shutdown."""
+def test_sup_12_dynamic_template_cannot_be_significant() -> None:
+    """SUP-12: a dynamic supervisor's template cannot be significant: it has no auto_shutdown."""
     template = ChildSpec(id="w", start=Worker, restart=otpy.Restart.TEMPORARY, significant=True)
     with pytest.raises(
         otpy.InvalidChildSpec,
@@ -398,8 +400,8 @@ def test_s12_dynamic_template_cannot_be_significant() -> None:
         otpy.DynamicSupervisorSpec(child=template)
 
 
-async def test_s9_shutdown_infinity_is_the_way_to_wait_forever() -> None:
-    """S9: Shutdown.INFINITY, the legal spelling of OTP's infinity, works at every stage."""
+async def test_sup_9_shutdown_infinity_is_the_way_to_wait_forever() -> None:
+    """SUP-9: Shutdown.INFINITY, the legal spelling of OTP's infinity, works at every stage."""
     log: Log = []
     spec = worker("w", log, shutdown=otpy.Shutdown.INFINITY)
     async with otpy.open_supervisor([spec]) as sup:
@@ -411,10 +413,10 @@ async def test_s9_shutdown_infinity_is_the_way_to_wait_forever() -> None:
 # -- a nested supervisor that cannot start ------------------------------------------------
 
 
-async def test_s8_nested_start_failure_names_the_path_and_exits_shutdown(
+async def test_sup_8_nested_start_failure_names_the_path_and_exits_shutdown(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """S8: root -> middle -> db failing: the start fails naming db and root/middle/db; middle
+    """SUP-8: root -> middle -> db failing: the start fails naming db and root/middle/db; middle
     exits ShutdownWith(FailedToStartChild), so root's start_error report says shutdown."""
     log: Log = []
     fail = {"db": 1}
@@ -456,8 +458,8 @@ async def test_s8_nested_start_failure_names_the_path_and_exits_shutdown(
     ]
 
 
-async def test_s8_open_supervisor_and_start_child_raise_the_nested_failure_itself() -> None:
-    """S8: open_supervisor and start_child raise FailedToStartChild naming the path too."""
+async def test_sup_8_open_supervisor_and_start_child_raise_the_nested_failure_itself() -> None:
+    """SUP-8: open_supervisor and start_child raise FailedToStartChild naming the path too."""
     log: Log = []
     middle = SupervisorSpec(id="middle", children=[worker("db", log, {"db": 2})])
     with pytest.raises(otpy.FailedToStartChild, match=r"child 'db' \(top/middle/db\)"):
@@ -489,8 +491,8 @@ class Consumer(otpy.Actor):
         return self.seen
 
 
-async def test_s4_temporary_child_arguments_are_freed_while_it_runs() -> None:
-    """S4: a supervisor keeps nothing of a temporary child's arguments (as OTP): a payload
+async def test_sup_4_temporary_child_arguments_are_freed_while_it_runs() -> None:
+    """SUP-4: a supervisor keeps nothing of a temporary child's arguments (as OTP): a payload
     passed to a running temporary worker is collectable once the worker drops it."""
     import gc
     import weakref
@@ -537,17 +539,17 @@ async def test_s4_temporary_child_arguments_are_freed_while_it_runs() -> None:
         ({"backoff": 1.5}, "child 'x': backoff must be an otpy.Backoff or None, got 1.5"),
     ],
 )
-def test_s12_child_spec_refuses_odd_values_naming_the_field(
+def test_sup_12_child_spec_refuses_odd_values_naming_the_field(
     options: dict[str, Any], message: str
 ) -> None:
-    """S12: a value a later stage could not use (starting the child, a span) fails when built."""
+    """SUP-12: a value a later stage could not use (starting the child, a span) fails when built."""
     with pytest.raises(otpy.InvalidChildSpec) as info:
         ChildSpec(**{"id": "x", "start": Worker, **options})
     assert str(info.value).startswith(message)
 
 
-async def test_s12_child_spec_args_from_a_list_start_the_child() -> None:
-    """S12: args given as a list (an ordered collection) are kept as a tuple and passed to init."""
+async def test_sup_12_child_spec_args_from_a_list_start_the_child() -> None:
+    """SUP-12: args given as a list (an ordered collection) are kept as a tuple and passed to init."""
     log: Log = []
     spec = ChildSpec(id="a", start=Worker, args=["a", log])
     assert spec.args == ("a", log)
@@ -575,17 +577,17 @@ async def test_s12_child_spec_args_from_a_list_start_the_child() -> None:
         ),
     ],
 )
-def test_s12_supervisor_spec_refuses_odd_values_naming_the_field(
+def test_sup_12_supervisor_spec_refuses_odd_values_naming_the_field(
     options: dict[str, Any], message: str
 ) -> None:
-    """S12: children that are no list of specs, or bad flags, fail when the spec is built."""
+    """SUP-12: children that are no list of specs, or bad flags, fail when the spec is built."""
     with pytest.raises(otpy.InvalidChildSpec) as info:
         SupervisorSpec(**{"id": "sup", "children": [], **options})
     assert str(info.value) == message
 
 
-def test_s5_flags_take_only_what_the_restart_window_takes() -> None:
-    """S5: flags a supervisor's RestartWindow would refuse fail when the flags are built."""
+def test_sup_5_flags_take_only_what_the_restart_window_takes() -> None:
+    """SUP-5: flags a supervisor's RestartWindow would refuse fail when the flags are built."""
     with pytest.raises(
         otpy.InvalidChildSpec, match=r"intensity must be an integer >= 0 and <= 2\*\*53"
     ):

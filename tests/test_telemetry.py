@@ -1,4 +1,4 @@
-"""otpy.telemetry: names, supervision events, env-only configuration (checklist T1, T3, T5).
+"""otpy.telemetry: names, supervision events, env-only configuration (TEL-1, TEL-3, TEL-5).
 
 The OpenTelemetry API lets a process set its global providers once, and the in-process
 tests share the in-memory ones `capture_spans` / `capture_metrics` install. So setup is
@@ -130,12 +130,12 @@ def _shutdown_exporters(exporters: Sequence[SpanExporter | MetricExporter]) -> N
 
 
 def test_error_type_attribute_is_the_semconv_one() -> None:
-    """T3: ATTR_ERROR_TYPE is semantic conventions' error.type."""
+    """TEL-3: ATTR_ERROR_TYPE is semantic conventions' error.type."""
     assert ATTR_ERROR_TYPE == ERROR_TYPE == "error.type"
 
 
 def test_span_and_metric_names_are_pinned() -> None:
-    """T1: restart/escalation span and metric names are the documented otpy.* names."""
+    """TEL-1: restart/escalation span and metric names are the documented otpy.* names."""
     assert (SPAN_RESTART, SPAN_ESCALATION, SPAN_CHILD_START_ERROR) == (
         "otpy.supervisor.restart",
         "otpy.supervisor.escalation",
@@ -148,7 +148,7 @@ def test_span_and_metric_names_are_pinned() -> None:
 
 
 def test_package_exports_exactly_all() -> None:
-    """T1: every name in otpy.telemetry.__all__ exists and is documented or a constant."""
+    """TEL-1: every name in otpy.telemetry.__all__ exists and is documented or a constant."""
     for name in otpy.telemetry.__all__:
         value = getattr(otpy.telemetry, name)
         assert isinstance(value, str) or value.__doc__, name
@@ -159,30 +159,30 @@ def test_package_exports_exactly_all() -> None:
 
 
 def test_describe_reason_of_an_exception_keeps_class_and_message() -> None:
-    """T3: an exception reason is described as 'Class: message'."""
+    """TEL-3: an exception reason is described as 'Class: message'."""
     assert describe_reason(ValueError("bad row 7")) == ("ValueError", "ValueError: bad row 7")
 
 
 def test_describe_reason_cuts_long_messages() -> None:
-    """T3: an exception message is cut to 200 characters."""
+    """TEL-3: an exception message is cut to 200 characters."""
     cls, description = describe_reason(RuntimeError("x" * 1000))
     assert cls == "RuntimeError"
     assert description == "RuntimeError: " + "x" * 200
 
 
 def test_describe_reason_of_an_empty_message_is_the_class() -> None:
-    """T3: an exception with no message is described by its class name alone."""
+    """TEL-3: an exception with no message is described by its class name alone."""
     assert describe_reason(KeyError()) == ("KeyError", "KeyError")
 
 
 def test_describe_reason_of_an_atom_is_the_atom() -> None:
-    """T3: atom reasons such as 'normal' are their own class and description."""
+    """TEL-3: atom reasons such as 'normal' are their own class and description."""
     assert describe_reason("normal") == ("normal", "normal")
     assert describe_reason("shutdown") == ("shutdown", "shutdown")
 
 
 def test_describe_reason_redacts_payloads() -> None:
-    """T3: a non-exception reason is described by its type name only, never its content."""
+    """TEL-3: a non-exception reason is described by its type name only, never its content."""
     secret = {"password": "hunter2"}
     assert describe_reason(secret) == ("dict", "dict")
     assert describe_reason(("shutdown", secret)) == ("tuple", "tuple")
@@ -190,7 +190,7 @@ def test_describe_reason_redacts_payloads() -> None:
 
 
 def test_describe_reason_survives_unprintable_exceptions() -> None:
-    """T3: an exception whose __str__ raises still gets a description."""
+    """TEL-3: an exception whose __str__ raises still gets a description."""
 
     class Unprintable(Exception):
         def __str__(self) -> str:
@@ -200,7 +200,7 @@ def test_describe_reason_survives_unprintable_exceptions() -> None:
 
 
 def test_describe_reason_of_an_exception_class() -> None:
-    """T3: an exception class given as a reason is described by its name."""
+    """TEL-3: an exception class given as a reason is described by its name."""
     assert describe_reason(TimeoutError) == ("TimeoutError", "TimeoutError")
 
 
@@ -208,7 +208,7 @@ def test_describe_reason_of_an_exception_class() -> None:
 
 
 def test_record_restart_emits_an_internal_span() -> None:
-    """T1: a restart is a short INTERNAL otpy.supervisor.restart span with otpy.* attributes."""
+    """TEL-1: a restart is a short INTERNAL otpy.supervisor.restart span with otpy.* attributes."""
     with capture_spans() as exporter:
         record_restart(
             supervisor="root",
@@ -239,7 +239,7 @@ def test_record_restart_emits_an_internal_span() -> None:
 
 
 def test_record_restart_spans_carry_the_otpy_scope() -> None:
-    """T1: spans come from the 'otpy' instrumentation scope, versioned with otpy."""
+    """TEL-1: spans come from the 'otpy' instrumentation scope, versioned with otpy."""
     with capture_spans() as exporter:
         record_restart(
             supervisor="root",
@@ -256,7 +256,7 @@ def test_record_restart_spans_carry_the_otpy_scope() -> None:
 
 
 def test_record_restart_does_not_export_payloads() -> None:
-    """T3: a restart after a non-exception exit records the reason's type, not its content."""
+    """TEL-3: a restart after a non-exception exit records the reason's type, not its content."""
     with capture_spans() as exporter:
         record_restart(
             supervisor="root",
@@ -273,7 +273,7 @@ def test_record_restart_does_not_export_payloads() -> None:
 
 
 def test_record_escalation_emits_an_error_span() -> None:
-    """T3: an escalation span has status Error, error.type and a description of the limit."""
+    """TEL-3: an escalation span has status Error, error.type and a description of the limit."""
     with capture_spans() as exporter:
         record_escalation(
             supervisor="root",
@@ -303,7 +303,7 @@ def test_record_escalation_emits_an_error_span() -> None:
 
 
 def test_record_start_error_emits_an_error_span() -> None:
-    """T3: a start error span has status Error, error.type = reason class, message as description."""
+    """TEL-3: a start error span has status Error, error.type = reason class, message as description."""
     with capture_spans() as exporter:
         record_start_error(supervisor="root", child_id="cache", reason=TimeoutError("init took 5s"))
     span = _only_span(exporter)
@@ -347,7 +347,7 @@ _WEIRD_REASONS = [
 
 @pytest.mark.parametrize("reason", _WEIRD_REASONS, ids=lambda r: type(r).__name__)
 def test_emitters_never_raise_on_weird_reasons(reason: object) -> None:
-    """T1: every emitter records a span for any reason and never raises."""
+    """TEL-1: every emitter records a span for any reason and never raises."""
     with capture_spans() as exporter:
         record_restart(
             supervisor="root",
@@ -369,7 +369,7 @@ def test_emitters_never_raise_on_weird_reasons(reason: object) -> None:
 
 
 def test_emitters_never_raise_on_bad_arguments(caplog: pytest.LogCaptureFixture) -> None:
-    """T1: arguments that break the emitters are logged at debug level, not raised."""
+    """TEL-1: arguments that break the emitters are logged at debug level, not raised."""
     bad = cast("Any", _Unprintable())
     caplog.set_level(logging.DEBUG, logger="otpy.telemetry")
     with capture_spans() as exporter:
@@ -402,7 +402,7 @@ def test_emitters_never_raise_on_bad_arguments(caplog: pytest.LogCaptureFixture)
 
 
 def test_emitters_are_no_ops_without_an_sdk() -> None:
-    """T5: with no provider installed the emitters record nothing, raise nothing, load no SDK."""
+    """TEL-5: with no provider installed the emitters record nothing, raise nothing, load no SDK."""
     result = _run_python(
         """
         import sys
@@ -423,7 +423,7 @@ def test_emitters_are_no_ops_without_an_sdk() -> None:
 
 
 def test_capture_spans_holds_only_spans_finished_inside_the_block() -> None:
-    """T1: capture_spans sees spans finished inside it, not before or after."""
+    """TEL-1: capture_spans sees spans finished inside it, not before or after."""
     with capture_spans():  # install the provider, so the span started below records
         pass
     tracer = get_tracer()
@@ -457,7 +457,7 @@ def _sum_points(reader: InMemoryMetricReader, name: str) -> dict[tuple[tuple[str
 
 
 def test_restarts_and_escalations_are_counted() -> None:
-    """T1: restarts count per supervisor and child; escalations per supervisor."""
+    """TEL-1: restarts count per supervisor and child; escalations per supervisor."""
     record_restart(  # before the block: not counted
         supervisor="root",
         child_id="db",
@@ -494,7 +494,7 @@ def test_restarts_and_escalations_are_counted() -> None:
 
 
 def test_capture_metrics_blocks_cannot_nest() -> None:
-    """T1: nesting capture_metrics is refused with a clear error."""
+    """TEL-1: nesting capture_metrics is refused with a clear error."""
     with (
         capture_metrics(),
         pytest.raises(RuntimeError, match=r"^capture_metrics\(\) blocks cannot nest"),
@@ -504,7 +504,7 @@ def test_capture_metrics_blocks_cannot_nest() -> None:
 
 
 def test_capture_helpers_refuse_a_foreign_provider() -> None:
-    """T5: capture_spans/capture_metrics raise a clear RuntimeError if a provider is installed."""
+    """TEL-5: capture_spans/capture_metrics raise a clear RuntimeError if a provider is installed."""
     result = _run_python(
         """
         from opentelemetry import metrics, trace
@@ -534,7 +534,7 @@ def test_capture_helpers_refuse_a_foreign_provider() -> None:
 
 
 def test_capture_helpers_refuse_a_disabled_sdk() -> None:
-    """T5: capture_spans refuses to install a provider the SDK would disable for good."""
+    """TEL-5: capture_spans refuses to install a provider the SDK would disable for good."""
     result = _run_python(
         """
         from otpy.testing._telemetry import capture_spans
@@ -556,7 +556,7 @@ def test_capture_helpers_refuse_a_disabled_sdk() -> None:
 
 
 def test_sdk_disabled_installs_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """T5: OTEL_SDK_DISABLED=true installs no provider and returns a no-op handle."""
+    """TEL-5: OTEL_SDK_DISABLED=true installs no provider and returns a no-op handle."""
     monkeypatch.setenv("OTEL_SDK_DISABLED", "TRUE")
     before = trace.get_tracer_provider(), metrics.get_meter_provider()
     telemetry = configure_from_env()
@@ -570,7 +570,7 @@ def test_sdk_disabled_installs_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_service_name_env_wins_over_resource_attributes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """T5: OTEL_SERVICE_NAME beats service.name in OTEL_RESOURCE_ATTRIBUTES; others are kept."""
+    """TEL-5: OTEL_SERVICE_NAME beats service.name in OTEL_RESOURCE_ATTRIBUTES; others are kept."""
     monkeypatch.setenv("OTEL_SERVICE_NAME", "billing")
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.name=ignored,deployment.env=prod")
     attributes = build_resource(default_service_name="fallback").attributes
@@ -579,20 +579,20 @@ def test_service_name_env_wins_over_resource_attributes(monkeypatch: pytest.Monk
 
 
 def test_service_name_from_resource_attributes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """T5: service.name in OTEL_RESOURCE_ATTRIBUTES is used when OTEL_SERVICE_NAME is unset."""
+    """TEL-5: service.name in OTEL_RESOURCE_ATTRIBUTES is used when OTEL_SERVICE_NAME is unset."""
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.name=ingest")
     assert build_resource(default_service_name="fallback").attributes[SERVICE_NAME] == "ingest"
 
 
 def test_service_name_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    """T5: with no service name in the environment the default service name is used."""
+    """TEL-5: with no service name in the environment the default service name is used."""
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.env=dev")
     assert build_resource().attributes[SERVICE_NAME] == "otpy"
     assert build_resource(default_service_name="node-7").attributes[SERVICE_NAME] == "node-7"
 
 
 def test_protocol_defaults_to_otlp_http() -> None:
-    """T5: with no protocol set, traces and metrics use OTLP/HTTP (the spec default, not gRPC)."""
+    """TEL-5: with no protocol set, traces and metrics use OTLP/HTTP (the spec default, not gRPC)."""
     span_exporters = build_span_exporters(os.environ)
     metric_exporters = build_metric_exporters(os.environ)
     try:
@@ -603,7 +603,7 @@ def test_protocol_defaults_to_otlp_http() -> None:
 
 
 def test_protocol_grpc_selects_grpc_exporters(monkeypatch: pytest.MonkeyPatch) -> None:
-    """T5: OTEL_EXPORTER_OTLP_PROTOCOL=grpc selects the gRPC exporters."""
+    """TEL-5: OTEL_EXPORTER_OTLP_PROTOCOL=grpc selects the gRPC exporters."""
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
     span_exporters = build_span_exporters(os.environ)
     metric_exporters = build_metric_exporters(os.environ)
@@ -615,7 +615,7 @@ def test_protocol_grpc_selects_grpc_exporters(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_per_signal_protocol_wins() -> None:
-    """T5: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL overrides OTEL_EXPORTER_OTLP_PROTOCOL for traces."""
+    """TEL-5: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL overrides OTEL_EXPORTER_OTLP_PROTOCOL for traces."""
     env = {
         "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
@@ -630,7 +630,7 @@ def test_per_signal_protocol_wins() -> None:
 
 
 def test_bad_protocol_is_a_typed_error() -> None:
-    """T5: an unsupported protocol raises TelemetryConfigError naming the variable and choices."""
+    """TEL-5: an unsupported protocol raises TelemetryConfigError naming the variable and choices."""
     with pytest.raises(TelemetryConfigError) as info:
         build_span_exporters({"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json"})
     assert str(info.value) == (
@@ -647,7 +647,7 @@ def test_bad_protocol_is_a_typed_error() -> None:
 
 
 def test_configure_from_env_rejects_a_bad_protocol(monkeypatch: pytest.MonkeyPatch) -> None:
-    """T5: configure_from_env raises TelemetryConfigError before installing anything."""
+    """TEL-5: configure_from_env raises TelemetryConfigError before installing anything."""
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
     before = trace.get_tracer_provider(), metrics.get_meter_provider()
     with pytest.raises(TelemetryConfigError, match=r"^OTEL_EXPORTER_OTLP_PROTOCOL='http/json' "):
@@ -671,7 +671,7 @@ def without_grpc(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("without_grpc")
 def test_grpc_without_the_extra_is_a_config_error_saying_what_to_install() -> None:
-    """T5: gRPC selected without the grpc extra is a TelemetryConfigError naming the extra."""
+    """TEL-5: gRPC selected without the grpc extra is a TelemetryConfigError naming the extra."""
     with pytest.raises(TelemetryConfigError) as info:
         build_span_exporters({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
     assert str(info.value) == (
@@ -694,7 +694,7 @@ def test_grpc_without_the_extra_is_a_config_error_saying_what_to_install() -> No
 
 @pytest.mark.usefixtures("without_grpc")
 def test_http_needs_no_grpc() -> None:
-    """T5: without the grpc extra, the default OTLP/HTTP exporters are built as before."""
+    """TEL-5: without the grpc extra, the default OTLP/HTTP exporters are built as before."""
     env = {"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "grpc", "OTEL_METRICS_EXPORTER": "none"}
     span_exporters = build_span_exporters(env)
     try:
@@ -706,7 +706,7 @@ def test_http_needs_no_grpc() -> None:
 
 @pytest.mark.usefixtures("without_grpc")
 def test_configure_from_env_rejects_grpc_without_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    """T5: configure_from_env names the missing extra before installing anything."""
+    """TEL-5: configure_from_env names the missing extra before installing anything."""
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc")
     before = trace.get_tracer_provider(), metrics.get_meter_provider()
     threads = threading.active_count()
@@ -721,7 +721,7 @@ def test_configure_from_env_rejects_grpc_without_the_extra(monkeypatch: pytest.M
 
 
 def test_exporter_selection() -> None:
-    """T5: OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER select console, none or a list."""
+    """TEL-5: OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER select console, none or a list."""
     console = build_span_exporters({"OTEL_TRACES_EXPORTER": "console"})
     assert [type(e) for e in console] == [ConsoleSpanExporter]
     both = build_span_exporters({"OTEL_TRACES_EXPORTER": "otlp, console"})
@@ -740,7 +740,7 @@ def test_exporter_selection() -> None:
 
 
 def test_bad_exporter_is_a_typed_error() -> None:
-    """T5: an unsupported exporter raises TelemetryConfigError naming the variable and choices."""
+    """TEL-5: an unsupported exporter raises TelemetryConfigError naming the variable and choices."""
     with pytest.raises(TelemetryConfigError) as info:
         build_span_exporters({"OTEL_TRACES_EXPORTER": "otlp,zipkin"})
     assert str(info.value) == (
@@ -767,21 +767,21 @@ def _http_metric_endpoint() -> str:
 
 
 def test_http_endpoint_defaults_to_localhost_4318() -> None:
-    """T5: with no endpoint set, OTLP/HTTP goes to localhost:4318 with the signal path."""
+    """TEL-5: with no endpoint set, OTLP/HTTP goes to localhost:4318 with the signal path."""
     assert _http_span_endpoint() == "http://localhost:4318/v1/traces"
     assert _http_metric_endpoint() == "http://localhost:4318/v1/metrics"
 
 
 @pytest.mark.parametrize("base", ["http://collector:4318", "http://collector:4318/"])
 def test_generic_endpoint_gets_the_signal_path(monkeypatch: pytest.MonkeyPatch, base: str) -> None:
-    """T5: OTEL_EXPORTER_OTLP_ENDPOINT gets /v1/traces (or /v1/metrics) appended."""
+    """TEL-5: OTEL_EXPORTER_OTLP_ENDPOINT gets /v1/traces (or /v1/metrics) appended."""
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", base)
     assert _http_span_endpoint() == "http://collector:4318/v1/traces"
     assert _http_metric_endpoint() == "http://collector:4318/v1/metrics"
 
 
 def test_traces_endpoint_is_used_as_is(monkeypatch: pytest.MonkeyPatch) -> None:
-    """T5: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is used as is and beats the generic endpoint."""
+    """TEL-5: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is used as is and beats the generic endpoint."""
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "https://traces.example:443/ingest")
     assert _http_span_endpoint() == "https://traces.example:443/ingest"
@@ -789,7 +789,7 @@ def test_traces_endpoint_is_used_as_is(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_exporter_reads_headers_and_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    """T5: OTEL_EXPORTER_OTLP_HEADERS and _TIMEOUT reach the exporter unchanged."""
+    """TEL-5: OTEL_EXPORTER_OTLP_HEADERS and _TIMEOUT reach the exporter unchanged."""
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=s3cret,x-tenant=acme")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "2.5")
     [exporter] = build_span_exporters(os.environ)
@@ -815,7 +815,7 @@ def _batch_settings(processor: SpanProcessor) -> tuple[float, int, int, float]:
 
 
 def test_batch_span_processor_defaults() -> None:
-    """T5: spans go through a BatchSpanProcessor with the spec defaults 5000/2048/512/30000."""
+    """TEL-5: spans go through a BatchSpanProcessor with the spec defaults 5000/2048/512/30000."""
     [processor] = build_span_processors({"OTEL_TRACES_EXPORTER": "console"})
     try:
         assert _batch_settings(processor) == (5000, 2048, 512, 30000)
@@ -824,7 +824,7 @@ def test_batch_span_processor_defaults() -> None:
 
 
 def test_batch_span_processor_reads_otel_bsp(monkeypatch: pytest.MonkeyPatch) -> None:
-    """T5: OTEL_BSP_* reach the BatchSpanProcessor unchanged."""
+    """TEL-5: OTEL_BSP_* reach the BatchSpanProcessor unchanged."""
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
     monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "64")
     monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "8")
@@ -837,7 +837,7 @@ def test_batch_span_processor_reads_otel_bsp(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_built_providers_carry_the_resource(monkeypatch: pytest.MonkeyPatch) -> None:
-    """T5: built providers carry the env-derived resource and are not installed globally."""
+    """TEL-5: built providers carry the env-derived resource and are not installed globally."""
     monkeypatch.setenv("OTEL_SERVICE_NAME", "billing")
     env = {"OTEL_TRACES_EXPORTER": "console", "OTEL_METRICS_EXPORTER": "console"}
     tracer_provider = build_tracer_provider(env)
@@ -858,7 +858,7 @@ def test_built_providers_carry_the_resource(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_configure_from_env_leaves_a_foreign_provider(caplog: pytest.LogCaptureFixture) -> None:
-    """T5: a provider someone else installed stays; the handle manages nothing."""
+    """TEL-5: a provider someone else installed stays; the handle manages nothing."""
     with capture_spans(), capture_metrics():  # make sure both globals are installed
         pass
     before = trace.get_tracer_provider(), metrics.get_meter_provider()
@@ -873,7 +873,7 @@ def test_configure_from_env_leaves_a_foreign_provider(caplog: pytest.LogCaptureF
 
 
 def test_shutdown_with_an_unreachable_collector_returns(monkeypatch: pytest.MonkeyPatch) -> None:
-    """T5: with the collector down, shutdown flushes, gives up within its timeout, never raises."""
+    """TEL-5: with the collector down, shutdown flushes, gives up within its timeout, never raises."""
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9/")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "0.5")
     monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "60000")
@@ -918,7 +918,7 @@ def stuck_exporter() -> Iterator[_StuckExporter]:
 def test_shutdown_is_bounded_by_its_timeout(
     stuck_exporter: _StuckExporter, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """T5: an export that hangs cannot hold shutdown or force_flush past their timeout."""
+    """TEL-5: an export that hangs cannot hold shutdown or force_flush past their timeout."""
     provider = TracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(BatchSpanProcessor(stuck_exporter))
     provider.get_tracer("test").start_span("stuck").end()
@@ -943,7 +943,7 @@ class _FailingProcessor(SpanProcessor):
 
 
 def test_shutdown_logs_failures_instead_of_raising(caplog: pytest.LogCaptureFixture) -> None:
-    """T5: a provider that raises on flush or shutdown is logged as a warning, not raised."""
+    """TEL-5: a provider that raises on flush or shutdown is logged as a warning, not raised."""
     provider = TracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(_FailingProcessor())
     telemetry = Telemetry(enabled=True, tracer_provider=provider)
@@ -961,7 +961,7 @@ def test_shutdown_logs_failures_instead_of_raising(caplog: pytest.LogCaptureFixt
 
 
 def test_configure_from_env_installs_and_exports() -> None:
-    """T5: configure_from_env installs once; a tracer taken before it records; shutdown flushes."""
+    """TEL-5: configure_from_env installs once; a tracer taken before it records; shutdown flushes."""
     result = _run_python(
         """
         from otpy.telemetry import configure_from_env, get_tracer, record_restart
@@ -991,8 +991,8 @@ def test_configure_from_env_installs_and_exports() -> None:
     assert {span["resource"]["attributes"][SERVICE_NAME] for span in spans} == {"svc-from-env"}
 
 
-def test_t5_envelope_propagation_is_installed_only_when_traces_are_configured() -> None:
-    """STYLE 5/T5: without an SDK a send carries nothing; configure_from_env turns it on.
+def test_tel_5_envelope_propagation_is_installed_only_when_traces_are_configured() -> None:
+    """TEL-4/TEL-5: without an SDK a send carries nothing; configure_from_env turns it on.
 
     A program that never configures tracing must not pay for a context lookup on every
     send; once traces are configured, sends carry the sender's context.

@@ -1,4 +1,4 @@
-"""The telemetry names: one module holds them all, and docs/telemetry.md lists exactly those (T1)."""
+"""The telemetry names: one module holds them all, and docs/telemetry.md lists exactly those (TEL-1)."""
 
 from __future__ import annotations
 

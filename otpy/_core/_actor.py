@@ -44,15 +44,15 @@ class _Sentinel:
 
 
 NO_REPLY: Final[Any] = _Sentinel("NO_REPLY")
-"""Return it from ``handle_call`` to answer later with ``caller.reply(value)`` (A3)."""
+"""Return it from ``handle_call`` to answer later with ``caller.reply(value)`` (ACT-3)."""
 
 IGNORE: Final[Any] = _Sentinel("IGNORE")
-"""Return it from ``init`` to not start: a supervisor keeps the spec and moves on (A6)."""
+"""Return it from ``init`` to not start: a supervisor keeps the spec and moves on (ACT-6)."""
 
 
 @final
 class Caller:
-    """The ``From`` of a call: reply through it, now or later, from any task (A3).
+    """The ``From`` of a call: reply through it, now or later, from any task (ACT-3).
 
     A reply to a caller that already timed out or went away is discarded.
     """
@@ -144,18 +144,18 @@ class Actor:
         """Answer a call; the return value is the reply, :data:`NO_REPLY` to defer it.
 
         The default crashes the actor with :class:`~otpy.UnhandledMessage`; the caller
-        receives that exit reason (A5).
+        receives that exit reason (ACT-5).
         """
         raise UnhandledMessage(self.ref.label, "call", message)
 
     async def handle_cast(self, message: Any) -> None:
-        """Handle a cast. The default crashes with :class:`~otpy.UnhandledMessage` (A5)."""
+        """Handle a cast. The default crashes with :class:`~otpy.UnhandledMessage` (ACT-5)."""
         raise UnhandledMessage(self.ref.label, "cast", message)
 
     async def handle_info(self, message: Any) -> None:
         """Handle anything else: ``Down``, ``Exit``, timers, plain sends.
 
-        The default logs the message's type (never its content) and ignores it (A5).
+        The default logs the message's type (never its content) and ignores it (ACT-5).
         """
         logger.warning(
             "actor %s ignored an unexpected info of type %s",
@@ -164,10 +164,10 @@ class Actor:
         )
 
     async def handle_continue(self, argument: Any) -> None:
-        """Run a step requested with :meth:`continue_with`, before the next message (A7)."""
+        """Run a step requested with :meth:`continue_with`, before the next message (ACT-7)."""
 
     async def terminate(self, reason: object) -> None:
-        """Clean up; *reason* is the exit reason. Not called on a brutal kill (A8)."""
+        """Clean up; *reason* is the exit reason. Not called on a brutal kill (ACT-8)."""
 
     def format_status(self) -> Mapping[str, object]:
         """Return what crash reports and ``get_status`` may show of the state.
@@ -199,7 +199,7 @@ class Actor:
 
     @final
     def continue_with(self, argument: Any) -> None:
-        """Run ``handle_continue(argument)`` before any further message (A7)."""
+        """Run ``handle_continue(argument)`` before any further message (ACT-7)."""
         self.ref._request_continue(argument)
 
     @final
@@ -228,7 +228,7 @@ class Actor:
 
     @final
     def monitor(self, target: ActorRef) -> Monitor:
-        """Watch *target*; a :class:`~otpy.Down` arrives when it exits (A10).
+        """Watch *target*; a :class:`~otpy.Down` arrives when it exits (ACT-10).
 
         Monitoring an actor that has already exited gives an immediate ``Down`` with
         reason ``"noproc"``. Each call makes an independent monitor.
@@ -257,7 +257,7 @@ class Actor:
 
     @final
     def link(self, target: ActorRef) -> None:
-        """Link to *target*: an exit of either kills the other unless it is ``"normal"`` (A9).
+        """Link to *target*: an exit of either kills the other unless it is ``"normal"`` (ACT-9).
 
         As in OTP, ``"shutdown"`` and :class:`~otpy.ShutdownWith` kill a linked actor
         too; only ``"normal"`` does not. An actor with ``trap_exit`` gets an
@@ -311,7 +311,7 @@ class Actor:
 
     @final
     def stash(self) -> Any:
-        """Set the message being handled aside until :meth:`unstash_all` (A14).
+        """Set the message being handled aside until :meth:`unstash_all` (ACT-14).
 
         In ``handle_call``, ``return self.stash()``: it returns :data:`NO_REPLY`, and
         the call is answered when the message is handled again.

@@ -1,4 +1,4 @@
-"""The in-memory dead-letter event stream (A13).
+"""The in-memory dead-letter event stream (ACT-13).
 
 Every message that could not be delivered (its actor had exited, its mailbox dropped
 it, a name had nobody behind it, a restart stash overflowed) is published here as a

@@ -1,4 +1,4 @@
-"""Bounded mailboxes with a per-actor overflow policy (A12).
+"""Bounded mailboxes with a per-actor overflow policy (ACT-12).
 
 A mailbox is a ``deque`` plus at most one parked consumer and a queue of parked
 producers. Putting a message when there is room never yields (like

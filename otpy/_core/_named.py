@@ -1,5 +1,5 @@
 """``NamedRef``: talking to whichever actor holds a name, and the hold a name keeps
-while its supervised actor restarts (A11, S14).
+while its supervised actor restarts (ACT-11, SUP-14).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ __all__ = ["Hold", "NamedRef", "undeliverable"]
 
 
 class Hold:
-    """A name whose supervised actor is restarting: sends by name wait here (S14)."""
+    """A name whose supervised actor is restarting: sends by name wait here (SUP-14)."""
 
     __slots__ = ("capacity", "dropped", "items")
 
@@ -49,7 +49,7 @@ def undeliverable(node: Node, name: str, item: tuple[Any, ...], reason: str) -> 
 
 @final
 class NamedRef:
-    """Talks to whatever actor currently holds a name (A11, S14).
+    """Talks to whatever actor currently holds a name (ACT-11, SUP-14).
 
     While a supervised actor with that name is restarting or backing off, messages
     wait in a bounded stash and reach the new incarnation first; beyond the stash

@@ -174,7 +174,7 @@ class Node:
     def __init__(self, *, dead_letters: DeadLetterStream | None = None) -> None:
         self.dead_letters = dead_letters or DeadLetterStream()
         self.receptionist = Receptionist()
-        """Service discovery by key (A16)."""
+        """Service discovery by key (ACT-16)."""
         self._registry: dict[str, ActorRef | Hold] = {}
         self._ids = itertools.count(1)
         # Strong refs (asyncio keeps only weak ones to tasks), in start order.
@@ -196,12 +196,12 @@ class Node:
         start_timeout: float | None = None,
         link: ActorRef | None = None,
     ) -> ActorRef:
-        """Start an actor and return once its ``init`` has finished (A6).
+        """Start an actor and return once its ``init`` has finished (ACT-6).
 
         Args:
             actor_class: the :class:`~otpy.Actor` subclass.
             *args: passed to its ``init``.
-            name: a unique name to register it under (A11).
+            name: a unique name to register it under (ACT-11).
             mailbox: overrides the class's ``mailbox`` setting.
             start_timeout: kill it and fail if ``init`` takes longer.
             link: an actor to link it to before ``init`` runs. If the start fails
@@ -266,7 +266,7 @@ class Node:
                 undeliverable(self, name, item, "noproc")
 
     def whereis(self, name: str) -> ActorRef | None:
-        """Return the live actor registered as *name*, or ``None`` (A11)."""
+        """Return the live actor registered as *name*, or ``None`` (ACT-11)."""
         ref = self._registry.get(name)
         if isinstance(ref, ActorRef) and ref._exit_reason is None:
             return ref

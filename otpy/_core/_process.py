@@ -106,7 +106,7 @@ def _final_reason(ref: ActorRef, reason: object) -> object:
 async def _run_init(
     ref: ActorRef, init_args: tuple[Any, ...], start_timeout: float | None
 ) -> object:
-    """Run ``init``; return ``None`` to go on to the loop, else the exit reason (A6)."""
+    """Run ``init``; return ``None`` to go on to the loop, else the exit reason (ACT-6)."""
     actor = ref._actor
     started = ref._started
     assert started is not None
@@ -214,7 +214,7 @@ async def _receive(ref: ActorRef) -> object:
                 if type(message) is Down:
                     monitoring = ref._monitoring
                     if monitoring is None or message.monitor not in monitoring:
-                        continue  # demonitored: never handled (A10)
+                        continue  # demonitored: never handled (ACT-10)
                     monitoring.discard(message.monitor)
                 await actor.handle_info(message)
             else:
@@ -288,7 +288,7 @@ def _format_status(ref: ActorRef) -> dict[str, object]:
 
 
 async def _terminate(ref: ActorRef, reason: object) -> object:
-    """Run ``terminate`` and log a crash report for abnormal reasons (A8)."""
+    """Run ``terminate`` and log a crash report for abnormal reasons (ACT-8)."""
     ref._state = "stopping"
     try:
         await ref._actor.terminate(reason)
@@ -329,7 +329,7 @@ async def _terminate(ref: ActorRef, reason: object) -> object:
 
 
 def _finish(ref: ActorRef, reason: object) -> None:
-    """The process is over: release the name, fail waiters, then signal (A11)."""
+    """The process is over: release the name, fail waiters, then signal (ACT-11)."""
     start_link = ref._start_link
     if start_link is not None:
         # init never succeeded: the spawner gets the SpawnError and no exit

@@ -62,7 +62,7 @@ def is_normal_exit(reason: object) -> bool:
 
 @attrs.frozen
 class Down:
-    """Delivered to ``handle_info`` when a monitored actor exits (A10).
+    """Delivered to ``handle_info`` when a monitored actor exits (ACT-10).
 
     Attributes:
         monitor: the reference ``Actor.monitor()`` returned.
@@ -77,7 +77,7 @@ class Down:
 
 @attrs.frozen
 class Exit:
-    """Delivered to ``handle_info`` of an actor that traps exits when a linked actor exits (A9).
+    """Delivered to ``handle_info`` of an actor that traps exits when a linked actor exits (ACT-9).
 
     Attributes:
         actor: the linked actor that exited.
@@ -90,6 +90,6 @@ class Exit:
 
 @attrs.frozen
 class IdleTimeout:
-    """Delivered to ``handle_info`` when no message arrived within the idle timeout (A7)."""
+    """Delivered to ``handle_info`` when no message arrived within the idle timeout (ACT-7)."""
 
     after: float

@@ -1,4 +1,4 @@
-"""Service discovery by key, like Akka's receptionist (A16).
+"""Service discovery by key, like Akka's receptionist (ACT-16).
 
 Several actors may register under one key. ``find`` returns the current set;
 ``subscribe`` yields the current set at once and again after every change. An

@@ -115,7 +115,7 @@ class ActorStatistics:
 
 @attrs.frozen
 class ActorStatus:
-    """What ``ActorRef.get_status()`` returns (A15): statistics plus redacted state."""
+    """What ``ActorRef.get_status()`` returns (ACT-15): statistics plus redacted state."""
 
     statistics: ActorStatistics
     state: dict[str, object]
@@ -272,7 +272,7 @@ class ActorRef:
         return self._exit_reason
 
     async def call(self, message: Any, *, timeout: float | None = 5.0) -> Any:
-        """Send *message* to ``handle_call`` and wait for the reply (A1, A2).
+        """Send *message* to ``handle_call`` and wait for the reply (ACT-1, ACT-2).
 
         Args:
             message: any object.
@@ -321,7 +321,7 @@ class ActorRef:
         return result
 
     async def cast(self, message: Any) -> None:
-        """Send *message* to ``handle_cast`` (A4).
+        """Send *message* to ``handle_cast`` (ACT-4).
 
         Never raises for an exited actor: the message goes to the dead-letter stream.
         A full mailbox applies the actor's overflow policy (see :class:`Overflow`).
@@ -440,7 +440,7 @@ class ActorRef:
         return result
 
     async def get_status(self, *, timeout: float | None = 5.0) -> ActorStatus:
-        """Ask the actor for its statistics and ``format_status()`` (A15).
+        """Ask the actor for its statistics and ``format_status()`` (ACT-15).
 
         Raises:
             CallTimeout: no answer within *timeout*.
@@ -475,7 +475,7 @@ class ActorRef:
         await self._system_call(SYS_RESUME, timeout, "ActorRef.resume")
 
     def trace(self, enabled: bool = True) -> None:
-        """Log every message this actor handles, and how, to the ``otpy.trace`` logger (A15).
+        """Log every message this actor handles, and how, to the ``otpy.trace`` logger (ACT-15).
 
         Messages are logged by kind and type only. Tracing wraps the handlers of this
         incarnation, so it costs nothing while off.
@@ -636,7 +636,7 @@ class ActorRef:
             target._links.discard(self)
 
     def _exit_signal(self, sender: ActorRef, reason: object) -> None:
-        """A linked actor exited with *reason* (A9)."""
+        """A linked actor exited with *reason* (ACT-9)."""
         if self._exit_reason is not None:
             return
         if self._actor.trap_exit:

@@ -195,7 +195,7 @@ class _SupervisorBase(Actor):
         return child.spec.name or child.spec.id
 
     async def _stop_child(self, child: _Child, *, release: bool) -> None:
-        """Stop *child* per its shutdown setting (S9); the supervisor expects the exit.
+        """Stop *child* per its shutdown setting (SUP-9); the supervisor expects the exit.
 
         A restart pending for it is cancelled. Its ``Exit`` still arrives, and is
         ignored: the child is no longer in ``_by_ref``.
@@ -243,7 +243,7 @@ class _SupervisorBase(Actor):
         message: str | None = None,
         **extra: object,
     ) -> None:
-        """Log a structured supervisor report (S15): supervisor, context, reason, offender."""
+        """Log a structured supervisor report (SUP-15): supervisor, context, reason, offender."""
         if not logger.isEnabledFor(logging.ERROR):
             return
         report: dict[str, object] = {
@@ -261,7 +261,7 @@ class _SupervisorBase(Actor):
         )
 
     def _allow_restart(self, child: _Child, reason: object) -> bool:
-        """Count a restart; give up (and return False) if intensity is exceeded (S5)."""
+        """Count a restart; give up (and return False) if intensity is exceeded (SUP-5)."""
         now = anyio.current_time()
         if record_restart(self._window, now):
             return True
@@ -334,7 +334,7 @@ class _SupervisorBase(Actor):
             )
 
     def _schedule_retry(self, child: _Child, delay: float, *, counts: bool) -> None:
-        """Restart *child* later, through the mailbox, so other requests get in between (S7)."""
+        """Restart *child* later, through the mailbox, so other requests get in between (SUP-7)."""
         retry = _Retry(child, counts)
         child.retry = retry
         if delay > 0:
@@ -353,7 +353,7 @@ class _SupervisorBase(Actor):
         """*child*'s restart returned IGNORE: a static supervisor keeps its spec."""
 
     async def _start_group(self, child: _Child, group: Sequence[_Child]) -> None:
-        """Start *group* in order for the restart of *child*; retry a failure later (S7).
+        """Start *group* in order for the restart of *child*; retry a failure later (SUP-7).
 
         As in OTP, the child that failed to start is ``restarting`` and the ones after
         it stay stopped until the retry, which the failed child now owns.
@@ -445,7 +445,7 @@ class _SupervisorBase(Actor):
         )
 
     def which_children(self) -> list[ChildInfo]:
-        """Return every child in start order with its ref or state (S11)."""
+        """Return every child in start order with its ref or state (SUP-11)."""
         return [
             ChildInfo(
                 id=c.spec.id if self._children_have_ids else None,
@@ -457,7 +457,7 @@ class _SupervisorBase(Actor):
         ]
 
     def count_children(self) -> ChildCounts:
-        """Return the counts OTP's ``count_children`` gives (S11): one spec per child."""
+        """Return the counts OTP's ``count_children`` gives (SUP-11): one spec per child."""
         children = self._children
         sups = sum(1 for c in children if c.spec.type is ChildType.SUPERVISOR)
         return ChildCounts(

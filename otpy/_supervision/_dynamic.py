@@ -1,4 +1,4 @@
-"""The dynamic supervisor: children started at run time from one template (S10)."""
+"""The dynamic supervisor: children started at run time from one template (SUP-10)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ __all__ = ["DynamicSupervisor"]
 
 @final
 class DynamicSupervisor(_SupervisorBase):
-    """Children added at run time from one template (S10).
+    """Children added at run time from one template (SUP-10).
 
     Children are addressed by ref; at shutdown they are stopped concurrently.
     """
@@ -108,7 +108,7 @@ class DynamicSupervisor(_SupervisorBase):
         self._children.remove(child)
 
     def count_children(self) -> ChildCounts:
-        """Return OTP's ``simple_one_for_one`` counts: one spec, the template (S11)."""
+        """Return OTP's ``simple_one_for_one`` counts: one spec, the template (SUP-11)."""
         children = self._children
         total = len(children)
         sup = self.spec.child.type is ChildType.SUPERVISOR

@@ -37,7 +37,7 @@ __all__ = ["SupervisorRef", "open_supervisor", "start_supervisor", "supervisor_r
 
 @final
 class SupervisorRef:
-    """A handle on a running supervisor: the child API and introspection (S11)."""
+    """A handle on a running supervisor: the child API and introspection (SUP-11)."""
 
     __slots__ = ("ref",)
 
@@ -80,7 +80,7 @@ class SupervisorRef:
         return await self._request(_StartChild(as_child_spec(spec)))  # type: ignore[no-any-return]
 
     async def start_dynamic_child(self, *args: Any) -> ActorRef:
-        """Start a child of a dynamic supervisor with the template's args plus *args* (S10).
+        """Start a child of a dynamic supervisor with the template's args plus *args* (SUP-10).
 
         Raises:
             MaxChildren: the supervisor already runs ``max_children``.
@@ -94,7 +94,7 @@ class SupervisorRef:
         return ref  # type: ignore[no-any-return]
 
     async def terminate_child(self, child: str | ActorRef) -> None:
-        """Stop a child per its shutdown setting; static supervisors keep its spec (S11).
+        """Stop a child per its shutdown setting; static supervisors keep its spec (SUP-11).
 
         A restart pending for the child is cancelled, with whatever was to start
         after it. A dynamic supervisor takes the child's ref; a ref that has already
@@ -110,7 +110,7 @@ class SupervisorRef:
         await self._request(_ById("terminate", child))
 
     async def restart_child(self, child_id: str) -> ActorRef | None:
-        """Start a stopped child again (S11).
+        """Start a stopped child again (SUP-11).
 
         Raises:
             ChildError: ``running``, ``restarting`` or ``not_found``.
@@ -118,7 +118,7 @@ class SupervisorRef:
         return await self._request(_ById("restart", child_id))  # type: ignore[no-any-return]
 
     async def delete_child(self, child_id: str) -> None:
-        """Remove a stopped child's spec (S11).
+        """Remove a stopped child's spec (SUP-11).
 
         Raises:
             ChildError: ``running``, ``restarting`` or ``not_found``.
@@ -200,7 +200,7 @@ class SupervisorRef:
 async def start_supervisor(
     spec: SupervisorSpec | DynamicSupervisorSpec, *, node: Node | None = None
 ) -> SupervisorRef:
-    """Start a supervisor on the current node; return once all its children are up (S8).
+    """Start a supervisor on the current node; return once all its children are up (SUP-8).
 
     Raises:
         SpawnError: a child failed to start; the others were stopped again.
@@ -243,7 +243,7 @@ def _gave_up(reason: object) -> BaseException | None:
 class open_supervisor:
     """``async with open_supervisor(children, flags=...) as sup:`` runs a supervision tree.
 
-    Opens a node too if none is running. If the supervisor gives up (S5) the block
+    Opens a node too if none is running. If the supervisor gives up (SUP-5) the block
     is cancelled and :class:`~otpy.RestartIntensityExceeded` is raised from it.
     Leaving the block stops the tree gracefully.
     """

@@ -1,4 +1,4 @@
-"""Supervisor snapshots: the frozen rows and statistics introspection returns (S11)."""
+"""Supervisor snapshots: the frozen rows and statistics introspection returns (SUP-11)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ __all__ = ["ChildCounts", "ChildInfo", "ChildStatistics", "SupervisorStatistics"
 
 @attrs.frozen
 class ChildInfo:
-    """One row of ``which_children()`` (S11).
+    """One row of ``which_children()`` (SUP-11).
 
     Attributes:
         id: the child id (``None`` for dynamic children).
@@ -32,7 +32,7 @@ class ChildInfo:
 
 @attrs.frozen
 class ChildCounts:
-    """What ``count_children()`` returns (S11).
+    """What ``count_children()`` returns (SUP-11).
 
     Attributes:
         specs: children known to the supervisor, running or not.

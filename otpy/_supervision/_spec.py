@@ -1,4 +1,4 @@
-"""Child specs, supervisor flags and backoff: frozen, validated when built (S12)."""
+"""Child specs, supervisor flags and backoff: frozen, validated when built (SUP-12)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ __all__ = [
 
 
 class Restart(enum.Enum):
-    """When a child is restarted (S4)."""
+    """When a child is restarted (SUP-4)."""
 
     PERMANENT = "permanent"
     """Always, whatever its exit reason, including ``normal``."""
@@ -42,7 +42,7 @@ class Restart(enum.Enum):
 
 
 class Shutdown(enum.Enum):
-    """Non-numeric shutdown settings (S9); a number is a graceful timeout in seconds."""
+    """Non-numeric shutdown settings (SUP-9); a number is a graceful timeout in seconds."""
 
     BRUTAL_KILL = "brutal_kill"
     """Cancel at once; ``terminate`` does not run."""
@@ -58,7 +58,7 @@ class ChildType(enum.Enum):
 
 
 class Strategy(enum.Enum):
-    """What a supervisor restarts when a child exits (S1-S3)."""
+    """What a supervisor restarts when a child exits (SUP-1..SUP-3)."""
 
     ONE_FOR_ONE = "one_for_one"
     ONE_FOR_ALL = "one_for_all"
@@ -66,7 +66,7 @@ class Strategy(enum.Enum):
 
 
 class AutoShutdown(enum.Enum):
-    """Whether significant children finishing stops the supervisor (S13)."""
+    """Whether significant children finishing stops the supervisor (SUP-13)."""
 
     NEVER = "never"
     ANY_SIGNIFICANT = "any_significant"
@@ -116,7 +116,7 @@ def _ordered(value: object) -> bool:
 
 @attrs.frozen(kw_only=True)
 class Backoff:
-    """Exponential restart backoff with jitter (S14).
+    """Exponential restart backoff with jitter (SUP-14).
 
     The n-th consecutive restart (from 0) waits
     ``min(maximum, minimum * 2**n * (1 + jitter * U[0, 1)))``: jitter is applied
@@ -185,7 +185,7 @@ def _child_id(spec: Any) -> str:
 
 @attrs.frozen(kw_only=True)
 class ChildSpec:
-    """How a supervisor starts, restarts and stops one child (S12).
+    """How a supervisor starts, restarts and stops one child (SUP-12).
 
     Attributes:
         id: unique among its siblings.
@@ -198,7 +198,7 @@ class ChildSpec:
             (the default for supervisors).
         type: a :class:`ChildType`; supervisors are detected from ``start``.
         significant: with the supervisor's ``auto_shutdown``, its exit may stop the
-            supervisor (S13). Not allowed with ``Restart.PERMANENT``.
+            supervisor (SUP-13). Not allowed with ``Restart.PERMANENT``.
         name: register the child under this name; sends through ``otpy.named(name)``
             reach each new incarnation and wait in a stash during restarts.
         mailbox: overrides the actor class's mailbox config.
@@ -312,7 +312,7 @@ def _is_supervisor(start: object) -> bool:
 
 @attrs.frozen(kw_only=True)
 class SupervisorFlags:
-    """A supervisor's strategy and restart intensity (S5).
+    """A supervisor's strategy and restart intensity (SUP-5).
 
     Attributes:
         strategy: a :class:`Strategy`.
@@ -460,7 +460,7 @@ class SupervisorSpec:
 
 @attrs.frozen(kw_only=True)
 class DynamicSupervisorSpec:
-    """A dynamic supervisor: children added at run time from one template (S10).
+    """A dynamic supervisor: children added at run time from one template (SUP-10).
 
     Attributes:
         child: the template; ``start_child(*extra)`` spawns ``child.start`` with

@@ -1,4 +1,4 @@
-"""The static supervisor: children from a SupervisorSpec, restarted by its strategy (S1-S9)."""
+"""The static supervisor: children from a SupervisorSpec, restarted by its strategy (SUP-1..SUP-9)."""
 
 from __future__ import annotations
 
@@ -30,14 +30,14 @@ __all__ = ["Supervisor"]
 
 @final
 class Supervisor(_SupervisorBase):
-    """A static supervisor running a :class:`SupervisorSpec` (S1-S9, S11-S13, S15).
+    """A static supervisor running a :class:`SupervisorSpec` (SUP-1..SUP-9, SUP-11..SUP-13, SUP-15).
 
     Start one with :func:`open_supervisor`, :func:`start_supervisor`, or as a child
     of another supervisor; talk to it through :class:`SupervisorRef`.
     """
 
     async def init(self, spec: SupervisorSpec) -> None:
-        """Start the children in spec order; roll back and fail on the first failure (S8).
+        """Start the children in spec order; roll back and fail on the first failure (SUP-8).
 
         As OTP's does, a supervisor whose child fails to start stops the ones it
         started, in reverse, and exits with ``ShutdownWith(FailedToStartChild(...))``.
@@ -74,7 +74,7 @@ class Supervisor(_SupervisorBase):
         return _Child(spec, self._keys)
 
     async def terminate(self, reason: object) -> None:
-        """Stop every child in reverse start order, each per its shutdown setting (S9)."""
+        """Stop every child in reverse start order, each per its shutdown setting (SUP-9)."""
         for child in reversed(self._children):
             await self._stop_child(child, release=True)
 
@@ -102,7 +102,7 @@ class Supervisor(_SupervisorBase):
         await self._restart(child, reason)
 
     def _check_auto_shutdown(self, child: _Child) -> None:
-        """Stop the supervisor when significant children finished by themselves (S13)."""
+        """Stop the supervisor when significant children finished by themselves (SUP-13)."""
         if not child.spec.significant:
             return
         mode = self.flags.auto_shutdown
@@ -113,7 +113,7 @@ class Supervisor(_SupervisorBase):
             self.stop(SHUTDOWN)
 
     def _group(self, child: _Child) -> list[_Child]:
-        """*child* and the siblings its strategy restarts with it, in start order (S1-S3)."""
+        """*child* and the siblings its strategy restarts with it, in start order (SUP-1..SUP-3)."""
         strategy = self.flags.strategy
         if strategy is Strategy.ONE_FOR_ONE:
             return [child]
@@ -148,7 +148,7 @@ class Supervisor(_SupervisorBase):
         await self._start_group(child, group)
 
     async def handle_call(self, message: Any, caller: Caller) -> Any:
-        """Serve the child-management API (S11); errors come back as values."""
+        """Serve the child-management API (SUP-11); errors come back as values."""
         try:
             if type(message) is _StartChild:
                 return await self._api_start_child(message.take())

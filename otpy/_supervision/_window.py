@@ -1,4 +1,4 @@
-"""Restart intensity: a sliding window of restart times per supervisor (S5).
+"""Restart intensity: a sliding window of restart times per supervisor (SUP-5).
 
 Pure arithmetic over ``now`` so it is tested without a clock. A restart exactly
 ``period`` seconds old still counts, as in OTP.

@@ -416,7 +416,7 @@ class _OneLineFormatter(_RedactingFormatter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line, for log collectors (S15).
+    """One JSON object per line, for log collectors (SUP-15).
 
     Fields: ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``message``; ``report``
     for otpy's structured crash and supervisor reports (supervisor, context, reason,

@@ -1,4 +1,4 @@
-"""The replay guard: the pure decisions behind every replay, and the idempotency ledger (D7-D9).
+"""The replay guard: the pure decisions behind every replay, and the idempotency ledger (DL-7..DL-9).
 
 Every state change a replay makes is decided by the functions here
 (:func:`decide_replay`, :func:`finish_replay`, :func:`reclaim`, :func:`resolve`), so
@@ -36,7 +36,7 @@ __all__ = [
 
 
 class LedgerState(enum.StrEnum):
-    """The idempotency ledger's state for one key (D8)."""
+    """The idempotency ledger's state for one key (DL-8)."""
 
     PENDING = "pending"
     """The side effect started; nobody knows yet whether it happened."""
@@ -74,7 +74,7 @@ def ledger_prunable(
     record_ids: Container[str],
     idempotency_keys: Container[str],
 ) -> bool:
-    """Return whether the retention sweep may remove *entry* (D5, D8).
+    """Return whether the retention sweep may remove *entry* (DL-5, DL-8).
 
     Only when it was last updated before *cutoff* (``now - ledger_max_age``) and no
     stored record can use it: no record's id is its ``record_id``, no record's
@@ -161,7 +161,7 @@ def decide_replay(
     lease: float,
     force: bool = False,
 ) -> Decision:
-    """Decide a replay request atomically with the record and its key's ledger entry (D4, D7-D9).
+    """Decide a replay request atomically with the record and its key's ledger entry (DL-4, DL-7..DL-9).
 
     - archived: refused (``rejected_archived``), even with *force*;
     - running under a live lease, or its key pending under another record's live
@@ -287,7 +287,7 @@ class Reclaimed:
 
 
 def reclaim(record: DeadLetter, ledger: LedgerEntry | None, *, now: float) -> Reclaimed | None:
-    """Settle a running record whose worker died (D9); ``None`` if its lease is live.
+    """Settle a running record whose worker died (DL-9); ``None`` if its lease is live.
 
     If the ledger shows its side effect started, it becomes in doubt and is never
     resent automatically; otherwise it becomes failed with the reason, and replayable.

@@ -1,4 +1,4 @@
-"""The dead-letter record: what failed, why, where it was going, and its replay state (D1).
+"""The dead-letter record: what failed, why, where it was going, and its replay state (DL-1).
 
 A :class:`DeadLetter` is frozen and validated when built, so a bad record fails at
 the capture point, not when an operator lists it at 3 a.m. Build one from a failure
@@ -396,7 +396,7 @@ class ReplayState:
         last_outcome: how the last request ended.
         last_error: the last failure's class and (redacted) message.
         lease_expires_at: while running, when the worker's lease runs out; after that a
-            dead worker's replay is reclaimed (D9).
+            dead worker's replay is reclaimed (DL-9).
 
     Raises:
         InvalidDeadLetter: a field is invalid (see :class:`DeadLetter`).
@@ -492,7 +492,7 @@ class DeadLetter:
 
     @property
     def replay_key(self) -> str:
-        """The idempotency key replays are deduplicated by (D8).
+        """The idempotency key replays are deduplicated by (DL-8).
 
         The record's own ``idempotency_key`` when it has one, so a replay and the
         original operation share a key; otherwise ``dead_letter:<id>``.

@@ -1,4 +1,4 @@
-"""Dead-letter the messages a bounded queue refuses (P7, P8, D1).
+"""Dead-letter the messages a bounded queue refuses (PRS-7, PRS-8, DL-1).
 
 A :class:`~otpy.pressure.BoundedQueue` hands every refused message to its ``on_reject``
 callback, synchronously, before the producer's :class:`~otpy.LoadShed` or
@@ -207,7 +207,7 @@ def _rejection_record(
 
 @final
 class PartitionedRejectionDeadLetters(_Bound["PartitionedQueue[T]"], Generic[T]):
-    """An ``on_reject`` for a :class:`~otpy.pressure.PartitionedQueue` that stores each refusal (P7, P8).
+    """An ``on_reject`` for a :class:`~otpy.pressure.PartitionedQueue` that stores each refusal (PRS-7, PRS-8).
 
     Build it with :func:`dead_letter_partitioned_rejections`. Each record takes the
     item's own key (so a replay lands on the same partition) and, once bound, the
@@ -261,7 +261,7 @@ def dead_letter_rejections(
     queue: BoundedQueue[T] | None = None,
     encoder: Encoder = encode_payload,
 ) -> RejectionDeadLetters[T]:
-    """Return an ``on_reject`` callback that dead-letters each refused message (P7, P8).
+    """Return an ``on_reject`` callback that dead-letters each refused message (PRS-7, PRS-8).
 
     Each ``load_shed`` or ``queue_full`` refusal becomes a record with source
     :attr:`~otpy.deadletter.Source.LOAD_SHED` or :attr:`~otpy.deadletter.Source.QUEUE_FULL`,
@@ -321,7 +321,7 @@ def dead_lettering_queue(
 def dead_letter_leftovers(
     client: DeadLetters, *, encoder: Encoder = encode_payload, timeout: float = 10.0
 ) -> Callable[[str, list[tuple[str, Any]]], Awaitable[None]]:
-    """Return an ``on_leftovers`` for :meth:`~otpy.pressure.PartitionedQueue.drain_spec` that dead-letters them (P10).
+    """Return an ``on_leftovers`` for :meth:`~otpy.pressure.PartitionedQueue.drain_spec` that dead-letters them (PRS-10).
 
     Each ``(key, item)`` a drain left unfinished becomes a record with the item's key
     (so a replay lands on the same partition), source

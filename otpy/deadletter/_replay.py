@@ -1,4 +1,4 @@
-"""Replay: re-send dead letters through handlers, at most once per idempotency key (D6-D10).
+"""Replay: re-send dead letters through handlers, at most once per idempotency key (DL-6..DL-10).
 
 The replay supervisor (``one_for_one``) runs ``partitions`` workers and a reclaimer.
 The workers are the :class:`~otpy.pressure.PartitionWorker` actors of a
@@ -285,7 +285,7 @@ class ReplayConfig:
             id=self.reclaimer_name, start=Reclaimer, args=(self,), name=self.reclaimer_name
         )
         # one_for_one: partitions are independent; a crashed worker restarts alone
-        # and the others keep replaying (D10).
+        # and the others keep replaying (DL-10).
         return SupervisorSpec(
             id=self.name,
             name=self.name,
@@ -368,7 +368,7 @@ class Replayer:
     async def replay(
         self, record_id: str, *, force: bool = False, timeout: float | None = 60.0
     ) -> ReplayResult:
-        """Replay one record through its partition's worker (D6-D9).
+        """Replay one record through its partition's worker (DL-6..DL-9).
 
         A refusal by the guard (archived, in progress, already replayed, in doubt) is
         a result, not an error: call :meth:`ReplayResult.raise_for_outcome` to turn

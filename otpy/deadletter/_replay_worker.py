@@ -1,4 +1,4 @@
-"""What the replay supervisor runs: the workers' handler, the reclaimer, and replay telemetry (D8-D10, T4).
+"""What the replay supervisor runs: the workers' handler, the reclaimer, and replay telemetry (DL-8..DL-10, TEL-4).
 
 The workers are the :class:`~otpy.pressure.PartitionWorker` actors of the config's
 :class:`~otpy.pressure.PartitionedQueue`; :class:`ReplayRunner` is their handler. See
@@ -241,7 +241,7 @@ class ReplayRunner:
             return _finished(span, request, refused, decision.record.replay.attempts)
         attempt = decision.record.replay.attempts
         # Between the lease and the side effect: dying here leaves no ledger entry,
-        # so the reclaimer resubmits the record once the lease expires (D9).
+        # so the reclaimer resubmits the record once the lease expires (DL-9).
         record = await store.get(request.record_id)
         if not await store.mark_started(record, force=request.force):
             # Another record with the same idempotency key got there first.
@@ -339,7 +339,7 @@ def _stopped(request: ReplayRequest, partition: int, exc: BaseException) -> Repl
 
 @final
 class Reclaimer(Actor):
-    """Every ``reclaim_interval``, settles the records of workers that died holding a lease (D9).
+    """Every ``reclaim_interval``, settles the records of workers that died holding a lease (DL-9).
 
     A record whose side effect never started becomes ``failed`` and is resubmitted
     to its partition; one whose side effect started becomes ``in_doubt`` and waits

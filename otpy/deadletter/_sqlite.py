@@ -1,4 +1,4 @@
-"""The durable dead-letter store: one SQLite file, through aiosqlite (D2).
+"""The durable dead-letter store: one SQLite file, through aiosqlite (DL-2).
 
 Every operation is one transaction. Writes start with ``BEGIN IMMEDIATE``, which takes
 SQLite's write lock before reading, so the replay guard (:func:`decide_replay` and
@@ -454,7 +454,7 @@ class SQLiteDeadLetterStore:
     async def list(
         self, where: DeadLetterFilter = ALL, *, limit: int = 50, cursor: str | None = None
     ) -> Page:
-        """Return one page of matching records, newest first (D3); large payloads are not read.
+        """Return one page of matching records, newest first (DL-3); large payloads are not read.
 
         A row that cannot be decoded is reported in ``Page.corrupt`` (by id, with
         what is wrong), and the others are listed; the page still covers *limit* rows.
@@ -493,7 +493,7 @@ class SQLiteDeadLetterStore:
         return await self._read(body)
 
     async def archive(self, where: DeadLetterFilter) -> int:
-        """Archive matching active records that are not running; return how many (D4)."""
+        """Archive matching active records that are not running; return how many (DL-4)."""
         clauses, params = where_clauses(where)
         clauses += ["status = 'active'", NOT_RUNNING]
         sql = (
@@ -508,7 +508,7 @@ class SQLiteDeadLetterStore:
         return await self._write(body)
 
     async def purge(self, where: DeadLetterFilter) -> int:
-        """Delete matching records that are not running, with their payloads; return how many (D5).
+        """Delete matching records that are not running, with their payloads; return how many (DL-5).
 
         It filters in SQL only, so it also removes rows that cannot be decoded.
         """
@@ -552,7 +552,7 @@ class SQLiteDeadLetterStore:
         )
 
     async def sweep(self, policy: RetentionPolicy) -> SweepResult:
-        """Evict by age, then by count (oldest first), per status; never running records (D5).
+        """Evict by age, then by count (oldest first), per status; never running records (DL-5).
 
         Then prune the idempotency ledger by ``policy.ledger_max_age``, looking up each
         old entry's records by index (never scanning them). Evictions go in
@@ -646,7 +646,7 @@ class SQLiteDeadLetterStore:
 
         Returns ``False`` (and writes nothing) if the key is pending under another
         record's live lease or, unless *force* is set, committed or pending for
-        another record at all (D8). One transaction: of two records racing with one
+        another record at all (DL-8). One transaction: of two records racing with one
         key, in this process or another, only one passes.
         """
         key = record.replay_key
@@ -699,7 +699,7 @@ class SQLiteDeadLetterStore:
         return await self._write(body)
 
     async def reclaim_expired(self) -> builtins.list[Reclaimed]:
-        """Apply :func:`~otpy.deadletter.reclaim` to every running record whose lease expired (D9).
+        """Apply :func:`~otpy.deadletter.reclaim` to every running record whose lease expired (DL-9).
 
         A row that cannot be decoded is logged (by id) and skipped, so it never
         blocks the others.

@@ -230,7 +230,7 @@ class RetentionRule:
 
 @attrs.frozen(kw_only=True)
 class RetentionPolicy:
-    """What the periodic sweep evicts (D5).
+    """What the periodic sweep evicts (DL-5).
 
     The defaults never evict an active record: an active dead letter is a message
     nobody has decided about yet, and dropping it silently would defeat the store.
@@ -238,7 +238,7 @@ class RetentionPolicy:
     :attr:`StoreStatistics.evicted` and logged; active limits, when set, are logged
     at WARNING.
 
-    The sweep also prunes the idempotency ledger (D8), after evicting records. An
+    The sweep also prunes the idempotency ledger (DL-8), after evicting records. An
     entry is removed only when both hold:
 
     a. it was last updated more than ``ledger_max_age`` seconds ago, and
@@ -396,7 +396,7 @@ class DeadLetterStore(Protocol):
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
-        """Return one page of matching records, newest first (D3).
+        """Return one page of matching records, newest first (DL-3).
 
         A row that cannot be decoded does not fail the listing: it is reported in
         :attr:`Page.corrupt` by id, and the other records are listed.
@@ -408,11 +408,11 @@ class DeadLetterStore(Protocol):
         ...
 
     async def archive(self, where: DeadLetterFilter) -> int:
-        """Archive matching active records that are not running; return how many (D4)."""
+        """Archive matching active records that are not running; return how many (DL-4)."""
         ...
 
     async def purge(self, where: DeadLetterFilter) -> int:
-        """Delete matching records that are not running, with their payloads; return how many (D5)."""
+        """Delete matching records that are not running, with their payloads; return how many (DL-5)."""
         ...
 
     async def statistics(self) -> StoreStatistics:
@@ -420,7 +420,7 @@ class DeadLetterStore(Protocol):
         ...
 
     async def sweep(self, policy: RetentionPolicy) -> SweepResult:
-        """Evict what *policy* no longer keeps, counting every eviction (D5)."""
+        """Evict what *policy* no longer keeps, counting every eviction (DL-5)."""
         ...
 
     async def begin_replay(self, record_id: str, *, lease: float, force: bool = False) -> Decision:

@@ -1,4 +1,4 @@
-"""Dead-letter writes, evictions and dropped captures as spans and metrics (T1, T4).
+"""Dead-letter writes, evictions and dropped captures as spans and metrics (TEL-1, TEL-4).
 
 Like the supervisor's telemetry (`otpy.telemetry.record_restart`) these use
 opentelemetry-api only, cost little when no SDK is installed, and never raise:

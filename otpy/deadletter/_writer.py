@@ -1,4 +1,4 @@
-"""The dead-letter writer: group commit, acknowledgement after commit, and retention (D2, D5).
+"""The dead-letter writer: group commit, acknowledgement after commit, and retention (DL-2, DL-5).
 
 One :class:`DeadLetterWriter` actor owns the store's writes. Captures arriving while
 a commit is in flight queue in its mailbox and go into the next batch, so a burst of
@@ -516,7 +516,7 @@ class DeadLetters:
     async def capture(
         self, records: DeadLetter | Iterable[DeadLetter], *, timeout: float = 10.0
     ) -> str | tuple[str, ...]:
-        """Store *records* durably; return once they are committed (D2).
+        """Store *records* durably; return once they are committed (DL-2).
 
         Args:
             records: one record, or several stored in the same transaction.
@@ -644,7 +644,7 @@ def count_undelivered(client: DeadLetters, message: object, reason: str) -> bool
 
 @final
 class RetentionSweeper(Actor):
-    """Runs ``store.sweep(policy)`` at start and then every ``policy.interval`` seconds (D5).
+    """Runs ``store.sweep(policy)`` at start and then every ``policy.interval`` seconds (DL-5).
 
     Every eviction is logged (INFO for archived records, WARNING for active ones:
     those were waiting for a decision) and counted in ``otpy.deadletter.evictions``

@@ -1,4 +1,4 @@
-"""The pressure monitor: an actor that turns queue occupancy into levels (P4-P5).
+"""The pressure monitor: an actor that turns queue occupancy into levels (PRS-4..PRS-5).
 
 It samples each watched queue's ``statistics()`` snapshot every ``interval`` seconds
 (and whenever a producer calls :func:`notify_pressure`), runs :func:`~otpy.pressure.advance` on
@@ -548,7 +548,7 @@ def _readings(watched: Watched, snapshot: Occupancy) -> list[_Reading]:
 
 
 class PressureMonitor(Actor):
-    """Samples watched queues and reports each pressure level change once (P5).
+    """Samples watched queues and reports each pressure level change once (PRS-5).
 
     Start it as a supervised child (give it a ``name`` so a restarted incarnation
     finds the levels its predecessor published)::

@@ -1,4 +1,4 @@
-"""A bounded, key-partitioned work queue with supervised, demand-driven workers (P1, P3, P8, P10).
+"""A bounded, key-partitioned work queue with supervised, demand-driven workers (PRS-1, PRS-3, PRS-8, PRS-10).
 
 Items go to partition ``partition_of(key, partitions)``, each partition a
 :class:`BoundedQueue` with its own capacity and pressure level. One worker per
@@ -389,7 +389,7 @@ class PartitionedQueue(Generic[T]):
             self._wake(part)
 
     async def aclose(self, timeout: float = 30.0) -> list[tuple[str, T]]:
-        """Stop accepting, let the workers finish what is queued, and return the rest (P10).
+        """Stop accepting, let the workers finish what is queued, and return the rest (PRS-10).
 
         From the first call on, :meth:`put` raises :class:`QueueClosed`. Attached
         workers keep going until every partition is empty (puts already waiting to
@@ -404,7 +404,7 @@ class PartitionedQueue(Generic[T]):
         everything queued is returned at once.
 
         Args:
-            timeout: seconds to wait for the workers to drain (default 30, as P10): a
+            timeout: seconds to wait for the workers to drain (default 30, as PRS-10): a
                 finite number > 0.
 
         Raises:
@@ -492,9 +492,9 @@ class PartitionedQueue(Generic[T]):
         """Return one :class:`PartitionWorker` child spec per partition, for a tree of your own.
 
         Worker *i* calls ``await handler(key, item)`` for partition *i*'s items, one
-        at a time, in arrival order (P3); partitions run concurrently. It holds at
+        at a time, in arrival order (PRS-3); partitions run concurrently. It holds at
         most *max_demand* items outstanding and pulls more only when that falls to
-        *min_demand* (P1).
+        *min_demand* (PRS-1).
 
         A handler that raises an ``Exception`` does not stop the worker: the error
         is counted in ``errors`` and passed to ``on_error(key, item, exc)`` (or
@@ -564,7 +564,7 @@ class PartitionedQueue(Generic[T]):
         *period* seconds stops the supervisor, and its parent decides.
 
         With *drain* (seconds), the supervisor also runs :meth:`drain_spec` after
-        the workers, so shutting it down drains the queue first (P10) and hands
+        the workers, so shutting it down drains the queue first (PRS-10) and hands
         what was not finished to *on_leftovers*.
         The other options are :meth:`worker_specs`'s.
         """
@@ -591,7 +591,7 @@ class PartitionedQueue(Generic[T]):
         on_leftovers: Leftovers[T] | None = None,
         id: str | None = None,
     ) -> ChildSpec:
-        """Return a child that drains this queue when its supervisor shuts down (P10).
+        """Return a child that drains this queue when its supervisor shuts down (PRS-10).
 
         Put it *after* the workers in the same supervisor: children stop in reverse
         start order, so it stops first, while the workers still run. On a graceful
@@ -603,7 +603,7 @@ class PartitionedQueue(Generic[T]):
         supervisor restarted), it reopens the queue.
 
         Args:
-            timeout: seconds the workers get to drain (default 30, as P10).
+            timeout: seconds the workers get to drain (default 30, as PRS-10).
             on_leftovers: stores what was not finished.
             id: the child id (default ``f"{queue name}.drain"``).
         """

@@ -1,4 +1,4 @@
-"""Pressure levels with hysteresis, and what each level does to a producer (P4-P8).
+"""Pressure levels with hysteresis, and what each level does to a producer (PRS-4..PRS-8).
 
 Everything here is pure arithmetic on ``(ratio, now)``: the bounded queues and the
 pressure monitor built on it only run it, and tests check it with plain ``==``.
@@ -146,7 +146,7 @@ _LEVELS: Final = (Level.WARN, Level.DEGRADED, Level.SHED)
 
 @attrs.frozen(kw_only=True)
 class PressurePolicy:
-    """How occupancy maps to levels, and what each level does; validated when built (P4).
+    """How occupancy maps to levels, and what each level does; validated when built (PRS-4).
 
     Attributes:
         warn: the ``warn`` threshold (default enter 0.70, exit 0.60).
@@ -318,7 +318,7 @@ class Admission:
 def admit(
     policy: PressurePolicy, level: Level, priority: Priority, *, depth: int, capacity: int
 ) -> Admission:
-    """Decide what happens to a message of *priority* offered at *level* (P6-P8).
+    """Decide what happens to a message of *priority* offered at *level* (PRS-6..PRS-8).
 
     At capacity every priority gets ``QUEUE_FULL``: a bounded queue never grows past
     its capacity, for critical work either. Otherwise ``shed`` rejects the shed

@@ -1,4 +1,4 @@
-"""A bounded queue whose producers are throttled, deferred or shed by priority (P5-P8).
+"""A bounded queue whose producers are throttled, deferred or shed by priority (PRS-5..PRS-8).
 
 The queue runs the pure policy in :mod:`._policy`: every put gets the verdict
 :func:`admit` gives, and every put and get feeds the new occupancy to

@@ -1,4 +1,4 @@
-"""A token-bucket rate limiter that delays rather than drops (P9)."""
+"""A token-bucket rate limiter that delays rather than drops (PRS-9)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Every span, attribute and metric name otpy emits, grouped by the subsystem that emits it.
 
 Semantic conventions have nothing for supervision, pressure or dead letters, so these
-live in a custom ``otpy.*`` namespace (REFERENCE-SOURCES 6.1 #8). Failures also carry
-the standard ``error.type`` attribute (T3). Names are part of the public API:
+live in a custom ``otpy.*`` namespace. Failures also carry
+the standard ``error.type`` attribute (TEL-3). Names are part of the public API:
 dashboards and runbooks query their values, so a value changes only with a changelog
 entry. ``docs/telemetry.md`` has the same list as one table, and a test keeps the two
 in step.

@@ -1,4 +1,4 @@
-"""Carry the OpenTelemetry context in message envelopes (STYLE 5: injected on send, extracted on receive).
+"""Carry the OpenTelemetry context in message envelopes (TEL-4: injected on send, extracted on receive).
 
 Installed when :mod:`otpy.telemetry` is imported, which every otpy program does.
 A send captures the sender's context only when it holds something (a span, or

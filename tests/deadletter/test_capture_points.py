@@ -1,4 +1,4 @@
-"""Capture points: poison messages and undeliverable messages reach the store (D1)."""
+"""Capture points: poison messages and undeliverable messages reach the store (DL-1)."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def tree(store: MemoryDeadLetterStore, parser: type[Parser], seen: list[object])
 
 @pytest.mark.parametrize("kind", ["cast", "info", "call"])
 async def test_a_poison_message_is_dead_lettered_and_its_siblings_keep_going(kind: str) -> None:
-    """D1: the message an actor crashed on is stored with the crash reason and the actor's name as key."""
+    """DL-1: the message an actor crashed on is stored with the crash reason and the actor's name as key."""
     store = MemoryDeadLetterStore()
     seen: list[object] = []
     async with otpy.open_supervisor(tree(store, Parser, seen)) as sup:
@@ -120,7 +120,7 @@ async def test_a_poison_message_is_dead_lettered_and_its_siblings_keep_going(kin
 
 
 async def test_with_the_option_off_a_crash_captures_nothing() -> None:
-    """D1: the twin: an actor without dead_letter_on_crash crashes and restarts, and nothing is stored."""
+    """DL-1: the twin: an actor without dead_letter_on_crash crashes and restarts, and nothing is stored."""
     store = MemoryDeadLetterStore()
     seen: list[object] = []
     async with otpy.open_supervisor(tree(store, CarelessParser, seen)) as sup:
@@ -136,7 +136,7 @@ async def test_with_the_option_off_a_crash_captures_nothing() -> None:
 
 
 async def test_an_injected_crash_is_not_a_poison_message() -> None:
-    """D1: a crash that is not a message (inject_crash) publishes no poison event."""
+    """DL-1: a crash that is not a message (inject_crash) publishes no poison event."""
     store = MemoryDeadLetterStore()
     async with otpy.open_supervisor(tree(store, Parser, [])) as sup:
         node = otpy.current_node()
@@ -150,7 +150,7 @@ async def test_an_injected_crash_is_not_a_poison_message() -> None:
 
 
 async def test_a_poison_message_of_a_plain_spawned_actor_is_captured() -> None:
-    """D1: the class option works without a supervisor, keyed by the actor's label."""
+    """DL-1: the class option works without a supervisor, keyed by the actor's label."""
     store = MemoryDeadLetterStore()
     async with otpy.open_supervisor(dead_letter_children(store, sweep=False)):
         node = otpy.current_node()
@@ -168,7 +168,7 @@ async def test_a_poison_message_of_a_plain_spawned_actor_is_captured() -> None:
 
 
 async def test_a_cast_to_a_dead_actor_is_stored_as_undeliverable() -> None:
-    """D1: a cast to an exited actor is stored with reason actor_stopped, keyed by its label."""
+    """DL-1: a cast to an exited actor is stored with reason actor_stopped, keyed by its label."""
     store = MemoryDeadLetterStore()
     async with otpy.open_supervisor(dead_letter_children(store, sweep=False)):
         route_dead_letters(otpy.current_node().dead_letters, DeadLetters())
@@ -199,7 +199,7 @@ async def test_a_cast_to_a_dead_actor_is_stored_as_undeliverable() -> None:
 async def test_messages_a_full_mailbox_drops_are_stored(
     overflow: Overflow, reason: str, kept: list[int]
 ) -> None:
-    """D1: messages dropped by a full DROP_NEWEST/DROP_OLDEST mailbox are stored with the drop reason."""
+    """DL-1: messages dropped by a full DROP_NEWEST/DROP_OLDEST mailbox are stored with the drop reason."""
     store = MemoryDeadLetterStore()
     async with otpy.open_supervisor(dead_letter_children(store, sweep=False)):
         route_dead_letters(otpy.current_node().dead_letters, DeadLetters())
@@ -215,7 +215,7 @@ async def test_messages_a_full_mailbox_drops_are_stored(
 
 
 async def test_a_rejecting_mailbox_raises_to_the_sender_and_stores_nothing() -> None:
-    """D1: the twin: REJECT tells the sender (MailboxFull), so the message is not dead-lettered."""
+    """DL-1: the twin: REJECT tells the sender (MailboxFull), so the message is not dead-lettered."""
     store = MemoryDeadLetterStore()
     async with otpy.open_supervisor(dead_letter_children(store, sweep=False)):
         route_dead_letters(otpy.current_node().dead_letters, DeadLetters())
@@ -229,7 +229,7 @@ async def test_a_rejecting_mailbox_raises_to_the_sender_and_stores_nothing() -> 
 
 
 async def test_only_the_chosen_reasons_are_routed() -> None:
-    """D1: reasons={'poison'} stores poison messages and ignores undeliverable ones."""
+    """DL-1: reasons={'poison'} stores poison messages and ignores undeliverable ones."""
     store = MemoryDeadLetterStore()
     async with otpy.open_supervisor(dead_letter_children(store, sweep=False)):
         route_dead_letters(otpy.current_node().dead_letters, DeadLetters(), reasons={"poison"})
@@ -241,13 +241,13 @@ async def test_only_the_chosen_reasons_are_routed() -> None:
 
 
 def test_an_unknown_reason_is_refused() -> None:
-    """D1: a misspelt reason fails when routing is set up, not silently later."""
+    """DL-1: a misspelt reason fails when routing is set up, not silently later."""
     with pytest.raises(ValueError, match=r"^route_dead_letters: unknown reasons \['posion'\]"):
         route_dead_letters(otpy.DeadLetterStream(), DeadLetters(), reasons={"posion"})
 
 
 async def test_removing_the_route_stops_capturing() -> None:
-    """D1: the function route_dead_letters returns removes its sink."""
+    """DL-1: the function route_dead_letters returns removes its sink."""
     store = MemoryDeadLetterStore()
     async with otpy.open_supervisor(dead_letter_children(store, sweep=False)):
         remove = route_dead_letters(otpy.current_node().dead_letters, DeadLetters())
@@ -259,7 +259,7 @@ async def test_removing_the_route_stops_capturing() -> None:
 
 
 async def test_undeliverable_captures_for_a_missing_writer_are_counted_not_looped() -> None:
-    """D1: a fire-and-forget capture with no writer is dropped and counted once; it is never re-captured."""
+    """DL-1: a fire-and-forget capture with no writer is dropped and counted once; it is never re-captured."""
     async with otpy.open_node() as node:
         client = DeadLetters()
         route_dead_letters(node.dead_letters, client)
@@ -270,7 +270,7 @@ async def test_undeliverable_captures_for_a_missing_writer_are_counted_not_loope
 
 
 async def test_a_custom_encoder_is_used() -> None:
-    """D1: route_dead_letters(encoder=...) decides the stored body and content type."""
+    """DL-1: route_dead_letters(encoder=...) decides the stored body and content type."""
     store = MemoryDeadLetterStore()
 
     def encoder(message: object) -> tuple[bytes, str]:
@@ -324,12 +324,12 @@ class Unprintable:
     ],
 )
 def test_the_default_encoder(message: object, expected: tuple[bytes, str]) -> None:
-    """D1: bytes as-is, str as UTF-8, JSON as JSON, anything else as its repr (never pickled)."""
+    """DL-1: bytes as-is, str as UTF-8, JSON as JSON, anything else as its repr (never pickled)."""
     assert encode_payload(message) == expected
 
 
 def test_an_event_without_an_exception_still_makes_a_valid_poison_record() -> None:
-    """D1: a poison event with no exception is stored with reason class 'poison'."""
+    """DL-1: a poison event with no exception is stored with reason class 'poison'."""
     event = otpy.DeadLetterEvent("parser", "x", "cast", "poison", 0.0)
     dead = dead_letter_from_event(event)
     assert (dead.reason_class, dead.reason) == ("poison", "actor parser crashed handling it")

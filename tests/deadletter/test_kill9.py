@@ -1,4 +1,4 @@
-"""An acknowledged dead letter survives kill -9 of the process that captured it (D2)."""
+"""An acknowledged dead letter survives kill -9 of the process that captured it (DL-2)."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def capture_then_kill(db: Path, stderr: Path) -> list[str]:
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_every_acknowledged_dead_letter_survives_kill_9(tmp_path: Path) -> None:
-    """D2: SIGKILL during a burst of captures loses no acknowledged record and leaves an intact file."""
+    """DL-2: SIGKILL during a burst of captures loses no acknowledged record and leaves an intact file."""
     db = tmp_path / "dead.db"
     acked = await anyio.to_thread.run_sync(capture_then_kill, db, tmp_path / "child.err")
     assert len(acked) >= ACKED_BEFORE_KILL

@@ -1,4 +1,4 @@
-"""A tree that owns its SQLite store: opened by a StoreOwner, closed when it stops (D1, D2)."""
+"""A tree that owns its SQLite store: opened by a StoreOwner, closed when it stops (DL-1, DL-2)."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ async def settle() -> None:
 
 @asyncio_only
 async def test_poison_message_lands_in_the_tree_owned_sqlite_file(tmp_path: Path) -> None:
-    """D1/D2: a crash on a message stores it in the file the tree opened; the tree goes on."""
+    """DL-1/DL-2: a crash on a message stores it in the file the tree opened; the tree goes on."""
     path = tmp_path / "var" / "dead-letters.db"  # the directory does not exist yet
     async with otpy.open_supervisor(node_tree(path)) as sup:
         with pytest.raises(otpy.ActorExited):
@@ -120,7 +120,7 @@ async def test_handle_is_open_only_while_its_owner_runs(tmp_path: Path) -> None:
 
 @asyncio_only
 async def test_handle_passes_every_store_operation_through(tmp_path: Path) -> None:
-    """D3-D8 through a tree-owned handle: it is a full store, guard and ledger included."""
+    """DL-3..DL-8 through a tree-owned handle: it is a full store, guard and ledger included."""
     handle = sqlite_store(tmp_path / "dead.db")
     spec = SupervisorSpec(id="node", children=dead_letter_children(handle, sweep=False))
     async with otpy.open_supervisor(spec):

@@ -1,4 +1,4 @@
-"""The dead-letter record: validation, redaction, ids, and round trips through both stores (D1)."""
+"""The dead-letter record: validation, redaction, ids, and round trips through both stores (DL-1)."""
 
 from __future__ import annotations
 
@@ -233,18 +233,18 @@ KNOWN_BAD = [
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(fields=record_fields())
-async def test_d1_any_record_round_trips_through_the_store(
+async def test_dl_1_any_record_round_trips_through_the_store(
     store: DeadLetterStore, fields: dict[str, Any]
 ) -> None:
-    """D1: whatever the constructor accepts comes back from get exactly; listings drop only large payloads."""
+    """DL-1: whatever the constructor accepts comes back from get exactly; listings drop only large payloads."""
     await check_round_trip(store, fields)
 
 
 @pytest.mark.parametrize("fields", KNOWN_BAD)
-async def test_d1_values_once_lost_are_refused_or_round_trip(
+async def test_dl_1_values_once_lost_are_refused_or_round_trip(
     store: DeadLetterStore, fields: dict[str, Any]
 ) -> None:
-    """D1: NaN times, surrogates, counts beyond SQLite's and bools get the same property, every run."""
+    """DL-1: NaN times, surrogates, counts beyond SQLite's and bools get the same property, every run."""
     await check_round_trip(store, fields)
 
 
@@ -261,16 +261,16 @@ async def check_round_trip(store: DeadLetterStore, fields: dict[str, Any]) -> No
     assert page.records == (as_listed(original),)
 
 
-async def test_d1_huge_headers_and_payload_round_trip(store: DeadLetterStore) -> None:
-    """D1: a thousand headers, one of a megabyte, and a 2 MB payload come back intact."""
+async def test_dl_1_huge_headers_and_payload_round_trip(store: DeadLetterStore) -> None:
+    """DL-1: a thousand headers, one of a megabyte, and a 2 MB payload come back intact."""
     headers = (*((f"X-H-{i}", "v" * i) for i in range(1000)), ("X-Big", "é" * 2**20))
     original = record(headers=headers, payload=bytes(range(256)) * 8192, key="ключ/🔑")
     assert await store.add_many([original]) == 1
     assert await store.get(original.id) == original
 
 
-async def test_d1_empty_and_absent_payloads_stay_distinct(store: DeadLetterStore) -> None:
-    """D1: an empty payload comes back as b'', an absent one (size 0) as None."""
+async def test_dl_1_empty_and_absent_payloads_stay_distinct(store: DeadLetterStore) -> None:
+    """DL-1: an empty payload comes back as b'', an absent one (size 0) as None."""
     empty, absent = record(payload=b""), record(payload=None)
     await store.add_many([empty, absent])
     assert (await store.get(empty.id)).payload == b""
@@ -284,55 +284,55 @@ async def test_d1_empty_and_absent_payloads_stay_distinct(store: DeadLetterStore
     "bad_id",
     ["", "short", "01HZZZZZZZZZZZZZZZZZZZZZZZ0", "01hzxyzxyzxyzxyzxyzxyzxyzx", "U" * 26],
 )
-def test_d1_malformed_id_is_refused(bad_id: str) -> None:
-    """D1: an id that is not 26 Crockford characters (no I, L, O, U, no lowercase) is refused."""
+def test_dl_1_malformed_id_is_refused(bad_id: str) -> None:
+    """DL-1: an id that is not 26 Crockford characters (no I, L, O, U, no lowercase) is refused."""
     with pytest.raises(ValueError, match="is not a 26-character otpy id"):
         record(id=bad_id)
 
 
-def test_d1_new_id_is_accepted() -> None:
-    """D1 twin: ids from new_id are valid record ids."""
+def test_dl_1_new_id_is_accepted() -> None:
+    """DL-1 twin: ids from new_id are valid record ids."""
     assert record(id=new_id()).id
 
 
 @pytest.mark.parametrize("field", ["key", "reason_class"])
-def test_d1_empty_key_or_reason_class_is_refused(field: str) -> None:
-    """D1: a record must say where it was going and what failed."""
+def test_dl_1_empty_key_or_reason_class_is_refused(field: str) -> None:
+    """DL-1: a record must say where it was going and what failed."""
     with pytest.raises(ValueError, match=f"^dead letter: {field} must not be empty$"):
         record(**{field: ""})
 
 
-def test_d1_payload_size_must_match_the_payload() -> None:
-    """D1: a payload_size that disagrees with the payload is refused."""
+def test_dl_1_payload_size_must_match_the_payload() -> None:
+    """DL-1: a payload_size that disagrees with the payload is refused."""
     with pytest.raises(ValueError, match=r"payload_size is 5 but the payload has 4 bytes"):
         record(payload=b"body", payload_size=5)
 
 
-def test_d1_payload_size_defaults_to_the_payload_length() -> None:
-    """D1 twin: payload_size is taken from the payload, and may be stated without one."""
+def test_dl_1_payload_size_defaults_to_the_payload_length() -> None:
+    """DL-1 twin: payload_size is taken from the payload, and may be stated without one."""
     assert record(payload=b"body").payload_size == 4
     assert record(payload=None, payload_size=10).payload_size == 10
     assert not record(payload=None, payload_size=10).payload_loaded
     assert record(payload=None).payload_loaded
 
 
-def test_d1_updated_before_created_is_refused() -> None:
-    """D1: a record cannot change before it exists."""
+def test_dl_1_updated_before_created_is_refused() -> None:
+    """DL-1: a record cannot change before it exists."""
     with pytest.raises(ValueError, match="updated_at is before created_at"):
         record(updated_at=T0 - 1)
 
 
 @pytest.mark.parametrize("field", ["attempt", "max_attempts"])
-def test_d1_negative_attempts_are_refused(field: str) -> None:
-    """D1: attempt counts are never negative."""
+def test_dl_1_negative_attempts_are_refused(field: str) -> None:
+    """DL-1: attempt counts are never negative."""
     with pytest.raises(
         InvalidDeadLetter, match=rf"^dead letter: {field} must be >= 0 and < 2\*\*63, got -1$"
     ):
         record(**{field: -1})
 
 
-def test_d1_negative_queue_depth_is_refused() -> None:
-    """D1: diagnostics counts are never negative."""
+def test_dl_1_negative_queue_depth_is_refused() -> None:
+    """DL-1: diagnostics counts are never negative."""
     with pytest.raises(
         InvalidDeadLetter,
         match=r"^dead letter: diagnostics.queue_depth must be >= 0 and < 2\*\*63, got -1$",
@@ -340,8 +340,8 @@ def test_d1_negative_queue_depth_is_refused() -> None:
         Diagnostics(queue_depth=-1)
 
 
-def test_d1_unknown_source_is_refused() -> None:
-    """D1: the source must be one otpy knows, so replay handlers can be found by it."""
+def test_dl_1_unknown_source_is_refused() -> None:
+    """DL-1: the source must be one otpy knows, so replay handlers can be found by it."""
     with pytest.raises(
         InvalidDeadLetter,
         match=r"^dead letter: source must be one of ingest, outbound, .*, got 'carrier_pigeon'$",
@@ -398,8 +398,8 @@ def test_d1_unknown_source_is_refused() -> None:
         ({"id": 5}, r"id 5 is not a 26-character otpy id"),
     ],
 )
-def test_d1_invalid_fields_are_refused_by_name(changes: dict[str, Any], message: str) -> None:
-    """D1: NaN, infinities, out-of-range counts, bools, surrogates and wrong types are refused, naming the field."""
+def test_dl_1_invalid_fields_are_refused_by_name(changes: dict[str, Any], message: str) -> None:
+    """DL-1: NaN, infinities, out-of-range counts, bools, surrogates and wrong types are refused, naming the field."""
     with pytest.raises(InvalidDeadLetter, match=f"^dead letter: {message}") as caught:
         record(**changes)
     assert isinstance(caught.value, otpy.DeadLetterError)
@@ -408,8 +408,8 @@ def test_d1_invalid_fields_are_refused_by_name(changes: dict[str, Any], message:
     assert caught.value.field.startswith(next(iter(changes)))
 
 
-def test_d1_a_value_whose_repr_fails_is_still_refused_by_name() -> None:
-    """D1: the error message survives a value that cannot describe itself."""
+def test_dl_1_a_value_whose_repr_fails_is_still_refused_by_name() -> None:
+    """DL-1: the error message survives a value that cannot describe itself."""
 
     class Unprintable:
         def __repr__(self) -> str:
@@ -433,8 +433,8 @@ def test_d1_a_value_whose_repr_fails_is_still_refused_by_name() -> None:
         ({"last_error": "\ud800"}, r"replay.last_error must be text that encodes as UTF-8"),
     ],
 )
-def test_d1_invalid_replay_state_is_refused_by_name(state: dict[str, Any], message: str) -> None:
-    """D1: the replay bookkeeping is checked like the record, its fields named replay.*."""
+def test_dl_1_invalid_replay_state_is_refused_by_name(state: dict[str, Any], message: str) -> None:
+    """DL-1: the replay bookkeeping is checked like the record, its fields named replay.*."""
     with pytest.raises(InvalidDeadLetter, match=f"^dead letter: {message}"):
         ReplayState(**state)
 
@@ -446,16 +446,16 @@ def test_d1_invalid_replay_state_is_refused_by_name(state: dict[str, Any], messa
         ({"pressure_level": 3}, r"diagnostics.pressure_level must be a string, got int"),
     ],
 )
-def test_d1_invalid_diagnostics_are_refused_by_name(
+def test_dl_1_invalid_diagnostics_are_refused_by_name(
     diagnostics: dict[str, Any], message: str
 ) -> None:
-    """D1: diagnostics are checked like the record, their fields named diagnostics.*."""
+    """DL-1: diagnostics are checked like the record, their fields named diagnostics.*."""
     with pytest.raises(InvalidDeadLetter, match=f"^dead letter: {message}"):
         Diagnostics(**diagnostics)
 
 
-def test_d1_the_widest_valid_values_are_accepted() -> None:
-    """D1 twin: the edges of every range, integer times and enum values as strings are accepted."""
+def test_dl_1_the_widest_valid_values_are_accepted() -> None:
+    """DL-1 twin: the edges of every range, integer times and enum values as strings are accepted."""
     edge = record(
         source="ingest",
         category="fatal",
@@ -480,8 +480,8 @@ def test_d1_the_widest_valid_values_are_accepted() -> None:
 
 
 @pytest.mark.parametrize("now", [1e20, math.nan, math.inf, -1.0, MAX_TIME, True, "soon"])
-def test_d1_capture_refuses_a_bad_now_without_moving_the_id_generator(now: Any) -> None:
-    """D1: a now out of range is refused by name, and the next id carries the time the last one did."""
+def test_dl_1_capture_refuses_a_bad_now_without_moving_the_id_generator(now: Any) -> None:
+    """DL-1: a now out of range is refused by name, and the next id carries the time the last one did."""
     before = new_id()
     with pytest.raises(
         InvalidDeadLetter, match=r"^dead letter: now must be a (finite time|number)"
@@ -503,15 +503,17 @@ def test_d1_capture_refuses_a_bad_now_without_moving_the_id_generator(now: Any) 
         ({"attempt": -1}, r"attempt must be >= 0"),
     ],
 )
-def test_d1_capture_refuses_bad_arguments_by_name(arguments: dict[str, Any], message: str) -> None:
-    """D1: capture checks what it is given (an int payload is not turned into zero bytes)."""
+def test_dl_1_capture_refuses_bad_arguments_by_name(
+    arguments: dict[str, Any], message: str
+) -> None:
+    """DL-1: capture checks what it is given (an int payload is not turned into zero bytes)."""
     fields: dict[str, Any] = {"key": "api", "source": "outbound", "reason_class": "E", **arguments}
     with pytest.raises(InvalidDeadLetter, match=f"^dead letter: {message}"):
         DeadLetter.capture(**fields)
 
 
-def test_d1_capture_redacts_and_stamps() -> None:
-    """D1: capture takes class and message from the error, redacts both reason and headers."""
+def test_dl_1_capture_redacts_and_stamps() -> None:
+    """DL-1: capture takes class and message from the error, redacts both reason and headers."""
     error = ConnectionError("login failed: password=hunter2")
     captured = DeadLetter.capture(
         key="api",
@@ -533,8 +535,8 @@ def test_d1_capture_redacts_and_stamps() -> None:
     assert id_millis(captured.id) >= int(T0 * 1000)
 
 
-def test_d8_replay_key_is_the_idempotency_key_when_there_is_one() -> None:
-    """D8: a replay shares the original operation's idempotency key."""
+def test_dl_8_replay_key_is_the_idempotency_key_when_there_is_one() -> None:
+    """DL-8: a replay shares the original operation's idempotency key."""
     assert record(idempotency_key="order-1").replay_key == "order-1"
 
 

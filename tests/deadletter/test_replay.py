@@ -1,4 +1,4 @@
-"""The replay supervisor: the guard's outcomes end to end, partitioning, timeouts, telemetry (D4, D6-D10, T4)."""
+"""The replay supervisor: the guard's outcomes end to end, partitioning, timeouts, telemetry (DL-4, DL-6..DL-10, TEL-4)."""
 
 from __future__ import annotations
 
@@ -164,7 +164,7 @@ def dest() -> Destination:
 async def test_replay_sends_once_and_marks_succeeded(
     store: MemoryDeadLetterStore, dest: Destination, clock: FakeClock
 ) -> None:
-    """D6: a replay re-sends the record with its replay key and marks it succeeded."""
+    """DL-6: a replay re-sends the record with its replay key and marks it succeeded."""
     record = capture(clock, idempotency_key="order-1")
     await store.add_many([record])
     async with open_replayer(store, {Source.OUTBOUND: dest.send}) as replayer:
@@ -188,7 +188,7 @@ async def test_replay_sends_once_and_marks_succeeded(
 async def test_replay_again_is_already_replayed_without_a_side_effect(
     store: MemoryDeadLetterStore, dest: Destination, clock: FakeClock
 ) -> None:
-    """D7: replaying a succeeded record answers already_replayed and sends nothing."""
+    """DL-7: replaying a succeeded record answers already_replayed and sends nothing."""
     record = capture(clock)
     await store.add_many([record])
     async with open_replayer(store, {Source.OUTBOUND: dest.send}) as replayer:
@@ -206,7 +206,7 @@ async def test_replay_again_is_already_replayed_without_a_side_effect(
 async def test_force_sends_a_succeeded_record_again(
     store: MemoryDeadLetterStore, dest: Destination, clock: FakeClock
 ) -> None:
-    """D7: force re-sends a record that was already replayed."""
+    """DL-7: force re-sends a record that was already replayed."""
     record = capture(clock)
     await store.add_many([record])
     async with open_replayer(store, {Source.OUTBOUND: dest.send}) as replayer:
@@ -220,7 +220,7 @@ async def test_force_sends_a_succeeded_record_again(
 async def test_archived_record_is_rejected_even_forced(
     store: MemoryDeadLetterStore, dest: Destination, clock: FakeClock
 ) -> None:
-    """D4: an archived record is never replayed, with or without force."""
+    """DL-4: an archived record is never replayed, with or without force."""
     record = capture(clock)
     await store.add_many([record])
     await store.archive(DeadLetterFilter(ids=(record.id,)))
@@ -237,7 +237,7 @@ async def test_archived_record_is_rejected_even_forced(
 async def test_concurrent_replay_of_the_same_record_is_in_progress(
     store: MemoryDeadLetterStore, dest: Destination, clock: FakeClock
 ) -> None:
-    """D7: while one replay supervisor holds a record, another's request answers in_progress."""
+    """DL-7: while one replay supervisor holds a record, another's request answers in_progress."""
     record = capture(clock)
     await store.add_many([record])
     entered, release = anyio.Event(), anyio.Event()
@@ -268,7 +268,7 @@ async def test_concurrent_replay_of_the_same_record_is_in_progress(
 async def test_failed_replay_stays_on_the_record_and_can_be_replayed(
     store: MemoryDeadLetterStore, dest: Destination, clock: FakeClock
 ) -> None:
-    """D6: a failed replay marks the same record failed (no second dead letter); a retry succeeds."""
+    """DL-6: a failed replay marks the same record failed (no second dead letter); a retry succeeds."""
     record = capture(clock)
     await store.add_many([record])
 
@@ -314,7 +314,7 @@ async def test_no_handler_for_the_source_is_refused_before_any_lease(
 
 
 async def test_unknown_record_is_not_found(store: MemoryDeadLetterStore, dest: Destination) -> None:
-    """D3: replaying an id the store does not hold raises DeadLetterNotFound."""
+    """DL-3: replaying an id the store does not hold raises DeadLetterNotFound."""
     async with open_replayer(store, {Source.OUTBOUND: dest.send}) as replayer:
         with pytest.raises(otpy.DeadLetterNotFound):
             await replayer.replay(otpy.deadletter.new_id())
@@ -323,7 +323,7 @@ async def test_unknown_record_is_not_found(store: MemoryDeadLetterStore, dest: D
 async def test_reclaim_without_expired_leases_reclaims_nothing(
     store: MemoryDeadLetterStore, dest: Destination, clock: FakeClock
 ) -> None:
-    """D9: a record whose lease is live is never reclaimed, even on an explicit sweep."""
+    """DL-9: a record whose lease is live is never reclaimed, even on an explicit sweep."""
     record = capture(clock)
     await store.add_many([record])
     entered, release = anyio.Event(), anyio.Event()
@@ -346,7 +346,7 @@ async def test_reclaim_without_expired_leases_reclaims_nothing(
 async def test_outcome_unknown_is_in_doubt_and_never_resent_unless_forced(
     store: MemoryDeadLetterStore, dest: Destination, clock: FakeClock
 ) -> None:
-    """D8: a handler raising ReplayOutcomeUnknown leaves the record in doubt; only force resends."""
+    """DL-8: a handler raising ReplayOutcomeUnknown leaves the record in doubt; only force resends."""
     record = capture(clock)
     await store.add_many([record])
 
@@ -372,7 +372,7 @@ async def test_outcome_unknown_is_in_doubt_and_never_resent_unless_forced(
 async def test_handler_timeout_is_in_doubt(
     store: MemoryDeadLetterStore, dest: Destination, clock: FakeClock
 ) -> None:
-    """D8: a handler still running after handler_timeout is cancelled; the record is in doubt."""
+    """DL-8: a handler still running after handler_timeout is cancelled; the record is in doubt."""
     record = capture(clock)
     await store.add_many([record])
     dest.after[record.id] = anyio.sleep_forever
@@ -405,7 +405,7 @@ async def test_handler_timeout_is_in_doubt(
 async def test_handler_finishing_within_the_timeout_is_replayed(
     store: MemoryDeadLetterStore, dest: Destination, clock: FakeClock
 ) -> None:
-    """D8: the twin: a handler that takes just under handler_timeout succeeds."""
+    """DL-8: the twin: a handler that takes just under handler_timeout succeeds."""
     record = capture(clock)
     await store.add_many([record])
 
@@ -446,10 +446,10 @@ async def test_request_still_queued_when_its_call_times_out_never_runs(
     assert (await store.get(second.id)).replay.status is ReplayStatus.NEVER
 
 
-async def test_p3_replay_requests_go_through_the_shared_partitioned_queue(
+async def test_prs_3_replay_requests_go_through_the_shared_partitioned_queue(
     store: MemoryDeadLetterStore, dest: Destination, clock: FakeClock
 ) -> None:
-    """P3/D10: the replay workers are the PartitionWorkers of the config's PartitionedQueue.
+    """PRS-3/DL-10: the replay workers are the PartitionWorkers of the config's PartitionedQueue.
 
     Each request is counted by its key's partition, and the queue's workers are the
     registered replay workers.
@@ -477,10 +477,10 @@ async def test_p3_replay_requests_go_through_the_shared_partitioned_queue(
 
 
 @pytest.mark.parametrize("anyio_backend", [virtual_time()])
-async def test_p8_a_full_replay_partition_refuses_the_request_without_replaying(
+async def test_prs_8_a_full_replay_partition_refuses_the_request_without_replaying(
     store: MemoryDeadLetterStore, dest: Destination, clock: FakeClock
 ) -> None:
-    """P8: past ``capacity`` waiting requests a replay gets no outcome and a QueueFull reason."""
+    """PRS-8: past ``capacity`` waiting requests a replay gets no outcome and a QueueFull reason."""
     first, second, third = (capture(clock) for _ in range(3))
     await store.add_many([first, second, third])
     entered, release = anyio.Event(), anyio.Event()
@@ -531,13 +531,13 @@ async def test_replaying_without_a_running_supervisor_says_so_at_once(
 
 
 def test_stable_hash_is_fixed_across_processes() -> None:
-    """D10: stable_hash is BLAKE2b, not the per-process salted hash(): a pinned value."""
+    """DL-10: stable_hash is BLAKE2b, not the per-process salted hash(): a pinned value."""
     assert stable_hash("orders:42") == 7041023272453229123
     assert partition_of("orders:42", 4) == 7041023272453229123 % 4
 
 
 def test_stable_hash_spreads_keys_over_partitions() -> None:
-    """D10: a thousand keys spread over four partitions, none far from a quarter."""
+    """DL-10: a thousand keys spread over four partitions, none far from a quarter."""
     counts = Counter(partition_of(f"customer-{i}", 4) for i in range(1000))
     assert sorted(counts) == [0, 1, 2, 3]
     assert all(200 <= n <= 300 for n in counts.values()), counts
@@ -546,7 +546,7 @@ def test_stable_hash_spreads_keys_over_partitions() -> None:
 async def test_same_key_replays_in_order_on_one_worker(
     store: MemoryDeadLetterStore, dest: Destination, clock: FakeClock
 ) -> None:
-    """D10: replays for one key wait for each other, in the order requested."""
+    """DL-10: replays for one key wait for each other, in the order requested."""
     records = [capture(clock, key="orders:7") for _ in range(3)]
     await store.add_many(records)
     entered, release = anyio.Event(), anyio.Event()
@@ -574,7 +574,7 @@ async def test_same_key_replays_in_order_on_one_worker(
 async def test_different_partitions_replay_concurrently(
     store: MemoryDeadLetterStore, dest: Destination, clock: FakeClock
 ) -> None:
-    """D10: replays in two partitions run at the same time: each handler waits for the other."""
+    """DL-10: replays in two partitions run at the same time: each handler waits for the other."""
     key_a, key_b = keys_in_distinct_partitions(2)
     a, b = capture(clock, key=key_a), capture(clock, key=key_b)
     await store.add_many([a, b])
@@ -597,7 +597,7 @@ async def test_different_partitions_replay_concurrently(
 async def test_replay_many_replays_oldest_first_and_reports_progress(
     store: MemoryDeadLetterStore, dest: Destination, clock: FakeClock
 ) -> None:
-    """D6, D10: bulk replay covers every match, each key in capture order, with progress."""
+    """DL-6, DL-10: bulk replay covers every match, each key in capture order, with progress."""
     keys = keys_in_distinct_partitions(3)
     records = []
     for i in range(9):
@@ -621,7 +621,7 @@ async def test_replay_many_replays_oldest_first_and_reports_progress(
 async def test_replay_many_pages_through_the_store(
     store: MemoryDeadLetterStore, dest: Destination, clock: FakeClock
 ) -> None:
-    """D6: bulk replay reads past the first page and replays only what matches."""
+    """DL-6: bulk replay reads past the first page and replays only what matches."""
     records = [capture(clock, key=f"k{i % 5}") for i in range(1203)]
     other = capture(clock, key="elsewhere", reason_class="ValueError")
     await store.add_many([*records, other])
@@ -636,7 +636,7 @@ async def test_replay_many_pages_through_the_store(
 async def test_a_killed_worker_restarts_alone(
     store: MemoryDeadLetterStore, dest: Destination, clock: FakeClock
 ) -> None:
-    """D10: killing one worker restarts that worker only; the others keep their incarnations."""
+    """DL-10: killing one worker restarts that worker only; the others keep their incarnations."""
     async with open_replayer(store, {Source.OUTBOUND: dest.send}):
         sup = supervisor()
         before = {info.id: info.ref for info in sup.which_children()}
@@ -664,7 +664,7 @@ async def test_a_killed_worker_restarts_alone(
 def test_spec_has_one_worker_per_partition_then_the_reclaimer(
     store: MemoryDeadLetterStore, dest: Destination
 ) -> None:
-    """D10: the spec is one_for_one over N named workers and a reclaimer, in that order."""
+    """DL-10: the spec is one_for_one over N named workers and a reclaimer, in that order."""
     spec = replay_supervisor(store, {"outbound": dest.send}, name="rp", partitions=2)
     assert spec.flags.strategy is otpy.Strategy.ONE_FOR_ONE
     assert spec.name == "rp"
@@ -867,7 +867,7 @@ def outcome_counts(reader: InMemoryMetricReader) -> dict[tuple[str, str], int]:
 async def test_replay_span_carries_the_outcome_and_links_to_the_failure(
     store: MemoryDeadLetterStore, dest: Destination, clock: FakeClock
 ) -> None:
-    """T1, T4: each replay has a span with its outcome, linked to the failed attempt's span."""
+    """TEL-1, TEL-4: each replay has a span with its outcome, linked to the failed attempt's span."""
     record = capture(clock, key="orders:9", trace_context={"traceparent": TRACEPARENT})
     await store.add_many([record])
     seen: list[trace.SpanContext] = []
@@ -912,7 +912,7 @@ async def test_replay_span_carries_the_outcome_and_links_to_the_failure(
 async def test_failed_replay_span_is_an_error_without_a_link_when_no_context(
     store: MemoryDeadLetterStore, dest: Destination, clock: FakeClock
 ) -> None:
-    """T3: a failed replay's span has status Error and error.type; no trace context, no link."""
+    """TEL-3: a failed replay's span has status Error and error.type; no trace context, no link."""
     record = capture(clock)
     await store.add_many([record])
 
@@ -940,7 +940,7 @@ async def test_failed_replay_span_is_an_error_without_a_link_when_no_context(
 async def test_record_purged_while_queued_is_reported_not_found(
     store: MemoryDeadLetterStore, dest: Destination, clock: FakeClock
 ) -> None:
-    """D5: a record purged before its worker got to it: replay raises, replay_many reports it."""
+    """DL-5: a record purged before its worker got to it: replay raises, replay_many reports it."""
     first, second, third = (capture(clock, key="orders:3") for _ in range(3))
     await store.add_many([first, second, third])
     entered, release = anyio.Event(), anyio.Event()
@@ -984,7 +984,7 @@ async def test_record_purged_while_queued_is_reported_not_found(
 async def test_handler_errors_are_described_by_class_and_message(
     store: MemoryDeadLetterStore, clock: FakeClock, error: Exception, described: str
 ) -> None:
-    """D6: a failed replay's error is the exception's qualified class and its message."""
+    """DL-6: a failed replay's error is the exception's qualified class and its message."""
     record = capture(clock)
     await store.add_many([record])
 
@@ -999,7 +999,7 @@ async def test_handler_errors_are_described_by_class_and_message(
 async def test_an_unprintable_handler_error_is_still_recorded(
     store: MemoryDeadLetterStore, clock: FakeClock
 ) -> None:
-    """D6: an exception whose str() raises still marks the record failed, with its class."""
+    """DL-6: an exception whose str() raises still marks the record failed, with its class."""
     record = capture(clock)
     await store.add_many([record])
 
@@ -1020,7 +1020,7 @@ async def test_an_unprintable_handler_error_is_still_recorded(
 async def test_worker_status_shows_no_store_or_handlers(
     store: MemoryDeadLetterStore, dest: Destination
 ) -> None:
-    """A15: get_status of a worker and the reclaimer shows names and counters, no store or handler."""
+    """ACT-15: get_status of a worker and the reclaimer shows names and counters, no store or handler."""
     async with open_replayer(store, {Source.OUTBOUND: dest.send}, partitions=2):
         worker, reclaimer = otpy.whereis("replay.1"), otpy.whereis("replay.reclaimer")
         assert worker is not None
@@ -1042,7 +1042,7 @@ async def test_worker_status_shows_no_store_or_handlers(
 async def test_replay_end_to_end_on_the_sqlite_store(
     tmp_path: Path, dest: Destination, clock: FakeClock
 ) -> None:
-    """D6-D8: the same replay flow on the SQLite store; its outcome and ledger survive a reopen."""
+    """DL-6..DL-8: the same replay flow on the SQLite store; its outcome and ledger survive a reopen."""
     path = tmp_path / "dead.db"
     records = [capture(clock, key=f"orders:{i % 2}", idempotency_key=f"pay-{i}") for i in range(4)]
 

@@ -1,4 +1,4 @@
-"""Replay workers that die mid-replay: leases, the reclaimer and the idempotency ledger (D8-D10)."""
+"""Replay workers that die mid-replay: leases, the reclaimer and the idempotency ledger (DL-8..DL-10)."""
 
 from __future__ import annotations
 
@@ -183,7 +183,7 @@ async def kill_worker(replayer: Replayer, key: str) -> otpy.ActorRef:
 async def test_worker_killed_holding_a_lease_is_reclaimed_and_replayed_once(
     store: WatchedStore, dest: Destination, clock: FakeClock
 ) -> None:
-    """D9, D10: a worker killed before the side effect is restarted alone; the record is resent once."""
+    """DL-9, DL-10: a worker killed before the side effect is restarted alone; the record is resent once."""
     victim_key, *other_keys = keys_in_distinct_partitions(4)
     held = capture(clock, key=victim_key)
     others = [capture(clock, key=key) for key in other_keys]
@@ -240,7 +240,7 @@ async def test_worker_killed_holding_a_lease_is_reclaimed_and_replayed_once(
 async def test_reclaimer_resubmits_on_its_own_after_the_interval(
     store: WatchedStore, dest: Destination, clock: FakeClock
 ) -> None:
-    """D9: without being asked, the reclaimer finds the expired lease at its next sweep."""
+    """DL-9: without being asked, the reclaimer finds the expired lease at its next sweep."""
     held = capture(clock)
     await store.add_many([held])
     entered, release = anyio.Event(), anyio.Event()
@@ -261,7 +261,7 @@ async def test_reclaimer_resubmits_on_its_own_after_the_interval(
 async def test_worker_killed_after_the_side_effect_leaves_the_record_in_doubt(
     store: WatchedStore, dest: Destination, clock: FakeClock
 ) -> None:
-    """D8: killed between side effect and commit: in doubt after the lease, never resent unless forced."""
+    """DL-8: killed between side effect and commit: in doubt after the lease, never resent unless forced."""
     record = capture(clock)
     await store.add_many([record])
     entered, release = anyio.Event(), anyio.Event()
@@ -323,7 +323,7 @@ async def test_worker_killed_after_the_side_effect_leaves_the_record_in_doubt(
 async def test_key_committed_by_another_record_meanwhile_is_not_sent_again(
     store: WatchedStore, dest: Destination, clock: FakeClock
 ) -> None:
-    """D8: two records share an idempotency key; if the other commits it first, this one is not sent."""
+    """DL-8: two records share an idempotency key; if the other commits it first, this one is not sent."""
     key_a, key_b = keys_in_distinct_partitions(2)
     a = capture(clock, key=key_a, idempotency_key="pay-1")
     b = capture(clock, key=key_b, idempotency_key="pay-1")
@@ -354,7 +354,7 @@ async def test_key_committed_by_another_record_meanwhile_is_not_sent_again(
 async def test_key_pending_under_another_record_is_in_progress(
     store: WatchedStore, dest: Destination, clock: FakeClock
 ) -> None:
-    """D7, D8: a record whose key another record is sending right now answers in_progress."""
+    """DL-7, DL-8: a record whose key another record is sending right now answers in_progress."""
     key_a, key_b = keys_in_distinct_partitions(2)
     a = capture(clock, key=key_a, idempotency_key="pay-2")
     b = capture(clock, key=key_b, idempotency_key="pay-2")
@@ -392,7 +392,7 @@ async def test_key_pending_under_another_record_is_in_progress(
 async def test_key_left_in_doubt_by_a_killed_worker_is_not_sent_by_another_record(
     store: WatchedStore, dest: Destination, clock: FakeClock
 ) -> None:
-    """D8: a worker killed mid side effect puts the key in doubt; another record with it is not sent."""
+    """DL-8: a worker killed mid side effect puts the key in doubt; another record with it is not sent."""
     key_a, key_b = keys_in_distinct_partitions(2)
     a = capture(clock, key=key_a, idempotency_key="pay-3")
     b = capture(clock, key=key_b, idempotency_key="pay-3")
@@ -424,7 +424,7 @@ async def test_key_left_in_doubt_by_a_killed_worker_is_not_sent_by_another_recor
 async def test_key_left_in_doubt_by_an_unknown_outcome_is_not_sent_by_another_record(
     store: WatchedStore, dest: Destination, clock: FakeClock
 ) -> None:
-    """D8: a handler raising ReplayOutcomeUnknown puts the key in doubt for every record carrying it."""
+    """DL-8: a handler raising ReplayOutcomeUnknown puts the key in doubt for every record carrying it."""
     key_a, key_b = keys_in_distinct_partitions(2)
     a = capture(clock, key=key_a, idempotency_key="pay-4")
     b = capture(clock, key=key_b, idempotency_key="pay-4")
@@ -456,7 +456,7 @@ async def test_key_left_in_doubt_by_an_unknown_outcome_is_not_sent_by_another_re
 async def test_record_that_loses_the_key_to_a_replay_ending_in_doubt_is_in_doubt(
     store: WatchedStore, dest: Destination, clock: FakeClock
 ) -> None:
-    """D8: a record holding a lease when another record's replay of its key ends in doubt is not sent."""
+    """DL-8: a record holding a lease when another record's replay of its key ends in doubt is not sent."""
     key_a, key_b = keys_in_distinct_partitions(2)
     a = capture(clock, key=key_a, idempotency_key="pay-5")
     b = capture(clock, key=key_b, idempotency_key="pay-5")
@@ -494,7 +494,7 @@ async def test_record_that_loses_the_key_to_a_replay_ending_in_doubt_is_in_doubt
 async def test_reclaimer_survives_a_failing_sweep(
     store: WatchedStore, dest: Destination, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """D9: a sweep the store refuses is logged and retried at the next interval."""
+    """DL-9: a sweep the store refuses is logged and retried at the next interval."""
     held = capture(clock)
     await store.add_many([held])
     entered, release = anyio.Event(), anyio.Event()
@@ -516,7 +516,7 @@ async def test_reclaimer_survives_a_failing_sweep(
 async def test_reclaimer_does_not_resubmit_what_it_has_no_handler_for(
     store: WatchedStore, dest: Destination, clock: FakeClock
 ) -> None:
-    """D9: a record leased by another replay supervisor that died stays failed if no handler here."""
+    """DL-9: a record leased by another replay supervisor that died stays failed if no handler here."""
     record = capture(clock, source=Source.INGEST)
     await store.add_many([record])
     entered, release = anyio.Event(), anyio.Event()
@@ -544,7 +544,7 @@ async def test_reclaimer_does_not_resubmit_what_it_has_no_handler_for(
 async def test_store_error_mid_replay_crashes_the_worker_and_the_record_is_recovered(
     store: WatchedStore, dest: Destination, clock: FakeClock
 ) -> None:
-    """D9: a store error after the lease crashes the worker (let it crash); the record is resent later."""
+    """DL-9: a store error after the lease crashes the worker (let it crash); the record is resent later."""
     record = capture(clock)
     await store.add_many([record])
     store.failing_gets.add(record.id)
@@ -574,7 +574,7 @@ async def test_store_error_mid_replay_crashes_the_worker_and_the_record_is_recov
 async def test_resubmitted_record_purged_before_its_turn_is_skipped(
     store: WatchedStore, dest: Destination, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """D5, D9: a resubmitted record purged while queued is logged and skipped; the worker goes on."""
+    """DL-5, DL-9: a resubmitted record purged while queued is logged and skipped; the worker goes on."""
     held, blocking, after = (capture(clock, key="orders:5") for _ in range(3))
     await store.add_many([held, blocking, after])
     entered, release = anyio.Event(), anyio.Event()
@@ -601,7 +601,7 @@ async def test_resubmitted_record_purged_before_its_turn_is_skipped(
 async def test_unexpected_messages_follow_the_actor_defaults(
     store: WatchedStore, dest: Destination
 ) -> None:
-    """A5: unknown calls and casts crash a worker or the reclaimer (restarted); infos are ignored."""
+    """ACT-5: unknown calls and casts crash a worker or the reclaimer (restarted); infos are ignored."""
     async with open_replayer(store, {Source.OUTBOUND: dest.send}, partitions=1) as replayer:
         sup = replay_supervisor_ref()
         for child_id in ("replay.0", "replay.reclaimer"):

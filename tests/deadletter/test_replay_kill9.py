@@ -1,4 +1,4 @@
-"""kill -9 of a replaying process never lets one idempotency key be sent twice without force (D8).
+"""kill -9 of a replaying process never lets one idempotency key be sent twice without force (DL-8).
 
 Each run captures pairs of records that share an idempotency key under different
 dead-letter keys, then runs ``_replay_kill9_child.py``, which replays them all and is
@@ -111,8 +111,8 @@ async def recover(db: Path, effects: Path) -> None:
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-async def test_d8_kill_9_mid_side_effect_never_sends_a_shared_key_twice(tmp_path: Path) -> None:
-    """D8: across runs killed mid side effect, no idempotency key is sent twice without force."""
+async def test_dl_8_kill_9_mid_side_effect_never_sends_a_shared_key_twice(tmp_path: Path) -> None:
+    """DL-8: across runs killed mid side effect, no idempotency key is sent twice without force."""
     sent: Counter[str] = Counter()
     for run in range(RUNS):
         db, effects = tmp_path / f"dead{run}.db", tmp_path / f"effects{run}.txt"

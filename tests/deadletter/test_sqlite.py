@@ -285,8 +285,8 @@ async def test_opening_on_trio_says_asyncio_is_needed(path: Path) -> None:
 # -- durability -----------------------------------------------------------------------
 
 
-async def test_d2_everything_survives_close_and_reopen(path: Path) -> None:
-    """D2: records (large payloads too), replay state, ledger and counters are all on disk."""
+async def test_dl_2_everything_survives_close_and_reopen(path: Path) -> None:
+    """DL-2: records (large payloads too), replay state, ledger and counters are all on disk."""
     small, large, archived = make(), make(payload=os.urandom(200_000)), make(key="old")
     clock = [T0]
     async with open_store(path, inline_limit=1000, clock=lambda: clock[0]) as store:
@@ -313,8 +313,8 @@ async def test_d2_everything_survives_close_and_reopen(path: Path) -> None:
     assert entry.state is LedgerState.PENDING
 
 
-async def test_d2_committed_records_survive_kill_9(path: Path) -> None:
-    """D2: once add_many returns, a SIGKILL of the process loses nothing."""
+async def test_dl_2_committed_records_survive_kill_9(path: Path) -> None:
+    """DL-2: once add_many returns, a SIGKILL of the process loses nothing."""
     script = textwrap.dedent(
         """
         import sys, anyio
@@ -384,10 +384,10 @@ async def test_list_never_reads_the_payloads_table(path: Path, raw: sqlite3.Conn
         assert "payloads" not in plan
 
 
-async def test_d5_large_sweeps_evict_in_chunks_and_count_everything(
+async def test_dl_5_large_sweeps_evict_in_chunks_and_count_everything(
     path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """D5: a sweep evicting more than one chunk commits chunk by chunk and counts every eviction."""
+    """DL-5: a sweep evicting more than one chunk commits chunk by chunk and counts every eviction."""
     monkeypatch.setattr(_sqlite, "SWEEP_CHUNK", 2)
     clock = [T0]
     async with open_store(path, clock=lambda: clock[0]) as store:
@@ -406,10 +406,10 @@ async def test_d5_large_sweeps_evict_in_chunks_and_count_everything(
         assert [r.id for r in (await store.list()).records] == [r.id for r in reversed(young[5:])]
 
 
-async def test_d5_d8_large_ledger_prunes_go_in_chunks_and_persist_their_count(
+async def test_dl_5_dl_8_large_ledger_prunes_go_in_chunks_and_persist_their_count(
     path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """D5, D8: pruning more ledger entries than one chunk commits chunk by chunk; the count survives reopening."""
+    """DL-5, DL-8: pruning more ledger entries than one chunk commits chunk by chunk; the count survives reopening."""
     monkeypatch.setattr(_sqlite, "SWEEP_CHUNK", 2)
     clock = [T0]
     async with open_store(path, clock=lambda: clock[0]) as store:
@@ -445,10 +445,10 @@ async def test_write_while_another_process_holds_the_lock_is_store_locked(
         assert await store.add_many([make()]) == 1
 
 
-async def test_d7_replay_guard_takes_the_write_lock_before_reading(
+async def test_dl_7_replay_guard_takes_the_write_lock_before_reading(
     path: Path, raw: sqlite3.Connection
 ) -> None:
-    """D7: begin_replay reads the record under the write lock, so two processes cannot both proceed."""
+    """DL-7: begin_replay reads the record under the write lock, so two processes cannot both proceed."""
     record = make()
     async with open_store(path, busy_timeout=0) as store:
         await store.add_many([record])
@@ -460,8 +460,8 @@ async def test_d7_replay_guard_takes_the_write_lock_before_reading(
         assert (await store.begin_replay(record.id, lease=30.0)).action is Action.PROCEED
 
 
-async def test_d7_two_stores_on_one_file_never_both_proceed(path: Path) -> None:
-    """D7: concurrent replays of one record through two connections: one proceeds, one is in progress."""
+async def test_dl_7_two_stores_on_one_file_never_both_proceed(path: Path) -> None:
+    """DL-7: concurrent replays of one record through two connections: one proceeds, one is in progress."""
     record = make()
     decisions = []
     async with open_store(path) as first, open_store(path) as second:
@@ -477,10 +477,10 @@ async def test_d7_two_stores_on_one_file_never_both_proceed(path: Path) -> None:
     assert {d.outcome for d in decisions} == {None, ReplayOutcome.IN_PROGRESS}
 
 
-async def test_d8_two_stores_racing_with_one_idempotency_key_never_both_start(
+async def test_dl_8_two_stores_racing_with_one_idempotency_key_never_both_start(
     path: Path,
 ) -> None:
-    """D8: two records sharing a key, leased through two connections: only one marks it started."""
+    """DL-8: two records sharing a key, leased through two connections: only one marks it started."""
     a, b = make(key="a", idempotency_key="pay-1"), make(key="b", idempotency_key="pay-1")
     passed: list[str] = []
     async with open_store(path) as first, open_store(path) as second:
@@ -724,7 +724,7 @@ async def test_damaged_id_is_still_purgeable_by_that_id(
 async def test_reclaim_skips_a_damaged_running_record(
     path: Path, raw: sqlite3.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """D9: one undecodable running row is logged by id and skipped; the others are reclaimed."""
+    """DL-9: one undecodable running row is logged by id and skipped; the others are reclaimed."""
     damaged, healthy = make(), make()
     clock = [T0]
     async with open_store(path, clock=lambda: clock[0]) as store:
@@ -848,7 +848,7 @@ async def test_listing_uses_an_index_and_never_sorts(
 
 
 async def test_reclaim_reads_only_running_records_through_an_index(path: Path) -> None:
-    """D9: finding expired leases searches the replay-status index instead of scanning the table."""
+    """DL-9: finding expired leases searches the replay-status index instead of scanning the table."""
     async with open_store(path):
         pass
     with sqlite3.connect(path) as connection:
@@ -862,8 +862,8 @@ async def test_reclaim_reads_only_running_records_through_an_index(path: Path) -
     )
 
 
-async def test_d5_d8_ledger_pruning_never_scans_the_records(path: Path) -> None:
-    """D5, D8: pruning reads the ledger once and looks each entry's records up by index, never scanning them."""
+async def test_dl_5_dl_8_ledger_pruning_never_scans_the_records(path: Path) -> None:
+    """DL-5, DL-8: pruning reads the ledger once and looks each entry's records up by index, never scanning them."""
     async with open_store(path):
         pass
     with sqlite3.connect(path) as connection:
@@ -921,7 +921,7 @@ def test_sqlite_errors_become_store_errors(
 
 
 async def test_a_version_1_store_gains_the_ledger_index_and_keeps_its_ledger(path: Path) -> None:
-    """D5/D8: a store written before ledger pruning is migrated to version 2 on open.
+    """DL-5/DL-8: a store written before ledger pruning is migrated to version 2 on open.
 
     The migration only adds the index pruning reads; records and ledger entries are
     kept, and the old entry is pruned by the next sweep as usual.

@@ -150,14 +150,16 @@ async def test_store_implements_the_protocol(store: DeadLetterStore) -> None:
     assert isinstance(store, DeadLetterStore)
 
 
-async def test_d3_get_returns_the_record_as_added(store: DeadLetterStore, clock: FakeClock) -> None:
-    """D3: get returns the stored record, payload and all."""
+async def test_dl_3_get_returns_the_record_as_added(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """DL-3: get returns the stored record, payload and all."""
     (record,) = await add(store, make(clock, payload=b"\x00\xff" * 300, correlation_id="c-1"))
     assert await store.get(record.id) == record
 
 
-async def test_d3_get_unknown_id_is_not_found(store: DeadLetterStore, clock: FakeClock) -> None:
-    """D3: get of an id never stored raises DeadLetterNotFound naming it."""
+async def test_dl_3_get_unknown_id_is_not_found(store: DeadLetterStore, clock: FakeClock) -> None:
+    """DL-3: get of an id never stored raises DeadLetterNotFound naming it."""
     await add(store, make(clock))
     missing = make(clock).id
     with pytest.raises(DeadLetterNotFound, match=rf"^dead letter '{missing}' not found"):
@@ -220,8 +222,8 @@ async def test_add_many_refuses_a_record_without_its_payload(
     assert await store.count() == 0
 
 
-async def test_d3_list_is_newest_first(store: DeadLetterStore, clock: FakeClock) -> None:
-    """D3: list returns records newest first."""
+async def test_dl_3_list_is_newest_first(store: DeadLetterStore, clock: FakeClock) -> None:
+    """DL-3: list returns records newest first."""
     records = []
     for _ in range(5):
         records.append(make(clock))
@@ -232,18 +234,18 @@ async def test_d3_list_is_newest_first(store: DeadLetterStore, clock: FakeClock)
     assert page.next_cursor is None
 
 
-async def test_d3_list_stops_at_the_limit(store: DeadLetterStore, clock: FakeClock) -> None:
-    """D3: a limit below the count returns that many, the newest, and a cursor."""
+async def test_dl_3_list_stops_at_the_limit(store: DeadLetterStore, clock: FakeClock) -> None:
+    """DL-3: a limit below the count returns that many, the newest, and a cursor."""
     records = await add(store, *(make(clock) for _ in range(5)))
     page = await store.list(limit=2)
     assert [r.id for r in page.records] == [records[4].id, records[3].id]
     assert page.next_cursor == records[3].id
 
 
-async def test_d3_list_limit_equal_to_the_count_has_no_next_page(
+async def test_dl_3_list_limit_equal_to_the_count_has_no_next_page(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D3 twin: a limit equal to the count returns everything and no cursor."""
+    """DL-3 twin: a limit equal to the count returns everything and no cursor."""
     await add(store, *(make(clock) for _ in range(5)))
     page = await store.list(limit=5)
     assert len(page.records) == 5
@@ -345,13 +347,13 @@ FILTERS: list[tuple[dict[str, Any], set[str]]] = [
 
 
 @pytest.mark.parametrize(("fields", "expected"), FILTERS, ids=[repr(f) for f, _ in FILTERS])
-async def test_d3_every_filter_field_selects_exactly_its_records(
+async def test_dl_3_every_filter_field_selects_exactly_its_records(
     store: DeadLetterStore,
     population: dict[str, DeadLetter],
     fields: dict[str, Any],
     expected: set[str],
 ) -> None:
-    """D3: list and count apply each filter field (since inclusive, until exclusive), ANDed."""
+    """DL-3: list and count apply each filter field (since inclusive, until exclusive), ANDed."""
     where = DeadLetterFilter(**fields)
     names = {record.id: name for name, record in population.items()}
     ids = await listed_ids(store, where)
@@ -388,10 +390,10 @@ async def test_ids_filter_with_thousands_of_ids(store: DeadLetterStore, clock: F
 # -- archive and purge ----------------------------------------------------------------
 
 
-async def test_d4_archive_marks_matching_active_records(
+async def test_dl_4_archive_marks_matching_active_records(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D4: archive sets status archived and bumps updated_at; other records stay active."""
+    """DL-4: archive sets status archived and bumps updated_at; other records stay active."""
     kept, archived = await add(store, make(clock, key="a"), make(clock, key="b"))
     clock.advance(60.0)
     assert await store.archive(DeadLetterFilter(key="b")) == 1
@@ -401,16 +403,16 @@ async def test_d4_archive_marks_matching_active_records(
     assert (await store.get(kept.id)).status is Status.ACTIVE
 
 
-async def test_d4_archive_of_an_unknown_id_changes_nothing(
+async def test_dl_4_archive_of_an_unknown_id_changes_nothing(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D4: archiving an id that is not stored reports 0 (the caller's not_found)."""
+    """DL-4: archiving an id that is not stored reports 0 (the caller's not_found)."""
     await add(store, make(clock))
     assert await store.archive(only_ids((make(clock).id,))) == 0
 
 
-async def test_d4_archive_twice_counts_once(store: DeadLetterStore, clock: FakeClock) -> None:
-    """D4: an archived record is not archived again."""
+async def test_dl_4_archive_twice_counts_once(store: DeadLetterStore, clock: FakeClock) -> None:
+    """DL-4: an archived record is not archived again."""
     (record,) = await add(store, make(clock))
     assert await store.archive(only_ids((record.id,))) == 1
     assert await store.archive(only_ids((record.id,))) == 0
@@ -419,7 +421,7 @@ async def test_d4_archive_twice_counts_once(store: DeadLetterStore, clock: FakeC
 async def test_archive_leaves_running_records_alone(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """A record being replayed is not archived under its worker (jido 4.4 #20d)."""
+    """A record being replayed is not archived under its worker (DL-4)."""
     running, idle = await add(store, make(clock), make(clock))
     await store.begin_replay(running.id, lease=30.0)
     assert await store.archive(DeadLetterFilter()) == 1
@@ -427,10 +429,10 @@ async def test_archive_leaves_running_records_alone(
     assert (await store.get(idle.id)).status is Status.ARCHIVED
 
 
-async def test_d5_purge_removes_matching_records_and_counts_them(
+async def test_dl_5_purge_removes_matching_records_and_counts_them(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D5: purge by status and age deletes exactly those records and returns how many."""
+    """DL-5: purge by status and age deletes exactly those records and returns how many."""
     old_archived, old_active = await add(store, make(clock), make(clock))
     clock.advance(3600.0)
     (new_archived,) = await add(store, make(clock))
@@ -442,20 +444,20 @@ async def test_d5_purge_removes_matching_records_and_counts_them(
     assert {r.id for r in (await store.list()).records} == {old_active.id, new_archived.id}
 
 
-async def test_d5_purge_removes_large_payloads_too(
+async def test_dl_5_purge_removes_large_payloads_too(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D5: a purged record's payload goes with it; re-adding the id stores it afresh."""
+    """DL-5: a purged record's payload goes with it; re-adding the id stores it afresh."""
     (record,) = await add(store, make(clock, payload=b"p" * 1000))
     assert await store.purge(only_ids((record.id,))) == 1
     assert await store.add_many([record]) == 1
     assert await store.get(record.id) == record
 
 
-async def test_d5_purge_leaves_running_records_alone(
+async def test_dl_5_purge_leaves_running_records_alone(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D5: purge never deletes a record under a replay lease."""
+    """DL-5: purge never deletes a record under a replay lease."""
     running, idle = await add(store, make(clock), make(clock))
     await store.begin_replay(running.id, lease=30.0)
     assert await store.purge(DeadLetterFilter()) == 1
@@ -464,8 +466,8 @@ async def test_d5_purge_leaves_running_records_alone(
         await store.get(idle.id)
 
 
-async def test_d5_purge_of_unknown_ids_is_zero(store: DeadLetterStore, clock: FakeClock) -> None:
-    """D5: purging ids that are not stored deletes nothing."""
+async def test_dl_5_purge_of_unknown_ids_is_zero(store: DeadLetterStore, clock: FakeClock) -> None:
+    """DL-5: purging ids that are not stored deletes nothing."""
     await add(store, make(clock))
     assert await store.purge(only_ids(("0" * 26,))) == 0
     assert await store.count() == 1
@@ -511,10 +513,10 @@ async def test_statistics_of_an_empty_store(store: DeadLetterStore) -> None:
 # -- retention ------------------------------------------------------------------------
 
 
-async def test_d5_sweep_evicts_archived_records_older_than_max_age(
+async def test_dl_5_sweep_evicts_archived_records_older_than_max_age(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D5: archived records older than max_age go, counted as archived:max_age."""
+    """DL-5: archived records older than max_age go, counted as archived:max_age."""
     old = await add(store, make(clock), make(clock))
     clock.advance(10.0)
     (young,) = await add(store, make(clock))
@@ -529,10 +531,10 @@ async def test_d5_sweep_evicts_archived_records_older_than_max_age(
     assert {r.id for r in old}.isdisjoint(await listed_ids(store))
 
 
-async def test_d5_sweep_keeps_a_record_exactly_max_age_old(
+async def test_dl_5_sweep_keeps_a_record_exactly_max_age_old(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D5 twin: a record exactly max_age seconds old is kept."""
+    """DL-5 twin: a record exactly max_age seconds old is kept."""
     (record,) = await add(store, make(clock))
     await store.archive(DeadLetterFilter())
     clock.advance(100.0)
@@ -541,29 +543,29 @@ async def test_d5_sweep_keeps_a_record_exactly_max_age_old(
     assert await listed_ids(store) == [record.id]
 
 
-async def test_d5_sweep_evicts_the_oldest_beyond_max_count(
+async def test_dl_5_sweep_evicts_the_oldest_beyond_max_count(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D5: beyond max_count the oldest go first, counted as <status>:max_count."""
+    """DL-5: beyond max_count the oldest go first, counted as <status>:max_count."""
     records = await add(store, *(make(clock) for _ in range(5)))
     result = await store.sweep(RetentionPolicy(active=RetentionRule(max_count=3)))
     assert result.evicted == {"active:max_count": 2}
     assert await listed_ids(store) == [r.id for r in reversed(records[2:])]
 
 
-async def test_d5_sweep_at_max_count_evicts_nothing(
+async def test_dl_5_sweep_at_max_count_evicts_nothing(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D5 twin: exactly max_count records are all kept."""
+    """DL-5 twin: exactly max_count records are all kept."""
     await add(store, *(make(clock) for _ in range(3)))
     assert (await store.sweep(RetentionPolicy(active=RetentionRule(max_count=3)))).evicted == {}
     assert await store.count() == 3
 
 
-async def test_d5_evictions_accumulate_across_sweeps(
+async def test_dl_5_evictions_accumulate_across_sweeps(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D5: the eviction counters add up over sweeps, per status and rule."""
+    """DL-5: the eviction counters add up over sweeps, per status and rule."""
     policy = RetentionPolicy(
         active=RetentionRule(max_count=1), archived=RetentionRule(max_age=10.0)
     )
@@ -579,10 +581,10 @@ async def test_d5_evictions_accumulate_across_sweeps(
     assert stats.captured == 6
 
 
-async def test_d5_default_policy_never_evicts_active_records(
+async def test_dl_5_default_policy_never_evicts_active_records(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D5: the default policy keeps ancient active records.
+    """DL-5: the default policy keeps ancient active records.
 
     An active dead letter is a message nobody has decided about yet; evicting it
     silently would lose exactly what the store exists to keep. Only archived records
@@ -597,10 +599,10 @@ async def test_d5_default_policy_never_evicts_active_records(
     assert sorted(await listed_ids(store)) == sorted(r.id for r in active)
 
 
-async def test_d5_sweep_never_evicts_running_records(
+async def test_dl_5_sweep_never_evicts_running_records(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D5: a record under a replay lease survives even a rule that would evict it."""
+    """DL-5: a record under a replay lease survives even a rule that would evict it."""
     running, idle = await add(store, make(clock), make(clock))
     await store.begin_replay(running.id, lease=3600.0)
     clock.advance(100.0)
@@ -617,8 +619,8 @@ LEDGER_AGE = 90 * DAY  # RetentionPolicy's default ledger_max_age
 
 
 @pytest.mark.parametrize("age", [0, -1.0, float("nan"), float("inf"), True])
-def test_d5_retention_policy_refuses_a_ledger_max_age_not_above_zero(age: float) -> None:
-    """D5: ledger_max_age must be finite and > 0 seconds, and the error says None is how to never prune."""
+def test_dl_5_retention_policy_refuses_a_ledger_max_age_not_above_zero(age: float) -> None:
+    """DL-5: ledger_max_age must be finite and > 0 seconds, and the error says None is how to never prune."""
     with pytest.raises(
         ValueError,
         match=rf"^retention policy: ledger_max_age must be a finite number of seconds > 0, "
@@ -628,8 +630,8 @@ def test_d5_retention_policy_refuses_a_ledger_max_age_not_above_zero(age: float)
         RetentionPolicy(ledger_max_age=age)
 
 
-def test_d5_retention_policy_ledger_max_age_defaults_to_90_days() -> None:
-    """D5: by default the ledger keeps unused entries 90 days; None and any positive age are valid."""
+def test_dl_5_retention_policy_ledger_max_age_defaults_to_90_days() -> None:
+    """DL-5: by default the ledger keeps unused entries 90 days; None and any positive age are valid."""
     assert RetentionPolicy().ledger_max_age == 90 * 86400.0
     assert RetentionPolicy(ledger_max_age=None).ledger_max_age is None
     assert RetentionPolicy(ledger_max_age=0.5).ledger_max_age == 0.5
@@ -643,10 +645,10 @@ async def replayed(store: DeadLetterStore, record: DeadLetter) -> None:
     await store.finish(record.id, ReplayOutcome.REPLAYED)
 
 
-async def test_d5_d8_sweep_prunes_old_ledger_entries_no_record_can_use(
+async def test_dl_5_dl_8_sweep_prunes_old_ledger_entries_no_record_can_use(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D5, D8: entries of purged records, last updated more than ledger_max_age ago, are pruned and counted."""
+    """DL-5, DL-8: entries of purged records, last updated more than ledger_max_age ago, are pruned and counted."""
     keyed, unkeyed = await add(store, make(clock, idempotency_key="order-1"), make(clock))
     await replayed(store, keyed)
     await replayed(store, unkeyed)
@@ -664,10 +666,10 @@ async def test_d5_d8_sweep_prunes_old_ledger_entries_no_record_can_use(
 @pytest.mark.parametrize(
     "age", [pytest.param(LEDGER_AGE - 1.0, id="younger"), pytest.param(LEDGER_AGE, id="exactly")]
 )
-async def test_d5_d8_sweep_keeps_ledger_entries_up_to_ledger_max_age_old(
+async def test_dl_5_dl_8_sweep_keeps_ledger_entries_up_to_ledger_max_age_old(
     store: DeadLetterStore, clock: FakeClock, age: float
 ) -> None:
-    """D5, D8 twin: an unused entry younger than, or exactly, ledger_max_age old is kept."""
+    """DL-5, DL-8 twin: an unused entry younger than, or exactly, ledger_max_age old is kept."""
     (record,) = await add(store, make(clock, idempotency_key="order-2"))
     await replayed(store, record)
     await store.purge(DeadLetterFilter())
@@ -678,10 +680,10 @@ async def test_d5_d8_sweep_keeps_ledger_entries_up_to_ledger_max_age_old(
     assert entry.state is LedgerState.COMMITTED
 
 
-async def test_d5_d8_sweep_keeps_a_key_another_record_still_carries(
+async def test_dl_5_dl_8_sweep_keeps_a_key_another_record_still_carries(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D5, D8: an entry whose key is another stored record's idempotency key is kept however old.
+    """DL-5, DL-8: an entry whose key is another stored record's idempotency key is kept however old.
 
     Pruning it would let that record's replay send the side effect a second time.
     """
@@ -699,10 +701,10 @@ async def test_d5_d8_sweep_keeps_a_key_another_record_still_carries(
     assert (settled.action, settled.outcome) == (Action.SETTLE, ReplayOutcome.ALREADY_REPLAYED)
 
 
-async def test_d5_d8_sweep_keeps_a_dead_letter_key_whose_record_exists(
+async def test_dl_5_dl_8_sweep_keeps_a_dead_letter_key_whose_record_exists(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D5, D8: a key ``dead_letter:<id>`` committed by another record is kept while record <id> exists.
+    """DL-5, DL-8: a key ``dead_letter:<id>`` committed by another record is kept while record <id> exists.
 
     The stored record replays under that key (it has no idempotency key of its own),
     so it still uses the entry although neither its id nor its idempotency key match.
@@ -719,10 +721,10 @@ async def test_d5_d8_sweep_keeps_a_dead_letter_key_whose_record_exists(
 
 
 @pytest.mark.parametrize("idempotency_key", [None, "pay-9"])
-async def test_d5_d8_sweep_never_prunes_the_pending_entry_of_an_in_doubt_record(
+async def test_dl_5_dl_8_sweep_never_prunes_the_pending_entry_of_an_in_doubt_record(
     store: DeadLetterStore, clock: FakeClock, idempotency_key: str | None
 ) -> None:
-    """D5, D8: a pending entry whose record still exists (in doubt) is kept however old.
+    """DL-5, DL-8: a pending entry whose record still exists (in doubt) is kept however old.
 
     It is the store's evidence that the side effect may have happened, and it stays
     as long as the record does.
@@ -740,10 +742,10 @@ async def test_d5_d8_sweep_never_prunes_the_pending_entry_of_an_in_doubt_record(
     assert (refused.action, refused.outcome) == (Action.REFUSE, ReplayOutcome.IN_DOUBT)
 
 
-async def test_d5_d8_d9_sweep_keeps_the_pending_entry_of_a_dead_worker_until_reclaimed(
+async def test_dl_5_dl_8_dl_9_sweep_keeps_the_pending_entry_of_a_dead_worker_until_reclaimed(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D5, D8, D9: a dead worker's old pending entry survives the sweep, so reclaim still finds it in doubt.
+    """DL-5, DL-8, DL-9: a dead worker's old pending entry survives the sweep, so reclaim still finds it in doubt.
 
     Had the sweep pruned it, the reclaimer would take the side effect for never
     started and resubmit the record: a second send.
@@ -758,10 +760,10 @@ async def test_d5_d8_d9_sweep_keeps_the_pending_entry_of_a_dead_worker_until_rec
     assert reclaimed.record.replay.status is ReplayStatus.IN_DOUBT
 
 
-async def test_d5_d8_ledger_max_age_none_never_prunes(
+async def test_dl_5_dl_8_ledger_max_age_none_never_prunes(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D5, D8: with ledger_max_age=None the ledger keeps even ancient entries no record uses."""
+    """DL-5, DL-8: with ledger_max_age=None the ledger keeps even ancient entries no record uses."""
     (record,) = await add(store, make(clock, idempotency_key="order-4"))
     await replayed(store, record)
     await store.purge(DeadLetterFilter())
@@ -771,10 +773,10 @@ async def test_d5_d8_ledger_max_age_none_never_prunes(
     assert (await store.statistics()).evicted == {}
 
 
-async def test_d5_d8_records_evicted_by_a_sweep_lose_their_ledger_entries_in_it(
+async def test_dl_5_dl_8_records_evicted_by_a_sweep_lose_their_ledger_entries_in_it(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D5, D8: a sweep evicts records first, then prunes the old entries they leave; both counted."""
+    """DL-5, DL-8: a sweep evicts records first, then prunes the old entries they leave; both counted."""
     keyed, unkeyed = await add(store, make(clock, idempotency_key="order-5"), make(clock))
     await replayed(store, keyed)
     await replayed(store, unkeyed)
@@ -789,10 +791,10 @@ async def test_d5_d8_records_evicted_by_a_sweep_lose_their_ledger_entries_in_it(
     assert stats.evicted == {"archived:max_age": 2, "ledger:max_age": 2}
 
 
-async def test_d5_d8_duplicate_captured_within_ledger_max_age_is_already_replayed(
+async def test_dl_5_dl_8_duplicate_captured_within_ledger_max_age_is_already_replayed(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D5, D8: a later duplicate of a replayed request finds the kept entry; its side effect never runs."""
+    """DL-5, DL-8: a later duplicate of a replayed request finds the kept entry; its side effect never runs."""
     (original,) = await add(store, make(clock, idempotency_key="order-6"))
     await replayed(store, original)
     await store.purge(DeadLetterFilter())
@@ -803,10 +805,10 @@ async def test_d5_d8_duplicate_captured_within_ledger_max_age_is_already_replaye
     assert (settled.action, settled.outcome) == (Action.SETTLE, ReplayOutcome.ALREADY_REPLAYED)
 
 
-async def test_d5_d8_duplicate_captured_after_pruning_replays_again(
+async def test_dl_5_dl_8_duplicate_captured_after_pruning_replays_again(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D5, D8: once its entry is pruned, a later duplicate with the same key replays: its side effect runs.
+    """DL-5, DL-8: once its entry is pruned, a later duplicate with the same key replays: its side effect runs.
 
     This is the documented trade-off of RetentionPolicy.ledger_max_age: the ledger
     stops protecting against duplicates captured more than that long after the
@@ -830,10 +832,10 @@ async def test_d5_d8_duplicate_captured_after_pruning_replays_again(
 # -- the replay guard -----------------------------------------------------------------
 
 
-async def test_d4_archived_record_is_rejected_even_when_forced(
+async def test_dl_4_archived_record_is_rejected_even_when_forced(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D4: replaying an archived record is refused as rejected_archived, force or not."""
+    """DL-4: replaying an archived record is refused as rejected_archived, force or not."""
     (record,) = await add(store, make(clock))
     await store.archive(only_ids((record.id,)))
     for force in (False, True):
@@ -868,10 +870,10 @@ async def test_begin_replay_of_an_unknown_id_is_not_found(
         await store.begin_replay(make(clock).id, lease=30.0)
 
 
-async def test_d7_replay_under_a_live_lease_is_in_progress(
+async def test_dl_7_replay_under_a_live_lease_is_in_progress(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D7: a second replay while the first holds a live lease is in_progress, even forced."""
+    """DL-7: a second replay while the first holds a live lease is in_progress, even forced."""
     (record,) = await add(store, make(clock))
     await store.begin_replay(record.id, lease=30.0)
     clock.advance(29.0)
@@ -881,10 +883,10 @@ async def test_d7_replay_under_a_live_lease_is_in_progress(
     assert (await store.get(record.id)).replay.attempts == 1
 
 
-async def test_d9_expired_lease_without_a_started_side_effect_is_replayable(
+async def test_dl_9_expired_lease_without_a_started_side_effect_is_replayable(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D9: once a dead worker's lease expires, and its side effect never started, replay proceeds."""
+    """DL-9: once a dead worker's lease expires, and its side effect never started, replay proceeds."""
     (record,) = await add(store, make(clock))
     await store.begin_replay(record.id, lease=30.0)
     clock.advance(30.0)
@@ -893,10 +895,10 @@ async def test_d9_expired_lease_without_a_started_side_effect_is_replayable(
     assert decision.record.replay.attempts == 2
 
 
-async def test_d8_d9_expired_lease_after_the_side_effect_started_is_in_doubt(
+async def test_dl_8_dl_9_expired_lease_after_the_side_effect_started_is_in_doubt(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D8, D9: a dead worker that had marked its side effect started leaves the record in doubt."""
+    """DL-8, DL-9: a dead worker that had marked its side effect started leaves the record in doubt."""
     (record,) = await add(store, make(clock))
     decision = await store.begin_replay(record.id, lease=30.0)
     assert await store.mark_started(decision.record)
@@ -909,10 +911,10 @@ async def test_d8_d9_expired_lease_after_the_side_effect_started_is_in_doubt(
     assert (await store.get(record.id)).replay.attempts == 1
 
 
-async def test_d7_succeeded_record_is_already_replayed(
+async def test_dl_7_succeeded_record_is_already_replayed(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D7: a succeeded record answers already_replayed and takes no lease."""
+    """DL-7: a succeeded record answers already_replayed and takes no lease."""
     (record,) = await add(store, make(clock))
     decision = await store.begin_replay(record.id, lease=30.0)
     assert await store.mark_started(decision.record)
@@ -923,10 +925,10 @@ async def test_d7_succeeded_record_is_already_replayed(
     assert (await store.get(record.id)).replay.attempts == 1
 
 
-async def test_d7_forced_replay_of_a_succeeded_record_proceeds(
+async def test_dl_7_forced_replay_of_a_succeeded_record_proceeds(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D7 twin: force replays a succeeded record, and mark_started lets it past the committed key."""
+    """DL-7 twin: force replays a succeeded record, and mark_started lets it past the committed key."""
     (record,) = await add(store, make(clock))
     await store.begin_replay(record.id, lease=30.0)
     await store.finish(record.id, ReplayOutcome.REPLAYED)
@@ -937,10 +939,10 @@ async def test_d7_forced_replay_of_a_succeeded_record_proceeds(
     assert await store.mark_started(decision.record, force=True)
 
 
-async def test_d8_key_committed_by_another_record_is_already_replayed(
+async def test_dl_8_key_committed_by_another_record_is_already_replayed(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D8: a record whose idempotency key another record's replay committed is settled succeeded."""
+    """DL-8: a record whose idempotency key another record's replay committed is settled succeeded."""
     first, second = await add(
         store, make(clock, idempotency_key="order-7"), make(clock, idempotency_key="order-7")
     )
@@ -954,10 +956,10 @@ async def test_d8_key_committed_by_another_record_is_already_replayed(
     assert stored.replay.attempts == 0
 
 
-async def test_d8_key_pending_under_another_live_lease_is_in_progress(
+async def test_dl_8_key_pending_under_another_live_lease_is_in_progress(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D8: while one record's side effect for a key is pending, another record with that key waits."""
+    """DL-8: while one record's side effect for a key is pending, another record with that key waits."""
     first, second = await add(
         store, make(clock, idempotency_key="order-8"), make(clock, idempotency_key="order-8")
     )
@@ -967,10 +969,10 @@ async def test_d8_key_pending_under_another_live_lease_is_in_progress(
     assert (blocked.action, blocked.outcome) == (Action.REFUSE, ReplayOutcome.IN_PROGRESS)
 
 
-async def test_d8_key_pending_under_another_live_lease_is_in_progress_even_forced(
+async def test_dl_8_key_pending_under_another_live_lease_is_in_progress_even_forced(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D8: while another record's lease on the key is live, force does not make a second send."""
+    """DL-8: while another record's lease on the key is live, force does not make a second send."""
     first, second = await add(
         store, make(clock, idempotency_key="order-9"), make(clock, idempotency_key="order-9")
     )
@@ -983,10 +985,10 @@ async def test_d8_key_pending_under_another_live_lease_is_in_progress_even_force
 
 
 @pytest.mark.parametrize("running", [False, True], ids=["never-replayed", "dead-worker"])
-async def test_d8_key_pending_after_another_records_lease_expired_is_in_doubt(
+async def test_dl_8_key_pending_after_another_records_lease_expired_is_in_doubt(
     store: DeadLetterStore, clock: FakeClock, running: bool
 ) -> None:
-    """D8: a pending key whose lease expired is in doubt for every record carrying it, not replayable."""
+    """DL-8: a pending key whose lease expired is in doubt for every record carrying it, not replayable."""
     first, second, third = await add(
         store,
         make(clock, key="a", idempotency_key="order-10"),
@@ -1018,10 +1020,10 @@ async def test_d8_key_pending_after_another_records_lease_expired_is_in_doubt(
     assert (entry.state, entry.record_id) == (LedgerState.PENDING, first.id)
 
 
-async def test_d8_key_left_pending_by_an_unknown_outcome_is_in_doubt_for_other_records(
+async def test_dl_8_key_left_pending_by_an_unknown_outcome_is_in_doubt_for_other_records(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D8: a replay that ended in doubt puts its key in doubt for the other records at once."""
+    """DL-8: a replay that ended in doubt puts its key in doubt for the other records at once."""
     first, second = await add(
         store,
         make(clock, key="a", idempotency_key="order-11"),
@@ -1038,10 +1040,10 @@ async def test_d8_key_left_pending_by_an_unknown_outcome_is_in_doubt_for_other_r
     assert forced.action is Action.PROCEED
 
 
-async def test_d8_d9_reclaiming_a_record_whose_key_is_in_doubt_does_not_resubmit_it(
+async def test_dl_8_dl_9_reclaiming_a_record_whose_key_is_in_doubt_does_not_resubmit_it(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D8, D9: a dead worker's record whose key another record left pending becomes in doubt, not resent."""
+    """DL-8, DL-9: a dead worker's record whose key another record left pending becomes in doubt, not resent."""
     first, second = await add(
         store,
         make(clock, key="a", idempotency_key="order-12"),
@@ -1057,10 +1059,10 @@ async def test_d8_d9_reclaiming_a_record_whose_key_is_in_doubt_does_not_resubmit
         assert result.record.replay.status is ReplayStatus.IN_DOUBT
 
 
-async def test_d6_failed_replay_stays_on_the_record_and_is_replayable(
+async def test_dl_6_failed_replay_stays_on_the_record_and_is_replayable(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D6: a failed replay marks the same record failed (no new record) and it can be replayed."""
+    """DL-6: a failed replay marks the same record failed (no new record) and it can be replayed."""
     (record,) = await add(store, make(clock))
     decision = await store.begin_replay(record.id, lease=30.0)
     assert await store.mark_started(decision.record)
@@ -1077,8 +1079,10 @@ async def test_d6_failed_replay_stays_on_the_record_and_is_replayable(
     assert retry.record.replay.attempts == 2
 
 
-async def test_d8_finish_replayed_commits_the_key(store: DeadLetterStore, clock: FakeClock) -> None:
-    """D8: a successful replay leaves its idempotency key committed in the ledger."""
+async def test_dl_8_finish_replayed_commits_the_key(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """DL-8: a successful replay leaves its idempotency key committed in the ledger."""
     (record,) = await add(store, make(clock))
     decision = await store.begin_replay(record.id, lease=30.0)
     assert await store.mark_started(decision.record)
@@ -1100,10 +1104,10 @@ async def test_d8_finish_replayed_commits_the_key(store: DeadLetterStore, clock:
     )
 
 
-async def test_d8_finish_in_doubt_keeps_the_key_pending(
+async def test_dl_8_finish_in_doubt_keeps_the_key_pending(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D8: a worker that cannot tell whether its side effect happened leaves the record in doubt, key pending."""
+    """DL-8: a worker that cannot tell whether its side effect happened leaves the record in doubt, key pending."""
     (record,) = await add(store, make(clock))
     assert await store.mark_started((await store.begin_replay(record.id, lease=30.0)).record)
     doubted = await store.finish(record.id, ReplayOutcome.IN_DOUBT, error="timeout after send")
@@ -1127,10 +1131,10 @@ async def test_finish_refuses_an_outcome_no_replay_ends_with(
     assert (await store.get(record.id)).replay.status is ReplayStatus.RUNNING
 
 
-async def test_d8_mark_started_refuses_a_committed_key(
+async def test_dl_8_mark_started_refuses_a_committed_key(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D8: mark_started refuses (and writes nothing) when the key is already committed."""
+    """DL-8: mark_started refuses (and writes nothing) when the key is already committed."""
     first, second = await add(
         store, make(clock, idempotency_key="pay-1"), make(clock, idempotency_key="pay-1")
     )
@@ -1142,10 +1146,10 @@ async def test_d8_mark_started_refuses_a_committed_key(
     assert await store.ledger("pay-1") == before
 
 
-async def test_d8_mark_started_refuses_a_key_another_record_left_pending(
+async def test_dl_8_mark_started_refuses_a_key_another_record_left_pending(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D8: a key pending for another record is refused, live lease or expired; force takes it only once expired."""
+    """DL-8: a key pending for another record is refused, live lease or expired; force takes it only once expired."""
     first, second = await add(
         store, make(clock, idempotency_key="pay-2"), make(clock, idempotency_key="pay-2")
     )
@@ -1163,10 +1167,10 @@ async def test_d8_mark_started_refuses_a_key_another_record_left_pending(
     assert entry.record_id == second.id
 
 
-async def test_d8_two_records_racing_with_one_key_only_one_marks_started(
+async def test_dl_8_two_records_racing_with_one_key_only_one_marks_started(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D8: two records with one key both hold leases; when both mark the key started, only one passes."""
+    """DL-8: two records with one key both hold leases; when both mark the key started, only one passes."""
     first, second = await add(
         store,
         make(clock, key="a", idempotency_key="pay-3"),
@@ -1188,10 +1192,10 @@ async def test_d8_two_records_racing_with_one_key_only_one_marks_started(
     assert (entry.state, entry.record_id) == (LedgerState.PENDING, passed[0])
 
 
-async def test_d9_reclaim_expired_settles_dead_workers(
+async def test_dl_9_reclaim_expired_settles_dead_workers(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D9: expired leases are reclaimed: failed and resubmitted if nothing started, else in doubt."""
+    """DL-9: expired leases are reclaimed: failed and resubmitted if nothing started, else in doubt."""
     never_started, started, live = await add(store, make(clock), make(clock), make(clock))
     await store.begin_replay(never_started.id, lease=10.0)
     assert await store.mark_started((await store.begin_replay(started.id, lease=10.0)).record)
@@ -1209,10 +1213,10 @@ async def test_d9_reclaim_expired_settles_dead_workers(
     assert await store.reclaim_expired() == []
 
 
-async def test_d8_resolve_succeeded_commits_the_key(
+async def test_dl_8_resolve_succeeded_commits_the_key(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D8: an operator resolving an in-doubt record as done commits its key: no resend ever."""
+    """DL-8: an operator resolving an in-doubt record as done commits its key: no resend ever."""
     (record,) = await add(store, make(clock))
     assert await store.mark_started((await store.begin_replay(record.id, lease=5.0)).record)
     clock.advance(5.0)
@@ -1226,10 +1230,10 @@ async def test_d8_resolve_succeeded_commits_the_key(
     assert again.outcome is ReplayOutcome.ALREADY_REPLAYED
 
 
-async def test_d8_resolve_not_done_clears_the_key_and_allows_replay(
+async def test_dl_8_resolve_not_done_clears_the_key_and_allows_replay(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D8 twin: resolving an in-doubt record as not done clears its key; it is replayable."""
+    """DL-8 twin: resolving an in-doubt record as not done clears its key; it is replayable."""
     (record,) = await add(store, make(clock))
     assert await store.mark_started((await store.begin_replay(record.id, lease=5.0)).record)
     clock.advance(5.0)
@@ -1259,10 +1263,10 @@ async def in_doubt_key(
 
 
 @pytest.mark.parametrize("named", [0, 1], ids=["the-sender", "another"])
-async def test_d8_resolve_succeeded_settles_every_in_doubt_record_carrying_the_key(
+async def test_dl_8_resolve_succeeded_settles_every_in_doubt_record_carrying_the_key(
     store: DeadLetterStore, clock: FakeClock, named: int
 ) -> None:
-    """D8: resolving a key as done settles all its in-doubt records; none of its records is ever resent."""
+    """DL-8: resolving a key as done settles all its in-doubt records; none of its records is ever resent."""
     records = await in_doubt_key(store, clock, "pay-20")
     first, second, third = records
     if named == 0:  # its worker's death noticed: in doubt; else it is settled while running
@@ -1288,10 +1292,10 @@ async def test_d8_resolve_succeeded_settles_every_in_doubt_record_carrying_the_k
 
 
 @pytest.mark.parametrize("named", [0, 1], ids=["the-sender", "another"])
-async def test_d8_resolve_failed_settles_every_in_doubt_record_and_frees_the_key(
+async def test_dl_8_resolve_failed_settles_every_in_doubt_record_and_frees_the_key(
     store: DeadLetterStore, clock: FakeClock, named: int
 ) -> None:
-    """D8 twin: resolving a key as not done makes all its in-doubt records failed; the key is free once."""
+    """DL-8 twin: resolving a key as not done makes all its in-doubt records failed; the key is free once."""
     records = await in_doubt_key(store, clock, "pay-21")
     first, second, third = records
     if named == 0:  # its worker's death noticed: in doubt; else it is settled while running
@@ -1308,10 +1312,10 @@ async def test_d8_resolve_failed_settles_every_in_doubt_record_and_frees_the_key
     assert blocked.outcome is ReplayOutcome.IN_PROGRESS
 
 
-async def test_d8_resolve_waits_for_a_forced_replay_of_the_key(
+async def test_dl_8_resolve_waits_for_a_forced_replay_of_the_key(
     store: DeadLetterStore, clock: FakeClock
 ) -> None:
-    """D8: while a forced replay of another record sends the key, resolve refuses and changes nothing."""
+    """DL-8: while a forced replay of another record sends the key, resolve refuses and changes nothing."""
     first, second, _third = await in_doubt_key(store, clock, "pay-22")
     assert (await store.begin_replay(first.id, lease=5.0)).outcome is ReplayOutcome.IN_DOUBT
     forced = await store.begin_replay(second.id, lease=5.0, force=True)

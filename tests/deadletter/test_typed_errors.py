@@ -57,7 +57,7 @@ async def replay_nothing(record: DeadLetter, key: str) -> None:
 
 
 async def test_a_store_error_from_capture_leaves_open_node_as_itself() -> None:
-    """D2: StoreFull from capture inside open_node is caught by `except otpy.DeadLetterError` outside it."""
+    """DL-2: StoreFull from capture inside open_node is caught by `except otpy.DeadLetterError` outside it."""
     store: Any = FullStore()
     with pytest.raises(StoreFull, match=r"^dead-letter store dead\.db: the disk") as info:
         async with (

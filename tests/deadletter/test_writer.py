@@ -1,4 +1,4 @@
-"""The dead-letter writer: group commit, ack after commit, errors, crashes, retention (D2, D5, T1, T4)."""
+"""The dead-letter writer: group commit, ack after commit, errors, crashes, retention (DL-2, DL-5, TEL-1, TEL-4)."""
 
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ def writer_tree(store: object, **options: Any) -> list[otpy.ChildSpec]:
 
 
 async def test_group_commit_batches_captures_that_queue_during_a_commit() -> None:
-    """D2: 99 captures arriving while a commit is in flight are committed in one more add_many, not 99."""
+    """DL-2: 99 captures arriving while a commit is in flight are committed in one more add_many, not 99."""
     inner = MemoryDeadLetterStore()
     store = GatedStore(inner)
     client = DeadLetters()
@@ -121,7 +121,7 @@ async def test_group_commit_batches_captures_that_queue_during_a_commit() -> Non
 
 
 async def test_a_capture_is_acknowledged_only_after_its_commit() -> None:
-    """D2: capture() does not return while add_many is running; it returns right after."""
+    """DL-2: capture() does not return while add_many is running; it returns right after."""
     store = GatedStore(MemoryDeadLetterStore())
     client = DeadLetters()
     ids: list[str] = []
@@ -142,7 +142,7 @@ async def test_a_capture_is_acknowledged_only_after_its_commit() -> None:
 
 
 async def test_a_capture_of_several_records_is_one_transaction_and_returns_their_ids() -> None:
-    """D2: capturing a list stores it in one add_many and returns the ids in order."""
+    """DL-2: capturing a list stores it in one add_many and returns the ids in order."""
     store = GatedStore(MemoryDeadLetterStore(), hold=None)
     client = DeadLetters()
     records = [record(n=n) for n in range(3)]
@@ -154,7 +154,7 @@ async def test_a_capture_of_several_records_is_one_transaction_and_returns_their
 
 
 async def test_batches_are_capped_at_max_batch() -> None:
-    """D2: with max_batch=10, 25 queued captures commit in batches of at most 10 records."""
+    """DL-2: with max_batch=10, 25 queued captures commit in batches of at most 10 records."""
     store = GatedStore(MemoryDeadLetterStore())
     client = DeadLetters()
     async with (
@@ -174,7 +174,7 @@ async def test_batches_are_capped_at_max_batch() -> None:
 async def test_a_store_error_reaches_every_caller_in_the_batch_and_nothing_is_acknowledged() -> (
     None
 ):
-    """D2: StoreFull on a batch of 5 is raised to all 5 callers, not retried, and none is stored."""
+    """DL-2: StoreFull on a batch of 5 is raised to all 5 callers, not retried, and none is stored."""
     inner = MemoryDeadLetterStore()
     store = GatedStore(inner)
     store.fail[1] = StoreFull("dead.db")
@@ -213,7 +213,7 @@ async def test_a_store_error_reaches_every_caller_in_the_batch_and_nothing_is_ac
 async def test_a_writer_crash_mid_batch_is_retried_and_each_record_stored_once(
     committed: bool,
 ) -> None:
-    """D2: the writer crashes during add_many; its 10 callers retry and every record is stored exactly once."""
+    """DL-2: the writer crashes during add_many; its 10 callers retry and every record is stored exactly once."""
     inner = MemoryDeadLetterStore()
     store = GatedStore(inner)
     if committed:
@@ -246,7 +246,7 @@ async def test_a_writer_crash_mid_batch_is_retried_and_each_record_stored_once(
 
 @VIRTUAL_TIME
 async def test_a_capture_sent_while_the_writer_restarts_waits_and_lands() -> None:
-    """D2: a capture during the writer's restart backoff waits in its name's stash and is stored after."""
+    """DL-2: a capture during the writer's restart backoff waits in its name's stash and is stored after."""
     inner = MemoryDeadLetterStore()
     client = DeadLetters()
     [writer] = dead_letter_children(inner, sweep=False)
@@ -266,7 +266,7 @@ async def test_a_capture_sent_while_the_writer_restarts_waits_and_lands() -> Non
 
 @VIRTUAL_TIME
 async def test_without_a_writer_a_capture_retries_until_its_timeout() -> None:
-    """D2: with nothing registered, capture retries with capped backoff and raises CallTimeout at the timeout."""
+    """DL-2: with nothing registered, capture retries with capped backoff and raises CallTimeout at the timeout."""
     client = DeadLetters(min_backoff=0.1, max_backoff=0.4)
     async with otpy.open_node():
         start = anyio.current_time()
@@ -278,7 +278,7 @@ async def test_without_a_writer_a_capture_retries_until_its_timeout() -> None:
 
 
 async def test_records_that_cannot_be_stored_are_refused_at_capture() -> None:
-    """D2: a non-record, or a listed record without its payload, is refused before reaching the writer."""
+    """DL-2: a non-record, or a listed record without its payload, is refused before reaching the writer."""
     client = DeadLetters()
     listed = attrs.evolve(record(), payload=None)
     async with otpy.open_node():
@@ -291,7 +291,7 @@ async def test_records_that_cannot_be_stored_are_refused_at_capture() -> None:
 
 
 async def test_a_raw_call_with_a_bad_record_is_answered_and_does_not_crash_the_writer() -> None:
-    """D2: the writer answers an invalid Capture with CaptureFailed instead of crashing on it."""
+    """DL-2: the writer answers an invalid Capture with CaptureFailed instead of crashing on it."""
     from otpy.deadletter._writer import Capture, CaptureFailed
 
     inner = MemoryDeadLetterStore()
@@ -305,7 +305,7 @@ async def test_a_raw_call_with_a_bad_record_is_answered_and_does_not_crash_the_w
 
 
 async def test_capture_nowait_is_stored_without_an_acknowledgement() -> None:
-    """D2: capture_nowait hands records over without waiting; the writer commits them."""
+    """DL-2: capture_nowait hands records over without waiting; the writer commits them."""
     inner = MemoryDeadLetterStore()
     client = DeadLetters()
     async with otpy.open_supervisor(writer_tree(inner)):
@@ -317,7 +317,7 @@ async def test_capture_nowait_is_stored_without_an_acknowledgement() -> None:
 
 
 async def test_capture_nowait_to_a_full_writer_mailbox_is_dropped_and_counted() -> None:
-    """D2: when the writer's mailbox is full, capture_nowait drops the record and counts it."""
+    """DL-2: when the writer's mailbox is full, capture_nowait drops the record and counts it."""
     inner = MemoryDeadLetterStore()
     client = DeadLetters()
     tree = writer_tree(inner, mailbox=otpy.MailboxConfig(capacity=1, wait_timeout=None))
@@ -334,7 +334,7 @@ async def test_capture_nowait_to_a_full_writer_mailbox_is_dropped_and_counted() 
 
 
 async def test_a_writer_crashing_before_its_flush_commits_the_pending_batch_first() -> None:
-    """D2: a crash between a capture and its flush commits the batch in terminate and answers it: no retry."""
+    """DL-2: a crash between a capture and its flush commits the batch in terminate and answers it: no retry."""
     inner = MemoryDeadLetterStore()
     client = DeadLetters()
     async with otpy.open_supervisor(writer_tree(inner)) as sup, anyio.create_task_group() as tg:
@@ -351,7 +351,7 @@ async def test_a_writer_crashing_before_its_flush_commits_the_pending_batch_firs
 
 
 async def test_fire_and_forget_records_lost_in_a_writer_crash_are_counted() -> None:
-    """D2: records handed over with capture_nowait that die with a crashing writer are counted as dropped."""
+    """DL-2: records handed over with capture_nowait that die with a crashing writer are counted as dropped."""
     store = GatedStore(MemoryDeadLetterStore(), hold=None)
     store.fail[0] = RuntimeError("the driver crashed")
     client = DeadLetters()
@@ -365,7 +365,7 @@ async def test_fire_and_forget_records_lost_in_a_writer_crash_are_counted() -> N
 
 
 async def test_a_writer_killed_mid_commit_is_retried_and_its_span_is_not_an_error() -> None:
-    """D2, T3: a brutal kill during add_many makes callers retry; the cut-off span has no error status."""
+    """DL-2, TEL-3: a brutal kill during add_many makes callers retry; the cut-off span has no error status."""
     inner = MemoryDeadLetterStore()
     store = GatedStore(inner)
     client = DeadLetters()
@@ -384,7 +384,7 @@ async def test_a_writer_killed_mid_commit_is_retried_and_its_span_is_not_an_erro
 
 
 async def test_fire_and_forget_captures_fill_a_batch_and_commit_at_once() -> None:
-    """D2: casts reaching max_batch records commit without waiting for the flush; invalid ones are dropped."""
+    """DL-2: casts reaching max_batch records commit without waiting for the flush; invalid ones are dropped."""
     from otpy.deadletter._writer import Capture
 
     store = GatedStore(MemoryDeadLetterStore(), hold=None)
@@ -402,7 +402,7 @@ async def test_fire_and_forget_captures_fill_a_batch_and_commit_at_once() -> Non
 
 
 async def test_max_batch_must_be_positive() -> None:
-    """D2: a writer with max_batch=0 refuses to start, naming the setting."""
+    """DL-2: a writer with max_batch=0 refuses to start, naming the setting."""
     async with otpy.open_node() as node:
         with pytest.raises(otpy.SpawnError, match=r"max_batch must be >= 1, got 0"):
             await node.spawn(DeadLetterWriter, MemoryDeadLetterStore(), 0)
@@ -415,7 +415,7 @@ async def test_max_batch_must_be_positive() -> None:
 async def test_the_sweeper_sweeps_at_start_and_every_interval_counting_evictions(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """D5: archived records beyond max_count are evicted at start and every interval, counted and logged at INFO."""
+    """DL-5: archived records beyond max_count are evicted at start and every interval, counted and logged at INFO."""
     caplog.set_level(logging.INFO, logger="otpy.deadletter")
     inner = MemoryDeadLetterStore(clock=lambda: 1e9 + anyio.current_time())
     policy = RetentionPolicy(archived=RetentionRule(max_count=2), interval=60.0)
@@ -453,7 +453,7 @@ async def test_the_sweeper_sweeps_at_start_and_every_interval_counting_evictions
 async def test_evicting_active_records_is_logged_as_a_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """D5: an active-record limit evicts the oldest active records and says so at WARNING."""
+    """DL-5: an active-record limit evicts the oldest active records and says so at WARNING."""
     caplog.set_level(logging.INFO, logger="otpy.deadletter")
     inner = MemoryDeadLetterStore()
     policy = RetentionPolicy(active=RetentionRule(max_count=1))
@@ -470,7 +470,7 @@ async def test_evicting_active_records_is_logged_as_a_warning(
 async def test_pruned_ledger_entries_are_logged_as_such_and_not_counted_as_evictions(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """D5, D8: ledger entries a sweep prunes are logged at INFO; the evictions metric counts records only."""
+    """DL-5, DL-8: ledger entries a sweep prunes are logged at INFO; the evictions metric counts records only."""
     caplog.set_level(logging.INFO, logger="otpy.deadletter")
     now = [1e9]
     inner = MemoryDeadLetterStore(clock=lambda: now[0])
@@ -527,7 +527,7 @@ class FlakySweeps:
 async def test_a_failed_sweep_is_logged_and_retried_next_interval(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """D5: a store error in a sweep is a warning, not a crash; the next interval sweeps again."""
+    """DL-5: a store error in a sweep is a warning, not a crash; the next interval sweeps again."""
     inner = MemoryDeadLetterStore()
     await inner.add_many([record(n=n) for n in range(3)])
     store = FlakySweeps(inner)
@@ -548,7 +548,7 @@ async def test_a_failed_sweep_is_logged_and_retried_next_interval(
 
 @VIRTUAL_TIME
 async def test_the_default_policy_evicts_nothing_active() -> None:
-    """D5: the twin: under the default policy a sweep keeps every active record."""
+    """DL-5: the twin: under the default policy a sweep keeps every active record."""
     inner = MemoryDeadLetterStore(clock=lambda: 1e9 + anyio.current_time())
     await inner.add_many([record(n=n) for n in range(3)])
     async with otpy.open_supervisor(dead_letter_children(inner)):
@@ -577,7 +577,7 @@ def _sum_points(reader: InMemoryMetricReader, name: str) -> dict[tuple[tuple[str
 
 
 async def test_each_committed_batch_is_a_span_linked_to_its_records_failures() -> None:
-    """T1, T4: one 'otpy.deadletter.write' span per batch, with count and store, linked to each record's trace context."""
+    """TEL-1, TEL-4: one 'otpy.deadletter.write' span per batch, with count and store, linked to each record's trace context."""
     inner = MemoryDeadLetterStore()
     client = DeadLetters()
     with capture_spans() as exporter, capture_metrics() as reader:
@@ -605,7 +605,7 @@ async def test_each_committed_batch_is_a_span_linked_to_its_records_failures() -
 
 
 async def test_a_failed_batch_span_has_status_error_and_counts_nothing() -> None:
-    """T1, T3: a batch the store refuses gives an Error span with error.type, and no captured count."""
+    """TEL-1, TEL-3: a batch the store refuses gives an Error span with error.type, and no captured count."""
     store = GatedStore(MemoryDeadLetterStore(), hold=None)
     store.fail[0] = StoreFull("dead.db")
     client = DeadLetters()
@@ -622,7 +622,7 @@ async def test_a_failed_batch_span_has_status_error_and_counts_nothing() -> None
 
 
 async def test_store_errors_do_not_count_against_the_supervisor() -> None:
-    """D2: a store refusing every batch never crashes the writer, so it never exhausts restart intensity."""
+    """DL-2: a store refusing every batch never crashes the writer, so it never exhausts restart intensity."""
     store = GatedStore(MemoryDeadLetterStore(), hold=None)
     for call in range(10):
         store.fail[call] = StoreFull("dead.db")

@@ -1,4 +1,4 @@
-"""The pressure monitor under virtual time: levels, one transition per change, restarts (P4-P5)."""
+"""The pressure monitor under virtual time: levels, one transition per change, restarts (PRS-4..PRS-5)."""
 
 from __future__ import annotations
 
@@ -98,8 +98,8 @@ async def drive(ref: otpy.ActorRef, queue: FakeQueue, depths: Iterable[int]) -> 
 # -- levels --------------------------------------------------------------------------
 
 
-async def test_p4_levels_follow_the_occupancy_of_each_source() -> None:
-    """P4: each source's level, ratio, depth and capacity come from its own snapshot."""
+async def test_prs_4_levels_follow_the_occupancy_of_each_source() -> None:
+    """PRS-4: each source's level, ratio, depth and capacity come from its own snapshot."""
     queues = {name: FakeQueue(depth) for name, depth in zip("abcd", (50, 72, 90, 97), strict=True)}
     async with otpy.open_node() as node:
         ref = await node.spawn(PressureMonitor, queues, None, HOUR, "gateway")
@@ -117,8 +117,8 @@ async def test_p4_levels_follow_the_occupancy_of_each_source() -> None:
     assert stats.level("never-sampled") is Level.NORMAL
 
 
-async def test_p4_zero_capacity_is_normal_when_empty_and_shed_when_not() -> None:
-    """P4: a capacity of 0 never divides by zero: empty is normal, anything queued is full."""
+async def test_prs_4_zero_capacity_is_normal_when_empty_and_shed_when_not() -> None:
+    """PRS-4: a capacity of 0 never divides by zero: empty is normal, anything queued is full."""
     empty, holding = FakeQueue(0, 0), FakeQueue(1, 0)
     async with otpy.open_node() as node:
         ref = await node.spawn(PressureMonitor, {"empty": empty, "holding": holding}, None, HOUR)
@@ -159,8 +159,8 @@ async def test_a_source_whose_statistics_fail_is_skipped_not_fatal() -> None:
 # -- transitions -----------------------------------------------------------------------
 
 
-async def test_p5_oscillating_around_a_threshold_gives_one_transition_with_hysteresis() -> None:
-    """P5: occupancy crossing warn's enter ratio back and forth gives exactly one transition."""
+async def test_prs_5_oscillating_around_a_threshold_gives_one_transition_with_hysteresis() -> None:
+    """PRS-5: occupancy crossing warn's enter ratio back and forth gives exactly one transition."""
     queue = FakeQueue(0)
     with capture_spans() as exporter:
         async with otpy.open_node() as node:
@@ -172,8 +172,8 @@ async def test_p5_oscillating_around_a_threshold_gives_one_transition_with_hyste
     assert stats.sources["q"].level is Level.WARN
 
 
-async def test_p5_twin_without_hysteresis_every_crossing_is_a_transition() -> None:
-    """P5 twin: with exit == enter each crossing is a change, and each gives one transition."""
+async def test_prs_5_twin_without_hysteresis_every_crossing_is_a_transition() -> None:
+    """PRS-5 twin: with exit == enter each crossing is a change, and each gives one transition."""
     queue = FakeQueue(0)
     with capture_spans() as exporter:
         async with otpy.open_node() as node:
@@ -185,8 +185,8 @@ async def test_p5_twin_without_hysteresis_every_crossing_is_a_transition() -> No
     assert stats.transitions == 5
 
 
-async def test_p5_repeated_samples_at_the_same_level_emit_nothing() -> None:
-    """P5: sampling the same level again and again emits no transition; twin: a jump emits one."""
+async def test_prs_5_repeated_samples_at_the_same_level_emit_nothing() -> None:
+    """PRS-5: sampling the same level again and again emits no transition; twin: a jump emits one."""
     queue = FakeQueue(80)
     with capture_spans() as exporter:
         async with otpy.open_node() as node:
@@ -197,8 +197,8 @@ async def test_p5_repeated_samples_at_the_same_level_emit_nothing() -> None:
     assert moves(exporter) == [("normal", "warn"), ("warn", "shed")]
 
 
-async def test_p5_min_dwell_holds_the_level_before_stepping_down() -> None:
-    """P5: with min_dwell a drop is reported only after the level has lasted that long."""
+async def test_prs_5_min_dwell_holds_the_level_before_stepping_down() -> None:
+    """PRS-5: with min_dwell a drop is reported only after the level has lasted that long."""
     queue = FakeQueue(90)
     policy = PressurePolicy(min_dwell=5.0)
     with capture_spans() as exporter:
@@ -211,8 +211,10 @@ async def test_p5_min_dwell_holds_the_level_before_stepping_down() -> None:
     assert moves(exporter) == [("normal", "degraded"), ("degraded", "normal")]
 
 
-async def test_p5_transition_span_carries_component_partition_levels_depth_capacity_ratio() -> None:
-    """P5: the span has component, queue, partition, old/new level, depth, capacity, ratio."""
+async def test_prs_5_transition_span_carries_component_partition_levels_depth_capacity_ratio() -> (
+    None
+):
+    """PRS-5: the span has component, queue, partition, old/new level, depth, capacity, ratio."""
     queue = FakeQueue(0, 200)
     plain = FakeQueue(0, 10)
     sources = [Watched("outbound", queue, partition=3), Watched("inbound", plain)]
@@ -252,8 +254,8 @@ def _points(reader: InMemoryMetricReader) -> dict[str, dict[tuple[Any, ...], Any
     return points
 
 
-async def test_p5_metrics_gauge_depth_and_capacity_and_count_transitions_by_level() -> None:
-    """P5: depth/capacity gauges per queue at each sample; transitions counted by new level."""
+async def test_prs_5_metrics_gauge_depth_and_capacity_and_count_transitions_by_level() -> None:
+    """PRS-5: depth/capacity gauges per queue at each sample; transitions counted by new level."""
     queue = FakeQueue(10, 50)
     with capture_metrics() as reader:
         async with otpy.open_node() as node:
@@ -377,8 +379,8 @@ class Gated(otpy.Actor):
         await self.gate.wait()
 
 
-async def test_p5_monitor_restart_is_silent_and_the_watched_mailbox_keeps_draining() -> None:
-    """P5: a crashed monitor restarts; the watched mailbox drains meanwhile; nothing repeats."""
+async def test_prs_5_monitor_restart_is_silent_and_the_watched_mailbox_keeps_draining() -> None:
+    """PRS-5: a crashed monitor restarts; the watched mailbox drains meanwhile; nothing repeats."""
     gate = anyio.Event()
     children = [
         ChildSpec(id="worker", start=Gated, args=(gate,), name="worker"),
@@ -419,8 +421,8 @@ async def test_p5_monitor_restart_is_silent_and_the_watched_mailbox_keeps_draini
     assert (stats.sources["worker"].depth, stats.transitions) == (0, 2)
 
 
-async def test_p5_a_change_while_the_monitor_was_down_is_reported_once_after_restart() -> None:
-    """P5: a level that changed while the monitor was down is reported once, from the old level."""
+async def test_prs_5_a_change_while_the_monitor_was_down_is_reported_once_after_restart() -> None:
+    """PRS-5: a level that changed while the monitor was down is reported once, from the old level."""
     queue = FakeQueue(80)
     spec = ChildSpec(id="pressure", start=PressureMonitor, args=({"q": queue}, None, HOUR))
     with capture_spans() as exporter:
@@ -435,8 +437,8 @@ async def test_p5_a_change_while_the_monitor_was_down_is_reported_once_after_res
     assert moves(exporter) == [("normal", "warn"), ("warn", "normal")]
 
 
-async def test_p5_restart_keeps_hysteresis_from_the_published_level() -> None:
-    """P5: between exit and enter ratios a restarted monitor keeps the published level."""
+async def test_prs_5_restart_keeps_hysteresis_from_the_published_level() -> None:
+    """PRS-5: between exit and enter ratios a restarted monitor keeps the published level."""
     queue = FakeQueue(90)
     spec = ChildSpec(
         id="pressure", start=PressureMonitor, args=({"q": queue}, None, HOUR), name="p"
@@ -479,8 +481,8 @@ async def test_statistics_by_call_and_by_synchronous_lookup_agree() -> None:
         got.transitions = 0  # type: ignore[misc]
 
 
-async def test_p5_watches_a_bounded_queue_through_its_statistics() -> None:
-    """P5: a BoundedQueue's snapshot is read like a mailbox's; filling it is reported once."""
+async def test_prs_5_watches_a_bounded_queue_through_its_statistics() -> None:
+    """PRS-5: a BoundedQueue's snapshot is read like a mailbox's; filling it is reported once."""
     queue: otpy.pressure.BoundedQueue[int] = otpy.pressure.BoundedQueue(10, name="jobs")
     with capture_spans() as exporter:
         async with otpy.open_node() as node:
@@ -577,8 +579,8 @@ async def drive_calls(ref: otpy.ActorRef, times: int) -> None:
         await ref.call(SamplePressure())
 
 
-async def test_p5_partitioned_source_reports_each_partition_level_once() -> None:
-    """P5: one hot partition of a PartitionedQueue gives one transition, for it only."""
+async def test_prs_5_partitioned_source_reports_each_partition_level_once() -> None:
+    """PRS-5: one hot partition of a PartitionedQueue gives one transition, for it only."""
     queue: otpy.pressure.PartitionedQueue[int] = otpy.pressure.PartitionedQueue(4, 10, name="jobs")
     hot = queue.partition_of("tenant-a")
     with capture_spans() as exporter:
@@ -623,8 +625,8 @@ OSCILLATING: Final = [[69, 0, 0], [71, 96, 0], [65, 96, 0], [71, 96, 0], [65, 0,
 """Partition 0 crosses warn's enter ratio back and forth; 1 goes to shed and back; 2 idles."""
 
 
-async def test_p5_hysteresis_holds_for_each_partition_on_its_own() -> None:
-    """P5: each partition has its own hysteresis: 0 oscillates once into warn, 1 once each way."""
+async def test_prs_5_hysteresis_holds_for_each_partition_on_its_own() -> None:
+    """PRS-5: each partition has its own hysteresis: 0 oscillates once into warn, 1 once each way."""
     queue = FakePartitioned([0, 0, 0])
     with capture_spans() as exporter:
         async with otpy.open_node() as node:
@@ -640,8 +642,8 @@ async def test_p5_hysteresis_holds_for_each_partition_on_its_own() -> None:
     assert stats.transitions == 3
 
 
-async def test_p5_twin_without_hysteresis_each_partition_crossing_is_a_transition() -> None:
-    """P5 twin: with exit == enter partition 0's every crossing counts; 1 and 2 are unchanged."""
+async def test_prs_5_twin_without_hysteresis_each_partition_crossing_is_a_transition() -> None:
+    """PRS-5 twin: with exit == enter partition 0's every crossing counts; 1 and 2 are unchanged."""
     queue = FakePartitioned([0, 0, 0])
     with capture_spans() as exporter:
         async with otpy.open_node() as node:
@@ -658,8 +660,8 @@ async def test_p5_twin_without_hysteresis_each_partition_crossing_is_a_transitio
     ]
 
 
-async def test_p5_restarted_monitor_gives_no_spurious_transition_for_partitions() -> None:
-    """P5: after a restart unchanged partitions stay silent; one that changed meanwhile, once."""
+async def test_prs_5_restarted_monitor_gives_no_spurious_transition_for_partitions() -> None:
+    """PRS-5: after a restart unchanged partitions stay silent; one that changed meanwhile, once."""
     queue: otpy.pressure.PartitionedQueue[int] = otpy.pressure.PartitionedQueue(4, 10, name="jobs")
     hot_key = "tenant-a"
     hot = queue.partition_of(hot_key)
@@ -700,8 +702,8 @@ async def test_p5_restarted_monitor_gives_no_spurious_transition_for_partitions(
     assert stats.transitions == 2
 
 
-async def test_p5_restart_keeps_the_partitions_of_a_source_still_watched() -> None:
-    """P5: a new incarnation keeps a still-watched source's partition levels, drops the rest."""
+async def test_prs_5_restart_keeps_the_partitions_of_a_source_still_watched() -> None:
+    """PRS-5: a new incarnation keeps a still-watched source's partition levels, drops the rest."""
     kept, dropped = FakePartitioned([80, 0]), FakePartitioned([90])
     with capture_spans() as exporter:
         async with otpy.open_node() as node:
@@ -719,8 +721,8 @@ async def test_p5_restart_keeps_the_partitions_of_a_source_still_watched() -> No
     ]
 
 
-async def test_p5_a_hint_for_the_source_or_one_partition_samples_all_its_partitions() -> None:
-    """P5: notify_pressure("q") or SamplePressure("q[1]") resample every partition of q, once."""
+async def test_prs_5_a_hint_for_the_source_or_one_partition_samples_all_its_partitions() -> None:
+    """PRS-5: notify_pressure("q") or SamplePressure("q[1]") resample every partition of q, once."""
     queue, other = FakePartitioned([0, 0]), FakeQueue(0)
     async with otpy.open_node() as node:
         ref = await node.spawn(PressureMonitor, {"q": queue, "other": other}, None, HOUR)
@@ -748,8 +750,8 @@ async def test_p5_a_hint_for_the_source_or_one_partition_samples_all_its_partiti
     assert burst.level("other") is Level.NORMAL
 
 
-async def test_p5_gauges_carry_the_partition_of_a_partitioned_source() -> None:
-    """P5: depth and capacity gauges and the transition counter are recorded per partition."""
+async def test_prs_5_gauges_carry_the_partition_of_a_partitioned_source() -> None:
+    """PRS-5: depth and capacity gauges and the transition counter are recorded per partition."""
     queue = FakePartitioned([10, 90], capacity=100)
     with capture_metrics() as reader:
         async with otpy.open_node() as node:
@@ -772,8 +774,8 @@ async def test_p5_gauges_carry_the_partition_of_a_partitioned_source() -> None:
     assert counted == {labels(1, (ATTR_PRESSURE_NEW_LEVEL, "degraded")): 1}
 
 
-async def test_p5_partition_keys_follow_the_shape_of_the_snapshot() -> None:
-    """P5: fewer partitions drop their keys; with no partitions left the total is levelled."""
+async def test_prs_5_partition_keys_follow_the_shape_of_the_snapshot() -> None:
+    """PRS-5: fewer partitions drop their keys; with no partitions left the total is levelled."""
     queue = FakePartitioned([0, 0, 96])
     with capture_spans() as exporter:
         async with otpy.open_node() as node:
@@ -797,10 +799,10 @@ async def test_p5_partition_keys_follow_the_shape_of_the_snapshot() -> None:
         pytest.param((PartSnapshot(0, Snapshot(1, 2)), "b"), id="one-not-a-partition"),
     ],
 )
-async def test_p5_a_snapshot_without_partitions_of_that_shape_is_levelled_by_its_total(
+async def test_prs_5_a_snapshot_without_partitions_of_that_shape_is_levelled_by_its_total(
     partitions: object,
 ) -> None:
-    """P5 twin: a ``partitions`` that is not a non-empty tuple of partitions is ignored."""
+    """PRS-5 twin: a ``partitions`` that is not a non-empty tuple of partitions is ignored."""
     async with otpy.open_node() as node:
         ref = await node.spawn(PressureMonitor, {"q": OddQueue(partitions)}, None, HOUR)
         stats: PressureStatistics = await ref.call(GET_PRESSURE)
@@ -808,8 +810,8 @@ async def test_p5_a_snapshot_without_partitions_of_that_shape_is_levelled_by_its
     assert (stats.sources["q"].partition, stats.level("q")) == (None, Level.SHED)
 
 
-async def test_p5_repeated_partition_indexes_skip_the_source_not_the_monitor() -> None:
-    """P5: a snapshot listing one partition twice is not sampled; the other sources are."""
+async def test_prs_5_repeated_partition_indexes_skip_the_source_not_the_monitor() -> None:
+    """PRS-5: a snapshot listing one partition twice is not sampled; the other sources are."""
     twice = PartitionedSnapshot((PartSnapshot(0, Snapshot(96, 100)),) * 2)
     source = OddQueue(twice.partitions)
     async with otpy.open_node() as node:
@@ -819,10 +821,10 @@ async def test_p5_repeated_partition_indexes_skip_the_source_not_the_monitor() -
     assert list(stats.sources) == ["ok"]
 
 
-async def test_p5_a_partition_key_taken_by_another_source_is_left_to_it(
+async def test_prs_5_a_partition_key_taken_by_another_source_is_left_to_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """P5: partition q[0] of a partitioned q never overwrites, nor drops, a source watched as q[0]."""
+    """PRS-5: partition q[0] of a partitioned q never overwrites, nor drops, a source watched as q[0]."""
     by_hand = Watched("q", FakeQueue(96), partition=0)
     partitioned = Watched("q", FakePartitioned([0, 80]))
     with capture_spans() as exporter, caplog.at_level("WARNING", logger="otpy.pressure"):
@@ -843,8 +845,8 @@ async def test_p5_a_partition_key_taken_by_another_source_is_left_to_it(
     assert len(warnings) == 1  # once per incarnation, not once per sample
 
 
-async def test_p5_partitioned_queue_statistics_fit_the_monitors_protocol() -> None:
-    """P5: PartitionedQueueStatistics is a PartitionedOccupancy (mypy checks the assignment)."""
+async def test_prs_5_partitioned_queue_statistics_fit_the_monitors_protocol() -> None:
+    """PRS-5: PartitionedQueueStatistics is a PartitionedOccupancy (mypy checks the assignment)."""
     queue: otpy.pressure.PartitionedQueue[int] = otpy.pressure.PartitionedQueue(2, 5, name="typed")
     queue.put_nowait("k", 1)
     snapshot: _monitor.PartitionedOccupancy = queue.statistics()

@@ -1,4 +1,4 @@
-"""The partitioned work queue (P1, P3, P8, P10): per-key order, bounded demand, graceful drain."""
+"""The partitioned work queue (PRS-1, PRS-3, PRS-8, PRS-10): per-key order, bounded demand, graceful drain."""
 
 from __future__ import annotations
 
@@ -55,8 +55,8 @@ def recorder() -> tuple[list[tuple[str, int]], Callable[[str, int], Awaitable[No
     return seen, handler
 
 
-async def test_p3_same_key_is_handled_in_arrival_order() -> None:
-    """P3: every item of one key reaches the handler in the order it was put."""
+async def test_prs_3_same_key_is_handled_in_arrival_order() -> None:
+    """PRS-3: every item of one key reaches the handler in the order it was put."""
     queue: PartitionedQueue[int] = PartitionedQueue(4, 64, name="q")
     seen: list[tuple[str, int]] = []
 
@@ -97,8 +97,8 @@ async def test_starting_a_worker_per_partition_checks_each_partition_once(
         assert await queue.aclose() == []
 
 
-async def test_p3_distinct_partitions_run_concurrently() -> None:
-    """P3: a handler blocked on one partition does not stop another partition's handler."""
+async def test_prs_3_distinct_partitions_run_concurrently() -> None:
+    """PRS-3: a handler blocked on one partition does not stop another partition's handler."""
     queue: PartitionedQueue[str] = PartitionedQueue(2, 8, name="q")
     other_ran = anyio.Event()
 
@@ -116,8 +116,8 @@ async def test_p3_distinct_partitions_run_concurrently() -> None:
     assert queue.statistics().processed == 2
 
 
-async def test_p3_same_partition_is_serial() -> None:
-    """P3 (twin): two keys of one partition never run at once; the second waits its turn."""
+async def test_prs_3_same_partition_is_serial() -> None:
+    """PRS-3 (twin): two keys of one partition never run at once; the second waits its turn."""
     queue: PartitionedQueue[str] = PartitionedQueue(2, 8, name="q")
     first, second = key_in(0, 2), key_in(0, 2, skip=1)
     release = anyio.Event()
@@ -138,8 +138,8 @@ async def test_p3_same_partition_is_serial() -> None:
     assert started == [first, second]
 
 
-async def test_p1_outstanding_never_exceeds_max_demand_and_refills_at_min_demand() -> None:
-    """P1: at most max_demand outstanding; more is asked for only at min_demand."""
+async def test_prs_1_outstanding_never_exceeds_max_demand_and_refills_at_min_demand() -> None:
+    """PRS-1: at most max_demand outstanding; more is asked for only at min_demand."""
     queue: PartitionedQueue[int] = PartitionedQueue(1, 16, name="q")
     for n in range(10):
         queue.put_nowait("k", n)
@@ -162,8 +162,8 @@ async def test_p1_outstanding_never_exceeds_max_demand_and_refills_at_min_demand
     assert part.demands == 4
 
 
-async def test_p1_default_min_demand_is_half_of_max() -> None:
-    """P1: min_demand defaults to max_demand // 2."""
+async def test_prs_1_default_min_demand_is_half_of_max() -> None:
+    """PRS-1: min_demand defaults to max_demand // 2."""
     queue: PartitionedQueue[int] = PartitionedQueue(1, 4, name="q")
     _, handler = recorder()
     async with open_partitioned_workers(queue, handler, max_demand=7):
@@ -175,8 +175,8 @@ async def test_p1_default_min_demand_is_half_of_max() -> None:
 @pytest.mark.parametrize(
     ("max_demand", "min_demand"), [(0, None), (True, None), (4, 4), (4, -1), (1, 1)]
 )
-async def test_p1_invalid_demand_is_rejected(max_demand: int, min_demand: int | None) -> None:
-    """P1: max_demand < 1 or min_demand outside [0, max_demand) is a ValueError."""
+async def test_prs_1_invalid_demand_is_rejected(max_demand: int, min_demand: int | None) -> None:
+    """PRS-1: max_demand < 1 or min_demand outside [0, max_demand) is a ValueError."""
     queue: PartitionedQueue[int] = PartitionedQueue(1, 4, name="q")
     _, handler = recorder()
     with pytest.raises(ValueError, match="_demand"):
@@ -193,8 +193,8 @@ def test_invalid_partitions_are_rejected(bad: object) -> None:
         PartitionedQueue(bad, 4, name="q")  # type: ignore[arg-type]
 
 
-async def test_p8_one_full_partition_refuses_while_the_others_accept() -> None:
-    """P8: a partition at capacity raises QueueFull naming itself; other partitions accept."""
+async def test_prs_8_one_full_partition_refuses_while_the_others_accept() -> None:
+    """PRS-8: a partition at capacity raises QueueFull naming itself; other partitions accept."""
     rejected: list[tuple[str, int, Priority, str]] = []
     queue: PartitionedQueue[int] = PartitionedQueue(
         2, 3, name="out", on_reject=lambda *args: rejected.append(args)
@@ -220,8 +220,8 @@ async def test_p8_one_full_partition_refuses_while_the_others_accept() -> None:
     assert stats.partitions[0].queue.rejected == {"queue_full": {"critical": 2}}
 
 
-async def test_p3_partitioning_is_stable_and_shared_with_replay() -> None:
-    """P3/D10: the queue routes with the replay workers' stable_hash, a pinned value."""
+async def test_prs_3_partitioning_is_stable_and_shared_with_replay() -> None:
+    """PRS-3/DL-10: the queue routes with the replay workers' stable_hash, a pinned value."""
     assert stable_hash("orders:42") == 7041023272453229123
     queue: PartitionedQueue[int] = PartitionedQueue(4, 4, name="q")
     assert queue.partition_of("orders:42") == 7041023272453229123 % 4
@@ -287,7 +287,7 @@ async def test_handler_error_without_on_error_is_logged(caplog: pytest.LogCaptur
 
 
 async def test_raising_on_error_crashes_the_worker_and_its_supervisor_restarts_it() -> None:
-    """S4/P3: on_error re-raising crashes only that worker; the restart goes on with the next item.
+    """SUP-4/PRS-3: on_error re-raising crashes only that worker; the restart goes on with the next item.
 
     The failed item is not handled again (it was handed to on_error); the other
     partition's worker is the same incarnation throughout.
@@ -322,8 +322,8 @@ async def test_raising_on_error_crashes_the_worker_and_its_supervisor_restarts_i
     assert (stats.processed, stats.errors, stats.redelivered) == (3, 1, 0)
 
 
-async def test_s5_workers_crashing_past_intensity_end_the_block() -> None:
-    """S5: more crashes than the intensity allows stop the supervisor; the block raises."""
+async def test_sup_5_workers_crashing_past_intensity_end_the_block() -> None:
+    """SUP-5: more crashes than the intensity allows stop the supervisor; the block raises."""
     queue: PartitionedQueue[int] = PartitionedQueue(1, 8, name="q")
 
     async def handler(key: str, item: int) -> None:
@@ -342,8 +342,8 @@ async def test_s5_workers_crashing_past_intensity_end_the_block() -> None:
 
 
 @virtual
-async def test_p3_a_killed_worker_is_restarted_and_redelivers_the_item_in_hand() -> None:
-    """S4/P3: a worker killed mid-item is restarted; the item runs again first, in order."""
+async def test_prs_3_a_killed_worker_is_restarted_and_redelivers_the_item_in_hand() -> None:
+    """SUP-4/PRS-3: a worker killed mid-item is restarted; the item runs again first, in order."""
     queue: PartitionedQueue[int] = PartitionedQueue(2, 8, name="q")
     victim, bystander = key_in(0, 2), key_in(1, 2)
     calls: list[int] = []
@@ -374,7 +374,7 @@ async def test_p3_a_killed_worker_is_restarted_and_redelivers_the_item_in_hand()
 
 @virtual
 async def test_a_graceful_stop_lets_the_item_in_hand_finish() -> None:
-    """S9/P10: stopping the workers waits for the handler in progress; the rest stay queued."""
+    """SUP-9/PRS-10: stopping the workers waits for the handler in progress; the rest stay queued."""
     queue: PartitionedQueue[int] = PartitionedQueue(1, 8, name="q")
     for n in range(4):
         queue.put_nowait("k", n)
@@ -417,8 +417,8 @@ async def test_worker_specs_fit_a_tree_of_ones_own() -> None:
     assert seen == [("a", 1)]
 
 
-async def test_p10_aclose_drains_everything_then_refuses_puts() -> None:
-    """P10: aclose lets workers finish all queued work; later puts raise QueueClosed."""
+async def test_prs_10_aclose_drains_everything_then_refuses_puts() -> None:
+    """PRS-10: aclose lets workers finish all queued work; later puts raise QueueClosed."""
     queue: PartitionedQueue[int] = PartitionedQueue(3, 32, name="q")
     seen, handler = recorder()
     async with open_partitioned_workers(queue, handler, max_demand=2):
@@ -436,8 +436,8 @@ async def test_p10_aclose_drains_everything_then_refuses_puts() -> None:
     assert queue.statistics().closed
 
 
-async def test_p10_aclose_without_workers_returns_everything_in_order() -> None:
-    """P10: with no workers, aclose hands back every queued item, per partition in order."""
+async def test_prs_10_aclose_without_workers_returns_everything_in_order() -> None:
+    """PRS-10: with no workers, aclose hands back every queued item, per partition in order."""
     queue: PartitionedQueue[int] = PartitionedQueue(2, 8, name="q")
     a, b = key_in(0, 2), key_in(1, 2)
     for n in range(3):
@@ -448,8 +448,8 @@ async def test_p10_aclose_without_workers_returns_everything_in_order() -> None:
 
 
 @virtual
-async def test_p10_aclose_timeout_cancels_and_returns_the_unfinished() -> None:
-    """P10: work not done within the timeout is cancelled and returned, not lost."""
+async def test_prs_10_aclose_timeout_cancels_and_returns_the_unfinished() -> None:
+    """PRS-10: work not done within the timeout is cancelled and returned, not lost."""
     queue: PartitionedQueue[int] = PartitionedQueue(2, 8, name="q")
     stuck, free = key_in(0, 2), key_in(1, 2)
     done: list[int] = []
@@ -473,8 +473,8 @@ async def test_p10_aclose_timeout_cancels_and_returns_the_unfinished() -> None:
     assert queue.statistics().queued == 0
 
 
-async def test_p10_a_put_deferred_before_aclose_is_still_drained() -> None:
-    """P10: a put waiting for admission when aclose starts is admitted and handled."""
+async def test_prs_10_a_put_deferred_before_aclose_is_still_drained() -> None:
+    """PRS-10: a put waiting for admission when aclose starts is admitted and handled."""
     policy = PressurePolicy(defer=frozenset({Priority.NORMAL}))
     queue: PartitionedQueue[int] = PartitionedQueue(1, 10, name="q", policy=policy)
     for n in range(9):  # 9/10 is degraded: a normal put is deferred
@@ -493,7 +493,7 @@ async def test_p10_a_put_deferred_before_aclose_is_still_drained() -> None:
 async def test_leaving_the_block_keeps_unfinished_items_for_the_next_workers() -> None:
     """Leaving the block stops (and, past shutdown, kills) the workers without dropping.
 
-    The next workers resume in order, starting with the interrupted item (P10).
+    The next workers resume in order, starting with the interrupted item (PRS-10).
     """
     queue: PartitionedQueue[int] = PartitionedQueue(1, 8, name="q")
     for n in range(4):
@@ -525,8 +525,8 @@ async def test_one_set_of_workers_at_a_time() -> None:
 
 
 @virtual
-async def test_p10_shutting_down_drains_then_dead_letters_what_was_not_finished() -> None:
-    """P10/D1: a tree's shutdown drains the queue first; what is left becomes dead letters.
+async def test_prs_10_shutting_down_drains_then_dead_letters_what_was_not_finished() -> None:
+    """PRS-10/DL-1: a tree's shutdown drains the queue first; what is left becomes dead letters.
 
     The drainer stops before the workers (reverse start order), closes the queue, and
     gives the workers the drain timeout; the stuck partition's items are stored,
@@ -570,8 +570,8 @@ async def test_p10_shutting_down_drains_then_dead_letters_what_was_not_finished(
         queue.put_nowait(free, 99)
 
 
-async def test_p10_a_drained_queue_reopens_when_its_workers_start_again() -> None:
-    """P10: the drainer reopens the queue at start, so a restarted tree accepts work again."""
+async def test_prs_10_a_drained_queue_reopens_when_its_workers_start_again() -> None:
+    """PRS-10: the drainer reopens the queue at start, so a restarted tree accepts work again."""
     queue: PartitionedQueue[int] = PartitionedQueue(1, 8, name="jobs")
     seen, handler = recorder()
     spec = queue.supervisor_spec(handler, drain=1.0)

@@ -1,4 +1,4 @@
-"""Pressure levels, hysteresis and admission by priority (P4-P8), as pure arithmetic."""
+"""Pressure levels, hysteresis and admission by priority (PRS-4..PRS-8), as pure arithmetic."""
 
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ def transitions(policy: PressurePolicy, ratios: list[float], step: float = 1.0) 
     return seen
 
 
-def test_p4_default_thresholds_enter_at_70_85_95_and_exit_ten_points_lower() -> None:
-    """P4: the defaults are enter 0.70/0.85/0.95 and exit 0.60/0.75/0.85."""
+def test_prs_4_default_thresholds_enter_at_70_85_95_and_exit_ten_points_lower() -> None:
+    """PRS-4: the defaults are enter 0.70/0.85/0.95 and exit 0.60/0.75/0.85."""
     assert (POLICY.warn, POLICY.degraded, POLICY.shed) == (
         Threshold(0.70, 0.60),
         Threshold(0.85, 0.75),
@@ -52,20 +52,20 @@ def test_p4_default_thresholds_enter_at_70_85_95_and_exit_ten_points_lower() -> 
     ]
 
 
-def test_p5_oscillating_above_the_exit_ratio_gives_one_transition() -> None:
-    """P5: occupancy crossing 0.70 back and forth but staying >= 0.60 enters warn once."""
+def test_prs_5_oscillating_above_the_exit_ratio_gives_one_transition() -> None:
+    """PRS-5: occupancy crossing 0.70 back and forth but staying >= 0.60 enters warn once."""
     ratios = [0.5, 0.71, 0.65, 0.72, 0.61, 0.70, 0.69, 0.75, 0.62]
     assert transitions(POLICY, ratios) == [Level.WARN]
 
 
-def test_p5_twin_without_hysteresis_gives_one_transition_per_crossing() -> None:
-    """P5 twin: with exit == enter the same oscillation transitions at every crossing."""
+def test_prs_5_twin_without_hysteresis_gives_one_transition_per_crossing() -> None:
+    """PRS-5 twin: with exit == enter the same oscillation transitions at every crossing."""
     policy = PressurePolicy.without_hysteresis()
     ratios = [0.5, 0.71, 0.65, 0.72, 0.61, 0.70, 0.69, 0.75, 0.62]
     assert transitions(policy, ratios) == [Level.WARN, Level.NORMAL] * 4
 
 
-def test_p5_falling_below_the_exit_ratio_steps_down() -> None:
+def test_prs_5_falling_below_the_exit_ratio_steps_down() -> None:
     """Below warn's exit (0.60) the level returns to normal; from shed it falls level by level."""
     assert transitions(POLICY, [0.71, 0.59]) == [Level.WARN, Level.NORMAL]
     assert transitions(POLICY, [0.96, 0.90, 0.80, 0.70, 0.50]) == [
@@ -141,16 +141,16 @@ def test_every_transition_is_a_real_change(ratios: list[float]) -> None:
         ),
     ],
 )
-def test_p4_invalid_policies_are_rejected_naming_the_field(
+def test_prs_4_invalid_policies_are_rejected_naming_the_field(
     options: dict[str, object], message: str
 ) -> None:
-    """P4: a bad policy fails when built with InvalidPressurePolicy (a ValueError) naming the field."""
+    """PRS-4: a bad policy fails when built with InvalidPressurePolicy (a ValueError) naming the field."""
     with pytest.raises(InvalidPressurePolicy, match=message) as info:
         PressurePolicy(**options)  # type: ignore[arg-type]
     assert isinstance(info.value, ValueError)
 
 
-def test_p4_twin_valid_edges_are_accepted() -> None:
+def test_prs_4_twin_valid_edges_are_accepted() -> None:
     """Twin: shed at 1.0, exit equal to enter, and exit 0 are all valid."""
     policy = PressurePolicy(
         warn=Threshold(0.5, 0.0), degraded=Threshold(0.9, 0.9), shed=Threshold(1.0, 0.95)
@@ -171,15 +171,15 @@ def test_p4_twin_valid_edges_are_accepted() -> None:
         (Level.SHED, Priority.CRITICAL, Verdict.ACCEPT),
     ],
 )
-def test_p6_p7_admission_by_level_and_priority(
+def test_prs_6_prs_7_admission_by_level_and_priority(
     level: Level, priority: Priority, verdict: Verdict
 ) -> None:
-    """P6/P7: degraded throttles the producer, shed rejects low, critical always gets in."""
+    """PRS-6/PRS-7: degraded throttles the producer, shed rejects low, critical always gets in."""
     assert admit(POLICY, level, priority, depth=10, capacity=100).verdict is verdict
 
 
-def test_p8_at_capacity_everything_is_queue_full_even_critical() -> None:
-    """P8: a full queue rejects every priority, so it never grows past capacity."""
+def test_prs_8_at_capacity_everything_is_queue_full_even_critical() -> None:
+    """PRS-8: a full queue rejects every priority, so it never grows past capacity."""
     for priority in Priority:
         assert admit(POLICY, Level.SHED, priority, depth=100, capacity=100).verdict is (
             Verdict.QUEUE_FULL
@@ -189,7 +189,7 @@ def test_p8_at_capacity_everything_is_queue_full_even_critical() -> None:
     )
 
 
-def test_p6_defer_and_no_throttle_options() -> None:
+def test_prs_6_defer_and_no_throttle_options() -> None:
     """Deferred priorities wait at degraded; throttle=0 accepts the others at once."""
     policy = PressurePolicy(defer={Priority.LOW, Priority.NORMAL}, throttle=0.0)
     assert admit(policy, Level.DEGRADED, Priority.NORMAL, depth=0, capacity=1).verdict is (
@@ -210,8 +210,8 @@ def test_levels_have_labels_for_telemetry() -> None:
 
 
 @pytest.mark.parametrize("since", [0.0, 255.29404008730594])
-def test_p5_a_level_exactly_min_dwell_old_steps_down_at_any_time(since: float) -> None:
-    """P5: at since + min_dwell the level may step down, even where (since + 1.0) - since < 1.0.
+def test_prs_5_a_level_exactly_min_dwell_old_steps_down_at_any_time(since: float) -> None:
+    """PRS-5: at since + min_dwell the level may step down, even where (since + 1.0) - since < 1.0.
 
     A clock that waits for ``since + min_dwell`` lands on that sum; comparing the
     difference with ``min_dwell`` instead held the level at some start times.

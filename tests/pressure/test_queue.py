@@ -1,4 +1,4 @@
-"""The bounded queue (P5-P8): bounded under any load, pressure on producers, every drop counted."""
+"""The bounded queue (PRS-5..PRS-8): bounded under any load, pressure on producers, every drop counted."""
 
 from __future__ import annotations
 
@@ -68,8 +68,8 @@ def _mixed(n: int) -> Iterable[Priority]:
 
 @virtual
 @pytest.mark.no_cover  # a load test: 100,000 messages under line tracing took 18 s in CI
-async def test_p8_sustained_overload_stays_bounded_and_accounts_for_every_message() -> None:
-    """P8: 10,000 mixed-priority messages at 10x the consumer's rate: depth <= capacity, all accounted, no critical shed."""
+async def test_prs_8_sustained_overload_stays_bounded_and_accounts_for_every_message() -> None:
+    """PRS-8: 10,000 mixed-priority messages at 10x the consumer's rate: depth <= capacity, all accounted, no critical shed."""
     sent = 10_000  # 100x the capacity: enough to cross every level many times
     capacity = 100
     rejected_by_callback: list[tuple[Priority, str]] = []
@@ -133,8 +133,8 @@ async def test_p8_sustained_overload_stays_bounded_and_accounts_for_every_messag
 
 
 @virtual
-async def test_p6_throttling_never_slows_the_consumer() -> None:
-    """P6: while producers are throttled, the consumer takes one item per its own 1 ms."""
+async def test_prs_6_throttling_never_slows_the_consumer() -> None:
+    """PRS-6: while producers are throttled, the consumer takes one item per its own 1 ms."""
     queue = filled(DEGRADED_DEPTH, policy=PressurePolicy(throttle=0.05))
     start = anyio.current_time()
     taken_at: list[float] = []
@@ -154,8 +154,8 @@ async def test_p6_throttling_never_slows_the_consumer() -> None:
 
 
 @virtual
-async def test_p6_a_throttled_put_waits_the_throttle_once_then_queues() -> None:
-    """P6: at degraded a normal put waits policy.throttle exactly once, then is queued."""
+async def test_prs_6_a_throttled_put_waits_the_throttle_once_then_queues() -> None:
+    """PRS-6: at degraded a normal put waits policy.throttle exactly once, then is queued."""
     queue = filled(DEGRADED_DEPTH, policy=PressurePolicy(throttle=0.02))
     start = anyio.current_time()
     await queue.put(99)  # still degraded after the wait: not throttled a second time
@@ -182,8 +182,8 @@ async def test_twin_critical_work_and_lower_levels_are_not_throttled(
 
 
 @virtual
-async def test_p6_a_deferred_priority_waits_until_the_level_drops() -> None:
-    """P6: a deferred low put at degraded waits until consumers bring the level below degraded."""
+async def test_prs_6_a_deferred_priority_waits_until_the_level_drops() -> None:
+    """PRS-6: a deferred low put at degraded waits until consumers bring the level below degraded."""
     queue = filled(DEGRADED_DEPTH, policy=PressurePolicy(defer={Priority.LOW}))
     done = anyio.Event()
 
@@ -216,8 +216,8 @@ async def test_twin_a_priority_that_is_not_deferred_passes_at_degraded() -> None
 
 
 @virtual
-async def test_p5_a_deferred_producer_wakes_when_the_dwell_time_ends() -> None:
-    """P5: with min_dwell, a deferred producer is admitted once the level may step down, with no other activity."""
+async def test_prs_5_a_deferred_producer_wakes_when_the_dwell_time_ends() -> None:
+    """PRS-5: with min_dwell, a deferred producer is admitted once the level may step down, with no other activity."""
     queue = filled(DEGRADED_DEPTH, policy=PressurePolicy(defer={Priority.LOW}, min_dwell=1.0))
     start = anyio.current_time()
     async with anyio.create_task_group() as tg:
@@ -229,8 +229,8 @@ async def test_p5_a_deferred_producer_wakes_when_the_dwell_time_ends() -> None:
     assert drain(queue, 1) == [99]
 
 
-async def test_p7_shed_rejects_only_the_shed_priorities() -> None:
-    """P7: at shed a low message raises LoadShed, is counted by reason/priority and not queued."""
+async def test_prs_7_shed_rejects_only_the_shed_priorities() -> None:
+    """PRS-7: at shed a low message raises LoadShed, is counted by reason/priority and not queued."""
     queue = filled(SHED_DEPTH)
     with pytest.raises(
         LoadShed,
@@ -256,15 +256,15 @@ async def test_p7_shed_rejects_only_the_shed_priorities() -> None:
 async def test_twin_critical_and_unlisted_priorities_are_accepted_at_shed(
     priority: Priority,
 ) -> None:
-    """Twin P7: at shed, critical (never shed) and priorities not in shed_priorities are queued."""
+    """Twin PRS-7: at shed, critical (never shed) and priorities not in shed_priorities are queued."""
     queue = filled(SHED_DEPTH, policy=PressurePolicy(throttle=0.0))
     await queue.put(99, priority=priority)
     assert len(queue) == CAPACITY
     assert queue.statistics().rejected == {}
 
 
-async def test_p7_shed_priorities_are_configurable() -> None:
-    """P7: with shed_priorities={low, normal}, a normal message is shed too."""
+async def test_prs_7_shed_priorities_are_configurable() -> None:
+    """PRS-7: with shed_priorities={low, normal}, a normal message is shed too."""
     queue = filled(
         SHED_DEPTH, policy=PressurePolicy(shed_priorities={Priority.LOW, Priority.NORMAL})
     )
@@ -274,8 +274,8 @@ async def test_p7_shed_priorities_are_configurable() -> None:
 
 
 @pytest.mark.parametrize("priority", list(Priority))
-async def test_p8_a_full_queue_rejects_every_priority(priority: Priority) -> None:
-    """P8: at capacity every priority, critical included, raises QueueFull and is counted."""
+async def test_prs_8_a_full_queue_rejects_every_priority(priority: Priority) -> None:
+    """PRS-8: at capacity every priority, critical included, raises QueueFull and is counted."""
     queue = filled(CAPACITY)
     label = priority.name.lower()
     with pytest.raises(
@@ -296,7 +296,7 @@ async def test_p8_a_full_queue_rejects_every_priority(priority: Priority) -> Non
 
 
 async def test_twin_one_below_capacity_accepts_critical() -> None:
-    """Twin P8: one below capacity a critical message is queued, filling the queue exactly."""
+    """Twin PRS-8: one below capacity a critical message is queued, filling the queue exactly."""
     queue = filled(CAPACITY - 1)
     await queue.put(99, priority=Priority.CRITICAL)
     stats = queue.statistics()
@@ -383,8 +383,8 @@ async def test_statistics_count_everything() -> None:
     assert stats.rejected_total == 2
 
 
-async def test_p5_hysteresis_gives_one_transition_while_depth_oscillates() -> None:
-    """P5: depth going back and forth across the degraded enter ratio changes the level once."""
+async def test_prs_5_hysteresis_gives_one_transition_while_depth_oscillates() -> None:
+    """PRS-5: depth going back and forth across the degraded enter ratio changes the level once."""
     queue = filled(DEGRADED_DEPTH)
     before = queue.statistics().transitions
     for _ in range(10):
@@ -395,7 +395,7 @@ async def test_p5_hysteresis_gives_one_transition_while_depth_oscillates() -> No
 
 
 async def test_twin_without_hysteresis_every_crossing_is_a_transition() -> None:
-    """Twin P5: with exit == enter, each crossing of the threshold is a transition."""
+    """Twin PRS-5: with exit == enter, each crossing of the threshold is a transition."""
     queue = filled(DEGRADED_DEPTH, policy=PressurePolicy.without_hysteresis())
     before = queue.statistics().transitions
     for _ in range(10):
@@ -410,10 +410,10 @@ async def test_twin_without_hysteresis_every_crossing_is_a_transition() -> None:
     ("dwelt", "level", "transitions"),
     [(1.0, Level.NORMAL, 2), (0.5, Level.WARN, 1)],
 )
-async def test_p5_a_put_after_min_dwell_ran_out_steps_down_first(
+async def test_prs_5_a_put_after_min_dwell_ran_out_steps_down_first(
     nowait: bool, dwelt: float, level: Level, transitions: int
 ) -> None:
-    """P5 and twin: held at warn by min_dwell, a put once the dwell ran out steps down before queueing."""
+    """PRS-5 and twin: held at warn by min_dwell, a put once the dwell ran out steps down before queueing."""
     queue = filled(14, policy=PressurePolicy(min_dwell=1.0))  # 14/20 = 0.70: warn
     drain(queue, 3)  # 11/20 = 0.55 is below warn's exit, but warn must last 1 s
     await anyio.sleep(dwelt)
@@ -427,8 +427,8 @@ async def test_p5_a_put_after_min_dwell_ran_out_steps_down_first(
     assert (stats.queued, stats.level, stats.transitions) == (12, level, transitions)
 
 
-async def test_p7_on_reject_gets_every_refused_message() -> None:
-    """P7: on_reject is called with the item, priority and reason of each refusal (the dead-letter seam)."""
+async def test_prs_7_on_reject_gets_every_refused_message() -> None:
+    """PRS-7: on_reject is called with the item, priority and reason of each refusal (the dead-letter seam)."""
     seen: list[tuple[int, Priority, str]] = []
     queue = filled(SHED_DEPTH, on_reject=lambda *args: seen.append(args))
     with pytest.raises(LoadShed):
@@ -651,10 +651,10 @@ class Reference:
     capacity=st.integers(1, 40),
     script=scripts(),
 )
-async def test_p4_p8_fast_admission_path_matches_the_policy(
+async def test_prs_4_prs_8_fast_admission_path_matches_the_policy(
     policy: PressurePolicy, capacity: int, script: list[Step]
 ) -> None:
-    """P4-P8: after every put, put_nowait, get_nowait and sleep, level, refusals and statistics equal the pure policy's."""
+    """PRS-4..PRS-8: after every put, put_nowait, get_nowait and sleep, level, refusals and statistics equal the pure policy's."""
     queue: BoundedQueue[int] = BoundedQueue(capacity, name="q", policy=policy)
     model = Reference(capacity, policy)
     for item, (op, priority, seconds) in enumerate(script):
@@ -718,10 +718,10 @@ async def test_p4_p8_fast_admission_path_matches_the_policy(
     level=st.sampled_from(Level),
     data=st.data(),
 )
-def test_p4_the_depths_a_level_is_kept_at_are_one_interval(
+def test_prs_4_the_depths_a_level_is_kept_at_are_one_interval(
     policy: PressurePolicy, capacity: int, level: Level, data: st.DataObject
 ) -> None:
-    """P4: level_for rises with depth, and a level's cached bounds are where it keeps the level."""
+    """PRS-4: level_for rises with depth, and a level's cached bounds are where it keeps the level."""
     regime = _regime(policy, capacity, level)
 
     def level_at(depth: int) -> Level:

@@ -1,4 +1,4 @@
-"""The token-bucket rate limiter under virtual time (P9): it delays, never drops."""
+"""The token-bucket rate limiter under virtual time (PRS-9): it delays, never drops."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from otpy.testing import virtual_time
 pytestmark = pytest.mark.parametrize("anyio_backend", [virtual_time()])
 
 
-async def test_p9_rate_is_exact_after_the_burst() -> None:
-    """P9: 10/s with burst 5: five pass at once, then one every 0.1 s, nothing dropped."""
+async def test_prs_9_rate_is_exact_after_the_burst() -> None:
+    """PRS-9: 10/s with burst 5: five pass at once, then one every 0.1 s, nothing dropped."""
     limiter = RateLimiter(10.0, burst=5)
     start = anyio.current_time()
     times = []
@@ -26,8 +26,8 @@ async def test_p9_rate_is_exact_after_the_burst() -> None:
     assert (stats.granted, stats.waiting) == (25, 0)
 
 
-async def test_p9_many_producers_share_the_rate_in_arrival_order() -> None:
-    """P9: the limit holds across all producers, served first come first served."""
+async def test_prs_9_many_producers_share_the_rate_in_arrival_order() -> None:
+    """PRS-9: the limit holds across all producers, served first come first served."""
     limiter = RateLimiter(4.0, burst=1)
     order: list[tuple[int, float]] = []
     start = anyio.current_time()
@@ -44,8 +44,8 @@ async def test_p9_many_producers_share_the_rate_in_arrival_order() -> None:
     assert [round(t, 9) for _, t in order] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
 
 
-async def test_p9_rate_changes_at_run_time_and_reschedules_waiters() -> None:
-    """P9: raising the rate while a producer waits lets it through at the new rate."""
+async def test_prs_9_rate_changes_at_run_time_and_reschedules_waiters() -> None:
+    """PRS-9: raising the rate while a producer waits lets it through at the new rate."""
     limiter = RateLimiter(1.0, burst=1)
     await limiter.acquire()  # empties the bucket
     start = anyio.current_time()

@@ -1,4 +1,4 @@
-"""Refused messages become dead letters (P7, P8, D1): nothing a bounded queue refuses is lost."""
+"""Refused messages become dead letters (PRS-7, PRS-8, DL-1): nothing a bounded queue refuses is lost."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def filled(queue: BoundedQueue[object], depth: int) -> BoundedQueue[object]:
 
 
 async def test_a_shed_message_is_stored_with_its_priority_and_the_queue_diagnostics() -> None:
-    """P7/D1: a shed message is stored as load_shed, retryable, with level, depth and capacity."""
+    """PRS-7/DL-1: a shed message is stored as load_shed, retryable, with level, depth and capacity."""
     store = MemoryDeadLetterStore()
     async with otpy.open_supervisor(dead_letter_children(store, sweep=False)):
         queue = filled(dead_lettering_queue(CAPACITY, DeadLetters(), key="orders", name="in"), 19)
@@ -79,7 +79,7 @@ async def test_a_shed_message_is_stored_with_its_priority_and_the_queue_diagnost
 
 
 async def test_a_queue_full_refusal_is_stored_even_for_critical_work() -> None:
-    """P8/D1: at capacity a critical message is refused as queue_full and stored with depth == capacity."""
+    """PRS-8/DL-1: at capacity a critical message is refused as queue_full and stored with depth == capacity."""
     store = MemoryDeadLetterStore()
     async with otpy.open_supervisor(dead_letter_children(store, sweep=False)):
         queue = filled(dead_lettering_queue(CAPACITY, DeadLetters(), key="orders", name="in"), 20)
@@ -99,7 +99,7 @@ async def test_a_queue_full_refusal_is_stored_even_for_critical_work() -> None:
 
 
 async def test_below_shed_nothing_is_dead_lettered() -> None:
-    """P7: a message the queue accepts is not stored (the twin of the shed test)."""
+    """PRS-7: a message the queue accepts is not stored (the twin of the shed test)."""
     store = MemoryDeadLetterStore()
     async with otpy.open_supervisor(dead_letter_children(store, sweep=False)):
         queue = filled(dead_lettering_queue(CAPACITY, DeadLetters(), key="orders"), SHED_DEPTH - 1)
@@ -109,7 +109,7 @@ async def test_below_shed_nothing_is_dead_lettered() -> None:
 
 
 async def test_under_sustained_overload_processed_plus_stored_equals_sent() -> None:
-    """P7/P8/D1: every message is either processed or stored as shed/queue_full; none is lost."""
+    """PRS-7/PRS-8/DL-1: every message is either processed or stored as shed/queue_full; none is lost."""
     store = MemoryDeadLetterStore()
     sent = 300
     priorities = list(Priority)
@@ -148,7 +148,7 @@ async def test_under_sustained_overload_processed_plus_stored_equals_sent() -> N
 
 
 async def test_the_key_can_be_a_function_of_the_message_and_records_are_filterable() -> None:
-    """D1: key=callable keys each record by its message; the store filters them by source."""
+    """DL-1: key=callable keys each record by its message; the store filters them by source."""
     store = MemoryDeadLetterStore()
     async with otpy.open_supervisor(dead_letter_children(store, sweep=False)):
         queue: BoundedQueue[dict[str, str]] = dead_lettering_queue(
@@ -165,7 +165,7 @@ async def test_the_key_can_be_a_function_of_the_message_and_records_are_filterab
 
 
 async def test_an_unbound_callback_still_stores_with_empty_diagnostics() -> None:
-    """D1: without bind() every refusal is still stored; only the queue figures are missing."""
+    """DL-1: without bind() every refusal is still stored; only the queue figures are missing."""
     store = MemoryDeadLetterStore()
     async with otpy.open_supervisor(dead_letter_children(store, sweep=False)):
         callback: RejectionDeadLetters[int] = dead_letter_rejections(DeadLetters(), key="k")
@@ -201,8 +201,8 @@ def test_an_empty_key_and_an_unknown_reason_are_refused() -> None:
         callback.record(1, Priority.LOW, "nope")
 
 
-async def test_p8_a_partitioned_queue_refusal_is_stored_under_the_items_own_key() -> None:
-    """P8/D1: a full partition's refusal is stored with the item's key and that partition's figures.
+async def test_prs_8_a_partitioned_queue_refusal_is_stored_under_the_items_own_key() -> None:
+    """PRS-8/DL-1: a full partition's refusal is stored with the item's key and that partition's figures.
 
     The key is the routing key, so replaying the record lands on the same partition.
     """
