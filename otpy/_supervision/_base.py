@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
-from .. import telemetry
 from .._core import (
     KILLED,
     SHUTDOWN,
@@ -112,6 +111,8 @@ class _Child:
 
 
 def _short(reason: object) -> str:
+    from .. import telemetry  # here: importing otpy need not load OpenTelemetry
+
     return telemetry.describe_reason(reason)[1]
 
 
@@ -276,6 +277,8 @@ class _SupervisorBase(Actor):
             message=f"gave up: {error}",
             last_exit=_short(reason),
         )
+        from .. import telemetry
+
         telemetry.record_escalation(
             supervisor=self.ref.label,
             offender=child.spec.id,
@@ -301,6 +304,8 @@ class _SupervisorBase(Actor):
         return delay
 
     def _note_restart(self, child: _Child, reason: object, delay: float) -> None:
+        from .. import telemetry
+
         telemetry.record_restart(
             supervisor=self.ref.label,
             child_id=child.spec.id,
@@ -364,6 +369,8 @@ class _SupervisorBase(Actor):
                 ref = await self._start(member)
             except SpawnError as exc:
                 self._report("start_error", member, exc.reason)
+                from .. import telemetry
+
                 telemetry.record_start_error(
                     supervisor=self.ref.label, child_id=member.spec.id, reason=exc.reason
                 )

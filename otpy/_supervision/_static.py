@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING, Any, final
 
 import attrs
 
-from .. import telemetry
 from .._core import SHUTDOWN, ShutdownWith, is_normal_exit
 from .._exceptions import ChildError, FailedToStartChild, OtpyError, SpawnError
 from ._base import BACKING_OFF, RESTARTING, STOPPED, _Child, _SupervisorBase
@@ -57,6 +56,8 @@ class Supervisor(_SupervisorBase):
             except SpawnError as exc:
                 self._children.remove(child)
                 self._report("start_error", child, exc.reason)
+                from .. import telemetry  # here: importing otpy need not load OpenTelemetry
+
                 telemetry.record_start_error(
                     supervisor=self.ref.label, child_id=child_spec.id, reason=exc.reason
                 )

@@ -21,11 +21,9 @@ from typing import TYPE_CHECKING, Any, final
 
 import anyio
 import click
-from opentelemetry import trace
 
 import otpy
 from otpy._redact import format_exception, get_logger, redact
-from otpy.telemetry import describe_reason
 
 from ._target import TargetError, check_factory, describe, raised_at, resolve_target
 
@@ -336,6 +334,8 @@ def _exit_code(running: RunningNode, reason: object) -> int:
     if isinstance(reason, otpy.ShutdownWith) and isinstance(reason.detail, BaseException):
         say(f"root supervisor {running.target} gave up: {reason.detail}", level=logging.ERROR)
         return EXIT_FAILED
+    from otpy.telemetry import describe_reason  # here: `otpy --help` need not load OpenTelemetry
+
     if otpy.is_normal_exit(reason):
         if not running.stopping:
             say(f"root supervisor {running.target} exited: {describe_reason(reason)[1]}")
@@ -453,6 +453,8 @@ class JsonFormatter(logging.Formatter):
         elif isinstance(exception, dict) and record.exc_text:
             # an otpy record: RedactingFilter kept the exception as redacted text
             entry["exception"] = {**exception, "traceback": record.exc_text}
+        from opentelemetry import trace  # here: `otpy --help` need not load OpenTelemetry
+
         span = trace.get_current_span().get_span_context()
         if span.is_valid:
             entry["trace_id"] = format(span.trace_id, "032x")
