@@ -12,6 +12,7 @@ child to stop.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, final
 
@@ -41,7 +42,7 @@ from ._spec import ChildSpec, ChildType, Restart, Shutdown, backoff_delay
 from ._window import RestartWindow, record_restart
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
 
 logger = get_logger("otpy.supervisor")
@@ -139,7 +140,7 @@ class _SupervisorBase(Actor):
     _window: RestartWindow
     _children: list[_Child]
     _by_ref: dict[ActorRef, _Child]
-    _listeners: list[Any] | None = None
+    _listeners: list[Callable[[str, ActorRef], None]] | None = None
     _children_have_ids = True  # False for a dynamic supervisor: its children are addressed by ref
     _strategy_name: str
     _keys: int
@@ -183,6 +184,21 @@ class _SupervisorBase(Actor):
             for listener in list(self._listeners):
                 listener(child.spec.id, ref)
         return ref
+
+    @contextlib.contextmanager
+    def listening(self, listener: Callable[[str, ActorRef], None]) -> Iterator[None]:
+        """Call *listener* with ``(child_id, ref)`` for each child started while inside.
+
+        What `SupervisorRef.wait_child` waits with: the start is seen as it happens, in
+        the supervisor's own task, so no incarnation slips by between two looks.
+        """
+        if self._listeners is None:
+            self._listeners = []
+        self._listeners.append(listener)
+        try:
+            yield
+        finally:
+            self._listeners.remove(listener)
 
     def _adopt(self, created: ActorRef) -> None:
         """Link to a new child before its task runs, as its parent (OTP's start_link).

@@ -164,15 +164,8 @@ class SupervisorRef:
                 found.append(ref)
                 event.set()
 
-        sup = self._sup
-        if sup._listeners is None:
-            sup._listeners = []
-        sup._listeners.append(listener)
-        try:
-            with anyio.fail_after(timeout):
-                await event.wait()
-        finally:
-            sup._listeners.remove(listener)
+        with self._sup.listening(listener), anyio.fail_after(timeout):
+            await event.wait()
         return found[0]
 
     def child(self, child_id: str) -> ActorRef | None:
