@@ -34,6 +34,15 @@ BENCHMARKS = (
         run=_deadletter.run_capture,
         asyncio_only=True,
     ),
+    Benchmark(
+        name="dlq-capture-one",
+        title="6b. capture, one producer",
+        run=_deadletter.run_capture_one,
+        asyncio_only=True,
+    ),
+    Benchmark(
+        name="dlq-schema", title="6c. schema cost", run=_deadletter.run_schema, asyncio_only=True
+    ),
     Benchmark(name="dlq-replay", title="7. replay", run=_deadletter.run_replay, asyncio_only=True),
     Benchmark(name="dlq-list", title="8. list", run=_deadletter.run_list, asyncio_only=True),
     Benchmark(name="overload", title="9. 10x overload", run=_pressure.run_overload),
