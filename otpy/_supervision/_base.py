@@ -12,7 +12,6 @@ child to stop.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, final
 
@@ -42,7 +41,7 @@ from ._spec import ChildSpec, ChildType, Restart, Shutdown, backoff_delay
 from ._window import RestartWindow, record_restart
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Sequence
 
 
 logger = get_logger("otpy.supervisor")
@@ -185,20 +184,21 @@ class _SupervisorBase(Actor):
                 listener(child.spec.id, ref)
         return ref
 
-    @contextlib.contextmanager
-    def listening(self, listener: Callable[[str, ActorRef], None]) -> Iterator[None]:
-        """Call *listener* with ``(child_id, ref)`` for each child started while inside.
+    def add_listener(self, listener: Callable[[str, ActorRef], None]) -> None:
+        """Call *listener* with ``(child_id, ref)`` for each child started from now on.
 
         What `SupervisorRef.wait_child` waits with: the start is seen as it happens, in
-        the supervisor's own task, so no incarnation slips by between two looks.
+        the supervisor's own task, so no incarnation slips by between two looks. A
+        plain pair of calls rather than a context manager: it is on the restart path.
         """
         if self._listeners is None:
             self._listeners = []
         self._listeners.append(listener)
-        try:
-            yield
-        finally:
-            self._listeners.remove(listener)
+
+    def remove_listener(self, listener: Callable[[str, ActorRef], None]) -> None:
+        """Stop calling *listener*; it must have been added."""
+        assert self._listeners is not None
+        self._listeners.remove(listener)
 
     def _adopt(self, created: ActorRef) -> None:
         """Link to a new child before its task runs, as its parent (OTP's start_link).

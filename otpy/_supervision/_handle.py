@@ -39,19 +39,17 @@ __all__ = ["SupervisorRef", "open_supervisor", "start_supervisor", "supervisor_r
 class SupervisorRef:
     """A handle on a running supervisor: the child API and introspection (SUP-11)."""
 
-    __slots__ = ("ref",)
+    __slots__ = ("_sup", "ref")
 
     def __init__(self, ref: ActorRef) -> None:
-        if not isinstance(actor_of(ref), _SupervisorBase):
+        sup = actor_of(ref)
+        if not isinstance(sup, _SupervisorBase):
             raise TypeError(f"{ref!r} is not a supervisor")
         self.ref = ref
+        self._sup = sup  # a ref's actor never changes: look it up once, not per call
 
     def __repr__(self) -> str:
         return f"<SupervisorRef {self.ref.label}>"
-
-    @property
-    def _sup(self) -> _SupervisorBase:
-        return actor_of(self.ref)  # type: ignore[return-value]
 
     async def _request(self, message: object) -> Any:
         result = await self.ref.call(message, timeout=None)
@@ -164,8 +162,13 @@ class SupervisorRef:
                 found.append(ref)
                 event.set()
 
-        with self._sup.listening(listener), anyio.fail_after(timeout):
-            await event.wait()
+        sup = self._sup
+        sup.add_listener(listener)
+        try:
+            with anyio.fail_after(timeout):
+                await event.wait()
+        finally:
+            sup.remove_listener(listener)
         return found[0]
 
     def child(self, child_id: str) -> ActorRef | None:
