@@ -17,7 +17,7 @@ allows one per process, so there is no later provider to notice).
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from opentelemetry import trace
 
@@ -36,6 +36,8 @@ __all__ = [
     "get_meter",
     "get_tracer",
 ]
+
+InstrumentT = TypeVar("InstrumentT")
 
 INSTRUMENTATION_NAME = "otpy"
 """The instrumentation scope name on every span and metric otpy emits."""
@@ -83,6 +85,16 @@ def get_meter() -> Meter:
     return metrics.get_meter(INSTRUMENTATION_NAME, _otpy_version())
 
 
+def _cached(create: Callable[[Meter], InstrumentT]) -> Callable[[], InstrumentT]:
+    """Return a function that creates an instrument on otpy's meter once, then reuses it."""
+
+    @functools.cache
+    def instrument() -> InstrumentT:
+        return create(get_meter())
+
+    return instrument
+
+
 def cached_counter(name: str, *, unit: str, description: str) -> Callable[[], Counter]:
     """Return a function that gives otpy's monotonic counter *name*, created on first call.
 
@@ -97,11 +109,7 @@ def cached_counter(name: str, *, unit: str, description: str) -> Callable[[], Co
     .. versionadded:: 0.2.0
     """
 
-    @functools.cache
-    def instrument() -> Counter:
-        return get_meter().create_counter(name, unit=unit, description=description)
-
-    return instrument
+    return _cached(lambda meter: meter.create_counter(name, unit=unit, description=description))
 
 
 def cached_histogram(name: str, *, unit: str, description: str) -> Callable[[], Histogram]:
@@ -118,11 +126,7 @@ def cached_histogram(name: str, *, unit: str, description: str) -> Callable[[], 
     .. versionadded:: 0.2.0
     """
 
-    @functools.cache
-    def instrument() -> Histogram:
-        return get_meter().create_histogram(name, unit=unit, description=description)
-
-    return instrument
+    return _cached(lambda meter: meter.create_histogram(name, unit=unit, description=description))
 
 
 def cached_gauge(name: str, *, unit: str, description: str) -> Callable[[], Gauge]:
@@ -139,8 +143,4 @@ def cached_gauge(name: str, *, unit: str, description: str) -> Callable[[], Gaug
     .. versionadded:: 0.2.0
     """
 
-    @functools.cache
-    def instrument() -> Gauge:
-        return get_meter().create_gauge(name, unit=unit, description=description)
-
-    return instrument
+    return _cached(lambda meter: meter.create_gauge(name, unit=unit, description=description))
