@@ -54,6 +54,7 @@ from ._harness import (
     Target,
     column,
     gc_diagnostics,
+    latency_figures,
     latency_sample,
     median,
     percentile,
@@ -306,7 +307,13 @@ def run_capture(runtime: Runtime, size: Size, repeat: int) -> BenchmarkResult:
                 ("rows_per_s", f"raw, batches of {BATCH:,}, same table", raw, 0.8),
                 ("rows_per_s_minimal", f"raw, batches of {BATCH:,}, 4-column table", minimal, 0.6),
             ),
-            *_ack_figures(mine, raw, f"one raw batch of {BATCH:,}, BEGIN to COMMIT"),
+            *latency_figures(
+                mine,
+                raw,
+                baseline_name=f"one raw batch of {BATCH:,}, BEGIN to COMMIT",
+                label="ack",
+                metric_prefix="ack_",
+            ),
         ),
         notes=(
             "each capture is acknowledged only after the transaction holding it committed; "
@@ -344,24 +351,6 @@ def _rate_figures(
     )
 
 
-def _ack_figures(
-    mine: list[Sample], theirs: list[Sample], baseline_name: str
-) -> tuple[Figure, ...]:
-    """p50 and p99 acknowledgement latency of *mine* beside the baseline's commits."""
-    return tuple(
-        Figure(
-            metric=f"ack_{quantile}_us",
-            label=f"{quantile} ack",
-            unit="us",
-            higher_is_better=False,
-            baseline_name=baseline_name,
-            otpy_samples=column(mine, f"{quantile}_us"),
-            baseline_samples=column(theirs, f"{quantile}_us"),
-        )
-        for quantile in ("p50", "p99")
-    )
-
-
 def run_capture_one(runtime: Runtime, size: Size, repeat: int) -> BenchmarkResult:
     """One producer capturing one record at a time against one raw commit per row."""
     n = size.pick(full=5_000, quick=1_000, smoke=50)
@@ -381,7 +370,13 @@ def run_capture_one(runtime: Runtime, size: Size, repeat: int) -> BenchmarkResul
         size=f"{n:,} records captured one at a time by one producer, synchronous=FULL",
         figures=(
             *_rate_figures(mine, ("rows_per_s", "raw, one commit per row", raw, 0.8)),
-            *_ack_figures(mine, raw, "raw, one row's BEGIN to COMMIT"),
+            *latency_figures(
+                mine,
+                raw,
+                baseline_name="raw, one row's BEGIN to COMMIT",
+                label="ack",
+                metric_prefix="ack_",
+            ),
         ),
         notes=("every capture is its own transaction on both sides: one fsync bounds each",),
     )

@@ -37,6 +37,7 @@ __all__ = [
     "latency_sample",
     "median",
     "percentile",
+    "latency_figures",
     "rate_and_latency_figures",
     "run_rounds",
     "runtime_named",
@@ -396,10 +397,26 @@ def rate_and_latency_figures(
         baseline_samples=column(theirs, rate_metric),
         target=rate_target,
     )
+    p50, p99 = latency_figures(
+        mine, theirs, baseline_name=baseline_name, label=latency_label, p99_target=p99_target
+    )
+    return rate, p50, p99
+
+
+def latency_figures(
+    mine: Sequence[Sample],
+    theirs: Sequence[Sample],
+    *,
+    baseline_name: str,
+    label: str,
+    metric_prefix: str = "",
+    p99_target: Target | None = None,
+) -> tuple[Figure, Figure]:
+    """The p50 and p99 figures of two contenders measured by :func:`latency_sample`."""
     p50, p99 = (
         Figure(
-            metric=f"{quantile}_us",
-            label=f"{quantile} {latency_label}",
+            metric=f"{metric_prefix}{quantile}_us",
+            label=f"{quantile} {label}",
             unit="us",
             higher_is_better=False,
             baseline_name=baseline_name,
@@ -409,7 +426,7 @@ def rate_and_latency_figures(
         )
         for quantile, target in (("p50", None), ("p99", p99_target))
     )
-    return rate, p50, p99
+    return p50, p99
 
 
 def gc_diagnostics(samples: Mapping[str, Sequence[Sample]]) -> dict[str, float]:
