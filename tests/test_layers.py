@@ -42,6 +42,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("_check",),
     ("_partition", "_redact"),
     ("_core",),
+    ("_durable",),
     ("telemetry",),
     ("_supervision",),
     ("otpy",),

@@ -19,6 +19,11 @@ Submodules, one concept each: ``_actor`` (the behaviour), ``_ref`` (the handle),
 ``_process`` (the running actor), ``_mailbox``, ``_node``, ``_named`` (sending by
 name), ``_receptionist``, ``_reasons``, ``_deadletters`` (the in-memory stream),
 ``_envelope`` (trace context in messages) and ``_lowlevel`` (futures and timeouts).
+
+From ``_lowlevel``, :func:`current_backend`, :func:`wait_for` and :data:`TIMED_OUT`
+serve ``otpy._durable``: its callers wait for a commit on the cheapest future of the
+running backend, and on asyncio share the core's deadline queue for timeouts (a
+cancel scope per capture cost about 30 µs there).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from ._envelope import (
     install_envelope_hooks,
     restore_context,
 )
+from ._lowlevel import TIMED_OUT, Backend, OneShot, current_backend, wait_for
 from ._mailbox import MailboxConfig, Overflow
 from ._named import NamedRef
 from ._node import (
@@ -80,6 +86,11 @@ from ._ref import (
 )
 
 __all__ = [
+    "TIMED_OUT",
+    "Backend",
+    "OneShot",
+    "current_backend",
+    "wait_for",
     # The public API (re-exported by otpy).
     "IGNORE",
     "KILLED",

@@ -1,0 +1,28 @@
+"""otpy's one durable write path: every SQLite store's writes, group-committed.
+
+The dead-letter store and its replay ledger write through it today; the gateway's
+outbox and the ingest journal will. A caller hands :meth:`SQLiteWriter.append` a
+:class:`Write` (rows for :class:`Table` s) and awaits the commit that holds them;
+:meth:`SQLiteWriter.transaction` runs a read-modify-write in one trip to the
+database thread, in line with the appends. It is an implementation detail of the
+SQLite stores, below their store protocols: a PostgreSQL store would group its
+commits its own way behind the same protocol.
+"""
+
+from ._table import MAX_ROWS_PER_STATEMENT as MAX_ROWS_PER_STATEMENT
+from ._table import Row as Row
+from ._table import Table as Table
+from ._writer import SQLiteWriter as SQLiteWriter
+from ._writer import Write as Write
+from ._writer import WriterStatistics as WriterStatistics
+from ._writer import connect as connect
+
+__all__ = [
+    "MAX_ROWS_PER_STATEMENT",
+    "Row",
+    "SQLiteWriter",
+    "Table",
+    "Write",
+    "WriterStatistics",
+    "connect",
+]
