@@ -23,6 +23,7 @@ __all__ = [
     "INSERT",
     "INSERT_PAYLOAD",
     "IN_DOUBT_QUERY",
+    "LEDGER_QUERY",
     "NOT_RUNNING",
     "PRUNE_LEDGER",
     "RECLAIM_QUERY",
@@ -65,6 +66,9 @@ UPDATE_STATE: Final = (
     "UPDATE dead_letters SET status = ?, replay_status = ?, replay_attempts = ?, "
     "replay_last_attempt_at = ?, replay_last_outcome = ?, replay_last_error = ?, "
     "lease_expires_at = ?, updated_at = ? WHERE id = ?"
+)
+LEDGER_QUERY: Final = (
+    "SELECT key, state, record_id, expires_at, updated_at FROM ledger WHERE key = ?"
 )
 UPSERT_LEDGER: Final = (
     "INSERT INTO ledger (key, state, record_id, expires_at, updated_at) VALUES (?, ?, ?, ?, ?) "

@@ -272,8 +272,16 @@ class ReplayRunner:
             return ReplayResult(
                 record_id=record.id, outcome=ReplayOutcome.ALREADY_REPLAYED, record=final
             )
-        if entry is None or await self._running(entry.record_id):
-            # Still sending (or it failed meanwhile, and cleared the key): try again later.
+        if (
+            entry is None
+            or await self._running(entry.record_id)
+            # Read again: its attempt may have finished between the two reads (the
+            # outcome and the ledger change in one transaction), so a pending entry
+            # read before is no proof that it ended without one.
+            or await store.ledger(record.replay_key) != entry
+        ):
+            # Still sending, or it finished meanwhile: try again later, when the
+            # ledger says how it ended.
             error = "another record's replay of the same idempotency key is in progress"
             final = await store.finish(record.id, ReplayOutcome.FAILED, error=error)
             return ReplayResult(

@@ -1,10 +1,14 @@
 """The durable dead-letter store: one SQLite file, through aiosqlite (DL-2).
 
-Every operation is one transaction. Writes start with ``BEGIN IMMEDIATE``, which takes
-SQLite's write lock before reading, so the replay guard (:func:`decide_replay` and
-friends, shared with the in-memory store) reads and writes a record and its ledger
-key atomically even when several processes open the same file. Within one process
-the store's single connection is serialised by an :class:`anyio.Lock`.
+Every operation is one transaction. Writes go through otpy's one write path
+(``otpy._durable``) on a connection of their own: captures are group-committed with
+whatever else is waiting, and every other write (the replay guard, archive, purge,
+retention) runs as one ``BEGIN IMMEDIATE`` transaction in one trip to the database
+thread. ``BEGIN IMMEDIATE`` takes SQLite's write lock before reading, so the replay
+guard (:func:`decide_replay` and friends, shared with the in-memory store) reads and
+writes a record and its ledger key atomically even when several processes open the
+same file. Reads run on the store's aiosqlite connection, serialised by an
+:class:`anyio.Lock`; in WAL mode they never wait for a commit.
 
 Opening checks the file and migrates its schema (``_schema.py``): a file that is
 not an otpy store, or was written by a newer otpy, is refused without writing a byte.
@@ -34,10 +38,11 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
+from .._durable import SQLiteWriter, Table, Write
 from .._exceptions import CorruptRecord, DeadLetterNotFound, DeadLetterStoreError
 from .._redact import get_logger
 from ._codec import decode, decode_ledger, encode, state_row
-from ._connection import probe, read_only_uri, rollback, scalar, store_error, text_or_surrogates
+from ._connection import probe, read_only_uri, scalar, store_error, text_or_surrogates
 from ._guard import (
     Action,
     Decision,
@@ -56,8 +61,8 @@ from ._queries import (
     CAPTURE_COLUMNS,
     GET_QUERY,
     IN_DOUBT_QUERY,
-    INSERT,
     INSERT_PAYLOAD,
+    LEDGER_QUERY,
     NOT_RUNNING,
     PRUNE_LEDGER,
     RECLAIM_QUERY,
@@ -70,7 +75,7 @@ from ._queries import (
     where_clauses,
 )
 from ._record import ReplayOutcome, Status
-from ._schema import check_header, check_readable, check_schema, migrate
+from ._schema import COLUMNS, check_header, check_readable, check_schema, migrate
 from ._store import (
     ALL,
     LEDGER_EVICTED,
@@ -84,8 +89,9 @@ from ._store import (
 
 if TYPE_CHECKING:
     import builtins
-    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 
+    from .._durable import Row
     from ._record import DeadLetter
 
 __all__ = ["SQLiteDeadLetterStore", "open_store"]
@@ -100,15 +106,16 @@ SWEEP_CHUNK = 5000
 """Records a retention sweep deletes per transaction (about 100 ms of write lock)."""
 
 
-def _record_id(record: DeadLetter) -> str:
-    return record.id
+def _count_captured(db: sqlite3.Connection, captured: int) -> None:
+    """Add a batch's new records to the persisted ``captured`` counter (in its transaction)."""
+    db.execute(BUMP, ("captured", captured))
 
 
 # -- retention sweeps -------------------------------------------------------------------
 
 
-async def _older_than(
-    _db: aiosqlite.Connection, *, status: Status, cutoff: float
+def _older_than(
+    _db: sqlite3.Connection, *, status: Status, cutoff: float
 ) -> tuple[str, tuple[object, ...]]:
     """Select (a chunk of) the *status* records created before *cutoff*, not running."""
     # `+status`: walk the created_at index (few rows are old), not the status index.
@@ -116,17 +123,14 @@ async def _older_than(
     return f"{sql} LIMIT ?", (status.value, cutoff, SWEEP_CHUNK)
 
 
-async def _beyond(
-    db: aiosqlite.Connection, *, status: Status, keep: int
-) -> tuple[str, tuple[object, ...]]:
+def _beyond(db: sqlite3.Connection, *, status: Status, keep: int) -> tuple[str, tuple[object, ...]]:
     """Select (a chunk of) the oldest *status* records beyond the newest *keep*, not running."""
     # Two index-only counts, rather than a lookup of every row's replay status.
-    kept = await scalar(
-        db,
+    (kept,) = db.execute(
         "SELECT (SELECT count(*) FROM dead_letters WHERE status = ?) - "
         "(SELECT count(*) FROM dead_letters WHERE status = ? AND replay_status = 'running')",
         (status.value, status.value),
-    )
+    ).fetchone()
     assert isinstance(kept, int)
     sql = f"SELECT id FROM dead_letters WHERE status = ? AND {NOT_RUNNING} ORDER BY id LIMIT ?"
     return sql, (status.value, min(max(kept - keep, 0), SWEEP_CHUNK))
@@ -155,6 +159,11 @@ class SQLiteDeadLetterStore:
     .. versionadded:: 0.1.0
     """
 
+    groups_commits: Final = True
+    """Concurrent :meth:`add_many` calls are committed together by the store's write
+    path, so :class:`~otpy.deadletter.DeadLetters` calls it directly rather than
+    through its writer's mailbox."""
+
     def __init__(
         self,
         db: aiosqlite.Connection,
@@ -163,16 +172,28 @@ class SQLiteDeadLetterStore:
         inline_limit: int,
         busy_timeout: float,
         clock: Callable[[], float],
-        read_only: bool = False,
+        writer: SQLiteWriter | None = None,
     ) -> None:
-        """Wrap an open, migrated connection; use :meth:`open` instead."""
+        """Wrap an open, migrated connection and its writer; use :meth:`open` instead.
+
+        Without a *writer* the store is read-only.
+        """
         self.path = path
-        self.read_only = read_only
+        self.read_only = writer is None
         self.inline_limit = inline_limit
         self.busy_timeout = busy_timeout
         self.clock = clock
         self._db: aiosqlite.Connection | None = db
         self._lock = anyio.Lock()
+        self._writer = writer
+        self._table = Table(
+            "dead_letters",
+            COLUMNS,
+            on_conflict="ON CONFLICT (id) DO NOTHING",
+            sort=True,  # ids rise with time: sorted rows append to the indexes' last pages
+            check=self._check_skipped,
+            after=_count_captured,
+        )
 
     def __repr__(self) -> str:
         state = " closed" if self._db is None else ""
@@ -264,12 +285,7 @@ class SQLiteDeadLetterStore:
                 await check_schema(db, location)
             if read_only:
                 return cls(
-                    db,
-                    location,
-                    inline_limit=inline_limit,
-                    busy_timeout=busy_timeout,
-                    clock=clock,
-                    read_only=True,
+                    db, location, inline_limit=inline_limit, busy_timeout=busy_timeout, clock=clock
                 )
             journal = await scalar(db, "PRAGMA journal_mode = WAL")
             in_wal = journal == "wal" or location == ":memory:"
@@ -281,20 +297,39 @@ class SQLiteDeadLetterStore:
                     journal,
                 )
             await migrate(db, location)
-            if max_pages is not None:
-                await db.execute(f"PRAGMA max_page_count = {max_pages:d}")
+            pragmas = () if max_pages is None else (f"max_page_count = {max_pages:d}",)
+            for pragma in pragmas:
+                # Fetched, not just executed: a statement left unfinished would keep
+                # this connection reading an old snapshot of the file.
+                await db.execute_fetchall(f"PRAGMA {pragma}")
+            writer = await SQLiteWriter.open(
+                location,
+                synchronous=mode,
+                busy_timeout=busy_timeout,
+                pragmas=pragmas,
+                translate=functools.partial(store_error, path=location, busy_timeout=busy_timeout),
+            )
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await db.close()
             if isinstance(exc, sqlite3.Error):
                 raise store_error(exc, location, busy_timeout) from exc
             raise
-        return cls(db, location, inline_limit=inline_limit, busy_timeout=busy_timeout, clock=clock)
+        return cls(
+            db,
+            location,
+            inline_limit=inline_limit,
+            busy_timeout=busy_timeout,
+            clock=clock,
+            writer=writer,
+        )
 
     async def aclose(self) -> None:
         """Close the store, after the operation in progress; further calls raise. Idempotent."""
         db, self._db = self._db, None
         with anyio.CancelScope(shield=True):
+            if self._writer is not None:
+                await self._writer.aclose()
             async with self._lock:
                 if db is not None:
                     await db.close()
@@ -319,43 +354,40 @@ class SQLiteDeadLetterStore:
             except sqlite3.Error as exc:
                 raise self._error(exc) from exc
 
-    async def _write(self, body: Callable[[aiosqlite.Connection], Awaitable[_T]]) -> _T:
-        """Run *body* in one ``BEGIN IMMEDIATE`` transaction; roll back on any exception."""
-        async with self._lock:
-            db = self._connection()
-            if self.read_only:
-                raise DeadLetterStoreError(
-                    self.path, "opened read-only; open it without read_only=True to change it"
-                )
-            try:
-                # Inside the try: cancelled while waiting for the lock, BEGIN still runs
-                # on aiosqlite's thread, and the rollback queued behind it ends it.
-                await db.execute("BEGIN IMMEDIATE")
-                result = await body(db)
-                await db.execute("COMMIT")
-            except BaseException as exc:
-                with anyio.CancelScope(shield=True):
-                    await rollback(db)
-                if isinstance(exc, sqlite3.Error):
-                    raise self._error(exc) from exc
-                raise
-            return result
+    def _write_path(self) -> SQLiteWriter:
+        """The writer, or the error a write gets on a closed or read-only store."""
+        self._connection()
+        if self._writer is None:
+            raise DeadLetterStoreError(
+                self.path, "opened read-only; open it without read_only=True to change it"
+            )
+        if self._writer.closed:
+            raise DeadLetterStoreError(self.path, "the store is closed")
+        return self._writer
 
-    async def _fetch(self, db: aiosqlite.Connection, record_id: str) -> DeadLetter:
-        """Return the record with its payload loaded."""
-        rows = list(await db.execute_fetchall(GET_QUERY, (record_id,)))
-        if not rows:
-            raise DeadLetterNotFound(record_id)
-        return decode(rows[0], self.path, loaded=True)
+    async def _write(self, body: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run *body* in one ``BEGIN IMMEDIATE`` transaction on the write path; roll back on any exception.
 
-    async def _check_skipped(
-        self, db: aiosqlite.Connection, rows: Sequence[tuple[object, ...]]
-    ) -> None:
+        *body* runs in the database thread: callers read ``self.clock()`` before, on
+        the event loop, and pass the time in.
+        """
+        return await self._write_path().transaction(body)
+
+    def _fetch(self, db: sqlite3.Connection, record_id: str) -> DeadLetter:
+        """Return the record with its payload loaded (inside a write)."""
+        return self._one(db.execute(GET_QUERY, (record_id,)).fetchall(), record_id)
+
+    def _one(self, rows: Iterable[Sequence[object]], record_id: str) -> DeadLetter:
+        for row in rows:
+            return decode(row, self.path, loaded=True)
+        raise DeadLetterNotFound(record_id)
+
+    def _check_skipped(self, db: sqlite3.Connection, rows: Sequence[Row], _inserted: int) -> None:
         """Raise unless every row an insert skipped is stored, as the same capture."""
         ids = [row[0] for row in rows]
         stored = {
             found[0]: tuple(found)
-            for found in await db.execute_fetchall(STORED_CAPTURES, (json.dumps(ids),))
+            for found in db.execute(STORED_CAPTURES, (json.dumps(ids),)).fetchall()
         }
         for row in rows:
             have = stored.get(row[0])
@@ -368,35 +400,30 @@ class SQLiteDeadLetterStore:
             if have != tuple(row[i] for i in CAPTURE_COLUMNS):
                 raise id_conflict(self.path, str(row[0]))
 
-    async def _ledger(self, db: aiosqlite.Connection, key: str) -> LedgerEntry | None:
-        rows = list(
-            await db.execute_fetchall(
-                "SELECT key, state, record_id, expires_at, updated_at FROM ledger WHERE key = ?",
-                (key,),
-            )
-        )
-        return decode_ledger(rows[0], self.path) if rows else None
+    def _ledger(self, db: sqlite3.Connection, key: str) -> LedgerEntry | None:
+        row = db.execute(LEDGER_QUERY, (key,)).fetchone()
+        return decode_ledger(row, self.path) if row else None
 
-    async def _put_ledger(
+    def _put_ledger(
         self,
-        db: aiosqlite.Connection,
+        db: sqlite3.Connection,
         key: str,
         state: LedgerState,
         record_id: str,
         expires_at: float | None,
         now: float,
     ) -> None:
-        await db.execute(UPSERT_LEDGER, (key, state.value, record_id, expires_at, now))
+        db.execute(UPSERT_LEDGER, (key, state.value, record_id, expires_at, now))
 
-    async def _drop_pending(self, db: aiosqlite.Connection, key: str, record_id: str) -> None:
-        await db.execute(
+    def _drop_pending(self, db: sqlite3.Connection, key: str, record_id: str) -> None:
+        db.execute(
             "DELETE FROM ledger WHERE key = ? AND state = ? AND record_id = ?",
             (key, LedgerState.PENDING.value, record_id),
         )
 
     # -- the protocol -----------------------------------------------------------------
 
-    async def add_many(self, records: Sequence[DeadLetter]) -> int:
+    async def add_many(self, records: Sequence[DeadLetter], *, timeout: float | None = None) -> int:
         """Store *records* in one transaction; skip ids already stored; return how many were new.
 
         A record whose id is stored is skipped only if it is the same record captured
@@ -410,12 +437,12 @@ class SQLiteDeadLetterStore:
                 sqlite refused a row (nothing is stored).
             StoreFull: the disk or ``max_pages`` is full (nothing is stored).
             StoreLocked: another process held the write lock too long.
+            TimeoutError: not committed within *timeout* (the records may still be).
         """
-        rows: list[tuple[object, ...]] = []
-        apart: list[tuple[bytes, str]] = []
-        # In id order: ids rise with time, so sorted rows append to the indexes'
-        # right-hand pages instead of touching pages all over them.
-        for record in sorted(records, key=_record_id):
+        writer = self._write_path()
+        rows: list[Row] = []
+        apart: list[Row] = []
+        for record in records:
             if record.payload is None and record.payload_size:
                 raise ValueError(
                     f"dead letter {record.id}: cannot store a record without its payload"
@@ -424,23 +451,15 @@ class SQLiteDeadLetterStore:
             rows.append(row)
             if payload is not None:
                 apart.append((payload, record.id))
-
-        async def body(db: aiosqlite.Connection) -> int:
-            cursor = await db.executemany(INSERT, rows)
-            new = cursor.rowcount
-            if new != len(rows):
-                await self._check_skipped(db, rows)
-            if apart:
-                await db.executemany(INSERT_PAYLOAD, apart)
-            if new:
-                await db.execute(BUMP, ("captured", new))
-            return new
-
         if not rows:
-            async with self._lock:
-                self._connection()
+            await anyio.lowlevel.checkpoint()
             return 0
-        return await self._write(body)
+        # The write path sorts each batch's rows by id (the table's ``sort``), groups
+        # them with other callers' and commits them together.
+        return await writer.append(
+            Write(((self._table, rows),), ((INSERT_PAYLOAD, apart),) if apart else ()),
+            timeout=timeout,
+        )
 
     async def get(self, record_id: str) -> DeadLetter:
         """Return the record with its payload loaded.
@@ -449,7 +468,11 @@ class SQLiteDeadLetterStore:
             DeadLetterNotFound: no such id.
             CorruptRecord: the row cannot be decoded.
         """
-        return await self._read(lambda db: self._fetch(db, record_id))
+
+        async def body(db: aiosqlite.Connection) -> DeadLetter:
+            return self._one(await db.execute_fetchall(GET_QUERY, (record_id,)), record_id)
+
+        return await self._read(body)
 
     async def list(
         self, where: DeadLetterFilter = ALL, *, limit: int = 50, cursor: str | None = None
@@ -501,9 +524,10 @@ class SQLiteDeadLetterStore:
             f"WHERE {joined(clauses)}"
         )
 
-        async def body(db: aiosqlite.Connection) -> int:
-            cursor = await db.execute(sql, [self.clock(), *params])
-            return cursor.rowcount
+        now = self.clock()
+
+        def body(db: sqlite3.Connection) -> int:
+            return db.execute(sql, [now, *params]).rowcount
 
         return await self._write(body)
 
@@ -516,9 +540,8 @@ class SQLiteDeadLetterStore:
         clauses.append(NOT_RUNNING)
         sql = f"DELETE FROM dead_letters WHERE {joined(clauses)}"
 
-        async def body(db: aiosqlite.Connection) -> int:
-            cursor = await db.execute(sql, params)
-            return cursor.rowcount
+        def body(db: sqlite3.Connection) -> int:
+            return db.execute(sql, params).rowcount
 
         return await self._write(body)
 
@@ -580,28 +603,28 @@ class SQLiteDeadLetterStore:
         self,
         status: Status,
         rule: str,
-        victims: Callable[[aiosqlite.Connection], Awaitable[tuple[str, tuple[object, ...]]]],
+        victims: Callable[[sqlite3.Connection], tuple[str, tuple[object, ...]]],
     ) -> int:
         """Delete what *victims* selects, a chunk per transaction, counting it; return how many."""
 
-        async def delete(db: aiosqlite.Connection) -> aiosqlite.Cursor:
-            select, params = await victims(db)
-            return await db.execute(f"DELETE FROM dead_letters WHERE id IN ({select})", params)
+        def delete(db: sqlite3.Connection) -> sqlite3.Cursor:
+            select, params = victims(db)
+            return db.execute(f"DELETE FROM dead_letters WHERE id IN ({select})", params)
 
         return await self._delete_in_chunks(f"evicted:{status.value}:{rule}", delete)
 
     async def _prune_ledger(self, cutoff: float) -> int:
         """Delete ledger entries older than *cutoff* that no record can use; return how many."""
 
-        async def delete(db: aiosqlite.Connection) -> aiosqlite.Cursor:
-            return await db.execute(PRUNE_LEDGER, (cutoff, SWEEP_CHUNK))
+        def delete(db: sqlite3.Connection) -> sqlite3.Cursor:
+            return db.execute(PRUNE_LEDGER, (cutoff, SWEEP_CHUNK))
 
         return await self._delete_in_chunks(f"evicted:{LEDGER_EVICTED}", delete)
 
     async def _delete_in_chunks(
         self,
         counter: str,
-        delete: Callable[[aiosqlite.Connection], Awaitable[aiosqlite.Cursor]],
+        delete: Callable[[sqlite3.Connection], sqlite3.Cursor],
     ) -> int:
         """Run *delete* (at most ``SWEEP_CHUNK`` rows) a transaction at a time until it
         deletes fewer, adding each chunk to the persisted *counter*; return the total.
@@ -610,11 +633,11 @@ class SQLiteDeadLetterStore:
         writer) for long.
         """
 
-        async def chunk(db: aiosqlite.Connection) -> int:
-            cursor = await delete(db)
-            if cursor.rowcount:
-                await db.execute(BUMP, (counter, cursor.rowcount))
-            return cursor.rowcount
+        def chunk(db: sqlite3.Connection) -> int:
+            deleted = delete(db).rowcount
+            if deleted:
+                db.execute(BUMP, (counter, deleted))
+            return deleted
 
         total = 0
         while True:
@@ -631,12 +654,14 @@ class SQLiteDeadLetterStore:
             CorruptRecord: the row cannot be decoded.
         """
 
-        async def body(db: aiosqlite.Connection) -> Decision:
-            record = await self._fetch(db, record_id)
-            ledger = await self._ledger(db, record.replay_key)
-            decision = decide_replay(record, ledger, now=self.clock(), lease=lease, force=force)
+        now = self.clock()
+
+        def body(db: sqlite3.Connection) -> Decision:
+            record = self._fetch(db, record_id)
+            ledger = self._ledger(db, record.replay_key)
+            decision = decide_replay(record, ledger, now=now, lease=lease, force=force)
             if decision.action is not Action.REFUSE:
-                await db.execute(UPDATE_STATE, state_row(decision.record))
+                db.execute(UPDATE_STATE, state_row(decision.record))
             return decision
 
         return await self._write(body)
@@ -651,9 +676,10 @@ class SQLiteDeadLetterStore:
         """
         key = record.replay_key
 
-        async def body(db: aiosqlite.Connection) -> bool:
-            now = self.clock()
-            entry = await self._ledger(db, key)
+        now = self.clock()
+
+        def body(db: sqlite3.Connection) -> bool:
+            entry = self._ledger(db, key)
             if entry is not None:
                 if ledger_held_by_other(entry, record.id, now=now):
                     return False
@@ -661,7 +687,7 @@ class SQLiteDeadLetterStore:
                     entry.state is LedgerState.COMMITTED or entry.record_id != record.id
                 ):
                     return False
-            await self._put_ledger(
+            self._put_ledger(
                 db, key, LedgerState.PENDING, record.id, record.replay.lease_expires_at, now
             )
             return True
@@ -678,22 +704,21 @@ class SQLiteDeadLetterStore:
             ValueError: *outcome* is not one a replay can finish with.
         """
 
-        async def body(db: aiosqlite.Connection) -> DeadLetter:
-            now = self.clock()
-            record = finish_replay(await self._fetch(db, record_id), outcome, error=error, now=now)
+        now = self.clock()
+
+        def body(db: sqlite3.Connection) -> DeadLetter:
+            record = finish_replay(self._fetch(db, record_id), outcome, error=error, now=now)
             if outcome is ReplayOutcome.REPLAYED:
-                await self._put_ledger(
-                    db, record.replay_key, LedgerState.COMMITTED, record_id, None, now
-                )
+                self._put_ledger(db, record.replay_key, LedgerState.COMMITTED, record_id, None, now)
             elif outcome is ReplayOutcome.FAILED:
-                await self._drop_pending(db, record.replay_key, record_id)
+                self._drop_pending(db, record.replay_key, record_id)
             else:  # in doubt: the attempt is over, so the key is in doubt now
-                await db.execute(
+                db.execute(
                     "UPDATE ledger SET expires_at = ?, updated_at = ? "
                     "WHERE key = ? AND state = ? AND record_id = ?",
                     (now, now, record.replay_key, LedgerState.PENDING.value, record_id),
                 )
-            await db.execute(UPDATE_STATE, state_row(record))
+            db.execute(UPDATE_STATE, state_row(record))
             return record
 
         return await self._write(body)
@@ -705,19 +730,20 @@ class SQLiteDeadLetterStore:
         blocks the others.
         """
 
-        async def body(db: aiosqlite.Connection) -> builtins.list[Reclaimed]:
-            now = self.clock()
+        now = self.clock()
+
+        def body(db: sqlite3.Connection) -> builtins.list[Reclaimed]:
             reclaimed: builtins.list[Reclaimed] = []
-            for row in await db.execute_fetchall(RECLAIM_QUERY, (now,)):
+            for row in db.execute(RECLAIM_QUERY, (now,)).fetchall():
                 try:
                     record = decode(row, self.path, loaded=True)
                 except CorruptRecord as exc:
                     logger.warning("reclaim skipped a record: %s", exc)
                     continue
-                result = reclaim(record, await self._ledger(db, record.replay_key), now=now)
+                result = reclaim(record, self._ledger(db, record.replay_key), now=now)
                 if result is None:  # pragma: no cover - the query selects expired leases only
                     continue
-                await db.execute(UPDATE_STATE, state_row(result.record))
+                db.execute(UPDATE_STATE, state_row(result.record))
                 reclaimed.append(result)
             return reclaimed
 
@@ -737,20 +763,21 @@ class SQLiteDeadLetterStore:
                 record holds the key under a live lease.
         """
 
-        async def body(db: aiosqlite.Connection) -> DeadLetter:
-            now = self.clock()
-            named = await self._fetch(db, record_id)
+        now = self.clock()
+
+        def body(db: sqlite3.Connection) -> DeadLetter:
+            named = self._fetch(db, record_id)
             key = named.replay_key
-            entry = await self._ledger(db, key)
+            entry = self._ledger(db, key)
             record = resolve(named, succeeded=succeeded, now=now, ledger=entry)
             if succeeded:
-                await self._put_ledger(db, key, LedgerState.COMMITTED, record_id, None, now)
+                self._put_ledger(db, key, LedgerState.COMMITTED, record_id, None, now)
             else:
-                await db.execute(
+                db.execute(
                     "DELETE FROM ledger WHERE key = ? AND state = ?",
                     (key, LedgerState.PENDING.value),
                 )
-            for row in await db.execute_fetchall(IN_DOUBT_QUERY, (record_id,)):
+            for row in db.execute(IN_DOUBT_QUERY, (record_id,)).fetchall():
                 try:
                     other = decode(row, self.path, loaded=False)
                 except CorruptRecord as exc:
@@ -762,15 +789,21 @@ class SQLiteDeadLetterStore:
                     else None
                 )
                 if settled is not None:
-                    await db.execute(UPDATE_STATE, state_row(settled))
-            await db.execute(UPDATE_STATE, state_row(record))
+                    db.execute(UPDATE_STATE, state_row(settled))
+            db.execute(UPDATE_STATE, state_row(record))
             return record
 
         return await self._write(body)
 
     async def ledger(self, key: str) -> LedgerEntry | None:
         """Return the ledger entry for an idempotency key."""
-        return await self._read(lambda db: self._ledger(db, key))
+
+        async def body(db: aiosqlite.Connection) -> LedgerEntry | None:
+            for row in await db.execute_fetchall(LEDGER_QUERY, (key,)):
+                return decode_ledger(row, self.path)
+            return None
+
+        return await self._read(body)
 
 
 @contextlib.asynccontextmanager

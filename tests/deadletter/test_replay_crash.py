@@ -81,9 +81,9 @@ class WatchedStore:
         self.finished[record_id].set()
         return record
 
-    async def add_many(self, records: Sequence[DeadLetter]) -> int:
+    async def add_many(self, records: Sequence[DeadLetter], *, timeout: float | None = None) -> int:
         """Forward."""
-        return await self.inner.add_many(records)
+        return await self.inner.add_many(records, timeout=timeout)
 
     async def list(
         self,
@@ -615,3 +615,48 @@ async def test_unexpected_messages_follow_the_actor_defaults(
             assert isinstance(await ref.wait_exited(), otpy.UnhandledMessage)
             await sup.wait_child(child_id, other_than=ref)
         assert (await replayer.reclaim()) == []
+
+
+async def test_a_rival_that_finishes_between_the_lost_race_reads_is_not_taken_for_in_doubt(
+    store: WatchedStore, dest: Destination, clock: FakeClock
+) -> None:
+    """DL-8: b loses the race for the key; a commits its outcome while b reads a's status.
+
+    b read the ledger (pending for a), then a's record (no longer running): the
+    ledger must be read again before b calls the key in doubt, because a's outcome
+    and the ledger change commit together. b is told to try later, and then learns
+    the key was replayed; nothing is sent twice.
+    """
+    key_a, key_b = keys_in_distinct_partitions(2)
+    a = capture(clock, key=key_a, idempotency_key="pay-4")
+    b = capture(clock, key=key_b, idempotency_key="pay-4")
+    await store.add_many([a, b])
+    a_sent, a_release = anyio.Event(), anyio.Event()
+    dest.after[a.id] = blocker(a_sent, a_release)
+    results: dict[str, ReplayResult] = {}
+
+    async def replay(replayer: Replayer, record_id: str) -> None:
+        results[record_id] = await replayer.replay(record_id)
+
+    b_leased, b_go = anyio.Event(), anyio.Event()
+    store.hold_get[b.id] = (b_leased, b_go)  # b holds a lease, its key not yet marked
+
+    async with open_replayer(store, {Source.OUTBOUND: dest.send}) as replayer:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(replay, replayer, b.id)
+            await b_leased.wait()
+            tg.start_soon(replay, replayer, a.id)
+            await a_sent.wait()  # a marked the key first and is mid side effect
+            read_a, let_read_a = anyio.Event(), anyio.Event()
+            store.hold_get[a.id] = (read_a, let_read_a)  # b's read of a's status
+            b_go.set()  # b's mark fails: it reads the ledger, then a's status
+            await read_a.wait()
+            a_release.set()  # a finishes: replayed, the ledger committed
+            while a.id not in results:
+                await anyio.lowlevel.checkpoint()
+            let_read_a.set()
+        assert results[a.id].outcome is ReplayOutcome.REPLAYED
+        assert results[b.id].outcome is ReplayOutcome.IN_PROGRESS
+        assert (await store.get(b.id)).replay.status is ReplayStatus.FAILED  # replayable
+        assert (await replayer.replay(b.id)).outcome is ReplayOutcome.ALREADY_REPLAYED
+    assert dest.effects == {"pay-4": 1}
