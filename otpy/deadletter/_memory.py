@@ -95,10 +95,10 @@ class MemoryDeadLetterStore:
     def _matching(self, where: DeadLetterFilter) -> list[DeadLetter]:
         return [r for r in self._records.values() if where.matches(r)]
 
-    async def add_many(self, records: Sequence[DeadLetter]) -> int:
+    async def add_many(self, records: Sequence[DeadLetter], *, timeout: float | None = None) -> int:
         """Store *records* all at once; skip those already stored; return how many were new.
 
-        When it raises, nothing is stored.
+        When it raises, nothing is stored. It never waits, so *timeout* is not used.
 
         Raises:
             ValueError: a record has no payload but a non-zero ``payload_size``.

@@ -119,9 +119,14 @@ class StoreHandle:
             )
         return self._store
 
-    async def add_many(self, records: Sequence[DeadLetter]) -> int:
+    @property
+    def groups_commits(self) -> bool:
+        """Whether the wrapped store commits concurrent ``add_many`` calls together."""
+        return getattr(self.store, "groups_commits", False) is True
+
+    async def add_many(self, records: Sequence[DeadLetter], *, timeout: float | None = None) -> int:
         """See :meth:`DeadLetterStore.add_many`."""
-        return await self.store.add_many(records)
+        return await self.store.add_many(records, timeout=timeout)
 
     async def get(self, record_id: str) -> DeadLetter:
         """See :meth:`DeadLetterStore.get`."""

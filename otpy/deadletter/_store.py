@@ -366,7 +366,7 @@ class DeadLetterStore(Protocol):
     Times are wall-clock seconds since the epoch, taken from the store's ``clock``.
     """
 
-    async def add_many(self, records: Sequence[DeadLetter]) -> int:
+    async def add_many(self, records: Sequence[DeadLetter], *, timeout: float | None = None) -> int:
         """Store *records* in one transaction; return how many were new.
 
         A record already stored (same id, same capture-time fields: see
@@ -374,9 +374,20 @@ class DeadLetterStore(Protocol):
         commit and acknowledgement is stored once. Every other record is stored, or
         the call raises and nothing is: a record is never silently left out.
 
+        A store may commit concurrent calls together (the SQLite store does: see
+        docs/performance.md); each returns only once its own records are committed.
+
+        Args:
+            records: the records, ids set.
+            timeout: seconds to wait for the commit; ``None``, no limit.
+
         Raises:
             DeadLetterStoreError: a record's id is stored with different content, or
                 the store refused the batch; nothing in it was stored.
+            TimeoutError: not committed within *timeout*; the records may still be
+                committed (storing them again is safe).
+
+        .. versionchanged:: 0.1.0 *timeout*.
         """
         ...
 

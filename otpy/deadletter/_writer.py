@@ -42,6 +42,7 @@ from .._exceptions import (
     MailboxFull,
 )
 from .._redact import get_logger
+from ..telemetry import providers_set
 from ._record import DeadLetter, Status
 from ._store import LEDGER_EVICTED, RetentionPolicy
 from ._telemetry import record_dropped, record_evictions, store_kind, write_span
@@ -122,6 +123,7 @@ class _Message:
 
 
 _FLUSH: Final = _Message("flush")
+_FLUSH_REQUEST: Final = _Message("flush request")
 _STATISTICS: Final = _Message("statistics")
 _SWEEP: Final = _Message("sweep")
 
@@ -148,6 +150,13 @@ def _check(records: tuple[object, ...]) -> Exception | None:
 
 _running: weakref.WeakKeyDictionary[Node, dict[str, DeadLetterStore]] = weakref.WeakKeyDictionary()
 """The store of each running writer, by node and writer name (for the console)."""
+
+_direct: weakref.WeakKeyDictionary[Node, dict[str, DeadLetterStore]] = weakref.WeakKeyDictionary()
+"""The same, for stores that group concurrent ``add_many`` calls into commits themselves.
+
+:meth:`DeadLetters.capture` calls these directly: the store's write path batches
+what the writer would (DL-2), without a message round trip per capture.
+"""
 
 
 def running_stores(*, node: Node | None = None) -> dict[str, DeadLetterStore]:
@@ -217,8 +226,9 @@ async def _commit(
     records = [record for _, chunk in entries for record in chunk]
     failure: CaptureFailed | None = None
     try:
-        with write_span(records, kind):
-            await store.add_many(records)
+        if records:  # else only flush requests: answered in turn, nothing to write
+            with write_span(records, kind):
+                await store.add_many(records)
     except DeadLetterError as exc:
         logger.error(
             "dead-letter writer %s: the store refused a batch of %d records; "
@@ -312,6 +322,8 @@ class DeadLetterWriter(Actor):
         self._largest = 0
         self._committer = await self.spawn_link(_Committer, store, self.ref, self.store_kind)
         _running.setdefault(self.node, {})[self._registered_as] = store
+        if getattr(store, "groups_commits", False) is True:
+            _direct.setdefault(self.node, {})[self._registered_as] = store
 
     @property
     def _registered_as(self) -> str:
@@ -326,6 +338,10 @@ class DeadLetterWriter(Actor):
             if not message.records:
                 return ()
             if self._add(caller, message.records):
+                await self._send_batch()
+            return NO_REPLY
+        if message is _FLUSH_REQUEST:  # answered after the batch it joins commits
+            if self._add(caller, ()):
                 await self._send_batch()
             return NO_REPLY
         if message is _STATISTICS:
@@ -367,9 +383,10 @@ class DeadLetterWriter(Actor):
 
     async def terminate(self, reason: object) -> None:
         """Commit what is pending (at most 2 s) so its captures are answered, not retried."""
-        stores = _running.get(self.node, {})
-        if stores.get(self._registered_as) is self.store:
-            del stores[self._registered_as]
+        for registry in (_running, _direct):
+            stores = registry.get(self.node, {})
+            if stores.get(self._registered_as) is self.store:
+                del stores[self._registered_as]
         if self._pending:
             entries = tuple(self._pending)
             self._pending = []
@@ -542,42 +559,65 @@ class DeadLetters:
         if not batch:
             await anyio.lowlevel.checkpoint()
             return ()
-        message = Capture(batch)
         node = self._node or current_node()
         clock = node_clock(node)  # anyio's clock, without a backend lookup per capture
         deadline = clock() + timeout
-        ref = node.whereis(self.name)
-        last: ActorStopped | None = None
+        message: Capture | None = None
+        last: Exception | None = None
         attempt = 0
         while True:
+            # The first try passes *timeout* itself: waits sharing a timeout share
+            # one deadline queue, with no cancel scope to pay for.
+            remaining = timeout if attempt == 0 else deadline - clock()
+            store = _direct.get(node, {}).get(self.name)
             try:
-                if ref is not None and mailbox_has_room(ref):
-                    # Room now, and nothing awaits before the message is queued: the
-                    # call's own timeout bounds the rest, with no cancel scope to pay
-                    # for. (The first try passes *timeout* itself: calls sharing a
-                    # timeout share one deadline queue.)
-                    reply = await ref.call(
-                        message, timeout=timeout if attempt == 0 else deadline - clock()
-                    )
+                if store is not None:
+                    # The writer's store, straight: its write path groups this capture
+                    # with the others waiting; no message to the writer is needed.
+                    await _add(store, batch, remaining)
                 else:
-                    reply = await self._call_waiting(node, message, deadline - clock())
+                    message = message or Capture(batch)
+                    reply = await self._call(node, message, remaining)
+                    if type(reply) is CaptureFailed:
+                        raise reply.error
+            except TimeoutError:  # CallTimeout too
+                raise CallTimeout(self.name, timeout) from last
             except ActorStopped as exc:  # also ActorExited: the batch died with it
                 last = exc
-                self._retries += 1
-                pause = min(self._max_backoff, self._min_backoff * 2**attempt)
-                if clock() + pause >= deadline:
-                    await anyio.sleep_until(deadline)
-                    raise CallTimeout(self.name, timeout) from exc
-                await anyio.sleep(pause)
-                attempt += 1
-                ref = node.whereis(self.name)
-                continue
-            except CallTimeout:
+            except DeadLetterError as exc:
+                if store is None or _direct.get(node, {}).get(self.name) is store:
+                    raise  # the store refused the records: not retried
+                last = exc  # its writer stopped meanwhile and closed it: go again
+            except Exception as exc:
+                if store is None:
+                    raise
+                # Lost with its transaction (a connection dropped after COMMIT, say):
+                # the ids are fixed, so going again stores each record once.
+                logger.warning(
+                    "dead-letter capture through %s failed (%s); retrying",
+                    self.name,
+                    type(exc).__name__,
+                )
+                last = exc
+            else:
+                self._captured += len(batch)
+                return batch[0].id if single else tuple([record.id for record in batch])
+            self._retries += 1
+            pause = min(self._max_backoff, self._min_backoff * 2**attempt)
+            if clock() + pause >= deadline:
+                await anyio.sleep_until(deadline)
                 raise CallTimeout(self.name, timeout) from last
-            if type(reply) is CaptureFailed:
-                raise reply.error
-            self._captured += len(batch)
-            return batch[0].id if single else tuple([record.id for record in batch])
+            await anyio.sleep(pause)
+            attempt += 1
+
+    async def _call(self, node: Node, message: Capture, remaining: float) -> Any:
+        """Call the writer with *message*: at once if its mailbox has room, else through its name."""
+        ref = node.whereis(self.name)
+        if ref is not None and mailbox_has_room(ref):
+            # Room now, and nothing awaits before the message is queued: the call's
+            # own timeout bounds the rest.
+            return await ref.call(message, timeout=remaining)
+        return await self._call_waiting(node, message, remaining)
 
     async def _call_waiting(self, node: Node, message: Capture, remaining: float) -> Any:
         """Call through the name, waiting for mailbox room or a restart, for *remaining* s."""
@@ -613,6 +653,23 @@ class DeadLetters:
         self._dropped += count
         record_dropped(reason, count)
 
+    async def flush(self, *, timeout: float = 10.0) -> None:
+        """Wait until everything handed to the writer before this call is committed.
+
+        That is the records of :meth:`capture_nowait`, the captures routed from the
+        node's dead-letter stream, and captures made while the store was not
+        registered. (A :meth:`capture` into a store that groups its own commits,
+        such as the SQLite store, goes straight to the store and is committed when
+        it returns.) Batches commit in order, so this is answered after them.
+
+        Raises:
+            CallTimeout: not answered within *timeout*.
+            ActorStopped: the writer stopped.
+        """
+        reply = await self._writer().call(_FLUSH_REQUEST, timeout=timeout)
+        if type(reply) is CaptureFailed:
+            raise reply.error
+
     async def writer_statistics(self, *, timeout: float = 5.0) -> WriterStatistics:
         """Ask the running writer for its counters."""
         result: WriterStatistics = await self._writer().call(_STATISTICS, timeout=timeout)
@@ -623,6 +680,15 @@ class DeadLetters:
         return DeadLettersStatistics(
             captured=self._captured, retries=self._retries, dropped=self._dropped
         )
+
+
+async def _add(store: DeadLetterStore, batch: tuple[DeadLetter, ...], timeout: float) -> None:
+    """``store.add_many(batch)``, in a write span if anyone listens (the span costs ~10 µs)."""
+    if providers_set():
+        with write_span(batch, store_kind(store)):
+            await store.add_many(batch, timeout=timeout)
+    else:
+        await store.add_many(batch, timeout=timeout)
 
 
 def count_undelivered(client: DeadLetters, message: object, reason: str) -> bool:

@@ -38,6 +38,7 @@ from ._setup import Telemetry as Telemetry
 from ._setup import TelemetryConfigError as TelemetryConfigError
 from ._setup import configure_from_env as configure_from_env
 from ._setup import meter_provider_installed as meter_provider_installed
+from ._setup import providers_set as providers_set
 from ._setup import sdk_disabled as sdk_disabled
 from ._setup import tracer_provider_installed as tracer_provider_installed
 
@@ -49,6 +50,7 @@ __all__ = [
     "sdk_disabled",
     "tracer_provider_installed",
     "meter_provider_installed",
+    "providers_set",
     "get_tracer",
     "get_meter",
     "install_propagation",

@@ -42,7 +42,7 @@ class FullStore:
     def __init__(self) -> None:
         self.inner = MemoryDeadLetterStore()
 
-    async def add_many(self, records: Sequence[DeadLetter]) -> int:
+    async def add_many(self, records: Sequence[DeadLetter], *, timeout: float | None = None) -> int:
         """Refuse, as a full disk does."""
         await anyio.lowlevel.checkpoint()
         raise StoreFull("dead.db")

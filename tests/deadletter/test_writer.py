@@ -80,7 +80,7 @@ class GatedStore:
         self.crash_after_commit: set[int] = set()
         self.log: list[str] = []
 
-    async def add_many(self, records: Sequence[DeadLetter]) -> int:
+    async def add_many(self, records: Sequence[DeadLetter], *, timeout: float | None = None) -> int:
         call = len(self.batches)
         self.batches.append([r.id for r in records])
         if call == self.hold:
@@ -88,7 +88,7 @@ class GatedStore:
             await self.release.wait()
         if call in self.fail:
             raise self.fail[call]
-        new = await self.inner.add_many(records)
+        new = await self.inner.add_many(records, timeout=timeout)
         if call in self.crash_after_commit:
             raise RuntimeError("lost the connection after COMMIT")
         self.log.append("commit")
@@ -669,3 +669,94 @@ def test_client_arguments_are_checked_when_built(kwargs: dict[str, Any], pattern
     """DeadLetters(min_backoff=True) or max_backoff=inf is an InvalidArgument naming it, when built."""
     with pytest.raises(otpy.InvalidArgument, match=pattern):
         DeadLetters(**kwargs)
+
+
+# -- stores that group their own commits ------------------------------------------------
+
+
+class GroupingStore:
+    """A memory store that says it groups concurrent ``add_many`` calls itself.
+
+    Attributes:
+        calls: the record ids of each ``add_many`` call.
+        gate: while set to an unset event, each call waits on it before storing.
+        lose_after_commit: this many calls store their records, then raise as if
+            the connection dropped after COMMIT.
+    """
+
+    groups_commits = True
+
+    def __init__(self) -> None:
+        self.inner = MemoryDeadLetterStore()
+        self.calls: list[list[str]] = []
+        self.gate: anyio.Event | None = None
+        self.lose_after_commit = 0
+
+    async def add_many(self, records: Sequence[DeadLetter], *, timeout: float | None = None) -> int:
+        self.calls.append([r.id for r in records])
+        if self.gate is not None:
+            with anyio.fail_after(timeout):
+                await self.gate.wait()
+        new = await self.inner.add_many(records)
+        if self.lose_after_commit:
+            self.lose_after_commit -= 1
+            raise RuntimeError("lost the connection after COMMIT")
+        return new
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_a_capture_into_a_store_that_groups_commits_skips_the_writer() -> None:
+    """DL-2: each capture calls the store itself (it batches them); the writer's mailbox sees none."""
+    store = GroupingStore()
+    client = DeadLetters()
+    async with otpy.open_supervisor(writer_tree(store)):
+        async with anyio.create_task_group() as tg:
+            for n in range(20):
+                tg.start_soon(client.capture, record(n=n))
+        stats = await client.writer_statistics()
+    assert len(store.calls) == 20
+    assert (stats.batches, stats.records) == (0, 0)
+    assert await store.inner.count() == 20
+    assert client.statistics().captured == 20
+
+
+async def test_a_capture_lost_after_its_commit_is_sent_again_and_stored_once() -> None:
+    """DL-2: an unexpected error from the store is retried with the same ids, stored once."""
+    store = GroupingStore()
+    store.lose_after_commit = 2
+    client = DeadLetters(min_backoff=0.01, max_backoff=0.01)
+    async with otpy.open_supervisor(writer_tree(store)):
+        record_id = await client.capture(record())
+    assert store.calls == [[record_id]] * 3
+    assert (await store.inner.statistics()).captured == 1
+    assert client.statistics().retries == 2
+
+
+@VIRTUAL_TIME
+async def test_a_capture_the_store_does_not_commit_in_time_raises_call_timeout() -> None:
+    """DL-2: the timeout bounds a direct capture too, raised as CallTimeout naming the writer."""
+    store = GroupingStore()
+    store.gate = anyio.Event()
+    client = DeadLetters()
+    async with otpy.open_supervisor(writer_tree(store)):
+        start = anyio.current_time()
+        with pytest.raises(CallTimeout, match=r"'dead-letters'.* within 2s"):
+            await client.capture(record(), timeout=2.0)
+        assert anyio.current_time() - start == 2.0
+    assert await store.inner.count() == 0
+
+
+async def test_flush_waits_for_what_was_handed_to_the_writer() -> None:
+    """flush() returns once every fire-and-forget capture handed over before it is committed."""
+    store = GatedStore(MemoryDeadLetterStore(), hold=None)
+    client = DeadLetters()
+    async with otpy.open_supervisor(writer_tree(store)):
+        records = [record(n=n) for n in range(5)]
+        for one in records:
+            client.capture_nowait(one)
+        await client.flush()
+        assert await store.inner.count() == 5
+        await client.flush()  # nothing pending: answered after an empty turn
+    assert store.log == ["commit"]
