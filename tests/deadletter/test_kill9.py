@@ -19,7 +19,8 @@ from otpy.deadletter import DeadLetterFilter, SQLiteDeadLetterStore
 
 CHILD = Path(__file__).with_name("_kill9_child.py")
 ROOT = Path(__file__).parents[2]
-ACKED_BEFORE_KILL = 200
+KILL_AFTER = (1, 50, 200, 1000, 3000)
+"""Acknowledgements before each run's SIGKILL: the first commit, early batches, a steady burst."""
 PATIENCE = 30.0  # seconds to wait for the child's output before failing; never slept
 
 
@@ -34,8 +35,8 @@ def _read_lines(proc: subprocess.Popen[bytes], selector: selectors.BaseSelector)
     return chunk.decode().splitlines(keepends=True)
 
 
-def capture_then_kill(db: Path, stderr: Path) -> list[str]:
-    """Run the child until it has acknowledged ACKED_BEFORE_KILL ids, SIGKILL it mid-burst.
+def capture_then_kill(db: Path, stderr: Path, kill_after: int) -> list[str]:
+    """Run the child until it has acknowledged *kill_after* ids, SIGKILL it mid-burst.
 
     Returns every id it acknowledged: those read before the kill, and those still in
     the pipe after it (a line cut short by the kill is not an acknowledgement).
@@ -55,7 +56,7 @@ def capture_then_kill(db: Path, stderr: Path) -> list[str]:
         with selectors.DefaultSelector() as selector:
             selector.register(proc.stdout, selectors.EVENT_READ)
             deadline = time.monotonic() + PATIENCE
-            while len(lines) < ACKED_BEFORE_KILL + 1:  # + the "ready" line
+            while len(lines) < kill_after + 1:  # + the "ready" line
                 assert time.monotonic() < deadline, f"only {len(lines)} lines in {PATIENCE:g}s"
                 for piece in _read_lines(proc, selector):
                     pending += piece
@@ -77,11 +78,16 @@ def capture_then_kill(db: Path, stderr: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-async def test_every_acknowledged_dead_letter_survives_kill_9(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kill_after", KILL_AFTER)
+async def test_every_acknowledged_dead_letter_survives_kill_9(
+    tmp_path: Path, kill_after: int
+) -> None:
     """DL-2: SIGKILL during a burst of captures loses no acknowledged record and leaves an intact file."""
     db = tmp_path / "dead.db"
-    acked = await anyio.to_thread.run_sync(capture_then_kill, db, tmp_path / "child.err")
-    assert len(acked) >= ACKED_BEFORE_KILL
+    acked = await anyio.to_thread.run_sync(
+        capture_then_kill, db, tmp_path / "child.err", kill_after
+    )
+    assert len(acked) >= kill_after
     assert all(len(record_id) == 26 for record_id in acked)
     assert len(set(acked)) == len(acked)
 
