@@ -1,4 +1,4 @@
-"""otpy's one durable write path: group commit, answers after commit, failures, bounds (DL-2).
+"""otpy's one durable write path: group commit, answers after commit, failures, bounds (DL-11).
 
 The writer's thread is held inside an exclusive transaction (``transaction(fn)``
 with *fn* waiting on a ``threading.Event``), so what queues behind it, and when
@@ -115,7 +115,7 @@ class Hold:
 
 
 async def test_appends_queued_during_a_commit_are_committed_together(tmp_path: Path) -> None:
-    """DL-2: what waits while the thread is busy goes in one transaction, each answered after it."""
+    """DL-11: what waits while the thread is busy goes in one transaction, each answered after it."""
     path = tmp_path / "items.db"
     answers: dict[int, int] = {}
     async with open_writer(path) as writer:
@@ -140,7 +140,7 @@ async def test_appends_queued_during_a_commit_are_committed_together(tmp_path: P
 
 
 async def test_an_append_returns_only_once_its_rows_are_committed(tmp_path: Path) -> None:
-    """DL-2: when append returns, another connection sees the rows."""
+    """DL-11: when append returns, another connection sees the rows."""
     path = tmp_path / "items.db"
     async with open_writer(path) as writer:
         for i in range(3):
@@ -165,7 +165,7 @@ async def test_max_batch_caps_a_transaction(tmp_path: Path) -> None:
 
 
 async def test_a_write_that_cannot_go_in_fails_alone(tmp_path: Path) -> None:
-    """A NOT NULL violation and a refused conflict fail their own callers; the batch commits."""
+    """DL-11: a NOT NULL violation and a refused conflict fail their own callers; the batch commits."""
     path = tmp_path / "items.db"
     outcomes: dict[str, object] = {}
     async with open_writer(path) as writer:
@@ -200,7 +200,7 @@ async def test_a_write_that_cannot_go_in_fails_alone(tmp_path: Path) -> None:
 
 
 async def test_a_database_error_fails_the_whole_batch(tmp_path: Path) -> None:
-    """A full database refuses every write of the batch; none is stored, and later writes work."""
+    """DL-11: a full database refuses every write of the batch; none is stored, later writes work."""
     path = tmp_path / "items.db"
     schema(path)
     db = sqlite3.connect(path)
@@ -235,7 +235,7 @@ async def test_a_database_error_fails_the_whole_batch(tmp_path: Path) -> None:
 
 
 async def test_a_cancelled_append_that_still_waits_is_taken_back(tmp_path: Path) -> None:
-    """Cancelled while queued: its rows are never committed, and the bound is released."""
+    """DL-11: cancelled while queued, its rows are never committed and the bound is released."""
     path = tmp_path / "items.db"
     async with open_writer(path) as writer:
         hold = Hold()
@@ -292,7 +292,7 @@ async def test_a_timeout_takes_back_what_still_waits(tmp_path: Path) -> None:
 
 
 async def test_appends_beyond_max_pending_wait_for_room(tmp_path: Path) -> None:
-    """Bounded: past max_pending rows a caller waits, queueing nothing, until a commit makes room."""
+    """DL-11: past max_pending rows a caller waits, queueing nothing, until a commit makes room."""
     path = tmp_path / "items.db"
     async with open_writer(path, max_pending=3) as writer:
         hold = Hold()
