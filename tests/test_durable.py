@@ -276,7 +276,6 @@ async def test_a_cancelled_append_already_in_the_thread_is_committed(tmp_path: P
     assert stored(path)[0] == [1]
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_a_timeout_takes_back_what_still_waits(tmp_path: Path) -> None:
     """An append not committed within its timeout raises TimeoutError; its rows are not stored."""
     path = tmp_path / "items.db"
@@ -366,6 +365,67 @@ async def test_a_batch_larger_than_one_statement_is_inserted_whole(tmp_path: Pat
     async with open_writer(path, max_batch=5000) as writer:
         assert await writer.append(Write([(ITEMS, rows(*range(2500)))])) == 2500
     assert stored(path) == (list(range(2500)), 2500)
+
+
+async def test_a_timeout_while_waiting_for_room_queues_nothing(tmp_path: Path) -> None:
+    """DL-11: a caller that gets no room within its timeout raises TimeoutError, nothing queued."""
+    path = tmp_path / "items.db"
+    async with open_writer(path, max_pending=1) as writer:
+        hold = Hold()
+        async with anyio.create_task_group() as tg:
+            await hold.start(writer, tg)
+            tg.start_soon(writer.append, Write([(ITEMS, rows(1))]))
+            await anyio.wait_all_tasks_blocked()
+            with pytest.raises(TimeoutError, match="no room"):
+                await writer.append(Write([(ITEMS, rows(2))]), timeout=0.01)
+            assert writer.statistics().pending == 1
+            hold.released.set()
+    assert stored(path) == ([1], 1)
+
+
+async def test_a_steady_stream_of_appends_is_committed_in_few_batches(tmp_path: Path) -> None:
+    """DL-11: 300 callers appending again and again all get their rows committed, in batches."""
+    path = tmp_path / "items.db"
+    async with open_writer(path) as writer:
+
+        async def producer(first: int) -> None:
+            for i in range(first, first + 3000, 300):
+                assert await writer.append(Write([(ITEMS, rows(i))])) == 1
+
+        async with anyio.create_task_group() as tg:
+            for first in range(300):
+                tg.start_soon(producer, first)
+        stats = writer.statistics()
+    assert stored(path) == (list(range(3000)), 3000)
+    assert stats.rows == 3000
+    assert stats.batches < 3000  # grouped (how much depends on timing)
+
+
+async def test_a_table_too_wide_for_a_full_statement_gets_smaller_ones(tmp_path: Path) -> None:
+    """Rows of a 50-column table are cut to fit the connection's limit on bound variables."""
+    path = tmp_path / "wide.db"
+    schema(path)
+    columns = tuple(f"c{i}" for i in range(50))
+    db = sqlite3.connect(path)
+    db.execute(f"CREATE TABLE wide ({', '.join(columns)})")
+    db.close()
+    wide = Table("wide", columns)
+    connection = connect(str(path), synchronous="FULL", busy_timeout=1.0)
+    connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # SQLite's old default
+    writer = SQLiteWriter(connection, translate=StoreError, max_batch=5000)
+    try:
+        assert await writer.append(Write([(wide, [tuple(range(50))] * 1500)])) == 1500
+    finally:
+        await writer.aclose()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT count(*), sum(c49) FROM wide").fetchone() == (1500, 1500 * 49)
+    db.close()
+
+
+async def test_a_file_that_cannot_be_opened_is_reported_through_translate(tmp_path: Path) -> None:
+    """Opening the write path on a path in a missing directory raises the store's own error."""
+    with pytest.raises(StoreError, match="unable to open"):
+        await SQLiteWriter.open(str(tmp_path / "missing" / "x.db"), translate=StoreError)
 
 
 @pytest.mark.parametrize(
