@@ -12,12 +12,16 @@ commits its own way behind the same protocol.
 from ._table import MAX_ROWS_PER_STATEMENT as MAX_ROWS_PER_STATEMENT
 from ._table import Row as Row
 from ._table import Table as Table
+from ._writer import DEFAULT_MAX_BATCH as DEFAULT_MAX_BATCH
+from ._writer import DEFAULT_MAX_PENDING as DEFAULT_MAX_PENDING
 from ._writer import SQLiteWriter as SQLiteWriter
 from ._writer import Write as Write
 from ._writer import WriterStatistics as WriterStatistics
 from ._writer import connect as connect
 
 __all__ = [
+    "DEFAULT_MAX_BATCH",
+    "DEFAULT_MAX_PENDING",
     "MAX_ROWS_PER_STATEMENT",
     "Row",
     "SQLiteWriter",

@@ -20,7 +20,10 @@ from typing import TYPE_CHECKING, Any, Final, final
 
 import attrs
 
+from .._check import count
 from .._core import Actor
+from .._durable import DEFAULT_MAX_BATCH as STORE_MAX_BATCH
+from .._durable import DEFAULT_MAX_PENDING as STORE_MAX_PENDING
 from .._exceptions import DeadLetterStoreError
 from .._supervision import ChildSpec
 from ._capture import DEFAULT_REASONS, encode_payload, route_dead_letters
@@ -67,6 +70,8 @@ class _SQLiteOptions:
     inline_limit: int = 64 * 1024
     busy_timeout: float = 5.0
     clock: Callable[[], float] = time.time
+    max_batch: int = STORE_MAX_BATCH
+    max_pending: int = STORE_MAX_PENDING
 
 
 @final
@@ -198,6 +203,8 @@ def sqlite_store(
     inline_limit: int = 64 * 1024,
     busy_timeout: float = 5.0,
     clock: Callable[[], float] = time.time,
+    max_batch: int = STORE_MAX_BATCH,
+    max_pending: int = STORE_MAX_PENDING,
 ) -> StoreHandle:
     """Name a SQLite dead-letter store for a tree to own (the default store of a node).
 
@@ -225,6 +232,8 @@ def sqlite_store(
         raise ValueError(f"inline_limit must be >= 0, got {inline_limit}")
     if busy_timeout < 0:
         raise ValueError(f"busy_timeout must be >= 0, got {busy_timeout}")
+    count(max_batch, "max_batch", owner="sqlite_store")
+    count(max_pending, "max_pending", owner="sqlite_store")
     return StoreHandle(
         _SQLiteOptions(
             path=os.fspath(path),
@@ -232,6 +241,8 @@ def sqlite_store(
             inline_limit=inline_limit,
             busy_timeout=busy_timeout,
             clock=clock,
+            max_batch=max_batch,
+            max_pending=max_pending,
         )
     )
 
@@ -256,6 +267,8 @@ class StoreOwner(Actor):
             inline_limit=options.inline_limit,
             busy_timeout=options.busy_timeout,
             clock=options.clock,
+            max_batch=options.max_batch,
+            max_pending=options.max_pending,
         )
         self.handle = handle
 

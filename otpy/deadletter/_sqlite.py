@@ -38,7 +38,8 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from .._durable import SQLiteWriter, Table, Write
+from .._check import count
+from .._durable import DEFAULT_MAX_BATCH, DEFAULT_MAX_PENDING, SQLiteWriter, Table, Write
 from .._exceptions import CorruptRecord, DeadLetterNotFound, DeadLetterStoreError
 from .._redact import get_logger
 from ._codec import decode, decode_ledger, encode, state_row
@@ -210,6 +211,8 @@ class SQLiteDeadLetterStore:
         max_pages: int | None = None,
         clock: Callable[[], float] = time.time,
         read_only: bool = False,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        max_pending: int = DEFAULT_MAX_PENDING,
     ) -> SQLiteDeadLetterStore:
         """Open the store at *path*, creating or migrating it as needed.
 
@@ -229,6 +232,10 @@ class SQLiteDeadLetterStore:
                 schema version, and is never created, migrated or written (see
                 :func:`read_only_uri`); every write raises
                 :exc:`~otpy.DeadLetterStoreError`.
+            max_batch: the most records one group commit takes.
+            max_pending: the most records waiting for a commit; further captures
+                wait for room (or time out), so memory stays bounded when the disk
+                is slower than the producers.
 
         Raises:
             ValueError: an option is out of range.
@@ -253,6 +260,8 @@ class SQLiteDeadLetterStore:
             raise ValueError(f"busy_timeout must be >= 0, got {busy_timeout}")
         if max_pages is not None and max_pages < 1:
             raise ValueError(f"max_pages must be >= 1 or None, got {max_pages}")
+        count(max_batch, "max_batch", owner="SQLiteDeadLetterStore.open")
+        count(max_pending, "max_pending", owner="SQLiteDeadLetterStore.open")
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -308,6 +317,8 @@ class SQLiteDeadLetterStore:
                 busy_timeout=busy_timeout,
                 pragmas=pragmas,
                 translate=functools.partial(store_error, path=location, busy_timeout=busy_timeout),
+                max_batch=max_batch,
+                max_pending=max_pending,
             )
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
@@ -816,6 +827,8 @@ async def open_store(
     max_pages: int | None = None,
     clock: Callable[[], float] = time.time,
     read_only: bool = False,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    max_pending: int = DEFAULT_MAX_PENDING,
 ) -> AsyncIterator[SQLiteDeadLetterStore]:
     """Open the SQLite store at *path* for the duration of an ``async with`` block.
 
@@ -834,6 +847,8 @@ async def open_store(
         max_pages=max_pages,
         clock=clock,
         read_only=read_only,
+        max_batch=max_batch,
+        max_pending=max_pending,
     )
     try:
         yield store

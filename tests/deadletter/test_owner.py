@@ -161,6 +161,10 @@ def test_bad_options_fail_when_the_tree_is_built(tmp_path: Path) -> None:
         sqlite_store(tmp_path / "x.db", inline_limit=-1)
     with pytest.raises(ValueError, match="busy_timeout must be >= 0"):
         sqlite_store(tmp_path / "x.db", busy_timeout=-1.0)
+    with pytest.raises(ValueError, match="sqlite_store: max_batch must be an integer >= 1"):
+        sqlite_store(tmp_path / "x.db", max_batch=0)
+    with pytest.raises(TypeError, match="sqlite_store: max_pending must be an integer >= 1"):
+        sqlite_store(tmp_path / "x.db", max_pending=2.5)  # type: ignore[arg-type]
 
 
 def test_children_come_in_start_order_with_derived_names(tmp_path: Path) -> None:

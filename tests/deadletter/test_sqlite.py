@@ -256,6 +256,14 @@ async def test_missing_directory_is_a_store_error(tmp_path: Path) -> None:
         ({"inline_limit": -1}, "inline_limit must be >= 0, got -1"),
         ({"busy_timeout": -0.5}, "busy_timeout must be >= 0, got -0.5"),
         ({"max_pages": 0}, "max_pages must be >= 1 or None, got 0"),
+        (
+            {"max_batch": 0},
+            "SQLiteDeadLetterStore.open: max_batch must be an integer >= 1, got 0",
+        ),
+        (
+            {"max_pending": 0},
+            "SQLiteDeadLetterStore.open: max_pending must be an integer >= 1, got 0",
+        ),
     ],
 )
 async def test_bad_options_are_refused_before_the_file_is_created(
@@ -265,6 +273,16 @@ async def test_bad_options_are_refused_before_the_file_is_created(
     with pytest.raises(ValueError, match=f"^{message}$"):
         await SQLiteDeadLetterStore.open(path, **options)
     assert not await anyio.Path(path).exists()
+
+
+async def test_a_small_pending_bound_still_stores_every_capture(path: Path) -> None:
+    """DL-11: with max_pending=2 and max_batch=2, 20 concurrent captures wait their turn, all stored."""
+    records = [make() for _ in range(20)]
+    async with open_store(path, max_batch=2, max_pending=2) as store:
+        async with anyio.create_task_group() as tg:
+            for one in records:
+                tg.start_soon(store.add_many, [one])
+        assert await store.count() == 20
 
 
 @pytest.mark.parametrize("synchronous", ["FULL", "normal", "OFF"])
