@@ -467,7 +467,10 @@ class SQLiteWriter:
                         break
                     batch = self._take()
                 self._run(batch)
-                self._post(functools.partial(self._answer, batch))
+                try:
+                    self._post(functools.partial(self._answer, batch))
+                except RuntimeError:  # pragma: no cover - the loop closed without aclose()
+                    return  # nobody is left to answer; what was committed stays committed
         finally:
             self._db.close()
             try:
