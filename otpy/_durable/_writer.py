@@ -97,9 +97,10 @@ class Write:
 
     Attributes:
         rows: how many rows the write holds, for the bound on pending rows.
+        inserted: how many of them its inserts hold (its answer when none is skipped).
     """
 
-    __slots__ = ("inserts", "rows", "statements")
+    __slots__ = ("inserted", "inserts", "rows", "statements")
 
     def __init__(
         self,
@@ -108,11 +109,13 @@ class Write:
     ) -> None:
         self.inserts = inserts
         self.statements = statements
-        rows = 0
+        inserted = 0
         for _, table_rows in inserts:
-            rows += len(table_rows)
+            inserted += len(table_rows)
+        rows = inserted
         for _, statement_rows in statements:
             rows += len(statement_rows)
+        self.inserted = inserted
         self.rows = rows
 
     def __repr__(self) -> str:
@@ -206,11 +209,6 @@ def _is_per_write(exc: BaseException) -> bool:
     return isinstance(exc, _PER_WRITE_ERRORS) or (
         isinstance(exc, Exception) and not isinstance(exc, sqlite3.Error)
     )
-
-
-def _wake(entry: _Entry) -> None:
-    if not entry.wake.done():  # a cancelled or timed-out caller's is done
-        entry.wake.set_result(None)
 
 
 @final
@@ -440,7 +438,9 @@ class SQLiteWriter:
     def _answer(self, batch: list[_Entry]) -> None:
         """Wake the callers of a finished batch (called in the event loop by the thread)."""
         for entry in batch:
-            _wake(entry)
+            wake = entry.wake
+            if not wake.done():  # a cancelled or timed-out caller's is done
+                wake.set_result(None)
         if self._room is not None and self._pending_rows < self._max_pending:
             self._room.set()
             self._room = None
@@ -509,11 +509,11 @@ class SQLiteWriter:
                 self._transactions += 1
             else:
                 try:
-                    self._transact(functools.partial(self._insert_together, batch=batch))
+                    rows = self._transact(functools.partial(self._insert_together, batch=batch))
                 except (_Skipped, *_PER_WRITE_ERRORS):
                     self._transact(functools.partial(self._insert_each, batch=batch))
-                rows = sum(entry.rows for entry in batch if entry.error is None)
-                self._failed_writes += sum(1 for entry in batch if entry.error is not None)
+                    rows = sum(entry.rows for entry in batch if entry.error is None)
+                    self._failed_writes += sum(1 for entry in batch if entry.error is not None)
                 self._batches += 1
                 self._rows += rows
                 self._largest = max(self._largest, rows)
@@ -537,16 +537,23 @@ class SQLiteWriter:
             raise
         return result
 
-    def _insert_together(self, db: sqlite3.Connection, *, batch: list[_Entry]) -> None:
-        """Insert every write of *batch* at once; raise ``_Skipped`` if a conflict skipped a row."""
+    def _insert_together(self, db: sqlite3.Connection, *, batch: list[_Entry]) -> int:
+        """Insert every write of *batch* at once; return the rows written.
+
+        Raises ``_Skipped`` if a conflict skipped a row.
+        """
         tables: dict[Table, list[Row]] = {}
         statements: dict[str, list[Row]] = {}
+        written = 0
         for entry in batch:
-            assert entry.write is not None
-            for table, rows in entry.write.inserts:
+            write = entry.write
+            assert write is not None
+            for table, rows in write.inserts:
                 tables.setdefault(table, []).extend(rows)
-            for sql, rows in entry.write.statements:
+            for sql, rows in write.statements:
                 statements.setdefault(sql, []).extend(rows)
+            entry.result = write.inserted
+            written += write.rows
         for table, rows in tables.items():
             if table.sort:
                 rows.sort(key=_first)
@@ -557,9 +564,7 @@ class SQLiteWriter:
         for table, rows in tables.items():
             if table.after is not None and rows:
                 table.after(db, len(rows))
-        for entry in batch:
-            assert entry.write is not None
-            entry.result = sum(len(rows) for _, rows in entry.write.inserts)
+        return written
 
     def _insert_each(self, db: sqlite3.Connection, *, batch: list[_Entry]) -> None:
         """Insert the writes of *batch* one by one, each under a savepoint: a bad one fails alone."""
