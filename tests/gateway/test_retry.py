@@ -500,3 +500,8 @@ def test_retry_after_huge_number_is_infinite_and_clamped() -> None:
     assert (
         RetryPolicy(jitter=0.0).next_attempt(1, now=0.0, random=0.0, retry_after=seconds) == 3600.0
     )
+
+
+def test_retry_after_date_against_a_nan_now_is_none() -> None:
+    """An HTTP-date measured against a NaN now gives None rather than a NaN delay."""
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=math.nan) is None
