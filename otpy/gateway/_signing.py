@@ -79,7 +79,7 @@ class SignatureError(ValueError):
         self.reason = reason
 
 
-def _key(value: object) -> bytes:
+def _key(value: str | bytes | bytearray) -> bytes:
     """Convert a secret's ``whsec_`` text, or its raw key bytes, into the key."""
     if isinstance(value, (bytes, bytearray)):
         key = bytes(value)
@@ -310,7 +310,11 @@ def _header(headers: Mapping[str, str], wanted: str) -> str:
     for name, value in headers.items():
         if isinstance(name, str) and name.lower() == wanted:
             if not isinstance(value, str):
-                raise SignatureError("bad_header", f"{wanted} header is not text")
+                raise InvalidArgumentType(
+                    "headers",
+                    f"must map names to str values, got {type(value).__name__} for {wanted}",
+                    owner="verify",
+                )
             if found is not None and value != found:
                 raise SignatureError(
                     "bad_header", f"{wanted} header is given twice with different values"
@@ -351,8 +355,9 @@ def verify(
 
     Raises:
         SignatureError: a check failed; its ``reason`` says which.
-        InvalidArgument: *secrets*, *body*, *now* or *tolerance* is not allowed (a bug
-            in the caller, not a bad request).
+        InvalidArgument: *secrets*, *body*, *now* or *tolerance* is not allowed, or
+            *headers* is not a mapping of ``str`` to ``str`` (a bug in the caller, not a
+            bad request).
     """
     keys = _secrets(secrets, "verify")
     body = _body(body, "verify")
