@@ -1,0 +1,1 @@
+"""The outbound gateway (in progress): see docs/gateway.md."""
