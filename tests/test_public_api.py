@@ -10,7 +10,14 @@ import pytest
 import otpy
 
 #: The public packages, one per concept; each has its own ``__all__`` and docs page.
-PACKAGES = ("otpy", "otpy.pressure", "otpy.deadletter", "otpy.telemetry", "otpy.testing")
+PACKAGES = (
+    "otpy",
+    "otpy.pressure",
+    "otpy.deadletter",
+    "otpy.telemetry",
+    "otpy.testing",
+    "otpy.gateway",
+)
 
 
 @pytest.mark.parametrize("package", PACKAGES)

@@ -1,1 +1,71 @@
-"""The outbound gateway (in progress): see docs/gateway.md."""
+"""The outbound gateway: delivery to HTTP destinations, with retries, a breaker and signatures.
+
+In progress: this package holds the gateway's pure parts, each taking time as an
+argument so a test clock drives it. Destinations, the durable outbox (on the one
+write path of the SQLite stores), per-key ordering and the supervised delivery
+workers come next; docs/gateway.md says what exists.
+
+- :class:`RetryPolicy`: attempts counting the first, exponential backoff with jitter
+  never above its cap, or an explicit schedule (``("5s", "5m", "30m", ...)``);
+  ``Retry-After`` honoured and clamped (:func:`parse_retry_after`).
+- :func:`classify`: success, retryable (408, 429, 5xx, connection errors and
+  timeouts), terminal (other 4xx, 3xx) or gone (410), with a user override.
+- :class:`CircuitBreaker`: Resilience4j's breaker, count- or time-based window,
+  failure- and slow-call-rate thresholds, a fixed number of half-open trials.
+- :func:`sign`, :func:`verify`, :func:`webhook_headers`: Standard Webhooks
+  signatures, with :class:`SigningSecret` s that rotate and never print their key.
+"""
+
+from __future__ import annotations
+
+from ._breaker import BreakerPolicy as BreakerPolicy
+from ._breaker import BreakerState as BreakerState
+from ._breaker import BreakerStatistics as BreakerStatistics
+from ._breaker import CircuitBreaker as CircuitBreaker
+from ._breaker import TransitionCallback as TransitionCallback
+from ._classify import Classifier as Classifier
+from ._classify import Outcome as Outcome
+from ._classify import classify as classify
+from ._classify import classify_error as classify_error
+from ._classify import classify_status as classify_status
+from ._retry import RetryPolicy as RetryPolicy
+from ._retry import parse_duration as parse_duration
+from ._retry import parse_retry_after as parse_retry_after
+from ._signing import DEFAULT_TOLERANCE as DEFAULT_TOLERANCE
+from ._signing import ID_HEADER as ID_HEADER
+from ._signing import MIN_SECRET_BYTES as MIN_SECRET_BYTES
+from ._signing import SECRET_PREFIX as SECRET_PREFIX
+from ._signing import SIGNATURE_HEADER as SIGNATURE_HEADER
+from ._signing import TIMESTAMP_HEADER as TIMESTAMP_HEADER
+from ._signing import SignatureError as SignatureError
+from ._signing import SigningSecret as SigningSecret
+from ._signing import sign as sign
+from ._signing import verify as verify
+from ._signing import webhook_headers as webhook_headers
+
+__all__ = [
+    "DEFAULT_TOLERANCE",
+    "ID_HEADER",
+    "MIN_SECRET_BYTES",
+    "SECRET_PREFIX",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "BreakerPolicy",
+    "BreakerState",
+    "BreakerStatistics",
+    "CircuitBreaker",
+    "Classifier",
+    "Outcome",
+    "RetryPolicy",
+    "SignatureError",
+    "SigningSecret",
+    "TransitionCallback",
+    "classify",
+    "classify_error",
+    "classify_status",
+    "parse_duration",
+    "parse_retry_after",
+    "sign",
+    "verify",
+    "webhook_headers",
+]

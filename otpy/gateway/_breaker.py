@@ -133,7 +133,7 @@ class BreakerPolicy:
     Attributes:
         window_type: ``"count"``: the window is the last ``window_size`` calls;
             ``"time"``: the calls that completed in the last ``window_size`` seconds
-            (a call exactly ``window_size`` seconds old has left it).
+            (the calls of a second ``window_size`` seconds old have left it).
         window_size: calls, or seconds for a time window; an integer >= 1.
         minimum_calls: outcomes the window must hold before the rates are computed;
             until then the breaker stays closed whatever they are. For a count
@@ -213,8 +213,9 @@ class _Window:
         self.size = size
         self.seconds = seconds
         self.minimum = minimum if seconds else min(minimum, size)
-        # count window: one flags int per call; time window: [time, calls, failed, slow]
-        # per distinct completion time, oldest first.
+        # count window: one flags int per call; time window: [second, calls, failed,
+        # slow] per whole second of completion time, oldest first (as Resilience4j's
+        # partial aggregation: at most *size* + 1 buckets, whatever the call rate).
         self.entries: deque[int] = deque()
         self.stamps: deque[list[float]] = deque()
         self.calls = 0
@@ -225,13 +226,14 @@ class _Window:
         failed, slow = flags & _FAILED, (flags & _SLOW) >> 1
         if self.seconds:
             self.expire(now)
+            second = float(math.floor(now))  # one bucket per second: memory bounded by size
             last = self.stamps[-1] if self.stamps else None
-            if last is not None and last[0] == now:
+            if last is not None and last[0] == second:
                 last[1] += 1
                 last[2] += failed
                 last[3] += slow
             else:
-                self.stamps.append([now, 1, failed, slow])
+                self.stamps.append([second, 1, failed, slow])
         else:
             if len(self.entries) == self.size:
                 old = self.entries.popleft()
@@ -292,9 +294,10 @@ class CircuitBreaker:
       across a transition) are recorded in the current window, as Resilience4j
       does: in ``OPEN`` they are kept but decide nothing; in ``HALF_OPEN`` they count
       as trials. ``FORCED_OPEN`` and ``DISABLED`` record nothing.
-    - A time window is exact, not bucketed per second: a call recorded at ``t``
-      counts while ``now - t < window_size``. It keeps one entry per distinct
-      completion time inside the window.
+    - A time window aggregates outcomes per whole second of completion time, as
+      Resilience4j's partial buckets do: the calls of second ``s`` count while
+      ``now - s < window_size``, so memory is at most ``window_size + 1`` buckets
+      whatever the call rate.
     - There is no ``METRICS_ONLY`` state and no growing wait in ``OPEN``.
 
     Args:

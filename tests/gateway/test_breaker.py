@@ -297,22 +297,33 @@ def test_outcomes_in_open_are_kept_but_decide_nothing() -> None:
 
 
 def test_time_window_forgets_calls_exactly_window_size_old() -> None:
-    """A time window of 10 s: a call exactly 10 s old has left it; 9.999 s old still counts."""
+    """A time window of 10 s, a bucket per whole second: second 0 leaves at t=10, second 1 at 11."""
     policy = BreakerPolicy(window_type="time", window_size=10, minimum_calls=4, wait_in_open=5.0)
     breaker, _ = make(policy)
     calls(breaker, 0.0, 2, 0)
-    calls(breaker, 0.25, 0, 1)
+    calls(breaker, 1.25, 0, 1)
     assert breaker.statistics(9.999).calls == 3
-    assert breaker.statistics(10.0).calls == 1  # the failures at t=0 have left
+    assert breaker.statistics(10.0).calls == 1  # the failures of second 0 have left
     calls(breaker, 10.0, 1, 1)  # 1 failure in 3: below minimum 4
     assert breaker.state is CLOSED
     calls(breaker, 10.125, 0, 1)
     stats = breaker.statistics()
     assert (stats.state, stats.calls, stats.failed, stats.failure_rate) == (CLOSED, 4, 1, 25.0)
-    assert breaker.statistics(10.25).calls == 3  # the call at 0.25 is exactly 10 s old
-    calls(breaker, 10.5, 1, 0)  # 2 failures of 4
+    assert breaker.statistics(11.0).calls == 3  # second 1 (the call at 1.25) has left
+    calls(breaker, 11.5, 1, 0)  # 2 failures of 4
     assert breaker.state is OPEN
     assert repr(breaker) == "<CircuitBreaker open window=10s>"
+
+
+def test_a_time_window_holds_one_bucket_per_second_whatever_the_rate() -> None:
+    """10,000 calls within one second take one bucket: memory is bounded by the window."""
+    policy = BreakerPolicy(window_type="time", window_size=10, minimum_calls=100_000)
+    breaker, _ = make(policy)
+    for i in range(10_000):
+        assert breaker.try_acquire(i / 10_000)
+        breaker.on_success(i / 10_000, 0.001)
+    assert breaker.statistics().calls == 10_000
+    assert breaker._window.stamps.__len__() == 1
 
 
 def test_time_window_minimum_is_not_capped() -> None:
