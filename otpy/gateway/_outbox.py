@@ -273,7 +273,7 @@ class OutboxMessage:
         *,
         destination: str,
         key: str,
-        body: bytes,
+        body: bytes | bytearray | memoryview,
         now: float,
         content_type: str = "application/octet-stream",
         headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
