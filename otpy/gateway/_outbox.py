@@ -1,0 +1,528 @@
+"""The gateway's outbox: the messages waiting for delivery, their store protocol and records.
+
+A message enters the outbox durably (:meth:`OutboxStore.enqueue` returns after the
+commit), is claimed by a delivery worker under a lease, and leaves it when it is
+delivered (:meth:`~OutboxStore.complete`) or dead-lettered
+(:meth:`~OutboxStore.remove`); a failed attempt puts it back with its next time
+(:meth:`~OutboxStore.record_retry`).
+
+Ordering is per ``(destination, key)``: only the oldest message of a key (its head,
+the lowest id) can be claimed, and only while no message of that key is in flight.
+A head waiting for its retry blocks its key; other keys go on.
+
+:class:`~otpy.gateway._outbox_sqlite.SQLiteOutboxStore` and
+:class:`~otpy.gateway._outbox_memory.MemoryOutboxStore` implement the protocol;
+the checks of every call's arguments live here, shared by both.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import attrs
+
+from .._check import count, number, short
+from .._check import name as check_name
+from .._exceptions import InvalidArgument, InvalidArgumentType, OtpyError
+from ..deadletter import new_id
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = [
+    "DestinationStatistics",
+    "OutboxError",
+    "OutboxMessage",
+    "OutboxMessageNotFound",
+    "OutboxState",
+    "OutboxStatistics",
+    "OutboxStore",
+]
+
+
+_OWNER = "OutboxMessage"
+
+
+class OutboxError(OtpyError):
+    """An outbox store failed, or refused its file; the message says what to do.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+class OutboxMessageNotFound(OutboxError, LookupError):
+    """No message with this id is in the outbox (delivered, removed, or never enqueued).
+
+    Attributes:
+        message_id: the id asked for.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, message_id: str) -> None:
+        super().__init__(f"no outbox message with id {message_id!r}")
+        self.message_id = message_id
+
+
+class OutboxState(enum.Enum):
+    """Where a message is in its delivery.
+
+    Delivered messages are deleted from the outbox, so there are two states.
+    """
+
+    PENDING = "pending"
+    """Waiting for its ``next_attempt_at`` (and for the messages of its key before it)."""
+    IN_FLIGHT = "in_flight"
+    """Claimed by a delivery worker, until ``lease_expires_at``."""
+
+
+# -- checks -----------------------------------------------------------------------------
+
+
+def check_time(value: object, argument: str, *, owner: str | None = None) -> float:
+    """Return *value* as a float if it is a finite wall-clock time >= 0."""
+    return number(value, argument, owner=owner, positive=False)
+
+
+def _text(value: object, argument: str, *, owner: str | None = _OWNER) -> str:
+    return check_name(value, argument, owner=owner)
+
+
+def _optional_text(value: object, argument: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidArgumentType(
+            argument, f"must be a string or None, got {short(value)}", owner=_OWNER
+        )
+    return value
+
+
+def check_status(value: object, *, owner: str | None = _OWNER) -> int | None:
+    """Return *value* if it is ``None`` or an HTTP status code (100 to 599)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentType(
+            "last_status" if owner == _OWNER else "status",
+            f"must be an HTTP status code (an integer 100..599) or None, got {short(value)}",
+            owner=owner,
+        )
+    if not 100 <= value <= 599:
+        raise InvalidArgument(
+            "last_status" if owner == _OWNER else "status",
+            f"must be an HTTP status code (an integer 100..599) or None, got {short(value)}",
+            owner=owner,
+        )
+    return value
+
+
+def _pairs(value: object, argument: str) -> tuple[tuple[str, str], ...]:
+    """Convert a mapping or an iterable of ``(name, value)`` string pairs to a tuple."""
+    items: Iterable[object]
+    if isinstance(value, Mapping):
+        items = value.items()
+    elif isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise InvalidArgumentType(
+            argument,
+            f"must be a mapping or an iterable of (name, value) string pairs, got {short(value)}",
+            owner=_OWNER,
+        )
+    else:
+        items = value
+    pairs: list[tuple[str, str]] = []
+    for item in items:
+        if isinstance(item, list):
+            item = tuple(item)
+        if (
+            not isinstance(item, tuple)
+            or len(item) != 2
+            or not isinstance(item[0], str)
+            or not isinstance(item[1], str)
+        ):
+            raise InvalidArgumentType(
+                argument, f"must hold (name, value) string pairs, got {short(item)}", owner=_OWNER
+            )
+        pairs.append((item[0], item[1]))
+    return tuple(pairs)
+
+
+def _headers(value: object) -> tuple[tuple[str, str], ...]:
+    return _pairs(value, "headers")
+
+
+def _trace_context(value: object) -> tuple[tuple[str, str], ...]:
+    return _pairs(value, "trace_context")
+
+
+def _created_at(value: object) -> float:
+    return check_time(value, "created_at", owner=_OWNER)
+
+
+def _next_attempt_at(value: object) -> float:
+    return check_time(value, "next_attempt_at", owner=_OWNER)
+
+
+def _lease_expires_at(value: object) -> float | None:
+    return None if value is None else check_time(value, "lease_expires_at", owner=_OWNER)
+
+
+def _body(value: object) -> bytes:
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    if not isinstance(value, bytes):
+        raise InvalidArgumentType("body", f"must be bytes, got {short(value)}", owner=_OWNER)
+    return value
+
+
+def _validate(field: str, check: Any) -> Any:
+    def validator(_inst: object, _attribute: attrs.Attribute[Any], value: object) -> None:
+        check(value, field)
+
+    return validator
+
+
+def _state(value: object) -> OutboxState:
+    if isinstance(value, OutboxState):
+        return value
+    try:
+        return OutboxState(value)
+    except ValueError:
+        allowed = ", ".join(repr(m.value) for m in OutboxState)
+        raise InvalidArgument(
+            "state", f"must be one of {allowed}, got {short(value)}", owner=_OWNER
+        ) from None
+
+
+# -- the message ------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class OutboxMessage:
+    """One message waiting in the outbox for delivery to a destination.
+
+    Build a new one with :meth:`new`; stores return them with their current state.
+
+    Attributes:
+        id: unique and sorting by creation time (:func:`otpy.deadletter.new_id`); a
+            key's messages are delivered in id order.
+        destination: the destination's name.
+        key: the ordering key: messages of one ``(destination, key)`` are delivered
+            one at a time, oldest first.
+        idempotency_key: sent with every attempt so the receiver can drop a repeat
+            (a message is delivered at least once); the id by default.
+        body: the request body.
+        content_type: its media type.
+        headers: extra request headers, ``(name, value)`` pairs.
+        trace_context: the W3C trace context of the enqueuing span, to link the
+            delivery to it.
+        created_at: when it was enqueued (wall clock, seconds since the epoch).
+        attempts: attempts made so far.
+        next_attempt_at: the earliest time of its next attempt (wall clock).
+        state: pending or in flight.
+        lease_expires_at: while in flight, when the worker's lease ends; ``None``
+            while pending.
+        last_status: the HTTP status of the last attempt, if it got one.
+        last_error: what went wrong with the last attempt, if anything.
+    """
+
+    id: str = attrs.field(validator=_validate("id", _text))
+    destination: str = attrs.field(validator=_validate("destination", _text))
+    key: str = attrs.field(validator=_validate("key", _text))
+    idempotency_key: str = attrs.field(validator=_validate("idempotency_key", _text))
+    body: bytes = attrs.field(converter=_body)
+    content_type: str = attrs.field(
+        default="application/octet-stream", validator=_validate("content_type", _text)
+    )
+    headers: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_headers)
+    trace_context: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_trace_context)
+    created_at: float = attrs.field(converter=_created_at)
+    attempts: int = attrs.field(
+        default=0,
+        validator=_validate("attempts", lambda v, a: count(v, a, owner=_OWNER, minimum=0)),
+    )
+    next_attempt_at: float = attrs.field(converter=_next_attempt_at)
+    state: OutboxState = attrs.field(default=OutboxState.PENDING, converter=_state)
+    lease_expires_at: float | None = attrs.field(
+        default=None,
+        converter=_lease_expires_at,
+    )
+    last_status: int | None = attrs.field(
+        default=None, validator=_validate("last_status", lambda v, _a: check_status(v))
+    )
+    last_error: str | None = attrs.field(
+        default=None, validator=_validate("last_error", _optional_text)
+    )
+
+    def __attrs_post_init__(self) -> None:
+        in_flight = self.state is OutboxState.IN_FLIGHT
+        if in_flight != (self.lease_expires_at is not None):
+            raise InvalidArgument(
+                "lease_expires_at",
+                "must be set when the state is in_flight and None when it is pending, got "
+                f"{short(self.lease_expires_at)} with state {self.state.value!r}",
+                owner=_OWNER,
+            )
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        destination: str,
+        key: str,
+        body: bytes | bytearray | memoryview,
+        now: float,
+        content_type: str = "application/octet-stream",
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+        trace_context: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+        idempotency_key: str | None = None,
+    ) -> OutboxMessage:
+        """Build a new pending message with a fresh id, due at once.
+
+        Args:
+            destination: the destination's name.
+            key: the ordering key.
+            body: the request body.
+            now: the time it is enqueued (wall clock): ``created_at`` and
+                ``next_attempt_at``, and the time in its id.
+            content_type: its media type.
+            headers: extra request headers.
+            trace_context: the W3C trace context to carry.
+            idempotency_key: the receiver's deduplication key; the new id if ``None``.
+
+        Raises:
+            InvalidArgument: a value is not allowed; the message names it.
+        """
+        created = check_time(now, "now", owner="OutboxMessage.new")
+        message_id = new_id(created)
+        return cls(
+            id=message_id,
+            destination=destination,
+            key=key,
+            idempotency_key=message_id if idempotency_key is None else idempotency_key,
+            body=body,
+            content_type=content_type,
+            headers=headers,
+            trace_context=trace_context,
+            created_at=created,
+            next_attempt_at=created,
+        )
+
+
+# -- statistics -------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class DestinationStatistics:
+    """What waits in the outbox for one destination.
+
+    Attributes:
+        depth: messages in the outbox (pending and in flight).
+        in_flight: messages claimed by a worker.
+        oldest_age: seconds since the oldest message was created (0 if none, never
+            negative).
+    """
+
+    depth: int
+    in_flight: int
+    oldest_age: float
+
+
+@attrs.frozen(kw_only=True)
+class OutboxStatistics:
+    """A snapshot of the outbox.
+
+    Attributes:
+        destinations: per destination with messages, by name.
+        depth: messages in the outbox, all destinations.
+        in_flight: of them, claimed by a worker.
+    """
+
+    destinations: Mapping[str, DestinationStatistics]
+    depth: int
+    in_flight: int
+
+    @classmethod
+    def of(cls, rows: Iterable[tuple[str, int, int, float]], *, now: float) -> OutboxStatistics:
+        """Build one from ``(destination, depth, in_flight, oldest created_at)`` rows."""
+        destinations = {
+            destination: DestinationStatistics(
+                depth=depth, in_flight=in_flight, oldest_age=max(now - oldest, 0.0)
+            )
+            for destination, depth, in_flight, oldest in sorted(rows)
+        }
+        return cls(
+            destinations=destinations,
+            depth=sum(d.depth for d in destinations.values()),
+            in_flight=sum(d.in_flight for d in destinations.values()),
+        )
+
+
+# -- argument checks of the store's calls -----------------------------------------------
+
+
+def check_messages(messages: object, function: str) -> Sequence[OutboxMessage]:
+    """Refuse *messages* unless it is a sequence of :class:`OutboxMessage`."""
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, (list, tuple)):
+        raise InvalidArgumentType(
+            "messages",
+            f"must be a list or tuple of OutboxMessage, got {short(messages)}",
+            owner=function,
+        )
+    for message in messages:
+        if not isinstance(message, OutboxMessage):
+            raise InvalidArgumentType(
+                "messages", f"must hold OutboxMessage, got {short(message)}", owner=function
+            )
+    return messages
+
+
+def check_timeout(timeout: object, function: str) -> float | None:
+    """Return *timeout* if it is ``None`` or a number of seconds > 0."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and math.isinf(timeout):
+        return None
+    return number(timeout, "timeout", owner=function)
+
+
+def check_claim(
+    destination: object, now: object, limit: object, lease: object, function: str
+) -> tuple[str, float, int, float]:
+    """Check :meth:`OutboxStore.claim`'s arguments; return them converted."""
+    return (
+        check_name(destination, "destination", owner=function),
+        check_time(now, "now", owner=function),
+        count(limit, "limit", owner=function, minimum=1),
+        number(lease, "lease", owner=function),
+    )
+
+
+def check_retry(
+    message_id: object,
+    attempts: object,
+    next_attempt_at: object,
+    status: object,
+    error: object,
+    function: str,
+) -> tuple[str, int, float, int | None, str | None]:
+    """Check :meth:`OutboxStore.record_retry`'s arguments; return them converted."""
+    if error is not None and not isinstance(error, str):
+        raise InvalidArgumentType(
+            "error", f"must be a string or None, got {short(error)}", owner=function
+        )
+    return (
+        check_name(message_id, "id", owner=function),
+        count(attempts, "attempts", owner=function, minimum=0),
+        check_time(next_attempt_at, "next_attempt_at", owner=function),
+        check_status(status, owner=function),
+        error,
+    )
+
+
+# -- the protocol -----------------------------------------------------------------------
+
+
+@runtime_checkable
+class OutboxStore(Protocol):
+    """Where the gateway's messages wait for delivery. :class:`SQLiteOutboxStore` and
+    :class:`MemoryOutboxStore` implement it; every method is atomic.
+
+    Times are wall-clock seconds since the epoch. A call that takes ``now`` reads
+    the store's ``clock`` when it is ``None``.
+    """
+
+    async def enqueue(
+        self, messages: Sequence[OutboxMessage], *, timeout: float | None = None
+    ) -> int:
+        """Store *messages*; return how many were new.
+
+        Returns only once they are durable (the SQLite store commits concurrent calls
+        together). A message whose id is already stored is skipped, so an enqueue
+        retried after a crash between commit and acknowledgement stores it once.
+
+        Args:
+            messages: the messages, built with :meth:`OutboxMessage.new`.
+            timeout: seconds to wait for the commit; ``None``, no limit.
+
+        Raises:
+            TimeoutError: not committed within *timeout*; the messages may still be
+                committed (enqueuing them again is safe).
+            OutboxError: the store refused them; none was stored.
+        """
+        ...
+
+    async def claim(
+        self, destination: str, *, now: float | None = None, limit: int, lease: float
+    ) -> list[OutboxMessage]:
+        """Claim the messages of *destination* due for sending, oldest first, in one transaction.
+
+        A message is claimed if it is the head of its key (the lowest id of its
+        ``(destination, key)``), is pending with ``next_attempt_at <= now``, and no
+        message of its key is in flight. So at most one message per key is claimed,
+        and a key's later messages wait behind its head, even while the head waits
+        for a retry. Claimed messages are returned in flight, with
+        ``lease_expires_at = now + lease``.
+
+        Args:
+            destination: whose messages.
+            now: the time; the store's clock if ``None``.
+            limit: the most messages to claim, >= 1.
+            lease: seconds the worker has before :meth:`recover` may hand the message
+                to another one.
+        """
+        ...
+
+    async def record_retry(
+        self,
+        message_id: str,
+        *,
+        attempts: int,
+        next_attempt_at: float,
+        status: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Put a message back to pending after a failed attempt, due at *next_attempt_at*.
+
+        Raises:
+            OutboxMessageNotFound: no such id.
+        """
+        ...
+
+    async def complete(self, message_id: str) -> None:
+        """Delete a delivered message. A missing id is not an error (already gone)."""
+        ...
+
+    async def remove(self, message_id: str) -> OutboxMessage:
+        """Delete a message and return it (to dead-letter it).
+
+        Raises:
+            OutboxMessageNotFound: no such id.
+        """
+        ...
+
+    async def get(self, message_id: str) -> OutboxMessage | None:
+        """Return the message with this id, or ``None``."""
+        ...
+
+    async def recover(self, *, now: float | None = None, only_expired: bool = False) -> int:
+        """Put in-flight messages back to pending, due at *now*; return how many.
+
+        At start-up (``only_expired=False``) every in-flight message was claimed by
+        a process that died, so all go back. While running
+        (``only_expired=True``), only those whose lease ended before or at *now*. A
+        message keeps its attempts and idempotency key: it is delivered at least
+        once, and the receiver can drop the repeat.
+        """
+        ...
+
+    async def statistics(self, *, now: float | None = None) -> OutboxStatistics:
+        """Return depth, in-flight count and oldest age per destination, and totals."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the store; further calls raise :exc:`OutboxError`. Idempotent."""
+        ...

@@ -1,0 +1,598 @@
+"""The durable outbox: one SQLite file, written through otpy's one write path.
+
+Enqueues are group-committed with whatever else is waiting (``otpy._durable``):
+:meth:`SQLiteOutboxStore.enqueue` returns once its messages are committed. Every
+other change (claim, retry, complete, remove, recover) is one ``BEGIN IMMEDIATE``
+transaction run on the writer's thread, so a claim reads and marks its messages
+atomically, even with several processes on one file. Reads (``get``,
+``statistics``) run on a second, read-only connection in a worker thread, one at a
+time; in WAL mode they never wait for a commit. Only the standard library's
+``sqlite3`` is used, so the store runs on asyncio and on trio.
+
+The file is the outbox's own (``var/outbox.db``, say): marked with
+``PRAGMA application_id`` :data:`APPLICATION_ID` and versioned with
+``PRAGMA user_version``. Opening refuses, without writing a byte, a file of another
+application or of a newer schema.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import sqlite3
+import time
+from typing import TYPE_CHECKING, Final, TypeVar, final
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+
+from .._check import check_type, count
+from .._check import number as check_number
+from .._durable import DEFAULT_MAX_BATCH, DEFAULT_MAX_PENDING, SQLiteWriter, Table, Write
+from .._exceptions import InvalidArgument
+from ._outbox import (
+    OutboxError,
+    OutboxMessage,
+    OutboxMessageNotFound,
+    OutboxState,
+    OutboxStatistics,
+    check_claim,
+    check_messages,
+    check_retry,
+    check_time,
+    check_timeout,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Sequence
+
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteOutboxStore", "open_outbox"]
+
+_T = TypeVar("_T")
+
+APPLICATION_ID: Final = 0x6F74706F
+"""``PRAGMA application_id`` of an outbox file: ``"otpo"`` in ASCII (otpy's outbox).
+
+Distinct from the dead-letter store's ``"otpy"`` (0x6F747079), so neither store
+opens the other's file by mistake.
+"""
+
+SYNCHRONOUS_MODES: Final = ("FULL", "NORMAL", "OFF")
+
+_V1: Final = (
+    """
+    CREATE TABLE outbox (
+        id TEXT PRIMARY KEY NOT NULL,
+        destination TEXT NOT NULL,
+        key TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        body BLOB NOT NULL,
+        content_type TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        trace_context TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_attempt_at REAL NOT NULL,
+        state TEXT NOT NULL,
+        lease_expires_at REAL,
+        last_status INTEGER,
+        last_error TEXT
+    )
+    """,
+    # A claim walks a destination's messages oldest first (ids sort by time) and
+    # stops once it has `limit` heads.
+    "CREATE INDEX outbox_destination_id ON outbox (destination, id)",
+    # The head of a key: the lowest id of (destination, key), one index seek.
+    "CREATE INDEX outbox_destination_key_id ON outbox (destination, key, id)",
+    # Whether a key has a message in flight, and recovery's scan: only in-flight rows
+    # are in it (a few per worker), so it stays small however deep the outbox is.
+    "CREATE INDEX outbox_in_flight ON outbox (destination, key, lease_expires_at)"
+    " WHERE state = 'in_flight'",
+)
+
+MIGRATIONS: Final = (_V1,)
+"""``MIGRATIONS[n]`` takes an outbox file from ``user_version`` n to n + 1, in one transaction."""
+
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+COLUMNS: Final = (
+    "id",
+    "destination",
+    "key",
+    "idempotency_key",
+    "body",
+    "content_type",
+    "headers",
+    "trace_context",
+    "created_at",
+    "attempts",
+    "next_attempt_at",
+    "state",
+    "lease_expires_at",
+    "last_status",
+    "last_error",
+)
+_SELECT: Final = f"SELECT {', '.join(COLUMNS)} FROM outbox"
+
+_IN_FLIGHT: Final = OutboxState.IN_FLIGHT.value
+_PENDING: Final = OutboxState.PENDING.value
+
+_CLAIM: Final = f"""
+    SELECT {", ".join("o." + c for c in COLUMNS)} FROM outbox AS o
+    WHERE o.destination = ?1 AND o.state = '{_PENDING}' AND o.next_attempt_at <= ?2
+      AND o.id = (
+        SELECT min(h.id) FROM outbox AS h WHERE h.destination = ?1 AND h.key = o.key
+      )
+      AND NOT EXISTS (
+        SELECT 1 FROM outbox AS f
+        WHERE f.destination = ?1 AND f.key = o.key AND f.state = '{_IN_FLIGHT}'
+      )
+    ORDER BY o.id
+    LIMIT ?3
+"""
+"""The due heads of a destination's keys with nothing in flight, oldest first.
+
+A key whose head is not due blocks its later messages: they fail the head test.
+"""
+
+_STATISTICS: Final = (
+    f"SELECT destination, count(*), sum(state = '{_IN_FLIGHT}'), min(created_at) "
+    "FROM outbox GROUP BY destination"
+)
+
+
+# -- the file: checks, migration, errors ------------------------------------------------
+
+
+def outbox_error(exc: sqlite3.Error, path: str, busy_timeout: float) -> OutboxError:
+    """Translate a sqlite3 error into an :exc:`OutboxError` that says what to do."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    message = str(exc)
+    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        detail = (
+            f"another process held the write lock for more than {busy_timeout:g}s "
+            "(busy_timeout); is another node using this file?"
+        )
+    elif primary == sqlite3.SQLITE_FULL:
+        detail = "the disk (or the file's page cap) is full: free space, then retry"
+    elif primary == sqlite3.SQLITE_NOTADB:
+        detail = "sqlite says the file is not a database"
+    elif primary == sqlite3.SQLITE_CORRUPT:
+        detail = f"the file is damaged ({message}); stop the node and recover it with 'sqlite3 FILE .recover'"
+    elif primary == sqlite3.SQLITE_CANTOPEN:
+        detail = (
+            f"cannot open the file ({message}); check that its directory exists and is writable"
+        )
+    elif primary == sqlite3.SQLITE_READONLY:
+        detail = f"the file or its directory is not writable ({message})"
+    else:
+        name = getattr(exc, "sqlite_errorname", type(exc).__name__)
+        detail = f"sqlite failed with {name}: {message}"
+    return OutboxError(f"outbox {path}: {detail}")
+
+
+def _scalar(db: sqlite3.Connection, sql: str) -> int:
+    (value,) = db.execute(sql).fetchone()
+    assert isinstance(value, int)
+    return value
+
+
+def _check_header(db: sqlite3.Connection, path: str) -> int:
+    """Return the file's schema version (0 when it is new), or refuse it without writing."""
+    application_id = _scalar(db, "PRAGMA application_id")
+    version = _scalar(db, "PRAGMA user_version")
+    if application_id == 0:
+        if _scalar(db, "SELECT count(*) FROM sqlite_master"):
+            raise OutboxError(
+                f"outbox {path}: refused: it is an SQLite database of another application "
+                "(give the outbox a file of its own)"
+            )
+        return 0
+    if application_id != APPLICATION_ID:
+        raise OutboxError(
+            f"outbox {path}: refused: its SQLite application_id is {application_id:#010x}, not "
+            f"the outbox's {APPLICATION_ID:#010x} (is it another otpy store's file?)"
+        )
+    if version > SCHEMA_VERSION:
+        raise OutboxError(
+            f"outbox {path}: refused: schema version {version} was written by a newer otpy "
+            f"(this one knows up to {SCHEMA_VERSION}); upgrade otpy"
+        )
+    return version
+
+
+def _check_schema(db: sqlite3.Connection, path: str) -> None:
+    """Refuse, without writing, a file whose ``outbox`` table lacks a column."""
+    have = {str(row[1]) for row in db.execute("PRAGMA table_info(outbox)")}
+    missing = [c for c in COLUMNS if c not in have]
+    if missing:
+        raise OutboxError(
+            f"outbox {path}: refused: the schema is damaged, missing "
+            + ", ".join(f"outbox.{c}" for c in missing)
+        )
+
+
+def _prepare(path: str, busy_timeout: float) -> None:
+    """Check the file, switch it to WAL and migrate it (blocking: run it in a thread)."""
+    db = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout)
+    try:
+        version = _check_header(db, path)  # refuse before writing anything
+        if version:
+            _check_schema(db, path)
+        db.execute("PRAGMA journal_mode = WAL").fetchall()
+        while version < SCHEMA_VERSION:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                version = _check_header(db, path)  # again, under the write lock
+                if version < SCHEMA_VERSION:
+                    for statement in MIGRATIONS[version]:
+                        db.execute(statement)
+                    db.execute(f"PRAGMA application_id = {APPLICATION_ID:d}")
+                    db.execute(f"PRAGMA user_version = {version + 1:d}")
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            version = _check_header(db, path)
+    finally:
+        db.close()
+
+
+def _reader(path: str, busy_timeout: float) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout)
+    try:
+        db.execute("PRAGMA query_only = ON")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+# -- rows <-> messages --------------------------------------------------------------------
+
+
+def _encode(message: OutboxMessage) -> tuple[object, ...]:
+    return (
+        message.id,
+        message.destination,
+        message.key,
+        message.idempotency_key,
+        message.body,
+        message.content_type,
+        json.dumps(message.headers),
+        json.dumps(message.trace_context),
+        message.created_at,
+        message.attempts,
+        message.next_attempt_at,
+        message.state.value,
+        message.lease_expires_at,
+        message.last_status,
+        message.last_error,
+    )
+
+
+def _decode(row: Sequence[object], path: str) -> OutboxMessage:
+    try:
+        fields = dict(zip(COLUMNS, row, strict=True))
+        for name in ("headers", "trace_context"):
+            text = fields[name]
+            assert isinstance(text, str)
+            fields[name] = tuple(tuple(pair) for pair in json.loads(text))
+        if isinstance(fields["body"], memoryview):  # pragma: no cover - sqlite3 returns bytes
+            fields["body"] = bytes(fields["body"])
+        return OutboxMessage(**fields)  # type: ignore[arg-type]
+    except (ValueError, TypeError, AssertionError) as exc:
+        raise OutboxError(f"outbox {path}: message {row[0]!r} cannot be read: {exc}") from exc
+
+
+# -- the store --------------------------------------------------------------------------
+
+
+@final
+class SQLiteOutboxStore:
+    """An :class:`OutboxStore` in one SQLite file: durable across kill -9 and, with FULL, power cuts.
+
+    Open it with :meth:`open` (and :meth:`aclose` it) or with :func:`open_outbox`.
+
+    Attributes:
+        path: the database file.
+        busy_timeout: seconds a call waits for another process's write lock.
+        clock: the wall clock read for a call's ``now`` when it is ``None``.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        writer: SQLiteWriter,
+        reader: sqlite3.Connection,
+        busy_timeout: float,
+        clock: Callable[[], float],
+    ) -> None:
+        """Wrap an open writer and reader; use :meth:`open` instead."""
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self.clock = clock
+        self._writer = writer
+        self._reader: sqlite3.Connection | None = reader
+        self._reads = anyio.CapacityLimiter(1)
+        self._table = Table(
+            "outbox",
+            COLUMNS,
+            on_conflict="ON CONFLICT (id) DO NOTHING",
+            sort=True,  # ids rise with time: sorted rows append to the indexes' last pages
+        )
+
+    def __repr__(self) -> str:
+        state = " closed" if self._reader is None else ""
+        return f"<SQLiteOutboxStore {self.path!r}{state}>"
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: str = "FULL",
+        busy_timeout: float = 5.0,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        clock: Callable[[], float] = time.time,
+    ) -> SQLiteOutboxStore:
+        """Open the outbox at *path*, creating or migrating it as needed.
+
+        Args:
+            path: the database file; created if missing (its directory must exist).
+            synchronous: ``"FULL"`` (a commit survives a power cut), ``"NORMAL"`` (it
+                survives a crash of the process) or ``"OFF"`` (tests only).
+            busy_timeout: seconds to wait for another process's write lock.
+            max_batch: the most messages one group commit takes.
+            max_pending: the most messages waiting for a commit; further enqueues
+                wait for room (or time out).
+            clock: wall-clock time source; tests pass a fake one.
+
+        Raises:
+            InvalidArgument: an option is out of range.
+            OutboxError: the file is another application's or a newer otpy's (it is
+                left untouched), or cannot be opened.
+        """
+        mode = str(synchronous).upper()
+        if mode not in SYNCHRONOUS_MODES:
+            raise InvalidArgument(
+                "synchronous",
+                f"must be one of {', '.join(map(repr, SYNCHRONOUS_MODES))}, got {synchronous!r}",
+                owner="SQLiteOutboxStore.open",
+            )
+        busy_timeout = check_number(
+            busy_timeout, "busy_timeout", owner="SQLiteOutboxStore.open", positive=False
+        )
+        count(max_batch, "max_batch", owner="SQLiteOutboxStore.open")
+        count(max_pending, "max_pending", owner="SQLiteOutboxStore.open")
+        location = os.fspath(path)
+        translate = functools.partial(outbox_error, path=location, busy_timeout=busy_timeout)
+        try:
+            await anyio.to_thread.run_sync(_prepare, location, busy_timeout)
+            reader = await anyio.to_thread.run_sync(_reader, location, busy_timeout)
+        except sqlite3.Error as exc:
+            raise translate(exc) from exc
+        try:
+            writer = await SQLiteWriter.open(
+                location,
+                synchronous=mode,
+                busy_timeout=busy_timeout,
+                translate=translate,
+                max_batch=max_batch,
+                max_pending=max_pending,
+            )
+        except BaseException:
+            reader.close()
+            raise
+        return cls(location, writer=writer, reader=reader, busy_timeout=busy_timeout, clock=clock)
+
+    async def aclose(self) -> None:
+        """Close the store, after the operations in progress; further calls raise. Idempotent."""
+        with anyio.CancelScope(shield=True):
+            await self._writer.aclose()
+            async with self._reads:
+                reader, self._reader = self._reader, None
+                if reader is not None:
+                    await anyio.to_thread.run_sync(reader.close)
+        await anyio.lowlevel.checkpoint()
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _closed(self) -> OutboxError:
+        return OutboxError(f"outbox {self.path}: the store is closed")
+
+    def _now(self, now: float | None, function: str) -> float:
+        return check_time(self.clock() if now is None else now, "now", owner=function)
+
+    async def _write(self, body: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run *body* in one ``BEGIN IMMEDIATE`` transaction on the writer's thread.
+
+        *body* runs in the database thread: callers read the clock before, on the
+        event loop, and pass the time in.
+        """
+        if self._writer.closed or self._reader is None:
+            raise self._closed()
+        return await self._writer.transaction(body)
+
+    async def _read(self, body: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run *body* on the read connection in a worker thread, one read at a time."""
+        async with self._reads:
+            reader = self._reader
+            if reader is None:
+                raise self._closed()
+            try:
+                return await anyio.to_thread.run_sync(body, reader)
+            except sqlite3.Error as exc:
+                raise outbox_error(exc, self.path, self.busy_timeout) from exc
+
+    # -- the protocol -------------------------------------------------------------------
+
+    async def enqueue(
+        self, messages: Sequence[OutboxMessage], *, timeout: float | None = None
+    ) -> int:
+        """Store *messages* durably; return how many were new (see :meth:`OutboxStore.enqueue`)."""
+        check_messages(messages, "SQLiteOutboxStore.enqueue")
+        timeout = check_timeout(timeout, "SQLiteOutboxStore.enqueue")
+        if self._writer.closed or self._reader is None:
+            raise self._closed()
+        if not messages:
+            await anyio.lowlevel.checkpoint()
+            return 0
+        rows = [_encode(message) for message in messages]
+        return await self._writer.append(Write([(self._table, rows)]), timeout=timeout)
+
+    async def claim(
+        self, destination: str, *, now: float | None = None, limit: int, lease: float
+    ) -> list[OutboxMessage]:
+        """Claim the due heads of *destination*'s keys (see :meth:`OutboxStore.claim`)."""
+        function = "SQLiteOutboxStore.claim"
+        destination, now, limit, lease = check_claim(
+            destination, self._now(now, function), limit, lease, function
+        )
+        expires = now + lease
+
+        def body(db: sqlite3.Connection) -> list[OutboxMessage]:
+            rows = db.execute(_CLAIM, (destination, now, limit)).fetchall()
+            db.executemany(
+                "UPDATE outbox SET state = ?, lease_expires_at = ? WHERE id = ?",
+                [(_IN_FLIGHT, expires, row[0]) for row in rows],
+            )
+            claimed = []
+            for row in rows:
+                fields = list(row)
+                fields[COLUMNS.index("state")] = _IN_FLIGHT
+                fields[COLUMNS.index("lease_expires_at")] = expires
+                claimed.append(_decode(fields, self.path))
+            return claimed
+
+        return await self._write(body)
+
+    async def record_retry(
+        self,
+        message_id: str,
+        *,
+        attempts: int,
+        next_attempt_at: float,
+        status: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Put a message back to pending, due at *next_attempt_at*.
+
+        Raises:
+            OutboxMessageNotFound: no such id.
+        """
+        message_id, attempts, next_attempt_at, status, error = check_retry(
+            message_id, attempts, next_attempt_at, status, error, "SQLiteOutboxStore.record_retry"
+        )
+
+        def body(db: sqlite3.Connection) -> None:
+            updated = db.execute(
+                "UPDATE outbox SET state = ?, lease_expires_at = NULL, attempts = ?, "
+                "next_attempt_at = ?, last_status = ?, last_error = ? WHERE id = ?",
+                (_PENDING, attempts, next_attempt_at, status, error, message_id),
+            ).rowcount
+            if not updated:
+                raise OutboxMessageNotFound(message_id)
+
+        await self._write(body)
+
+    async def complete(self, message_id: str) -> None:
+        """Delete a delivered message; a missing id is not an error."""
+        check_type("SQLiteOutboxStore.complete", "message_id", message_id, str, "a message id")
+
+        def body(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM outbox WHERE id = ?", (message_id,))
+
+        await self._write(body)
+
+    async def remove(self, message_id: str) -> OutboxMessage:
+        """Delete a message and return it.
+
+        Raises:
+            OutboxMessageNotFound: no such id.
+        """
+        check_type("SQLiteOutboxStore.remove", "message_id", message_id, str, "a message id")
+
+        def body(db: sqlite3.Connection) -> OutboxMessage:
+            row = db.execute(f"{_SELECT} WHERE id = ?", (message_id,)).fetchone()
+            if row is None:
+                raise OutboxMessageNotFound(message_id)
+            db.execute("DELETE FROM outbox WHERE id = ?", (message_id,))
+            return _decode(row, self.path)
+
+        return await self._write(body)
+
+    async def get(self, message_id: str) -> OutboxMessage | None:
+        """Return the message with this id, or ``None``."""
+        check_type("SQLiteOutboxStore.get", "message_id", message_id, str, "a message id")
+
+        def body(db: sqlite3.Connection) -> tuple[object, ...] | None:
+            row: tuple[object, ...] | None = db.execute(
+                f"{_SELECT} WHERE id = ?", (message_id,)
+            ).fetchone()
+            return row
+
+        row = await self._read(body)
+        return None if row is None else _decode(row, self.path)
+
+    async def recover(self, *, now: float | None = None, only_expired: bool = False) -> int:
+        """Put in-flight messages (with *only_expired*, those whose lease ended) back to pending."""
+        now = self._now(now, "SQLiteOutboxStore.recover")
+        sql = (
+            f"UPDATE outbox SET state = '{_PENDING}', lease_expires_at = NULL, next_attempt_at = ?1 "
+            f"WHERE state = '{_IN_FLIGHT}'"
+        )
+        if only_expired:
+            sql += " AND lease_expires_at <= ?1"
+
+        def body(db: sqlite3.Connection) -> int:
+            return db.execute(sql, (now,)).rowcount
+
+        return await self._write(body)
+
+    async def statistics(self, *, now: float | None = None) -> OutboxStatistics:
+        """Return depth, in flight and oldest age per destination (one scan of the table)."""
+        now = self._now(now, "SQLiteOutboxStore.statistics")
+
+        def body(db: sqlite3.Connection) -> list[tuple[str, int, int, float]]:
+            return [(str(d), int(n), int(f), float(o)) for d, n, f, o in db.execute(_STATISTICS)]
+
+        return OutboxStatistics.of(await self._read(body), now=now)
+
+
+@contextlib.asynccontextmanager
+async def open_outbox(
+    path: str | os.PathLike[str],
+    *,
+    synchronous: str = "FULL",
+    busy_timeout: float = 5.0,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    max_pending: int = DEFAULT_MAX_PENDING,
+    clock: Callable[[], float] = time.time,
+) -> AsyncIterator[SQLiteOutboxStore]:
+    """Open the SQLite outbox at *path* for the duration of an ``async with`` block.
+
+    Takes the options of :meth:`SQLiteOutboxStore.open`::
+
+        async with open_outbox("var/outbox.db") as outbox:
+            await outbox.enqueue([message])
+    """
+    store = await SQLiteOutboxStore.open(
+        path,
+        synchronous=synchronous,
+        busy_timeout=busy_timeout,
+        max_batch=max_batch,
+        max_pending=max_pending,
+        clock=clock,
+    )
+    try:
+        yield store
+    finally:
+        await store.aclose()
