@@ -1,9 +1,7 @@
 """The outbound gateway: delivery to HTTP destinations, with retries, a breaker and signatures.
 
-In progress: this package holds the gateway's pure parts, each taking time as an
-argument so a test clock drives it. Destinations, the durable outbox (on the one
-write path of the SQLite stores), per-key ordering and the supervised delivery
-workers come next; docs/gateway.md says what exists.
+In progress: this package holds the gateway's parts; the supervised delivery
+workers that join them come next, and docs/gateway.md says what exists.
 
 - :class:`RetryPolicy`: attempts counting the first, exponential backoff with jitter
   never above its cap, or an explicit schedule (``("5s", "5m", "30m", ...)``);
@@ -14,6 +12,9 @@ workers come next; docs/gateway.md says what exists.
   failure- and slow-call-rate thresholds, a fixed number of half-open trials.
 - :func:`sign`, :func:`verify`, :func:`webhook_headers`: Standard Webhooks
   signatures, with :class:`SigningSecret` s that rotate and never print their key.
+- :class:`OutboxStore` (:class:`SQLiteOutboxStore` on otpy's one write path,
+  :class:`MemoryOutboxStore`): messages acknowledged after commit, claimed one head
+  per ordering key under a lease, put back after a crash.
 """
 
 from __future__ import annotations
@@ -28,6 +29,17 @@ from ._classify import Outcome as Outcome
 from ._classify import classify as classify
 from ._classify import classify_error as classify_error
 from ._classify import classify_status as classify_status
+from ._outbox import DestinationStatistics as DestinationStatistics
+from ._outbox import OutboxError as OutboxError
+from ._outbox import OutboxMessage as OutboxMessage
+from ._outbox import OutboxMessageNotFound as OutboxMessageNotFound
+from ._outbox import OutboxState as OutboxState
+from ._outbox import OutboxStatistics as OutboxStatistics
+from ._outbox import OutboxStore as OutboxStore
+from ._outbox_memory import MemoryOutboxStore as MemoryOutboxStore
+from ._outbox_sqlite import APPLICATION_ID as OUTBOX_APPLICATION_ID
+from ._outbox_sqlite import SQLiteOutboxStore as SQLiteOutboxStore
+from ._outbox_sqlite import open_outbox as open_outbox
 from ._retry import RetryPolicy as RetryPolicy
 from ._retry import parse_duration as parse_duration
 from ._retry import parse_retry_after as parse_retry_after
@@ -47,6 +59,7 @@ __all__ = [
     "DEFAULT_TOLERANCE",
     "ID_HEADER",
     "MIN_SECRET_BYTES",
+    "OUTBOX_APPLICATION_ID",
     "SECRET_PREFIX",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
@@ -55,14 +68,24 @@ __all__ = [
     "BreakerStatistics",
     "CircuitBreaker",
     "Classifier",
+    "DestinationStatistics",
+    "MemoryOutboxStore",
     "Outcome",
+    "OutboxError",
+    "OutboxMessage",
+    "OutboxMessageNotFound",
+    "OutboxState",
+    "OutboxStatistics",
+    "OutboxStore",
     "RetryPolicy",
+    "SQLiteOutboxStore",
     "SignatureError",
     "SigningSecret",
     "TransitionCallback",
     "classify",
     "classify_error",
     "classify_status",
+    "open_outbox",
     "parse_duration",
     "parse_retry_after",
     "sign",
