@@ -10,6 +10,7 @@ start-up.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import TYPE_CHECKING, Final, final
 
@@ -290,22 +291,26 @@ def _secrets_tuple(value: object) -> tuple[SigningSecret, ...]:
 
 async def _excerpt(response: httpx.Response, limit: int) -> bytes:
     """Read at most *limit* bytes of *response*'s body, as received, then stop."""
-    if limit == 0:
-        return b""
+    if response.is_stream_consumed:  # a response built in memory (a mock transport's)
+        return response.content[:limit]
     parts: list[bytes] = []
     size = 0
     chunks = response.aiter_raw()
-    try:
-        async for chunk in chunks:
-            part = chunk[: limit - size]
-            parts.append(part)
-            size += len(part)
-            if size >= limit:
-                break
-    finally:
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
+    async for chunk in chunks:
+        part = chunk[: limit - size]
+        parts.append(part)
+        size += len(part)
+        if size >= limit:
+            break
+    else:
+        return b"".join(parts)
+    # Stopped early. Closing the response drops the connection; running the reader
+    # on to the error that follows finishes httpx's chain of async generators, which
+    # would otherwise be left half-consumed (trio warns about those when collected).
+    await response.aclose()
+    with contextlib.suppress(Exception):
+        async for _ in chunks:
+            pass
     return b"".join(parts)
 
 
