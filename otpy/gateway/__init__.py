@@ -12,6 +12,9 @@ workers that join them come next, and docs/gateway.md says what exists.
   failure- and slow-call-rate thresholds, a fixed number of half-open trials.
 - :func:`sign`, :func:`verify`, :func:`webhook_headers`: Standard Webhooks
   signatures, with :class:`SigningSecret` s that rotate and never print their key.
+- :class:`HttpDestination`: one endpoint on httpx, one attempt per :meth:`send`
+  under a hard time limit, a :class:`Bulkhead` and an optional rate limit; the
+  request carries ``Idempotency-Key`` and the Standard Webhooks headers.
 - :class:`OutboxStore` (:class:`SQLiteOutboxStore` on otpy's one write path,
   :class:`MemoryOutboxStore`): messages acknowledged after commit, claimed one head
   per ordering key under a lease, put back after a crash.
@@ -24,11 +27,20 @@ from ._breaker import BreakerState as BreakerState
 from ._breaker import BreakerStatistics as BreakerStatistics
 from ._breaker import CircuitBreaker as CircuitBreaker
 from ._breaker import TransitionCallback as TransitionCallback
+from ._bulkhead import Bulkhead as Bulkhead
+from ._bulkhead import BulkheadFull as BulkheadFull
+from ._bulkhead import BulkheadStatistics as BulkheadStatistics
 from ._classify import Classifier as Classifier
 from ._classify import Outcome as Outcome
 from ._classify import classify as classify
 from ._classify import classify_error as classify_error
 from ._classify import classify_status as classify_status
+from ._http import DEFAULT_EXCERPT_LIMIT as DEFAULT_EXCERPT_LIMIT
+from ._http import IDEMPOTENCY_HEADER as IDEMPOTENCY_HEADER
+from ._http import DeliveryResult as DeliveryResult
+from ._http import HttpDestination as HttpDestination
+from ._http import OutboundRequest as OutboundRequest
+from ._http import classify_http_error as classify_http_error
 from ._outbox import DestinationStatistics as DestinationStatistics
 from ._outbox import OutboxError as OutboxError
 from ._outbox import OutboxMessage as OutboxMessage
@@ -56,7 +68,9 @@ from ._signing import verify as verify
 from ._signing import webhook_headers as webhook_headers
 
 __all__ = [
+    "DEFAULT_EXCERPT_LIMIT",
     "DEFAULT_TOLERANCE",
+    "IDEMPOTENCY_HEADER",
     "ID_HEADER",
     "MIN_SECRET_BYTES",
     "OUTBOX_APPLICATION_ID",
@@ -66,10 +80,16 @@ __all__ = [
     "BreakerPolicy",
     "BreakerState",
     "BreakerStatistics",
+    "Bulkhead",
+    "BulkheadFull",
+    "BulkheadStatistics",
     "CircuitBreaker",
     "Classifier",
+    "DeliveryResult",
     "DestinationStatistics",
+    "HttpDestination",
     "MemoryOutboxStore",
+    "OutboundRequest",
     "Outcome",
     "OutboxError",
     "OutboxMessage",
@@ -84,6 +104,7 @@ __all__ = [
     "TransitionCallback",
     "classify",
     "classify_error",
+    "classify_http_error",
     "classify_status",
     "open_outbox",
     "parse_duration",
