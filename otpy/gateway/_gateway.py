@@ -203,11 +203,8 @@ class _Worker:
         self.destination = destination
         self.name = destination.name
         self.policy = policy
-        self.breaker = (
-            None
-            if policy.breaker is None
-            else CircuitBreaker(policy.breaker, now=gateway.monotonic())
-        )
+        # Made when the loop starts: anyio's clock needs the event loop.
+        self.breaker: CircuitBreaker | None = None
         self.disabled = False
         self.saturated = False
         self.in_flight = 0
@@ -264,6 +261,8 @@ class _Worker:
 
     async def run(self) -> None:
         policy = self.policy
+        if policy.breaker is not None and self.breaker is None:
+            self.breaker = CircuitBreaker(policy.breaker, now=self.gateway.monotonic())
         async with anyio.create_task_group() as tg:
             while True:
                 capacity = policy.batch - self.in_flight
@@ -443,7 +442,13 @@ class _Worker:
 
     def statistics(self) -> DeliveryStatistics:
         return DeliveryStatistics(
-            breaker=None if self.breaker is None else self.breaker.state,
+            breaker=(
+                self.breaker.state
+                if self.breaker is not None
+                else None
+                if self.policy.breaker is None
+                else BreakerState.CLOSED
+            ),
             disabled=self.disabled,
             in_flight=self.in_flight,
             sent=self.sent,
