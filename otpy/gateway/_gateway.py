@@ -206,7 +206,8 @@ class _Worker:
         # Made when the loop starts: anyio's clock needs the event loop.
         self.breaker: CircuitBreaker | None = None
         self.disabled = False
-        self.saturated = False
+        # When the destination's bulkhead last refused an attempt of ours, or None.
+        self.saturated: float | None = None
         self.in_flight = 0
         self.sent = 0
         self.succeeded = 0
@@ -266,11 +267,15 @@ class _Worker:
         async with anyio.create_task_group() as tg:
             while True:
                 capacity = policy.batch - self.in_flight
-                if self.disabled or capacity <= 0 or self.saturated:
-                    # Wait for an attempt to end (or enable()); the bulkhead was full
-                    # for one or more: look again after a poll at the latest.
-                    await self.wait(policy.poll_interval)
-                    self.saturated = False
+                if self.disabled or capacity <= 0:
+                    await self.wait(policy.poll_interval)  # for an attempt to end, or enable()
+                    continue
+                if self.saturated is not None:
+                    # The bulkhead refused one: claim again once an attempt ends, or a
+                    # poll after the refusal at the latest.
+                    since = self.gateway.monotonic() - self.saturated
+                    await self.wait(policy.poll_interval - since)
+                    self.saturated = None
                     continue
                 admitted = self.permits(capacity)
                 if admitted == 0:
@@ -305,6 +310,7 @@ class _Worker:
             headers=message.headers,
             attempt=message.attempts + 1,
         )
+        ended = True
         try:
             started = gateway.monotonic()
             try:
@@ -314,7 +320,8 @@ class _Worker:
                 # claim again once an attempt of ours ends.
                 if self.breaker is not None:
                     self.breaker.on_ignored(gateway.monotonic())
-                self.saturated = True
+                self.saturated = gateway.monotonic()
+                ended = False  # no wake-up: that would claim it again at once
                 await gateway.outbox.record_retry(
                     message.id,
                     attempts=message.attempts,
@@ -334,7 +341,8 @@ class _Worker:
             await self.settle(message, result)
         finally:
             self.in_flight -= 1
-            self.wake()
+            if ended:
+                self.wake()
 
     async def settle(self, message: OutboxMessage, result: DeliveryResult) -> None:
         gateway = self.gateway

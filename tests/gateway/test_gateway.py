@@ -14,6 +14,7 @@ import pytest
 from otpy import InvalidArgument, InvalidArgumentType
 from otpy.deadletter import Category, DeadLetter, Source
 from otpy.gateway._breaker import BreakerPolicy, BreakerState
+from otpy.gateway._bulkhead import BulkheadFull
 from otpy.gateway._classify import Outcome
 from otpy.gateway._gateway import (
     DeliveryPolicy,
@@ -54,8 +55,11 @@ class Call:
 class Scripted:
     """A destination answering each body with its scripted results in turn, then success."""
 
-    def __init__(self, name: str = "orders", **script: list[DeliveryResult]) -> None:
+    def __init__(
+        self, name: str = "orders", *, full: int = 0, **script: list[DeliveryResult]
+    ) -> None:
         self.name = name
+        self.full = full  # refuse this many attempts first, as a full bulkhead does
         self.script = {body.encode(): list(results) for body, results in script.items()}
         self.calls: list[Call] = []
         self.start: float | None = None  # times are relative to the first call
@@ -64,6 +68,9 @@ class Scripted:
         assert now == clock()
         if self.start is None:
             self.start = anyio.current_time()
+        if self.full:
+            self.full -= 1
+            raise BulkheadFull(self.name, 1, 0.0)
         self.calls.append(
             Call(
                 request.body,
@@ -290,6 +297,23 @@ async def test_a_message_left_in_flight_is_sent_again_at_start_with_its_idempote
         await anyio.sleep(1)
     assert dest.calls == [Call(b"one", 0.0, 1, "k-1")]
     assert await outbox.get(message.id) is None
+
+
+@VIRTUAL_TIME
+async def test_a_full_bulkhead_puts_the_message_back_without_counting_an_attempt() -> None:
+    outbox, sink, dest = MemoryOutboxStore(clock=clock), Sink(), Scripted(full=2)
+    g = gateway(dest, outbox, sink)
+    async with running(g):
+        message_id = await g.enqueue("orders", key="a", body=b"one")
+        await anyio.sleep(0.5)
+        waiting = await outbox.get(message_id)
+        assert waiting is not None
+        assert (waiting.attempts, waiting.state) == (0, OutboxState.PENDING)
+        await anyio.sleep(10)
+    # Refused at 0 and again at the next look (poll_interval 1 s), sent at 2.
+    assert dest.calls == [Call(b"one", 2.0, 1, message_id)]
+    stats = g.statistics().destinations["orders"]
+    assert (stats.sent, stats.succeeded, stats.retried) == (1, 1, 0)
 
 
 async def test_enqueue_to_an_unknown_destination_names_it() -> None:
