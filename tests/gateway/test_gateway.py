@@ -11,8 +11,16 @@ import anyio.lowlevel
 import attrs
 import pytest
 
+import otpy
 from otpy import InvalidArgument, InvalidArgumentType
-from otpy.deadletter import Category, DeadLetter, Source
+from otpy.deadletter import (
+    Category,
+    DeadLetter,
+    DeadLetters,
+    MemoryDeadLetterStore,
+    Source,
+    dead_letter_children,
+)
 from otpy.gateway._breaker import BreakerPolicy, BreakerState
 from otpy.gateway._bulkhead import BulkheadFull
 from otpy.gateway._classify import Outcome
@@ -22,16 +30,19 @@ from otpy.gateway._gateway import (
     Gateway,
     UnknownDestination,
 )
-from otpy.gateway._http import DeliveryResult, OutboundRequest
+from otpy.gateway._http import DeliveryResult, HttpDestination, OutboundRequest
 from otpy.gateway._outbox import OutboxMessage, OutboxState
 from otpy.gateway._outbox_memory import MemoryOutboxStore
 from otpy.gateway._retry import RetryPolicy
 from otpy.testing import virtual_time
 
+from ._sink import Reply, running_sink
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
 VIRTUAL_TIME = pytest.mark.parametrize("anyio_backend", [virtual_time()])
+REAL_CLOCK = pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])  # real sockets
 EPOCH = 1_700_000_000.0
 
 
@@ -347,3 +358,45 @@ def test_policies_for_unknown_destinations_are_refused() -> None:
         Gateway(MemoryOutboxStore(), [Scripted()], policies={"billing": DeliveryPolicy()})
     with pytest.raises(InvalidArgument, match="two destinations named 'orders'"):
         Gateway(MemoryOutboxStore(), [Scripted(), Scripted()])
+
+
+@REAL_CLOCK
+async def test_end_to_end_over_loopback_http_with_the_dead_letter_writer() -> None:
+    """A 503 is retried with the same Idempotency-Key; a 400 lands in the dead-letter store."""
+    dead = MemoryDeadLetterStore()
+    outbox = MemoryOutboxStore()
+    client = DeadLetters()
+    captured = anyio.Event()
+
+    async def capture(record: DeadLetter) -> None:
+        await client.capture(record)
+        captured.set()
+
+    policy = DeliveryPolicy(retry=RetryPolicy(schedule=("50ms",)), poll_interval=0.05)
+    replies = (Reply(status=503, body=b"down"), Reply(status=200), Reply(status=400, body=b"no"))
+    async with (
+        otpy.open_supervisor(dead_letter_children(dead, sweep=False)),
+        running_sink(*replies) as sink,
+        HttpDestination("orders", sink.url) as destination,
+    ):
+        g = Gateway(outbox, [destination], policy=policy, dead_letters=capture)
+        async with running(g):
+            # One key: the second is sent only once the first is delivered.
+            first = await g.enqueue("orders", key="a", body=b'{"n": 1}')
+            second = await g.enqueue("orders", key="a", body=b'{"n": 2}')
+            with anyio.fail_after(10):
+                await captured.wait()
+            await anyio.wait_all_tasks_blocked()
+    keys = [{k.lower(): v for k, v in r.headers.items()}["idempotency-key"] for r in sink.received]
+    assert keys == [first, first, second]
+    assert [r.body for r in sink.received] == [b'{"n": 1}', b'{"n": 1}', b'{"n": 2}']
+    [record] = (await dead.list()).records
+    assert (record.key, record.reason_class, record.correlation_id) == (
+        "orders",
+        "http.400",
+        second,
+    )
+    assert record.reason == "refused, not retried; HTTP 400; response: no"
+    assert (await outbox.statistics()).depth == 0
+    stats = g.statistics().destinations["orders"]
+    assert (stats.sent, stats.succeeded, stats.retried, stats.dead_lettered) == (3, 1, 1, 1)
