@@ -310,6 +310,56 @@ async def test_a_message_left_in_flight_is_sent_again_at_start_with_its_idempote
     assert await outbox.get(message.id) is None
 
 
+class FailingOnce(Sink):
+    """A dead-letter sink whose first store fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 1
+
+    async def __call__(self, record: DeadLetter) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise OSError("dead-letter store unavailable")
+        await super().__call__(record)
+
+
+@VIRTUAL_TIME
+async def test_a_message_whose_dead_letter_was_not_stored_stays_in_the_outbox() -> None:
+    """Never neither: until its dead letter is stored, the message stays and is tried again."""
+    outbox, sink = MemoryOutboxStore(clock=clock), FailingOnce()
+    bad = DeliveryResult(outcome=Outcome.TERMINAL, status=422)
+    dest = Scripted(one=[bad, bad])
+    g = gateway(dest, outbox, sink)
+    async with running(g):
+        message_id = await g.enqueue("orders", key="a", body=b"one")
+        await anyio.sleep(0.5)
+        kept = await outbox.get(message_id)
+        assert kept is not None
+        assert (kept.attempts, kept.last_status) == (1, 422)
+        await anyio.sleep(10)
+    assert dest.sent() == [("one", 0.0), ("one", 1.0)]  # again after a poll_interval
+    [record] = sink.records
+    assert (record.reason_class, record.attempt) == ("http.422", 2)
+    assert await outbox.get(message_id) is None
+
+
+def test_statistics_before_running() -> None:
+    breaker = BreakerPolicy()
+    g = Gateway(
+        MemoryOutboxStore(),
+        [Scripted("orders"), Scripted("billing")],
+        policies={"billing": DeliveryPolicy(breaker=None)},
+        policy=DeliveryPolicy(breaker=breaker),
+    )
+    stats = g.statistics().destinations
+    assert list(stats) == ["billing", "orders"]
+    assert stats["orders"].breaker is BreakerState.CLOSED
+    assert stats["billing"].breaker is None
+    g.disable("orders")
+    assert g.disabled() == ("orders",)
+
+
 @VIRTUAL_TIME
 async def test_a_full_bulkhead_puts_the_message_back_without_counting_an_attempt() -> None:
     outbox, sink, dest = MemoryOutboxStore(clock=clock), Sink(), Scripted(full=2)
