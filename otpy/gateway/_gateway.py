@@ -1,0 +1,674 @@
+"""The gateway: one delivery loop per destination, joining the outbox, retries and the breaker.
+
+:class:`Gateway` takes messages (:meth:`Gateway.enqueue`, durable when it returns),
+and :meth:`Gateway.run` delivers them: each destination's loop claims the heads of
+its keys from the outbox, sends them concurrently, and settles each attempt by its
+outcome (delivered, retried later, dead-lettered, or the destination disabled).
+
+The loops are plain tasks in one task group (no actors): run the gateway inside a
+supervised actor or a task group of your own; cancelling :meth:`Gateway.run` stops
+it, and messages in flight go back to pending at the next start
+(:meth:`OutboxStore.recover`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import random as random_module
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol, final, runtime_checkable
+
+import anyio
+import attrs
+
+from .._check import count, number, short
+from .._check import name as check_name
+from .._exceptions import InvalidArgument, InvalidArgumentType, OtpyError
+from .._redact import get_logger, redact
+from ..deadletter import Category, DeadLetter, DeadLetters, Source
+from ._breaker import BreakerPolicy, BreakerState, CircuitBreaker
+from ._bulkhead import BulkheadFull
+from ._classify import Outcome, classify_error
+from ._http import DeliveryResult, OutboundRequest
+from ._outbox import OutboxMessage, OutboxStore
+from ._retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
+__all__ = [
+    "DeadLetterSink",
+    "DeliveryPolicy",
+    "DeliveryStatistics",
+    "Destination",
+    "Gateway",
+    "GatewayStatistics",
+    "UnknownDestination",
+]
+
+logger = get_logger("otpy.gateway")
+
+EXCERPT_CHARS = 500
+"""The most characters of a response's body a dead letter's reason quotes."""
+
+DeadLetterSink = Callable[[DeadLetter], Awaitable[object]]
+"""Stores one dead letter durably and returns once it is stored (``DeadLetters.capture``)."""
+
+
+class UnknownDestination(OtpyError, LookupError):
+    """The gateway has no destination of this name.
+
+    Attributes:
+        destination: the name asked for.
+        known: the names the gateway has.
+    """
+
+    def __init__(self, destination: str, known: Iterable[str]) -> None:
+        self.destination = destination
+        self.known = tuple(sorted(known))
+        shown = ", ".join(repr(n) for n in self.known) or "none"
+        super().__init__(f"no destination named {destination!r} (the gateway has: {shown})")
+
+
+@runtime_checkable
+class Destination(Protocol):
+    """Where a destination's messages go: one attempt per :meth:`send`.
+
+    :class:`~otpy.gateway.HttpDestination` implements it; tests use a scripted fake.
+    """
+
+    @property
+    def name(self) -> str:
+        """The destination's name, as messages are enqueued for it."""
+        ...
+
+    async def send(self, request: OutboundRequest, *, now: float) -> DeliveryResult:
+        """Make one attempt; return its result (a failure is a result, not raised).
+
+        Raises:
+            BulkheadFull: no slot for the attempt: nothing was sent.
+        """
+        ...
+
+
+def _owner_check(check: Callable[..., object], field: str) -> Callable[..., None]:
+    def validator(_inst: object, _attribute: object, value: object) -> None:
+        check(value, field, owner="DeliveryPolicy")
+
+    return validator
+
+
+def _retry(_inst: object, _attribute: object, value: object) -> None:
+    if not isinstance(value, RetryPolicy):
+        raise InvalidArgumentType(
+            "retry", f"must be a RetryPolicy, got {short(value)}", owner="DeliveryPolicy"
+        )
+
+
+def _breaker(_inst: object, _attribute: object, value: object) -> None:
+    if value is not None and not isinstance(value, BreakerPolicy):
+        raise InvalidArgumentType(
+            "breaker",
+            f"must be a BreakerPolicy or None (no breaker), got {short(value)}",
+            owner="DeliveryPolicy",
+        )
+
+
+@attrs.frozen(kw_only=True)
+class DeliveryPolicy:
+    """How a destination's messages are delivered; validated when built.
+
+    Attributes:
+        retry: when a retryable failure is tried again, and when to give up.
+        breaker: the destination's circuit breaker, or ``None`` for none.
+        lease: seconds an attempt may stay in flight before
+            ``outbox.recover(only_expired=True)`` may hand its message out again
+            (finite, > 0): longer than the destination's time limit.
+        batch: the most messages of the destination in flight at once, from this
+            gateway (an integer >= 1); the destination's bulkhead bounds it too.
+        poll_interval: seconds between looks at the outbox while idle (finite, > 0):
+            a retry scheduled by another process, or the breaker's wait, is noticed
+            within it. Enqueues and this gateway's own retries wake the loop at once.
+
+    Raises:
+        InvalidArgument: a field is out of range; the message names it.
+    """
+
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy, validator=_retry)
+    breaker: BreakerPolicy | None = attrs.field(factory=BreakerPolicy, validator=_breaker)
+    lease: float = attrs.field(default=60.0, validator=_owner_check(number, "lease"))
+    batch: int = attrs.field(default=32, validator=_owner_check(count, "batch"))
+    poll_interval: float = attrs.field(default=1.0, validator=_owner_check(number, "poll_interval"))
+
+
+@attrs.frozen(kw_only=True)
+class DeliveryStatistics:
+    """A snapshot of one destination's delivery.
+
+    Attributes:
+        breaker: the breaker's state, or ``None`` without a breaker.
+        disabled: whether delivery is stopped (after a 410, or :meth:`Gateway.disable`).
+        in_flight: attempts running now.
+        sent: attempts made (an attempt refused by the bulkhead is not one).
+        succeeded: messages delivered.
+        retried: attempts that failed and were scheduled again.
+        dead_lettered: messages given up and stored as dead letters.
+    """
+
+    breaker: BreakerState | None
+    disabled: bool
+    in_flight: int
+    sent: int
+    succeeded: int
+    retried: int
+    dead_lettered: int
+
+
+@attrs.frozen(kw_only=True)
+class GatewayStatistics:
+    """A snapshot of the gateway.
+
+    Attributes:
+        destinations: per destination, by name.
+    """
+
+    destinations: Mapping[str, DeliveryStatistics]
+
+
+def _reason_class(result: DeliveryResult) -> str:
+    if result.status is not None:
+        return f"http.{result.status}"
+    return result.error_type or "DeliveryFailed"
+
+
+def _reason(result: DeliveryResult, what: str) -> str:
+    parts = [what]
+    if result.status is not None:
+        parts.append(f"HTTP {result.status}")
+    if result.error_type or result.error:
+        parts.append(f"{result.error_type or 'error'}: {result.error or ''}".rstrip(": "))
+    if result.response_excerpt:
+        text = result.response_excerpt.decode("utf-8", errors="replace")[:EXCERPT_CHARS]
+        parts.append(f"response: {text}")
+    return redact("; ".join(parts))
+
+
+@final
+class _Worker:
+    """One destination's delivery loop and counters."""
+
+    def __init__(self, gateway: Gateway, destination: Destination, policy: DeliveryPolicy) -> None:
+        self.gateway = gateway
+        self.destination = destination
+        self.name = destination.name
+        self.policy = policy
+        # Made when the loop starts: anyio's clock needs the event loop.
+        self.breaker: CircuitBreaker | None = None
+        self.disabled = False
+        # When the destination's bulkhead last refused an attempt of ours, or None.
+        self.saturated: float | None = None
+        self.in_flight = 0
+        self.sent = 0
+        self.succeeded = 0
+        self.retried = 0
+        self.dead_lettered = 0
+        self.wakeup = anyio.Event()
+        # Wall times of the retries this loop scheduled, so it wakes for them on time.
+        self.due: list[float] = []
+
+    def wake(self) -> None:
+        self.wakeup.set()
+
+    async def wait(self, timeout: float) -> None:
+        """Wait for a wake-up or *timeout* seconds, whichever comes first."""
+        event = self.wakeup
+        with anyio.move_on_after(max(timeout, 0.0)):
+            await event.wait()
+        if event.is_set():
+            self.wakeup = anyio.Event()
+
+    def idle_timeout(self, claimed_at: float) -> float:
+        """Seconds until this loop's next scheduled retry, at most ``poll_interval``."""
+        while self.due and self.due[0] <= claimed_at:
+            heapq.heappop(self.due)
+        timeout = self.policy.poll_interval
+        if self.due:
+            timeout = min(timeout, self.due[0] - self.gateway.clock())
+        return timeout
+
+    def breaker_timeout(self) -> float:
+        """Seconds until an open breaker may let a trial through, at most ``poll_interval``."""
+        timeout = self.policy.poll_interval
+        breaker = self.breaker
+        if breaker is not None and breaker.state is BreakerState.OPEN:
+            now = self.gateway.monotonic()
+            opened = breaker.statistics(now).since
+            timeout = min(timeout, opened + breaker.policy.wait_in_open - now)
+        return timeout
+
+    def permits(self, capacity: int) -> int:
+        """Ask the breaker for up to *capacity* calls; return how many it admits."""
+        breaker = self.breaker
+        if breaker is None:
+            return capacity
+        now = self.gateway.monotonic()
+        admitted = 0
+        while admitted < capacity and breaker.try_acquire(now):
+            admitted += 1
+            if breaker.state is BreakerState.CLOSED or breaker.state is BreakerState.DISABLED:
+                return capacity  # a closed breaker admits every call
+        return admitted
+
+    async def run(self) -> None:
+        policy = self.policy
+        if policy.breaker is not None and self.breaker is None:
+            self.breaker = CircuitBreaker(policy.breaker, now=self.gateway.monotonic())
+        async with anyio.create_task_group() as tg:
+            while True:
+                capacity = policy.batch - self.in_flight
+                if self.disabled or capacity <= 0:
+                    await self.wait(policy.poll_interval)  # for an attempt to end, or enable()
+                    continue
+                if self.saturated is not None:
+                    # The bulkhead refused one: claim again once an attempt ends, or a
+                    # poll after the refusal at the latest.
+                    since = self.gateway.monotonic() - self.saturated
+                    await self.wait(policy.poll_interval - since)
+                    self.saturated = None
+                    continue
+                admitted = self.permits(capacity)
+                if admitted == 0:
+                    # The breaker is open (or its trials are all out): send nothing,
+                    # claim nothing; the messages wait in the outbox, not failed.
+                    await self.wait(self.breaker_timeout())
+                    continue
+                await self.claim(tg, admitted)
+
+    async def claim(self, tg: TaskGroup, admitted: int) -> None:
+        gateway = self.gateway
+        claimed_at = gateway.clock()
+        messages = await gateway.outbox.claim(
+            self.name, now=claimed_at, limit=admitted, lease=self.policy.lease
+        )
+        if self.breaker is not None:
+            for _ in range(admitted - len(messages)):
+                self.breaker.on_ignored(gateway.monotonic())  # unused permits go back
+        for message in messages:
+            self.in_flight += 1
+            tg.start_soon(self.deliver, message, name=f"gateway {self.name} {message.id}")
+        if len(messages) < admitted:  # nothing else is due now
+            await self.wait(self.idle_timeout(claimed_at))
+
+    async def deliver(self, message: OutboxMessage) -> None:
+        gateway = self.gateway
+        request = OutboundRequest(
+            message_id=message.id,
+            idempotency_key=message.idempotency_key,
+            body=message.body,
+            content_type=message.content_type,
+            headers=message.headers,
+            attempt=message.attempts + 1,
+        )
+        ended = True
+        try:
+            started = gateway.monotonic()
+            try:
+                result = await self.destination.send(request, now=gateway.clock())
+            except BulkheadFull:
+                # Nothing was sent: put it back due now, its attempts unchanged, and
+                # claim again once an attempt of ours ends.
+                if self.breaker is not None:
+                    self.breaker.on_ignored(gateway.monotonic())
+                self.saturated = gateway.monotonic()
+                ended = False  # no wake-up: that would claim it again at once
+                await gateway.outbox.record_retry(
+                    message.id,
+                    attempts=message.attempts,
+                    next_attempt_at=gateway.clock(),
+                    status=message.last_status,
+                    error=message.last_error,
+                )
+                return
+            except Exception as exc:  # a Destination of the user's that raised
+                result = DeliveryResult(
+                    outcome=classify_error(exc),
+                    duration=gateway.monotonic() - started,
+                    error_type=type(exc).__name__,
+                    error=redact(str(exc)),
+                )
+            self.sent += 1
+            await self.settle(message, result)
+        finally:
+            self.in_flight -= 1
+            if ended:
+                self.wake()
+
+    async def settle(self, message: OutboxMessage, result: DeliveryResult) -> None:
+        gateway = self.gateway
+        breaker = self.breaker
+        now = gateway.monotonic()
+        attempts = message.attempts + 1
+        outcome = result.outcome
+        if breaker is not None:
+            if outcome is Outcome.RETRYABLE:
+                breaker.on_failure(now, result.duration)
+            elif outcome is Outcome.TERMINAL and result.status is None:
+                breaker.on_ignored(now)  # refused locally: says nothing of the destination
+            else:
+                # A 2xx, a 4xx or a 410 all show the destination is up: the breaker
+                # guards against an unavailable destination, not against bad requests.
+                breaker.on_success(now, result.duration)
+        if outcome is Outcome.SUCCESS:
+            await gateway.outbox.complete(message.id)
+            self.succeeded += 1
+            return
+        if outcome is Outcome.RETRYABLE:
+            next_attempt_at = self.policy.retry.next_attempt(
+                attempts,
+                now=gateway.clock(),
+                random=gateway.random.random(),
+                retry_after=result.retry_after,
+            )
+            if next_attempt_at is not None:
+                await gateway.outbox.record_retry(
+                    message.id,
+                    attempts=attempts,
+                    next_attempt_at=next_attempt_at,
+                    status=result.status,
+                    error=_reason(result, f"attempt {attempts} failed")[:EXCERPT_CHARS],
+                )
+                heapq.heappush(self.due, next_attempt_at)
+                self.retried += 1
+                return
+            what = f"gave up after {attempts} attempts"
+            category = Category.RETRYABLE
+        elif outcome is Outcome.GONE:
+            what = "the destination answered 410 Gone: it is disabled"
+            category = Category.TERMINAL
+            self.disabled = True
+            logger.warning(
+                "destination %s answered 410 Gone: delivery to it is disabled until "
+                "gateway.enable(%r)",
+                self.name,
+                self.name,
+            )
+        else:
+            what = "refused, not retried"
+            category = Category.TERMINAL
+        await self.dead_letter(message, result, attempts, what, category)
+
+    async def dead_letter(
+        self,
+        message: OutboxMessage,
+        result: DeliveryResult,
+        attempts: int,
+        what: str,
+        category: Category,
+    ) -> None:
+        gateway = self.gateway
+        record = DeadLetter.capture(
+            key=self.name,
+            source=Source.OUTBOUND,
+            reason_class=_reason_class(result),
+            reason=_reason(result, what),
+            payload=message.body,
+            content_type=message.content_type,
+            headers=message.headers,
+            category=category,
+            correlation_id=message.id,
+            idempotency_key=message.idempotency_key,
+            attempt=attempts,
+            max_attempts=self.policy.retry.max_attempts,
+            trace_context=dict(message.trace_context),
+            now=gateway.clock(),
+        )
+        # Capture first, then remove: never neither. A crash in between leaves the
+        # message in the outbox, so it is sent again after recovery (at least once)
+        # and may be dead-lettered a second time; the other order could lose it.
+        try:
+            await gateway.store_dead_letter(record)
+        except Exception as exc:
+            # Not stored: keep the message, and try again after a poll.
+            logger.error(
+                "could not store the dead letter of outbox message %s for %s (%s); "
+                "it stays in the outbox",
+                message.id,
+                self.name,
+                type(exc).__name__,
+            )
+            await gateway.outbox.record_retry(
+                message.id,
+                attempts=attempts,
+                next_attempt_at=gateway.clock() + self.policy.poll_interval,
+                status=result.status,
+                error=record.reason[:EXCERPT_CHARS],
+            )
+            return
+        await gateway.outbox.remove(message.id)
+        self.dead_lettered += 1
+
+    def statistics(self) -> DeliveryStatistics:
+        return DeliveryStatistics(
+            breaker=(
+                self.breaker.state
+                if self.breaker is not None
+                else None
+                if self.policy.breaker is None
+                else BreakerState.CLOSED
+            ),
+            disabled=self.disabled,
+            in_flight=self.in_flight,
+            sent=self.sent,
+            succeeded=self.succeeded,
+            retried=self.retried,
+            dead_lettered=self.dead_lettered,
+        )
+
+
+@final
+class Gateway:
+    """Delivers the outbox's messages to destinations, in order per key, with retries.
+
+    ::
+
+        gateway = Gateway(outbox, [orders], policies={"orders": DeliveryPolicy()})
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(gateway.run)
+            await gateway.enqueue("orders", key="customer-42", body=b"{...}")
+
+    Args:
+        outbox: where messages wait.
+        destinations: the destinations, by their distinct names.
+        policies: a :class:`DeliveryPolicy` per destination name; *policy* for the rest.
+        policy: the policy of destinations not in *policies*.
+        dead_letters: where undeliverable messages go: a
+            :class:`~otpy.deadletter.DeadLetters` client, or an async callable storing
+            one :class:`~otpy.deadletter.DeadLetter` durably; by default
+            ``DeadLetters()``, the node's default writer.
+        random: the source of retry jitter (seed it for exact tests).
+        clock: the wall clock for the outbox's times (seconds since the epoch).
+
+    Raises:
+        InvalidArgument: two destinations share a name, or *policies* names an
+            unknown one; the message names the argument.
+    """
+
+    def __init__(
+        self,
+        outbox: OutboxStore,
+        destinations: Sequence[Destination],
+        *,
+        policies: Mapping[str, DeliveryPolicy] | None = None,
+        policy: DeliveryPolicy | None = None,
+        dead_letters: DeadLetters | DeadLetterSink | None = None,
+        random: random_module.Random | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        owner = "Gateway"
+        if not isinstance(outbox, OutboxStore):
+            raise InvalidArgumentType(
+                "outbox", f"must be an OutboxStore, got {short(outbox)}", owner=owner
+            )
+        given: object = destinations
+        if isinstance(given, (str, bytes)) or not isinstance(given, Sequence):
+            raise InvalidArgumentType(
+                "destinations",
+                f"must be a sequence of destinations, got {short(destinations)}",
+                owner=owner,
+            )
+        default = DeliveryPolicy() if policy is None else policy
+        if not isinstance(default, DeliveryPolicy):
+            raise InvalidArgumentType(
+                "policy", f"must be a DeliveryPolicy or None, got {short(policy)}", owner=owner
+            )
+        policies = {} if policies is None else dict(policies)
+        self.outbox = outbox
+        self.clock = clock
+        self.random = random_module.Random() if random is None else random
+        if dead_letters is None:
+            dead_letters = DeadLetters()
+        self._sink: DeadLetterSink = (
+            dead_letters.capture if isinstance(dead_letters, DeadLetters) else dead_letters
+        )
+        self._workers: dict[str, _Worker] = {}
+        for destination in destinations:
+            if not isinstance(destination, Destination):
+                raise InvalidArgumentType(
+                    "destinations",
+                    f"must hold destinations (a name and an async send), got {short(destination)}",
+                    owner=owner,
+                )
+            name = check_name(destination.name, "destinations", owner=owner)
+            if name in self._workers:
+                raise InvalidArgument(
+                    "destinations", f"holds two destinations named {name!r}", owner=owner
+                )
+            chosen = policies.pop(name, default)
+            if not isinstance(chosen, DeliveryPolicy):
+                raise InvalidArgumentType(
+                    "policies",
+                    f"must map names to DeliveryPolicy, got {short(chosen)}",
+                    owner=owner,
+                )
+            self._workers[name] = _Worker(self, destination, chosen)
+        if policies:
+            raise InvalidArgument(
+                "policies",
+                f"names destinations the gateway does not have: {sorted(policies)}",
+                owner=owner,
+            )
+        self._running = False
+
+    def __repr__(self) -> str:
+        return f"<Gateway {sorted(self._workers)}>"
+
+    @staticmethod
+    def monotonic() -> float:
+        """anyio's clock: the breaker's and the sleeps' time."""
+        return anyio.current_time()
+
+    def _worker(self, destination: str) -> _Worker:
+        worker = self._workers.get(destination)
+        if worker is None:
+            raise UnknownDestination(destination, self._workers)
+        return worker
+
+    async def store_dead_letter(self, record: DeadLetter) -> None:
+        """Store *record* through the dead-letter sink (once it returns, it is durable)."""
+        await self._sink(record)
+
+    async def enqueue(
+        self,
+        destination: str,
+        *,
+        key: str,
+        body: bytes,
+        content_type: str = "application/octet-stream",
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+        idempotency_key: str | None = None,
+        trace_context: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+    ) -> str:
+        """Store a message for *destination* in the outbox; return its id once durable.
+
+        A disabled destination accepts messages: they wait for :meth:`enable`.
+
+        Args:
+            destination: the destination's name.
+            key: the ordering key: a key's messages are delivered one at a time, in order.
+            body: the request body.
+            content_type: its media type.
+            headers: extra request headers.
+            idempotency_key: the receiver's deduplication key; the message id if ``None``.
+            trace_context: the W3C trace context to carry to the dead letter.
+
+        Raises:
+            UnknownDestination: no destination has this name.
+            InvalidArgument: a value is not allowed; the message names it.
+        """
+        worker = self._worker(destination)
+        message = OutboxMessage.new(
+            destination=destination,
+            key=key,
+            body=body,
+            now=self.clock(),
+            content_type=content_type,
+            headers=headers,
+            trace_context=trace_context,
+            idempotency_key=idempotency_key,
+        )
+        await self.outbox.enqueue([message])
+        worker.wake()
+        return message.id
+
+    def enable(self, destination: str) -> None:
+        """Resume delivery to *destination* (disabled by a 410 or :meth:`disable`).
+
+        Raises:
+            UnknownDestination: no destination has this name.
+        """
+        worker = self._worker(destination)
+        worker.disabled = False
+        worker.wake()
+
+    def disable(self, destination: str) -> None:
+        """Stop claiming messages for *destination*; they wait in the outbox.
+
+        Attempts already running finish and are settled.
+
+        Raises:
+            UnknownDestination: no destination has this name.
+        """
+        self._worker(destination).disabled = True
+
+    def disabled(self) -> tuple[str, ...]:
+        """The names of the disabled destinations, sorted."""
+        return tuple(sorted(n for n, w in self._workers.items() if w.disabled))
+
+    def statistics(self) -> GatewayStatistics:
+        """A snapshot of each destination's delivery."""
+        return GatewayStatistics(
+            destinations={n: self._workers[n].statistics() for n in sorted(self._workers)}
+        )
+
+    async def run(self) -> None:
+        """Deliver until cancelled: recover the outbox, then one loop per destination.
+
+        At start every message left in flight (by a process that died) goes back to
+        pending, due at once, with its attempts and idempotency key.
+
+        Raises:
+            RuntimeError: the gateway is already running.
+        """
+        if self._running:
+            raise RuntimeError("the gateway is already running")
+        self._running = True
+        try:
+            recovered = await self.outbox.recover(now=self.clock())
+            if recovered:
+                logger.info("gateway recovered %d messages left in flight", recovered)
+            async with anyio.create_task_group() as tg:
+                for name, worker in self._workers.items():
+                    tg.start_soon(worker.run, name=f"gateway {name}")
+        finally:
+            self._running = False
