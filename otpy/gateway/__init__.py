@@ -1,7 +1,8 @@
 """The outbound gateway: delivery to HTTP destinations, with retries, a breaker and signatures.
 
-In progress: this package holds the gateway's parts; the supervised delivery
-workers that join them come next, and docs/gateway.md says what exists.
+In progress: docs/gateway.md says what exists and what comes next. A
+:class:`Gateway` joins the parts below: ``await gateway.enqueue(...)`` returns once
+a message is durable, and ``await gateway.run()`` delivers, one loop per destination.
 
 - :class:`RetryPolicy`: attempts counting the first, exponential backoff with jitter
   never above its cap, or an explicit schedule (``("5s", "5m", "30m", ...)``);
@@ -35,6 +36,13 @@ from ._classify import Outcome as Outcome
 from ._classify import classify as classify
 from ._classify import classify_error as classify_error
 from ._classify import classify_status as classify_status
+from ._gateway import DeadLetterSink as DeadLetterSink
+from ._gateway import DeliveryPolicy as DeliveryPolicy
+from ._gateway import DeliveryStatistics as DeliveryStatistics
+from ._gateway import Destination as Destination
+from ._gateway import Gateway as Gateway
+from ._gateway import GatewayStatistics as GatewayStatistics
+from ._gateway import UnknownDestination as UnknownDestination
 from ._http import DEFAULT_EXCERPT_LIMIT as DEFAULT_EXCERPT_LIMIT
 from ._http import IDEMPOTENCY_HEADER as IDEMPOTENCY_HEADER
 from ._http import DeliveryResult as DeliveryResult
@@ -85,6 +93,12 @@ __all__ = [
     "BulkheadStatistics",
     "CircuitBreaker",
     "Classifier",
+    "DeadLetterSink",
+    "DeliveryPolicy",
+    "DeliveryStatistics",
+    "Destination",
+    "Gateway",
+    "GatewayStatistics",
     "DeliveryResult",
     "DestinationStatistics",
     "HttpDestination",
@@ -102,6 +116,7 @@ __all__ = [
     "SignatureError",
     "SigningSecret",
     "TransitionCallback",
+    "UnknownDestination",
     "classify",
     "classify_error",
     "classify_http_error",
