@@ -28,21 +28,27 @@
     │   ├── ChildError               start/restart/terminate/delete_child refused (OTP error cases)
     │   ├── MaxChildren              a dynamic supervisor is at max_children
     │   └── RestartIntensityExceeded the supervisor gave up
-    └── DeadLetterError
-        ├── InvalidDeadLetter        a bad record field; also a ValueError and a TypeError
-        ├── DeadLetterNotFound       no record with that id; also a LookupError
-        ├── ReplayRejected           a replay request was refused (archived, in progress, in doubt)
-        ├── ReplayFailed             the replay handler raised; the record is marked failed
-        ├── NoReplayHandler          no handler is registered for the record's source
-        ├── ReplayOutcomeUnknown     raised by a handler that cannot tell if its side effect happened
-        ├── ReplayUnavailable        a replay request got no outcome (its worker exited or timed out)
-        └── DeadLetterStoreError     the store cannot be used as it is
-            ├── StoreLocked          another process holds the write lock
-            ├── StoreFull            the disk (or max_page_count) is full
-            ├── NotAnOtpyStore       the file is not an otpy dead-letter store
-            ├── StoreVersionTooNew   a newer otpy wrote this schema
-            ├── StoreSchemaDamaged   a table or column otpy needs is missing
-            └── CorruptRecord        one stored row cannot be decoded
+    ├── DeadLetterError
+    │   ├── InvalidDeadLetter        a bad record field; also a ValueError and a TypeError
+    │   ├── DeadLetterNotFound       no record with that id; also a LookupError
+    │   ├── ReplayRejected           a replay request was refused (archived, in progress, in doubt)
+    │   ├── ReplayFailed             the replay handler raised; the record is marked failed
+    │   ├── NoReplayHandler          no handler is registered for the record's source
+    │   ├── ReplayOutcomeUnknown     raised by a handler that cannot tell if its side effect happened
+    │   ├── ReplayUnavailable        a replay request got no outcome (its worker exited or timed out)
+    │   └── DeadLetterStoreError     the store cannot be used as it is
+    │       ├── StoreLocked          another process holds the write lock
+    │       ├── StoreFull            the disk (or max_page_count) is full
+    │       ├── NotAnOtpyStore       the file is not an otpy dead-letter store
+    │       ├── StoreVersionTooNew   a newer otpy wrote this schema
+    │       ├── StoreSchemaDamaged   a table or column otpy needs is missing
+    │       └── CorruptRecord        one stored row cannot be decoded
+    ├── GatewayError             the outbound gateway refused or could not use its outbox
+    │   ├── UnknownDestination   no destination of that name; also a LookupError
+    │   ├── BulkheadFull         a destination's bulkhead had no slot within max_wait
+    │   └── OutboxError          the outbox store cannot be used as it is
+    │       └── OutboxMessageNotFound  no message with that id; also a LookupError
+    └── SignatureError           a Standard Webhooks signature did not verify; also a ValueError
 
     TelemetryConfigError (otpy.telemetry) is an OtpyError and a ValueError: a bad
     OTEL_* setting, raised before anything starts.
@@ -53,9 +59,18 @@ involved and, where the fix is obvious, what to do.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = [
+    "SignatureError",
+    "OutboxMessageNotFound",
+    "OutboxError",
+    "BulkheadFull",
+    "UnknownDestination",
+    "GatewayError",
     "ActorError",
     "InvalidArgument",
     "InvalidArgumentType",
@@ -691,6 +706,84 @@ class CorruptRecord(DeadLetterStoreError):
             f"'otpy dlq purge --id {record_id}' removes it",
         )
         self.record_id = record_id
+
+
+class GatewayError(OtpyError):
+    """The outbound gateway refused a request or could not use its outbox."""
+
+
+class UnknownDestination(GatewayError, LookupError):
+    """The gateway has no destination of this name.
+
+    Attributes:
+        destination: the name asked for.
+        known: the names the gateway has.
+    """
+
+    def __init__(self, destination: str, known: Iterable[str]) -> None:
+        self.destination = destination
+        self.known = tuple(sorted(known))
+        shown = ", ".join(repr(n) for n in self.known) or "none"
+        super().__init__(f"no destination named {destination!r} (the gateway has: {shown})")
+
+
+class BulkheadFull(GatewayError):
+    """A ``otpy.gateway.Bulkhead`` had no free slot within its ``max_wait``; nothing was sent.
+
+    Attributes:
+        name: the bulkhead's name (its destination's), or ``None``.
+        max_concurrent: how many it admits at once.
+        max_wait: how long the refused caller waited, in seconds.
+    """
+
+    def __init__(self, name: str | None, max_concurrent: int, max_wait: float) -> None:
+        where = f"bulkhead {name!r}" if name is not None else "bulkhead"
+        waited = f"within {max_wait:g}s" if max_wait else "at once (max_wait=0)"
+        super().__init__(
+            f"{where} is full: {max_concurrent} already in flight, no slot came free {waited}"
+        )
+        self.name = name
+        self.max_concurrent = max_concurrent
+        self.max_wait = max_wait
+
+
+class OutboxError(GatewayError):
+    """An outbox store failed, or refused its file; the message says what to do.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+class OutboxMessageNotFound(OutboxError, LookupError):
+    """No message with this id is in the outbox (delivered, removed, or never enqueued).
+
+    Attributes:
+        message_id: the id asked for.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, message_id: str) -> None:
+        super().__init__(f"no outbox message with id {message_id!r}")
+        self.message_id = message_id
+
+
+class SignatureError(OtpyError, ValueError):
+    """A request's Standard Webhooks headers did not pass ``otpy.gateway.verify``.
+
+    The message says which check failed; it never shows a secret or a signature.
+
+    Attributes:
+        reason: which check failed, one of ``"missing_header"`` (a header is absent),
+            ``"bad_header"`` (a header is there but malformed, or given twice with
+            different values), ``"too_old"`` / ``"too_new"`` (the timestamp is further
+            from now than the tolerance), ``"no_signature"`` (no ``v1`` entry at all)
+            and ``"no_match"`` (no ``v1`` entry matches any configured secret).
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"webhook signature rejected: {detail}")
+        self.reason = reason
 
 
 def single_error(group: BaseExceptionGroup[BaseException]) -> OtpyError | None:

@@ -29,7 +29,6 @@ from ._breaker import BreakerStatistics as BreakerStatistics
 from ._breaker import CircuitBreaker as CircuitBreaker
 from ._breaker import TransitionCallback as TransitionCallback
 from ._bulkhead import Bulkhead as Bulkhead
-from ._bulkhead import BulkheadFull as BulkheadFull
 from ._bulkhead import BulkheadStatistics as BulkheadStatistics
 from ._classify import Classifier as Classifier
 from ._classify import Outcome as Outcome
@@ -42,7 +41,6 @@ from ._gateway import DeliveryStatistics as DeliveryStatistics
 from ._gateway import Destination as Destination
 from ._gateway import Gateway as Gateway
 from ._gateway import GatewayStatistics as GatewayStatistics
-from ._gateway import UnknownDestination as UnknownDestination
 from ._http import DEFAULT_EXCERPT_LIMIT as DEFAULT_EXCERPT_LIMIT
 from ._http import IDEMPOTENCY_HEADER as IDEMPOTENCY_HEADER
 from ._http import DeliveryResult as DeliveryResult
@@ -50,9 +48,7 @@ from ._http import HttpDestination as HttpDestination
 from ._http import OutboundRequest as OutboundRequest
 from ._http import classify_http_error as classify_http_error
 from ._outbox import DestinationStatistics as DestinationStatistics
-from ._outbox import OutboxError as OutboxError
 from ._outbox import OutboxMessage as OutboxMessage
-from ._outbox import OutboxMessageNotFound as OutboxMessageNotFound
 from ._outbox import OutboxState as OutboxState
 from ._outbox import OutboxStatistics as OutboxStatistics
 from ._outbox import OutboxStore as OutboxStore
@@ -69,7 +65,6 @@ from ._signing import MIN_SECRET_BYTES as MIN_SECRET_BYTES
 from ._signing import SECRET_PREFIX as SECRET_PREFIX
 from ._signing import SIGNATURE_HEADER as SIGNATURE_HEADER
 from ._signing import TIMESTAMP_HEADER as TIMESTAMP_HEADER
-from ._signing import SignatureError as SignatureError
 from ._signing import SigningSecret as SigningSecret
 from ._signing import sign as sign
 from ._signing import verify as verify
@@ -89,7 +84,6 @@ __all__ = [
     "BreakerState",
     "BreakerStatistics",
     "Bulkhead",
-    "BulkheadFull",
     "BulkheadStatistics",
     "CircuitBreaker",
     "Classifier",
@@ -105,18 +99,14 @@ __all__ = [
     "MemoryOutboxStore",
     "OutboundRequest",
     "Outcome",
-    "OutboxError",
     "OutboxMessage",
-    "OutboxMessageNotFound",
     "OutboxState",
     "OutboxStatistics",
     "OutboxStore",
     "RetryPolicy",
     "SQLiteOutboxStore",
-    "SignatureError",
     "SigningSecret",
     "TransitionCallback",
-    "UnknownDestination",
     "classify",
     "classify_error",
     "classify_http_error",

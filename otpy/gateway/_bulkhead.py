@@ -14,33 +14,13 @@ from typing import TYPE_CHECKING, final
 import anyio
 import attrs
 
-from .. import OtpyError
 from .._check import count, name, number
+from .._exceptions import BulkheadFull
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
 __all__ = ["Bulkhead", "BulkheadFull", "BulkheadStatistics"]
-
-
-class BulkheadFull(OtpyError):
-    """A :class:`Bulkhead` had no free slot within its ``max_wait``; nothing was sent.
-
-    Attributes:
-        name: the bulkhead's name (its destination's), or ``None``.
-        max_concurrent: how many it admits at once.
-        max_wait: how long the refused caller waited, in seconds.
-    """
-
-    def __init__(self, name: str | None, max_concurrent: int, max_wait: float) -> None:
-        where = f"bulkhead {name!r}" if name is not None else "bulkhead"
-        waited = f"within {max_wait:g}s" if max_wait else "at once (max_wait=0)"
-        super().__init__(
-            f"{where} is full: {max_concurrent} already in flight, no slot came free {waited}"
-        )
-        self.name = name
-        self.max_concurrent = max_concurrent
-        self.max_wait = max_wait
 
 
 @attrs.frozen(kw_only=True)

@@ -24,7 +24,7 @@ import attrs
 
 from .._check import count, number, short
 from .._check import name as check_name
-from .._exceptions import InvalidArgument, InvalidArgumentType, OtpyError
+from .._exceptions import InvalidArgument, InvalidArgumentType, UnknownDestination
 from .._redact import get_logger, redact
 from ..deadletter import Category, DeadLetter, DeadLetters, Source
 from ._breaker import BreakerPolicy, BreakerState, CircuitBreaker
@@ -44,7 +44,6 @@ __all__ = [
     "Destination",
     "Gateway",
     "GatewayStatistics",
-    "UnknownDestination",
 ]
 
 logger = get_logger("otpy.gateway")
@@ -54,21 +53,6 @@ EXCERPT_CHARS = 500
 
 DeadLetterSink = Callable[[DeadLetter], Awaitable[object]]
 """Stores one dead letter durably and returns once it is stored (``DeadLetters.capture``)."""
-
-
-class UnknownDestination(OtpyError, LookupError):
-    """The gateway has no destination of this name.
-
-    Attributes:
-        destination: the name asked for.
-        known: the names the gateway has.
-    """
-
-    def __init__(self, destination: str, known: Iterable[str]) -> None:
-        self.destination = destination
-        self.known = tuple(sorted(known))
-        shown = ", ".join(repr(n) for n in self.known) or "none"
-        super().__init__(f"no destination named {destination!r} (the gateway has: {shown})")
 
 
 @runtime_checkable

@@ -26,7 +26,10 @@ import attrs
 
 from .._check import count, number, short
 from .._check import name as check_name
-from .._exceptions import InvalidArgument, InvalidArgumentType, OtpyError
+from .._exceptions import (
+    InvalidArgument,
+    InvalidArgumentType,
+)
 from ..deadletter import new_id
 
 if TYPE_CHECKING:
@@ -34,9 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DestinationStatistics",
-    "OutboxError",
     "OutboxMessage",
-    "OutboxMessageNotFound",
     "OutboxState",
     "OutboxStatistics",
     "OutboxStore",
@@ -44,27 +45,6 @@ __all__ = [
 
 
 _OWNER = "OutboxMessage"
-
-
-class OutboxError(OtpyError):
-    """An outbox store failed, or refused its file; the message says what to do.
-
-    .. versionadded:: 0.1.0
-    """
-
-
-class OutboxMessageNotFound(OutboxError, LookupError):
-    """No message with this id is in the outbox (delivered, removed, or never enqueued).
-
-    Attributes:
-        message_id: the id asked for.
-
-    .. versionadded:: 0.1.0
-    """
-
-    def __init__(self, message_id: str) -> None:
-        super().__init__(f"no outbox message with id {message_id!r}")
-        self.message_id = message_id
 
 
 class OutboxState(enum.Enum):

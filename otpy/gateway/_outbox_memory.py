@@ -14,10 +14,9 @@ import anyio.lowlevel
 import attrs
 
 from .._check import check_type
+from .._exceptions import OutboxError, OutboxMessageNotFound
 from ._outbox import (
-    OutboxError,
     OutboxMessage,
-    OutboxMessageNotFound,
     OutboxState,
     OutboxStatistics,
     check_claim,

@@ -32,11 +32,9 @@ import anyio.to_thread
 from .._check import check_type, count
 from .._check import number as check_number
 from .._durable import DEFAULT_MAX_BATCH, DEFAULT_MAX_PENDING, SQLiteWriter, Table, Write
-from .._exceptions import InvalidArgument
+from .._exceptions import InvalidArgument, OutboxError, OutboxMessageNotFound
 from ._outbox import (
-    OutboxError,
     OutboxMessage,
-    OutboxMessageNotFound,
     OutboxState,
     OutboxStatistics,
     check_claim,

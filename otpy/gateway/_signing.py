@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Final
 import attrs
 
 from .._check import number, short
-from .._exceptions import InvalidArgument, InvalidArgumentType
+from .._exceptions import InvalidArgument, InvalidArgumentType, SignatureError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -34,7 +34,6 @@ __all__ = [
     "SECRET_PREFIX",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
-    "SignatureError",
     "SigningSecret",
     "sign",
     "verify",
@@ -59,24 +58,6 @@ TIMESTAMP_HEADER: Final = "webhook-timestamp"
 """The header that carries the attempt's time, in integer Unix seconds."""
 SIGNATURE_HEADER: Final = "webhook-signature"
 """The header that carries the space-separated signatures."""
-
-
-class SignatureError(ValueError):
-    """A request's Standard Webhooks headers did not pass :func:`verify`.
-
-    The message says which check failed; it never shows a secret or a signature.
-
-    Attributes:
-        reason: which check failed, one of ``"missing_header"`` (a header is absent),
-            ``"bad_header"`` (a header is there but malformed, or given twice with
-            different values), ``"too_old"`` / ``"too_new"`` (the timestamp is further
-            from now than the tolerance), ``"no_signature"`` (no ``v1`` entry at all)
-            and ``"no_match"`` (no ``v1`` entry matches any configured secret).
-    """
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"webhook signature rejected: {detail}")
-        self.reason = reason
 
 
 def _key(value: str | bytes | bytearray) -> bytes:

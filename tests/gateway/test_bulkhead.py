@@ -7,8 +7,8 @@ from typing import Any
 import anyio
 import pytest
 
-from otpy import InvalidArgument, InvalidArgumentType, OtpyError
-from otpy.gateway._bulkhead import Bulkhead, BulkheadFull, BulkheadStatistics
+from otpy import BulkheadFull, InvalidArgument, InvalidArgumentType, OtpyError
+from otpy.gateway._bulkhead import Bulkhead, BulkheadStatistics
 from otpy.testing import virtual_time
 
 VIRTUAL_TIME = pytest.mark.parametrize("anyio_backend", [virtual_time()])

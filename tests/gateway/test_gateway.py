@@ -12,7 +12,7 @@ import attrs
 import pytest
 
 import otpy
-from otpy import InvalidArgument, InvalidArgumentType
+from otpy import BulkheadFull, InvalidArgument, InvalidArgumentType, UnknownDestination
 from otpy.deadletter import (
     Category,
     DeadLetter,
@@ -22,13 +22,11 @@ from otpy.deadletter import (
     dead_letter_children,
 )
 from otpy.gateway._breaker import BreakerPolicy, BreakerState
-from otpy.gateway._bulkhead import BulkheadFull
 from otpy.gateway._classify import Outcome
 from otpy.gateway._gateway import (
     DeliveryPolicy,
     DeliveryStatistics,
     Gateway,
-    UnknownDestination,
 )
 from otpy.gateway._http import DeliveryResult, HttpDestination, OutboundRequest
 from otpy.gateway._outbox import OutboxMessage, OutboxState

@@ -16,9 +16,8 @@ import anyio
 import httpx
 import pytest
 
-from otpy import InvalidArgument, InvalidArgumentType
+from otpy import BulkheadFull, InvalidArgument, InvalidArgumentType
 from otpy.gateway import Outcome, SigningSecret, verify
-from otpy.gateway._bulkhead import BulkheadFull
 from otpy.gateway._http import DeliveryResult, HttpDestination, OutboundRequest
 from otpy.testing import virtual_time
 

@@ -11,11 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otpy import InvalidArgument, InvalidArgumentType
+from otpy import InvalidArgument, InvalidArgumentType, OutboxError, OutboxMessageNotFound
 from otpy.gateway._outbox import (
-    OutboxError,
     OutboxMessage,
-    OutboxMessageNotFound,
     OutboxState,
     OutboxStore,
 )

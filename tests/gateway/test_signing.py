@@ -11,9 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from otpy import InvalidArgument, InvalidArgumentType
+from otpy import InvalidArgument, InvalidArgumentType, SignatureError
 from otpy.gateway._signing import (
-    SignatureError,
     SigningSecret,
     sign,
     verify,
