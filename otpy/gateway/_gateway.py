@@ -13,6 +13,7 @@ it, and messages in flight go back to pending at the next start
 
 from __future__ import annotations
 
+import functools
 import heapq
 import random as random_module
 import time
@@ -33,6 +34,14 @@ from ._classify import Outcome, classify_error
 from ._http import DeliveryResult, OutboundRequest
 from ._outbox import OutboxMessage, OutboxStore
 from ._retry import RetryPolicy
+from ._telemetry import (
+    dead_letter_reason,
+    record_breaker_transition,
+    record_dead_lettered,
+    record_disabled,
+    sample_outbox,
+    start_attempt,
+)
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -247,7 +256,11 @@ class _Worker:
     async def run(self) -> None:
         policy = self.policy
         if policy.breaker is not None and self.breaker is None:
-            self.breaker = CircuitBreaker(policy.breaker, now=self.gateway.monotonic())
+            self.breaker = CircuitBreaker(
+                policy.breaker,
+                now=self.gateway.monotonic(),
+                on_transition=functools.partial(record_breaker_transition, self.name),
+            )
         async with anyio.create_task_group() as tg:
             while True:
                 capacity = policy.batch - self.in_flight
@@ -295,6 +308,7 @@ class _Worker:
             attempt=message.attempts + 1,
         )
         ended = True
+        attempt = start_attempt(self.name, message, request.attempt)
         try:
             started = gateway.monotonic()
             try:
@@ -306,6 +320,7 @@ class _Worker:
                     self.breaker.on_ignored(gateway.monotonic())
                 self.saturated = gateway.monotonic()
                 ended = False  # no wake-up: that would claim it again at once
+                attempt.refused()
                 await gateway.outbox.record_retry(
                     message.id,
                     attempts=message.attempts,
@@ -321,9 +336,14 @@ class _Worker:
                     error_type=type(exc).__name__,
                     error=redact(str(exc)),
                 )
+            attempt.finished(result)
             self.sent += 1
             await self.settle(message, result)
+        except Exception as exc:
+            attempt.failed(exc)
+            raise
         finally:
+            attempt.end()
             self.in_flight -= 1
             if ended:
                 self.wake()
@@ -370,6 +390,8 @@ class _Worker:
         elif outcome is Outcome.GONE:
             what = "the destination answered 410 Gone: it is disabled"
             category = Category.TERMINAL
+            if not self.disabled:
+                record_disabled(self.name, "gone")
             self.disabled = True
             logger.warning(
                 "destination %s answered 410 Gone: delivery to it is disabled until "
@@ -431,6 +453,7 @@ class _Worker:
             return
         await gateway.outbox.remove(message.id)
         self.dead_lettered += 1
+        record_dead_lettered(self.name, message.id, record.id, dead_letter_reason(result.outcome))
 
     def statistics(self) -> DeliveryStatistics:
         return DeliveryStatistics(
@@ -623,7 +646,10 @@ class Gateway:
         Raises:
             UnknownDestination: no destination has this name.
         """
-        self._worker(destination).disabled = True
+        worker = self._worker(destination)
+        if not worker.disabled:
+            record_disabled(destination, "manual")
+        worker.disabled = True
 
     def disabled(self) -> tuple[str, ...]:
         """The names of the disabled destinations, sorted."""
@@ -654,5 +680,9 @@ class Gateway:
             async with anyio.create_task_group() as tg:
                 for name, worker in self._workers.items():
                     tg.start_soon(worker.run, name=f"gateway {name}")
+                if self._workers:  # the outbox gauges, once per (shortest) poll interval
+                    interval = min(w.policy.poll_interval for w in self._workers.values())
+                    names = tuple(self._workers)
+                    tg.start_soon(sample_outbox, self.outbox, names, interval, self.clock)
         finally:
             self._running = False

@@ -2,13 +2,14 @@
 
 Semantic conventions have nothing for supervision, pressure or dead letters, so these
 live in a custom ``otpy.*`` namespace. Failures also carry
-the standard ``error.type`` attribute (TEL-3). Names are part of the public API:
+the standard ``error.type`` attribute (TEL-3), and the gateway's delivery attempts use
+the messaging and HTTP conventions' names where they have one. Names are part of the public API:
 dashboards and runbooks query their values, so a value changes only with a changelog
 entry. ``docs/telemetry.md`` has the same list as one table, and a test keeps the two
 in step.
 
 A constant says its kind (``SPAN_``, ``ATTR_``, ``METRIC_``) and its subsystem
-(``PRESSURE``, ``DEADLETTER``, ``REPLAY``), so it is unambiguous at the top of
+(``PRESSURE``, ``DEADLETTER``, ``REPLAY``, ``GATEWAY``), so it is unambiguous at the top of
 `otpy.telemetry`; the supervision names came first and keep their short forms.
 """
 
@@ -80,6 +81,32 @@ __all__ = [
     "ATTR_REPLAY_RESUBMIT",
     # replay: metrics
     "METRIC_REPLAY_OUTCOMES",
+    # gateway: spans
+    "SPAN_GATEWAY_SEND",
+    "SPAN_GATEWAY_BREAKER_TRANSITION",
+    "SPAN_GATEWAY_DISABLE",
+    "SPAN_GATEWAY_DEAD_LETTER",
+    # gateway: attributes (semantic conventions' first)
+    "ATTR_MESSAGING_SYSTEM",
+    "ATTR_MESSAGING_OPERATION_NAME",
+    "ATTR_MESSAGING_OPERATION_TYPE",
+    "ATTR_MESSAGING_DESTINATION_NAME",
+    "ATTR_MESSAGING_MESSAGE_ID",
+    "ATTR_HTTP_RESPONSE_STATUS_CODE",
+    "ATTR_GATEWAY_ATTEMPT",
+    "ATTR_GATEWAY_OUTCOME",
+    "ATTR_GATEWAY_BREAKER_OLD_STATE",
+    "ATTR_GATEWAY_BREAKER_NEW_STATE",
+    "ATTR_GATEWAY_BREAKER_REASON",
+    "ATTR_GATEWAY_DISABLE_REASON",
+    "ATTR_GATEWAY_DEAD_LETTER_REASON",
+    # gateway: metrics
+    "METRIC_GATEWAY_ATTEMPTS",
+    "METRIC_GATEWAY_ATTEMPT_DURATION",
+    "METRIC_GATEWAY_BREAKER_TRANSITIONS",
+    "METRIC_GATEWAY_DEAD_LETTERED",
+    "METRIC_GATEWAY_OUTBOX_DEPTH",
+    "METRIC_GATEWAY_OUTBOX_OLDEST_AGE",
 ]
 
 # -- supervision (otpy.telemetry.record_restart and friends) ------------------------
@@ -215,3 +242,57 @@ ATTR_REPLAY_RESUBMIT: Final = "otpy.replay.resubmit"
 
 METRIC_REPLAY_OUTCOMES: Final = "otpy.replay.outcomes"
 """Counter, unit ``{attempt}``: replay attempts by outcome and source; a dead worker's when reclaimed."""
+
+# -- gateway (otpy.gateway.Gateway's delivery loops) ---------------------------------
+# A delivery attempt is a PRODUCER span named "send {destination}", as messaging
+# conventions name them, a child of the trace context stored with the message when
+# it was enqueued. The other gateway spans are INTERNAL.
+
+SPAN_GATEWAY_SEND: Final = "send"
+"""Span name's operation: one delivery attempt is the span ``"send {destination}"`` (PRODUCER)."""
+SPAN_GATEWAY_BREAKER_TRANSITION: Final = "otpy.gateway.breaker.transition"
+"""Span: a destination's circuit breaker changed state (INTERNAL, exactly one per change)."""
+SPAN_GATEWAY_DISABLE: Final = "otpy.gateway.disable"
+"""Span: delivery to a destination was disabled, by a 410 Gone or ``Gateway.disable``."""
+SPAN_GATEWAY_DEAD_LETTER: Final = "otpy.gateway.dead_letter"
+"""Span: a message was given up and its dead letter stored (a child of its last attempt's span)."""
+
+ATTR_MESSAGING_SYSTEM: Final = "messaging.system"
+"""Attribute: semantic conventions' messaging system; ``otpy`` on the gateway's spans."""
+ATTR_MESSAGING_OPERATION_NAME: Final = "messaging.operation.name"
+"""Attribute: semantic conventions' operation name; ``send`` on an attempt's span."""
+ATTR_MESSAGING_OPERATION_TYPE: Final = "messaging.operation.type"
+"""Attribute: semantic conventions' operation type; ``send`` on an attempt's span."""
+ATTR_MESSAGING_DESTINATION_NAME: Final = "messaging.destination.name"
+"""Attribute: the gateway destination's name (semantic conventions' destination name)."""
+ATTR_MESSAGING_MESSAGE_ID: Final = "messaging.message.id"
+"""Attribute: the outbox message's id (semantic conventions' message id)."""
+ATTR_HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
+"""Attribute: the HTTP status the destination answered; absent when there was no answer."""
+ATTR_GATEWAY_ATTEMPT: Final = "otpy.gateway.attempt"
+"""Attribute: the attempt's number for its message, the first being 1."""
+ATTR_GATEWAY_OUTCOME: Final = "otpy.gateway.outcome"
+"""Attribute: how an attempt was classified: ``success``, ``retryable``, ``terminal`` or ``gone``."""
+ATTR_GATEWAY_BREAKER_OLD_STATE: Final = "otpy.gateway.breaker.old_state"
+"""Attribute: the breaker's state before the change (``closed``, ``open``, ``half_open``...)."""
+ATTR_GATEWAY_BREAKER_NEW_STATE: Final = "otpy.gateway.breaker.new_state"
+"""Attribute: the breaker's state after the change."""
+ATTR_GATEWAY_BREAKER_REASON: Final = "otpy.gateway.breaker.reason"
+"""Attribute: why the breaker changed state, in words (a rate over its threshold...)."""
+ATTR_GATEWAY_DISABLE_REASON: Final = "otpy.gateway.disable.reason"
+"""Attribute: why a destination was disabled: ``gone`` (it answered 410) or ``manual``."""
+ATTR_GATEWAY_DEAD_LETTER_REASON: Final = "otpy.gateway.dead_letter.reason"
+"""Attribute: why a message was given up: ``retries_exhausted``, ``terminal`` or ``gone``."""
+
+METRIC_GATEWAY_ATTEMPTS: Final = "otpy.gateway.attempts"
+"""Counter, unit ``{attempt}``: delivery attempts, by destination and `ATTR_GATEWAY_OUTCOME`."""
+METRIC_GATEWAY_ATTEMPT_DURATION: Final = "otpy.gateway.attempt.duration"
+"""Histogram, unit ``s``: how long each attempt took, by destination."""
+METRIC_GATEWAY_BREAKER_TRANSITIONS: Final = "otpy.gateway.breaker.transitions"
+"""Counter, unit ``{transition}``: breaker state changes, by destination and new state."""
+METRIC_GATEWAY_DEAD_LETTERED: Final = "otpy.gateway.dead_lettered"
+"""Counter, unit ``{message}``: messages given up, by destination and `ATTR_GATEWAY_DEAD_LETTER_REASON`."""
+METRIC_GATEWAY_OUTBOX_DEPTH: Final = "otpy.gateway.outbox.depth"
+"""Gauge, unit ``{message}``: messages waiting or in flight, by destination, sampled once per poll."""
+METRIC_GATEWAY_OUTBOX_OLDEST_AGE: Final = "otpy.gateway.outbox.oldest_age"
+"""Gauge, unit ``s``: age of a destination's oldest message (0 if none), sampled once per poll."""
