@@ -353,8 +353,12 @@ class SQLiteWriter:
 
         *fn* runs in the writer's thread: it must not block on anything but the
         database, nor touch the event loop. Whatever it raises rolls the
-        transaction back and is raised here (a ``sqlite3.Error`` translated).
+        transaction back and is raised here (a ``sqlite3.Error`` translated). A
+        caller cancelled before the call runs nothing; one cancelled once the
+        thread has taken *fn* gets no answer, but *fn* runs to its commit.
         """
+        # A caller already cancelled never queues: the thread could take it at once.
+        await anyio.lowlevel.checkpoint_if_cancelled()
         result: _T = await self._submit(None, fn, None)  # type: ignore[assignment]
         return result
 

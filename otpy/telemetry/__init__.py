@@ -1,7 +1,7 @@
 """OpenTelemetry for otpy: every span, attribute and metric name it emits, events, setup.
 
 The ``SPAN_*``, ``ATTR_*`` and ``METRIC_*`` constants name everything otpy records,
-for supervision, pressure, dead letters and replay; ``docs/telemetry.md`` lists them
+for supervision, pressure, dead letters, replay and the gateway; ``docs/telemetry.md`` lists them
 in one table with what each is for. Their values are what dashboards query.
 
 otpy records through opentelemetry-api only, so a program that installs no SDK pays
