@@ -11,7 +11,18 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from . import _call, _cast, _deadletter, _fanout, _pressure, _redact, _restart, _spawn, _startup
+from . import (
+    _call,
+    _cast,
+    _deadletter,
+    _fanout,
+    _gateway,
+    _pressure,
+    _redact,
+    _restart,
+    _spawn,
+    _startup,
+)
 from ._harness import Benchmark, Size, environment, runtimes_for
 from ._report import print_report, to_json
 
@@ -45,6 +56,7 @@ BENCHMARKS = (
     ),
     Benchmark(name="dlq-replay", title="7. replay", run=_deadletter.run_replay, asyncio_only=True),
     Benchmark(name="dlq-list", title="8. list", run=_deadletter.run_list, asyncio_only=True),
+    Benchmark(name="gateway", title="9. gateway", run=_gateway.run),
     Benchmark(name="overload", title="9. 10x overload", run=_pressure.run_overload),
     Benchmark(name="monitor", title="10. monitoring cost", run=_pressure.run_monitor),
     Benchmark(name="partitioned", title="11. partitioned queue", run=_pressure.run_partitioned),

@@ -27,6 +27,7 @@ CORE = {
     "partitioned",
     "redact",
     "cli-startup",
+    "gateway",
 }
 DEAD_LETTERS = {  # asyncio only: aiosqlite
     "dlq-capture",
