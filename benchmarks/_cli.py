@@ -56,7 +56,7 @@ BENCHMARKS = (
     ),
     Benchmark(name="dlq-replay", title="7. replay", run=_deadletter.run_replay, asyncio_only=True),
     Benchmark(name="dlq-list", title="8. list", run=_deadletter.run_list, asyncio_only=True),
-    Benchmark(name="gateway", title="9. gateway", run=_gateway.run),
+    Benchmark(name="gateway", title="14. gateway", run=_gateway.run),
     Benchmark(name="overload", title="9. 10x overload", run=_pressure.run_overload),
     Benchmark(name="monitor", title="10. monitoring cost", run=_pressure.run_monitor),
     Benchmark(name="partitioned", title="11. partitioned queue", run=_pressure.run_partitioned),

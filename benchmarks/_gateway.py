@@ -283,7 +283,7 @@ def run(runtime: Runtime, size: Size, repeat: int) -> BenchmarkResult:
 
     return BenchmarkResult(
         name="gateway",
-        title="9. gateway",
+        title="14. gateway",
         size=(
             f"{n:,} messages over {KEYS} keys from {PRODUCERS} producers, "
             f"{CONCURRENCY} in flight, to a loopback sink"
