@@ -35,6 +35,7 @@ from ._classify import Outcome as Outcome
 from ._classify import classify as classify
 from ._classify import classify_error as classify_error
 from ._classify import classify_status as classify_status
+from ._gateway import DEFAULT_RETRY as DEFAULT_RETRY
 from ._gateway import DeadLetterSink as DeadLetterSink
 from ._gateway import DeliveryPolicy as DeliveryPolicy
 from ._gateway import DeliveryStatistics as DeliveryStatistics
@@ -72,6 +73,7 @@ from ._signing import webhook_headers as webhook_headers
 
 __all__ = [
     "DEFAULT_EXCERPT_LIMIT",
+    "DEFAULT_RETRY",
     "DEFAULT_TOLERANCE",
     "IDEMPOTENCY_HEADER",
     "ID_HEADER",

@@ -18,14 +18,14 @@ import heapq
 import random as random_module
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol, final, runtime_checkable
+from typing import TYPE_CHECKING, Final, Protocol, final, runtime_checkable
 
 import anyio
 import attrs
 
 from .._check import count, number, short
 from .._check import name as check_name
-from .._exceptions import InvalidArgument, InvalidArgumentType, UnknownDestination
+from .._exceptions import InvalidArgument, InvalidArgumentType, OtpyError, UnknownDestination
 from .._redact import get_logger, redact
 from ..deadletter import Category, DeadLetter, DeadLetters, Source
 from ._breaker import BreakerPolicy, BreakerState, CircuitBreaker
@@ -108,12 +108,22 @@ def _breaker(_inst: object, _attribute: object, value: object) -> None:
         )
 
 
+DEFAULT_RETRY: Final = RetryPolicy(schedule=("5s", "5m", "30m", "2h", "5h", "10h"))
+"""A destination's default retries: Svix's schedule, seven attempts over about 18 hours.
+
+A webhook receiver that is down for a deploy or an outage should get its messages
+when it is back, not find them dead-lettered after three quick tries (the
+breaker, meanwhile, stops the gateway hammering it).
+"""
+
+
 @attrs.frozen(kw_only=True)
 class DeliveryPolicy:
     """How a destination's messages are delivered; validated when built.
 
     Attributes:
-        retry: when a retryable failure is tried again, and when to give up.
+        retry: when a retryable failure is tried again, and when to give up
+            (:data:`DEFAULT_RETRY` by default).
         breaker: the destination's circuit breaker, or ``None`` for none.
         lease: seconds an attempt may stay in flight before
             ``outbox.recover(only_expired=True)`` may hand its message out again
@@ -128,7 +138,7 @@ class DeliveryPolicy:
         InvalidArgument: a field is out of range; the message names it.
     """
 
-    retry: RetryPolicy = attrs.field(factory=RetryPolicy, validator=_retry)
+    retry: RetryPolicy = attrs.field(default=DEFAULT_RETRY, validator=_retry)
     breaker: BreakerPolicy | None = attrs.field(factory=BreakerPolicy, validator=_breaker)
     lease: float = attrs.field(default=60.0, validator=_owner_check(number, "lease"))
     batch: int = attrs.field(default=32, validator=_owner_check(count, "batch"))
@@ -661,11 +671,29 @@ class Gateway:
             destinations={n: self._workers[n].statistics() for n in sorted(self._workers)}
         )
 
+    async def _reclaim_expired(self, every: float) -> None:
+        """Every *every* seconds, put back the in-flight messages whose lease expired."""
+        while True:
+            await anyio.sleep(every)
+            try:
+                reclaimed = await self.outbox.recover(now=self.clock(), only_expired=True)
+            except OtpyError as exc:
+                logger.warning("gateway could not reclaim expired leases: %s", exc)
+                continue
+            if reclaimed:
+                logger.warning(
+                    "gateway reclaimed %d messages whose attempt outlived its lease", reclaimed
+                )
+                for worker in self._workers.values():
+                    worker.wake()
+
     async def run(self) -> None:
         """Deliver until cancelled: recover the outbox, then one loop per destination.
 
         At start every message left in flight (by a process that died) goes back to
-        pending, due at once, with its attempts and idempotency key.
+        pending, due at once, with its attempts and idempotency key. While it runs,
+        every (shortest) ``lease`` it hands out again the messages whose lease
+        expired (their attempt was lost without an outcome).
 
         Raises:
             RuntimeError: the gateway is already running.
@@ -684,5 +712,7 @@ class Gateway:
                     interval = min(w.policy.poll_interval for w in self._workers.values())
                     names = tuple(self._workers)
                     tg.start_soon(sample_outbox, self.outbox, names, interval, self.clock)
+                    lease = min(w.policy.lease for w in self._workers.values())
+                    tg.start_soon(self._reclaim_expired, lease)
         finally:
             self._running = False

@@ -448,3 +448,47 @@ async def test_end_to_end_over_loopback_http_with_the_dead_letter_writer() -> No
     assert (await outbox.statistics()).depth == 0
     stats = g.statistics().destinations["orders"]
     assert (stats.sent, stats.succeeded, stats.retried, stats.dead_lettered) == (3, 1, 1, 1)
+
+
+def test_the_default_retries_are_svix_s_schedule_over_hours() -> None:
+    """A destination down for an outage gets its messages after, not dead letters in seconds."""
+    retry = DeliveryPolicy().retry
+    assert retry.schedule == (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0)
+    assert retry.max_attempts == 7
+
+
+class Hangs(Scripted):
+    """A destination whose first attempt at each body never returns (a lost attempt)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hung: set[bytes] = set()
+
+    async def send(self, request: OutboundRequest, *, now: float) -> DeliveryResult:
+        if request.body not in self.hung:
+            self.hung.add(request.body)
+            assert self.start is not None  # set by the test
+            self.calls.append(
+                Call(request.body, anyio.current_time() - self.start, request.attempt, "")
+            )
+            await anyio.sleep_forever()
+        return await super().send(request, now=now)
+
+
+@VIRTUAL_TIME
+async def test_a_message_whose_attempt_outlives_its_lease_is_sent_again() -> None:
+    """An attempt lost without an outcome blocks its key only until its lease expires."""
+    outbox, sink, dest = MemoryOutboxStore(clock=clock), Sink(), Hangs()
+    policy = DeliveryPolicy(retry=RetryPolicy(schedule=("1s",)), breaker=None, lease=10.0)
+    g = Gateway(
+        outbox, [dest], policy=policy, dead_letters=sink, random=random.Random(7), clock=clock
+    )
+    async with running(g):
+        dest.start = anyio.current_time()  # call times are relative to the enqueue
+        message_id = await g.enqueue("orders", key="a", body=b"one", idempotency_key="k-1")
+        await anyio.sleep(9)
+        assert [(c.at, c.attempt) for c in dest.calls] == [(0.0, 1)]
+        await anyio.sleep(2)  # the lease ran out at 10: the message is handed out again
+    assert [(c.at, c.attempt) for c in dest.calls] == [(0.0, 1), (10.0, 1)]
+    assert await outbox.get(message_id) is None  # delivered by the second attempt
+    assert sink.records == []
