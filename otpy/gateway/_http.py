@@ -27,6 +27,7 @@ from ._classify import Classifier, Outcome, classify, classify_error
 from ._retry import parse_retry_after
 from ._signing import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, SigningSecret, webhook_headers
 from ._signing import _message_id as _checked_message_id
+from ._telemetry import trace_headers
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -485,6 +486,9 @@ class HttpDestination:
             headers.append(("accept-encoding", "identity"))
         signed = webhook_headers(request.message_id, int(now), request.body, self._secrets)
         headers.extend(signed.items())
+        # The attempt's span, when one is current, so the receiver joins the trace.
+        if not any(h.lower() == "traceparent" for h, _ in headers):
+            headers.extend(trace_headers())
         return headers
 
     def _override(self, status: int | None, error: BaseException | None) -> Outcome | None:

@@ -79,6 +79,8 @@ __all__ = [
     "start_attempt",
 ]
 
+_PROPAGATOR: Final = TraceContextTextMapPropagator()
+
 logger = get_logger("otpy.telemetry")
 
 MESSAGING_SYSTEM: Final = "otpy"
@@ -394,3 +396,24 @@ async def sample_outbox(
             else:
                 record_outbox(destinations, statistics)
         await anyio.sleep(interval)
+
+
+def trace_headers() -> list[tuple[str, str]]:
+    """The W3C ``traceparent`` (and ``tracestate``) of the current span, for an outgoing request.
+
+    Empty unless a provider is set and a valid span is current (the attempt's, while
+    :class:`~otpy.gateway.HttpDestination` sends), so the receiver can join the
+    message's trace. Never raises.
+    """
+    if not providers_set():
+        return []
+    try:
+        span_context = trace.get_current_span().get_span_context()
+        if not span_context.is_valid:
+            return []
+        carrier: dict[str, str] = {}
+        _PROPAGATOR.inject(carrier)
+        return list(carrier.items())
+    except Exception:
+        logger.debug("could not inject trace context into a request", exc_info=True)
+        return []

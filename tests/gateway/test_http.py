@@ -481,3 +481,29 @@ async def test_send_refuses_what_is_not_a_request() -> None:
         await dest.send(b"body", now=NOW)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument, match="now"):
         await dest.send(request(), now=-1)
+
+
+@VIRTUAL_TIME
+async def test_a_request_sent_inside_a_span_carries_its_traceparent() -> None:
+    """T2: the receiver can join the trace: the attempt's span goes out as ``traceparent``."""
+    from opentelemetry import trace
+
+    from otpy.testing import capture_spans
+
+    seen: list[httpx.Request] = []
+
+    async def handler(sent: httpx.Request) -> httpx.Response:
+        seen.append(sent)
+        return httpx.Response(200)
+
+    dest = HttpDestination(
+        "orders", "https://example.test/", transport=httpx.MockTransport(handler)
+    )
+    with capture_spans():
+        async with dest:
+            await dest.send(request(), now=NOW)  # no span current: no header
+            with trace.get_tracer("test").start_as_current_span("attempt") as span:
+                await dest.send(request(), now=NOW)
+    trace_id = format(span.get_span_context().trace_id, "032x")
+    assert "traceparent" not in seen[0].headers
+    assert seen[1].headers["traceparent"].split("-")[1] == trace_id
