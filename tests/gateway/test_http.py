@@ -485,7 +485,7 @@ async def test_send_refuses_what_is_not_a_request() -> None:
 
 @VIRTUAL_TIME
 async def test_a_request_sent_inside_a_span_carries_its_traceparent() -> None:
-    """T2: the receiver can join the trace: the attempt's span goes out as ``traceparent``."""
+    """The receiver can join the trace: the attempt's span goes out as ``traceparent``."""
     from opentelemetry import trace
 
     from otpy.testing import capture_spans
