@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import random
-from typing import TYPE_CHECKING
 
 import anyio
 import anyio.lowlevel
@@ -34,19 +32,11 @@ from otpy.gateway._outbox_memory import MemoryOutboxStore
 from otpy.gateway._retry import RetryPolicy
 from otpy.testing import virtual_time
 
+from ._delivery import Sink, clock, gateway, running
 from ._sink import Reply, running_sink
-
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
 
 VIRTUAL_TIME = pytest.mark.parametrize("anyio_backend", [virtual_time()])
 REAL_CLOCK = pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])  # real sockets
-EPOCH = 1_700_000_000.0
-
-
-def clock() -> float:
-    """The wall clock, following virtual time."""
-    return EPOCH + anyio.current_time()
 
 
 OK = DeliveryResult(outcome=Outcome.SUCCESS, status=200)
@@ -94,43 +84,6 @@ class Scripted:
 
     def sent(self) -> list[tuple[str, float]]:
         return [(c.body.decode(), c.at) for c in self.calls]
-
-
-class Sink:
-    """Dead letters, stored in a list."""
-
-    def __init__(self) -> None:
-        self.records: list[DeadLetter] = []
-
-    async def __call__(self, record: DeadLetter) -> None:
-        self.records.append(record)
-
-
-def gateway(
-    destination: Scripted,
-    outbox: MemoryOutboxStore,
-    sink: Sink,
-    *,
-    schedule: tuple[str, ...] = ("1s", "2s"),
-    breaker: BreakerPolicy | None = None,
-) -> Gateway:
-    policy = DeliveryPolicy(retry=RetryPolicy(schedule=schedule), breaker=breaker)
-    return Gateway(
-        outbox,
-        [destination],
-        policies={destination.name: policy},
-        dead_letters=sink,
-        random=random.Random(7),
-        clock=clock,
-    )
-
-
-@contextlib.asynccontextmanager
-async def running(g: Gateway) -> AsyncIterator[None]:
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(g.run)
-        yield
-        tg.cancel_scope.cancel()
 
 
 @VIRTUAL_TIME

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import random
 from typing import TYPE_CHECKING, Any, cast
 
 import anyio
@@ -17,10 +15,8 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from otpy.gateway._breaker import BreakerPolicy
 from otpy.gateway._classify import Outcome
-from otpy.gateway._gateway import DeliveryPolicy, Gateway
 from otpy.gateway._http import DeliveryResult, OutboundRequest
 from otpy.gateway._outbox_memory import MemoryOutboxStore
-from otpy.gateway._retry import RetryPolicy
 from otpy.telemetry import (
     ATTR_DEADLETTER_ID,
     ATTR_ERROR_TYPE,
@@ -49,23 +45,16 @@ from otpy.telemetry import (
 )
 from otpy.testing import capture_metrics, capture_spans, virtual_time
 
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+from ._delivery import Sink, clock, gateway, running
 
+if TYPE_CHECKING:
     from opentelemetry.sdk.metrics.export import MetricsData
     from opentelemetry.sdk.trace import ReadableSpan
 
-    from otpy.deadletter import DeadLetter
     from otpy.gateway._outbox import OutboxStatistics
 
 VIRTUAL_TIME = pytest.mark.parametrize("anyio_backend", [virtual_time()])
-EPOCH = 1_700_000_000.0
 DEST = "orders"
-
-
-def clock() -> float:
-    """The wall clock, following virtual time."""
-    return EPOCH + anyio.current_time()
 
 
 OK = DeliveryResult(outcome=Outcome.SUCCESS, status=200, duration=0.25)
@@ -88,43 +77,6 @@ class Scripted:
         if isinstance(result, Exception):
             raise result
         return result
-
-
-class Sink:
-    """Dead letters, stored in a list."""
-
-    def __init__(self) -> None:
-        self.records: list[DeadLetter] = []
-
-    async def __call__(self, record: DeadLetter) -> None:
-        self.records.append(record)
-
-
-def gateway(
-    destination: Scripted,
-    outbox: MemoryOutboxStore,
-    sink: Sink,
-    *,
-    schedule: tuple[str, ...] = ("1s", "2s"),
-    breaker: BreakerPolicy | None = None,
-) -> Gateway:
-    policy = DeliveryPolicy(retry=RetryPolicy(schedule=schedule), breaker=breaker)
-    return Gateway(
-        outbox,
-        [destination],
-        policies={destination.name: policy},
-        dead_letters=sink,
-        random=random.Random(7),
-        clock=clock,
-    )
-
-
-@contextlib.asynccontextmanager
-async def running(g: Gateway) -> AsyncIterator[None]:
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(g.run)
-        yield
-        tg.cancel_scope.cancel()
 
 
 def named(spans: tuple[ReadableSpan, ...], name: str) -> list[ReadableSpan]:
