@@ -11,7 +11,7 @@ from ._reasons import NORMAL
 
 if TYPE_CHECKING:
     import weakref
-    from collections.abc import Mapping
+    from collections.abc import Awaitable, Callable, Mapping
 
     from ._mailbox import MailboxConfig
     from ._node import Node
@@ -225,6 +225,36 @@ class Actor:
             InvalidArgument: *delay* is negative or NaN; no timer was started.
         """
         return self.ref._send_after(delay, message, self.ref)
+
+    @final
+    def start_task(
+        self, fn: Callable[..., Awaitable[object]], *args: object, name: str | None = None
+    ) -> None:
+        """Run ``await fn(*args)`` beside this actor's handlers, for as long as it lives.
+
+        The task is the actor's: it ends with this incarnation. A stop runs
+        :meth:`terminate` first (which can tell the task to finish and wait for
+        it), then cancels whatever is still running; a kill or a crash cancels it
+        at once. A restarted actor starts its tasks again in ``init``.
+
+        A task that raises crashes the actor with that exception as its exit reason,
+        as a linked process would: :meth:`terminate` is not called, the crash is
+        logged, and the supervisor decides. A task that returns just ends.
+
+        Use it for work that is not a message: a server's accept loop, a loop
+        that claims work from a store and runs it concurrently.
+
+        Args:
+            fn: an async callable.
+            *args: its arguments.
+            name: the task's name, for debuggers and task dumps.
+
+        Raises:
+            ActorStopped: this incarnation has exited.
+
+        .. versionadded:: 0.1.0
+        """
+        self.ref._start_task(fn, args, name)
 
     @final
     def monitor(self, target: ActorRef) -> Monitor:

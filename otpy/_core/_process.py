@@ -371,6 +371,9 @@ def _finish(ref: ActorRef, reason: object) -> None:
     if ref._timers:
         for timer in list(ref._timers):
             timer.cancel()
+    if ref._tasks:
+        for scope in list(ref._tasks):
+            scope.cancel()
     if ref._monitoring:
         for monitor in list(ref._monitoring):
             ref._demonitor(monitor)

@@ -34,7 +34,7 @@ from ._reasons import KILLED, NOPROC, NORMAL, Down, Exit
 
 if TYPE_CHECKING:
     import asyncio
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from ._actor import Actor, Caller
     from ._lowlevel import OneShot
@@ -197,6 +197,7 @@ class ActorRef:
         "_stop_reason",
         "_suspended",
         "_sys",
+        "_tasks",
         "_timers",
         "_top_level",
         "_watchers",
@@ -247,6 +248,7 @@ class ActorRef:
         # Spawned outside any actor: leaving the node stops it itself (else its owner does).
         self._top_level = current_actor.get() is None
         self._timers: set[Timer] | None = None
+        self._tasks: set[anyio.CancelScope] | None = None
         self._stash: deque[Any] | None = None
         self._stash_marker = False
         self._hold_name = False
@@ -593,6 +595,42 @@ class ActorRef:
         if self._timers is not None:
             self._timers.discard(timer)
 
+    def _start_task(
+        self, fn: Callable[..., Awaitable[object]], args: tuple[Any, ...], name: str | None
+    ) -> None:
+        if self._exit_reason is not None:
+            raise ActorStopped(self.label, self._exit_reason)
+        scope = anyio.CancelScope()
+        if self._tasks is None:
+            self._tasks = set()
+        self._tasks.add(scope)
+        label = name or f"{self.label} task {getattr(fn, '__qualname__', type(fn).__name__)}"
+        self.node._task_group.start_soon(self._run_task, scope, fn, args, label, name=label)
+
+    async def _run_task(
+        self,
+        scope: anyio.CancelScope,
+        fn: Callable[..., Awaitable[object]],
+        args: tuple[Any, ...],
+        label: str,
+    ) -> None:
+        try:
+            with scope:
+                await fn(*args)
+        except Exception as exc:
+            if self._exit_reason is None and self._kill_reason is None:
+                _task_logger.error(
+                    "actor %s: its task %s crashed with %s; the actor exits with it",
+                    self.label,
+                    label,
+                    type(exc).__name__,
+                    exc_info=exc,
+                )
+                self.kill(exc)
+        finally:
+            if self._tasks is not None:
+                self._tasks.discard(scope)
+
     def _monitor(self, target: ActorRef) -> Monitor:
         monitor = Monitor(self, target)
         if self._monitoring is None:
@@ -765,6 +803,7 @@ def mailbox_has_room(ref: ActorRef) -> bool:
 
 
 _trace_logger = get_logger("otpy.trace")
+_task_logger = get_logger("otpy.actor")
 
 
 def _traced(label: str, name: str, handler: Any) -> Any:
