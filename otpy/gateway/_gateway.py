@@ -25,6 +25,7 @@ import attrs
 
 from .._check import count, number, short
 from .._check import name as check_name
+from .._core import ActorRef
 from .._exceptions import InvalidArgument, InvalidArgumentType, OtpyError, UnknownDestination
 from .._redact import get_logger, redact
 from ..deadletter import Category, DeadLetter, DeadLetters, Source
@@ -42,9 +43,12 @@ from ._telemetry import (
     sample_outbox,
     start_attempt,
 )
+from ._tree import gateway_supervisor_spec
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
+
+    from .._supervision import Backoff, SupervisorSpec
 
 __all__ = [
     "DeadLetterSink",
@@ -56,6 +60,9 @@ __all__ = [
 ]
 
 logger = get_logger("otpy.gateway")
+
+RELEASE_TIMEOUT = 2.0
+"""Seconds a cancelled attempt waits, shielded, to hand its message back to the outbox."""
 
 EXCERPT_CHARS = 500
 """The most characters of a response's body a dead letter's reason quotes."""
@@ -219,6 +226,13 @@ class _Worker:
         self.wakeup = anyio.Event()
         # Wall times of the retries this loop scheduled, so it wakes for them on time.
         self.due: list[float] = []
+        # Set by drain(): claim nothing more; the loop returns once its attempts end.
+        self.draining = False
+        # The destination actor running the loop, when supervised (one at a time).
+        self.owner: ActorRef | None = None
+        # Set when the loop has returned (after a drain, its last attempt settled).
+        self.stopped = anyio.Event()
+        self.stopped.set()
 
     def wake(self) -> None:
         self.wakeup.set()
@@ -271,8 +285,17 @@ class _Worker:
                 now=self.gateway.monotonic(),
                 on_transition=functools.partial(record_breaker_transition, self.name),
             )
+        self.draining = False
+        self.stopped = anyio.Event()
+        try:
+            await self._loop()
+        finally:
+            self.stopped.set()
+
+    async def _loop(self) -> None:
+        policy = self.policy
         async with anyio.create_task_group() as tg:
-            while True:
+            while not self.draining:
                 capacity = policy.batch - self.in_flight
                 if self.disabled or capacity <= 0:
                     await self.wait(policy.poll_interval)  # for an attempt to end, or enable()
@@ -291,6 +314,11 @@ class _Worker:
                     await self.wait(self.breaker_timeout())
                     continue
                 await self.claim(tg, admitted)
+
+    def drain(self) -> None:
+        """Claim nothing more: the loop returns once its attempts in flight have ended."""
+        self.draining = True
+        self.wake()
 
     async def claim(self, tg: TaskGroup, admitted: int) -> None:
         gateway = self.gateway
@@ -318,6 +346,7 @@ class _Worker:
             attempt=message.attempts + 1,
         )
         ended = True
+        settling = False
         attempt = start_attempt(self.name, message, request.attempt)
         try:
             started = gateway.monotonic()
@@ -348,15 +377,45 @@ class _Worker:
                 )
             attempt.finished(result)
             self.sent += 1
+            settling = True
             await self.settle(message, result)
         except Exception as exc:
             attempt.failed(exc)
+            raise
+        except BaseException:
+            if not settling:
+                # Cancelled mid-attempt (a stop past its budget, a crash beside it):
+                # hand the message back now rather than after its lease. Its attempts
+                # stay as they were; it goes out again with the same idempotency key.
+                attempt.cancelled()
+                await self.release(message)
             raise
         finally:
             attempt.end()
             self.in_flight -= 1
             if ended:
                 self.wake()
+
+    async def release(self, message: OutboxMessage) -> None:
+        """Put a claimed message back to pending, due now, within a short shielded wait."""
+        gateway = self.gateway
+        with anyio.move_on_after(RELEASE_TIMEOUT, shield=True):
+            try:
+                await gateway.outbox.record_retry(
+                    message.id,
+                    attempts=message.attempts,
+                    next_attempt_at=gateway.clock(),
+                    status=message.last_status,
+                    error=message.last_error,
+                )
+            except OtpyError as exc:  # its lease runs out instead
+                logger.warning(
+                    "gateway %s could not hand back outbox message %s (%s); it goes out "
+                    "again once its lease expires",
+                    self.name,
+                    message.id,
+                    type(exc).__name__,
+                )
 
     async def settle(self, message: OutboxMessage, result: DeliveryResult) -> None:
         gateway = self.gateway
@@ -575,7 +634,8 @@ class Gateway:
                 f"names destinations the gateway does not have: {sorted(policies)}",
                 owner=owner,
             )
-        self._running = False
+        self._running: object | None = None  # run() (self) or the tree's keeper
+        self._recovered = False
 
     def __repr__(self) -> str:
         return f"<Gateway {sorted(self._workers)}>"
@@ -687,6 +747,54 @@ class Gateway:
                 for worker in self._workers.values():
                     worker.wake()
 
+    async def recover_once(self) -> int:
+        """Put back what a dead process left in flight, the first time only; return how many.
+
+        :meth:`run` calls it, and so does the tree's outbox keeper at its first start:
+        a keeper restarted later must not take back the claims of live destinations.
+        """
+        if self._recovered:
+            return 0
+        recovered = await self.outbox.recover(now=self.clock())
+        self._recovered = True
+        if recovered:
+            logger.info("gateway recovered %d messages left in flight", recovered)
+        return recovered
+
+    async def housekeeping(self) -> None:
+        """Until cancelled: sample the outbox gauges and reclaim expired leases."""
+        if not self._workers:
+            await anyio.sleep_forever()
+        # The outbox gauges once per (shortest) poll interval; the leases once per
+        # (shortest) lease.
+        interval = min(w.policy.poll_interval for w in self._workers.values())
+        lease = min(w.policy.lease for w in self._workers.values())
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sample_outbox, self.outbox, tuple(self._workers), interval, self.clock)
+            tg.start_soon(self._reclaim_expired, lease)
+
+    def claim_running(self, owner: ActorRef | None = None) -> None:
+        """Mark the gateway running, by *owner* (the tree's keeper) or by :meth:`run`.
+
+        A keeper that died without stopping (killed) leaves its claim behind; its
+        next incarnation takes it over.
+
+        Raises:
+            RuntimeError: it already runs (:meth:`run`, or a tree from
+                :meth:`supervisor_spec`).
+        """
+        current = self._running
+        if current is not None and (not isinstance(current, ActorRef) or current.is_alive):
+            raise RuntimeError(
+                "the gateway is already running: Gateway.run and a tree from "
+                "Gateway.supervisor_spec are two ways to run it, use one"
+            )
+        self._running = self if owner is None else owner
+
+    def release_running(self) -> None:
+        """Mark the gateway stopped."""
+        self._running = None
+
     async def run(self) -> None:
         """Deliver until cancelled: recover the outbox, then one loop per destination.
 
@@ -695,24 +803,66 @@ class Gateway:
         every (shortest) ``lease`` it hands out again the messages whose lease
         expired (their attempt was lost without an outcome).
 
+        To run each destination in a supervised actor instead, so that one
+        destination's crash restarts it alone and a stop drains it, put
+        :meth:`supervisor_spec` in a tree.
+
         Raises:
             RuntimeError: the gateway is already running.
         """
-        if self._running:
-            raise RuntimeError("the gateway is already running")
-        self._running = True
+        self.claim_running()
         try:
-            recovered = await self.outbox.recover(now=self.clock())
-            if recovered:
-                logger.info("gateway recovered %d messages left in flight", recovered)
+            await self.recover_once()
             async with anyio.create_task_group() as tg:
                 for name, worker in self._workers.items():
                     tg.start_soon(worker.run, name=f"gateway {name}")
-                if self._workers:  # the outbox gauges, once per (shortest) poll interval
-                    interval = min(w.policy.poll_interval for w in self._workers.values())
-                    names = tuple(self._workers)
-                    tg.start_soon(sample_outbox, self.outbox, names, interval, self.clock)
-                    lease = min(w.policy.lease for w in self._workers.values())
-                    tg.start_soon(self._reclaim_expired, lease)
+                tg.start_soon(self.housekeeping)
         finally:
-            self._running = False
+            self.release_running()
+
+    def supervisor_spec(
+        self,
+        *,
+        name: str = "gateway",
+        shutdown: float = 35.0,
+        intensity: int = 10,
+        period: float = 60.0,
+        backoff: Backoff | None = None,
+    ) -> SupervisorSpec:
+        """Return a supervisor that runs this gateway: an outbox keeper, then one actor per destination.
+
+        The keeper (``"<name>.outbox"``) recovers the outbox at its first start, then
+        reclaims expired leases and samples the outbox gauges. Each destination runs
+        in an actor of its own (``"<name>.<destination>"``): a crash there (a store
+        error while settling, a destination that raised) restarts that destination
+        alone and hands its attempts in flight back to the outbox; the others go on.
+
+        Stopping the tree drains it: each destination claims nothing more and waits
+        up to *shutdown* seconds for its attempts in flight to be settled; those
+        still running then are cancelled and go back to the outbox, to be sent again
+        (same idempotency key) at the next start. Nothing is dead-lettered for it.
+
+        Args:
+            name: the supervisor's registered name, and its children's prefix.
+            shutdown: seconds a destination may take to settle its attempts in flight
+                when stopped (>= 0); a little longer than its time limit lets every
+                attempt end by itself.
+            intensity: restarts allowed within *period* before the supervisor gives
+                up and its parent decides.
+            period: the restart window, seconds.
+            backoff: delay a crashed destination's restart (``None``: at once).
+
+        Raises:
+            InvalidChildSpec: a value is out of range; the message names it.
+
+        .. versionadded:: 0.1.0
+        """
+        return gateway_supervisor_spec(
+            self,
+            tuple(self._workers),
+            name=name,
+            shutdown=shutdown,
+            intensity=intensity,
+            period=period,
+            backoff=backoff,
+        )

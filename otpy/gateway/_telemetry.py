@@ -92,6 +92,9 @@ DESCRIPTION_CHARS: Final = 200
 BULKHEAD_FULL: Final = "bulkhead_full"
 """The outcome on the span of an attempt the destination's bulkhead refused (nothing sent)."""
 
+CANCELLED: Final = "cancelled"
+"""``error.type`` of an attempt cancelled before its outcome (a stop past its budget, say)."""
+
 _propagator = TraceContextTextMapPropagator()
 
 _attempts = cached_counter(
@@ -200,6 +203,18 @@ class Attempt:
                 self.span.set_attribute(ATTR_GATEWAY_OUTCOME, BULKHEAD_FULL)
         except Exception:
             logger.debug("could not mark a refused delivery attempt", exc_info=True)
+
+    def cancelled(self) -> None:
+        """Mark the span of an attempt cancelled before its outcome (``error.type`` ``cancelled``)."""
+        span = self.span
+        if span is None:
+            return
+        try:
+            if span.is_recording():
+                span.set_attribute(ATTR_ERROR_TYPE, CANCELLED)
+                span.set_status(Status(StatusCode.ERROR, "cancelled before its outcome"))
+        except Exception:
+            logger.debug("could not mark a delivery attempt span cancelled", exc_info=True)
 
     def failed(self, exc: Exception) -> None:
         """Mark the span failed by *exc*, raised while sending or settling (status Error, ``error.type``)."""

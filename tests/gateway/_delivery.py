@@ -7,8 +7,13 @@ import random
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.lowlevel
+import attrs
 
+from otpy import BulkheadFull
 from otpy.gateway import BreakerPolicy, DeliveryPolicy, Gateway, RetryPolicy
+from otpy.gateway._classify import Outcome
+from otpy.gateway._http import DeliveryResult, OutboundRequest
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -61,3 +66,50 @@ async def running(g: Gateway) -> AsyncIterator[None]:
         tg.start_soon(g.run)
         yield
         tg.cancel_scope.cancel()
+
+
+OK = DeliveryResult(outcome=Outcome.SUCCESS, status=200)
+UNAVAILABLE = DeliveryResult(outcome=Outcome.RETRYABLE, status=503, response_excerpt=b"busy")
+
+
+@attrs.frozen
+class Call:
+    body: bytes
+    at: float
+    attempt: int
+    idempotency_key: str
+
+
+class Scripted:
+    """A destination answering each body with its scripted results in turn, then success."""
+
+    def __init__(
+        self, name: str = "orders", *, full: int = 0, **script: list[DeliveryResult]
+    ) -> None:
+        self.name = name
+        self.full = full  # refuse this many attempts first, as a full bulkhead does
+        self.script = {body.encode(): list(results) for body, results in script.items()}
+        self.calls: list[Call] = []
+        self.start: float | None = None  # times are relative to the first call
+
+    async def send(self, request: OutboundRequest, *, now: float) -> DeliveryResult:
+        assert now == clock()
+        if self.start is None:
+            self.start = anyio.current_time()
+        if self.full:
+            self.full -= 1
+            raise BulkheadFull(self.name, 1, 0.0)
+        self.calls.append(
+            Call(
+                request.body,
+                anyio.current_time() - self.start,
+                request.attempt,
+                request.idempotency_key,
+            )
+        )
+        await anyio.lowlevel.checkpoint()
+        results = self.script.get(request.body)
+        return results.pop(0) if results else OK
+
+    def sent(self) -> list[tuple[str, float]]:
+        return [(c.body.decode(), c.at) for c in self.calls]

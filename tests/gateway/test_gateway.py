@@ -6,11 +6,10 @@ import random
 
 import anyio
 import anyio.lowlevel
-import attrs
 import pytest
 
 import otpy
-from otpy import BulkheadFull, InvalidArgument, InvalidArgumentType, UnknownDestination
+from otpy import InvalidArgument, InvalidArgumentType, UnknownDestination
 from otpy.deadletter import (
     Category,
     DeadLetter,
@@ -32,58 +31,11 @@ from otpy.gateway._outbox_memory import MemoryOutboxStore
 from otpy.gateway._retry import RetryPolicy
 from otpy.testing import virtual_time
 
-from ._delivery import Sink, clock, gateway, running
+from ._delivery import UNAVAILABLE, Call, Scripted, Sink, clock, gateway, running
 from ._sink import Reply, running_sink
 
 VIRTUAL_TIME = pytest.mark.parametrize("anyio_backend", [virtual_time()])
 REAL_CLOCK = pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])  # real sockets
-
-
-OK = DeliveryResult(outcome=Outcome.SUCCESS, status=200)
-UNAVAILABLE = DeliveryResult(outcome=Outcome.RETRYABLE, status=503, response_excerpt=b"busy")
-
-
-@attrs.frozen
-class Call:
-    body: bytes
-    at: float
-    attempt: int
-    idempotency_key: str
-
-
-class Scripted:
-    """A destination answering each body with its scripted results in turn, then success."""
-
-    def __init__(
-        self, name: str = "orders", *, full: int = 0, **script: list[DeliveryResult]
-    ) -> None:
-        self.name = name
-        self.full = full  # refuse this many attempts first, as a full bulkhead does
-        self.script = {body.encode(): list(results) for body, results in script.items()}
-        self.calls: list[Call] = []
-        self.start: float | None = None  # times are relative to the first call
-
-    async def send(self, request: OutboundRequest, *, now: float) -> DeliveryResult:
-        assert now == clock()
-        if self.start is None:
-            self.start = anyio.current_time()
-        if self.full:
-            self.full -= 1
-            raise BulkheadFull(self.name, 1, 0.0)
-        self.calls.append(
-            Call(
-                request.body,
-                anyio.current_time() - self.start,
-                request.attempt,
-                request.idempotency_key,
-            )
-        )
-        await anyio.lowlevel.checkpoint()
-        results = self.script.get(request.body)
-        return results.pop(0) if results else OK
-
-    def sent(self) -> list[tuple[str, float]]:
-        return [(c.body.decode(), c.at) for c in self.calls]
 
 
 @VIRTUAL_TIME
