@@ -209,6 +209,11 @@ class DeliveryResult:
         error: the failure's message, redacted, or ``None``.
         response_excerpt: the first bytes of the response's body as received (at most
             the destination's ``excerpt_limit``), for a dead letter or a log.
+        request: the failed attempt's request as attributes, for its dead letter:
+            ``http.request.method``, ``url.full`` (credentials redacted) and one
+            ``http.request.header.<name>`` per header, secret ones (authorization,
+            cookies, keys, tokens, the signature) shown as ``[redacted]``; empty
+            after a success, or from a destination that does not say.
     """
 
     outcome: Outcome
@@ -218,6 +223,7 @@ class DeliveryResult:
     error_type: str | None = None
     error: str | None = None
     response_excerpt: bytes = b""
+    request: tuple[tuple[str, str], ...] = ()
 
 
 def _httpx_outcome(exc: BaseException) -> Outcome | None:
@@ -491,6 +497,15 @@ class HttpDestination:
             headers.extend(trace_headers())
         return headers
 
+    def _describe(self, headers: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+        """The request as dead-letter attributes, secrets hidden (only for a failure)."""
+        described = [("http.request.method", self._method), ("url.full", redact(self._url))]
+        described.extend(
+            (f"http.request.header.{h.lower()}", REDACTED if _secret_header(h) else v)
+            for h, v in headers
+        )
+        return tuple(described)
+
     def _override(self, status: int | None, error: BaseException | None) -> Outcome | None:
         if self._classifier is not None:
             decided = self._classifier(status, error)
@@ -560,13 +575,16 @@ class HttpDestination:
                 duration=duration,
                 error_type=type(exc).__name__,
                 error=message,
+                request=self._describe(headers),
             )
+        outcome = classify(status, override=self._override)
         return DeliveryResult(
-            outcome=classify(status, override=self._override),
+            outcome=outcome,
             status=status,
             retry_after=parse_retry_after(retry_after, now=now),
             duration=anyio.current_time() - started,
             response_excerpt=excerpt,
+            request=() if outcome is Outcome.SUCCESS else self._describe(headers),
         )
 
 

@@ -507,3 +507,37 @@ async def test_a_request_sent_inside_a_span_carries_its_traceparent() -> None:
     trace_id = format(span.get_span_context().trace_id, "032x")
     assert "traceparent" not in seen[0].headers
     assert seen[1].headers["traceparent"].split("-")[1] == trace_id
+
+
+# --- the request, for a dead letter -----------------------------------------------------
+
+
+@REAL_CLOCK
+async def test_a_failed_attempt_describes_its_request_without_secrets() -> None:
+    """A dead letter can show what was sent: method, URL, headers; secrets are hidden."""
+    async with running_sink(Reply(status=422)) as sink:
+        url = sink.url + "?token=abc123"
+        async with HttpDestination(
+            "orders",
+            url,
+            headers={"Authorization": "Bearer s3cret", "X-Tenant": "acme"},
+            signing_secrets=[SECRET],
+        ) as dest:
+            result = await dest.send(request(), now=NOW)
+    described = dict(result.request)
+    assert described["http.request.method"] == "POST"
+    assert "abc123" not in described["url.full"]
+    assert described["url.full"].startswith(sink.url)
+    assert described["http.request.header.authorization"] == "[redacted]"
+    assert described["http.request.header.webhook-signature"] == "[redacted]"
+    assert described["http.request.header.x-tenant"] == "acme"
+    assert described["http.request.header.idempotency-key"] == "idem-1"
+    assert described["http.request.header.webhook-id"] == "msg_1"
+    assert "s3cret" not in repr(result.request)
+
+
+@REAL_CLOCK
+async def test_a_delivered_attempt_carries_no_request_description() -> None:
+    """Describing the request costs nothing on the path that succeeds."""
+    result = await deliver(Reply(status=200))
+    assert result.request == ()
