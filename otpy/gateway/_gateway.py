@@ -106,6 +106,19 @@ def _retry(_inst: object, _attribute: object, value: object) -> None:
         )
 
 
+ORDERINGS: Final = ("key", "none")
+"""The values of :attr:`DeliveryPolicy.ordering`."""
+
+
+def _ordering(_inst: object, _attribute: object, value: object) -> None:
+    if not isinstance(value, str) or value not in ORDERINGS:
+        raise InvalidArgument(
+            "ordering",
+            f"must be 'key' (in order per key) or 'none' (no order), got {short(value)}",
+            owner="DeliveryPolicy",
+        )
+
+
 def _breaker(_inst: object, _attribute: object, value: object) -> None:
     if value is not None and not isinstance(value, BreakerPolicy):
         raise InvalidArgumentType(
@@ -140,6 +153,10 @@ class DeliveryPolicy:
         poll_interval: seconds between looks at the outbox while idle (finite, > 0):
             a retry scheduled by another process, or the breaker's wait, is noticed
             within it. Enqueues and this gateway's own retries wake the loop at once.
+        ordering: ``"key"`` (the default): a key's messages go one at a time, in
+            order, and a message waiting for its retry holds back the later ones of
+            its key. ``"none"``: every message is its own key, so later messages
+            overtake a retrying one (the ordering key is then only a label).
 
     Raises:
         InvalidArgument: a field is out of range; the message names it.
@@ -150,6 +167,7 @@ class DeliveryPolicy:
     lease: float = attrs.field(default=60.0, validator=_owner_check(number, "lease"))
     batch: int = attrs.field(default=32, validator=_owner_check(count, "batch"))
     poll_interval: float = attrs.field(default=1.0, validator=_owner_check(number, "poll_interval"))
+    ordering: str = attrs.field(default="key", validator=_ordering)
 
 
 @attrs.frozen(kw_only=True)
@@ -672,7 +690,8 @@ class Gateway:
 
         Args:
             destination: the destination's name.
-            key: the ordering key: a key's messages are delivered one at a time, in order.
+            key: the ordering key: a key's messages are delivered one at a time, in
+                order (unless the destination's policy says ``ordering="none"``).
             body: the request body.
             content_type: its media type.
             headers: extra request headers.
@@ -694,6 +713,8 @@ class Gateway:
             trace_context=trace_context,
             idempotency_key=idempotency_key,
         )
+        if worker.policy.ordering == "none":
+            message = attrs.evolve(message, key=message.id)  # its own key: nothing waits
         await self.outbox.enqueue([message])
         worker.wake()
         return message.id

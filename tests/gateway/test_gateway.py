@@ -129,6 +129,23 @@ async def test_a_keys_later_message_waits_for_its_head_while_other_keys_go_on() 
 
 
 @VIRTUAL_TIME
+async def test_without_ordering_a_keys_later_message_overtakes_a_retrying_one() -> None:
+    """ordering="none": a2 goes at once while a1 waits for its retry."""
+    outbox, sink = MemoryOutboxStore(clock=clock), Sink()
+    dest = Scripted(a1=[UNAVAILABLE])
+    policy = DeliveryPolicy(retry=RetryPolicy(schedule=("2s",)), breaker=None, ordering="none")
+    g = Gateway(outbox, [dest], policy=policy, dead_letters=sink, clock=clock)
+    async with running(g):
+        await g.enqueue("orders", key="a", body=b"a1")
+        await g.enqueue("orders", key="a", body=b"a2")
+        await anyio.sleep(30)
+    sent = dest.sent()
+    assert sorted(sent[:2]) == [("a1", 0.0), ("a2", 0.0)]
+    assert sent[2:] == [("a1", 2.0)]
+    assert (await outbox.statistics()).depth == 0
+
+
+@VIRTUAL_TIME
 async def test_a_terminal_answer_is_dead_lettered_at_once() -> None:
     outbox, sink = MemoryOutboxStore(clock=clock), Sink()
     bad = DeliveryResult(outcome=Outcome.TERMINAL, status=400, response_excerpt=b"\xffbad field")
@@ -297,6 +314,7 @@ async def test_enqueue_to_an_unknown_destination_names_it() -> None:
         ("poll_interval", -1.0, InvalidArgument),
         ("retry", "3 times", InvalidArgumentType),
         ("breaker", 5, InvalidArgumentType),
+        ("ordering", "fifo", InvalidArgument),
     ],
 )
 def test_a_bad_delivery_policy_names_the_field(
