@@ -18,7 +18,12 @@ from otpy.gateway._outbox import (
     OutboxStore,
 )
 from otpy.gateway._outbox_memory import MemoryOutboxStore
-from otpy.gateway._outbox_sqlite import APPLICATION_ID, SQLiteOutboxStore, open_outbox
+from otpy.gateway._outbox_sqlite import (
+    APPLICATION_ID,
+    SCHEMA_VERSION,
+    SQLiteOutboxStore,
+    open_outbox,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -388,7 +393,7 @@ async def test_sqlite_reopened_finds_everything(tmp_path: Path) -> None:
         assert ids(await store.claim("hooks", now=T0 + 3, limit=5, lease=LEASE)) == [a1.id]
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA application_id").fetchone() == (APPLICATION_ID,)
-        assert db.execute("PRAGMA user_version").fetchone() == (1,)
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     db.close()
 
@@ -422,7 +427,7 @@ async def test_sqlite_refuses_a_newer_schema_untouched(tmp_path: Path) -> None:
     async with open_outbox(path):
         pass
     with sqlite3.connect(path) as db:
-        db.execute("PRAGMA user_version = 2")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1:d}")
     db.close()
     before = _snapshot(path)
     with pytest.raises(OutboxError, match="newer otpy"):
