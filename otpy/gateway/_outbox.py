@@ -2,13 +2,22 @@
 
 A message enters the outbox durably (:meth:`OutboxStore.enqueue` returns after the
 commit), is claimed by a delivery worker under a lease, and leaves it when it is
-delivered (:meth:`~OutboxStore.complete`) or dead-lettered
-(:meth:`~OutboxStore.remove`); a failed attempt puts it back with its next time
-(:meth:`~OutboxStore.record_retry`).
+delivered (:meth:`~OutboxStore.complete`) or dead-lettered; a failed attempt puts it
+back with its next time (:meth:`~OutboxStore.record_retry`).
+
+Dead-lettering takes three steps, so that a crash leaves a message neither lost nor
+both delivered and dead-lettered: :meth:`~OutboxStore.mark_dead` records the final
+attempt on the message's row (state ``DEAD``), the dead letter is built from that row
+alone and stored, then :meth:`~OutboxStore.remove` deletes the row. After a crash in
+between, :meth:`~OutboxStore.dead` lists the rows whose dead-lettering is to finish.
 
 Ordering is per ``(destination, key)``: only the oldest message of a key (its head,
 the lowest id) can be claimed, and only while no message of that key is in flight.
-A head waiting for its retry blocks its key; other keys go on.
+A head waiting for its retry, or being dead-lettered, blocks its key; other keys go
+on.
+
+The store also keeps each destination's :class:`DestinationState` (disabled, failing
+since when), so that a restart does not forget it.
 
 :class:`~otpy.gateway._outbox_sqlite.SQLiteOutboxStore` and
 :class:`~otpy.gateway._outbox_memory.MemoryOutboxStore` implement the protocol;
@@ -36,6 +45,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 __all__ = [
+    "DestinationState",
     "DestinationStatistics",
     "OutboxMessage",
     "OutboxState",
@@ -50,13 +60,21 @@ _OWNER = "OutboxMessage"
 class OutboxState(enum.Enum):
     """Where a message is in its delivery.
 
-    Delivered messages are deleted from the outbox, so there are two states.
+    Delivered and dead-lettered messages are deleted from the outbox, so there are
+    three states.
     """
 
     PENDING = "pending"
     """Waiting for its ``next_attempt_at`` (and for the messages of its key before it)."""
     IN_FLIGHT = "in_flight"
     """Claimed by a delivery worker, until ``lease_expires_at``."""
+    DEAD = "dead"
+    """Being dead-lettered since ``dead_at``: never claimed again, it waits for
+    :meth:`OutboxStore.remove` once its dead letter is stored, and blocks its key
+    until then.
+
+    .. versionadded:: 0.1.0
+    """
 
 
 # -- checks -----------------------------------------------------------------------------
@@ -150,6 +168,10 @@ def _lease_expires_at(value: object) -> float | None:
     return None if value is None else check_time(value, "lease_expires_at", owner=_OWNER)
 
 
+def _dead_at(value: object) -> float | None:
+    return None if value is None else check_time(value, "dead_at", owner=_OWNER)
+
+
 def _body(value: object) -> bytes:
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
@@ -202,11 +224,13 @@ class OutboxMessage:
         created_at: when it was enqueued (wall clock, seconds since the epoch).
         attempts: attempts made so far.
         next_attempt_at: the earliest time of its next attempt (wall clock).
-        state: pending or in flight.
+        state: pending, in flight or dead.
         lease_expires_at: while in flight, when the worker's lease ends; ``None``
-            while pending.
+            otherwise.
         last_status: the HTTP status of the last attempt, if it got one.
         last_error: what went wrong with the last attempt, if anything.
+        dead_at: while dead, when :meth:`OutboxStore.mark_dead` marked it (wall
+            clock); ``None`` otherwise.
     """
 
     id: str = attrs.field(validator=_validate("id", _text))
@@ -236,14 +260,23 @@ class OutboxMessage:
     last_error: str | None = attrs.field(
         default=None, validator=_validate("last_error", _optional_text)
     )
+    dead_at: float | None = attrs.field(default=None, converter=_dead_at)
 
     def __attrs_post_init__(self) -> None:
         in_flight = self.state is OutboxState.IN_FLIGHT
         if in_flight != (self.lease_expires_at is not None):
             raise InvalidArgument(
                 "lease_expires_at",
-                "must be set when the state is in_flight and None when it is pending, got "
+                "must be set when the state is in_flight and None otherwise, got "
                 f"{short(self.lease_expires_at)} with state {self.state.value!r}",
+                owner=_OWNER,
+            )
+        dead = self.state is OutboxState.DEAD
+        if dead != (self.dead_at is not None):
+            raise InvalidArgument(
+                "dead_at",
+                "must be set when the state is dead and None otherwise, got "
+                f"{short(self.dead_at)} with state {self.state.value!r}",
                 owner=_OWNER,
             )
 
@@ -300,15 +333,18 @@ class DestinationStatistics:
     """What waits in the outbox for one destination.
 
     Attributes:
-        depth: messages in the outbox (pending and in flight).
+        depth: messages in the outbox (pending, in flight and dead: a dead message
+            is there until its dead letter is stored, and its key waits behind it).
         in_flight: messages claimed by a worker.
         oldest_age: seconds since the oldest message was created (0 if none, never
             negative).
+        dead: messages being dead-lettered (state ``DEAD``), counted in *depth*.
     """
 
     depth: int
     in_flight: int
     oldest_age: float
+    dead: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -317,28 +353,103 @@ class OutboxStatistics:
 
     Attributes:
         destinations: per destination with messages, by name.
-        depth: messages in the outbox, all destinations.
+        depth: messages in the outbox, all destinations (dead ones included).
         in_flight: of them, claimed by a worker.
+        dead: of them, being dead-lettered.
     """
 
     destinations: Mapping[str, DestinationStatistics]
     depth: int
     in_flight: int
+    dead: int = 0
 
     @classmethod
-    def of(cls, rows: Iterable[tuple[str, int, int, float]], *, now: float) -> OutboxStatistics:
-        """Build one from ``(destination, depth, in_flight, oldest created_at)`` rows."""
+    def of(
+        cls, rows: Iterable[tuple[str, int, int, int, float]], *, now: float
+    ) -> OutboxStatistics:
+        """Build one from ``(destination, depth, in_flight, dead, oldest created_at)`` rows."""
         destinations = {
             destination: DestinationStatistics(
-                depth=depth, in_flight=in_flight, oldest_age=max(now - oldest, 0.0)
+                depth=depth, in_flight=in_flight, dead=dead, oldest_age=max(now - oldest, 0.0)
             )
-            for destination, depth, in_flight, oldest in sorted(rows)
+            for destination, depth, in_flight, dead, oldest in sorted(rows)
         }
         return cls(
             destinations=destinations,
             depth=sum(d.depth for d in destinations.values()),
             in_flight=sum(d.in_flight for d in destinations.values()),
+            dead=sum(d.dead for d in destinations.values()),
         )
+
+
+# -- a destination's durable state ------------------------------------------------------
+
+_DESTINATION_STATE = "DestinationState"
+
+
+def _disabled(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidArgumentType(
+            "disabled", f"must be True or False, got {short(value)}", owner=_DESTINATION_STATE
+        )
+    return value
+
+
+def _disabled_reason(value: object) -> str | None:
+    return None if value is None else check_name(value, "disabled_reason", owner=_DESTINATION_STATE)
+
+
+def _disabled_at(value: object) -> float | None:
+    return None if value is None else check_time(value, "disabled_at", owner=_DESTINATION_STATE)
+
+
+def _failing_since(value: object) -> float | None:
+    return None if value is None else check_time(value, "failing_since", owner=_DESTINATION_STATE)
+
+
+@attrs.frozen(kw_only=True)
+class DestinationState:
+    """What the gateway must remember about a destination across a restart.
+
+    Stored with :meth:`OutboxStore.set_destination_state`, read back with
+    :meth:`OutboxStore.destination_states`. The default, ``DestinationState()``, is a
+    healthy destination in service.
+
+    Attributes:
+        disabled: the destination takes no deliveries until it is enabled again.
+        disabled_reason: why, while disabled: ``"gone"`` (it answered 410),
+            ``"manual"`` (an operator disabled it), ``"sustained_failure"`` (it failed
+            without a success for too long), or other text; ``None`` when not
+            disabled.
+        disabled_at: when it was disabled (wall clock, seconds since the epoch);
+            ``None`` when not disabled.
+        failing_since: when its first failure after its last success happened
+            (wall clock); ``None`` while it is healthy.
+
+    Raises:
+        InvalidArgument: a time is negative or not finite, a reason is empty, or a
+            reason or ``disabled_at`` is given while ``disabled`` is False.
+        InvalidArgumentType: a field has the wrong type.
+
+    .. versionadded:: 0.1.0
+    """
+
+    disabled: bool = attrs.field(default=False, converter=_disabled)
+    disabled_reason: str | None = attrs.field(default=None, converter=_disabled_reason)
+    disabled_at: float | None = attrs.field(default=None, converter=_disabled_at)
+    failing_since: float | None = attrs.field(default=None, converter=_failing_since)
+
+    def __attrs_post_init__(self) -> None:
+        if self.disabled:
+            return
+        for field in ("disabled_reason", "disabled_at"):
+            value = getattr(self, field)
+            if value is not None:
+                raise InvalidArgument(
+                    field,
+                    f"must be None unless disabled is True, got {short(value)} with disabled=False",
+                    owner=_DESTINATION_STATE,
+                )
 
 
 # -- argument checks of the store's calls -----------------------------------------------
@@ -379,6 +490,39 @@ def check_claim(
         count(limit, "limit", owner=function, minimum=1),
         number(lease, "lease", owner=function),
     )
+
+
+def check_destination_state(
+    destination: object, state: object, function: str
+) -> tuple[str, DestinationState]:
+    """Check :meth:`OutboxStore.set_destination_state`'s arguments; return them."""
+    if not isinstance(state, DestinationState):
+        raise InvalidArgumentType(
+            "state", f"must be a DestinationState, got {short(state)}", owner=function
+        )
+    return check_name(destination, "destination", owner=function), state
+
+
+def check_dead(destination: object, limit: object, function: str) -> tuple[str | None, int]:
+    """Check :meth:`OutboxStore.dead`'s arguments; return them converted."""
+    return (
+        None if destination is None else check_name(destination, "destination", owner=function),
+        count(limit, "limit", owner=function, minimum=1),
+    )
+
+
+def check_mark_dead(
+    message_id: object,
+    attempts: object,
+    status: object,
+    error: object,
+    function: str,
+) -> tuple[str, int, int | None, str | None]:
+    """Check :meth:`OutboxStore.mark_dead`'s arguments (but ``now``); return them converted."""
+    message_id, attempts, _, status, error = check_retry(
+        message_id, attempts, 0.0, status, error, function
+    )
+    return message_id, attempts, status, error
 
 
 def check_retry(
@@ -444,7 +588,7 @@ class OutboxStore(Protocol):
         ``(destination, key)``), is pending with ``next_attempt_at <= now``, and no
         message of its key is in flight. So at most one message per key is claimed,
         and a key's later messages wait behind its head, even while the head waits
-        for a retry. Claimed messages are returned in flight, with
+        for a retry or is dead (being dead-lettered, until it is removed). Claimed messages are returned in flight, with
         ``lease_expires_at = now + lease``.
 
         Args:
@@ -467,8 +611,65 @@ class OutboxStore(Protocol):
     ) -> None:
         """Put a message back to pending after a failed attempt, due at *next_attempt_at*.
 
+        A dead message is left as it is: once :meth:`mark_dead` decided, the message
+        is dead-lettered, whatever a worker whose lease ran out reports later.
+
         Raises:
             OutboxMessageNotFound: no such id.
+        """
+        ...
+
+    async def mark_dead(
+        self,
+        message_id: str,
+        *,
+        attempts: int,
+        status: int | None,
+        error: str | None,
+        now: float | None = None,
+    ) -> OutboxMessage:
+        """Record that a message is being dead-lettered; return it as stored, state ``DEAD``.
+
+        The first of dead-lettering's three steps: then the caller stores a dead
+        letter built only from the returned message's fields, and then deletes the
+        message with :meth:`remove`. A dead message is never claimed, :meth:`recover` and
+        :meth:`record_retry` leave it dead, and its key's later messages wait
+        behind it until it is removed; after a crash, :meth:`dead` lists it so the
+        other two steps can be finished.
+
+        Valid from pending and from in flight (the lease ends). A message already
+        dead is returned unchanged: the first marking wins, so whoever rebuilds its
+        dead letter rebuilds the same one.
+
+        Args:
+            message_id: the message.
+            attempts: attempts made, the last one included.
+            status: the HTTP status of the last attempt, if it got one.
+            error: what went wrong with the last attempt, if anything.
+            now: the time it is marked (``dead_at``); the store's clock if ``None``.
+
+        Raises:
+            OutboxMessageNotFound: no such id.
+
+        .. versionadded:: 0.1.0
+        """
+        ...
+
+    async def dead(
+        self, *, destination: str | None = None, limit: int = 1000
+    ) -> list[OutboxMessage]:
+        """Return the dead messages (being dead-lettered), oldest first (by id).
+
+        At start, after a crash, each is a dead-lettering to finish: store its dead
+        letter (again: it is built from the row alone, so it is the same one), then
+        :meth:`remove` it. Read again until the list is empty if there may be more
+        than *limit*.
+
+        Args:
+            destination: only this destination's; all destinations' if ``None``.
+            limit: the most messages to return, >= 1.
+
+        .. versionadded:: 0.1.0
         """
         ...
 
@@ -477,7 +678,7 @@ class OutboxStore(Protocol):
         ...
 
     async def remove(self, message_id: str) -> OutboxMessage:
-        """Delete a message and return it (to dead-letter it).
+        """Delete a message, in any state, and return it (to dead-letter it).
 
         Raises:
             OutboxMessageNotFound: no such id.
@@ -495,12 +696,40 @@ class OutboxStore(Protocol):
         a process that died, so all go back. While running
         (``only_expired=True``), only those whose lease ended before or at *now*. A
         message keeps its attempts and idempotency key: it is delivered at least
-        once, and the receiver can drop the repeat.
+        once, and the receiver can drop the repeat. Dead messages stay dead.
         """
         ...
 
     async def statistics(self, *, now: float | None = None) -> OutboxStatistics:
-        """Return depth, in-flight count and oldest age per destination, and totals."""
+        """Return depth, in-flight and dead counts and oldest age per destination, and totals.
+
+        Depth counts every message in the outbox, dead ones included: a dead message
+        holds its key's later messages until it is removed.
+        """
+        ...
+
+    async def destination_states(self) -> Mapping[str, DestinationState]:
+        """Return the stored state of every destination that has one, by name, sorted.
+
+        A destination missing from the mapping has the default state,
+        ``DestinationState()`` (enabled, healthy).
+
+        .. versionadded:: 0.1.0
+        """
+        ...
+
+    async def set_destination_state(self, destination: str, state: DestinationState) -> None:
+        """Store *destination*'s state, replacing the one it had; durable once it returns.
+
+        Storing the default ``DestinationState()`` deletes the destination's entry.
+
+        Raises:
+            InvalidArgument: *destination* is empty.
+            InvalidArgumentType: *destination* is not a string or *state* not a
+                :class:`DestinationState`.
+
+        .. versionadded:: 0.1.0
+        """
         ...
 
     async def aclose(self) -> None:

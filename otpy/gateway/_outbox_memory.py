@@ -16,10 +16,14 @@ import attrs
 from .._check import check_type
 from .._exceptions import OutboxError, OutboxMessageNotFound
 from ._outbox import (
+    DestinationState,
     OutboxMessage,
     OutboxState,
     OutboxStatistics,
     check_claim,
+    check_dead,
+    check_destination_state,
+    check_mark_dead,
     check_messages,
     check_retry,
     check_time,
@@ -27,7 +31,7 @@ from ._outbox import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
 __all__ = ["MemoryOutboxStore"]
 
@@ -35,6 +39,8 @@ __all__ = ["MemoryOutboxStore"]
 @final
 class MemoryOutboxStore:
     """An :class:`OutboxStore` in memory, with the SQLite store's semantics.
+
+    Its destination states, like its messages, last as long as the process.
 
     Args:
         clock: the wall clock read for a call's ``now`` when it is ``None``.
@@ -45,6 +51,7 @@ class MemoryOutboxStore:
         self._messages: dict[str, OutboxMessage] = {}
         # (destination, key) -> the ids of its messages, ascending: the head first.
         self._keys: dict[tuple[str, str], list[str]] = {}
+        self._destinations: dict[str, DestinationState] = {}
         self._closed = False
 
     def __repr__(self) -> str:
@@ -113,7 +120,7 @@ class MemoryOutboxStore:
         status: int | None = None,
         error: str | None = None,
     ) -> None:
-        """Put a message back to pending, due at *next_attempt_at*."""
+        """Put a message back to pending, due at *next_attempt_at*; a dead one stays dead."""
         message_id, attempts, next_attempt_at, status, error = check_retry(
             message_id, attempts, next_attempt_at, status, error, "MemoryOutboxStore.record_retry"
         )
@@ -121,16 +128,71 @@ class MemoryOutboxStore:
         message = self._messages.get(message_id)
         if message is None:
             raise OutboxMessageNotFound(message_id)
-        self._messages[message_id] = attrs.evolve(
-            message,
-            state=OutboxState.PENDING,
-            lease_expires_at=None,
-            attempts=attempts,
-            next_attempt_at=next_attempt_at,
-            last_status=status,
-            last_error=error,
+        if message.state is not OutboxState.DEAD:
+            self._messages[message_id] = attrs.evolve(
+                message,
+                state=OutboxState.PENDING,
+                lease_expires_at=None,
+                attempts=attempts,
+                next_attempt_at=next_attempt_at,
+                last_status=status,
+                last_error=error,
+            )
+        await anyio.lowlevel.checkpoint()
+
+    async def mark_dead(
+        self,
+        message_id: str,
+        *,
+        attempts: int,
+        status: int | None,
+        error: str | None,
+        now: float | None = None,
+    ) -> OutboxMessage:
+        """Record that a message is being dead-lettered (see :meth:`OutboxStore.mark_dead`).
+
+        Raises:
+            OutboxMessageNotFound: no such id.
+        """
+        function = "MemoryOutboxStore.mark_dead"
+        message_id, attempts, status, error = check_mark_dead(
+            message_id, attempts, status, error, function
+        )
+        now = self._now(now, function)
+        self._open()
+        message = self._messages.get(message_id)
+        if message is None:
+            raise OutboxMessageNotFound(message_id)
+        if message.state is not OutboxState.DEAD:
+            message = self._messages[message_id] = attrs.evolve(
+                message,
+                state=OutboxState.DEAD,
+                lease_expires_at=None,
+                attempts=attempts,
+                last_status=status,
+                last_error=error,
+                dead_at=now,
+            )
+        await anyio.lowlevel.checkpoint()
+        return message
+
+    async def dead(
+        self, *, destination: str | None = None, limit: int = 1000
+    ) -> list[OutboxMessage]:
+        """Return the dead messages, oldest first (see :meth:`OutboxStore.dead`)."""
+        destination, limit = check_dead(destination, limit, "MemoryOutboxStore.dead")
+        self._open()
+        dead = sorted(
+            (
+                m
+                for m in self._messages.values()
+                if m.state is OutboxState.DEAD
+                and (destination is None or m.destination == destination)
+            ),
+            key=lambda m: m.id,
         )
         await anyio.lowlevel.checkpoint()
+        return dead[:limit]
 
     def _delete(self, message_id: str) -> OutboxMessage | None:
         message = self._messages.pop(message_id, None)
@@ -189,22 +251,41 @@ class MemoryOutboxStore:
         return recovered
 
     async def statistics(self, *, now: float | None = None) -> OutboxStatistics:
-        """Return depth, in flight and oldest age per destination."""
+        """Return depth (dead messages included), in flight, dead and oldest age per destination."""
         now = self._now(now, "MemoryOutboxStore.statistics")
         self._open()
-        rows: dict[str, tuple[str, int, int, float]] = {}
+        rows: dict[str, tuple[str, int, int, int, float]] = {}
         for m in self._messages.values():
-            _, depth, in_flight, oldest = rows.get(
-                m.destination, (m.destination, 0, 0, m.created_at)
+            _, depth, in_flight, dead, oldest = rows.get(
+                m.destination, (m.destination, 0, 0, 0, m.created_at)
             )
             rows[m.destination] = (
                 m.destination,
                 depth + 1,
                 in_flight + (m.state is OutboxState.IN_FLIGHT),
+                dead + (m.state is OutboxState.DEAD),
                 min(oldest, m.created_at),
             )
         await anyio.lowlevel.checkpoint()
         return OutboxStatistics.of(rows.values(), now=now)
+
+    async def destination_states(self) -> Mapping[str, DestinationState]:
+        """Return the stored state of every destination that has one, by name."""
+        self._open()
+        await anyio.lowlevel.checkpoint()
+        return dict(sorted(self._destinations.items()))
+
+    async def set_destination_state(self, destination: str, state: DestinationState) -> None:
+        """Store *destination*'s state; the default state deletes its entry."""
+        destination, state = check_destination_state(
+            destination, state, "MemoryOutboxStore.set_destination_state"
+        )
+        self._open()
+        if state == DestinationState():
+            self._destinations.pop(destination, None)
+        else:
+            self._destinations[destination] = state
+        await anyio.lowlevel.checkpoint()
 
     async def aclose(self) -> None:
         """Close the store; further calls raise :exc:`OutboxError`. Idempotent."""

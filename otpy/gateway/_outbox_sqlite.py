@@ -2,11 +2,12 @@
 
 Enqueues are group-committed with whatever else is waiting (``otpy._durable``):
 :meth:`SQLiteOutboxStore.enqueue` returns once its messages are committed. Every
-other change (claim, retry, complete, remove, recover) is one ``BEGIN IMMEDIATE``
-transaction run on the writer's thread, so a claim reads and marks its messages
-atomically, even with several processes on one file. Reads (``get``,
-``statistics``) run on a second, read-only connection in a worker thread, one at a
-time; in WAL mode they never wait for a commit. Only the standard library's
+other change (claim, retry, mark dead, complete, remove, recover, a destination's
+state) is one ``BEGIN IMMEDIATE`` transaction run on the writer's thread, so a claim
+reads and marks its messages atomically, even with several processes on one file.
+Reads (``get``, ``dead``, ``statistics``, ``destination_states``) run on a second,
+read-only connection in a worker thread, one at a time; in WAL mode they never wait
+for a commit. Only the standard library's
 ``sqlite3`` is used, so the store runs on asyncio and on trio.
 
 The file is the outbox's own (``var/outbox.db``, say): marked with
@@ -28,16 +29,21 @@ from typing import TYPE_CHECKING, Final, TypeVar, final
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
+import attrs
 
 from .._check import check_type, count
 from .._check import number as check_number
 from .._durable import DEFAULT_MAX_BATCH, DEFAULT_MAX_PENDING, SQLiteWriter, Table, Write
 from .._exceptions import InvalidArgument, OutboxError, OutboxMessageNotFound
 from ._outbox import (
+    DestinationState,
     OutboxMessage,
     OutboxState,
     OutboxStatistics,
     check_claim,
+    check_dead,
+    check_destination_state,
+    check_mark_dead,
     check_messages,
     check_retry,
     check_time,
@@ -45,7 +51,7 @@ from ._outbox import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Sequence
+    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteOutboxStore", "open_outbox"]
 
@@ -91,10 +97,44 @@ _V1: Final = (
     " WHERE state = 'in_flight'",
 )
 
-MIGRATIONS: Final = (_V1,)
-"""``MIGRATIONS[n]`` takes an outbox file from ``user_version`` n to n + 1, in one transaction."""
+_V2: Final = (
+    # Dead-lettering in three steps: the row records its final attempt first.
+    "ALTER TABLE outbox ADD COLUMN dead_at REAL",
+    # The dead rows to finish after a crash: few, and only they are in it.
+    "CREATE INDEX outbox_dead ON outbox (destination, id) WHERE state = 'dead'",
+    """
+    CREATE TABLE destination_state (
+        destination TEXT PRIMARY KEY NOT NULL,
+        disabled INTEGER NOT NULL,
+        disabled_reason TEXT,
+        disabled_at REAL,
+        failing_since REAL
+    )
+    """,
+)
+
+MIGRATIONS: Final = (_V1, _V2)
+"""``MIGRATIONS[n]`` takes an outbox file from ``user_version`` n to n + 1, in one transaction.
+
+Version 2 added ``outbox.dead_at`` (the ``dead`` state) and the ``destination_state``
+table.
+"""
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+DESTINATION_COLUMNS: Final = (
+    "destination",
+    "disabled",
+    "disabled_reason",
+    "disabled_at",
+    "failing_since",
+)
+
+ADDED_IN: Final = {
+    "outbox.dead_at": 2,
+    **{f"destination_state.{c}": 2 for c in DESTINATION_COLUMNS},
+}
+"""The schema version that added each column not in version 1."""
 
 COLUMNS: Final = (
     "id",
@@ -112,11 +152,13 @@ COLUMNS: Final = (
     "lease_expires_at",
     "last_status",
     "last_error",
+    "dead_at",
 )
 _SELECT: Final = f"SELECT {', '.join(COLUMNS)} FROM outbox"
 
 _IN_FLIGHT: Final = OutboxState.IN_FLIGHT.value
 _PENDING: Final = OutboxState.PENDING.value
+_DEAD: Final = OutboxState.DEAD.value
 
 _CLAIM: Final = f"""
     SELECT {", ".join("o." + c for c in COLUMNS)} FROM outbox AS o
@@ -133,12 +175,13 @@ _CLAIM: Final = f"""
 """
 """The due heads of a destination's keys with nothing in flight, oldest first.
 
-A key whose head is not due blocks its later messages: they fail the head test.
+A key whose head is not due, or is dead, blocks its later messages: they fail the
+head test.
 """
 
 _STATISTICS: Final = (
-    f"SELECT destination, count(*), sum(state = '{_IN_FLIGHT}'), min(created_at) "
-    "FROM outbox GROUP BY destination"
+    f"SELECT destination, count(*), sum(state = '{_IN_FLIGHT}'), sum(state = '{_DEAD}'), "
+    "min(created_at) FROM outbox GROUP BY destination"
 )
 
 
@@ -203,14 +246,19 @@ def _check_header(db: sqlite3.Connection, path: str) -> int:
     return version
 
 
-def _check_schema(db: sqlite3.Connection, path: str) -> None:
-    """Refuse, without writing, a file whose ``outbox`` table lacks a column."""
-    have = {str(row[1]) for row in db.execute("PRAGMA table_info(outbox)")}
-    missing = [c for c in COLUMNS if c not in have]
+def _check_schema(db: sqlite3.Connection, path: str, version: int) -> None:
+    """Refuse, without writing, a file of schema *version* whose tables lack a column."""
+    missing = []
+    for table, columns in (("outbox", COLUMNS), ("destination_state", DESTINATION_COLUMNS)):
+        have = {str(row[1]) for row in db.execute(f"PRAGMA table_info({table})")}
+        missing += [
+            f"{table}.{c}"
+            for c in columns
+            if c not in have and ADDED_IN.get(f"{table}.{c}", 1) <= version
+        ]
     if missing:
         raise OutboxError(
-            f"outbox {path}: refused: the schema is damaged, missing "
-            + ", ".join(f"outbox.{c}" for c in missing)
+            f"outbox {path}: refused: the schema is damaged, missing " + ", ".join(missing)
         )
 
 
@@ -220,7 +268,7 @@ def _prepare(path: str, busy_timeout: float) -> None:
     try:
         version = _check_header(db, path)  # refuse before writing anything
         if version:
-            _check_schema(db, path)
+            _check_schema(db, path, version)
         db.execute("PRAGMA journal_mode = WAL").fetchall()
         while version < SCHEMA_VERSION:
             db.execute("BEGIN IMMEDIATE")
@@ -271,6 +319,7 @@ def _encode(message: OutboxMessage) -> tuple[object, ...]:
         message.lease_expires_at,
         message.last_status,
         message.last_error,
+        message.dead_at,
     )
 
 
@@ -286,6 +335,23 @@ def _decode(row: Sequence[object], path: str) -> OutboxMessage:
         return OutboxMessage(**fields)  # type: ignore[arg-type]
     except (ValueError, TypeError, AssertionError) as exc:
         raise OutboxError(f"outbox {path}: message {row[0]!r} cannot be read: {exc}") from exc
+
+
+def _decode_destination(row: Sequence[object], path: str) -> tuple[str, DestinationState]:
+    destination, disabled, reason, disabled_at, failing_since = row
+    try:
+        if disabled not in (0, 1) or isinstance(disabled, float):
+            raise ValueError(f"disabled must be 0 or 1, got {disabled!r}")
+        return str(destination), DestinationState(
+            disabled=bool(disabled),
+            disabled_reason=reason,
+            disabled_at=disabled_at,
+            failing_since=failing_since,
+        )
+    except (ValueError, TypeError) as exc:
+        raise OutboxError(
+            f"outbox {path}: the state of destination {destination!r} cannot be read: {exc}"
+        ) from exc
 
 
 # -- the store --------------------------------------------------------------------------
@@ -481,7 +547,7 @@ class SQLiteOutboxStore:
         status: int | None = None,
         error: str | None = None,
     ) -> None:
-        """Put a message back to pending, due at *next_attempt_at*.
+        """Put a message back to pending, due at *next_attempt_at*; a dead one stays dead.
 
         Raises:
             OutboxMessageNotFound: no such id.
@@ -493,13 +559,79 @@ class SQLiteOutboxStore:
         def body(db: sqlite3.Connection) -> None:
             updated = db.execute(
                 "UPDATE outbox SET state = ?, lease_expires_at = NULL, attempts = ?, "
-                "next_attempt_at = ?, last_status = ?, last_error = ? WHERE id = ?",
+                f"next_attempt_at = ?, last_status = ?, last_error = ? WHERE id = ? "
+                f"AND state != '{_DEAD}'",
                 (_PENDING, attempts, next_attempt_at, status, error, message_id),
             ).rowcount
-            if not updated:
+            if (
+                not updated
+                and not db.execute("SELECT 1 FROM outbox WHERE id = ?", (message_id,)).fetchone()
+            ):
                 raise OutboxMessageNotFound(message_id)
 
         await self._write(body)
+
+    async def mark_dead(
+        self,
+        message_id: str,
+        *,
+        attempts: int,
+        status: int | None,
+        error: str | None,
+        now: float | None = None,
+    ) -> OutboxMessage:
+        """Record that a message is being dead-lettered (see :meth:`OutboxStore.mark_dead`).
+
+        Raises:
+            OutboxMessageNotFound: no such id.
+        """
+        function = "SQLiteOutboxStore.mark_dead"
+        message_id, attempts, status, error = check_mark_dead(
+            message_id, attempts, status, error, function
+        )
+        now = self._now(now, function)
+
+        def body(db: sqlite3.Connection) -> OutboxMessage:
+            row = db.execute(f"{_SELECT} WHERE id = ?", (message_id,)).fetchone()
+            if row is None:
+                raise OutboxMessageNotFound(message_id)
+            message = _decode(row, self.path)
+            if message.state is OutboxState.DEAD:
+                return message  # the first marking wins
+            db.execute(
+                "UPDATE outbox SET state = ?, lease_expires_at = NULL, attempts = ?, "
+                "last_status = ?, last_error = ?, dead_at = ? WHERE id = ?",
+                (_DEAD, attempts, status, error, now, message_id),
+            )
+            return attrs.evolve(
+                message,
+                state=OutboxState.DEAD,
+                lease_expires_at=None,
+                attempts=attempts,
+                last_status=status,
+                last_error=error,
+                dead_at=now,
+            )
+
+        return await self._write(body)
+
+    async def dead(
+        self, *, destination: str | None = None, limit: int = 1000
+    ) -> list[OutboxMessage]:
+        """Return the dead messages, oldest first (see :meth:`OutboxStore.dead`)."""
+        destination, limit = check_dead(destination, limit, "SQLiteOutboxStore.dead")
+        sql = f"{_SELECT} WHERE state = '{_DEAD}'"
+        parameters: tuple[object, ...] = (limit,)
+        if destination is not None:
+            sql += " AND destination = ?2"
+            parameters = (limit, destination)
+        sql += " ORDER BY id LIMIT ?1"
+
+        def body(db: sqlite3.Connection) -> list[tuple[object, ...]]:
+            rows: list[tuple[object, ...]] = db.execute(sql, parameters).fetchall()
+            return rows
+
+        return [_decode(row, self.path) for row in await self._read(body)]
 
     async def complete(self, message_id: str) -> None:
         """Delete a delivered message; a missing id is not an error."""
@@ -559,10 +691,52 @@ class SQLiteOutboxStore:
         """Return depth, in flight and oldest age per destination (one scan of the table)."""
         now = self._now(now, "SQLiteOutboxStore.statistics")
 
-        def body(db: sqlite3.Connection) -> list[tuple[str, int, int, float]]:
-            return [(str(d), int(n), int(f), float(o)) for d, n, f, o in db.execute(_STATISTICS)]
+        def body(db: sqlite3.Connection) -> list[tuple[str, int, int, int, float]]:
+            return [
+                (str(d), int(n), int(f), int(x), float(o))
+                for d, n, f, x, o in db.execute(_STATISTICS)
+            ]
 
         return OutboxStatistics.of(await self._read(body), now=now)
+
+    async def destination_states(self) -> Mapping[str, DestinationState]:
+        """Return the stored state of every destination that has one, by name."""
+
+        def body(db: sqlite3.Connection) -> list[tuple[object, ...]]:
+            rows: list[tuple[object, ...]] = db.execute(
+                f"SELECT {', '.join(DESTINATION_COLUMNS)} FROM destination_state "
+                "ORDER BY destination"
+            ).fetchall()
+            return rows
+
+        return dict(_decode_destination(row, self.path) for row in await self._read(body))
+
+    async def set_destination_state(self, destination: str, state: DestinationState) -> None:
+        """Store *destination*'s state, committed when this returns; the default state deletes it."""
+        destination, state = check_destination_state(
+            destination, state, "SQLiteOutboxStore.set_destination_state"
+        )
+        if state == DestinationState():
+            sql = "DELETE FROM destination_state WHERE destination = ?"
+            parameters: tuple[object, ...] = (destination,)
+        else:
+            sql = (
+                f"INSERT INTO destination_state ({', '.join(DESTINATION_COLUMNS)}) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (destination) DO UPDATE SET "
+                + ", ".join(f"{c} = excluded.{c}" for c in DESTINATION_COLUMNS[1:])
+            )
+            parameters = (
+                destination,
+                int(state.disabled),
+                state.disabled_reason,
+                state.disabled_at,
+                state.failing_since,
+            )
+
+        def body(db: sqlite3.Connection) -> None:
+            db.execute(sql, parameters)
+
+        await self._write(body)
 
 
 @contextlib.asynccontextmanager

@@ -8,8 +8,9 @@ print each id, flushed, only after ``enqueue`` returned: a printed id is an
 acknowledged one. It never stops on its own; the test ends it with SIGKILL.
 
 ``claim``: enqueues 30 messages on 10 keys, claims them, records a failed attempt
-(``attempts=3``) for each, claims them again, prints ``claimed ID`` for each, then
-``ready``, and waits to be killed with its messages in flight.
+(``attempts=3``) for each, claims them again, prints ``claimed ID`` for each, marks
+the first one dead (``attempts=4``, status 410) and prints ``dead ID``, then
+``ready``, and waits to be killed with the others in flight.
 """
 
 from __future__ import annotations
@@ -59,8 +60,11 @@ async def claim(store: SQLiteOutboxStore) -> None:
     )
     for message in await store.claim("hooks", now=now, limit=100, lease=600.0):
         await store.record_retry(message.id, attempts=3, next_attempt_at=now, status=503)
-    for message in await store.claim("hooks", now=now, limit=100, lease=600.0):
+    claimed = await store.claim("hooks", now=now, limit=100, lease=600.0)
+    for message in claimed:
         say(f"claimed {message.id}")
+    dead = await store.mark_dead(claimed[0].id, attempts=4, status=410, error="gone", now=now)
+    say(f"dead {dead.id}")
     say("ready")
     await anyio.sleep_forever()
 

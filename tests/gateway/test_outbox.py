@@ -18,7 +18,12 @@ from otpy.gateway._outbox import (
     OutboxStore,
 )
 from otpy.gateway._outbox_memory import MemoryOutboxStore
-from otpy.gateway._outbox_sqlite import APPLICATION_ID, SQLiteOutboxStore, open_outbox
+from otpy.gateway._outbox_sqlite import (
+    APPLICATION_ID,
+    SCHEMA_VERSION,
+    SQLiteOutboxStore,
+    open_outbox,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -388,7 +393,7 @@ async def test_sqlite_reopened_finds_everything(tmp_path: Path) -> None:
         assert ids(await store.claim("hooks", now=T0 + 3, limit=5, lease=LEASE)) == [a1.id]
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA application_id").fetchone() == (APPLICATION_ID,)
-        assert db.execute("PRAGMA user_version").fetchone() == (1,)
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     db.close()
 
@@ -422,7 +427,7 @@ async def test_sqlite_refuses_a_newer_schema_untouched(tmp_path: Path) -> None:
     async with open_outbox(path):
         pass
     with sqlite3.connect(path) as db:
-        db.execute("PRAGMA user_version = 2")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1:d}")
     db.close()
     before = _snapshot(path)
     with pytest.raises(OutboxError, match="newer otpy"):
@@ -475,6 +480,8 @@ _OPERATION = st.one_of(
     st.tuples(st.just("complete"), st.integers(0, 9), st.just(0)),
     st.tuples(st.just("recover"), st.booleans(), st.just(0)),
     st.tuples(st.just("tick"), st.integers(1, 20), st.just(0)),
+    st.tuples(st.just("mark_dead"), st.integers(0, 9), st.booleans()),
+    st.tuples(st.just("remove_dead"), st.integers(0, 9), st.just(0)),
 )
 
 
@@ -483,6 +490,7 @@ async def _play(store: OutboxStore, operations: list[tuple[str, Any, Any]]) -> l
     now = T0
     enqueued: list[OutboxMessage] = []
     in_flight: list[str] = []
+    dead: list[str] = []
     gone: set[str] = set()
     seen: list[object] = []
     for step, (op, a, b) in enumerate(operations):
@@ -518,6 +526,24 @@ async def _play(store: OutboxStore, operations: list[tuple[str, Any, Any]]) -> l
             seen.append(recovered)
         elif op == "tick":
             now += a
+        elif op == "mark_dead":
+            # An in-flight message (b) or any one left, pending or already dead.
+            left = [e.id for e in enqueued if e.id not in gone]
+            pool = in_flight if b and in_flight else left
+            if pool:
+                message_id = pool[a % len(pool)]
+                if message_id in in_flight:
+                    in_flight.remove(message_id)
+                marked = await store.mark_dead(
+                    message_id, attempts=a, status=500, error="x", now=now
+                )
+                dead += [message_id] if message_id not in dead else []
+                seen.append(("mark_dead", message_id, marked.attempts, marked.dead_at))
+        elif op == "remove_dead" and dead:
+            message_id = dead.pop(a % len(dead))
+            seen.append(("remove", (await store.remove(message_id)).id))
+            gone.add(message_id)
+    seen.append(ids(await store.dead()))
     seen.append(await store.statistics(now=now))
     return seen
 

@@ -1,4 +1,4 @@
-"""An acknowledged enqueue survives kill -9, and a killed sender's claims are recovered."""
+"""An acknowledged enqueue survives kill -9, a killed sender's claims are recovered, its dead rows kept."""
 
 from __future__ import annotations
 
@@ -114,19 +114,33 @@ async def test_every_acknowledged_enqueue_survives_kill_9(tmp_path: Path, kill_a
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_messages_in_flight_at_kill_9_are_recovered(tmp_path: Path) -> None:
-    """A sender killed with messages in flight: recovery makes them pending, attempts kept."""
+    """A sender killed with messages in flight: recovery makes them pending, attempts kept.
+
+    The one it marked dead stays dead, listed to finish, and its key waits behind it.
+    """
     db = tmp_path / "outbox.db"
     lines = await anyio.to_thread.run_sync(
         run_then_kill, db, tmp_path / "child.err", "claim", "ready"
     )
     claimed = [line.removeprefix("claimed ") for line in lines if line.startswith("claimed ")]
     assert len(claimed) == 10  # one head per key
+    [dead_id] = [line.removeprefix("dead ") for line in lines if line.startswith("dead ")]
+    assert dead_id == claimed[0]
+    claimed.remove(dead_id)
 
     async with open_outbox(db) as store:
         now = time.time()
         stats = await store.statistics(now=now)
-        assert (stats.depth, stats.in_flight) == (30, 10)
-        assert await store.recover(now=now) == 10
+        assert (stats.depth, stats.in_flight, stats.dead) == (30, 9, 1)
+        assert await store.recover(now=now) == 9
+        [dead] = await store.dead()
+        assert (dead.id, dead.state, dead.attempts, dead.last_status, dead.last_error) == (
+            dead_id,
+            OutboxState.DEAD,
+            4,
+            410,
+            "gone",
+        )
         for message_id in claimed:
             back = await store.get(message_id)
             assert back is not None
@@ -134,5 +148,8 @@ async def test_messages_in_flight_at_kill_9_are_recovered(tmp_path: Path) -> Non
             assert back.idempotency_key == message_id
             assert back.next_attempt_at == now
         again = await store.claim("hooks", now=now, limit=100, lease=30.0)
-        assert sorted(m.id for m in again) == sorted(claimed)
+        assert sorted(m.id for m in again) == sorted(claimed)  # not the dead one's key
+        await store.remove(dead_id)
+        [after_dead] = await store.claim("hooks", now=now, limit=100, lease=30.0)
+        assert after_dead.key == dead.key
     assert await anyio.to_thread.run_sync(_integrity, db) == [("ok",)]
