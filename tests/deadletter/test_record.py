@@ -566,6 +566,46 @@ def test_redact_hides_credentials(text: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("https://user:pass@host/?token=abc", "https://[redacted]@host/?token=[redacted]"),
+        ("https://ghp_abc123@github.com/o/r.git", "https://[redacted]@github.com/o/r.git"),
+        ("https://:pw@h.example/", "https://[redacted]@h.example/"),
+        ("https://bob:p@ss@h.example/x", "https://[redacted]@h.example/x"),
+        (
+            "https://h.example/cb?access_token=abc&x=1",
+            "https://h.example/cb?access_token=[redacted]&x=1",
+        ),
+        (
+            "https://h.example/?client_secret=s3&id=7",
+            "https://h.example/?client_secret=[redacted]&id=7",
+        ),
+        ("https://maps.example/?key=AIzaSy123", "https://maps.example/?key=[redacted]"),
+        (
+            "https://b.s3.example/o?X-Amz-Credential=AKIA%2F1&X-Amz-Signature=9f&X-Amz-Expires=60",
+            "https://b.s3.example/o?X-Amz-Credential=[redacted]&X-Amz-Signature=[redacted]"
+            "&X-Amz-Expires=60",
+        ),
+        (
+            "https://blob.example/c?sv=2020&sig=abc%3D",
+            "https://blob.example/c?sv=2020&sig=[redacted]",
+        ),
+        (
+            "https://app.example/#id_token=eyJ&state=9",
+            "https://app.example/#id_token=[redacted]&state=9",
+        ),
+        (
+            'POST "https://h.example/?session_id=abc" failed',
+            'POST "https://h.example/?session_id=[redacted]" failed',
+        ),
+    ],
+)
+def test_redact_hides_credentials_in_urls(text: str, expected: str) -> None:
+    """A URL's user-info, with or without a password, and its secret-named parameters go."""
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "connection refused by 10.0.0.1:443",
@@ -576,6 +616,9 @@ def test_redact_hides_credentials(text: str, expected: str) -> None:
         "https://example.com/path?page=2",
         "Bearer abc",  # too short to be a token
         "token bucket exhausted for tenant acme",  # "token" followed by an ordinary word
+        "https://example.com/search?q=queues&sort=asc&page=2#results",
+        "https://example.com/?token=",  # nothing to hide
+        "mail bob@example.com about https://example.com, then alice@example.com",
         "",
     ],
 )
