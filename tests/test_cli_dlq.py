@@ -605,12 +605,12 @@ def test_reading_an_older_store_says_how_to_migrate_it(
     """list on a store of an older schema exits 1, leaves it as it was and names what migrates it."""
     from otpy.deadletter import _schema
 
-    v3 = ("ALTER TABLE dead_letters ADD COLUMN note TEXT",)
-    monkeypatch.setattr(_schema, "MIGRATIONS", (*_schema.MIGRATIONS, v3))
+    newer = ("ALTER TABLE dead_letters ADD COLUMN note TEXT",)
+    monkeypatch.setattr(_schema, "MIGRATIONS", (*_schema.MIGRATIONS, newer))
     before = directory_state(store.db.parent)
     result = invoke("list", "--db", str(store.db))
     assert result.exit_code == 1
-    assert "schema version 2 is older than this otpy's (3)" in result.stderr
+    assert "schema version 3 is older than this otpy's (4)" in result.stderr
     assert "run a command that writes ('otpy dlq archive', 'otpy dlq purge')" in result.stderr
     assert directory_state(store.db.parent) == before
 
