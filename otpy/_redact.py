@@ -52,16 +52,32 @@ _KEY_VALUES = re.compile(
     r"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|auth|signature)"
     r"([\"']?+\s*+[=:]\s*+[\"']?+)[^\s\"'&,;()\[\]{}]++"
 )
-_URL_PASSWORDS = re.compile(
-    r"(?i)(?<![a-z0-9+.-])([0-9+.-]*+[a-z][a-z0-9+.-]*+://)[^/\s:@]++:[^/\s@]++@"
+# A URL's whole user-info, with or without a password: "https://<token>@host" is how
+# many services take a token. It ends at the authority's last "@", before any "/?#".
+_URL_USERINFO = re.compile(
+    r"(?i)(?<![a-z0-9+.-])([0-9+.-]*+[a-z][a-z0-9+.-]*+://)(?:[^/?#\s@]*+@)++"
 )
-_PATTERNS = (_TOKENS, _KEY_VALUES, _URL_PASSWORDS)
+# A URL's query or fragment parameter: "?access_token=...", "&X-Amz-Credential=...",
+# "#id_token=...". The name is one run between separators, so starts never overlap;
+# _SECRET_PARAMETER then decides whether the value goes.
+_URL_PARAMETERS = re.compile(r"([?&#])([^=&?#\s]++)=([^&#\s\"'<>]++)")
+_SECRET_PARAMETER = re.compile(
+    r"(?i)token|secret|pass|pwd|key|sig|auth|credential|session|cookie|jwt|bearer"
+)
+_PATTERNS = (_TOKENS, _KEY_VALUES, _URL_USERINFO, _URL_PARAMETERS)
+
+
+def _parameter(match: re.Match[str]) -> str:
+    if _SECRET_PARAMETER.search(match[2]) is None:
+        return match[0]
+    return f"{match[1]}{match[2]}={REDACTED}"
 
 
 def _scrub(text: str) -> str:
     text = _TOKENS.sub(lambda m: f"{m.group(1) or m.group(2)} {REDACTED}", text)
     text = _KEY_VALUES.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
-    return _URL_PASSWORDS.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
+    text = _URL_USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
+    return _URL_PARAMETERS.sub(_parameter, text)
 
 
 def _cut_point(text: str) -> int:
@@ -79,9 +95,13 @@ def redact(text: str) -> str:
     """Return *text* with credentials replaced by ``[redacted]``.
 
     Covers ``Bearer``/``Basic``/``Token`` credentials, ``key=value`` pairs whose key
-    names a secret (password, token, api_key, secret, signature...) and passwords in
-    URLs. otpy applies it to every reason and exception text before it is stored,
-    logged, exported or shown.
+    names a secret (password, token, api_key, secret, signature...), a URL's
+    user-info (``https://user:pass@host``, ``https://<token>@host``: all of it, up to
+    the ``@``) and the values of a URL's query or fragment parameters whose name
+    holds ``token``, ``secret``, ``pass``, ``key``, ``sig``, ``auth``, ``credential``,
+    ``session``... (``?access_token=``, ``&X-Amz-Signature=``, ``#id_token=``).
+    otpy applies it to every reason and exception text before it is stored, logged,
+    exported or shown.
 
     Text longer than :data:`REDACT_LIMIT` (65,536) characters is cut there first
     (a little later if a credential straddles that point) and ends with a marker
@@ -96,7 +116,8 @@ def redact(text: str) -> str:
 
     .. versionchanged:: 0.1.0
        Linear in the text's length, and texts longer than :data:`REDACT_LIMIT`
-       characters are cut.
+       characters are cut. A URL's user-info is redacted without a password too,
+       and so are its secret-named query and fragment parameters.
     """
     if len(text) <= REDACT_LIMIT:
         return _scrub(text)

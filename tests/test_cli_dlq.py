@@ -180,7 +180,7 @@ def store(tmp_path: Path) -> Fixture:
     connect_b  2 days   outbound       bridge:b
     arch       1 day    ingest         bridge:b       archived
     binary     5 hours  ingest         bridge:a       ValueError, binary body
-    auth       30 min   outbound       bridge:a       HTTPStatusError, headers
+    auth       30 min   outbound       bridge:a       HTTPStatusError, headers, attributes
     crash      1 min    actor_crash    worker         KeyError
     =========  =======  =============  =============  ========================
     """
@@ -212,6 +212,13 @@ def store(tmp_path: Path) -> Fixture:
             reason="401 Unauthorized password=hunter2 \x1b]0;pwned\x07",
             payload="héllo\n\x1b[2J",
             headers={"Authorization": "Bearer abcdefghijkl", "X-Request-Id": "r-77"},
+            attributes={
+                "otpy.ordering_key": "customer-42",
+                "http.request.method": "POST",
+                "url.full": "https://bob:pw@hooks.example/in?access_token=abc987&v=2",
+                "http.request.header.authorization": "Bearer abcdefghijkl",
+                "http.response.status_code": "401",
+            },
         ),
         "crash": record("worker", MINUTE, source="actor_crash", reason_class="KeyError"),
     }
@@ -523,6 +530,29 @@ def test_get_shows_redacted_headers(store: Fixture) -> None:
     assert "abcdefghijkl" not in result.stdout
 
 
+def test_get_shows_attributes_with_credentials_redacted(store: Fixture) -> None:
+    """get lists the attributes in capture order, URL and header credentials already redacted."""
+    result = invoke("get", store.id("auth"), "--db", str(store.db))
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    section = out[out.index("Attributes (credentials redacted)") : out.index("Diagnostics")]
+    assert [line.split() for line in section.splitlines()[1:] if line.strip()] == [
+        ["otpy.ordering_key", "customer-42"],
+        ["http.request.method", "POST"],
+        ["url.full", "https://[redacted]@hooks.example/in?access_token=[redacted]&v=2"],
+        ["http.request.header.authorization", "[redacted]"],
+        ["http.response.status_code", "401"],
+    ]
+    assert "abc987" not in out
+    assert "abcdefghijkl" not in out
+
+
+def test_get_shows_none_for_a_record_without_attributes(store: Fixture) -> None:
+    """Twin: a record captured without attributes says so."""
+    result = invoke("get", store.id("crash"), "--db", str(store.db))
+    assert re.search(r"Attributes \(credentials redacted\)\n+none\n", result.stdout)
+
+
 def test_get_payload_shows_text_with_control_characters_escaped(store: Fixture) -> None:
     """--payload shows a UTF-8 body as text; an escape sequence in it is printed, not run."""
     result = invoke("get", store.id("auth"), "--db", str(store.db), "--payload")
@@ -547,6 +577,21 @@ def test_get_json_is_the_full_record(store: Fixture) -> None:
     """get --json has every field; --payload adds the body."""
     doc = run_json("get", store.id("auth"), "--db", str(store.db))
     assert doc["headers"] == [["Authorization", "[redacted]"], ["X-Request-Id", "r-77"]]
+    assert doc["attributes"] == {
+        "otpy.ordering_key": "customer-42",
+        "http.request.method": "POST",
+        "url.full": "https://[redacted]@hooks.example/in?access_token=[redacted]&v=2",
+        "http.request.header.authorization": "[redacted]",
+        "http.response.status_code": "401",
+    }
+    assert list(doc["attributes"]) == [
+        "otpy.ordering_key",
+        "http.request.method",
+        "url.full",
+        "http.request.header.authorization",
+        "http.response.status_code",
+    ]
+    assert run_json("get", store.id("crash"), "--db", str(store.db))["attributes"] == {}
     assert doc["reason"] == "401 Unauthorized password=[redacted] \x1b]0;pwned\x07"
     assert doc["diagnostics"] == {
         "pressure_level": None,
@@ -605,12 +650,12 @@ def test_reading_an_older_store_says_how_to_migrate_it(
     """list on a store of an older schema exits 1, leaves it as it was and names what migrates it."""
     from otpy.deadletter import _schema
 
-    v3 = ("ALTER TABLE dead_letters ADD COLUMN note TEXT",)
-    monkeypatch.setattr(_schema, "MIGRATIONS", (*_schema.MIGRATIONS, v3))
+    newer = ("ALTER TABLE dead_letters ADD COLUMN note TEXT",)
+    monkeypatch.setattr(_schema, "MIGRATIONS", (*_schema.MIGRATIONS, newer))
     before = directory_state(store.db.parent)
     result = invoke("list", "--db", str(store.db))
     assert result.exit_code == 1
-    assert "schema version 2 is older than this otpy's (3)" in result.stderr
+    assert "schema version 3 is older than this otpy's (4)" in result.stderr
     assert "run a command that writes ('otpy dlq archive', 'otpy dlq purge')" in result.stderr
     assert directory_state(store.db.parent) == before
 

@@ -38,6 +38,12 @@ MB = 1 << 20
         ("password" + " " * (LIMIT - 8), "password" + " " * (LIMIT - 8)),
         # URLs whose user-info never ends in "@"
         ("x://" + "a:" * ((LIMIT - 4) // 2), "x://" + "a:" * ((LIMIT - 4) // 2)),
+        # query parameters that never get a value, or have no name
+        ("?" * LIMIT, "?" * LIMIT),
+        ("&token" * (LIMIT // 6), "&token" * (LIMIT // 6)),
+        ("?=" * (LIMIT // 2), "?=" * (LIMIT // 2)),
+        # a user-info of many "@": one redaction, up to the last of them
+        ("x://" + "a@" * ((LIMIT - 5) // 2) + "h", "x://[redacted]@h"),
     ],
 )
 def test_redact_is_linear_on_pathological_text_within_the_limit(text: str, expected: str) -> None:

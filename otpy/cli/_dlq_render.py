@@ -161,6 +161,7 @@ def record_json(record: DeadLetter, *, payload: bool) -> dict[str, Any]:
             "queue_capacity": record.diagnostics.queue_capacity,
         },
         "trace_context": dict(record.trace_context),
+        "attributes": dict(record.attributes),
         "replay": {
             "status": replay.status.value,
             "attempts": replay.attempts,
@@ -440,6 +441,7 @@ def render_record(record: DeadLetter, *, payload: bool) -> RenderableType:
                 ("updated", _when(record.updated_at)),
             ],
         ),
+        _section("Attributes (credentials redacted)", _pairs_rows(record.attributes)),
         _section(
             "Diagnostics",
             [

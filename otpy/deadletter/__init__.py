@@ -25,6 +25,8 @@ from ._owner import StoreHandle as StoreHandle
 from ._owner import StoreOwner as StoreOwner
 from ._owner import dead_letter_children as dead_letter_children
 from ._owner import sqlite_store as sqlite_store
+from ._record import MAX_ATTRIBUTES as MAX_ATTRIBUTES
+from ._record import MAX_ATTRIBUTES_SIZE as MAX_ATTRIBUTES_SIZE
 from ._record import Category as Category
 from ._record import DeadLetter as DeadLetter
 from ._record import Diagnostics as Diagnostics
@@ -35,6 +37,7 @@ from ._record import Source as Source
 from ._record import Status as Status
 from ._record import new_id as new_id
 from ._record import redact as redact
+from ._record import redact_attributes as redact_attributes
 from ._record import redact_headers as redact_headers
 from ._rejections import PartitionedRejectionDeadLetters as PartitionedRejectionDeadLetters
 from ._rejections import RejectionDeadLetters as RejectionDeadLetters
@@ -100,7 +103,10 @@ __all__ = [
     "new_id",
     "open_store",
     "redact",
+    "redact_attributes",
     "redact_headers",
+    "MAX_ATTRIBUTES",
+    "MAX_ATTRIBUTES_SIZE",
     # capture: the writer, its client, retention, capture points
     "DeadLetters",
     "DeadLettersStatistics",

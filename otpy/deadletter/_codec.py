@@ -67,6 +67,7 @@ def encode(record: DeadLetter, inline_limit: int) -> tuple[tuple[object, ...], b
         diagnostics.queue_depth,
         diagnostics.queue_capacity,
         _pairs_to_json(record.trace_context),
+        _pairs_to_json(record.attributes),
         replay.status.value,
         replay.attempts,
         replay.last_attempt_at,
@@ -191,6 +192,7 @@ def decode(row: Sequence[object], path: str, *, loaded: bool) -> DeadLetter:
             queue_depth,
             queue_capacity,
             trace_context,
+            attributes,
             replay_status,
             replay_attempts,
             last_attempt_at,
@@ -229,6 +231,7 @@ def decode(row: Sequence[object], path: str, *, loaded: bool) -> DeadLetter:
                 queue_capacity=_optional_integer(queue_capacity, "queue_capacity"),
             ),
             trace_context=_pairs_from_json(trace_context, "trace_context"),
+            attributes=_pairs_from_json(attributes, "attributes"),
             status=_enum(Status, status, "status"),
             replay=ReplayState(
                 status=_enum(ReplayStatus, replay_status, "replay_status"),

@@ -23,6 +23,9 @@ from .._exceptions import InvalidDeadLetter
 from .._redact import REDACTED, redact
 
 __all__ = [
+    "ATTRIBUTE_NAME",
+    "MAX_ATTRIBUTES",
+    "MAX_ATTRIBUTES_SIZE",
     "MAX_COUNT",
     "MAX_TIME",
     "Category",
@@ -35,6 +38,7 @@ __all__ = [
     "Status",
     "new_id",
     "redact",
+    "redact_attributes",
     "redact_headers",
 ]
 
@@ -204,6 +208,77 @@ def pairs_of(value: object, field: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+# -- attributes -----------------------------------------------------------------------
+
+ATTRIBUTE_NAME: Final = re.compile(r"[a-z][a-z0-9_]*+(?:\.[a-z0-9_][a-z0-9_-]*+)*+")
+"""What an attribute's name must match (in full): OpenTelemetry's attribute naming.
+
+Dot-separated lowercase segments of letters, digits and ``_``; after the first dot,
+a segment may also hold ``-``, as OpenTelemetry's header attributes do
+(``http.request.header.content-type``). Examples: ``otpy.ordering_key``,
+``http.request.method``, ``url.full``, ``http.response.status_code``.
+"""
+
+MAX_ATTRIBUTES: Final = 100
+"""The most attributes a record holds; Python's ``http.client`` allows as many headers."""
+
+MAX_ATTRIBUTES_SIZE: Final = 16_384
+"""The most bytes (UTF-8) of attribute names and values a record holds, in all.
+
+The default limit of an HTTP/1.1 request head in the server otpy ingests with
+(Hypercorn's ``h11_max_incomplete_size``): attributes carry context, not payloads.
+"""
+
+_NAME_RULE = (
+    "must be a dotted lowercase name (letters, digits and '_'; '-' after the first dot), "
+    "such as 'otpy.ordering_key', 'http.request.method' or 'url.full'"
+)
+
+
+def _utf8_size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode())
+
+
+def attributes_of(value: object) -> tuple[tuple[str, str], ...]:
+    """Return *value* (a mapping, or ``(name, value)`` pairs) as checked attribute pairs.
+
+    Raises:
+        InvalidDeadLetter: not string pairs, a name that is empty, not a dotted
+            lowercase name (:data:`ATTRIBUTE_NAME`) or given twice, more than
+            :data:`MAX_ATTRIBUTES` of them, or more than :data:`MAX_ATTRIBUTES_SIZE`
+            bytes of names and values; names the field (``attributes[2] name``).
+    """
+    pairs = pairs_of(value, "attributes")
+    if len(pairs) > MAX_ATTRIBUTES:
+        raise InvalidDeadLetter(
+            "attributes",
+            f"has {len(pairs)} entries, more than MAX_ATTRIBUTES ({MAX_ATTRIBUTES}) allows",
+        )
+    first: dict[str, int] = {}
+    size = 0
+    for index, (name, text) in enumerate(pairs):
+        if not name:
+            raise InvalidDeadLetter(
+                f"attributes[{index}] name", f"must not be empty; it {_NAME_RULE}"
+            )
+        if not ATTRIBUTE_NAME.fullmatch(name):
+            raise InvalidDeadLetter(f"attributes[{index}] name", f"{_show(name)} {_NAME_RULE}")
+        seen = first.setdefault(name, index)
+        if seen != index:
+            raise InvalidDeadLetter(
+                f"attributes[{index}] name",
+                f"{name!r} is given twice (also at attributes[{seen}]); give each name once",
+            )
+        size += _utf8_size(name) + _utf8_size(text)
+    if size > MAX_ATTRIBUTES_SIZE:
+        raise InvalidDeadLetter(
+            "attributes",
+            f"hold {size:,} bytes of names and values (UTF-8), more than "
+            f"MAX_ATTRIBUTES_SIZE ({MAX_ATTRIBUTES_SIZE:,}) allows; keep context, not payloads",
+        )
+    return pairs
+
+
 # -- ids ----------------------------------------------------------------------------
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -260,18 +335,65 @@ SENSITIVE_HEADERS = frozenset(
         "x-hub-signature",
         "x-hub-signature-256",
         "stripe-signature",
+        "webhook-signature",
     }
 )
+
+# A header whose name holds one of these carries a credential too (X-Amz-Security-Token,
+# X-Goog-Api-Key, X-Client-Secret...), whatever the service calls it.
+_SENSITIVE_PARTS = (
+    "authorization",
+    "cookie",
+    "token",
+    "secret",
+    "signature",
+    "password",
+    "credential",
+    "api-key",
+    "apikey",
+    "api_key",
+)
+
+
+def _sensitive_header(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in SENSITIVE_HEADERS or any(part in lowered for part in _SENSITIVE_PARTS)
 
 
 def redact_headers(headers: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
     """Return *headers* with the values of credential-bearing headers redacted.
 
-    A replay handler adds credentials when it re-sends; the store never keeps them.
+    A header is credential-bearing when its name (in any case) is in
+    ``SENSITIVE_HEADERS`` (``Authorization``, cookies, API keys, webhook signatures...)
+    or holds ``token``, ``secret``, ``signature``, ``password``, ``credential`` or
+    ``api-key``. A replay handler adds credentials when it re-sends; the store never
+    keeps them.
     """
-    return tuple(
-        (name, REDACTED if name.lower() in SENSITIVE_HEADERS else value) for name, value in headers
-    )
+    return tuple((name, REDACTED if _sensitive_header(name) else value) for name, value in headers)
+
+
+_HEADER_ATTRIBUTES = ("http.request.header.", "http.response.header.")
+
+
+def redact_attributes(attributes: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """Return *attributes* with credentials out of their values.
+
+    Every value goes through :func:`redact` (tokens, ``password=``, a URL's
+    user-info and its secret-named query parameters); the value of a header
+    attribute (``http.request.header.<name>``, ``http.response.header.<name>``)
+    whose header carries a credential, as :func:`redact_headers` decides, is
+    replaced whole by ``[redacted]``.
+
+    .. versionadded:: 0.1.0
+    """
+    redacted: list[tuple[str, str]] = []
+    for name, value in attributes:
+        header = next((name[len(p) :] for p in _HEADER_ATTRIBUTES if name.startswith(p)), None)
+        if header is not None and _sensitive_header(header):
+            redacted.append((name, REDACTED))
+        else:
+            redacted.append((name, redact(value)))
+    return tuple(redacted)
 
 
 # -- the record -----------------------------------------------------------------------
@@ -365,6 +487,10 @@ def _trace_context(value: object) -> tuple[tuple[str, str], ...]:
     return pairs_of(value, "trace_context")
 
 
+def _attributes(value: object) -> tuple[tuple[str, str], ...]:
+    return attributes_of(value)
+
+
 @attrs.frozen(kw_only=True)
 class Diagnostics:
     """The pipeline's state when the message failed.
@@ -420,8 +546,10 @@ class DeadLetter:
     stored and read back unchanged by either store: strings must encode as UTF-8
     (no lone surrogates), counts are integers (not bools) from 0 to
     :data:`MAX_COUNT`, times are finite numbers from 0 to :data:`MAX_TIME`, enums
-    take their members or their values, and ``headers``/``trace_context`` are
-    string pairs.
+    take their members or their values, ``headers``/``trace_context`` are
+    string pairs, and ``attributes`` are string pairs with distinct dotted names
+    (:data:`ATTRIBUTE_NAME`), at most :data:`MAX_ATTRIBUTES` of them and
+    :data:`MAX_ATTRIBUTES_SIZE` bytes in all.
 
     Attributes:
         id: time-sortable id (:func:`new_id`).
@@ -444,6 +572,14 @@ class DeadLetter:
         diagnostics: pressure and queue figures at capture time.
         trace_context: the W3C trace context (``traceparent``, ``tracestate``) of the
             failed attempt; replay spans link to it.
+        attributes: what the capture point knew of the message's context, as
+            ``(name, value)`` string pairs with OpenTelemetry-style names: the
+            gateway's ordering key (``otpy.ordering_key``), the request it sent
+            (``http.request.method``, ``url.full``, ``http.request.header.<name>``),
+            the last status (``http.response.status_code``). Credentials redacted
+            when captured (:func:`redact_attributes`).
+
+            .. versionadded:: 0.1.0
         status: active or archived.
         replay: the replay state.
         created_at: wall-clock capture time (seconds since the epoch).
@@ -469,6 +605,7 @@ class DeadLetter:
     headers: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_headers)
     diagnostics: Diagnostics = attrs.field(default=Diagnostics(), validator=_of_type(Diagnostics))
     trace_context: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_trace_context)
+    attributes: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_attributes)
     status: Status = attrs.field(default=Status.ACTIVE, converter=_status)
     replay: ReplayState = attrs.field(default=ReplayState(), validator=_of_type(ReplayState))
     created_at: float = attrs.field(validator=_time)
@@ -523,6 +660,7 @@ class DeadLetter:
         max_attempts: int = 1,
         diagnostics: Diagnostics | None = None,
         trace_context: Mapping[str, str] | None = None,
+        attributes: Mapping[str, str] | Iterable[tuple[str, str]] = (),
         now: float | None = None,
     ) -> DeadLetter:
         """Build a new active record for a failure happening now.
@@ -546,6 +684,8 @@ class DeadLetter:
             diagnostics: pressure and queue figures.
             trace_context: W3C headers of the failed attempt; by default taken from
                 the current OpenTelemetry context (empty without an active span).
+            attributes: the message's context (see :attr:`DeadLetter.attributes`);
+                redacted with :func:`redact_attributes`.
             now: wall-clock time to stamp; ``time.time()`` by default.
 
         Raises:
@@ -586,6 +726,7 @@ class DeadLetter:
             headers=redact_headers(pairs_of(headers, "headers")),
             diagnostics=diagnostics or Diagnostics(),
             trace_context=current_trace_context() if trace_context is None else trace_context,
+            attributes=redact_attributes(pairs_of(attributes, "attributes")),
             created_at=now,
             updated_at=now,
         )

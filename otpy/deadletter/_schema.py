@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import aiosqlite
 
 __all__ = [
+    "ADDED_BY",
     "APPLICATION_ID",
     "COLUMNS",
     "MIGRATIONS",
@@ -107,7 +108,13 @@ _V2: Final = (
     "CREATE INDEX ledger_updated_at ON ledger (updated_at)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+_V3: Final = (
+    # DeadLetter.attributes: (name, value) pairs as a JSON list, as headers are kept;
+    # records captured before have none.
+    "ALTER TABLE dead_letters ADD COLUMN attributes TEXT NOT NULL DEFAULT '[]'",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 """``MIGRATIONS[n]`` takes a store from ``user_version`` n to n + 1, in one transaction."""
 
 COLUMNS: Final = (
@@ -131,6 +138,7 @@ COLUMNS: Final = (
     "queue_depth",
     "queue_capacity",
     "trace_context",
+    "attributes",
     "replay_status",
     "replay_attempts",
     "replay_last_attempt_at",
@@ -148,6 +156,9 @@ REQUIRED_SCHEMA: Final = {
     "counters": ("name", "value"),
 }
 """The tables and columns the store reads and writes; opening checks they are there."""
+ADDED_BY: Final = {("dead_letters", "attributes"): 3}
+"""The columns a migration added, with the schema version it took the store to: a
+file of an older version lacks them until it is migrated, and is not damaged for that."""
 
 # -- checks at open ---------------------------------------------------------------------
 
@@ -172,8 +183,12 @@ async def check_header(db: aiosqlite.Connection, path: str) -> int:
     return version
 
 
-async def check_schema(db: aiosqlite.Connection, path: str) -> None:
-    """Refuse, without writing, a store missing a table or column in ``REQUIRED_SCHEMA``."""
+async def check_schema(db: aiosqlite.Connection, path: str, version: int) -> None:
+    """Refuse, without writing, a store missing a table or column in ``REQUIRED_SCHEMA``.
+
+    A column that a migration past *version* (the file's schema version) adds is not
+    required: migrating adds it.
+    """
     rows = await db.execute_fetchall(
         "SELECT m.name, c.name FROM sqlite_master AS m, pragma_table_info(m.name) AS c "
         "WHERE m.type = 'table'"
@@ -185,7 +200,11 @@ async def check_schema(db: aiosqlite.Connection, path: str) -> None:
         if table not in tables:
             missing.append(f"table {table}")
         else:
-            missing += [f"column {table}.{c}" for c in needed if (table, c) not in columns]
+            missing += [
+                f"column {table}.{c}"
+                for c in needed
+                if (table, c) not in columns and ADDED_BY.get((table, c), 0) <= version
+            ]
     if missing:
         raise StoreSchemaDamaged(path, tuple(missing))
 

@@ -291,7 +291,7 @@ class SQLiteDeadLetterStore:
             if read_only:
                 check_readable(location, version)
             if version:
-                await check_schema(db, location)
+                await check_schema(db, location, version)
             if read_only:
                 return cls(
                     db, location, inline_limit=inline_limit, busy_timeout=busy_timeout, clock=clock

@@ -332,6 +332,7 @@ CAPTURE_FIELDS: Final = (
     "headers",
     "diagnostics",
     "trace_context",
+    "attributes",
     "created_at",
 )
 """The fields a record has from its capture on; status, replay state, ``updated_at``

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 import otpy
 from otpy import InvalidDeadLetter
 from otpy.deadletter import (
+    MAX_ATTRIBUTES,
+    MAX_ATTRIBUTES_SIZE,
     Category,
     DeadLetter,
     DeadLetterFilter,
@@ -28,6 +30,7 @@ from otpy.deadletter import (
     Status,
     new_id,
     redact,
+    redact_attributes,
     redact_headers,
 )
 from otpy.deadletter._record import MAX_COUNT, MAX_TIME
@@ -77,6 +80,16 @@ pairs = (
     pair_lists.map(tuple)
     | pair_lists.map(lambda p: [list(x) for x in p])
     | st.dictionaries(texts, texts, max_size=6)
+)
+# Attribute names as ATTRIBUTE_NAME allows them (hypothesis reads no possessive regex).
+attribute_names = st.from_regex(
+    r"[a-z][a-z0-9_]{0,8}(\.[a-z0-9_][a-z0-9_-]{0,8}){0,3}", fullmatch=True
+)
+attribute_maps = st.dictionaries(attribute_names, texts, max_size=6)
+attribute_sets = (
+    attribute_maps
+    | attribute_maps.map(lambda a: tuple(a.items()))
+    | attribute_maps.map(lambda a: [[name, value] for name, value in a.items()])
 )
 counts = st.integers(min_value=0, max_value=MAX_COUNT)
 times = st.floats(min_value=0, max_value=MAX_TIME, exclude_max=True) | st.integers(
@@ -147,6 +160,7 @@ def record_fields(draw: st.DrawFn) -> dict[str, Any]:
         "content_type": draw(texts),
         "headers": draw(pairs),
         "trace_context": draw(pairs),
+        "attributes": draw(attribute_sets),
         "status": draw(members(Status)),
         "created_at": created,
         "updated_at": updated,
@@ -386,6 +400,23 @@ def test_dl_1_unknown_source_is_refused() -> None:
             r"headers must be a mapping or an iterable of \(name, value\) string pairs, got str",
         ),
         ({"trace_context": {5: "x"}}, r"trace_context\[0\] name must be a string, got int"),
+        ({"attributes": "url.full=x"}, r"attributes must be a mapping or an iterable of \("),
+        ({"attributes": {"url.full": 5}}, r"attributes\[0\] value must be a string, got int"),
+        (
+            {"attributes": {"url.full": "x", "": "y"}},
+            r"attributes\[1\] name must not be empty; it must be a dotted lowercase name",
+        ),
+        (
+            {"attributes": [("URL", "x")]},
+            r"attributes\[0\] name 'URL' must be a dotted lowercase name \(letters, digits "
+            r"and '_'; '-' after the first dot\), such as 'otpy.ordering_key', "
+            r"'http.request.method' or 'url.full'$",
+        ),
+        (
+            {"attributes": [("url.full", "a"), ("http.request.method", "GET"), ("url.full", "b")]},
+            r"attributes\[2\] name 'url.full' is given twice \(also at attributes\[0\]\); "
+            r"give each name once$",
+        ),
         ({"category": None}, r"category must be one of retryable, terminal, fatal, got None"),
         (
             {"status": Source.OUTBOUND},
@@ -566,6 +597,46 @@ def test_redact_hides_credentials(text: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("https://user:pass@host/?token=abc", "https://[redacted]@host/?token=[redacted]"),
+        ("https://ghp_abc123@github.com/o/r.git", "https://[redacted]@github.com/o/r.git"),
+        ("https://:pw@h.example/", "https://[redacted]@h.example/"),
+        ("https://bob:p@ss@h.example/x", "https://[redacted]@h.example/x"),
+        (
+            "https://h.example/cb?access_token=abc&x=1",
+            "https://h.example/cb?access_token=[redacted]&x=1",
+        ),
+        (
+            "https://h.example/?client_secret=s3&id=7",
+            "https://h.example/?client_secret=[redacted]&id=7",
+        ),
+        ("https://maps.example/?key=AIzaSy123", "https://maps.example/?key=[redacted]"),
+        (
+            "https://b.s3.example/o?X-Amz-Credential=AKIA%2F1&X-Amz-Signature=9f&X-Amz-Expires=60",
+            "https://b.s3.example/o?X-Amz-Credential=[redacted]&X-Amz-Signature=[redacted]"
+            "&X-Amz-Expires=60",
+        ),
+        (
+            "https://blob.example/c?sv=2020&sig=abc%3D",
+            "https://blob.example/c?sv=2020&sig=[redacted]",
+        ),
+        (
+            "https://app.example/#id_token=eyJ&state=9",
+            "https://app.example/#id_token=[redacted]&state=9",
+        ),
+        (
+            'POST "https://h.example/?session_id=abc" failed',
+            'POST "https://h.example/?session_id=[redacted]" failed',
+        ),
+    ],
+)
+def test_redact_hides_credentials_in_urls(text: str, expected: str) -> None:
+    """A URL's user-info, with or without a password, and its secret-named parameters go."""
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "connection refused by 10.0.0.1:443",
@@ -576,6 +647,9 @@ def test_redact_hides_credentials(text: str, expected: str) -> None:
         "https://example.com/path?page=2",
         "Bearer abc",  # too short to be a token
         "token bucket exhausted for tenant acme",  # "token" followed by an ordinary word
+        "https://example.com/search?q=queues&sort=asc&page=2#results",
+        "https://example.com/?token=",  # nothing to hide
+        "mail bob@example.com about https://example.com, then alice@example.com",
         "",
     ],
 )
@@ -598,8 +672,181 @@ def test_redact_headers_hides_credential_headers_whatever_their_case() -> None:
 
 def test_redact_headers_keeps_ordinary_headers() -> None:
     """Twin: other headers, order and duplicates are kept as they are."""
-    headers = [("Content-Type", "application/json"), ("X-Trace", "a"), ("X-Trace", "b")]
+    headers = [
+        ("Content-Type", "application/json"),
+        ("X-Trace", "a"),
+        ("X-Trace", "b"),
+        ("Idempotency-Key", "order-7"),
+        ("webhook-id", "msg_1"),
+    ]
     assert redact_headers(headers) == tuple(headers)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "webhook-signature",
+        "X-Amz-Security-Token",
+        "X-Goog-Api-Key",
+        "X-Client-Secret",
+        "X-Password",
+    ],
+)
+def test_redact_headers_hides_headers_named_after_a_credential(name: str) -> None:
+    """A header whose name holds token, secret, signature, api-key, password... is redacted."""
+    assert redact_headers([(name, "s3cr3t")]) == ((name, "[redacted]"),)
+
+
+# -- attributes -----------------------------------------------------------------------
+
+REQUEST = {
+    "otpy.ordering_key": "customer-42",
+    "http.request.method": "POST",
+    "url.full": "https://hooks.example/in",
+    "http.request.header.content-type": "application/json",
+    "http.response.status_code": "503",
+}
+
+
+def test_dl_1_attributes_are_kept_in_order_from_a_mapping_or_pairs() -> None:
+    """DL-1: attributes given as a mapping, tuples or lists become the same string pairs."""
+    expected = tuple(REQUEST.items())
+    assert record(attributes=REQUEST).attributes == expected
+    assert record(attributes=list(REQUEST.items())).attributes == expected
+    assert record(attributes=[[n, v] for n, v in REQUEST.items()]).attributes == expected
+    assert record().attributes == ()
+
+
+def test_dl_1_attributes_at_their_limits_are_accepted() -> None:
+    """DL-1 twin: MAX_ATTRIBUTES attributes of MAX_ATTRIBUTES_SIZE bytes in all are kept."""
+    names = [f"otpy.a{i:02d}" for i in range(MAX_ATTRIBUTES)]  # 8 bytes each
+    per_value, extra = divmod(MAX_ATTRIBUTES_SIZE - 8 * MAX_ATTRIBUTES, MAX_ATTRIBUTES)
+    values = ["v" * (per_value + (i < extra)) for i in range(MAX_ATTRIBUTES)]
+    attributes = record(attributes=dict(zip(names, values, strict=True))).attributes
+    assert (MAX_ATTRIBUTES, MAX_ATTRIBUTES_SIZE) == (100, 16_384)
+    assert len(attributes) == MAX_ATTRIBUTES
+    assert sum(len(n) + len(v) for n, v in attributes) == MAX_ATTRIBUTES_SIZE
+
+
+def test_dl_1_one_attribute_too_many_is_refused() -> None:
+    """DL-1: a record holds at most MAX_ATTRIBUTES attributes."""
+    with pytest.raises(
+        InvalidDeadLetter,
+        match=r"^dead letter: attributes has 101 entries, more than MAX_ATTRIBUTES \(100\) allows$",
+    ):
+        record(attributes={f"otpy.a{i}": "" for i in range(101)})
+
+
+def test_dl_1_one_attribute_byte_too_many_is_refused() -> None:
+    """DL-1: names and values hold at most MAX_ATTRIBUTES_SIZE bytes, counted in UTF-8."""
+    value = "é" * ((MAX_ATTRIBUTES_SIZE - len("url.full")) // 2) + "x"  # one byte over
+    with pytest.raises(
+        InvalidDeadLetter,
+        match=r"^dead letter: attributes hold 16,385 bytes of names and values \(UTF-8\), "
+        r"more than MAX_ATTRIBUTES_SIZE \(16,384\) allows; keep context, not payloads$",
+    ):
+        record(attributes={"url.full": value})
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "otpy.ordering_key",
+        "url.full",
+        "http.request.header.x-request-id",
+        "http.response.status_code",
+        "otpy.route",
+        "a",
+        "messaging.destination.partition.id",
+    ],
+)
+def test_dl_1_opentelemetry_style_names_are_accepted(name: str) -> None:
+    """DL-1 twin: dotted lowercase names, with '-' after the first dot, are attribute names."""
+    assert record(attributes={name: "x"}).attributes == ((name, "x"),)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Url.Full", "url..full", ".url", "url.", "http-request.method", "1st.name", "url full", "ü.x"],
+)
+def test_dl_1_other_names_are_refused(name: str) -> None:
+    """DL-1: capitals, empty segments, '-' in the first segment, spaces are not attribute names."""
+    with pytest.raises(
+        InvalidDeadLetter, match=r"^dead letter: attributes\[0\] name .* must be a dotted"
+    ):
+        record(attributes={name: "x"})
+
+
+def test_dl_1_capture_redacts_credentials_out_of_attribute_values() -> None:
+    """DL-1: a captured URL loses its user-info and secret parameters, credential headers their values."""
+    captured = DeadLetter.capture(
+        key="hooks",
+        source="outbound",
+        reason_class="HTTPStatusError",
+        trace_context={},
+        attributes={
+            "otpy.ordering_key": "customer-42",
+            "url.full": "https://bob:pw@hooks.example/in?access_token=abc123&v=2",
+            "http.request.header.authorization": "Bearer abcdefgh",
+            "http.request.header.webhook-signature": "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=",
+            "http.request.header.x-api-key": "k",
+            "http.response.header.set-cookie": "session=1",
+            "http.request.header.webhook-id": "msg_1",
+            "otpy.note": "retry with password=hunter2",
+        },
+        now=T0,
+    )
+    assert captured.attributes == (
+        ("otpy.ordering_key", "customer-42"),
+        ("url.full", "https://[redacted]@hooks.example/in?access_token=[redacted]&v=2"),
+        ("http.request.header.authorization", "[redacted]"),
+        ("http.request.header.webhook-signature", "[redacted]"),
+        ("http.request.header.x-api-key", "[redacted]"),
+        ("http.response.header.set-cookie", "[redacted]"),
+        ("http.request.header.webhook-id", "msg_1"),
+        ("otpy.note", "retry with password=[redacted]"),
+    )
+
+
+def test_dl_1_a_constructed_record_keeps_attributes_as_given() -> None:
+    """DL-1 twin: only capture redacts; a record built (or read back) keeps its values."""
+    url = ("url.full", "https://hooks.example/in?v=2")
+    assert record(attributes=[url]).attributes == (url,)
+    assert redact_attributes([url, ("http.request.method", "POST")]) == (
+        url,
+        ("http.request.method", "POST"),
+    )
+
+
+def test_dl_1_capture_refuses_bad_attributes_by_name() -> None:
+    """DL-1: capture checks attributes as the constructor does, naming the entry."""
+    bad: Any = {"url.full": None}
+    with pytest.raises(
+        InvalidDeadLetter, match=r"^dead letter: attributes\[0\] value must be a string"
+    ):
+        DeadLetter.capture(key="k", source="outbound", attributes=bad, now=T0)
+
+
+async def test_dl_1_attributes_round_trip(store: DeadLetterStore) -> None:
+    """DL-1: both stores give attributes back unchanged, in a listing and from get."""
+    original = record(attributes={**REQUEST, "otpy.note": "ключ 🔑"})
+    assert await store.add_many([original]) == 1
+    assert (await store.get(original.id)).attributes == original.attributes
+    page = await store.list()
+    assert page.records == (original,)
+
+
+async def test_dl_1_the_same_capture_with_other_attributes_is_another_record(
+    store: DeadLetterStore,
+) -> None:
+    """DL-1: add_many skips a capture stored again, but refuses the id with other attributes."""
+    original = record(attributes={"url.full": "https://a.example/"})
+    await store.add_many([original])
+    assert await store.add_many([original]) == 0
+    with pytest.raises(otpy.DeadLetterStoreError, match="already stored with different content"):
+        await store.add_many(
+            [attrs.evolve(original, attributes={"url.full": "https://b.example/"})]
+        )
 
 
 # -- ids ------------------------------------------------------------------------------

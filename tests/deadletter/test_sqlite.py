@@ -41,6 +41,7 @@ from otpy.deadletter import (
     Source,
     SQLiteDeadLetterStore,
     Status,
+    _codec,
     _connection,
     _queries,
     _schema,
@@ -119,12 +120,12 @@ def snapshot(path: Path) -> dict[str, bytes]:
 
 
 async def test_new_store_is_marked_and_versioned(path: Path) -> None:
-    """A new file gets otpy's application_id, the latest schema version (2), and WAL."""
+    """A new file gets otpy's application_id, the latest schema version (3), and WAL."""
     async with open_store(path) as store:
         assert store.path == str(path)
         assert repr(store) == f"<SQLiteDeadLetterStore {str(path)!r}>"
     assert pragma(path, "application_id") == APPLICATION_ID
-    assert pragma(path, "user_version") == len(_schema.MIGRATIONS) == 2
+    assert pragma(path, "user_version") == len(_schema.MIGRATIONS) == 3
     assert pragma(path, "journal_mode") == "wal"
 
 
@@ -152,7 +153,7 @@ async def test_reopening_is_idempotent(path: Path) -> None:
             connection.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall() == schema
         )
     connection.close()
-    assert pragma(path, "user_version") == 2
+    assert pragma(path, "user_version") == 3
 
 
 async def test_open_migrates_an_older_schema(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -164,7 +165,7 @@ async def test_open_migrates_an_older_schema(path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(_schema, "MIGRATIONS", (*_schema.MIGRATIONS, v2))
     async with open_store(path) as store:
         assert await store.get(record.id) == record
-    assert pragma(path, "user_version") == 3
+    assert pragma(path, "user_version") == 4
     with sqlite3.connect(path) as connection:
         columns = [row[1] for row in connection.execute("PRAGMA table_info(dead_letters)")]
     connection.close()
@@ -183,7 +184,7 @@ async def test_failed_migration_leaves_the_store_as_it_was(
     with pytest.raises(DeadLetterStoreError, match="sqlite failed with SQLITE_ERROR"):
         await SQLiteDeadLetterStore.open(path)
     monkeypatch.undo()
-    assert pragma(path, "user_version") == 2
+    assert pragma(path, "user_version") == 3
     async with open_store(path) as store:
         assert await store.get(record.id) == record
     with sqlite3.connect(path) as connection:
@@ -204,7 +205,7 @@ async def test_store_from_a_newer_otpy_is_refused_untouched(path: Path) -> None:
         StoreVersionTooNew, match="schema version 7 was written by a newer otpy"
     ) as info:
         await SQLiteDeadLetterStore.open(path)
-    assert (info.value.found, info.value.supported) == (7, 2)
+    assert (info.value.found, info.value.supported) == (7, 3)
     assert await anyio.Path(path).read_bytes() == before
 
 
@@ -635,6 +636,8 @@ DAMAGE = [
     ("replay_last_outcome", "meh", r"replay_last_outcome 'meh' is not one of replayed"),
     ("headers", "{not json", r"headers is not valid JSON"),
     ("trace_context", '{"traceparent": "x"}', r"trace_context is not a JSON list of \[name"),
+    ("attributes", '{"url.full": "x"}', r"attributes is not a JSON list of \[name"),
+    ("attributes", '[["URL", "x"]]', r"\(attributes\[0\] name 'URL' must be a dotted lowercase"),
     ("created_at", "yesterday", r"created_at is str, not a number"),
     ("attempt", -1, r"\(attempt must be >= 0 and < 2\*\*63, got -1\)"),
     ("created_at", float("inf"), r"\(created_at must be a finite time >= 0 and < 2534"),
@@ -796,6 +799,8 @@ async def test_damaged_schema_is_a_store_error(path: Path, raw: sqlite3.Connecti
         ("DROP TABLE payloads", "table payloads"),
         ("ALTER TABLE dead_letters DROP COLUMN reason", "column dead_letters.reason"),
         ("ALTER TABLE counters RENAME COLUMN value TO amount", "column counters.value"),
+        # a version-3 file lacks a column its own migration added: damage, not age
+        ("ALTER TABLE dead_letters DROP COLUMN attributes", "column dead_letters.attributes"),
     ],
 )
 async def test_store_missing_a_table_or_column_is_refused_at_open(
@@ -945,27 +950,47 @@ def test_sqlite_errors_become_store_errors(
     assert re.search(message, str(error))
 
 
+def older_store(path: Path, version: int, records: tuple[DeadLetter, ...] = ()) -> None:
+    """Write the file an otpy of schema *version* wrote, holding *records*.
+
+    The tables come from the first *version* migrations, and each record is stored
+    as such an otpy stored it: without the columns later migrations added.
+    """
+    with sqlite3.connect(path, isolation_level=None) as connection:
+        for statement in (s for step in _schema.MIGRATIONS[:version] for s in step):
+            connection.execute(statement)
+        columns = [row[1] for row in connection.execute("PRAGMA table_info(dead_letters)")]
+        for record in records:
+            row, _ = _codec.encode(record, inline_limit=65_536)
+            values = dict(zip(_schema.COLUMNS, row, strict=True))
+            connection.execute(
+                f"INSERT INTO dead_letters ({', '.join(columns)}) "
+                f"VALUES ({', '.join('?' * len(columns))})",
+                [values[column] for column in columns],
+            )
+        connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        connection.execute(f"PRAGMA user_version = {version}")
+    connection.close()
+
+
 async def test_a_version_1_store_gains_the_ledger_index_and_keeps_its_ledger(path: Path) -> None:
-    """DL-5/DL-8: a store written before ledger pruning is migrated to version 2 on open.
+    """DL-5/DL-8: a store written before ledger pruning is migrated on open.
 
     The migration only adds the index pruning reads; records and ledger entries are
     kept, and the old entry is pruned by the next sweep as usual.
     """
     record = make()
-    async with open_store(path) as store:
-        await store.add_many([record])
+    older_store(path, 1, (record,))
     with sqlite3.connect(path, isolation_level=None) as connection:
-        connection.execute("DROP INDEX ledger_updated_at")
         connection.execute(
             "INSERT INTO ledger (key, state, record_id, expires_at, updated_at) "
             "VALUES ('dead_letter:gone', 'committed', 'gone', NULL, ?)",
             (T0,),
         )
-        connection.execute("PRAGMA user_version = 1")
     connection.close()
     async with open_store(path, clock=lambda: T0 + 100 * 86400.0) as store:
         assert await store.get(record.id) == record
-        assert pragma(path, "user_version") == 2
+        assert pragma(path, "user_version") == len(_schema.MIGRATIONS)
         assert (await store.ledger("dead_letter:gone")) is not None
         result = await store.sweep(RetentionPolicy())
         assert result.evicted == {"ledger:max_age": 1}
@@ -974,3 +999,24 @@ async def test_a_version_1_store_gains_the_ledger_index_and_keeps_its_ledger(pat
         indexes = [row[1] for row in connection.execute("PRAGMA index_list(ledger)")]
     connection.close()
     assert "ledger_updated_at" in indexes
+
+
+async def test_a_version_2_store_gains_attributes_and_keeps_its_records(path: Path) -> None:
+    """DL-1: a store written before attributes is migrated to version 3 on open, records intact.
+
+    Its records come back with no attributes; records captured after carry theirs.
+    """
+    old = make(headers={"X-Request-Id": "r-1"}, payload=b"x" * 100)
+    older_store(path, 2, (old,))
+    new = make(attributes={"otpy.ordering_key": "order-7", "url.full": "https://h.example/"})
+    async with open_store(path) as store:
+        assert pragma(path, "user_version") == 3
+        assert await store.get(old.id) == old
+        assert old.attributes == ()
+        assert await store.add_many([new]) == 1
+        assert await store.get(new.id) == new
+        page = await store.list(DeadLetterFilter())
+        assert [r.attributes for r in page.records] == [
+            (("otpy.ordering_key", "order-7"), ("url.full", "https://h.example/")),
+            (),
+        ]

@@ -166,12 +166,12 @@ async def test_an_older_schema_is_refused_unmigrated(
 ) -> None:
     """A store of an older schema is not migrated by a read: the message says what migrates it."""
     await stored(path, make())
-    v3 = ("ALTER TABLE dead_letters ADD COLUMN note TEXT",)
-    monkeypatch.setattr(_schema, "MIGRATIONS", (*_schema.MIGRATIONS, v3))
+    v4 = ("ALTER TABLE dead_letters ADD COLUMN note TEXT",)
+    monkeypatch.setattr(_schema, "MIGRATIONS", (*_schema.MIGRATIONS, v4))
     before = state(path.parent)
     with pytest.raises(
         DeadLetterStoreError,
-        match=r"schema version 2 is older than this otpy's \(3\) and a read-only open does "
+        match=r"schema version 3 is older than this otpy's \(4\) and a read-only open does "
         r"not migrate it: start the node on it, or run a command that writes",
     ):
         await open_read_only(path)
