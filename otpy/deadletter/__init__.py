@@ -39,6 +39,7 @@ from ._record import new_id as new_id
 from ._record import redact as redact
 from ._record import redact_attributes as redact_attributes
 from ._record import redact_headers as redact_headers
+from ._record import stable_id as stable_id
 from ._rejections import PartitionedRejectionDeadLetters as PartitionedRejectionDeadLetters
 from ._rejections import RejectionDeadLetters as RejectionDeadLetters
 from ._rejections import dead_letter_leftovers as dead_letter_leftovers
@@ -101,6 +102,7 @@ __all__ = [
     "StoreOwner",
     "SweepResult",
     "new_id",
+    "stable_id",
     "open_store",
     "redact",
     "redact_attributes",

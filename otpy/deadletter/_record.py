@@ -9,6 +9,7 @@ and (redacted) message, and the W3C trace context of the current span.
 from __future__ import annotations
 
 import enum
+import hashlib
 import os
 import re
 import reprlib
@@ -316,6 +317,28 @@ def new_id(now: float | None = None) -> str:
         else:
             random_part = int.from_bytes(os.urandom(10), "big") >> 1  # room to count up
         _last_id[:] = [millis, random_part]
+    value = (millis << 80) | random_part
+    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
+def stable_id(seed: str, now: float) -> str:
+    """Return the id of a record captured at *now* for *seed*: the same for the same pair.
+
+    An id as :func:`new_id` makes them (48 bits of milliseconds, then 80 bits, here
+    the first 80 bits of SHA-256 of *seed*), so it sorts by time with the others. A
+    capture point that may capture one failure twice (once before a crash, once
+    after) uses it with a seed naming the failure (an outbox message's id) and the
+    time it first recorded, and the store keeps the record once.
+
+    Raises:
+        InvalidDeadLetter: *seed* is not a non-empty string, or *now* is not a
+            finite time >= 0 and < :data:`MAX_TIME`.
+    """
+    if not isinstance(seed, str) or not seed:
+        raise InvalidDeadLetter("seed", f"must be a non-empty string, got {_show(seed)}")
+    check_time(now, "now")
+    millis = int(now * 1000)
+    random_part = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:10], "big")
     value = (millis << 80) | random_part
     return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
 
@@ -662,6 +685,7 @@ class DeadLetter:
         trace_context: Mapping[str, str] | None = None,
         attributes: Mapping[str, str] | Iterable[tuple[str, str]] = (),
         now: float | None = None,
+        id: str | None = None,  # the record's field is called id
     ) -> DeadLetter:
         """Build a new active record for a failure happening now.
 
@@ -687,6 +711,9 @@ class DeadLetter:
             attributes: the message's context (see :attr:`DeadLetter.attributes`);
                 redacted with :func:`redact_attributes`.
             now: wall-clock time to stamp; ``time.time()`` by default.
+            id: the record's id; a new one (:func:`new_id`) by default. A capture
+                point that may capture the same failure again after a crash gives a
+                :func:`stable_id`, so the store keeps it once.
 
         Raises:
             InvalidDeadLetter: an argument is invalid (an empty key, a negative
@@ -694,7 +721,7 @@ class DeadLetter:
                 UTF-8...); the message names it. An invalid ``now`` leaves the id
                 generator untouched.
         """
-        record_id = new_id(now)  # checks *now* before the id generator moves
+        record_id = new_id(now) if id is None else id  # checks *now* before the generator moves
         if now is None:
             now = time.time()
         if reason_class is None:

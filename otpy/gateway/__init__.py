@@ -35,7 +35,10 @@ from ._classify import Outcome as Outcome
 from ._classify import classify as classify
 from ._classify import classify_error as classify_error
 from ._classify import classify_status as classify_status
+from ._gateway import ATTR_ORDERING_KEY as ATTR_ORDERING_KEY
+from ._gateway import ATTR_OUTBOX_MESSAGE_ID as ATTR_OUTBOX_MESSAGE_ID
 from ._gateway import DEFAULT_RETRY as DEFAULT_RETRY
+from ._gateway import DISABLE_AFTER as DISABLE_AFTER
 from ._gateway import DeadLetterSink as DeadLetterSink
 from ._gateway import DeliveryPolicy as DeliveryPolicy
 from ._gateway import DeliveryStatistics as DeliveryStatistics
@@ -48,6 +51,7 @@ from ._http import DeliveryResult as DeliveryResult
 from ._http import HttpDestination as HttpDestination
 from ._http import OutboundRequest as OutboundRequest
 from ._http import classify_http_error as classify_http_error
+from ._outbox import DestinationState as DestinationState
 from ._outbox import DestinationStatistics as DestinationStatistics
 from ._outbox import OutboxMessage as OutboxMessage
 from ._outbox import OutboxState as OutboxState
@@ -77,6 +81,9 @@ __all__ = [
     "DEFAULT_TOLERANCE",
     "IDEMPOTENCY_HEADER",
     "ID_HEADER",
+    "ATTR_ORDERING_KEY",
+    "ATTR_OUTBOX_MESSAGE_ID",
+    "DISABLE_AFTER",
     "MIN_SECRET_BYTES",
     "OUTBOX_APPLICATION_ID",
     "SECRET_PREFIX",
@@ -96,6 +103,7 @@ __all__ = [
     "Gateway",
     "GatewayStatistics",
     "DeliveryResult",
+    "DestinationState",
     "DestinationStatistics",
     "HttpDestination",
     "MemoryOutboxStore",

@@ -13,8 +13,10 @@ it, and messages in flight go back to pending at the next start
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import heapq
+import json
 import random as random_module
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -26,14 +28,21 @@ import attrs
 from .._check import count, number, short
 from .._check import name as check_name
 from .._core import ActorRef
-from .._exceptions import InvalidArgument, InvalidArgumentType, OtpyError, UnknownDestination
-from .._redact import get_logger, redact
-from ..deadletter import Category, DeadLetter, DeadLetters, Source
+from .._exceptions import (
+    InvalidArgument,
+    InvalidArgumentType,
+    OtpyError,
+    OutboxMessageNotFound,
+    UnknownDestination,
+)
+from .._redact import REDACTED, get_logger, redact
+from ..deadletter import Category, DeadLetter, DeadLetters, Source, stable_id
+from ..telemetry import ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_MESSAGING_DESTINATION_NAME
 from ._breaker import BreakerPolicy, BreakerState, CircuitBreaker
 from ._bulkhead import BulkheadFull
 from ._classify import Outcome, classify_error
 from ._http import DeliveryResult, OutboundRequest
-from ._outbox import OutboxMessage, OutboxStore
+from ._outbox import DestinationState, OutboxMessage, OutboxStore
 from ._retry import RetryPolicy
 from ._telemetry import (
     dead_letter_reason,
@@ -106,6 +115,15 @@ def _retry(_inst: object, _attribute: object, value: object) -> None:
         )
 
 
+DISABLE_AFTER: Final = 5 * 24 * 3600.0
+"""Seconds of nothing but failures after which a destination is disabled: five days."""
+
+
+def _optional_seconds(value: object, field: str, *, owner: str) -> None:
+    if value is not None:
+        number(value, field, owner=owner)
+
+
 ORDERINGS: Final = ("key", "none")
 """The values of :attr:`DeliveryPolicy.ordering`."""
 
@@ -153,6 +171,10 @@ class DeliveryPolicy:
         poll_interval: seconds between looks at the outbox while idle (finite, > 0):
             a retry scheduled by another process, or the breaker's wait, is noticed
             within it. Enqueues and this gateway's own retries wake the loop at once.
+        disable_after: seconds of nothing but failures (no answer but retryable
+            ones) after which the destination is disabled, with an event; its
+            messages then wait in the outbox until :meth:`Gateway.enable`. Five
+            days by default, as webhook services do; ``None`` never disables.
         ordering: ``"key"`` (the default): a key's messages go one at a time, in
             order, and a message waiting for its retry holds back the later ones of
             its key. ``"none"``: every message is its own key, so later messages
@@ -168,6 +190,9 @@ class DeliveryPolicy:
     batch: int = attrs.field(default=32, validator=_owner_check(count, "batch"))
     poll_interval: float = attrs.field(default=1.0, validator=_owner_check(number, "poll_interval"))
     ordering: str = attrs.field(default="key", validator=_ordering)
+    disable_after: float | None = attrs.field(
+        default=DISABLE_AFTER, validator=_owner_check(_optional_seconds, "disable_after")
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -176,7 +201,12 @@ class DeliveryStatistics:
 
     Attributes:
         breaker: the breaker's state, or ``None`` without a breaker.
-        disabled: whether delivery is stopped (after a 410, or :meth:`Gateway.disable`).
+        disabled: whether delivery is stopped (after a 410, after failing for the
+            policy's ``disable_after``, or by :meth:`Gateway.disable`).
+        disabled_reason: why: ``"gone"``, ``"sustained_failure"`` or ``"manual"``;
+            ``None`` while enabled.
+        failing_since: wall time of the first failure since the destination last
+            answered, or ``None`` while it is healthy.
         in_flight: attempts running now.
         sent: attempts made (an attempt refused by the bulkhead is not one).
         succeeded: messages delivered.
@@ -191,6 +221,8 @@ class DeliveryStatistics:
     succeeded: int
     retried: int
     dead_lettered: int
+    disabled_reason: str | None = None
+    failing_since: float | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -222,6 +254,88 @@ def _reason(result: DeliveryResult, what: str) -> str:
     return redact("; ".join(parts))
 
 
+ATTR_ORDERING_KEY: Final = "otpy.ordering_key"
+"""Dead-letter attribute: the message's ordering key (a replay goes back to its key)."""
+
+ATTR_OUTBOX_MESSAGE_ID: Final = "otpy.outbox.message_id"
+"""Dead-letter attribute: the id the message had in the outbox."""
+
+DEAD_PAGE: Final = 100
+"""Messages marked dead read from the outbox at a time, to finish their dead-lettering."""
+
+_REQUEST_ATTRIBUTES: Final = 80
+_REQUEST_BYTES: Final = 12_288
+_VALUE_CHARS: Final = 2_048
+
+
+def _bounded_request(request: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The request's attributes, within what a dead letter holds beside the gateway's own."""
+    kept: list[tuple[str, str]] = []
+    size = 0
+    for name, value in request:
+        value = value if len(value) <= _VALUE_CHARS else value[:_VALUE_CHARS] + "..."
+        size += len(name.encode()) + len(value.encode())
+        if len(kept) == _REQUEST_ATTRIBUTES or size > _REQUEST_BYTES:
+            break
+        kept.append((name, value))
+    return kept
+
+
+def _duration(seconds: float) -> str:
+    """*seconds* for a person: ``"5 days"``, ``"3.5 hours"``, ``"90 seconds"``."""
+    for unit, size in (("days", 86400.0), ("hours", 3600.0), ("minutes", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} seconds"
+
+
+@attrs.frozen(kw_only=True)
+class DeadDetails:
+    """What a dead row keeps beside its status, so its dead letter can be built again.
+
+    Stored as JSON in the row's ``last_error``.
+    """
+
+    reason_class: str
+    reason: str
+    category: Category
+    why: str
+    request: tuple[tuple[str, str], ...] = ()
+
+    def encode(self) -> str:
+        """The JSON text kept in the dead row."""
+        return json.dumps(
+            {
+                "reason_class": self.reason_class,
+                "reason": self.reason,
+                "category": self.category.value,
+                "why": self.why,
+                "request": [list(pair) for pair in self.request],
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def decode(cls, text: str | None, status: int | None) -> DeadDetails:
+        """Read :meth:`encode`'s text; text from elsewhere becomes the reason as it is."""
+        try:
+            data = json.loads(text or "")
+            return cls(
+                reason_class=str(data["reason_class"]),
+                reason=str(data["reason"]),
+                category=Category(data["category"]),
+                why=str(data["why"]),
+                request=tuple((str(n), str(v)) for n, v in data["request"]),
+            )
+        except (ValueError, KeyError, TypeError):
+            return cls(
+                reason_class=f"http.{status}" if status is not None else "DeliveryFailed",
+                reason=text or "given up",
+                category=Category.TERMINAL,
+                why="terminal",
+            )
+
+
 @final
 class _Worker:
     """One destination's delivery loop and counters."""
@@ -234,6 +348,10 @@ class _Worker:
         # Made when the loop starts: anyio's clock needs the event loop.
         self.breaker: CircuitBreaker | None = None
         self.disabled = False
+        self.disabled_reason: str | None = None
+        self.disabled_at: float | None = None
+        # Wall time of the first failure since the destination last answered, or None.
+        self.failing_since: float | None = None
         # When the destination's bulkhead last refused an attempt of ours, or None.
         self.saturated: float | None = None
         self.in_flight = 0
@@ -450,6 +568,10 @@ class _Worker:
                 # A 2xx, a 4xx or a 410 all show the destination is up: the breaker
                 # guards against an unavailable destination, not against bad requests.
                 breaker.on_success(now, result.duration)
+        if outcome is Outcome.RETRYABLE:
+            await self.note_failure()
+        elif result.status is not None:
+            await self.note_answer()
         if outcome is Outcome.SUCCESS:
             await gateway.outbox.complete(message.id)
             self.succeeded += 1
@@ -478,14 +600,13 @@ class _Worker:
             what = "the destination answered 410 Gone: it is disabled"
             category = Category.TERMINAL
             if not self.disabled:
-                record_disabled(self.name, "gone")
-            self.disabled = True
-            logger.warning(
-                "destination %s answered 410 Gone: delivery to it is disabled until "
-                "gateway.enable(%r)",
-                self.name,
-                self.name,
-            )
+                await self.set_disabled("gone")
+                logger.warning(
+                    "destination %s answered 410 Gone: delivery to it is disabled until "
+                    "gateway.enable(%r)",
+                    self.name,
+                    self.name,
+                )
         else:
             what = "refused, not retried"
             category = Category.TERMINAL
@@ -499,48 +620,87 @@ class _Worker:
         what: str,
         category: Category,
     ) -> None:
+        """Give the message up: mark it dead, store its dead letter, then remove it.
+
+        Marking it dead first (one commit) makes the rest repeatable: the dead
+        letter is built from the dead row alone, with an id derived from it, so a
+        crash before the removal is finished at the next start by storing the same
+        record again (the store keeps it once) and removing the row. Never both for
+        good, never neither.
+        """
         gateway = self.gateway
-        record = DeadLetter.capture(
-            key=self.name,
-            source=Source.OUTBOUND,
+        details = DeadDetails(
             reason_class=_reason_class(result),
             reason=_reason(result, what),
-            payload=message.body,
-            content_type=message.content_type,
-            headers=message.headers,
             category=category,
-            correlation_id=message.id,
-            idempotency_key=message.idempotency_key,
-            attempt=attempts,
-            max_attempts=self.policy.retry.max_attempts,
-            trace_context=dict(message.trace_context),
+            why=dead_letter_reason(result.outcome),
+            request=result.request,
+        )
+        dead = await gateway.outbox.mark_dead(
+            message.id,
+            attempts=attempts,
+            status=result.status,
+            error=details.encode(),
             now=gateway.clock(),
         )
-        # Capture first, then remove: never neither. A crash in between leaves the
-        # message in the outbox, so it is sent again after recovery (at least once)
-        # and may be dead-lettered a second time; the other order could lose it.
-        try:
-            await gateway.store_dead_letter(record)
-        except Exception as exc:
-            # Not stored: keep the message, and try again after a poll.
-            logger.error(
-                "could not store the dead letter of outbox message %s for %s (%s); "
-                "it stays in the outbox",
-                message.id,
-                self.name,
-                type(exc).__name__,
-            )
-            await gateway.outbox.record_retry(
-                message.id,
-                attempts=attempts,
-                next_attempt_at=gateway.clock() + self.policy.poll_interval,
-                status=result.status,
-                error=record.reason[:EXCERPT_CHARS],
-            )
+        await gateway.finish_dead(dead)
+
+    async def note_failure(self) -> None:
+        """An attempt found the destination unavailable: start or extend its failing time.
+
+        Past the policy's ``disable_after`` of nothing but failures, disable it.
+        """
+        now = self.gateway.clock()
+        if self.failing_since is None:
+            self.failing_since = now
+            await self.save_state()
             return
-        await gateway.outbox.remove(message.id)
-        self.dead_lettered += 1
-        record_dead_lettered(self.name, message.id, record.id, dead_letter_reason(result.outcome))
+        limit = self.policy.disable_after
+        if limit is not None and not self.disabled and now - self.failing_since >= limit:
+            await self.set_disabled("sustained_failure")
+            logger.warning(
+                "destination %s has failed for %s without a success: delivery to it is "
+                "disabled until gateway.enable(%r); its messages wait in the outbox",
+                self.name,
+                _duration(now - self.failing_since),
+                self.name,
+            )
+
+    async def note_answer(self) -> None:
+        """The destination answered (not a retryable failure): it is not failing."""
+        if self.failing_since is not None:
+            self.failing_since = None
+            await self.save_state()
+
+    async def set_disabled(self, reason: str) -> None:
+        """Disable delivery for *reason*, durably, with its event."""
+        self.disabled = True
+        self.disabled_reason = reason
+        self.disabled_at = self.gateway.clock()
+        record_disabled(self.name, reason)
+        await self.save_state()
+
+    async def save_state(self) -> None:
+        """Store the destination's disabled and failing state, so a restart keeps it."""
+        await self.gateway.outbox.set_destination_state(self.name, self.state())
+
+    def state(self) -> DestinationState:
+        """The destination's state, as the outbox keeps it."""
+        if self.disabled:
+            return DestinationState(
+                disabled=True,
+                disabled_reason=self.disabled_reason,
+                disabled_at=self.disabled_at,
+                failing_since=self.failing_since,
+            )
+        return DestinationState(failing_since=self.failing_since)
+
+    def restore(self, state: DestinationState) -> None:
+        """Take the state a previous run stored."""
+        self.disabled = state.disabled
+        self.disabled_reason = state.disabled_reason
+        self.disabled_at = state.disabled_at
+        self.failing_since = state.failing_since
 
     def statistics(self) -> DeliveryStatistics:
         return DeliveryStatistics(
@@ -557,6 +717,8 @@ class _Worker:
             succeeded=self.succeeded,
             retried=self.retried,
             dead_lettered=self.dead_lettered,
+            disabled_reason=self.disabled_reason,
+            failing_since=self.failing_since,
         )
 
 
@@ -654,6 +816,10 @@ class Gateway:
             )
         self._running: object | None = None  # run() (self) or the tree's keeper
         self._recovered = False
+        # Ids of dead messages whose dead letter is being stored now, and whether one
+        # failed (the housekeeping then tries them again).
+        self._finishing: set[str] = set()
+        self._dead_pending = False
 
     def __repr__(self) -> str:
         return f"<Gateway {sorted(self._workers)}>"
@@ -672,6 +838,95 @@ class Gateway:
     async def store_dead_letter(self, record: DeadLetter) -> None:
         """Store *record* through the dead-letter sink (once it returns, it is durable)."""
         await self._sink(record)
+
+    def dead_letter_of(self, dead: OutboxMessage) -> DeadLetter:
+        """Build the dead letter of a message marked dead, from its row alone.
+
+        The same row always gives the same record (its id is derived from the
+        message's id and the time it was marked), so storing it again after a crash
+        stores nothing new.
+        """
+        assert dead.dead_at is not None  # a dead row has its time
+        details = DeadDetails.decode(dead.last_error, dead.last_status)
+        worker = self._workers.get(dead.destination)
+        attributes = [
+            (ATTR_MESSAGING_DESTINATION_NAME, dead.destination),
+            (ATTR_ORDERING_KEY, dead.key),
+            (ATTR_OUTBOX_MESSAGE_ID, dead.id),
+        ]
+        if dead.last_status is not None:
+            attributes.append((ATTR_HTTP_RESPONSE_STATUS_CODE, str(dead.last_status)))
+        attributes.extend(_bounded_request(details.request))
+        return DeadLetter.capture(
+            id=stable_id(dead.id, dead.dead_at),
+            key=dead.destination,
+            source=Source.OUTBOUND,
+            reason_class=details.reason_class,
+            reason=details.reason,
+            payload=dead.body,
+            content_type=dead.content_type,
+            headers=dead.headers,
+            category=details.category,
+            correlation_id=dead.id,
+            idempotency_key=dead.idempotency_key,
+            attempt=max(dead.attempts, 1),
+            max_attempts=(
+                worker.policy.retry.max_attempts if worker is not None else max(dead.attempts, 1)
+            ),
+            trace_context=dict(dead.trace_context),
+            attributes=attributes,
+            now=dead.dead_at,
+        )
+
+    async def finish_dead(self, dead: OutboxMessage) -> bool:
+        """Store the dead letter of a message marked dead, then remove it from the outbox.
+
+        Returns whether it is done. If the dead-letter store fails, the message
+        stays dead in the outbox (holding back its key) and the housekeeping tries
+        again every poll interval.
+        """
+        if dead.id in self._finishing:
+            return False  # the other caller finishes it
+        self._finishing.add(dead.id)
+        try:
+            record = self.dead_letter_of(dead)
+            try:
+                await self.store_dead_letter(record)
+            except Exception as exc:
+                self._dead_pending = True
+                logger.error(
+                    "could not store the dead letter of outbox message %s for %s (%s); "
+                    "it stays in the outbox, marked dead, and is tried again",
+                    dead.id,
+                    dead.destination,
+                    type(exc).__name__,
+                )
+                return False
+            with contextlib.suppress(OutboxMessageNotFound):  # removed by a racing sweep
+                await self.outbox.remove(dead.id)
+        finally:
+            self._finishing.discard(dead.id)
+        worker = self._workers.get(dead.destination)
+        if worker is not None:
+            worker.dead_lettered += 1
+            worker.wake()  # the key's next message may go now
+        why = DeadDetails.decode(dead.last_error, dead.last_status).why
+        record_dead_lettered(dead.destination, dead.id, record.id, why)
+        return True
+
+    async def finish_dead_rows(self) -> int:
+        """Finish every message left marked dead (by a crash, or a store that failed); return how many."""
+        self._dead_pending = False
+        finished = 0
+        seen: set[str] = set()
+        while True:
+            rows = [d for d in await self.outbox.dead(limit=DEAD_PAGE) if d.id not in seen]
+            if not rows:
+                return finished
+            for dead in rows:
+                seen.add(dead.id)
+                if await self.finish_dead(dead):
+                    finished += 1
 
     async def enqueue(
         self,
@@ -719,28 +974,73 @@ class Gateway:
         worker.wake()
         return message.id
 
-    def enable(self, destination: str) -> None:
-        """Resume delivery to *destination* (disabled by a 410 or :meth:`disable`).
+    async def replay(self, record: DeadLetter, idempotency_key: str) -> None:
+        """Send a dead letter again through its destination: the replay handler for ``outbound``.
+
+        Register it with the replay supervisor,
+        ``ReplayConfig(store=..., handlers={Source.OUTBOUND: gateway.replay})``, and
+        ``otpy dlq replay`` re-issues dead letters through the live gateway: the same
+        destination (``messaging.destination.name``, else the record's key), the
+        same ordering key (``otpy.ordering_key``), body, content type and headers,
+        with *idempotency_key* (the record's), so a receiver that saw the original
+        drops the repeat. The replay's ledger makes sure it is handed over once.
+
+        It returns once the message is durable in the outbox: from there the
+        destination's policy delivers it (retries, breaker, order behind its key's
+        earlier messages), and if it fails for good it becomes a new dead letter. A
+        disabled destination keeps it until it is enabled. Headers that were
+        redacted when the dead letter was captured are left out.
+
+        Raises:
+            UnknownDestination: the gateway has no destination of that name (the
+                record stays replayable).
+            InvalidArgument: the record has no payload loaded.
+        """
+        attributes = dict(record.attributes)
+        destination = attributes.get(ATTR_MESSAGING_DESTINATION_NAME, record.key)
+        self._worker(destination)
+        if record.payload is None:
+            raise InvalidArgument(
+                "record", f"dead letter {record.id} has no payload loaded: replay it from the store"
+            )
+        await self.enqueue(
+            destination,
+            key=attributes.get(ATTR_ORDERING_KEY, record.key),
+            body=record.payload,
+            content_type=record.content_type,
+            headers=[(h, v) for h, v in record.headers if v != REDACTED],
+            idempotency_key=idempotency_key,
+            trace_context=record.trace_context,
+        )
+
+    async def enable(self, destination: str) -> None:
+        """Resume delivery to *destination*, durably; its failing time starts afresh.
 
         Raises:
             UnknownDestination: no destination has this name.
+            OutboxError: the outbox could not store the change.
         """
         worker = self._worker(destination)
         worker.disabled = False
+        worker.disabled_reason = None
+        worker.disabled_at = None
+        worker.failing_since = None
+        await worker.save_state()
         worker.wake()
 
-    def disable(self, destination: str) -> None:
-        """Stop claiming messages for *destination*; they wait in the outbox.
+    async def disable(self, destination: str) -> None:
+        """Stop claiming messages for *destination*, durably; they wait in the outbox.
 
-        Attempts already running finish and are settled.
+        Attempts already running finish and are settled. A restart keeps it
+        disabled until :meth:`enable`.
 
         Raises:
             UnknownDestination: no destination has this name.
+            OutboxError: the outbox could not store the change.
         """
         worker = self._worker(destination)
         if not worker.disabled:
-            record_disabled(destination, "manual")
-        worker.disabled = True
+            await worker.set_disabled("manual")
 
     def disabled(self) -> tuple[str, ...]:
         """The names of the disabled destinations, sorted."""
@@ -768,18 +1068,48 @@ class Gateway:
                 for worker in self._workers.values():
                     worker.wake()
 
+    async def _retry_dead(self, every: float) -> None:
+        """Every *every* seconds, finish the dead-lettering that failed (the store was down)."""
+        while True:
+            await anyio.sleep(every)
+            if not self._dead_pending:
+                continue
+            try:
+                await self.finish_dead_rows()
+            except OtpyError as exc:
+                self._dead_pending = True
+                logger.warning("gateway could not list the messages marked dead: %s", exc)
+
     async def recover_once(self) -> int:
         """Put back what a dead process left in flight, the first time only; return how many.
 
         :meth:`run` calls it, and so does the tree's outbox keeper at its first start:
         a keeper restarted later must not take back the claims of live destinations.
+        It also restores each destination's stored state (disabled, failing since),
+        and finishes the dead-lettering of messages a crash left marked dead.
         """
         if self._recovered:
             return 0
+        states = await self.outbox.destination_states()
+        for name, state in states.items():
+            worker = self._workers.get(name)
+            if worker is not None:
+                worker.restore(state)
+                if state.disabled:
+                    logger.warning(
+                        "destination %s is disabled (%s) since a previous run: its messages "
+                        "wait until gateway.enable(%r)",
+                        name,
+                        state.disabled_reason or "no reason kept",
+                        name,
+                    )
         recovered = await self.outbox.recover(now=self.clock())
+        finished = await self.finish_dead_rows()
         self._recovered = True
         if recovered:
             logger.info("gateway recovered %d messages left in flight", recovered)
+        if finished:
+            logger.info("gateway finished dead-lettering %d messages left marked dead", finished)
         return recovered
 
     async def housekeeping(self) -> None:
@@ -793,6 +1123,7 @@ class Gateway:
         async with anyio.create_task_group() as tg:
             tg.start_soon(sample_outbox, self.outbox, tuple(self._workers), interval, self.clock)
             tg.start_soon(self._reclaim_expired, lease)
+            tg.start_soon(self._retry_dead, interval)
 
     def claim_running(self, owner: ActorRef | None = None) -> None:
         """Mark the gateway running, by *owner* (the tree's keeper) or by :meth:`run`.

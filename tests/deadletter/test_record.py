@@ -895,3 +895,23 @@ def test_new_ids_from_many_threads_are_distinct_and_valid() -> None:
         assert out == sorted(out)
     for record_id in every[::40]:
         assert record(id=record_id).id == record_id
+
+
+def test_a_stable_id_is_the_same_for_the_same_seed_and_time() -> None:
+    """A failure captured again after a crash gets the id it had, so the store keeps it once."""
+    now = 1_700_000_000.123
+    first = otpy.deadletter.stable_id("01HXMSG", now)
+    assert otpy.deadletter.stable_id("01HXMSG", now) == first
+    assert otpy.deadletter.stable_id("01HXOTHER", now) != first
+    assert id_millis(first) == 1_700_000_000_123
+    record = DeadLetter.capture(key="k", source="outbound", id=first, now=now)
+    assert record.id == first
+
+
+@pytest.mark.parametrize(
+    ("seed", "now", "field"), [("", 1.0, "seed"), (7, 1.0, "seed"), ("m", -1.0, "now")]
+)
+def test_a_stable_id_names_a_bad_argument(seed: object, now: float, field: str) -> None:
+    """A bad seed or time is refused, naming it."""
+    with pytest.raises(InvalidDeadLetter, match=field):
+        otpy.deadletter.stable_id(seed, now)  # type: ignore[arg-type]

@@ -180,7 +180,7 @@ async def test_gone_dead_letters_and_disables_the_destination_until_enabled() ->
         waiting = await outbox.get(later)
         assert waiting is not None
         assert waiting.state is OutboxState.PENDING
-        g.enable("orders")
+        await g.enable("orders")
         await anyio.sleep(1)
     assert dest.sent() == [("one", 0.0), ("two", 101.0)]
     assert g.disabled() == ()
@@ -245,26 +245,34 @@ class FailingOnce(Sink):
 
 
 @VIRTUAL_TIME
-async def test_a_message_whose_dead_letter_was_not_stored_stays_in_the_outbox() -> None:
-    """Never neither: until its dead letter is stored, the message stays and is tried again."""
+async def test_a_message_whose_dead_letter_was_not_stored_stays_marked_dead_until_it_is() -> None:
+    """Never neither: the message stays in the outbox, dead, holding its key, until its record is stored."""
     outbox, sink = MemoryOutboxStore(clock=clock), FailingOnce()
     bad = DeliveryResult(outcome=Outcome.TERMINAL, status=422)
-    dest = Scripted(one=[bad, bad])
+    dest = Scripted(one=[bad])
     g = gateway(dest, outbox, sink)
     async with running(g):
         message_id = await g.enqueue("orders", key="a", body=b"one")
+        later = await g.enqueue("orders", key="a", body=b"two")
         await anyio.sleep(0.5)
         kept = await outbox.get(message_id)
         assert kept is not None
-        assert (kept.attempts, kept.last_status) == (1, 422)
-        await anyio.sleep(10)
-    assert dest.sent() == [("one", 0.0), ("one", 1.0)]  # again after a poll_interval
+        assert (kept.state, kept.attempts, kept.last_status) == (OutboxState.DEAD, 1, 422)
+        assert dest.sent() == [("one", 0.0)]  # "two" waits behind its dead head
+        await anyio.sleep(1)  # the next poll stores the dead letter and removes the row
+        assert await outbox.get(message_id) is None
+        await anyio.sleep(1)
+    assert dest.sent() == [("one", 0.0), ("two", 1.0)]  # not sent again; its key moved on
     [record] = sink.records
-    assert (record.reason_class, record.attempt) == ("http.422", 2)
-    assert await outbox.get(message_id) is None
+    assert (record.reason_class, record.attempt, record.correlation_id) == (
+        "http.422",
+        1,
+        message_id,
+    )
+    assert await outbox.get(later) is None
 
 
-def test_statistics_before_running() -> None:
+async def test_statistics_before_running() -> None:
     breaker = BreakerPolicy()
     g = Gateway(
         MemoryOutboxStore(),
@@ -276,7 +284,7 @@ def test_statistics_before_running() -> None:
     assert list(stats) == ["billing", "orders"]
     assert stats["orders"].breaker is BreakerState.CLOSED
     assert stats["billing"].breaker is None
-    g.disable("orders")
+    await g.disable("orders")
     assert g.disabled() == ("orders",)
 
 
@@ -303,7 +311,7 @@ async def test_enqueue_to_an_unknown_destination_names_it() -> None:
         await g.enqueue("billing", key="a", body=b"x")
     assert caught.value.destination == "billing"
     with pytest.raises(UnknownDestination):
-        g.enable("billing")
+        await g.enable("billing")
 
 
 @pytest.mark.parametrize(

@@ -265,9 +265,9 @@ async def test_disabling_a_destination_is_a_span_once_per_change() -> None:
         async with running(g):
             await g.enqueue(DEST, key="a", body=b"one")
             await anyio.sleep(5)
-            g.disable(DEST)  # already disabled by the 410: no second span
-            g.enable(DEST)
-            g.disable(DEST)
+            await g.disable(DEST)  # already disabled by the 410: no second span
+            await g.enable(DEST)
+            await g.disable(DEST)
     reasons = [
         (s.attributes or {})[ATTR_GATEWAY_DISABLE_REASON]
         for s in named(exporter.get_finished_spans(), SPAN_GATEWAY_DISABLE)
@@ -279,7 +279,7 @@ async def test_disabling_a_destination_is_a_span_once_per_change() -> None:
 async def test_the_outbox_depth_and_oldest_age_are_sampled_once_per_poll() -> None:
     outbox, sink = MemoryOutboxStore(clock=clock), Sink()
     g = gateway(Scripted(), outbox, sink)
-    g.disable(DEST)
+    await g.disable(DEST)
     with capture_metrics() as reader:
         async with running(g):
             await g.enqueue(DEST, key="a", body=b"one")
@@ -288,7 +288,7 @@ async def test_the_outbox_depth_and_oldest_age_are_sampled_once_per_poll() -> No
             data = reader.get_metrics_data()
             depth = points(data, METRIC_GATEWAY_OUTBOX_DEPTH)
             age = points(data, METRIC_GATEWAY_OUTBOX_OLDEST_AGE)
-            g.enable(DEST)
+            await g.enable(DEST)
             await anyio.sleep(1)
             drained = points(reader.get_metrics_data(), METRIC_GATEWAY_OUTBOX_DEPTH)
     key = ((ATTR_MESSAGING_DESTINATION_NAME, DEST),)
