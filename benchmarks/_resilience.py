@@ -278,8 +278,8 @@ def _overheads(runtime: Runtime, figures: Sequence[Figure]) -> tuple[str, dict[s
 def _sizes(size: Size) -> tuple[int, int]:
     """Calls per repetition: synchronous loops, async loops."""
     return (
-        size.pick(full=1_000_000, quick=100_000, smoke=1_000),
-        size.pick(full=200_000, quick=20_000, smoke=200),
+        size.pick(full=500_000, quick=50_000, smoke=1_000),
+        size.pick(full=100_000, quick=10_000, smoke=200),
     )
 
 
