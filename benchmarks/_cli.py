@@ -19,6 +19,7 @@ from . import (
     _gateway,
     _pressure,
     _redact,
+    _resilience,
     _restart,
     _spawn,
     _startup,
@@ -62,6 +63,8 @@ BENCHMARKS = (
     Benchmark(name="partitioned", title="11. partitioned queue", run=_pressure.run_partitioned),
     Benchmark(name="redact", title="12. redaction", run=_redact.run),
     Benchmark(name="cli-startup", title="13. CLI start-up", run=_startup.run),
+    Benchmark(name="breaker", title="15. breaker overhead", run=_resilience.run_breaker),
+    Benchmark(name="ratelimit", title="16. rate-limit overhead", run=_resilience.run_ratelimit),
 )
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"

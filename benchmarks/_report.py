@@ -23,7 +23,7 @@ SCHEMA = 1
 
 
 def format_value(value: float, unit: str) -> str:
-    """Format *value* for people: ``1.23M/s``, ``45.6 us``, ``3.1 KiB``."""
+    """Format *value* for people: ``1.23M/s``, ``45.6 us``, ``1,234 ns``, ``3.1 KiB``."""
     if math.isnan(value):
         return "n/a"
     if unit == "/s":
@@ -31,6 +31,8 @@ def format_value(value: float, unit: str) -> str:
             if abs(value) >= scale:
                 return f"{value / scale:.2f}{suffix}/s"
         return f"{value:.0f}/s"
+    if unit == "ns":
+        return f"{value:,.0f} ns"
     if unit == "us":
         return f"{value:.1f} us" if value < 1000 else f"{value / 1000:.2f} ms"
     if unit == "B":

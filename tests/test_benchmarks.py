@@ -28,6 +28,8 @@ CORE = {
     "redact",
     "cli-startup",
     "gateway",
+    "breaker",
+    "ratelimit",
 }
 DEAD_LETTERS = {  # asyncio only: aiosqlite
     "dlq-capture",
