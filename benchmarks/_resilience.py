@@ -387,8 +387,9 @@ def run_ratelimit(runtime: Runtime, size: Size, repeat: int) -> BenchmarkResult:
         ),
         figures=figures,
         notes=(
-            "acquire() is what HttpDestination awaits before each attempt; it takes an "
-            "anyio.Lock, which yields to the loop once even when nobody holds it",
+            "acquire() is what HttpDestination awaits before each attempt; with tokens "
+            "there and nobody waiting it takes them at once and makes one checkpoint "
+            "(the lock is only for waiters)",
             HTTP_NOTE,
             added,
         ),

@@ -142,6 +142,11 @@ class RateLimiter:
                 :meth:`set_rate` shrinks the burst below *tokens* while this waits,
                 it is raised then.
         """
+        if self.try_acquire(tokens):
+            # Nobody waits and the tokens are there: no lock to take (it would yield
+            # inside a shielded scope), only the checkpoint every async call makes.
+            await anyio.lowlevel.checkpoint()
+            return
         tokens = self._tokens_wanted(tokens)
         self._waiting += 1
         started = anyio.current_time()
