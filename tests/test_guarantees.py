@@ -31,6 +31,7 @@ SECTIONS = {
     "Pressure": "PRS",
     "Dead letters": "DL",
     "Replay": "DL",
+    "Outbound gateway": "GW",
     "Telemetry": "TEL",
 }
 NOT_GUARANTEED = "Not guaranteed (yet)"

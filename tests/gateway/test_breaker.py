@@ -1,4 +1,4 @@
-"""The gateway's circuit breaker: exact thresholds, windows, waits and trial calls."""
+"""The gateway's circuit breaker: exact thresholds, windows, waits and trial calls (GW-7)."""
 
 from __future__ import annotations
 

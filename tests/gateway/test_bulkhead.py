@@ -1,4 +1,4 @@
-"""A bulkhead admits at most max_concurrent at once, and refuses the rest after max_wait, exactly."""
+"""A bulkhead admits at most max_concurrent at once, and refuses the rest after max_wait, exactly (GW-6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Classifying a delivery attempt: HTTP statuses, exceptions, and a user's override."""
+"""Classifying a delivery attempt: HTTP statuses, exceptions, and a user's override (GW-4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The gateway delivers the outbox's messages: retries on time, order per key, dead letters, breaker."""
+"""The gateway delivers the outbox's messages: retries on time, order per key, dead letters, breaker (GW-2..GW-5, GW-8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What the gateway gives up: dead letters that are never both or neither, disabling that lasts, replay."""
+"""What the gateway gives up: dead letters that are never both or neither, disabling that lasts, replay (GW-8, GW-9, GW-12)."""
 
 from __future__ import annotations
 

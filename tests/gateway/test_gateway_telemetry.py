@@ -1,4 +1,4 @@
-"""The gateway's delivery as spans and metrics: attempts, breaker changes, disabling, dead letters."""
+"""The gateway's delivery as spans and metrics: attempts, breaker changes, disabling, dead letters (GW-13)."""
 
 from __future__ import annotations
 

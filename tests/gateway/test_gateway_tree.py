@@ -1,4 +1,4 @@
-"""The gateway as a supervision tree: one actor per destination, drained on stop, isolated on crash."""
+"""The gateway as a supervision tree: one actor per destination, drained on stop, isolated on crash (GW-11)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""An HTTP destination makes one attempt and says what came of it, over real loopback HTTP.
+"""An HTTP destination makes one attempt and says what came of it, over real loopback HTTP (GW-4, GW-6, GW-10).
 
 The loopback tests run on asyncio and on trio with real clocks (a mock clock would
 jump past the deadline while the sockets work); the rate-limit tests use httpx's

@@ -1,4 +1,4 @@
-"""The outbox store contract, run against the SQLite and the memory store on both backends."""
+"""The outbox store contract, run against the SQLite and the memory store on both backends (GW-1, GW-3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Dead messages and destination states in the outbox, against the SQLite and the memory store."""
+"""Dead messages and destination states in the outbox, against the SQLite and the memory store (GW-8, GW-9)."""
 
 from __future__ import annotations
 

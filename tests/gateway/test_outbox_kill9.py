@@ -1,4 +1,4 @@
-"""An acknowledged enqueue survives kill -9, a killed sender's claims are recovered, its dead rows kept."""
+"""An acknowledged enqueue survives kill -9, a killed sender's claims are recovered, its dead rows kept (GW-1)."""
 
 from __future__ import annotations
 

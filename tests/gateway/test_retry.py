@@ -1,4 +1,4 @@
-"""Retry schedules: exponential backoff with jitter, explicit delays, exhaustion and Retry-After."""
+"""Retry schedules: exponential backoff with jitter, explicit delays, exhaustion and Retry-After (GW-5)."""
 
 from __future__ import annotations
 

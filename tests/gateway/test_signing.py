@@ -1,4 +1,4 @@
-"""Standard Webhooks signing and verification: exact signatures, rotation, tolerance, secrecy."""
+"""Standard Webhooks signing and verification: exact signatures, rotation, tolerance, secrecy (GW-10)."""
 
 from __future__ import annotations
 
