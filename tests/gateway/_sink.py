@@ -2,8 +2,9 @@
 
 Minimal on purpose: it reads a request line, headers and a ``Content-Length`` body,
 records them, and answers with the next scripted :class:`Reply` (the last one
-repeats). A reply can hang until an event the test controls, cut the connection
-mid-body, or close without answering.
+repeats), or with what an ``answer`` function decides for each request. A reply can
+hang until an event the test controls, cut the connection mid-body, or close
+without answering.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import anyio.abc
 import attrs
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
 
 @attrs.frozen(kw_only=True)
@@ -56,12 +57,20 @@ class Received:
 
 @attrs.define
 class Sink:
-    """The running server: its URL, its script and what it received."""
+    """The running server: its URL, its script and what it received.
+
+    Attributes:
+        answer: decides the reply to each request (after it is recorded), instead of
+            the script; ``None``: the script answers.
+    """
 
     port: int
     replies: list[Reply] = attrs.field(factory=list)
     received: list[Received] = attrs.field(factory=list)
     arrived: anyio.Event = attrs.field(factory=anyio.Event)
+    answer: Callable[[Received], Reply] | None = None
+    # Set (and replaced) at every request: what wait_for waits on.
+    _changed: anyio.Event = attrs.field(factory=anyio.Event, init=False)
 
     @property
     def url(self) -> str:
@@ -69,6 +78,18 @@ class Sink:
 
     def script(self, *replies: Reply) -> None:
         self.replies[:] = replies
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Return once *predicate* holds, checking it after every request received."""
+        while not predicate():
+            await self._changed.wait()
+
+    def _reply_to(self, request: Received) -> Reply:
+        self.received.append(request)
+        self.arrived.set()
+        changed, self._changed = self._changed, anyio.Event()
+        changed.set()
+        return self._next() if self.answer is None else self.answer(request)
 
     def _next(self) -> Reply:
         if len(self.replies) > 1:
@@ -113,9 +134,7 @@ async def _serve(sink: Sink, stream: anyio.abc.SocketStream) -> None:
             request = await _read_request(stream, buffer)
             if request is None:
                 return
-            sink.received.append(request)
-            sink.arrived.set()
-            reply = sink._next()
+            reply = sink._reply_to(request)
             if reply.hang is not None:
                 await reply.hang.wait()
             try:
@@ -133,11 +152,18 @@ async def _serve(sink: Sink, stream: anyio.abc.SocketStream) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_sink(*replies: Reply) -> AsyncIterator[Sink]:
-    """Run a sink on a free loopback port for the block; stop it after."""
+async def running_sink(
+    *replies: Reply, answer: Callable[[Received], Reply] | None = None
+) -> AsyncIterator[Sink]:
+    """Run a sink on a free loopback port for the block; stop it after.
+
+    Args:
+        replies: the script: the replies in order, the last one repeating.
+        answer: decides each reply from its request instead (see :attr:`Sink.answer`).
+    """
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
     port = listener.extra(anyio.abc.SocketAttribute.local_port)
-    sink = Sink(port=port, replies=list(replies))
+    sink = Sink(port=port, replies=list(replies), answer=answer)
 
     async def handle(stream: anyio.abc.SocketStream) -> None:
         with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
