@@ -1,4 +1,4 @@
-"""A gateway killed with SIGKILL mid-load, again and again, loses no acknowledged message.
+"""A gateway killed with SIGKILL mid-load, again and again, loses no acknowledged message (GW-1..GW-3, GW-8).
 
 The child (``_gateway_kill9_child.py``) enqueues and delivers to a loopback sink that
 runs here, in the test's event loop, so the sink outlives every kill and records
