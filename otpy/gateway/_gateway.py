@@ -283,10 +283,11 @@ def _bounded_request(request: Iterable[tuple[str, str]]) -> list[tuple[str, str]
 
 def _duration(seconds: float) -> str:
     """*seconds* for a person: ``"5 days"``, ``"3.5 hours"``, ``"90 seconds"``."""
-    for unit, size in (("days", 86400.0), ("hours", 3600.0), ("minutes", 60.0)):
-        if seconds >= size:
-            return f"{seconds / size:g} {unit}"
-    return f"{seconds:g} seconds"
+    for unit, size in (("day", 86400.0), ("hour", 3600.0), ("minute", 60.0), ("second", 1.0)):
+        if seconds >= size or unit == "second":
+            value = round(seconds / size, 1)
+            return f"{value:g} {unit}" + ("" if value == 1 else "s")
+    raise AssertionError("unreachable")  # pragma: no cover - "second" always returns
 
 
 @attrs.frozen(kw_only=True)

@@ -6,6 +6,7 @@ import random
 from typing import TYPE_CHECKING
 
 import anyio
+import attrs
 import pytest
 
 import otpy
@@ -26,7 +27,7 @@ from otpy.gateway import (
     RetryPolicy,
 )
 from otpy.gateway._classify import Outcome
-from otpy.gateway._gateway import DeadDetails
+from otpy.gateway._gateway import DeadDetails, _bounded_request, _duration
 from otpy.gateway._http import DeliveryResult
 from otpy.testing import virtual_time
 
@@ -267,4 +268,54 @@ async def test_replay_to_a_destination_the_gateway_lacks_fails_and_stays_replaya
         result = await r.replay(record.id)
     assert result.outcome is ReplayOutcome.FAILED
     assert "billing" in (result.error or "")
+    assert (await outbox.statistics()).depth == 0
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (432_000.0, "5 days"),
+        (86_400.0, "1 day"),
+        (5_400.0, "1.5 hours"),
+        (60.0, "1 minute"),
+        (90.0, "1.5 minutes"),
+        (1.0, "1 second"),
+        (0.25, "0.2 seconds"),
+    ],
+)
+def test_a_failing_time_reads_as_a_person_would_say_it(seconds: float, text: str) -> None:
+    """The disabling warning says "5 days", "1 minute", never "1 minutes"."""
+    assert _duration(seconds) == text
+
+
+def test_a_dead_row_not_written_by_the_gateway_still_makes_a_dead_letter() -> None:
+    """Text that is not the gateway's JSON becomes the reason; the status gives the class."""
+    details = DeadDetails.decode("connection refused", None)
+    assert (details.reason_class, details.reason, details.category) == (
+        "DeliveryFailed",
+        "connection refused",
+        Category.TERMINAL,
+    )
+    assert DeadDetails.decode(None, 503).reason_class == "http.503"
+
+
+def test_a_long_request_is_cut_to_what_a_dead_letter_holds() -> None:
+    """Long values are shortened and the headers past the bound are left out, never the record."""
+    many = [(f"http.request.header.x-h{i}", "v" * 5000) for i in range(200)]
+    kept = _bounded_request(many)
+    assert 0 < len(kept) < 200
+    assert all(len(value) <= 2051 for _, value in kept)
+    assert sum(len(n) + len(v) for n, v in kept) <= 12_288
+    record = DeadLetter.capture(key="k", source="outbound", attributes=kept, now=1.0)
+    assert len(record.attributes) == len(kept)
+
+
+async def test_replaying_a_record_without_its_payload_is_refused() -> None:
+    """A listed record (payload not loaded) is refused, naming the record, and nothing is enqueued."""
+    outbox, store = MemoryOutboxStore(clock=clock), Store()
+    g = make(outbox, Scripted(), store)
+    record = DeadLetter.capture(key="orders", source="outbound", payload=b"x", now=clock())
+    listed = attrs.evolve(record, payload=None)
+    with pytest.raises(otpy.InvalidArgument, match=record.id):
+        await g.replay(listed, "k")
     assert (await outbox.statistics()).depth == 0

@@ -205,3 +205,31 @@ def test_the_spec_names_its_children_after_the_tree() -> None:
         ("billing.outbox", "billing.outbox", 5.0),
         ("billing.a", "billing.a", 5.0),
     ]
+
+
+async def test_a_second_tree_for_the_same_gateway_fails_to_start() -> None:
+    """Two trees would deliver the same outbox twice: the second one's start fails, naming why."""
+    g = make(MemoryOutboxStore(clock=clock), Scripted())
+    async with otpy.open_node(), otpy.open_supervisor(g.supervisor_spec()):
+        with pytest.raises(otpy.OtpyError) as caught:
+            async with otpy.open_supervisor(g.supervisor_spec(name="again")):
+                pass  # pragma: no cover - it does not start
+    assert "already running" in repr(caught.value) + repr(caught.value.__cause__)
+
+
+async def test_the_actors_show_their_destination_and_counters_never_a_message() -> None:
+    """get_status shows the destination's counters; an unknown call crashes as any actor's does."""
+    outbox = MemoryOutboxStore(clock=clock)
+    g = make(outbox, Scripted())
+    async with otpy.open_node() as node, otpy.open_supervisor(g.supervisor_spec()):
+        await g.enqueue("orders", key="a", body=b"secret body")
+        await anyio.sleep(1)
+        worker = node.whereis("gateway.orders")
+        keeper = node.whereis("gateway.outbox")
+        assert worker is not None
+        assert keeper is not None
+        status = (await worker.get_status()).state
+        assert status["destination"] == "orders"
+        assert status["sent"] == 1
+        assert "secret body" not in repr(status)
+        assert (await keeper.get_status()).state == {"gateway": "<Gateway ['orders']>"}
