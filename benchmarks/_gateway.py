@@ -1,4 +1,4 @@
-"""Benchmark 9: the gateway's throughput, from enqueue to a 200 from a loopback sink.
+"""Benchmark 14: the gateway's throughput, from enqueue to a 200 from a loopback sink.
 
 N messages over 64 ordering keys go to a minimal HTTP/1.1 sink on loopback (keep-alive,
 an empty 200 to every request) that runs in the same event loop:
@@ -12,6 +12,12 @@ an empty 200 to every request) that runs in the same event loop:
 - baseline: raw httpx, 32 tasks sharing one ``httpx.AsyncClient`` (32 connections),
   posting the same bodies to the same sink; the latency is one request's round trip.
 
+At a steady rate below capacity (open loop), the same two go again: messages are
+produced on a fixed schedule (PACED_RATE a second, whatever happened before), and a
+message's latency runs from its production to the sink reading it, for both: otpy's
+includes the durable enqueue, the claim and the send; the baseline's the wait for
+one of its 32 slots and the send.
+
 The gateway does much more per message than the baseline (a durable insert, a claim,
 per-key ordering, a delete, the breaker, the retry bookkeeping, the Standard Webhooks
 headers), all of it on the same core as the sink and the client.
@@ -23,7 +29,7 @@ import functools
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -45,7 +51,7 @@ from ._harness import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Coroutine
 
     from otpy.deadletter import DeadLetter
 
@@ -59,6 +65,8 @@ CONCURRENCY = 32
 DESTINATION = "sink"
 BODY_TEMPLATE = '{{"event": "order.paid", "order": {i}, "amount": 4200, "currency": "EUR"}}'
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+PACED_RATE = 200
+"""Messages a second in the open-loop runs: about half what this machine delivers."""
 ID_HEADER = b"webhook-id:"
 LENGTH_HEADER = b"content-length:"
 
@@ -227,6 +235,89 @@ async def _raw_httpx(_path: Path, n: int) -> Sample:
     return await _with_sink(n, body)
 
 
+async def _at_rate(start: Callable[[int], Coroutine[Any, Any, None]], n: int, rate: float) -> None:
+    """Start ``start(i)`` for i < n on a fixed schedule of *rate* a second; wait for all."""
+    async with anyio.create_task_group() as tg:
+        began = anyio.current_time()
+        for i in range(n):
+            delay = began + i / rate - anyio.current_time()
+            if delay > 0:
+                await anyio.sleep(delay)
+            tg.start_soon(start, i)
+
+
+async def _otpy_paced(path: Path, n: int, *, rate: float) -> Sample:
+    """N messages produced at *rate* a second through the durable gateway."""
+    bodies = _bodies(n)
+
+    async def body(sink: _Sink) -> Sample:
+        destination = HttpDestination(
+            DESTINATION, sink.url, max_concurrent=CONCURRENCY, timeout=30.0
+        )
+        produced: dict[str, int] = {}
+        async with open_outbox(path) as outbox, destination:
+            gateway = Gateway(
+                outbox,
+                [destination],
+                policy=DeliveryPolicy(batch=CONCURRENCY),
+                dead_letters=_no_dead_letters,
+            )
+
+            async def produce(i: int) -> None:
+                started = time.perf_counter_ns()
+                message_id = await gateway.enqueue(
+                    DESTINATION,
+                    key=f"customer-{i % KEYS}",
+                    body=bodies[i],
+                    content_type="application/json",
+                )
+                produced[message_id] = started
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(gateway.run)
+                with Stopwatch() as watch:
+                    await _at_rate(produce, n, rate)
+                    await sink.done.wait()
+                tg.cancel_scope.cancel()
+        if set(sink.received) != set(produced):
+            raise RuntimeError(f"otpy paced: {len(sink.received)} of {n} reached the sink")
+        latencies = [sink.received[m] - started for m, started in produced.items()]
+        return latency_sample("messages_per_s", latencies, watch)
+
+    return await _with_sink(n, body)
+
+
+async def _raw_httpx_paced(_path: Path, n: int, *, rate: float) -> Sample:
+    """The same bodies produced at *rate* a second, each posted once one of 32 slots is free."""
+    bodies = _bodies(n)
+
+    async def body(sink: _Sink) -> Sample:
+        produced: dict[str, int] = {}
+        limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+        slots = anyio.Semaphore(CONCURRENCY)
+        async with httpx.AsyncClient(limits=limits, timeout=30.0) as client:
+
+            async def produce(i: int) -> None:
+                message_id = f"m{i}"
+                produced[message_id] = time.perf_counter_ns()
+                async with slots:
+                    response = await client.post(
+                        sink.url,
+                        content=bodies[i],
+                        headers={"content-type": "application/json", "webhook-id": message_id},
+                    )
+                    await response.aread()
+                if response.status_code != 200:
+                    raise RuntimeError(f"the sink answered {response.status_code}")
+
+            with Stopwatch() as watch:
+                await _at_rate(produce, n, rate)
+        latencies = [sink.received[m] - started for m, started in produced.items()]
+        return latency_sample("messages_per_s", latencies, watch)
+
+    return await _with_sink(n, body)
+
+
 async def _call(fn: Callable[[Path, int], Awaitable[Sample]], path: Path, n: int, _: int) -> Sample:
     return await fn(path, n)
 
@@ -267,6 +358,17 @@ def run(runtime: Runtime, size: Size, repeat: int) -> BenchmarkResult:
         repeat,
     )
     durable, fsync_off, raw = samples["otpy"], samples["otpy_off"], samples["httpx"]
+    paced_n = size.pick(full=1_000, quick=400, smoke=20)
+    rate_now = size.pick(full=PACED_RATE, quick=PACED_RATE, smoke=1_000)
+    paced = _rounds(
+        runtime,
+        {
+            "otpy": functools.partial(_otpy_paced, rate=rate_now),
+            "httpx": functools.partial(_raw_httpx_paced, rate=rate_now),
+        },
+        paced_n,
+        repeat,
+    )
     baseline = f"raw httpx, {CONCURRENCY} tasks, one client"
 
     def rate(metric: str, label: str, mine: list[Sample], target: Target | None) -> Figure:
@@ -309,8 +411,18 @@ def run(runtime: Runtime, size: Size, repeat: int) -> BenchmarkResult:
                 label="enqueue to delivery, OFF",
                 metric_prefix="fsync_off_",
             ),
+            *latency_figures(
+                paced["otpy"],
+                paced["httpx"],
+                baseline_name=f"raw httpx at the same rate, {CONCURRENCY} slots",
+                label=f"at {rate_now:,}/s, produced to received, FULL",
+                metric_prefix="paced_",
+            ),
         ),
         notes=(
+            f"open loop: {paced_n:,} messages produced at {rate_now:,}/s on a fixed "
+            "schedule; both latencies run from a message's production to the sink reading "
+            "it (otpy's includes the durable enqueue)",
             "the sink, the gateway (or the raw client) and the producers share one event "
             "loop and one core; the sink answers an empty 200 with keep-alive",
             "otpy's latency runs from the start of enqueue (durable insert) to the sink "
