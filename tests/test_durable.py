@@ -20,7 +20,7 @@ from otpy._durable import SQLiteWriter, Table, Write, connect
 from otpy._durable._table import chunks
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
     from pathlib import Path
 
     from otpy._durable import Row
@@ -330,6 +330,124 @@ async def test_transaction_commits_its_result_or_rolls_back_what_it_raised(
         with pytest.raises(StoreError, match="UNIQUE"):
             await writer.transaction(duplicate)
     assert stored(path)[0] == [1, 2]
+
+
+def insert(item: int) -> Callable[[sqlite3.Connection], int]:
+    """A transaction body that inserts *item* and answers it."""
+
+    def body(db: sqlite3.Connection) -> int:
+        db.execute("INSERT INTO items VALUES (?, ?)", (item, f"body {item}"))
+        return item
+
+    return body
+
+
+def peek(path: Path, seen: list[list[int]]) -> Callable[[sqlite3.Connection], int]:
+    """A transaction body that notes what another connection sees, and answers what it sees itself."""
+
+    def body(db: sqlite3.Connection) -> int:
+        seen.append(stored(path)[0])
+        (n,) = db.execute("SELECT count(*) FROM items").fetchone()
+        assert isinstance(n, int)
+        return n
+
+    return body
+
+
+async def queue_behind_hold(
+    writer: SQLiteWriter, bodies: Sequence[tuple[Callable[[sqlite3.Connection], object], bool]]
+) -> list[object]:
+    """Queue *bodies* (each with its ``shared`` flag), in order, while the thread is held; return each answer or error."""
+    answers: list[object] = [None] * len(bodies)
+
+    async def run(i: int, body: Callable[[sqlite3.Connection], object], shared: bool) -> None:
+        try:
+            answers[i] = await writer.transaction(body, shared=shared)
+        except Exception as exc:
+            answers[i] = exc
+
+    hold = Hold()
+    async with anyio.create_task_group() as tg:
+        await hold.start(writer, tg)
+        for i, (body, shared) in enumerate(bodies):
+            tg.start_soon(run, i, body, shared)
+            await anyio.wait_all_tasks_blocked()  # queued in this order
+        assert answers == [None] * len(bodies)  # nothing is answered before its commit
+        hold.released.set()
+    return answers
+
+
+async def test_shared_transactions_queued_together_commit_together(tmp_path: Path) -> None:
+    """DL-11: shared transactions waiting in a row run in order in one transaction, answered after it."""
+    path = tmp_path / "items.db"
+    seen: list[list[int]] = []
+    async with open_writer(path) as writer:
+        bodies = [(insert(i), True) for i in range(3)]
+        answers = await queue_behind_hold(writer, [*bodies, (peek(path, seen), True)])
+        stats = writer.statistics()
+    assert answers == [0, 1, 2, 3]  # the last saw the three before it...
+    assert seen == [[]]  # ...which no other connection could see before their one commit
+    assert stats.transactions == 5  # the hold, then the four shared ones
+    assert stored(path)[0] == [0, 1, 2]
+
+
+async def test_exclusive_transactions_and_max_batch_are_not_shared(tmp_path: Path) -> None:
+    """DL-11 twin: a shared transaction behind an exclusive one, or beyond max_batch, commits apart."""
+    path = tmp_path / "items.db"
+    seen: list[list[int]] = []
+    async with open_writer(path, max_batch=2) as writer:
+        answers = await queue_behind_hold(
+            writer,
+            [
+                (insert(0), True),
+                (peek(path, seen), False),  # exclusive: after the commit of 0
+                (insert(1), True),
+                (insert(2), True),
+                (peek(path, seen), True),  # the third shared in a row: max_batch is 2
+            ],
+        )
+    assert answers == [0, 1, 1, 2, 3]
+    assert seen == [[0], [0, 1, 2]]
+    assert stored(path)[0] == [0, 1, 2]
+
+
+async def test_a_shared_transaction_that_raises_fails_alone(tmp_path: Path) -> None:
+    """DL-11: what one shared transaction raises rolls back its own writes only; the others commit."""
+    path = tmp_path / "items.db"
+
+    def insert_then_fail(db: sqlite3.Connection) -> int:
+        db.execute("INSERT INTO items VALUES (10, 'c')")
+        raise LookupError("no such thing")
+
+    async with open_writer(path) as writer:
+        answers = await queue_behind_hold(
+            writer,
+            [(insert(0), True), (insert_then_fail, True), (insert(0), True), (insert(2), True)],
+        )
+    assert answers[0] == 0
+    assert isinstance(answers[1], LookupError)
+    assert str(answers[1]) == "no such thing"
+    assert isinstance(answers[2], StoreError)
+    assert "UNIQUE constraint failed: items.id" in str(answers[2])
+    assert answers[3] == 2
+    assert stored(path)[0] == [0, 2]
+
+
+async def test_a_database_error_fails_every_shared_transaction_with_it(tmp_path: Path) -> None:
+    """DL-11: an error of the database itself in one shared transaction stores none of them."""
+    path = tmp_path / "items.db"
+
+    def disk_full(db: sqlite3.Connection) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    async with open_writer(path) as writer:
+        answers = await queue_behind_hold(
+            writer, [(insert(0), True), (disk_full, True), (insert(2), True)]
+        )
+        assert await writer.transaction(insert(3), shared=True) == 3  # the next one commits
+    assert [str(answer) for answer in answers] == ["store: database or disk is full"] * 3
+    assert all(isinstance(answer, StoreError) for answer in answers)
+    assert stored(path)[0] == [3]
 
 
 async def test_close_commits_what_was_queued_and_then_refuses(tmp_path: Path) -> None:

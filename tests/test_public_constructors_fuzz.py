@@ -527,6 +527,7 @@ NOT_BUILT_BY_HAND: dict[str, str] = {
     "Replayer": "built from a ReplayConfig, which is fuzzed",
     "Telemetry": "comes from configure_from_env(); its calls are fuzzed",
     "DeadLetterStore": "a protocol",
+    "ReplayStarter": "a protocol",
     "DeadLetterSuppression": "a marker base class for messages",
 }
 

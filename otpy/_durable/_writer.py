@@ -8,6 +8,10 @@ few multi-row ``INSERT`` s as the sizes allow, the tables' per-batch statements,
 takes the next batch, which filled while the disk synced: the loop never has to
 hand the thread its next transaction, so the disk does not wait for the loop.
 
+Exclusive transactions (:meth:`SQLiteWriter.transaction`) run one per commit; shared
+ones (``transaction(fn, shared=True)``) queued one after another run in one
+transaction, each under its own savepoint, so they share its fsync too.
+
 Each transaction first tries the whole batch at once. If a write in it cannot go in
 as it is (a constraint, a value SQLite cannot bind, a conflict a table's ``check``
 refuses), the batch is tried again write by write, each under its own savepoint, so
@@ -132,7 +136,8 @@ class WriterStatistics:
         largest_batch: the most rows one group commit held.
         failed_batches: group commits the database refused (nothing in them stored).
         failed_writes: writes refused alone, their batch committing without them.
-        transactions: exclusive transactions (:meth:`SQLiteWriter.transaction`) run.
+        transactions: transactions (:meth:`SQLiteWriter.transaction`) run, shared
+            ones counted one by one.
         pending: rows waiting for the next commit.
     """
 
@@ -153,16 +158,18 @@ class _Entry:
     thread takes it into a batch; ``done``, ``result`` and ``error`` by the thread.
     """
 
-    __slots__ = ("done", "error", "fn", "result", "rows", "taken", "wake", "write")
+    __slots__ = ("done", "error", "fn", "result", "rows", "shared", "taken", "wake", "write")
 
     def __init__(
         self,
         write: Write | None,
         fn: Callable[[sqlite3.Connection], object] | None,
         wake: OneShot,
+        shared: bool = False,
     ) -> None:
         self.write = write
         self.fn = fn
+        self.shared = shared
         self.rows = write.rows if write is not None else 0
         self.wake = wake
         self.taken = False
@@ -348,18 +355,31 @@ class SQLiteWriter:
         assert isinstance(result, int)
         return result
 
-    async def transaction(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Run ``fn(connection)`` in its own ``BEGIN IMMEDIATE`` transaction, in line with appends.
+    async def transaction(
+        self, fn: Callable[[sqlite3.Connection], _T], *, shared: bool = False
+    ) -> _T:
+        """Run ``fn(connection)`` in a ``BEGIN IMMEDIATE`` transaction, in line with appends.
 
-        *fn* runs in the writer's thread: it must not block on anything but the
+        Its own transaction, unless *shared*. *fn* runs in the writer's thread: it must not block on anything but the
         database, nor touch the event loop. Whatever it raises rolls the
         transaction back and is raised here (a ``sqlite3.Error`` translated). A
         caller cancelled before the call runs nothing; one cancelled once the
         thread has taken *fn* gets no answer, but *fn* runs to its commit.
+
+        With *shared*, *fn* runs under a savepoint in a transaction shared with the
+        shared transactions queued right behind it (up to ``max_batch`` of them),
+        one after another, and is answered after that transaction commits: many
+        short read-modify-write steps share one fsync. It is still all or nothing,
+        and sees the changes of those before it as if they had committed: what it
+        raises rolls back its savepoint only, and reaches its caller alone (as
+        :meth:`append` does for a write that cannot be stored), while an error of
+        the database itself (full, I/O, locked) fails every one of them with
+        nothing stored. *fn* must not commit, roll back or release savepoints it
+        did not open.
         """
         # A caller already cancelled never queues: the thread could take it at once.
         await anyio.lowlevel.checkpoint_if_cancelled()
-        result: _T = await self._submit(None, fn, None)  # type: ignore[assignment]
+        result: _T = await self._submit(None, fn, None, shared)  # type: ignore[assignment]
         return result
 
     def statistics(self) -> WriterStatistics:
@@ -397,12 +417,13 @@ class SQLiteWriter:
         write: Write | None,
         fn: Callable[[sqlite3.Connection], object] | None,
         timeout: float | None,
+        shared: bool = False,
     ) -> object:
         if self._closing:
             await anyio.lowlevel.checkpoint()
             raise self._closed_error()
         wake = self._new_future()
-        entry = _Entry(write, fn, wake)
+        entry = _Entry(write, fn, wake, shared)
         with self._mutex:
             self._queue.append(entry)
             self._pending_rows += entry.rows
@@ -483,13 +504,20 @@ class SQLiteWriter:
                 pass
 
     def _take(self) -> list[_Entry]:
-        """Take the batch at the head of the queue (under the mutex): one transaction, or appends up to ``max_batch`` rows."""
+        """Take the batch at the head of the queue (under the mutex): one exclusive
+        transaction, shared ones up to ``max_batch`` of them, or appends up to
+        ``max_batch`` rows."""
         queue = self._queue
         head = queue.popleft()
         head.taken = True
         batch = [head]
         rows = head.rows
-        if head.fn is None:
+        if head.shared:
+            while queue and queue[0].shared and len(batch) < self._max_batch:
+                entry = queue.popleft()
+                entry.taken = True
+                batch.append(entry)
+        elif head.fn is None:
             while queue:
                 entry = queue[0]
                 if entry.fn is not None or rows + entry.rows > self._max_batch:
@@ -508,7 +536,10 @@ class SQLiteWriter:
         loop only reads them.
         """
         try:
-            if batch[0].fn is not None:
+            if batch[0].shared:
+                self._transact(functools.partial(self._run_shared, batch=batch))
+                self._transactions += len(batch)
+            elif batch[0].fn is not None:
                 batch[0].result = self._transact(batch[0].fn)
                 self._transactions += 1
             else:
@@ -540,6 +571,23 @@ class SQLiteWriter:
             _rollback(db)
             raise
         return result
+
+    def _run_shared(self, db: sqlite3.Connection, *, batch: list[_Entry]) -> None:
+        """Run the shared transactions of *batch* in order, each under a savepoint: one that raises fails alone."""
+        for entry in batch:
+            fn = entry.fn
+            assert fn is not None
+            db.execute("SAVEPOINT shared")
+            try:
+                entry.result = fn(db)
+            except Exception as exc:
+                if not _is_per_write(exc):
+                    raise
+                db.execute("ROLLBACK TO shared")
+                db.execute("RELEASE shared")
+                entry.error = exc
+                continue
+            db.execute("RELEASE shared")
 
     def _insert_together(self, db: sqlite3.Connection, *, batch: list[_Entry]) -> int:
         """Insert every write of *batch* at once; return the rows written.

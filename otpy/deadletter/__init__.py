@@ -63,6 +63,7 @@ from ._store import LEDGER_EVICTED as LEDGER_EVICTED
 from ._store import DeadLetterFilter as DeadLetterFilter
 from ._store import DeadLetterStore as DeadLetterStore
 from ._store import Page as Page
+from ._store import ReplayStarter as ReplayStarter
 from ._store import RetentionPolicy as RetentionPolicy
 from ._store import RetentionRule as RetentionRule
 from ._store import StoreStatistics as StoreStatistics
@@ -89,6 +90,7 @@ __all__ = [
     "Page",
     "Reclaimed",
     "ReplayOutcome",
+    "ReplayStarter",
     "ReplayState",
     "ReplayStatus",
     "RetentionPolicy",

@@ -245,6 +245,27 @@ class MemoryDeadLetterStore:
             self._records[record_id] = decision.record
         return decision
 
+    async def start_replay(self, record_id: str, *, lease: float, force: bool = False) -> Decision:
+        """Decide and store a replay request and, when it proceeds, mark its key pending, atomically."""
+        await self._enter()
+        now = self.clock()
+        record = self._record(record_id)
+        decision = decide_replay(
+            record, self._ledger.get(record.replay_key), now=now, lease=lease, force=force
+        )
+        if decision.action is not Action.REFUSE:
+            running = decision.record
+            self._records[record_id] = running
+            if decision.action is Action.PROCEED:
+                self._ledger[running.replay_key] = LedgerEntry(
+                    key=running.replay_key,
+                    state=LedgerState.PENDING,
+                    record_id=running.id,
+                    expires_at=running.replay.lease_expires_at,
+                    updated_at=now,
+                )
+        return decision
+
     async def mark_started(self, record: DeadLetter, *, force: bool = False) -> bool:
         """Write the ledger's pending entry, unless the key is taken or in doubt."""
         await self._enter()

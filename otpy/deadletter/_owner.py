@@ -92,7 +92,7 @@ class StoreHandle:
 
     def __init__(self, options: _SQLiteOptions) -> None:
         self.options = options
-        self._store: DeadLetterStore | None = None
+        self._store: SQLiteDeadLetterStore | None = None
 
     def __repr__(self) -> str:
         state = "open" if self._store is not None else "closed"
@@ -109,7 +109,7 @@ class StoreHandle:
         return self._store is not None
 
     @property
-    def store(self) -> DeadLetterStore:
+    def store(self) -> SQLiteDeadLetterStore:
         """The open store.
 
         Raises:
@@ -166,6 +166,10 @@ class StoreHandle:
     async def begin_replay(self, record_id: str, *, lease: float, force: bool = False) -> Decision:
         """See :meth:`DeadLetterStore.begin_replay`."""
         return await self.store.begin_replay(record_id, lease=lease, force=force)
+
+    async def start_replay(self, record_id: str, *, lease: float, force: bool = False) -> Decision:
+        """See :meth:`ReplayStarter.start_replay`."""
+        return await self.store.start_replay(record_id, lease=lease, force=force)
 
     async def mark_started(self, record: DeadLetter, *, force: bool = False) -> bool:
         """See :meth:`DeadLetterStore.mark_started`."""

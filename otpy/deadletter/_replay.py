@@ -10,19 +10,27 @@ holds up to ``capacity`` waiting requests, with the queue's pressure levels.
 
 One replay, in the worker (see :func:`decide_replay` in ``_guard.py`` for the guard):
 
-1. ``store.begin_replay`` takes a lease, or answers ``rejected_archived`` /
-   ``in_progress`` / ``already_replayed`` / ``in_doubt`` without a side effect;
-2. ``store.get`` loads the payload. A worker dying here leaves a lease and no
-   ledger entry: once the lease expires the reclaimer marks the record failed and
-   resubmits it;
-3. ``store.mark_started`` writes the ledger entry ``pending`` for the replay key;
-4. the handler runs, within ``handler_timeout``;
-5. ``store.finish`` records the outcome and commits (``replayed``), clears
+1. ``store.start_replay`` takes a lease and writes the ledger entry ``pending`` for
+   the record's replay key in one transaction, and returns the record with its
+   payload; or it answers ``rejected_archived`` / ``in_progress`` /
+   ``already_replayed`` / ``in_doubt`` without a side effect;
+2. the handler runs, within ``handler_timeout``;
+3. ``store.finish`` records the outcome and commits (``replayed``), clears
    (``failed``) or keeps (``in_doubt``) the ledger entry in one transaction.
 
-A worker dying between 3 and 5 leaves the key pending: after the lease the record is
-``in_doubt``, and so is every other record carrying the key; none is re-sent
-automatically until an operator resolves the key (``runbooks/replay.md``).
+Two commits per replay, and the SQLite store shares each with the other partitions'
+steps waiting at the same moment (one fsync for all of them). A worker dying after
+1 and before 3 leaves the key pending: after the lease the record is ``in_doubt``,
+and so is every other record carrying the key; none is re-sent automatically until
+an operator resolves the key (``runbooks/replay.md``).
+
+A store without ``start_replay`` (:class:`~otpy.deadletter.ReplayStarter` is
+optional, for stores written before it) is driven in three steps instead:
+``store.begin_replay`` takes the lease, ``store.get`` loads the payload and
+``store.mark_started`` writes the pending entry. A worker dying between the first
+and the third leaves a lease and no ledger entry: once the lease expires the
+reclaimer marks the record failed and resubmits it. If ``mark_started`` refuses
+(another record with the same key got there first), nothing is sent.
 
 This module is the configuration and the client; it builds the supervisor from the
 actors in ``_replay_worker.py`` (which never imports this module), and both speak

@@ -51,6 +51,7 @@ from ..telemetry import (
 from ._guard import Action, LedgerState
 from ._record import DeadLetter, ReplayOutcome, ReplayStatus, redact
 from ._replay_messages import RECLAIM_NOW, RECLAIM_TICK, ReplayJob, ReplayRequest, ReplayResult
+from ._store import ReplayStarter
 from ._telemetry import span_context_from
 
 if TYPE_CHECKING:
@@ -185,10 +186,12 @@ class ReplayRunner:
     not run again by the next worker.
     """
 
-    __slots__ = ("config",)
+    __slots__ = ("_starter", "config")
 
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
+        store = config.store
+        self._starter = store if isinstance(store, ReplayStarter) else None
 
     def __repr__(self) -> str:
         return f"<ReplayRunner {self.config.name!r}>"
@@ -227,10 +230,18 @@ class ReplayRunner:
         handler = config.handlers.get(request.source)
         if handler is None:  # pragma: no cover - the client and the reclaimer check first
             return NoReplayHandler(request.source, sorted(config.handlers))
+        starter = self._starter
         try:
-            decision = await store.begin_replay(
-                request.record_id, lease=config.lease, force=request.force
-            )
+            if starter is not None:
+                # The lease and the key's pending entry in one step: from here on,
+                # dying leaves the record in doubt once the lease expires (DL-8).
+                decision = await starter.start_replay(
+                    request.record_id, lease=config.lease, force=request.force
+                )
+            else:
+                decision = await store.begin_replay(
+                    request.record_id, lease=config.lease, force=request.force
+                )
         except DeadLetterNotFound as exc:  # purged or evicted since it was requested
             return exc
         if decision.action is not Action.PROCEED:
@@ -240,13 +251,17 @@ class ReplayRunner:
             )
             return _finished(span, request, refused, decision.record.replay.attempts)
         attempt = decision.record.replay.attempts
-        # Between the lease and the side effect: dying here leaves no ledger entry,
-        # so the reclaimer resubmits the record once the lease expires (DL-9).
-        record = await store.get(request.record_id)
-        if not await store.mark_started(record, force=request.force):
-            # Another record with the same idempotency key got there first.
-            raced = await self._lost_race(record)
-            return _finished(span, request, raced, attempt)
+        if starter is not None:
+            record = decision.record
+        else:
+            # Between the lease and the side effect: dying here leaves no ledger
+            # entry, so the reclaimer resubmits the record once the lease expires
+            # (DL-9).
+            record = await store.get(request.record_id)
+            if not await store.mark_started(record, force=request.force):
+                # Another record with the same idempotency key got there first.
+                raced = await self._lost_race(record)
+                return _finished(span, request, raced, attempt)
         ended = await self._run_handler(handler, record)
         final = await store.finish(record.id, ended.outcome, error=ended.error)
         if ended.outcome is ReplayOutcome.IN_DOUBT:

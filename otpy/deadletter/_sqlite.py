@@ -376,13 +376,15 @@ class SQLiteDeadLetterStore:
             raise DeadLetterStoreError(self.path, "the store is closed")
         return self._writer
 
-    async def _write(self, body: Callable[[sqlite3.Connection], _T]) -> _T:
+    async def _write(self, body: Callable[[sqlite3.Connection], _T], *, shared: bool = False) -> _T:
         """Run *body* in one ``BEGIN IMMEDIATE`` transaction on the write path; roll back on any exception.
 
         *body* runs in the database thread: callers read ``self.clock()`` before, on
-        the event loop, and pass the time in.
+        the event loop, and pass the time in. A *shared* body (the replay steps,
+        short) may run under a savepoint in a transaction it shares with others
+        queued with it, committed with one fsync; it is still all or nothing.
         """
-        return await self._write_path().transaction(body)
+        return await self._write_path().transaction(body, shared=shared)
 
     def _fetch(self, db: sqlite3.Connection, record_id: str) -> DeadLetter:
         """Return the record with its payload loaded (inside a write)."""
@@ -675,7 +677,43 @@ class SQLiteDeadLetterStore:
                 db.execute(UPDATE_STATE, state_row(decision.record))
             return decision
 
-        return await self._write(body)
+        return await self._write(body, shared=True)
+
+    async def start_replay(self, record_id: str, *, lease: float, force: bool = False) -> Decision:
+        """Take the lease and mark the replay key pending, in one transaction (DL-8).
+
+        Runs :func:`~otpy.deadletter.decide_replay` with the record and its key's
+        ledger entry; when it proceeds, stores the running record and writes the
+        ledger entry ``pending`` for its replay key, until the lease expires, as
+        :meth:`begin_replay` and then :meth:`mark_started` would, with no moment
+        between them. The decision's record has its payload loaded.
+
+        Raises:
+            DeadLetterNotFound: no such id.
+            CorruptRecord: the row cannot be decoded.
+        """
+
+        now = self.clock()
+
+        def body(db: sqlite3.Connection) -> Decision:
+            record = self._fetch(db, record_id)
+            ledger = self._ledger(db, record.replay_key)
+            decision = decide_replay(record, ledger, now=now, lease=lease, force=force)
+            if decision.action is not Action.REFUSE:
+                running = decision.record
+                db.execute(UPDATE_STATE, state_row(running))
+                if decision.action is Action.PROCEED:
+                    self._put_ledger(
+                        db,
+                        running.replay_key,
+                        LedgerState.PENDING,
+                        running.id,
+                        running.replay.lease_expires_at,
+                        now,
+                    )
+            return decision
+
+        return await self._write(body, shared=True)
 
     async def mark_started(self, record: DeadLetter, *, force: bool = False) -> bool:
         """Write the ledger entry ``pending`` for the record's replay key just before its side effect.
@@ -703,7 +741,7 @@ class SQLiteDeadLetterStore:
             )
             return True
 
-        return await self._write(body)
+        return await self._write(body, shared=True)
 
     async def finish(
         self, record_id: str, outcome: ReplayOutcome, *, error: str | None = None
@@ -732,7 +770,7 @@ class SQLiteDeadLetterStore:
             db.execute(UPDATE_STATE, state_row(record))
             return record
 
-        return await self._write(body)
+        return await self._write(body, shared=True)
 
     async def reclaim_expired(self) -> builtins.list[Reclaimed]:
         """Apply :func:`~otpy.deadletter.reclaim` to every running record whose lease expired (DL-9).

@@ -12,7 +12,9 @@ from otpy.deadletter import (
     DeadLetter,
     DeadLetterFilter,
     DeadLetters,
+    LedgerState,
     ReplayOutcome,
+    ReplayStarter,
     ReplayStatus,
     RetentionPolicy,
     Source,
@@ -138,6 +140,12 @@ async def test_handle_passes_every_store_operation_through(tmp_path: Path) -> No
         assert done.replay.status is ReplayStatus.IN_DOUBT
         settled = await handle.resolve(kept.id, succeeded=True)
         assert settled.replay.status is ReplayStatus.SUCCEEDED
+        assert isinstance(handle, ReplayStarter)
+        again = await handle.start_replay(kept.id, lease=30.0, force=True)
+        assert again.record.replay.status is ReplayStatus.RUNNING
+        entry = await handle.ledger(kept.replay_key)
+        assert entry is not None
+        assert (entry.state, entry.record_id) == (LedgerState.PENDING, kept.id)
         assert "open" in repr(handle)
 
 

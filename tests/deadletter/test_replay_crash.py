@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import TYPE_CHECKING
 
 import anyio
@@ -141,6 +141,29 @@ class WatchedStore:
     async def aclose(self) -> None:
         """Forward."""
         await self.inner.aclose()
+
+
+class StartingStore(WatchedStore):
+    """A watched store that also starts replays in one step, counting the replay calls it gets."""
+
+    def __init__(self, inner: MemoryDeadLetterStore) -> None:
+        super().__init__(inner)
+        self.calls: Counter[str] = Counter()
+
+    async def start_replay(self, record_id: str, *, lease: float, force: bool = False) -> Decision:
+        """Forward, counted."""
+        self.calls["start_replay"] += 1
+        return await self.inner.start_replay(record_id, lease=lease, force=force)
+
+    async def begin_replay(self, record_id: str, *, lease: float, force: bool = False) -> Decision:
+        """Forward, counted."""
+        self.calls["begin_replay"] += 1
+        return await super().begin_replay(record_id, lease=lease, force=force)
+
+    async def mark_started(self, record: DeadLetter, *, force: bool = False) -> bool:
+        """Forward, counted."""
+        self.calls["mark_started"] += 1
+        return await super().mark_started(record, force=force)
 
 
 @pytest.fixture
@@ -318,6 +341,35 @@ async def test_worker_killed_after_the_side_effect_leaves_the_record_in_doubt(
         if s.name == SPAN_DEADLETTER_REPLAY and s.attributes and ATTR_REPLAY_OUTCOME in s.attributes
     ]
     assert outcomes == ["in_progress", "in_doubt", "replayed"]
+
+
+async def test_dl_8_dl_9_worker_killed_after_a_one_step_start_leaves_the_record_in_doubt(
+    clock: FakeClock, dest: Destination
+) -> None:
+    """DL-8, DL-9: a store with start_replay: a worker killed before its side effect leaves the record in doubt."""
+    store = StartingStore(MemoryDeadLetterStore(clock=clock))
+    record, done = capture(clock, key="orders:1"), capture(clock, key="orders:1")
+    await store.add_many([record, done])
+    entered, release = anyio.Event(), anyio.Event()
+    dest.before[record.id] = blocker(entered, release)  # leased and pending: no side effect yet
+    async with open_replayer(store, {Source.OUTBOUND: dest.send}) as replayer:
+        assert (await replayer.replay(done.id)).outcome is ReplayOutcome.REPLAYED
+        assert store.calls == {"start_replay": 1}  # no begin_replay, get or mark_started
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(replayer.replay, record.id)
+            await entered.wait()
+            await kill_worker(replayer, record.key)
+        entry = await store.ledger(record.replay_key)
+        assert entry is not None
+        assert (entry.state, entry.record_id) == (LedgerState.PENDING, record.id)
+
+        clock.advance(replayer.config.lease)
+        [reclaimed] = await replayer.reclaim()
+        assert (reclaimed.record.id, reclaimed.resubmit) == (record.id, False)
+        assert reclaimed.record.replay.status is ReplayStatus.IN_DOUBT
+        assert (await replayer.replay(record.id)).outcome is ReplayOutcome.IN_DOUBT
+    assert dest.effects[record.replay_key] == 0  # never sent, and never resent unasked
+    assert store.calls == {"start_replay": 3}
 
 
 async def test_key_committed_by_another_record_meanwhile_is_not_sent_again(

@@ -22,6 +22,7 @@ from otpy.deadletter import (
     LedgerState,
     MemoryDeadLetterStore,
     ReplayOutcome,
+    ReplayStarter,
     ReplayStatus,
     RetentionPolicy,
     RetentionRule,
@@ -1190,6 +1191,134 @@ async def test_dl_8_two_records_racing_with_one_key_only_one_marks_started(
     entry = await store.ledger("pay-3")
     assert entry is not None
     assert (entry.state, entry.record_id) == (LedgerState.PENDING, passed[0])
+
+
+def starter(store: DeadLetterStore) -> ReplayStarter:
+    """The store, as the one-step replay starter both of otpy's stores are."""
+    assert isinstance(store, ReplayStarter)
+    return store
+
+
+async def test_dl_8_start_replay_takes_the_lease_and_marks_the_key_pending(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """DL-8: start_replay leases the record and writes its key pending, payload loaded, in one step."""
+    (record,) = await add(store, make(clock, payload=b"L" * 1000, idempotency_key="pay-9"))
+    clock.advance(5.0)
+    decision = await starter(store).start_replay(record.id, lease=30.0)
+    assert (decision.action, decision.outcome) == (Action.PROCEED, None)
+    assert decision.record.payload == b"L" * 1000
+    assert await store.get(record.id) == decision.record
+    assert decision.record.replay.status is ReplayStatus.RUNNING
+    assert decision.record.replay.attempts == 1
+    assert decision.record.replay.lease_expires_at == clock.now + 30.0
+    entry = await store.ledger("pay-9")
+    assert entry is not None
+    assert (entry.state, entry.record_id, entry.expires_at, entry.updated_at) == (
+        LedgerState.PENDING,
+        record.id,
+        clock.now + 30.0,
+        clock.now,
+    )
+
+
+async def test_start_replay_of_an_unknown_id_is_not_found(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """start_replay of an id never stored raises DeadLetterNotFound and writes no ledger entry."""
+    missing = make(clock)
+    with pytest.raises(DeadLetterNotFound):
+        await starter(store).start_replay(missing.id, lease=30.0)
+    assert await store.ledger(missing.replay_key) is None
+
+
+async def test_dl_8_dl_9_worker_dead_after_start_replay_leaves_the_record_in_doubt(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """DL-8, DL-9: once start_replay returned, an expired lease is reclaimed in doubt, never resubmitted."""
+    (record,) = await add(store, make(clock))
+    await starter(store).start_replay(record.id, lease=10.0)
+    clock.advance(10.0)
+    [reclaimed] = await store.reclaim_expired()
+    assert (reclaimed.record.id, reclaimed.resubmit) == (record.id, False)
+    assert reclaimed.record.replay.status is ReplayStatus.IN_DOUBT
+    again = await starter(store).start_replay(record.id, lease=10.0)
+    assert (again.action, again.outcome) == (Action.REFUSE, ReplayOutcome.IN_DOUBT)
+
+
+async def test_dl_7_dl_8_start_replay_refusals_leave_the_ledger_as_it_was(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """DL-7, DL-8: in progress, even forced, or a key another record committed: no pending entry is written."""
+    first, second, third = await add(
+        store,
+        make(clock, key="a", idempotency_key="pay-10"),
+        make(clock, key="b", idempotency_key="pay-10"),
+        make(clock, key="c", idempotency_key="pay-11"),
+    )
+    one_step = starter(store)
+    assert (await one_step.start_replay(first.id, lease=30.0)).action is Action.PROCEED
+    pending = await store.ledger("pay-10")
+    for force in (False, True):
+        again = await one_step.start_replay(first.id, lease=30.0, force=force)
+        assert (again.action, again.outcome) == (Action.REFUSE, ReplayOutcome.IN_PROGRESS)
+        rival = await one_step.start_replay(second.id, lease=30.0, force=force)
+        assert (rival.action, rival.outcome) == (Action.REFUSE, ReplayOutcome.IN_PROGRESS)
+    assert await store.ledger("pay-10") == pending
+    assert await store.get(second.id) == second
+    await store.finish(first.id, ReplayOutcome.REPLAYED)
+    committed = await store.ledger("pay-10")
+    settled = await one_step.start_replay(second.id, lease=30.0)
+    assert (settled.action, settled.outcome) == (Action.SETTLE, ReplayOutcome.ALREADY_REPLAYED)
+    assert settled.record.replay.status is ReplayStatus.SUCCEEDED
+    assert await store.ledger("pay-10") == committed
+    assert await store.ledger("pay-11") is None
+    assert (await store.get(third.id)).replay.attempts == 0
+
+
+async def test_dl_7_forced_start_replay_of_a_committed_key_marks_it_pending_again(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """DL-7 twin: force starts a succeeded record again, its key pending once more, for this attempt."""
+    (record,) = await add(store, make(clock))
+    one_step = starter(store)
+    await one_step.start_replay(record.id, lease=30.0)
+    await store.finish(record.id, ReplayOutcome.REPLAYED)
+    clock.advance(1.0)
+    decision = await one_step.start_replay(record.id, lease=30.0, force=True)
+    assert decision.action is Action.PROCEED
+    assert decision.record.replay.attempts == 2
+    entry = await store.ledger(record.replay_key)
+    assert entry is not None
+    assert (entry.state, entry.record_id, entry.expires_at) == (
+        LedgerState.PENDING,
+        record.id,
+        clock.now + 30.0,
+    )
+
+
+async def test_dl_8_two_records_racing_with_one_key_only_one_starts(
+    store: DeadLetterStore, clock: FakeClock
+) -> None:
+    """DL-8: two records with one key started at once: one proceeds, the other is in progress."""
+    first, second = await add(
+        store,
+        make(clock, key="a", idempotency_key="pay-12"),
+        make(clock, key="b", idempotency_key="pay-12"),
+    )
+    outcomes: dict[str, ReplayOutcome | None] = {}
+
+    async def start(record: DeadLetter) -> None:
+        outcomes[record.id] = (await starter(store).start_replay(record.id, lease=30.0)).outcome
+
+    async with anyio.create_task_group() as tg:
+        for record in (first, second):
+            tg.start_soon(start, record)
+    assert sorted(outcomes.values(), key=str) == [None, ReplayOutcome.IN_PROGRESS]
+    [winner] = [record_id for record_id, outcome in outcomes.items() if outcome is None]
+    entry = await store.ledger("pay-12")
+    assert entry is not None
+    assert (entry.state, entry.record_id) == (LedgerState.PENDING, winner)
 
 
 async def test_dl_9_reclaim_expired_settles_dead_workers(
