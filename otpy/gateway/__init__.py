@@ -35,8 +35,6 @@ from ._classify import Outcome as Outcome
 from ._classify import classify as classify
 from ._classify import classify_error as classify_error
 from ._classify import classify_status as classify_status
-from ._gateway import ATTR_ORDERING_KEY as ATTR_ORDERING_KEY
-from ._gateway import ATTR_OUTBOX_MESSAGE_ID as ATTR_OUTBOX_MESSAGE_ID
 from ._gateway import DEFAULT_RETRY as DEFAULT_RETRY
 from ._gateway import DISABLE_AFTER as DISABLE_AFTER
 from ._gateway import DeadLetterSink as DeadLetterSink
@@ -81,8 +79,6 @@ __all__ = [
     "DEFAULT_TOLERANCE",
     "IDEMPOTENCY_HEADER",
     "ID_HEADER",
-    "ATTR_ORDERING_KEY",
-    "ATTR_OUTBOX_MESSAGE_ID",
     "DISABLE_AFTER",
     "MIN_SECRET_BYTES",
     "OUTBOX_APPLICATION_ID",

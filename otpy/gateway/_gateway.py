@@ -37,7 +37,12 @@ from .._exceptions import (
 )
 from .._redact import REDACTED, get_logger, redact
 from ..deadletter import Category, DeadLetter, DeadLetters, Source, stable_id
-from ..telemetry import ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_MESSAGING_DESTINATION_NAME
+from ..telemetry import (
+    ATTR_HTTP_RESPONSE_STATUS_CODE,
+    ATTR_MESSAGING_DESTINATION_NAME,
+    ATTR_ORDERING_KEY,
+    ATTR_OUTBOX_MESSAGE_ID,
+)
 from ._breaker import BreakerPolicy, BreakerState, CircuitBreaker
 from ._bulkhead import BulkheadFull
 from ._classify import Outcome, classify_error
@@ -253,12 +258,6 @@ def _reason(result: DeliveryResult, what: str) -> str:
         parts.append(f"response: {text}")
     return redact("; ".join(parts))
 
-
-ATTR_ORDERING_KEY: Final = "otpy.ordering_key"
-"""Dead-letter attribute: the message's ordering key (a replay goes back to its key)."""
-
-ATTR_OUTBOX_MESSAGE_ID: Final = "otpy.outbox.message_id"
-"""Dead-letter attribute: the id the message had in the outbox."""
 
 DEAD_PAGE: Final = 100
 """Messages marked dead read from the outbox at a time, to finish their dead-lettering."""

@@ -93,6 +93,8 @@ __all__ = [
     "ATTR_MESSAGING_DESTINATION_NAME",
     "ATTR_MESSAGING_MESSAGE_ID",
     "ATTR_HTTP_RESPONSE_STATUS_CODE",
+    "ATTR_ORDERING_KEY",
+    "ATTR_OUTBOX_MESSAGE_ID",
     "ATTR_GATEWAY_ATTEMPT",
     "ATTR_GATEWAY_OUTCOME",
     "ATTR_GATEWAY_BREAKER_OLD_STATE",
@@ -269,6 +271,10 @@ ATTR_MESSAGING_MESSAGE_ID: Final = "messaging.message.id"
 """Attribute: the outbox message's id (semantic conventions' message id)."""
 ATTR_HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
 """Attribute: the HTTP status the destination answered; absent when there was no answer."""
+ATTR_ORDERING_KEY: Final = "otpy.ordering_key"
+"""Dead-letter attribute: the message's ordering key (a replay goes back to its key)."""
+ATTR_OUTBOX_MESSAGE_ID: Final = "otpy.outbox.message_id"
+"""Dead-letter attribute: the id the message had in the gateway's outbox."""
 ATTR_GATEWAY_ATTEMPT: Final = "otpy.gateway.attempt"
 """Attribute: the attempt's number for its message, the first being 1."""
 ATTR_GATEWAY_OUTCOME: Final = "otpy.gateway.outcome"
