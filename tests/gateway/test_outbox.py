@@ -25,37 +25,10 @@ from otpy.gateway._outbox_sqlite import (
     open_outbox,
 )
 
+from ._outbox_helpers import LEASE, T0, ids, message
+
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
     from pathlib import Path
-
-T0 = 1_700_000_000.0
-LEASE = 30.0
-
-
-@pytest.fixture(params=["sqlite", "memory"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[OutboxStore]:
-    """Each store, open for the test and closed after it."""
-    opened: OutboxStore
-    if request.param == "sqlite":
-        opened = await SQLiteOutboxStore.open(tmp_path / "outbox.db", synchronous="OFF")
-    else:
-        opened = MemoryOutboxStore()
-    try:
-        yield opened
-    finally:
-        await opened.aclose()
-
-
-def message(
-    key: str = "k", *, now: float = T0, destination: str = "hooks", **kw: Any
-) -> OutboxMessage:
-    return OutboxMessage.new(destination=destination, key=key, body=b"{}", now=now, **kw)
-
-
-def ids(messages: list[OutboxMessage]) -> list[str]:
-    return [m.id for m in messages]
-
 
 # -- the message ------------------------------------------------------------------------
 
