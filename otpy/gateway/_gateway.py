@@ -1042,6 +1042,13 @@ class Gateway:
         if not worker.disabled:
             await worker.set_disabled("manual")
 
+    def _states(self) -> dict[str, tuple[BreakerState | None, bool]]:
+        """Each destination's breaker state and whether it is disabled, for the gauges."""
+        return {
+            name: (worker.breaker.state if worker.breaker is not None else None, worker.disabled)
+            for name, worker in self._workers.items()
+        }
+
     def disabled(self) -> tuple[str, ...]:
         """The names of the disabled destinations, sorted."""
         return tuple(sorted(n for n, w in self._workers.items() if w.disabled))
@@ -1121,7 +1128,14 @@ class Gateway:
         interval = min(w.policy.poll_interval for w in self._workers.values())
         lease = min(w.policy.lease for w in self._workers.values())
         async with anyio.create_task_group() as tg:
-            tg.start_soon(sample_outbox, self.outbox, tuple(self._workers), interval, self.clock)
+            tg.start_soon(
+                sample_outbox,
+                self.outbox,
+                tuple(self._workers),
+                interval,
+                self.clock,
+                self._states,
+            )
             tg.start_soon(self._reclaim_expired, lease)
             tg.start_soon(self._retry_dead, interval)
 

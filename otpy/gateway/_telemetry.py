@@ -29,6 +29,7 @@ from ..telemetry import (
     ATTR_GATEWAY_BREAKER_NEW_STATE,
     ATTR_GATEWAY_BREAKER_OLD_STATE,
     ATTR_GATEWAY_BREAKER_REASON,
+    ATTR_GATEWAY_BREAKER_STATE,
     ATTR_GATEWAY_DEAD_LETTER_REASON,
     ATTR_GATEWAY_DISABLE_REASON,
     ATTR_GATEWAY_OUTCOME,
@@ -40,8 +41,10 @@ from ..telemetry import (
     ATTR_MESSAGING_SYSTEM,
     METRIC_GATEWAY_ATTEMPT_DURATION,
     METRIC_GATEWAY_ATTEMPTS,
+    METRIC_GATEWAY_BREAKER_STATE,
     METRIC_GATEWAY_BREAKER_TRANSITIONS,
     METRIC_GATEWAY_DEAD_LETTERED,
+    METRIC_GATEWAY_DISABLED,
     METRIC_GATEWAY_OUTBOX_DEPTH,
     METRIC_GATEWAY_OUTBOX_OLDEST_AGE,
     SPAN_GATEWAY_BREAKER_TRANSITION,
@@ -54,15 +57,15 @@ from ..telemetry import (
     get_tracer,
     providers_set,
 )
+from ._breaker import BreakerState
 from ._classify import Outcome
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Mapping
 
     from opentelemetry.trace import Span
     from opentelemetry.util.types import AttributeValue
 
-    from ._breaker import BreakerState
     from ._http import DeliveryResult
     from ._outbox import OutboxMessage, OutboxStatistics, OutboxStore
 
@@ -122,6 +125,16 @@ _oldest_age = cached_gauge(
     METRIC_GATEWAY_OUTBOX_OLDEST_AGE,
     unit="s",
     description="Age of the oldest message in the outbox for a destination.",
+)
+_breaker_state = cached_gauge(
+    METRIC_GATEWAY_BREAKER_STATE,
+    unit="1",
+    description="1 for the state a destination's circuit breaker is in, 0 for the others.",
+)
+_disabled = cached_gauge(
+    METRIC_GATEWAY_DISABLED,
+    unit="1",
+    description="1 while delivery to a destination is disabled, else 0.",
 )
 
 
@@ -392,15 +405,36 @@ def record_outbox(destinations: Iterable[str], statistics: OutboxStatistics) -> 
         logger.debug("could not record the outbox's statistics", exc_info=True)
 
 
+def record_states(states: Mapping[str, tuple[BreakerState | None, bool]]) -> None:
+    """Set each destination's breaker-state set (without a breaker, none) and disabled gauges."""
+    try:
+        breaker_state, disabled = _breaker_state(), _disabled()
+        for name, (current, off) in states.items():
+            labels = {ATTR_MESSAGING_DESTINATION_NAME: name}
+            disabled.set(1 if off else 0, labels)
+            if current is None:
+                continue
+            for state in BreakerState:
+                breaker_state.set(
+                    1 if state is current else 0,
+                    {**labels, ATTR_GATEWAY_BREAKER_STATE: state.value},
+                )
+    except Exception:
+        logger.debug("could not record the destinations' states", exc_info=True)
+
+
 async def sample_outbox(
     outbox: OutboxStore,
     destinations: tuple[str, ...],
     interval: float,
     clock: Callable[[], float],
+    states: Callable[[], Mapping[str, tuple[BreakerState | None, bool]]] | None = None,
 ) -> None:
-    """Every *interval* seconds, while someone listens, record the outbox's gauges; until cancelled.
+    """Every *interval* seconds, while someone listens, record the gateway's gauges; until cancelled.
 
-    A failure to read the statistics is logged at DEBUG and tried again next time.
+    The outbox's depth and oldest age, and, from *states*, each destination's breaker
+    state and whether it is disabled. A failure to read the statistics is logged at
+    DEBUG and tried again next time.
     """
     while True:
         if providers_set():
@@ -410,6 +444,8 @@ async def sample_outbox(
                 logger.debug("could not read the outbox's statistics", exc_info=True)
             else:
                 record_outbox(destinations, statistics)
+            if states is not None:
+                record_states(states())
         await anyio.sleep(interval)
 
 

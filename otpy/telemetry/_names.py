@@ -109,6 +109,9 @@ __all__ = [
     "METRIC_GATEWAY_DEAD_LETTERED",
     "METRIC_GATEWAY_OUTBOX_DEPTH",
     "METRIC_GATEWAY_OUTBOX_OLDEST_AGE",
+    "METRIC_GATEWAY_BREAKER_STATE",
+    "METRIC_GATEWAY_DISABLED",
+    "ATTR_GATEWAY_BREAKER_STATE",
 ]
 
 # -- supervision (otpy.telemetry.record_restart and friends) ------------------------
@@ -302,3 +305,9 @@ METRIC_GATEWAY_OUTBOX_DEPTH: Final = "otpy.gateway.outbox.depth"
 """Gauge, unit ``{message}``: messages waiting or in flight, by destination, sampled once per poll."""
 METRIC_GATEWAY_OUTBOX_OLDEST_AGE: Final = "otpy.gateway.outbox.oldest_age"
 """Gauge, unit ``s``: age of a destination's oldest message (0 if none), sampled once per poll."""
+METRIC_GATEWAY_BREAKER_STATE: Final = "otpy.gateway.breaker.status"
+"""Gauge, a state set: 1 for a destination's breaker state (``otpy.gateway.breaker.state``), 0 for the others."""
+METRIC_GATEWAY_DISABLED: Final = "otpy.gateway.disabled"
+"""Gauge: 1 while a destination is disabled, else 0; sampled once per poll."""
+ATTR_GATEWAY_BREAKER_STATE: Final = "otpy.gateway.breaker.state"
+"""Attribute: a breaker state (``closed``, ``open``...) on ``otpy.gateway.breaker.status``."""

@@ -23,6 +23,7 @@ from otpy.telemetry import (
     ATTR_GATEWAY_ATTEMPT,
     ATTR_GATEWAY_BREAKER_NEW_STATE,
     ATTR_GATEWAY_BREAKER_OLD_STATE,
+    ATTR_GATEWAY_BREAKER_STATE,
     ATTR_GATEWAY_DEAD_LETTER_REASON,
     ATTR_GATEWAY_DISABLE_REASON,
     ATTR_GATEWAY_OUTCOME,
@@ -34,8 +35,10 @@ from otpy.telemetry import (
     ATTR_MESSAGING_SYSTEM,
     METRIC_GATEWAY_ATTEMPT_DURATION,
     METRIC_GATEWAY_ATTEMPTS,
+    METRIC_GATEWAY_BREAKER_STATE,
     METRIC_GATEWAY_BREAKER_TRANSITIONS,
     METRIC_GATEWAY_DEAD_LETTERED,
+    METRIC_GATEWAY_DISABLED,
     METRIC_GATEWAY_OUTBOX_DEPTH,
     METRIC_GATEWAY_OUTBOX_OLDEST_AGE,
     SPAN_GATEWAY_BREAKER_TRANSITION,
@@ -295,6 +298,30 @@ async def test_the_outbox_depth_and_oldest_age_are_sampled_once_per_poll() -> No
     assert depth == {key: 2}
     assert age == {key: 3.0}
     assert drained == {key: 0}
+
+
+@VIRTUAL_TIME
+async def test_the_breaker_state_and_disabling_are_sampled_as_gauges() -> None:
+    """A state set (1 for the current state, 0 for the others) and a disabled flag per destination."""
+    outbox, sink = MemoryOutboxStore(clock=clock), Sink()
+    g = gateway(Scripted(), outbox, sink, breaker=BreakerPolicy())
+    with capture_metrics() as reader:
+        async with running(g):
+            await anyio.sleep(1.5)
+            states = points(reader.get_metrics_data(), METRIC_GATEWAY_BREAKER_STATE)
+            await g.disable(DEST)
+            await anyio.sleep(1)
+            disabled = points(reader.get_metrics_data(), METRIC_GATEWAY_DISABLED)
+    dest = (ATTR_MESSAGING_DESTINATION_NAME, DEST)
+    assert {dict(k)[ATTR_GATEWAY_BREAKER_STATE]: v for k, v in states.items()} == {
+        "closed": 1,
+        "open": 0,
+        "half_open": 0,
+        "forced_open": 0,
+        "disabled": 0,
+    }
+    assert all(dest in k for k in states)
+    assert disabled == {(dest,): 1}
 
 
 def test_the_semantic_convention_names_are_the_conventions_own() -> None:
