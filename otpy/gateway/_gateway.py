@@ -1223,6 +1223,7 @@ class Gateway:
 
         .. versionadded:: 0.1.0
         """
+        shutdown = number(shutdown, "shutdown", owner="Gateway.supervisor_spec", positive=False)
         return gateway_supervisor_spec(
             self,
             tuple(self._workers),

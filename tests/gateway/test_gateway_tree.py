@@ -233,3 +233,11 @@ async def test_the_actors_show_their_destination_and_counters_never_a_message() 
         assert status["sent"] == 1
         assert "secret body" not in repr(status)
         assert (await keeper.get_status()).state == {"gateway": "<Gateway ['orders']>"}
+
+
+@pytest.mark.parametrize("shutdown", [-1.0, float("nan"), "5s"])
+def test_a_bad_shutdown_is_refused_naming_it(shutdown: object) -> None:
+    """The drain budget is checked where it is given, even for a gateway with no destination."""
+    g = Gateway(MemoryOutboxStore(), [], dead_letters=Sink())
+    with pytest.raises((otpy.InvalidArgument, otpy.InvalidArgumentType), match="shutdown"):
+        g.supervisor_spec(shutdown=shutdown)  # type: ignore[arg-type]
