@@ -360,8 +360,8 @@ class SQLiteWriter:
     ) -> _T:
         """Run ``fn(connection)`` in a ``BEGIN IMMEDIATE`` transaction, in line with appends.
 
-        Its own transaction, unless *shared*. *fn* runs in the writer's thread: it must not block on anything but the
-        database, nor touch the event loop. Whatever it raises rolls the
+        Its own transaction, unless *shared*. *fn* runs in the writer's thread: it
+        must not block on anything but the database, nor touch the event loop. Whatever it raises rolls the
         transaction back and is raised here (a ``sqlite3.Error`` translated). A
         caller cancelled before the call runs nothing; one cancelled once the
         thread has taken *fn* gets no answer, but *fn* runs to its commit.

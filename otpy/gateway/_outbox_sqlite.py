@@ -476,14 +476,17 @@ class SQLiteOutboxStore:
         return check_time(self.clock() if now is None else now, "now", owner=function)
 
     async def _write(self, body: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Run *body* in one ``BEGIN IMMEDIATE`` transaction on the writer's thread.
+        """Run *body* atomically on the writer's thread; return once it is committed.
 
-        *body* runs in the database thread: callers read the clock before, on the
-        event loop, and pass the time in.
+        Each body runs under its own savepoint in a transaction shared with the
+        bodies queued right behind it (claims, completions, retries of every
+        destination at once): one fsync for all of them, and a body that raises
+        rolls back alone. *body* runs in the database thread: callers read the
+        clock before, on the event loop, and pass the time in.
         """
         if self._writer.closed or self._reader is None:
             raise self._closed()
-        return await self._writer.transaction(body)
+        return await self._writer.transaction(body, shared=True)
 
     async def _read(self, body: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run *body* on the read connection in a worker thread, one read at a time."""
