@@ -15,7 +15,7 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 KEY_LINES = {
-    "gateway.py": "after the replay: [('customer-42', 1), ('customer-42', 2), ('customer-42', 4), ('customer-42', 3)]",
+    "outbound_gateway.py": "after the replay: [('customer-42', 1), ('customer-42', 2), ('customer-42', 4), ('customer-42', 3)]",
     "backoff.py": "flaky is stable after 6 restarts",
     "counter.py": "deferred reply: count reached 20 (count=21)",
     "dynamic_pool.py": "pool: 3 workers running, 1 restart",

@@ -9,7 +9,7 @@ where it was going, and a replay sends it again through the gateway once the
 receiver accepts it.
 
 The outbox is SQLite in a temporary directory, so nothing is left behind. Run it
-with ``python examples/gateway.py``.
+with ``python examples/outbound_gateway.py``.
 """
 
 from __future__ import annotations
