@@ -512,7 +512,7 @@ class SQLiteJournalStore:
 
         def body(db: sqlite3.Connection) -> list[Accepted]:
             answers: list[Accepted] = []
-            requested = 0
+            requested = stored = 0
             for entry, row in zip(entries, rows, strict=True):
                 original = None
                 if entry.idempotency_key is not None:
@@ -535,10 +535,11 @@ class SQLiteJournalStore:
                     db.execute(_RECORD, (entry.route, entry.idempotency_key, entry.id, now))
                 answers.append(Accepted(entry.id))
                 requested += entry.size
+                stored += 1
             used, records = db.execute(
                 "SELECT pending_bytes, dedup_records FROM usage WHERE one = 1"
             ).fetchone()
-            if requested and used > max_bytes:
+            if stored and used > max_bytes:
                 raise JournalFull(max_bytes, used - requested, requested)
             if records > dedup_max:
                 db.execute(_EVICT, (records - dedup_max,))

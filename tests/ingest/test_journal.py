@@ -498,6 +498,23 @@ async def test_sqlite_reopened_finds_everything(tmp_path: Path) -> None:
     db.close()
 
 
+async def test_sqlite_reopened_with_a_smaller_budget_refuses_until_it_drains(
+    tmp_path: Path,
+) -> None:
+    """Over a lowered budget even an empty entry is refused; a repeat is still answered."""
+    path = tmp_path / "journal.db"
+    e = entry("k", body=b"x" * 50)
+    async with open_journal(path) as store:
+        await store.accept([e], now=T0)
+    async with open_journal(path, max_bytes=40) as store:
+        with pytest.raises(JournalFull) as refused:
+            await store.accept([entry(body=b"")], now=T0)
+        assert (refused.value.used, refused.value.requested) == (50, 0)
+        assert await store.accept([entry("k")], now=T0) == [Accepted(e.id, duplicate=True)]
+        await store.mark_handed_over([e.id])
+        assert (await store.accept([entry(body=b"")], now=T0))[0].duplicate is False
+
+
 async def test_sqlite_refuses_a_foreign_file_untouched(tmp_path: Path) -> None:
     """Another application's database, the dead-letter store's and the outbox's are left as they are."""
     foreign = tmp_path / "app.db"
