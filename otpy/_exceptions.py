@@ -48,6 +48,9 @@
     │   ├── BulkheadFull         a destination's bulkhead had no slot within max_wait
     │   └── OutboxError          the outbox store cannot be used as it is
     │       └── OutboxMessageNotFound  no message with that id; also a LookupError
+    ├── IngestError              the ingest side refused a message or could not use its journal
+    │   └── JournalError         the journal store cannot be used as it is
+    │       └── JournalFull      the journal's disk budget is reached (the node answers 429)
     └── SignatureError           a Standard Webhooks signature did not verify; also a ValueError
 
     TelemetryConfigError (otpy.telemetry) is an OtpyError and a ValueError: a bad
@@ -71,6 +74,9 @@ __all__ = [
     "BulkheadFull",
     "UnknownDestination",
     "GatewayError",
+    "IngestError",
+    "JournalError",
+    "JournalFull",
     "ActorError",
     "InvalidArgument",
     "InvalidArgumentType",
@@ -766,6 +772,47 @@ class OutboxMessageNotFound(OutboxError, LookupError):
     def __init__(self, message_id: str) -> None:
         super().__init__(f"no outbox message with id {message_id!r}")
         self.message_id = message_id
+
+
+class IngestError(OtpyError):
+    """The ingest side refused a message or could not use its journal.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+class JournalError(IngestError):
+    """An ingest journal store failed, or refused its file; the message says what to do.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+class JournalFull(JournalError):
+    """Accepting would take the journal's pending entries past its disk budget; nothing was stored.
+
+    The budget counts the body and header bytes of the entries not yet handed over
+    to the gateway; it frees as they are. The node answers such a request ``429``
+    with ``Retry-After``.
+
+    Attributes:
+        max_bytes: the budget, in bytes.
+        used: the bytes pending when the accept was refused.
+        requested: the bytes the refused accept would have added.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, max_bytes: int, used: int, requested: int) -> None:
+        super().__init__(
+            f"the ingest journal is full: {used} of its {max_bytes} bytes are pending and this "
+            f"accept needs {requested} more; nothing was stored and the node answers 429 until "
+            "the hand-over to the gateway frees room: check that the gateway keeps up, or raise "
+            "max_bytes"
+        )
+        self.max_bytes = max_bytes
+        self.used = used
+        self.requested = requested
 
 
 class SignatureError(OtpyError, ValueError):

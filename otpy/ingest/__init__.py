@@ -1,0 +1,46 @@
+"""The ingest side: messages the node accepts, durably, before it answers ``202``.
+
+In progress: docs/ingest.md says what exists and what comes next. So far, the
+journal, the store behind "202 only after the message is durable":
+
+- :class:`JournalEntry`: one accepted message (route, ordering key, idempotency
+  key, priority, body, headers, trace context), built with :meth:`JournalEntry.new`.
+- :class:`JournalStore` (:class:`SQLiteJournalStore` on otpy's one write path, and
+  :class:`MemoryJournalStore`): :meth:`~JournalStore.accept` returns once the
+  entries are committed, answers a repeat of ``(route, idempotency_key)`` within
+  the dedup window with the original's id (:class:`Accepted`), and refuses with
+  :exc:`~otpy.JournalFull` past the disk budget; :meth:`~JournalStore.pending` lists
+  what waits for the hand-over to the gateway, oldest first, after a crash too;
+  :meth:`~JournalStore.mark_handed_over` frees it.
+- :class:`JournalStatistics`: depth, oldest age and bytes, per route and in total.
+"""
+
+from __future__ import annotations
+
+from ._journal import DEFAULT_DEDUP_MAX as DEFAULT_DEDUP_MAX
+from ._journal import DEFAULT_DEDUP_TTL as DEFAULT_DEDUP_TTL
+from ._journal import DEFAULT_MAX_BYTES as DEFAULT_MAX_BYTES
+from ._journal import Accepted as Accepted
+from ._journal import JournalEntry as JournalEntry
+from ._journal import JournalStatistics as JournalStatistics
+from ._journal import JournalStore as JournalStore
+from ._journal import RouteStatistics as RouteStatistics
+from ._journal_memory import MemoryJournalStore as MemoryJournalStore
+from ._journal_sqlite import APPLICATION_ID as JOURNAL_APPLICATION_ID
+from ._journal_sqlite import SQLiteJournalStore as SQLiteJournalStore
+from ._journal_sqlite import open_journal as open_journal
+
+__all__ = [
+    "DEFAULT_DEDUP_MAX",
+    "DEFAULT_DEDUP_TTL",
+    "DEFAULT_MAX_BYTES",
+    "JOURNAL_APPLICATION_ID",
+    "Accepted",
+    "JournalEntry",
+    "JournalStatistics",
+    "JournalStore",
+    "MemoryJournalStore",
+    "RouteStatistics",
+    "SQLiteJournalStore",
+    "open_journal",
+]
