@@ -17,6 +17,7 @@ PACKAGES = (
     "otpy.telemetry",
     "otpy.testing",
     "otpy.gateway",
+    "otpy.node",
 )
 
 
