@@ -51,7 +51,8 @@
     ├── IngestError              the ingest side refused a message or could not use its journal
     │   └── JournalError         the journal store cannot be used as it is
     │       └── JournalFull      the journal's disk budget is reached (the node answers 429)
-    └── SignatureError           a Standard Webhooks signature did not verify; also a ValueError
+    ├── SignatureError           a Standard Webhooks signature did not verify; also a ValueError
+    └── ConfigError              a bad node configuration (otpy.node); also a ValueError
 
     TelemetryConfigError (otpy.telemetry) is an OtpyError and a ValueError: a bad
     OTEL_* setting, raised before anything starts.
@@ -118,6 +119,7 @@ __all__ = [
     "StashOverflow",
     "SupervisionError",
     "UnhandledMessage",
+    "ConfigError",
 ]
 
 
@@ -831,6 +833,35 @@ class SignatureError(OtpyError, ValueError):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"webhook signature rejected: {detail}")
         self.reason = reason
+
+
+class ConfigError(OtpyError, ValueError):
+    """The node's configuration is invalid; raised before anything starts.
+
+    ``otpy.node.load_config`` raises it for the first bad key: a value of the wrong
+    type or out of range, an unknown key, a secret written in the file, a missing
+    secret, a reference to something that does not exist.
+
+    Attributes:
+        key: the key's full path in the TOML file, like
+            ``"gateway.destinations.orders.retry.schedule[2]"``.
+        value: the value given, ``"[redacted]"`` for a secret (``None`` for a
+            missing key).
+        allowed: what the key allows, in the words of the check that refused it
+            (naming the value given, unless it is a secret).
+        source: where the value came from: the file's path or the environment
+            variable that overrode it (``None`` for a mapping given in code).
+
+    .. versionadded:: 0.2.0
+    """
+
+    def __init__(self, key: str, value: object, allowed: str, *, source: str | None = None) -> None:
+        text = f"{key} {allowed}"
+        super().__init__(text if source is None else f"{source}: {text}")
+        self.key = key
+        self.value = value
+        self.allowed = allowed
+        self.source = source
 
 
 def single_error(group: BaseExceptionGroup[BaseException]) -> OtpyError | None:

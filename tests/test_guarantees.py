@@ -32,6 +32,7 @@ SECTIONS = {
     "Dead letters": "DL",
     "Replay": "DL",
     "Outbound gateway": "GW",
+    "Ingest": "IN",
     "Telemetry": "TEL",
 }
 NOT_GUARANTEED = "Not guaranteed (yet)"

@@ -50,13 +50,14 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("deadletter",),
     ("gateway",),
     ("ingest",),
+    ("node",),
     ("console", "testing"),
     ("cli",),
     ("__main__",),
 )
 LEAF_MODULES = frozenset({"_exceptions", "_check", "_partition", "_redact"})
 PUBLIC_PACKAGES = frozenset(
-    {"otpy", "pressure", "deadletter", "telemetry", "testing", "gateway", "ingest"}
+    {"otpy", "pressure", "deadletter", "telemetry", "testing", "gateway", "ingest", "node"}
 )
 LEVEL = {unit: level for level, units in enumerate(LAYERS) for unit in units}
 

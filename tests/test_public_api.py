@@ -18,6 +18,7 @@ PACKAGES = (
     "otpy.testing",
     "otpy.gateway",
     "otpy.ingest",
+    "otpy.node",
 )
 
 

@@ -1,4 +1,4 @@
-"""The journal store contract, run against the SQLite and the memory store on both backends."""
+"""The journal store contract, run against the SQLite and the memory store on both backends (IN-1..IN-5)."""
 
 from __future__ import annotations
 

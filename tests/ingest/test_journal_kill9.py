@@ -1,4 +1,4 @@
-"""An acknowledged accept survives kill -9: every id answered as new is pending after it."""
+"""An acknowledged accept survives kill -9: every id answered as new is pending after it (IN-1, IN-4)."""
 
 from __future__ import annotations
 
