@@ -47,7 +47,7 @@ from ._breaker import BreakerPolicy, BreakerState, CircuitBreaker
 from ._bulkhead import BulkheadFull
 from ._classify import Outcome, classify_error
 from ._http import DeliveryResult, OutboundRequest
-from ._outbox import DestinationState, OutboxMessage, OutboxStore
+from ._outbox import DestinationState, OutboxMessage, OutboxStore, check_messages
 from ._retry import RetryPolicy
 from ._telemetry import (
     dead_letter_reason,
@@ -957,7 +957,7 @@ class Gateway:
             UnknownDestination: no destination has this name.
             InvalidArgument: a value is not allowed; the message names it.
         """
-        worker = self._worker(destination)
+        self._worker(destination)
         message = OutboxMessage.new(
             destination=destination,
             key=key,
@@ -968,11 +968,36 @@ class Gateway:
             trace_context=trace_context,
             idempotency_key=idempotency_key,
         )
-        if worker.policy.ordering == "none":
-            message = attrs.evolve(message, key=message.id)  # its own key: nothing waits
-        await self.outbox.enqueue([message])
-        worker.wake()
-        return message.id
+        [stored] = await self.enqueue_many([message])
+        return stored
+
+    async def enqueue_many(
+        self, messages: Sequence[OutboxMessage], *, timeout: float | None = None
+    ) -> list[str]:
+        """Store *messages* (built with :meth:`OutboxMessage.new`) in one commit; return their ids.
+
+        For a caller that hands over in batches, or that must be able to hand the
+        same message over again after a crash: give each message an id of your own,
+        derived from what it comes from (``OutboxMessage.new(..., message_id=...)``;
+        ids that sort like their sources keep a key's order), and a message whose id
+        is already in the outbox is stored once. A
+        destination with ``ordering="none"`` gets each message under a key of its own.
+
+        Raises:
+            UnknownDestination: a message names a destination the gateway does not
+                have; nothing is stored.
+            TimeoutError: not committed within *timeout*; enqueuing again is safe.
+        """
+        checked = check_messages(messages, "Gateway.enqueue_many")
+        workers = [self._worker(m.destination) for m in checked]
+        prepared = [
+            attrs.evolve(m, key=m.id) if w.policy.ordering == "none" and m.key != m.id else m
+            for m, w in zip(checked, workers, strict=True)
+        ]
+        await self.outbox.enqueue(prepared, timeout=timeout)
+        for worker in {id(w): w for w in workers}.values():
+            worker.wake()
+        return [m.id for m in prepared]
 
     async def replay(self, record: DeadLetter, idempotency_key: str) -> None:
         """Send a dead letter again through its destination: the replay handler for ``outbound``.

@@ -40,6 +40,7 @@ from .._exceptions import (
     InvalidArgumentType,
 )
 from ..deadletter import new_id
+from ._signing import _message_id as _webhook_id
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -292,6 +293,7 @@ class OutboxMessage:
         headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
         trace_context: Mapping[str, str] | Iterable[tuple[str, str]] = (),
         idempotency_key: str | None = None,
+        message_id: str | None = None,
     ) -> OutboxMessage:
         """Build a new pending message with a fresh id, due at once.
 
@@ -305,12 +307,21 @@ class OutboxMessage:
             headers: extra request headers.
             trace_context: the W3C trace context to carry.
             idempotency_key: the receiver's deduplication key; the new id if ``None``.
+            message_id: the message's id (and ``webhook-id``: printable ASCII, no
+                spaces, no ``.``); a new one by default. Give one derived from what
+                the message comes from when the same message may be enqueued again
+                after a crash: the outbox stores it once. A key's messages go in id
+                order, so derive ids that sort like their sources (a time-sorted
+                source id and a suffix per destination, say).
 
         Raises:
             InvalidArgument: a value is not allowed; the message names it.
         """
         created = check_time(now, "now", owner="OutboxMessage.new")
-        message_id = new_id(created)
+        if message_id is None:
+            message_id = new_id(created)
+        else:
+            message_id = _webhook_id(message_id, "OutboxMessage.new")
         return cls(
             id=message_id,
             destination=destination,

@@ -423,3 +423,41 @@ async def test_a_message_whose_attempt_outlives_its_lease_is_sent_again() -> Non
     assert [(c.at, c.attempt) for c in dest.calls] == [(0.0, 1), (10.0, 1)]
     assert await outbox.get(message_id) is None  # delivered by the second attempt
     assert sink.records == []
+
+
+@VIRTUAL_TIME
+async def test_enqueue_many_stores_a_message_with_a_given_id_once() -> None:
+    """A hand-over repeated after a crash (same derived ids) stores and delivers each message once."""
+    outbox, sink, dest = MemoryOutboxStore(clock=clock), Sink(), Scripted()
+    g = gateway(dest, outbox, sink)
+    # Derived from the (time-sorted) ids of what they come from: they sort the same way.
+    ids = [f"{otpy.deadletter.new_id(clock())}-orders" for _ in range(3)]
+    messages = [
+        OutboxMessage.new(
+            destination="orders", key="a", body=f"m{i}".encode(), now=clock(), message_id=ids[i]
+        )
+        for i in range(3)
+    ]
+    async with running(g):
+        assert await g.enqueue_many(messages) == ids
+        assert await g.enqueue_many(messages) == ids  # again, as after a crash
+        await anyio.sleep(1)
+    assert [c.body for c in dest.calls] == [b"m0", b"m1", b"m2"]
+    assert [c.idempotency_key for c in dest.calls] == ids
+
+
+async def test_enqueue_many_refuses_an_unknown_destination_storing_nothing() -> None:
+    """One bad destination in a batch: UnknownDestination names it, and nothing is stored."""
+    outbox = MemoryOutboxStore()
+    g = gateway(Scripted(), outbox, Sink())
+    good = OutboxMessage.new(destination="orders", key="a", body=b"x", now=1.0)
+    bad = OutboxMessage.new(destination="billing", key="a", body=b"x", now=1.0)
+    with pytest.raises(UnknownDestination, match="billing"):
+        await g.enqueue_many([good, bad])
+    assert (await outbox.statistics()).depth == 0
+
+
+def test_a_message_id_of_ones_own_must_be_a_webhook_id() -> None:
+    """An id the Standard Webhooks headers could not carry is refused when the message is built."""
+    with pytest.raises(InvalidArgument, match="message_id"):
+        OutboxMessage.new(destination="d", key="k", body=b"", now=1.0, message_id="a b\n")
