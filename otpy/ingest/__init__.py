@@ -13,10 +13,21 @@ journal, the store behind "202 only after the message is durable":
   what waits for the hand-over to the gateway, oldest first, after a crash too;
   :meth:`~JournalStore.mark_handed_over` frees it.
 - :class:`JournalStatistics`: depth, oldest age and bytes, per route and in total.
+- :class:`Handover`: the loop from the journal to the gateway, one outbox message per
+  destination of an entry's route, with ids derived from the entry's
+  (:func:`handover_message_id`), so a crash hands a page over again and the outbox
+  keeps it once; a backlog drains at a governed rate (:class:`BackfillPolicy`).
+  :class:`HandoverWorker` runs it in a supervision tree (:meth:`Handover.child_spec`).
 """
 
 from __future__ import annotations
 
+from ._handover import BackfillPolicy as BackfillPolicy
+from ._handover import Handover as Handover
+from ._handover import HandoverStatistics as HandoverStatistics
+from ._handover import HandoverWorker as HandoverWorker
+from ._handover import RouteCountsHook as RouteCountsHook
+from ._handover import handover_message_id as handover_message_id
 from ._journal import DEFAULT_DEDUP_MAX as DEFAULT_DEDUP_MAX
 from ._journal import DEFAULT_DEDUP_TTL as DEFAULT_DEDUP_TTL
 from ._journal import DEFAULT_MAX_BYTES as DEFAULT_MAX_BYTES
@@ -36,11 +47,17 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "JOURNAL_APPLICATION_ID",
     "Accepted",
+    "BackfillPolicy",
+    "Handover",
+    "HandoverStatistics",
+    "HandoverWorker",
     "JournalEntry",
     "JournalStatistics",
     "JournalStore",
     "MemoryJournalStore",
     "RouteStatistics",
+    "RouteCountsHook",
     "SQLiteJournalStore",
+    "handover_message_id",
     "open_journal",
 ]

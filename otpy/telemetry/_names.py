@@ -112,6 +112,19 @@ __all__ = [
     "METRIC_GATEWAY_BREAKER_STATE",
     "METRIC_GATEWAY_DISABLED",
     "ATTR_GATEWAY_BREAKER_STATE",
+    # ingest hand-over: spans
+    "SPAN_INGEST_BACKFILL",
+    # ingest hand-over: attributes
+    "ATTR_INGEST_ROUTE",
+    "ATTR_INGEST_BACKFILL_BACKLOG",
+    "ATTR_INGEST_BACKFILL_RATE",
+    "ATTR_INGEST_BACKFILL_STEADY_RATE",
+    "ATTR_INGEST_BACKFILL_HANDED_OVER",
+    # ingest hand-over: metrics
+    "METRIC_INGEST_HANDED_OVER",
+    "METRIC_INGEST_UNROUTABLE",
+    "METRIC_INGEST_HANDOVER_RATE",
+    "METRIC_INGEST_HANDOVER_BACKLOG",
 ]
 
 # -- supervision (otpy.telemetry.record_restart and friends) ------------------------
@@ -311,3 +324,30 @@ METRIC_GATEWAY_DISABLED: Final = "otpy.gateway.disabled"
 """Gauge: 1 while a destination is disabled, else 0; sampled once per poll."""
 ATTR_GATEWAY_BREAKER_STATE: Final = "otpy.gateway.breaker.state"
 """Attribute: a breaker state (``closed``, ``open``...) on ``otpy.gateway.breaker.status``."""
+
+# -- ingest hand-over (otpy.ingest.Handover: the journal to the gateway) ------------
+# A backfill is one INTERNAL span, the root of its own trace, from the moment the
+# hand-over finds more than a page pending until a page comes back short.
+
+SPAN_INGEST_BACKFILL: Final = "otpy.ingest.backfill"
+"""Span: a backlog of the journal drained at a governed rate, from its start to its end."""
+
+ATTR_INGEST_ROUTE: Final = "otpy.ingest.route"
+"""Attribute: the ingest route an entry came in on."""
+ATTR_INGEST_BACKFILL_BACKLOG: Final = "otpy.ingest.backfill.backlog"
+"""Attribute: the entries pending in the journal when the backfill started."""
+ATTR_INGEST_BACKFILL_RATE: Final = "otpy.ingest.backfill.rate"
+"""Attribute: the backfill's rate limit, entries per second."""
+ATTR_INGEST_BACKFILL_STEADY_RATE: Final = "otpy.ingest.backfill.steady_rate"
+"""Attribute: the steady rate measured before the backfill, entries per second (absent if none yet)."""
+ATTR_INGEST_BACKFILL_HANDED_OVER: Final = "otpy.ingest.backfill.handed_over"
+"""Attribute, set at the end: the entries the backfill handed over."""
+
+METRIC_INGEST_HANDED_OVER: Final = "otpy.ingest.handed_over"
+"""Counter, unit ``{entry}``: journal entries handed over to the gateway, by `ATTR_INGEST_ROUTE`."""
+METRIC_INGEST_UNROUTABLE: Final = "otpy.ingest.unroutable"
+"""Counter, unit ``{entry}``: entries dead-lettered at the hand-over (route gone), by `ATTR_INGEST_ROUTE`."""
+METRIC_INGEST_HANDOVER_RATE: Final = "otpy.ingest.handover.rate"
+"""Gauge, unit ``{entry}/s``: the steady rate measured, or the rate limit during a backfill."""
+METRIC_INGEST_HANDOVER_BACKLOG: Final = "otpy.ingest.handover.backlog"
+"""Gauge, unit ``{entry}``: entries estimated pending during a backfill; 0 when it ends."""
