@@ -1,4 +1,4 @@
-"""The hand-over: journal entries become outbox messages once, in order, at a governed pace."""
+"""The hand-over: journal entries become outbox messages once, in order, at a governed pace (IN-6..IN-9)."""
 
 from __future__ import annotations
 
