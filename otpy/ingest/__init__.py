@@ -13,10 +13,25 @@ journal, the store behind "202 only after the message is durable":
   what waits for the hand-over to the gateway, oldest first, after a crash too;
   :meth:`~JournalStore.mark_handed_over` frees it.
 - :class:`JournalStatistics`: depth, oldest age and bytes, per route and in total.
+
+And the HTTP ingest in front of it:
+
+- :class:`IngestApp`: the Starlette app; ``POST /v1/routes/{route}/messages`` and
+  ``/batch`` answer ``202`` only after :meth:`~JournalStore.accept` returned, and
+  refuse with a JSON ``{"error", "detail"}`` (401, 404, 413, 429, 503) otherwise;
+  :meth:`IngestApp.handed_over` is the hand-over's hook for the routes' pressure.
+- :class:`IngestRoute`: one route's token, signing secrets, body limit and pressure.
+- :class:`IngestServer` (:func:`ingest_server_spec`): Hypercorn serving the app as a
+  supervised actor's task, drained on stop.
 """
 
 from __future__ import annotations
 
+from ._app import DEFAULT_MAX_BATCH_SIZE as DEFAULT_MAX_BATCH_SIZE
+from ._app import DEFAULT_MAX_BODY_SIZE as DEFAULT_MAX_BODY_SIZE
+from ._app import IngestApp as IngestApp
+from ._app import IngestRoute as IngestRoute
+from ._app import RouteSettings as RouteSettings
 from ._journal import DEFAULT_DEDUP_MAX as DEFAULT_DEDUP_MAX
 from ._journal import DEFAULT_DEDUP_TTL as DEFAULT_DEDUP_TTL
 from ._journal import DEFAULT_MAX_BYTES as DEFAULT_MAX_BYTES
@@ -29,18 +44,31 @@ from ._journal_memory import MemoryJournalStore as MemoryJournalStore
 from ._journal_sqlite import APPLICATION_ID as JOURNAL_APPLICATION_ID
 from ._journal_sqlite import SQLiteJournalStore as SQLiteJournalStore
 from ._journal_sqlite import open_journal as open_journal
+from ._server import DEFAULT_HOST as DEFAULT_HOST
+from ._server import DEFAULT_PORT as DEFAULT_PORT
+from ._server import IngestServer as IngestServer
+from ._server import ingest_server_spec as ingest_server_spec
 
 __all__ = [
     "DEFAULT_DEDUP_MAX",
     "DEFAULT_DEDUP_TTL",
+    "DEFAULT_HOST",
+    "DEFAULT_MAX_BATCH_SIZE",
+    "DEFAULT_MAX_BODY_SIZE",
     "DEFAULT_MAX_BYTES",
+    "DEFAULT_PORT",
     "JOURNAL_APPLICATION_ID",
     "Accepted",
+    "IngestApp",
+    "IngestRoute",
+    "IngestServer",
     "JournalEntry",
     "JournalStatistics",
     "JournalStore",
     "MemoryJournalStore",
+    "RouteSettings",
     "RouteStatistics",
     "SQLiteJournalStore",
+    "ingest_server_spec",
     "open_journal",
 ]

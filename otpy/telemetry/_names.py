@@ -112,6 +112,16 @@ __all__ = [
     "METRIC_GATEWAY_BREAKER_STATE",
     "METRIC_GATEWAY_DISABLED",
     "ATTR_GATEWAY_BREAKER_STATE",
+    # ingest: spans
+    "SPAN_INGEST_RECEIVE",
+    # ingest: attributes
+    "ATTR_INGEST_ROUTE",
+    "ATTR_INGEST_REASON",
+    "ATTR_INGEST_DUPLICATE",
+    # ingest: metrics
+    "METRIC_INGEST_ACCEPTED",
+    "METRIC_INGEST_DUPLICATES",
+    "METRIC_INGEST_REFUSED",
 ]
 
 # -- supervision (otpy.telemetry.record_restart and friends) ------------------------
@@ -311,3 +321,24 @@ METRIC_GATEWAY_DISABLED: Final = "otpy.gateway.disabled"
 """Gauge: 1 while a destination is disabled, else 0; sampled once per poll."""
 ATTR_GATEWAY_BREAKER_STATE: Final = "otpy.gateway.breaker.state"
 """Attribute: a breaker state (``closed``, ``open``...) on ``otpy.gateway.breaker.status``."""
+
+# -- ingest (otpy.ingest.IngestApp, the HTTP ingest) --------------------------------
+# Each accepted message has a CONSUMER span named "receive {route}", a child of the
+# caller's traceparent if it sent one; its context is stored with the journal entry,
+# so the gateway's delivery attempts ("send {destination}") are its children.
+
+SPAN_INGEST_RECEIVE: Final = "receive"
+"""Span name's operation: one message taken in is the span ``"receive {route}"`` (CONSUMER)."""
+ATTR_INGEST_ROUTE: Final = "otpy.ingest.route"
+"""Attribute: the ingest route's name, on the receive span and the ingest metrics."""
+ATTR_INGEST_REASON: Final = "otpy.ingest.reason"
+"""Attribute: why the ingest refused a message (``unauthorized``, ``too_large``, ``shed``...)."""
+ATTR_INGEST_DUPLICATE: Final = "otpy.ingest.duplicate"
+"""Attribute: whether the message repeated one accepted within the dedup window."""
+
+METRIC_INGEST_ACCEPTED: Final = "otpy.ingest.accepted"
+"""Counter, unit ``{message}``: messages journalled (answered 202), by `ATTR_INGEST_ROUTE`."""
+METRIC_INGEST_DUPLICATES: Final = "otpy.ingest.duplicates"
+"""Counter, unit ``{message}``: repeats answered 200 with the original's id, by route."""
+METRIC_INGEST_REFUSED: Final = "otpy.ingest.refused"
+"""Counter, unit ``{message}``: requests or batch lines refused, by route and `ATTR_INGEST_REASON`."""
