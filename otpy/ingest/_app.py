@@ -384,8 +384,7 @@ class IngestApp:
         self.ready = False
         self.draining = False
         self._in_flight = 0
-        self._idle = anyio.Event()
-        self._idle.set()
+        self._idle: anyio.Event | None = None  # set when the last request in flight ends
         self._starlette = Starlette(
             routes=[
                 Route("/v1/routes/{route}/messages", self._messages, methods=["POST"]),
@@ -413,7 +412,9 @@ class IngestApp:
     async def drain(self) -> None:
         """Answer ``503`` to new requests from now on; return once those in flight have finished."""
         self.draining = True
-        await self._idle.wait()
+        await anyio.lowlevel.checkpoint()
+        while self._idle is not None:
+            await self._idle.wait()
 
     @property
     def in_flight(self) -> int:
@@ -498,7 +499,7 @@ class IngestApp:
         if refused is not None:
             return self._refuse(refused, route_name if route_name in self.routes else None)
         self._in_flight += 1
-        if self._in_flight == 1:
+        if self._idle is None:
             self._idle = anyio.Event()
         try:
             route = self.routes.get(route_name)
@@ -512,8 +513,9 @@ class IngestApp:
             return self._refuse(exc, None)
         finally:
             self._in_flight -= 1
-            if self._in_flight == 0:
+            if self._in_flight == 0 and self._idle is not None:
                 self._idle.set()
+                self._idle = None
 
     def _refuse(self, refused: Refused, route: str | None, n: int = 1) -> Response:
         _count_refused(route, refused.reason, n)
