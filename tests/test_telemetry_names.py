@@ -118,6 +118,7 @@ def test_no_two_constants_share_a_value() -> None:
 SEMANTIC_CONVENTIONS = {
     "ATTR_ERROR_TYPE",
     "SPAN_GATEWAY_SEND",  # the operation: the span is named "send {destination}"
+    "SPAN_INGEST_RECEIVE",  # the operation: the span is named "receive {route}"
     "ATTR_MESSAGING_SYSTEM",
     "ATTR_MESSAGING_OPERATION_NAME",
     "ATTR_MESSAGING_OPERATION_TYPE",

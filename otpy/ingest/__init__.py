@@ -18,10 +18,25 @@ journal, the store behind "202 only after the message is durable":
   (:func:`handover_message_id`), so a crash hands a page over again and the outbox
   keeps it once; a backlog drains at a governed rate (:class:`BackfillPolicy`).
   :class:`HandoverWorker` runs it in a supervision tree (:meth:`Handover.child_spec`).
+
+And the HTTP ingest in front of it:
+
+- :class:`IngestApp`: the Starlette app; ``POST /v1/routes/{route}/messages`` and
+  ``/batch`` answer ``202`` only after :meth:`~JournalStore.accept` returned, and
+  refuse with a JSON ``{"error", "detail"}`` (401, 404, 413, 429, 503) otherwise;
+  :meth:`IngestApp.handed_over` is the hand-over's hook for the routes' pressure.
+- :class:`IngestRoute`: one route's token, signing secrets, body limit and pressure.
+- :class:`IngestServer` (:func:`ingest_server_spec`): Hypercorn serving the app as a
+  supervised actor's task, drained on stop.
 """
 
 from __future__ import annotations
 
+from ._app import DEFAULT_MAX_BATCH_SIZE as DEFAULT_MAX_BATCH_SIZE
+from ._app import DEFAULT_MAX_BODY_SIZE as DEFAULT_MAX_BODY_SIZE
+from ._app import IngestApp as IngestApp
+from ._app import IngestRoute as IngestRoute
+from ._app import RouteSettings as RouteSettings
 from ._handover import BackfillPolicy as BackfillPolicy
 from ._handover import Handover as Handover
 from ._handover import HandoverStatistics as HandoverStatistics
@@ -40,24 +55,37 @@ from ._journal_memory import MemoryJournalStore as MemoryJournalStore
 from ._journal_sqlite import APPLICATION_ID as JOURNAL_APPLICATION_ID
 from ._journal_sqlite import SQLiteJournalStore as SQLiteJournalStore
 from ._journal_sqlite import open_journal as open_journal
+from ._server import DEFAULT_HOST as DEFAULT_HOST
+from ._server import DEFAULT_PORT as DEFAULT_PORT
+from ._server import IngestServer as IngestServer
+from ._server import ingest_server_spec as ingest_server_spec
 
 __all__ = [
     "DEFAULT_DEDUP_MAX",
     "DEFAULT_DEDUP_TTL",
+    "DEFAULT_HOST",
+    "DEFAULT_MAX_BATCH_SIZE",
+    "DEFAULT_MAX_BODY_SIZE",
     "DEFAULT_MAX_BYTES",
+    "DEFAULT_PORT",
     "JOURNAL_APPLICATION_ID",
     "Accepted",
     "BackfillPolicy",
     "Handover",
     "HandoverStatistics",
     "HandoverWorker",
+    "IngestApp",
+    "IngestRoute",
+    "IngestServer",
     "JournalEntry",
     "JournalStatistics",
     "JournalStore",
     "MemoryJournalStore",
+    "RouteSettings",
     "RouteStatistics",
     "RouteCountsHook",
     "SQLiteJournalStore",
     "handover_message_id",
+    "ingest_server_spec",
     "open_journal",
 ]

@@ -125,6 +125,15 @@ __all__ = [
     "METRIC_INGEST_UNROUTABLE",
     "METRIC_INGEST_HANDOVER_RATE",
     "METRIC_INGEST_HANDOVER_BACKLOG",
+    # ingest: spans
+    "SPAN_INGEST_RECEIVE",
+    # ingest: attributes
+    "ATTR_INGEST_REASON",
+    "ATTR_INGEST_DUPLICATE",
+    # ingest: metrics
+    "METRIC_INGEST_ACCEPTED",
+    "METRIC_INGEST_DUPLICATES",
+    "METRIC_INGEST_REFUSED",
 ]
 
 # -- supervision (otpy.telemetry.record_restart and friends) ------------------------
@@ -333,7 +342,7 @@ SPAN_INGEST_BACKFILL: Final = "otpy.ingest.backfill"
 """Span: a backlog of the journal drained at a governed rate, from its start to its end."""
 
 ATTR_INGEST_ROUTE: Final = "otpy.ingest.route"
-"""Attribute: the ingest route an entry came in on."""
+"""Attribute: the ingest route a message came in on: the receive span, the ingest metrics, an ingest dead letter."""
 ATTR_INGEST_BACKFILL_BACKLOG: Final = "otpy.ingest.backfill.backlog"
 """Attribute: the entries pending in the journal when the backfill started."""
 ATTR_INGEST_BACKFILL_RATE: Final = "otpy.ingest.backfill.rate"
@@ -351,3 +360,21 @@ METRIC_INGEST_HANDOVER_RATE: Final = "otpy.ingest.handover.rate"
 """Gauge, unit ``{entry}/s``: the steady rate measured, or the rate limit during a backfill."""
 METRIC_INGEST_HANDOVER_BACKLOG: Final = "otpy.ingest.handover.backlog"
 """Gauge, unit ``{entry}``: entries estimated pending during a backfill; 0 when it ends."""
+# -- ingest (otpy.ingest.IngestApp, the HTTP ingest) --------------------------------
+# Each accepted message has a CONSUMER span named "receive {route}", a child of the
+# caller's traceparent if it sent one; its context is stored with the journal entry,
+# so the gateway's delivery attempts ("send {destination}") are its children.
+
+SPAN_INGEST_RECEIVE: Final = "receive"
+"""Span name's operation: one message taken in is the span ``"receive {route}"`` (CONSUMER)."""
+ATTR_INGEST_REASON: Final = "otpy.ingest.reason"
+"""Attribute: why the ingest refused a message (``unauthorized``, ``too_large``, ``shed``...)."""
+ATTR_INGEST_DUPLICATE: Final = "otpy.ingest.duplicate"
+"""Attribute: whether the message repeated one accepted within the dedup window."""
+
+METRIC_INGEST_ACCEPTED: Final = "otpy.ingest.accepted"
+"""Counter, unit ``{message}``: messages journalled (answered 202), by `ATTR_INGEST_ROUTE`."""
+METRIC_INGEST_DUPLICATES: Final = "otpy.ingest.duplicates"
+"""Counter, unit ``{message}``: repeats answered 200 with the original's id, by route."""
+METRIC_INGEST_REFUSED: Final = "otpy.ingest.refused"
+"""Counter, unit ``{message}``: requests or batch lines refused, by route and `ATTR_INGEST_REASON`."""

@@ -1,0 +1,191 @@
+"""The HTTP ingest as a supervised actor: Hypercorn serves :class:`IngestApp` as the actor's task.
+
+:class:`IngestServer` binds its socket in ``init`` (so the port is known, port 0
+included, and connections queue from then on), reads the journal's pending depths
+once, then runs Hypercorn's ``serve`` as an actor task (ACT-17) on whichever
+backend runs the node, asyncio or trio. A stop drains it: the app answers ``503``
+to new requests at once, the requests in flight finish (within the child's
+``shutdown``; past it the supervisor cancels them), then Hypercorn's shutdown
+trigger fires and the server closes.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING, Any, Final, final
+
+import anyio
+import sniffio
+
+from .._check import name as check_name
+from .._check import number
+from .._core import Actor, is_normal_exit
+from .._exceptions import InvalidArgument
+from .._redact import get_logger
+from .._supervision import ChildSpec
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from ._app import IngestApp
+
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "IngestServer", "ingest_server_spec"]
+
+DEFAULT_HOST: Final = "127.0.0.1"
+"""The ingest listens on loopback unless configured otherwise."""
+
+DEFAULT_PORT: Final = 8080
+"""The ingest's default port."""
+
+logger = get_logger("otpy.ingest")
+hypercorn_logger = get_logger("otpy.ingest.hypercorn")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``(host, port)``; port 0 picks a free one."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+@final
+class IngestServer(Actor):
+    """Serves an :class:`IngestApp` over HTTP with Hypercorn, as one supervised actor.
+
+    ``init(app, host, port, graceful_timeout)``: binds, loads the pending depths
+    (:meth:`IngestApp.load_pending`), starts serving, and marks the app ready. A
+    crash of the server task crashes the actor, and its supervisor restarts it
+    (binding again). A call ``"address"`` answers ``(host, port)``, the port bound.
+
+    .. versionadded:: 0.2.0
+    """
+
+    app: IngestApp
+    address: tuple[str, int]
+
+    async def init(
+        self,
+        app: IngestApp,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        graceful_timeout: float = 5.0,
+    ) -> None:
+        """Bind ``(host, port)``, read the journal's pending depths, serve, and become ready."""
+        from hypercorn.config import Config
+
+        self.app = app
+        self._stop = anyio.Event()
+        self._stopped = anyio.Event()
+        sock = _bind(host, port)
+        self.address = (host, sock.getsockname()[1])
+        try:
+            await app.load_pending()
+        except BaseException:
+            sock.close()
+            raise
+        config = Config()
+        config.bind = [f"fd://{sock.detach()}"]  # Hypercorn owns the socket from here
+        config.accesslog = None
+        config.errorlog = hypercorn_logger
+        config.graceful_timeout = graceful_timeout
+        config.include_server_header = False
+        self.start_task(self._serve, config, name=f"{self.ref.label} http")
+        app.draining = False
+        app.set_ready()
+        logger.info("ingest listening on http://%s:%d", *self.address)
+
+    async def _serve(self, config: Any) -> None:
+        # Starlette's ASGI types are not Hypercorn's, though both follow the spec.
+        app: Any = self.app
+        try:
+            if sniffio.current_async_library() == "trio":
+                from hypercorn.trio import serve as trio_serve
+
+                await trio_serve(
+                    app,
+                    config,
+                    shutdown_trigger=self._stop.wait,
+                )
+            else:
+                from hypercorn.asyncio import serve as asyncio_serve
+
+                await asyncio_serve(
+                    app,
+                    config,
+                    shutdown_trigger=self._stop.wait,
+                )
+        finally:
+            self._stopped.set()
+
+    async def terminate(self, reason: object) -> None:
+        """On a stop, drain: ``503`` to new requests, let those in flight finish, then close.
+
+        The child's ``shutdown`` bounds the whole drain; past it the supervisor
+        cancels what is left (the journal never stored half a request).
+        """
+        self.app.ready = False
+        if is_normal_exit(reason):
+            await self.app.drain()
+            self._stop.set()
+            await self._stopped.wait()
+        else:
+            self.app.draining = True
+
+    async def handle_call(self, message: Any, caller: Any) -> Any:
+        """``"address"``: the ``(host, port)`` the server listens on."""
+        if message == "address":
+            return self.address
+        return await super().handle_call(message, caller)
+
+    def format_status(self) -> Mapping[str, object]:
+        """Where it listens and how many requests are in flight; never a message."""
+        return {"address": f"{self.address[0]}:{self.address[1]}", "in_flight": self.app.in_flight}
+
+
+def ingest_server_spec(
+    app: IngestApp,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    id: str = "ingest",
+    name: str | None = "ingest",
+    shutdown: float = 30.0,
+    graceful_timeout: float = 5.0,
+) -> ChildSpec:
+    """The :class:`IngestServer` child that serves *app* on ``host:port``.
+
+    Args:
+        app: the app to serve.
+        host: the address to listen on (loopback by default).
+        port: the port; 0 picks a free one (ask the actor ``"address"``).
+        id: the child's id.
+        name: the name it is registered under, or ``None``.
+        shutdown: seconds a stop may take to drain the requests in flight.
+        graceful_timeout: seconds Hypercorn waits for its connections to close
+            once the requests are done.
+
+    Raises:
+        InvalidArgument: a value is not allowed; the message names it.
+
+    .. versionadded:: 0.2.0
+    """
+    function = "ingest_server_spec"
+    check_name(host, "host", owner=function)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise InvalidArgument("port", f"must be an int in [0, 65535], got {port!r}", owner=function)
+    number(graceful_timeout, "graceful_timeout", owner=function)
+    return ChildSpec(
+        id=id,
+        start=IngestServer,
+        args=(app, host, port, graceful_timeout),
+        name=name,
+        shutdown=shutdown,
+    )
