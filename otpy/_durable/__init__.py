@@ -1,7 +1,7 @@
 """otpy's one durable write path: every SQLite store's writes, group-committed.
 
-The dead-letter store and its replay ledger write through it today; the gateway's
-outbox and the ingest journal will. A caller hands :meth:`SQLiteWriter.append` a
+The dead-letter store and its replay ledger, the gateway's outbox and the ingest
+journal write through it. A caller hands :meth:`SQLiteWriter.append` a
 :class:`Write` (rows for :class:`Table` s) and awaits the commit that holds them;
 :meth:`SQLiteWriter.transaction` runs a read-modify-write in one trip to the
 database thread, in line with the appends. It is an implementation detail of the
@@ -9,6 +9,9 @@ SQLite stores, below their store protocols: a PostgreSQL store would group its
 commits its own way behind the same protocol.
 """
 
+from ._file import check_header as check_header
+from ._file import describe_error as describe_error
+from ._file import scalar as scalar
 from ._table import MAX_ROWS_PER_STATEMENT as MAX_ROWS_PER_STATEMENT
 from ._table import Row as Row
 from ._table import Table as Table
@@ -28,5 +31,8 @@ __all__ = [
     "Table",
     "Write",
     "WriterStatistics",
+    "check_header",
     "connect",
+    "describe_error",
+    "scalar",
 ]

@@ -33,7 +33,15 @@ import attrs
 
 from .._check import check_type, count
 from .._check import number as check_number
-from .._durable import DEFAULT_MAX_BATCH, DEFAULT_MAX_PENDING, SQLiteWriter, Table, Write
+from .._durable import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_PENDING,
+    SQLiteWriter,
+    Table,
+    Write,
+    check_header,
+    describe_error,
+)
 from .._exceptions import InvalidArgument, OutboxError, OutboxMessageNotFound
 from ._outbox import (
     DestinationState,
@@ -189,61 +197,22 @@ _STATISTICS: Final = (
 
 
 def outbox_error(exc: sqlite3.Error, path: str, busy_timeout: float) -> OutboxError:
-    """Translate a sqlite3 error into an :exc:`OutboxError` that says what to do."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    primary = code & 0xFF if isinstance(code, int) else None
-    message = str(exc)
-    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-        detail = (
-            f"another process held the write lock for more than {busy_timeout:g}s "
-            "(busy_timeout); is another node using this file?"
-        )
-    elif primary == sqlite3.SQLITE_FULL:
-        detail = "the disk (or the file's page cap) is full: free space, then retry"
-    elif primary == sqlite3.SQLITE_NOTADB:
-        detail = "sqlite says the file is not a database"
-    elif primary == sqlite3.SQLITE_CORRUPT:
-        detail = f"the file is damaged ({message}); stop the node and recover it with 'sqlite3 FILE .recover'"
-    elif primary == sqlite3.SQLITE_CANTOPEN:
-        detail = (
-            f"cannot open the file ({message}); check that its directory exists and is writable"
-        )
-    elif primary == sqlite3.SQLITE_READONLY:
-        detail = f"the file or its directory is not writable ({message})"
-    else:
-        name = getattr(exc, "sqlite_errorname", type(exc).__name__)
-        detail = f"sqlite failed with {name}: {message}"
+    """Translate a sqlite3 error into a :exc:`OutboxError` that says what to do."""
+    detail = describe_error(
+        exc, busy_timeout, full="the disk (or the file's page cap) is full: free space, then retry"
+    )
     return OutboxError(f"outbox {path}: {detail}")
-
-
-def _scalar(db: sqlite3.Connection, sql: str) -> int:
-    (value,) = db.execute(sql).fetchone()
-    assert isinstance(value, int)
-    return value
 
 
 def _check_header(db: sqlite3.Connection, path: str) -> int:
     """Return the file's schema version (0 when it is new), or refuse it without writing."""
-    application_id = _scalar(db, "PRAGMA application_id")
-    version = _scalar(db, "PRAGMA user_version")
-    if application_id == 0:
-        if _scalar(db, "SELECT count(*) FROM sqlite_master"):
-            raise OutboxError(
-                f"outbox {path}: refused: it is an SQLite database of another application "
-                "(give the outbox a file of its own)"
-            )
-        return 0
-    if application_id != APPLICATION_ID:
-        raise OutboxError(
-            f"outbox {path}: refused: its SQLite application_id is {application_id:#010x}, not "
-            f"the outbox's {APPLICATION_ID:#010x} (is it another otpy store's file?)"
-        )
-    if version > SCHEMA_VERSION:
-        raise OutboxError(
-            f"outbox {path}: refused: schema version {version} was written by a newer otpy "
-            f"(this one knows up to {SCHEMA_VERSION}); upgrade otpy"
-        )
-    return version
+    return check_header(
+        db,
+        what="the outbox",
+        application_id=APPLICATION_ID,
+        schema_version=SCHEMA_VERSION,
+        refuse=lambda reason: OutboxError(f"outbox {path}: {reason}"),
+    )
 
 
 def _check_schema(db: sqlite3.Connection, path: str, version: int) -> None:

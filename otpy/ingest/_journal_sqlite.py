@@ -42,7 +42,7 @@ import anyio.to_thread
 
 from .._check import check_type
 from .._check import number as check_number
-from .._durable import SQLiteWriter
+from .._durable import SQLiteWriter, check_header, describe_error, scalar
 from .._exceptions import InvalidArgument, JournalError, JournalFull
 from ._journal import (
     DEFAULT_DEDUP_MAX,
@@ -185,60 +185,23 @@ _STATISTICS: Final = (
 
 def journal_error(exc: sqlite3.Error, path: str, busy_timeout: float) -> JournalError:
     """Translate a sqlite3 error into a :exc:`JournalError` that says what to do."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    primary = code & 0xFF if isinstance(code, int) else None
-    message = str(exc)
-    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-        detail = (
-            f"another process held the write lock for more than {busy_timeout:g}s "
-            "(busy_timeout); is another node using this file?"
-        )
-    elif primary == sqlite3.SQLITE_FULL:
-        detail = "the disk is full: free space, then retry (max_bytes leaves room for the file)"
-    elif primary == sqlite3.SQLITE_NOTADB:
-        detail = "sqlite says the file is not a database"
-    elif primary == sqlite3.SQLITE_CORRUPT:
-        detail = f"the file is damaged ({message}); stop the node and recover it with 'sqlite3 FILE .recover'"
-    elif primary == sqlite3.SQLITE_CANTOPEN:
-        detail = (
-            f"cannot open the file ({message}); check that its directory exists and is writable"
-        )
-    elif primary == sqlite3.SQLITE_READONLY:
-        detail = f"the file or its directory is not writable ({message})"
-    else:
-        name = getattr(exc, "sqlite_errorname", type(exc).__name__)
-        detail = f"sqlite failed with {name}: {message}"
+    detail = describe_error(
+        exc,
+        busy_timeout,
+        full="the disk is full: free space, then retry (max_bytes leaves room for the file)",
+    )
     return JournalError(f"journal {path}: {detail}")
-
-
-def _scalar(db: sqlite3.Connection, sql: str) -> int:
-    (value,) = db.execute(sql).fetchone()
-    assert isinstance(value, int)
-    return value
 
 
 def _check_header(db: sqlite3.Connection, path: str) -> int:
     """Return the file's schema version (0 when it is new), or refuse it without writing."""
-    application_id = _scalar(db, "PRAGMA application_id")
-    version = _scalar(db, "PRAGMA user_version")
-    if application_id == 0:
-        if _scalar(db, "SELECT count(*) FROM sqlite_master"):
-            raise JournalError(
-                f"journal {path}: refused: it is an SQLite database of another application "
-                "(give the journal a file of its own)"
-            )
-        return 0
-    if application_id != APPLICATION_ID:
-        raise JournalError(
-            f"journal {path}: refused: its SQLite application_id is {application_id:#010x}, not "
-            f"the journal's {APPLICATION_ID:#010x} (is it another otpy store's file?)"
-        )
-    if version > SCHEMA_VERSION:
-        raise JournalError(
-            f"journal {path}: refused: schema version {version} was written by a newer otpy "
-            f"(this one knows up to {SCHEMA_VERSION}); upgrade otpy"
-        )
-    return version
+    return check_header(
+        db,
+        what="the journal",
+        application_id=APPLICATION_ID,
+        schema_version=SCHEMA_VERSION,
+        refuse=lambda reason: JournalError(f"journal {path}: {reason}"),
+    )
 
 
 def _check_schema(db: sqlite3.Connection, path: str) -> None:
@@ -251,7 +214,7 @@ def _check_schema(db: sqlite3.Connection, path: str) -> None:
     ):
         have = {str(row[1]) for row in db.execute(f"PRAGMA table_info({table})")}
         missing += [f"{table}.{c}" for c in columns if c not in have]
-    if not missing and _scalar(db, "SELECT count(*) FROM usage WHERE one = 1") != 1:
+    if not missing and scalar(db, "SELECT count(*) FROM usage WHERE one = 1") != 1:
         missing.append("the usage row")
     if missing:
         raise JournalError(
@@ -616,7 +579,7 @@ class SQLiteJournalStore:
                 rows = [
                     (str(r), int(n), float(o), int(b)) for r, n, o, b in db.execute(_STATISTICS)
                 ]
-                records = _scalar(db, "SELECT dedup_records FROM usage WHERE one = 1")
+                records = scalar(db, "SELECT dedup_records FROM usage WHERE one = 1")
             finally:
                 db.execute("COMMIT")
             return rows, records
