@@ -11,6 +11,8 @@ commits its own way behind the same protocol.
 
 from ._file import check_header as check_header
 from ._file import describe_error as describe_error
+from ._file import open_reader as open_reader
+from ._file import prepare as prepare
 from ._file import scalar as scalar
 from ._table import MAX_ROWS_PER_STATEMENT as MAX_ROWS_PER_STATEMENT
 from ._table import Row as Row
@@ -34,5 +36,7 @@ __all__ = [
     "check_header",
     "connect",
     "describe_error",
+    "open_reader",
+    "prepare",
     "scalar",
 ]

@@ -12,9 +12,9 @@ import sqlite3
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
-__all__ = ["check_header", "describe_error", "scalar"]
+__all__ = ["check_header", "describe_error", "open_reader", "prepare", "scalar"]
 
 
 def describe_error(exc: sqlite3.Error, busy_timeout: float, *, full: str) -> str:
@@ -94,3 +94,63 @@ def check_header(
             f"(this one knows up to {schema_version}); upgrade otpy"
         )
     return version
+
+
+def prepare(
+    path: str,
+    busy_timeout: float,
+    *,
+    migrations: Sequence[Sequence[str]],
+    application_id: int,
+    header: Callable[[sqlite3.Connection], int],
+    schema: Callable[[sqlite3.Connection, int], None],
+) -> None:
+    """Check a store's file, switch it to WAL and migrate it; blocking: run it in a thread.
+
+    Refuses a file before writing anything (*header*, then *schema* for an existing
+    file), then takes it from its ``user_version`` to ``len(migrations)``, each step
+    one transaction that checks the header again under the write lock (another
+    process may have migrated it meanwhile).
+
+    Args:
+        path: the file.
+        busy_timeout: seconds to wait for another writer's lock.
+        migrations: ``migrations[n]`` takes the file from version n to n + 1.
+        application_id: the store's ``PRAGMA application_id``, set with each step.
+        header: :func:`check_header` for this store: the version, or its refusal.
+        schema: refuses a file of that version whose tables are damaged.
+    """
+    db = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout)
+    try:
+        version = header(db)  # refuse before writing anything
+        if version:
+            schema(db, version)
+        db.execute("PRAGMA journal_mode = WAL").fetchall()
+        while version < len(migrations):
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                version = header(db)  # again, under the write lock
+                if version < len(migrations):
+                    for statement in migrations[version]:
+                        db.execute(statement)
+                    db.execute(f"PRAGMA application_id = {application_id:d}")
+                    db.execute(f"PRAGMA user_version = {version + 1:d}")
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            version = header(db)
+    finally:
+        db.close()
+
+
+def open_reader(path: str, busy_timeout: float) -> sqlite3.Connection:
+    """A read-only connection to a store's file, for reads beside the writer's thread."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout)
+    try:
+        db.execute("PRAGMA query_only = ON")
+    except BaseException:
+        db.close()
+        raise
+    return db

@@ -41,6 +41,8 @@ from .._durable import (
     Write,
     check_header,
     describe_error,
+    open_reader,
+    prepare,
 )
 from .._exceptions import InvalidArgument, OutboxError, OutboxMessageNotFound
 from ._outbox import (
@@ -233,39 +235,18 @@ def _check_schema(db: sqlite3.Connection, path: str, version: int) -> None:
 
 def _prepare(path: str, busy_timeout: float) -> None:
     """Check the file, switch it to WAL and migrate it (blocking: run it in a thread)."""
-    db = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout)
-    try:
-        version = _check_header(db, path)  # refuse before writing anything
-        if version:
-            _check_schema(db, path, version)
-        db.execute("PRAGMA journal_mode = WAL").fetchall()
-        while version < SCHEMA_VERSION:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                version = _check_header(db, path)  # again, under the write lock
-                if version < SCHEMA_VERSION:
-                    for statement in MIGRATIONS[version]:
-                        db.execute(statement)
-                    db.execute(f"PRAGMA application_id = {APPLICATION_ID:d}")
-                    db.execute(f"PRAGMA user_version = {version + 1:d}")
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-            version = _check_header(db, path)
-    finally:
-        db.close()
+    prepare(
+        path,
+        busy_timeout,
+        migrations=MIGRATIONS,
+        application_id=APPLICATION_ID,
+        header=lambda db: _check_header(db, path),
+        schema=lambda db, version: _check_schema(db, path, version),
+    )
 
 
 def _reader(path: str, busy_timeout: float) -> sqlite3.Connection:
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout)
-    try:
-        db.execute("PRAGMA query_only = ON")
-    except BaseException:
-        db.close()
-        raise
-    return db
+    return open_reader(path, busy_timeout)
 
 
 # -- rows <-> messages --------------------------------------------------------------------

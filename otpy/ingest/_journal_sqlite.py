@@ -42,7 +42,14 @@ import anyio.to_thread
 
 from .._check import check_type
 from .._check import number as check_number
-from .._durable import SQLiteWriter, check_header, describe_error, scalar
+from .._durable import (
+    SQLiteWriter,
+    check_header,
+    describe_error,
+    open_reader,
+    prepare,
+    scalar,
+)
 from .._exceptions import InvalidArgument, JournalError, JournalFull
 from ._journal import (
     DEFAULT_DEDUP_MAX,
@@ -224,39 +231,18 @@ def _check_schema(db: sqlite3.Connection, path: str) -> None:
 
 def _prepare(path: str, busy_timeout: float) -> None:
     """Check the file, switch it to WAL and migrate it (blocking: run it in a thread)."""
-    db = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout)
-    try:
-        version = _check_header(db, path)  # refuse before writing anything
-        if version:
-            _check_schema(db, path)
-        db.execute("PRAGMA journal_mode = WAL").fetchall()
-        while version < SCHEMA_VERSION:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                version = _check_header(db, path)  # again, under the write lock
-                if version < SCHEMA_VERSION:
-                    for statement in MIGRATIONS[version]:
-                        db.execute(statement)
-                    db.execute(f"PRAGMA application_id = {APPLICATION_ID:d}")
-                    db.execute(f"PRAGMA user_version = {version + 1:d}")
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-            version = _check_header(db, path)
-    finally:
-        db.close()
+    prepare(
+        path,
+        busy_timeout,
+        migrations=MIGRATIONS,
+        application_id=APPLICATION_ID,
+        header=lambda db: _check_header(db, path),
+        schema=lambda db, _version: _check_schema(db, path),
+    )
 
 
 def _reader(path: str, busy_timeout: float) -> sqlite3.Connection:
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout)
-    try:
-        db.execute("PRAGMA query_only = ON")
-    except BaseException:
-        db.close()
-        raise
-    return db
+    return open_reader(path, busy_timeout)
 
 
 # -- rows <-> entries -------------------------------------------------------------------
