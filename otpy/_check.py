@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterable, Mapping
 from typing import Final
 
 from ._exceptions import InvalidArgument, InvalidArgumentType
@@ -22,6 +23,7 @@ __all__ = [
     "count",
     "name",
     "number",
+    "pairs",
     "short",
 ]
 
@@ -166,3 +168,50 @@ def check_type(function: str, argument: str, value: object, kind: type, allowed:
             f"must be {allowed}, got {type(value).__name__} {short(value)}",
             owner=function,
         )
+
+
+def pairs(value: object, argument: str, *, owner: str | None = None) -> tuple[tuple[str, str], ...]:
+    """Convert a mapping or an iterable of ``(name, value)`` string pairs to a tuple.
+
+    Lists count as pairs (JSON gives lists). Text must encode as UTF-8: a lone
+    surrogate could not be stored or sent later, so it is refused here.
+
+    Raises:
+        InvalidArgumentType: *value* is not a mapping or an iterable of string pairs.
+        InvalidArgument: a name or value holds a lone surrogate.
+    """
+    items: Iterable[object]
+    if isinstance(value, Mapping):
+        items = value.items()
+    elif isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise InvalidArgumentType(
+            argument,
+            f"must be a mapping or an iterable of (name, value) string pairs, got {short(value)}",
+            owner=owner,
+        )
+    else:
+        items = value
+    found: list[tuple[str, str]] = []
+    for item in items:
+        if isinstance(item, list):
+            item = tuple(item)
+        if (
+            not isinstance(item, tuple)
+            or len(item) != 2
+            or not isinstance(item[0], str)
+            or not isinstance(item[1], str)
+        ):
+            raise InvalidArgumentType(
+                argument, f"must hold (name, value) string pairs, got {short(item)}", owner=owner
+            )
+        for text in item:
+            try:
+                text.encode()
+            except UnicodeEncodeError:
+                raise InvalidArgument(
+                    argument,
+                    f"must hold valid text, got {short(item)}, which has a lone surrogate",
+                    owner=owner,
+                ) from None
+        found.append((item[0], item[1]))
+    return tuple(found)

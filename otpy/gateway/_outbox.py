@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
 
 from .._check import count, number, short
 from .._check import name as check_name
+from .._check import pairs as check_pairs
 from .._exceptions import (
     InvalidArgument,
     InvalidArgumentType,
@@ -43,7 +43,7 @@ from ..deadletter import new_id
 from ._signing import _message_id as _webhook_id
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = [
     "DestinationState",
@@ -120,33 +120,7 @@ def check_status(value: object, *, owner: str | None = _OWNER) -> int | None:
 
 
 def _pairs(value: object, argument: str) -> tuple[tuple[str, str], ...]:
-    """Convert a mapping or an iterable of ``(name, value)`` string pairs to a tuple."""
-    items: Iterable[object]
-    if isinstance(value, Mapping):
-        items = value.items()
-    elif isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise InvalidArgumentType(
-            argument,
-            f"must be a mapping or an iterable of (name, value) string pairs, got {short(value)}",
-            owner=_OWNER,
-        )
-    else:
-        items = value
-    pairs: list[tuple[str, str]] = []
-    for item in items:
-        if isinstance(item, list):
-            item = tuple(item)
-        if (
-            not isinstance(item, tuple)
-            or len(item) != 2
-            or not isinstance(item[0], str)
-            or not isinstance(item[1], str)
-        ):
-            raise InvalidArgumentType(
-                argument, f"must hold (name, value) string pairs, got {short(item)}", owner=_OWNER
-            )
-        pairs.append((item[0], item[1]))
-    return tuple(pairs)
+    return check_pairs(value, argument, owner=_OWNER)
 
 
 def _headers(value: object) -> tuple[tuple[str, str], ...]:

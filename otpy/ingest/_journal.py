@@ -29,19 +29,19 @@ the checks of every call's arguments live here, shared by both.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 import attrs
 
 from .._check import count, number, short
 from .._check import name as check_name
+from .._check import pairs as check_pairs
 from .._exceptions import InvalidArgument, InvalidArgumentType
 from ..deadletter import new_id
 from ..pressure import Priority
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = [
     "DEFAULT_DEDUP_MAX",
@@ -83,42 +83,7 @@ def _optional_text(value: object, argument: str) -> str | None:
 
 
 def _pairs(value: object, argument: str) -> tuple[tuple[str, str], ...]:
-    """Convert a mapping or an iterable of ``(name, value)`` string pairs to a tuple."""
-    items: Iterable[object]
-    if isinstance(value, Mapping):
-        items = value.items()
-    elif isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise InvalidArgumentType(
-            argument,
-            f"must be a mapping or an iterable of (name, value) string pairs, got {short(value)}",
-            owner=_OWNER,
-        )
-    else:
-        items = value
-    pairs: list[tuple[str, str]] = []
-    for item in items:
-        if isinstance(item, list):
-            item = tuple(item)
-        if (
-            not isinstance(item, tuple)
-            or len(item) != 2
-            or not isinstance(item[0], str)
-            or not isinstance(item[1], str)
-        ):
-            raise InvalidArgumentType(
-                argument, f"must hold (name, value) string pairs, got {short(item)}", owner=_OWNER
-            )
-        for text in item:
-            try:
-                text.encode()
-            except UnicodeEncodeError:
-                raise InvalidArgument(
-                    argument,
-                    f"must hold valid text, got {short(item)}, which has a lone surrogate",
-                    owner=_OWNER,
-                ) from None
-        pairs.append((item[0], item[1]))
-    return tuple(pairs)
+    return check_pairs(value, argument, owner=_OWNER)
 
 
 def _headers(value: object) -> tuple[tuple[str, str], ...]:

@@ -552,3 +552,9 @@ def _shape(seen: list[object]) -> list[object]:
         return value
 
     return [one(v) for v in seen]
+
+
+def test_a_header_that_could_not_be_sent_is_refused_when_the_message_is_built() -> None:
+    """A lone surrogate cannot be encoded for the store or the request: refused at once, named."""
+    with pytest.raises(InvalidArgument, match="headers.*lone surrogate"):
+        message(headers={"x-note": "broken \udc80"})
