@@ -556,5 +556,5 @@ def _shape(seen: list[object]) -> list[object]:
 
 def test_a_header_that_could_not_be_sent_is_refused_when_the_message_is_built() -> None:
     """A lone surrogate cannot be encoded for the store or the request: refused at once, named."""
-    with pytest.raises(InvalidArgument, match="headers.*lone surrogate"):
+    with pytest.raises(InvalidArgument, match=r"headers.*lone surrogate"):
         message(headers={"x-note": "broken \udc80"})
