@@ -9,6 +9,8 @@ SQLite stores, below their store protocols: a PostgreSQL store would group its
 commits its own way behind the same protocol.
 """
 
+from ._file import SYNCHRONOUS_MODES as SYNCHRONOUS_MODES
+from ._file import StoreFile as StoreFile
 from ._file import check_header as check_header
 from ._file import describe_error as describe_error
 from ._file import open_reader as open_reader
@@ -28,7 +30,9 @@ __all__ = [
     "DEFAULT_MAX_BATCH",
     "DEFAULT_MAX_PENDING",
     "MAX_ROWS_PER_STATEMENT",
+    "SYNCHRONOUS_MODES",
     "Row",
+    "StoreFile",
     "SQLiteWriter",
     "Table",
     "Write",

@@ -9,12 +9,27 @@ application or of a newer otpy. The stores raise their own error types (an outbo
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final, TypeVar, final
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+
+from .._exceptions import InvalidArgument
+from ._writer import DEFAULT_MAX_BATCH, DEFAULT_MAX_PENDING, SQLiteWriter
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-__all__ = ["check_header", "describe_error", "open_reader", "prepare", "scalar"]
+__all__ = [
+    "SYNCHRONOUS_MODES",
+    "StoreFile",
+    "check_header",
+    "describe_error",
+    "open_reader",
+    "prepare",
+    "scalar",
+]
 
 
 def describe_error(exc: sqlite3.Error, busy_timeout: float, *, full: str) -> str:
@@ -154,3 +169,136 @@ def open_reader(path: str, busy_timeout: float) -> sqlite3.Connection:
         db.close()
         raise
     return db
+
+
+SYNCHRONOUS_MODES: Final = ("FULL", "NORMAL", "OFF")
+"""The ``synchronous`` settings a store takes: FULL survives a power cut, NORMAL a
+crash of the process, OFF nothing (tests only)."""
+
+_T = TypeVar("_T")
+
+
+@final
+class StoreFile:
+    """A store's file as it uses it: the write path's thread, and one connection for reads.
+
+    The outbox and the journal hold one each; :meth:`open` checks and migrates the
+    file first (:func:`prepare`). Writes go through :attr:`writer` (appends) or
+    :meth:`write` (a shared transaction), reads through :meth:`read`, one at a time
+    in a worker thread. Once closed, every call raises the store's own error.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        writer: SQLiteWriter,
+        reader: sqlite3.Connection,
+        *,
+        translate: Callable[[sqlite3.Error], Exception],
+        closed: Callable[[], Exception],
+    ) -> None:
+        """Wrap an open writer and reader; use :meth:`open` instead."""
+        self.path = path
+        self.writer = writer
+        self._reader: sqlite3.Connection | None = reader
+        self._reads = anyio.CapacityLimiter(1)
+        self._translate = translate
+        self._closed = closed
+
+    @classmethod
+    async def open(
+        cls,
+        path: str,
+        *,
+        synchronous: str,
+        busy_timeout: float,
+        prepare: Callable[[str, float], None],
+        translate: Callable[[sqlite3.Error], Exception],
+        closed: Callable[[], Exception],
+        owner: str,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        max_pending: int = DEFAULT_MAX_PENDING,
+    ) -> StoreFile:
+        """Check, migrate and open the file at *path* (its directory must exist).
+
+        Args:
+            path: the file.
+            synchronous: one of :data:`SYNCHRONOUS_MODES`, in any case.
+            busy_timeout: seconds to wait for another process's write lock.
+            prepare: checks and migrates the file, blocking (run in a thread).
+            translate: the store's error for a sqlite3 error.
+            closed: the store's error for a call after :meth:`aclose`.
+            owner: the function the options were given to, for their errors.
+            max_batch: the most rows one group commit takes.
+            max_pending: the most rows waiting for a commit.
+
+        Raises:
+            InvalidArgument: *synchronous* is not one of the modes.
+        """
+        mode = str(synchronous).upper()
+        if mode not in SYNCHRONOUS_MODES:
+            raise InvalidArgument(
+                "synchronous",
+                f"must be one of {', '.join(map(repr, SYNCHRONOUS_MODES))}, got {synchronous!r}",
+                owner=owner,
+            )
+        try:
+            await anyio.to_thread.run_sync(prepare, path, busy_timeout)
+            reader = await anyio.to_thread.run_sync(open_reader, path, busy_timeout)
+        except sqlite3.Error as exc:
+            raise translate(exc) from exc
+        try:
+            writer = await SQLiteWriter.open(
+                path,
+                synchronous=mode,
+                busy_timeout=busy_timeout,
+                translate=translate,
+                max_batch=max_batch,
+                max_pending=max_pending,
+            )
+        except BaseException:
+            reader.close()
+            raise
+        return cls(path, writer, reader, translate=translate, closed=closed)
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether :meth:`aclose` has begun."""
+        return self.writer.closed or self._reader is None
+
+    def check_open(self) -> None:
+        """Raise the store's closed error once :meth:`aclose` has begun."""
+        if self.is_closed:
+            raise self._closed()
+
+    async def write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run *fn* atomically on the writer's thread; return once it is committed.
+
+        It shares its transaction (and fsync) with the bodies queued right behind
+        it, under a savepoint of its own: one that raises rolls back alone. *fn*
+        runs in the database thread: callers read the clock before, on the event
+        loop, and pass the time in.
+        """
+        self.check_open()
+        return await self.writer.transaction(fn, shared=True)
+
+    async def read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run *fn* on the read connection in a worker thread, one read at a time."""
+        async with self._reads:
+            reader = self._reader
+            if reader is None:
+                raise self._closed()
+            try:
+                return await anyio.to_thread.run_sync(fn, reader)
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from exc
+
+    async def aclose(self) -> None:
+        """Close, after the operations in progress; further calls raise. Idempotent."""
+        with anyio.CancelScope(shield=True):
+            await self.writer.aclose()
+            async with self._reads:
+                reader, self._reader = self._reader, None
+                if reader is not None:
+                    await anyio.to_thread.run_sync(reader.close)
+        await anyio.lowlevel.checkpoint()

@@ -22,7 +22,6 @@ import contextlib
 import functools
 import json
 import os
-import sqlite3
 import time
 from typing import TYPE_CHECKING, Final, TypeVar, final
 
@@ -36,15 +35,14 @@ from .._check import number as check_number
 from .._durable import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_PENDING,
-    SQLiteWriter,
+    StoreFile,
     Table,
     Write,
     check_header,
     describe_error,
-    open_reader,
     prepare,
 )
-from .._exceptions import InvalidArgument, OutboxError, OutboxMessageNotFound
+from .._exceptions import OutboxError, OutboxMessageNotFound
 from ._outbox import (
     DestinationState,
     OutboxMessage,
@@ -61,6 +59,7 @@ from ._outbox import (
 )
 
 if TYPE_CHECKING:
+    import sqlite3
     from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteOutboxStore", "open_outbox"]
@@ -74,7 +73,6 @@ Distinct from the dead-letter store's ``"otpy"`` (0x6F747079), so neither store
 opens the other's file by mistake.
 """
 
-SYNCHRONOUS_MODES: Final = ("FULL", "NORMAL", "OFF")
 
 _V1: Final = (
     """
@@ -245,8 +243,8 @@ def _prepare(path: str, busy_timeout: float) -> None:
     )
 
 
-def _reader(path: str, busy_timeout: float) -> sqlite3.Connection:
-    return open_reader(path, busy_timeout)
+def _closed(path: str) -> OutboxError:
+    return OutboxError(f"outbox {path}: the store is closed")
 
 
 # -- rows <-> messages --------------------------------------------------------------------
@@ -323,18 +321,15 @@ class SQLiteOutboxStore:
         self,
         path: str,
         *,
-        writer: SQLiteWriter,
-        reader: sqlite3.Connection,
+        file: StoreFile,
         busy_timeout: float,
         clock: Callable[[], float],
     ) -> None:
-        """Wrap an open writer and reader; use :meth:`open` instead."""
+        """Wrap an open file; use :meth:`open` instead."""
         self.path = path
         self.busy_timeout = busy_timeout
         self.clock = clock
-        self._writer = writer
-        self._reader: sqlite3.Connection | None = reader
-        self._reads = anyio.CapacityLimiter(1)
+        self._file = file
         self._table = Table(
             "outbox",
             COLUMNS,
@@ -343,7 +338,7 @@ class SQLiteOutboxStore:
         )
 
     def __repr__(self) -> str:
-        state = " closed" if self._reader is None else ""
+        state = " closed" if self._file.is_closed else ""
         return f"<SQLiteOutboxStore {self.path!r}{state}>"
 
     @classmethod
@@ -374,80 +369,41 @@ class SQLiteOutboxStore:
             OutboxError: the file is another application's or a newer otpy's (it is
                 left untouched), or cannot be opened.
         """
-        mode = str(synchronous).upper()
-        if mode not in SYNCHRONOUS_MODES:
-            raise InvalidArgument(
-                "synchronous",
-                f"must be one of {', '.join(map(repr, SYNCHRONOUS_MODES))}, got {synchronous!r}",
-                owner="SQLiteOutboxStore.open",
-            )
         busy_timeout = check_number(
             busy_timeout, "busy_timeout", owner="SQLiteOutboxStore.open", positive=False
         )
         count(max_batch, "max_batch", owner="SQLiteOutboxStore.open")
         count(max_pending, "max_pending", owner="SQLiteOutboxStore.open")
         location = os.fspath(path)
-        translate = functools.partial(outbox_error, path=location, busy_timeout=busy_timeout)
-        try:
-            await anyio.to_thread.run_sync(_prepare, location, busy_timeout)
-            reader = await anyio.to_thread.run_sync(_reader, location, busy_timeout)
-        except sqlite3.Error as exc:
-            raise translate(exc) from exc
-        try:
-            writer = await SQLiteWriter.open(
-                location,
-                synchronous=mode,
-                busy_timeout=busy_timeout,
-                translate=translate,
-                max_batch=max_batch,
-                max_pending=max_pending,
-            )
-        except BaseException:
-            reader.close()
-            raise
-        return cls(location, writer=writer, reader=reader, busy_timeout=busy_timeout, clock=clock)
+        file = await StoreFile.open(
+            location,
+            synchronous=synchronous,
+            busy_timeout=busy_timeout,
+            prepare=_prepare,
+            translate=functools.partial(outbox_error, path=location, busy_timeout=busy_timeout),
+            closed=functools.partial(_closed, location),
+            owner="SQLiteOutboxStore.open",
+            max_batch=max_batch,
+            max_pending=max_pending,
+        )
+        return cls(location, file=file, busy_timeout=busy_timeout, clock=clock)
 
     async def aclose(self) -> None:
         """Close the store, after the operations in progress; further calls raise. Idempotent."""
-        with anyio.CancelScope(shield=True):
-            await self._writer.aclose()
-            async with self._reads:
-                reader, self._reader = self._reader, None
-                if reader is not None:
-                    await anyio.to_thread.run_sync(reader.close)
-        await anyio.lowlevel.checkpoint()
+        await self._file.aclose()
 
     # -- plumbing ---------------------------------------------------------------------
-
-    def _closed(self) -> OutboxError:
-        return OutboxError(f"outbox {self.path}: the store is closed")
 
     def _now(self, now: float | None, function: str) -> float:
         return check_time(self.clock() if now is None else now, "now", owner=function)
 
     async def _write(self, body: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Run *body* atomically on the writer's thread; return once it is committed.
-
-        Each body runs under its own savepoint in a transaction shared with the
-        bodies queued right behind it (claims, completions, retries of every
-        destination at once): one fsync for all of them, and a body that raises
-        rolls back alone. *body* runs in the database thread: callers read the
-        clock before, on the event loop, and pass the time in.
-        """
-        if self._writer.closed or self._reader is None:
-            raise self._closed()
-        return await self._writer.transaction(body, shared=True)
+        """Run *body* atomically on the writer's thread (a shared transaction: see :class:`StoreFile`)."""
+        return await self._file.write(body)
 
     async def _read(self, body: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Run *body* on the read connection in a worker thread, one read at a time."""
-        async with self._reads:
-            reader = self._reader
-            if reader is None:
-                raise self._closed()
-            try:
-                return await anyio.to_thread.run_sync(body, reader)
-            except sqlite3.Error as exc:
-                raise outbox_error(exc, self.path, self.busy_timeout) from exc
+        """Run *body* on the read connection, one read at a time."""
+        return await self._file.read(body)
 
     # -- the protocol -------------------------------------------------------------------
 
@@ -457,13 +413,12 @@ class SQLiteOutboxStore:
         """Store *messages* durably; return how many were new (see :meth:`OutboxStore.enqueue`)."""
         check_messages(messages, "SQLiteOutboxStore.enqueue")
         timeout = check_timeout(timeout, "SQLiteOutboxStore.enqueue")
-        if self._writer.closed or self._reader is None:
-            raise self._closed()
+        self._file.check_open()
         if not messages:
             await anyio.lowlevel.checkpoint()
             return 0
         rows = [_encode(message) for message in messages]
-        return await self._writer.append(Write([(self._table, rows)]), timeout=timeout)
+        return await self._file.writer.append(Write([(self._table, rows)]), timeout=timeout)
 
     async def claim(
         self, destination: str, *, now: float | None = None, limit: int, lease: float

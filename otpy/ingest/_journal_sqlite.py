@@ -32,7 +32,6 @@ import contextlib
 import functools
 import json
 import os
-import sqlite3
 import time
 from typing import TYPE_CHECKING, Final, TypeVar, final
 
@@ -43,14 +42,13 @@ import anyio.to_thread
 from .._check import check_type
 from .._check import number as check_number
 from .._durable import (
-    SQLiteWriter,
+    StoreFile,
     check_header,
     describe_error,
-    open_reader,
     prepare,
     scalar,
 )
-from .._exceptions import InvalidArgument, JournalError, JournalFull
+from .._exceptions import JournalError, JournalFull
 from ._journal import (
     DEFAULT_DEDUP_MAX,
     DEFAULT_DEDUP_TTL,
@@ -68,6 +66,7 @@ from ._journal import (
 )
 
 if TYPE_CHECKING:
+    import sqlite3
     from collections.abc import AsyncIterator, Callable, Sequence
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteJournalStore", "open_journal"]
@@ -81,7 +80,6 @@ Distinct from the dead-letter store's ``"otpy"`` (0x6F747079) and the outbox's
 ``"otpo"`` (0x6F74706F), so no store opens another's file by mistake.
 """
 
-SYNCHRONOUS_MODES: Final = ("FULL", "NORMAL", "OFF")
 
 _V1: Final = (
     # A rowid table, not WITHOUT ROWID: bodies can be large, and a rowid table keeps
@@ -241,8 +239,8 @@ def _prepare(path: str, busy_timeout: float) -> None:
     )
 
 
-def _reader(path: str, busy_timeout: float) -> sqlite3.Connection:
-    return open_reader(path, busy_timeout)
+def _closed(path: str) -> JournalError:
+    return JournalError(f"journal {path}: the store is closed")
 
 
 # -- rows <-> entries -------------------------------------------------------------------
@@ -301,27 +299,24 @@ class SQLiteJournalStore:
         self,
         path: str,
         *,
-        writer: SQLiteWriter,
-        reader: sqlite3.Connection,
+        file: StoreFile,
         max_bytes: int,
         dedup_ttl: float,
         dedup_max: int,
         busy_timeout: float,
         clock: Callable[[], float],
     ) -> None:
-        """Wrap an open writer and reader; use :meth:`open` instead."""
+        """Wrap an open file; use :meth:`open` instead."""
         self.path = path
         self.max_bytes = max_bytes
         self.dedup_ttl = dedup_ttl
         self.dedup_max = dedup_max
         self.busy_timeout = busy_timeout
         self.clock = clock
-        self._writer = writer
-        self._reader: sqlite3.Connection | None = reader
-        self._reads = anyio.CapacityLimiter(1)
+        self._file = file
 
     def __repr__(self) -> str:
-        state = " closed" if self._reader is None else ""
+        state = " closed" if self._file.is_closed else ""
         return f"<SQLiteJournalStore {self.path!r}{state}>"
 
     @classmethod
@@ -356,33 +351,21 @@ class SQLiteJournalStore:
                 left untouched), or cannot be opened.
         """
         function = "SQLiteJournalStore.open"
-        mode = str(synchronous).upper()
-        if mode not in SYNCHRONOUS_MODES:
-            raise InvalidArgument(
-                "synchronous",
-                f"must be one of {', '.join(map(repr, SYNCHRONOUS_MODES))}, got {synchronous!r}",
-                owner=function,
-            )
         max_bytes, dedup_ttl, dedup_max = check_options(max_bytes, dedup_ttl, dedup_max, function)
         busy_timeout = check_number(busy_timeout, "busy_timeout", owner=function, positive=False)
         location = os.fspath(path)
-        translate = functools.partial(journal_error, path=location, busy_timeout=busy_timeout)
-        try:
-            await anyio.to_thread.run_sync(_prepare, location, busy_timeout)
-            reader = await anyio.to_thread.run_sync(_reader, location, busy_timeout)
-        except sqlite3.Error as exc:
-            raise translate(exc) from exc
-        try:
-            writer = await SQLiteWriter.open(
-                location, synchronous=mode, busy_timeout=busy_timeout, translate=translate
-            )
-        except BaseException:
-            reader.close()
-            raise
+        file = await StoreFile.open(
+            location,
+            synchronous=synchronous,
+            busy_timeout=busy_timeout,
+            prepare=_prepare,
+            translate=functools.partial(journal_error, path=location, busy_timeout=busy_timeout),
+            closed=functools.partial(_closed, location),
+            owner="SQLiteJournalStore.open",
+        )
         return cls(
             location,
-            writer=writer,
-            reader=reader,
+            file=file,
             max_bytes=max_bytes,
             dedup_ttl=dedup_ttl,
             dedup_max=dedup_max,
@@ -392,44 +375,20 @@ class SQLiteJournalStore:
 
     async def aclose(self) -> None:
         """Close the store, after the operations in progress; further calls raise. Idempotent."""
-        with anyio.CancelScope(shield=True):
-            await self._writer.aclose()
-            async with self._reads:
-                reader, self._reader = self._reader, None
-                if reader is not None:
-                    await anyio.to_thread.run_sync(reader.close)
-        await anyio.lowlevel.checkpoint()
+        await self._file.aclose()
 
     # -- plumbing ---------------------------------------------------------------------
-
-    def _closed(self) -> JournalError:
-        return JournalError(f"journal {self.path}: the store is closed")
 
     def _now(self, now: float | None, function: str) -> float:
         return check_time(self.clock() if now is None else now, "now", owner=function)
 
     async def _write(self, body: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Run *body* atomically on the writer's thread; return once it is committed.
-
-        It shares its transaction (and fsync) with the bodies queued right behind
-        it, under a savepoint of its own: a body that raises rolls back alone.
-        *body* runs in the database thread: callers read the clock before, on the
-        event loop, and pass the time in.
-        """
-        if self._writer.closed or self._reader is None:
-            raise self._closed()
-        return await self._writer.transaction(body, shared=True)
+        """Run *body* atomically on the writer's thread (a shared transaction: see :class:`StoreFile`)."""
+        return await self._file.write(body)
 
     async def _read(self, body: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Run *body* on the read connection in a worker thread, one read at a time."""
-        async with self._reads:
-            reader = self._reader
-            if reader is None:
-                raise self._closed()
-            try:
-                return await anyio.to_thread.run_sync(body, reader)
-            except sqlite3.Error as exc:
-                raise journal_error(exc, self.path, self.busy_timeout) from exc
+        """Run *body* on the read connection, one read at a time."""
+        return await self._file.read(body)
 
     # -- the protocol -------------------------------------------------------------------
 
@@ -450,8 +409,7 @@ class SQLiteJournalStore:
         check_entries(entries, function)
         timeout = check_timeout(timeout, function)
         now = self._now(now, function)
-        if self._writer.closed or self._reader is None:
-            raise self._closed()
+        self._file.check_open()
         if not entries:
             await anyio.lowlevel.checkpoint()
             return []
@@ -519,8 +477,7 @@ class SQLiteJournalStore:
         """Delete these pending entries; return how many were pending (their dedup records stay)."""
         handed = check_ids(ids, "SQLiteJournalStore.mark_handed_over")
         if not handed:
-            if self._writer.closed or self._reader is None:
-                raise self._closed()
+            self._file.check_open()
             await anyio.lowlevel.checkpoint()
             return 0
 
