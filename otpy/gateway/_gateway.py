@@ -846,8 +846,10 @@ class Gateway:
         message's id and the time it was marked), so storing it again after a crash
         stores nothing new.
         """
+        return self._dead_letter(dead, DeadDetails.decode(dead.last_error, dead.last_status))
+
+    def _dead_letter(self, dead: OutboxMessage, details: DeadDetails) -> DeadLetter:
         assert dead.dead_at is not None  # a dead row has its time
-        details = DeadDetails.decode(dead.last_error, dead.last_status)
         worker = self._workers.get(dead.destination)
         attributes = [
             (ATTR_MESSAGING_DESTINATION_NAME, dead.destination),
@@ -888,8 +890,9 @@ class Gateway:
         if dead.id in self._finishing:
             return False  # the other caller finishes it
         self._finishing.add(dead.id)
+        details = DeadDetails.decode(dead.last_error, dead.last_status)
         try:
-            record = self.dead_letter_of(dead)
+            record = self._dead_letter(dead, details)
             try:
                 await self.store_dead_letter(record)
             except Exception as exc:
@@ -910,8 +913,7 @@ class Gateway:
         if worker is not None:
             worker.dead_lettered += 1
             worker.wake()  # the key's next message may go now
-        why = DeadDetails.decode(dead.last_error, dead.last_status).why
-        record_dead_lettered(dead.destination, dead.id, record.id, why)
+        record_dead_lettered(dead.destination, dead.id, record.id, details.why)
         return True
 
     async def finish_dead_rows(self) -> int:
