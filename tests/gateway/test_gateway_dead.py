@@ -20,7 +20,6 @@ from otpy.deadletter import (
 )
 from otpy.gateway import (
     DeliveryPolicy,
-    DestinationState,
     Gateway,
     MemoryOutboxStore,
     OutboxState,
@@ -227,7 +226,6 @@ def test_disable_after_must_be_seconds_or_none() -> None:
     assert DeliveryPolicy().disable_after == 5 * 24 * 3600.0
     with pytest.raises(otpy.InvalidArgument, match="disable_after"):
         DeliveryPolicy(disable_after=0)
-    assert DestinationState() == DestinationState(disabled=False)
 
 
 # -- replay through the gateway -------------------------------------------------------------
