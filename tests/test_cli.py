@@ -314,7 +314,7 @@ def test_help_shows_usage() -> None:
     """``otpy run --help`` shows the target form and the console options."""
     result = invoke("run", "--help")
     assert result.exit_code == 0
-    assert "Usage: otpy run [OPTIONS] MODULE:ATTR" in result.output
+    assert "Usage: otpy run [OPTIONS] [MODULE:ATTR]" in result.output
     assert "--console / --no-console" in result.output
     assert "--refresh HZ" in result.output
 

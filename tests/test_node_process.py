@@ -26,7 +26,7 @@ import trees
 from rich.console import Console
 
 import otpy
-import supervisors.demo as demo
+import supervisors.tour as demo
 from otpy.cli import RunningNode, run_node
 from otpy.deadletter import DeadLetterFilter, MemoryDeadLetterStore, Source
 from otpy.testing import crash_after, virtual_time
@@ -277,15 +277,15 @@ def nodes() -> Iterator[list[Node]]:
         node.kill()
 
 
-def test_demo_tree_runs_and_stops_cleanly_on_sigint(nodes: list[Node], tmp_path: Path) -> None:
-    """``python -m otpy run supervisors.demo:root`` prints readiness, then exits 0 on SIGINT.
+def test_tour_tree_runs_and_stops_cleanly_on_sigint(nodes: list[Node], tmp_path: Path) -> None:
+    """``python -m otpy run otpy.supervisors.tour:root`` prints readiness, then exits 0 on SIGINT.
 
-    It runs in a temporary directory: the demo keeps its dead letters under ``./var``.
+    It runs in a temporary directory, from the installed package: the tour keeps its dead letters under ``./var``.
     """
-    node = Node("supervisors.demo:root", cwd=tmp_path)
+    node = Node("otpy.supervisors.tour:root", cwd=tmp_path)
     nodes.append(node)
     ready = node.wait_for(READY.pattern)
-    assert ready.group(1) == "supervisors.demo:root"
+    assert ready.group(1) == "otpy.supervisors.tour:root"
     assert int(ready.group(2)) == node.process.pid
     node.signal(signal.SIGINT)
     assert node.wait() == 0, node.seen

@@ -16,6 +16,10 @@ from ._file import describe_error as describe_error
 from ._file import open_reader as open_reader
 from ._file import prepare as prepare
 from ._file import scalar as scalar
+from ._file import synchronous_mode as synchronous_mode
+from ._owned import Closable as Closable
+from ._owned import Owned as Owned
+from ._owned import StoreKeeper as StoreKeeper
 from ._table import MAX_ROWS_PER_STATEMENT as MAX_ROWS_PER_STATEMENT
 from ._table import Row as Row
 from ._table import Table as Table
@@ -33,6 +37,10 @@ __all__ = [
     "SYNCHRONOUS_MODES",
     "Row",
     "StoreFile",
+    "Closable",
+    "Owned",
+    "StoreKeeper",
+    "synchronous_mode",
     "SQLiteWriter",
     "Table",
     "Write",

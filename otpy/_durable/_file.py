@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SYNCHRONOUS_MODES",
     "StoreFile",
+    "synchronous_mode",
     "check_header",
     "describe_error",
     "open_reader",
@@ -175,6 +176,23 @@ SYNCHRONOUS_MODES: Final = ("FULL", "NORMAL", "OFF")
 """The ``synchronous`` settings a store takes: FULL survives a power cut, NORMAL a
 crash of the process, OFF nothing (tests only)."""
 
+
+def synchronous_mode(value: object, *, owner: str | None = None) -> str:
+    """Return *value* as one of :data:`SYNCHRONOUS_MODES` (any case accepted).
+
+    Raises:
+        InvalidArgument: it is not one of them; the message names ``synchronous``.
+    """
+    mode = str(value).upper()
+    if mode not in SYNCHRONOUS_MODES:
+        raise InvalidArgument(
+            "synchronous",
+            f"must be one of {', '.join(map(repr, SYNCHRONOUS_MODES))}, got {value!r}",
+            owner=owner,
+        )
+    return mode
+
+
 _T = TypeVar("_T")
 
 
@@ -235,13 +253,7 @@ class StoreFile:
         Raises:
             InvalidArgument: *synchronous* is not one of the modes.
         """
-        mode = str(synchronous).upper()
-        if mode not in SYNCHRONOUS_MODES:
-            raise InvalidArgument(
-                "synchronous",
-                f"must be one of {', '.join(map(repr, SYNCHRONOUS_MODES))}, got {synchronous!r}",
-                owner=owner,
-            )
+        mode = synchronous_mode(synchronous, owner=owner)
         try:
             await anyio.to_thread.run_sync(prepare, path, busy_timeout)
             reader = await anyio.to_thread.run_sync(open_reader, path, busy_timeout)

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup, TaskStatus
     from rich.console import Console
 
+    from otpy.node import NodeConfig
+
 __all__ = ["JsonFormatter", "RunningNode", "TargetError", "load_target", "run", "run_node"]
 
 logger = get_logger("otpy.cli")
@@ -91,7 +93,11 @@ def _json_line(
 # -- loading the tree --------------------------------------------------------------------
 
 
-def load_target(target: str) -> Spec:
+NODE_TARGET = "otpy.supervisors.node:node"
+"""The tree ``otpy run`` runs with no target: the messaging node (``supervisors/node.py``)."""
+
+
+def load_target(target: str, *, config: object | None = None) -> Spec:
     """Import ``MODULE:ATTR`` and return the supervisor spec it names.
 
     The current directory is put on ``sys.path`` first, so ``otpy run`` finds the
@@ -103,8 +109,13 @@ def load_target(target: str) -> Spec:
     that needs arguments, is async, or is annotated to return something else (a
     program's ``def main() -> None``) is refused without being called.
 
+    With *config* (``otpy run --config``), *ATTR* must be a factory taking one
+    argument, and it is called with the configuration instead.
+
     Args:
         target: ``"package.module:attribute"``.
+        config: the node's configuration (an :class:`otpy.node.NodeConfig`) to build
+            the tree from, or ``None``.
 
     Returns:
         The :class:`~otpy.SupervisorSpec` or :class:`~otpy.DynamicSupervisorSpec`.
@@ -122,13 +133,21 @@ def load_target(target: str) -> Spec:
         example="supervisors.demo:root",
         attribute_hint=_specs_hint,
     )
+    if config is not None and (isinstance(value, _SPECS) or not _takes_one(value)):
+        raise TargetError(
+            target,
+            f"{target} does not take a configuration, so --config cannot be used with it; "
+            "point at a function of one argument (the otpy.node.NodeConfig) that returns "
+            "the tree, like otpy.supervisors.node:node",
+        )
     if isinstance(value, _SPECS):
         return value
     if not callable(value):
         raise TargetError(target, _wrong_type(target, value))
-    check_factory(target, value, error=TargetError, wanted="a supervisor spec", returns=_SPECS)
+    if config is None:
+        check_factory(target, value, error=TargetError, wanted="a supervisor spec", returns=_SPECS)
     try:
-        result = value()
+        result = value() if config is None else value(config)
     except Exception as exc:
         raise TargetError(
             target,
@@ -147,6 +166,17 @@ def load_target(target: str) -> Spec:
 
 
 _SPECS = (otpy.SupervisorSpec, otpy.DynamicSupervisorSpec)
+
+
+def _takes_one(value: object) -> bool:
+    """Whether *value* is a plain function that can be called with one positional argument."""
+    if not callable(value) or inspect.isclass(value) or inspect.iscoroutinefunction(value):
+        return False
+    try:
+        inspect.signature(value).bind(None)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _wrong_type(what: str, value: object, *, returned: bool = False) -> str:
@@ -189,9 +219,17 @@ class RunningNode:
     .. versionadded:: 0.1.0
     """
 
-    def __init__(self, node: otpy.Node, target: str, task_group: TaskGroup) -> None:
+    def __init__(
+        self,
+        node: otpy.Node,
+        target: str,
+        task_group: TaskGroup,
+        *,
+        drain_budget: float | None = None,
+    ) -> None:
         self.node = node
         self.target = target
+        self.drain_budget = drain_budget
         self.supervisor: otpy.SupervisorRef | None = None
         self.stopping = False
         self.forced = False
@@ -215,16 +253,25 @@ class RunningNode:
             self.stopping = True
             say("stopping (press Ctrl-C again to stop at once)")
             self._task_group.start_soon(supervisor.stop)
+            if self.drain_budget is not None:
+                self._task_group.start_soon(self._stop_at_once_after, self.drain_budget)
         elif not self.forced:
             self.forced = True
             say("stopping at once")
             supervisor.ref.kill(otpy.KILLED)
+
+    async def _stop_at_once_after(self, budget: float) -> None:
+        await anyio.sleep(budget)
+        if not self.forced:
+            say(f"the drain took more than {budget:g}s", level=logging.WARNING)
+            self.stop()
 
 
 async def run_node(
     spec: Spec,
     *,
     target: str | None = None,
+    drain_budget: float | None = None,
     console: bool | Console = False,
     refresh: float = 4.0,
     ready: Callable[[RunningNode], object] | None = None,
@@ -239,6 +286,9 @@ async def run_node(
     Args:
         spec: the root supervisor's spec.
         target: the name used in messages; the spec's id by default.
+        drain_budget: seconds a graceful stop may take before the node stops at
+            once, as on a second signal; ``None``: no limit but the children's
+            ``shutdown``.
         console: show the live console (:func:`otpy.console.run_console`); pass a
             :class:`rich.console.Console` to choose where it draws.
         refresh: console frames per second.
@@ -255,7 +305,7 @@ async def run_node(
     """
     label = target or spec.id
     async with otpy.open_node() as node, anyio.create_task_group() as tg:
-        running = RunningNode(node, label, tg)
+        running = RunningNode(node, label, tg, drain_budget=drain_budget)
         if handle_signals:
             await tg.start(_stop_on_signals, running)
         with running._startup:
@@ -557,7 +607,16 @@ def _backend_options() -> dict[str, Any]:
 
 
 @click.command(cls=_RunCommand)
-@click.argument("target", metavar="MODULE:ATTR")
+@click.argument("target", metavar="[MODULE:ATTR]", required=False)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=str),
+    envvar="OTPY_CONFIG",
+    show_envvar=True,
+    metavar="PATH",
+    help="The node's otpy.toml (without it, the defaults: files in ./var).",
+)
 @click.option(
     "--console/--no-console",
     default=False,
@@ -589,31 +648,50 @@ def _backend_options() -> dict[str, Any]:
 @click.pass_context
 def run(
     ctx: click.Context,
-    target: str,
+    target: str | None,
+    config_path: str | None,
     console: bool,
     refresh: float,
     log_level: str,
     log_format: str,
 ) -> None:
-    """Run a supervision tree as a node until Ctrl-C or SIGTERM.
+    """Run the messaging node, or a supervision tree, until Ctrl-C or SIGTERM.
 
-    ATTR names an otpy.SupervisorSpec or otpy.DynamicSupervisorSpec in MODULE, or
-    a factory of no arguments returning one, called once to build the tree (a
-    class, or a function annotated to return something else, is never called):
+    With no MODULE:ATTR, runs the messaging node (otpy.supervisors.node:node)
+    described by --config, or on the defaults (files in ./var):
+
+    \b
+        otpy run --config otpy.toml
+
+    Otherwise ATTR names an otpy.SupervisorSpec or otpy.DynamicSupervisorSpec in
+    MODULE, or a factory of no arguments returning one, called once to build the
+    tree (a class, or a function annotated to return something else, is never
+    called); with --config, a factory of one argument, the configuration:
 
     \b
         otpy run supervisors.demo:root --console
 
-    The first Ctrl-C (or SIGTERM) stops the tree gracefully; a second stops it at
-    once. Exits 0 after a clean stop, 1 if the root supervisor gave up, and 2 if
+    The first Ctrl-C (or SIGTERM) stops the tree gracefully (the node: within
+    [drain] budget); a second stops it at once. Exits 0 after a clean stop, 1 if
+    the root supervisor gave up, and 2 if the configuration is invalid or
     MODULE:ATTR cannot be loaded.
     """
     json_lines = log_format == "json"
     handler = _install_logging(log_level, console=console, json_lines=json_lines)
     status = _json_status.set(json_lines)
     try:
+        config: NodeConfig | None = None
+        if target is None or config_path is not None:
+            from otpy.node import load_config  # here: `otpy --help` need not load the node
+
+            try:
+                config = load_config(config_path)
+            except otpy.ConfigError as exc:
+                raise click.UsageError(f"the configuration is invalid: {exc}") from None
+        if target is None:
+            target = NODE_TARGET
         try:
-            spec = load_target(target)
+            spec = load_target(target, config=config)
         except TargetError as exc:
             message = str(exc)
             if exc.__cause__ is not None:
@@ -625,18 +703,26 @@ def run(
         from otpy.telemetry import TelemetryConfigError, configure_from_env
 
         try:
-            telemetry = configure_from_env()
+            telemetry = configure_from_env() if config is None or config.telemetry.enabled else None
         except TelemetryConfigError as exc:
             raise click.UsageError(f"telemetry is misconfigured: {exc}") from None
         try:
             code = anyio.run(
-                functools.partial(run_node, spec, target=target, console=console, refresh=refresh),
+                functools.partial(
+                    run_node,
+                    spec,
+                    target=target,
+                    console=console,
+                    refresh=refresh,
+                    drain_budget=None if config is None else config.drain.budget,
+                ),
                 backend="asyncio",
                 backend_options=_backend_options(),
             )
         finally:
             try:
-                telemetry.shutdown(timeout=TELEMETRY_FLUSH)
+                if telemetry is not None:
+                    telemetry.shutdown(timeout=TELEMETRY_FLUSH)
             except KeyboardInterrupt:  # a third Ctrl-C while spans flush: stop waiting for them
                 say(
                     "telemetry flush interrupted; spans not yet exported are lost",

@@ -56,6 +56,8 @@ from ._outbox import OutboxState as OutboxState
 from ._outbox import OutboxStatistics as OutboxStatistics
 from ._outbox import OutboxStore as OutboxStore
 from ._outbox_memory import MemoryOutboxStore as MemoryOutboxStore
+from ._outbox_owned import OutboxHandle as OutboxHandle
+from ._outbox_owned import sqlite_outbox as sqlite_outbox
 from ._outbox_sqlite import APPLICATION_ID as OUTBOX_APPLICATION_ID
 from ._outbox_sqlite import SQLiteOutboxStore as SQLiteOutboxStore
 from ._outbox_sqlite import open_outbox as open_outbox
@@ -109,6 +111,7 @@ __all__ = [
     "OutboxState",
     "OutboxStatistics",
     "OutboxStore",
+    "OutboxHandle",
     "RetryPolicy",
     "SQLiteOutboxStore",
     "SigningSecret",
@@ -118,6 +121,7 @@ __all__ = [
     "classify_http_error",
     "classify_status",
     "open_outbox",
+    "sqlite_outbox",
     "parse_duration",
     "parse_retry_after",
     "sign",

@@ -52,6 +52,8 @@ from ._journal import JournalStatistics as JournalStatistics
 from ._journal import JournalStore as JournalStore
 from ._journal import RouteStatistics as RouteStatistics
 from ._journal_memory import MemoryJournalStore as MemoryJournalStore
+from ._journal_owned import JournalHandle as JournalHandle
+from ._journal_owned import sqlite_journal as sqlite_journal
 from ._journal_sqlite import APPLICATION_ID as JOURNAL_APPLICATION_ID
 from ._journal_sqlite import SQLiteJournalStore as SQLiteJournalStore
 from ._journal_sqlite import open_journal as open_journal
@@ -80,6 +82,7 @@ __all__ = [
     "JournalEntry",
     "JournalStatistics",
     "JournalStore",
+    "JournalHandle",
     "MemoryJournalStore",
     "RouteSettings",
     "RouteStatistics",
@@ -88,4 +91,5 @@ __all__ = [
     "handover_message_id",
     "ingest_server_spec",
     "open_journal",
+    "sqlite_journal",
 ]

@@ -17,6 +17,7 @@ from its methods: :meth:`DestinationConfig.build` (an
 from __future__ import annotations
 
 from ._config import AdminConfig as AdminConfig
+from ._config import BackfillConfig as BackfillConfig
 from ._config import BreakerConfig as BreakerConfig
 from ._config import DeadLettersConfig as DeadLettersConfig
 from ._config import DestinationConfig as DestinationConfig
@@ -35,12 +36,15 @@ from ._load import EnvVariable as EnvVariable
 from ._load import env_table as env_table
 from ._load import env_variables as env_variables
 from ._load import load_config as load_config
+from ._parts import NodeParts as NodeParts
+from ._parts import node_parts as node_parts
 from ._schema import ENV_PREFIX as ENV_PREFIX
 from ._schema import Secret as Secret
 
 __all__ = [
     "ENV_PREFIX",
     "AdminConfig",
+    "BackfillConfig",
     "BreakerConfig",
     "DeadLettersConfig",
     "DestinationConfig",
@@ -49,6 +53,7 @@ __all__ = [
     "GatewayConfig",
     "IngestConfig",
     "NodeConfig",
+    "NodeParts",
     "PressureConfig",
     "ReplayWorkersConfig",
     "RetentionRuleConfig",
@@ -60,4 +65,5 @@ __all__ = [
     "env_table",
     "env_variables",
     "load_config",
+    "node_parts",
 ]

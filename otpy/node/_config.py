@@ -32,6 +32,7 @@ from ..gateway import (
     RetryPolicy,
     SigningSecret,
 )
+from ..ingest import DEFAULT_DEDUP_MAX, DEFAULT_DEDUP_TTL, DEFAULT_MAX_BYTES, BackfillPolicy
 from ..pressure import PressurePolicy, Priority, Threshold
 from . import _schema as k
 from ._schema import SECRET, SECRET_TABLE, SECRETS, Named, Secret, Section, meta
@@ -214,6 +215,48 @@ class RouteConfig:
     )
 
 
+_BACKFILL = BackfillPolicy()
+
+
+@attrs.frozen(kw_only=True)
+class BackfillConfig:
+    """``[ingest.backfill]``: how fast a backlog of the journal is handed to the gateway.
+
+    A backlog (after a restart, or once a destination's outage ends) drains at
+    *rate* if set, else at ``max(min_rate, factor x the recent steady rate)``.
+
+    Attributes:
+        factor: the backlog's rate as a multiple of the steady rate.
+        min_rate: the least rate of a backlog, entries per second.
+        rate: a fixed backlog rate, entries per second, or ``None``.
+        half_life: seconds after which a steady-rate sample weighs half as much.
+    """
+
+    factor: float = attrs.field(
+        default=_BACKFILL.factor, metadata=meta(k.NUMBER, "multiple of the steady rate")
+    )
+    min_rate: float = attrs.field(
+        default=_BACKFILL.min_rate, metadata=meta(k.NUMBER, "least backlog rate, entries/s")
+    )
+    rate: float | None = attrs.field(
+        default=None,
+        metadata=meta(k.OPTIONAL_NUMBER, "fixed backlog rate, entries/s", shown="follows steady"),
+    )
+    half_life: float = attrs.field(
+        default=_BACKFILL.half_life, metadata=meta(k.DURATION, "steady rate's half-life")
+    )
+
+    def policy(self) -> BackfillPolicy:
+        """Return the :class:`~otpy.ingest.BackfillPolicy`.
+
+        Raises:
+            InvalidArgument: the library refuses a value; the message names it.
+        """
+        return BackfillPolicy(
+            factor=self.factor, min_rate=self.min_rate, rate=self.rate, half_life=self.half_life
+        )
+
+
 @attrs.frozen(kw_only=True)
 class IngestConfig:
     """``[ingest]``: the HTTP ingest's listener and its routes.
@@ -223,6 +266,11 @@ class IngestConfig:
         port: the port to listen on.
         max_body_size: the largest body accepted, in bytes, unless a route says.
         token: the bearer token callers present, unless a route has its own.
+        max_bytes: the journal's disk budget: bytes of the bodies and headers not yet
+            handed over; past it the ingest answers ``429``.
+        dedup_ttl: seconds a repeat of an idempotency key is answered as a duplicate.
+        dedup_max: the most dedup records kept; beyond it the oldest go.
+        backfill: how fast a backlog drains.
         routes: the routes, by name.
     """
 
@@ -235,6 +283,18 @@ class IngestConfig:
     )
     token: Secret | None = attrs.field(
         default=None, metadata=meta(SECRET, "bearer token callers present")
+    )
+    max_bytes: int = attrs.field(
+        default=DEFAULT_MAX_BYTES, metadata=meta(k.COUNT, "journal's disk budget, bytes")
+    )
+    dedup_ttl: float = attrs.field(
+        default=DEFAULT_DEDUP_TTL, metadata=meta(k.DURATION, "dedup window")
+    )
+    dedup_max: int = attrs.field(
+        default=DEFAULT_DEDUP_MAX, metadata=meta(k.COUNT, "most dedup records kept")
+    )
+    backfill: BackfillConfig = attrs.field(
+        factory=BackfillConfig, metadata=meta(Section(BackfillConfig), "")
     )
     routes: Mapping[str, RouteConfig] = attrs.field(
         factory=dict, metadata=meta(Named(RouteConfig, "route"), "")

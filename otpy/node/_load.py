@@ -533,6 +533,8 @@ class _Loader:
             self._library(
                 f"ingest.routes.{route.name}.pressure", route.pressure, route.pressure.policy
             )
+        backfill = config.ingest.backfill
+        self._library("ingest.backfill", backfill, backfill.policy)
         for destination in destinations.values():
             prefix = f"gateway.destinations.{destination.name}"
             self._library(f"{prefix}.retry", destination.retry, destination.retry.policy)

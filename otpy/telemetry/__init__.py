@@ -37,6 +37,7 @@ from ._propagation import install_propagation as install_propagation
 from ._setup import Telemetry as Telemetry
 from ._setup import TelemetryConfigError as TelemetryConfigError
 from ._setup import configure_from_env as configure_from_env
+from ._setup import force_flush as force_flush
 from ._setup import meter_provider_installed as meter_provider_installed
 from ._setup import providers_set as providers_set
 from ._setup import sdk_disabled as sdk_disabled
@@ -45,6 +46,7 @@ from ._setup import tracer_provider_installed as tracer_provider_installed
 __all__ = [
     # setup
     "configure_from_env",
+    "force_flush",
     "Telemetry",
     "TelemetryConfigError",
     "sdk_disabled",

@@ -125,6 +125,10 @@ __all__ = [
     "METRIC_INGEST_UNROUTABLE",
     "METRIC_INGEST_HANDOVER_RATE",
     "METRIC_INGEST_HANDOVER_BACKLOG",
+    "METRIC_INGEST_JOURNAL_DEPTH",
+    "METRIC_INGEST_JOURNAL_OLDEST_AGE",
+    "METRIC_INGEST_JOURNAL_BYTES",
+    "METRIC_INGEST_JOURNAL_PURGED",
     # ingest: spans
     "SPAN_INGEST_RECEIVE",
     # ingest: attributes
@@ -360,6 +364,14 @@ METRIC_INGEST_HANDOVER_RATE: Final = "otpy.ingest.handover.rate"
 """Gauge, unit ``{entry}/s``: the steady rate measured, or the rate limit during a backfill."""
 METRIC_INGEST_HANDOVER_BACKLOG: Final = "otpy.ingest.handover.backlog"
 """Gauge, unit ``{entry}``: entries estimated pending during a backfill; 0 when it ends."""
+METRIC_INGEST_JOURNAL_DEPTH: Final = "otpy.ingest.journal.depth"
+"""Gauge, unit ``{entry}``: entries in the journal not yet handed over, by `ATTR_INGEST_ROUTE`."""
+METRIC_INGEST_JOURNAL_OLDEST_AGE: Final = "otpy.ingest.journal.oldest_age"
+"""Gauge, unit ``s``: age of the oldest entry not yet handed over, by `ATTR_INGEST_ROUTE`."""
+METRIC_INGEST_JOURNAL_BYTES: Final = "otpy.ingest.journal.bytes"
+"""Gauge, unit ``By``: the disk budget the pending entries take (all routes)."""
+METRIC_INGEST_JOURNAL_PURGED: Final = "otpy.ingest.journal.purged"
+"""Counter, unit ``{record}``: dedup records removed by the journal's housekeeping (older than the window)."""
 # -- ingest (otpy.ingest.IngestApp, the HTTP ingest) --------------------------------
 # Each accepted message has a CONSUMER span named "receive {route}", a child of the
 # caller's traceparent if it sent one; its context is stored with the journal entry,

@@ -30,7 +30,7 @@ import time
 from typing import TYPE_CHECKING, Final, Literal, final
 
 import attrs
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from opentelemetry.metrics import _internal as _metrics_api
 
 from .._check import name as check_name
@@ -60,6 +60,7 @@ __all__ = [
     "build_tracer_provider",
     "configure_from_env",
     "exporter_names",
+    "force_flush",
     "meter_provider_installed",
     "otlp_protocol",
     "sdk_disabled",
@@ -414,6 +415,42 @@ def _run_bounded(fn: Callable[[], bool], timeout: float, what: str) -> bool:
         )
         return False
     return bool(outcome and outcome[0])
+
+
+def force_flush(timeout: float = 5.0) -> bool:
+    """Export what the global tracer and meter providers hold, waiting at most *timeout* seconds.
+
+    Whoever installed them (:func:`configure_from_env`, or the application), a
+    provider with a ``force_flush`` (the SDK's) is flushed; the API's no-op
+    providers have nothing to flush. Blocking: run it in a thread from async code.
+    The node's telemetry child calls it when the node stops, after the ingest and
+    the gateway have stopped, so their last spans leave before the process does.
+
+    Args:
+        timeout: Seconds to wait.
+
+    Returns:
+        True if everything was flushed in time (or there was nothing to flush).
+
+    Raises:
+        InvalidArgument: *timeout* is not a finite number >= 0.
+
+    .. versionadded:: 0.2.0
+    """
+    timeout = number(timeout, "timeout", owner="force_flush", positive=False)
+    providers = [trace.get_tracer_provider(), metrics.get_meter_provider()]
+    flushable = [p for p in providers if callable(getattr(p, "force_flush", None))]
+    if not flushable:
+        return True
+    millis = max(int(timeout * 1000), 0)
+
+    def flush() -> bool:
+        flushed = True
+        for provider in flushable:
+            flushed = bool(provider.force_flush(millis)) and flushed  # type: ignore[attr-defined]
+        return flushed
+
+    return _run_bounded(flush, timeout, "flush")
 
 
 @final

@@ -1,4 +1,4 @@
-"""The demo tree that ``make demo`` runs: restarts you can watch in the console.
+"""A tour of supervision: restarts you can watch in the console (``make demo`` ran it before the node).
 
 ::
 
@@ -23,7 +23,7 @@ ticker is throttled, and the deliveries shed or refused are dead-lettered under 
 customer's key. On shutdown the deliveries still queued are drained for up to 2 s
 and the rest dead-lettered. Run it with::
 
-    otpy run supervisors.demo:root --console
+    otpy run supervisors.tour:root --console
 """
 
 from __future__ import annotations
