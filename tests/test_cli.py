@@ -500,3 +500,45 @@ def test_json_lines_carry_the_exception_and_the_current_trace() -> None:
         format(context.span_id, "016x"),
     )
     assert otel_trace.get_current_span().get_span_context().is_valid is False
+
+
+# -- the node's configuration ----------------------------------------------------------------
+
+
+def test_a_missing_config_file_exits_2(tmp_path: Path) -> None:
+    """--config naming no file is a usage error that names the file."""
+    result = invoke("run", "--config", str(tmp_path / "absent.toml"))
+    assert result.exit_code == 2
+    assert "Error: the configuration is invalid:" in result.output
+    assert "absent.toml: config file cannot be read" in result.output
+
+
+def test_config_with_a_target_that_takes_none_exits_2(tmp_path: Path) -> None:
+    """A spec (or a factory of no arguments) cannot take --config: exit 2, saying what can."""
+    (tmp_path / "otpy.toml").write_text("")
+    result = invoke("run", "trees:quick", "--config", str(tmp_path / "otpy.toml"))
+    assert result.exit_code == 2
+    assert "trees:quick does not take a configuration" in result.output
+    assert "otpy.supervisors.node:node" in result.output
+
+
+def test_load_target_passes_the_config_to_a_factory_of_one_argument(project: Path) -> None:
+    """With a config, a factory of one argument is called with it, once."""
+    write(
+        project,
+        "configured",
+        """
+        import trees
+
+        seen = []
+
+        def tree(config):
+            seen.append(config)
+            return trees.quick
+        """,
+    )
+    config = object()
+    assert load_target("configured:tree", config=config) is trees.quick
+    import configured  # type: ignore[import-not-found]
+
+    assert configured.seen == [config]

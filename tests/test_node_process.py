@@ -168,6 +168,40 @@ async def test_sup_9_a_second_stop_does_not_wait_for_a_slow_terminate(
 
 
 @pytest.mark.parametrize("anyio_backend", [virtual_time()])
+async def test_a_drain_past_its_budget_stops_at_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """With drain_budget, a graceful stop still running after it becomes a stop at once."""
+    nodes: list[RunningNode] = []
+    start = anyio.current_time()
+
+    def on_ready(running: RunningNode) -> None:
+        nodes.append(running)
+        running.stop()
+
+    assert await run_node(trees.slow_stop, ready=on_ready, drain_budget=7.0) == 1
+    assert anyio.current_time() - start == 7.0
+    assert nodes[0].forced
+    assert stderr_lines(capsys)[-3:] == [
+        "otpy: the drain took more than 7s",
+        "otpy: stopping at once",
+        "otpy: stopped at once; actors still stopping were cancelled before terminate finished",
+    ]
+
+
+@pytest.mark.parametrize("anyio_backend", [virtual_time()])
+async def test_a_drain_within_its_budget_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    """A graceful stop that ends before drain_budget is a clean stop: no forced stop follows."""
+    nodes: list[RunningNode] = []
+
+    def on_ready(running: RunningNode) -> None:
+        nodes.append(running)
+        running.stop()
+
+    assert await run_node(trees.quick, ready=on_ready, drain_budget=7.0) == 0
+    assert not nodes[0].forced
+    assert stderr_lines(capsys)[-1] == "otpy: stopped"
+
+
+@pytest.mark.parametrize("anyio_backend", [virtual_time()])
 async def test_act_15_run_node_console_leaves_the_stopped_tree_on_screen(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -195,9 +229,9 @@ async def test_act_15_run_node_console_leaves_the_stopped_tree_on_screen(
 class Node:
     """A ``python -m otpy run`` subprocess whose stderr is read line by line."""
 
-    def __init__(self, *args: str, cwd: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-        env.update(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none")
+    def __init__(self, *args: str, cwd: Path, environ: dict[str, str] | None = None) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OTPY_"))}
+        env.update(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none", **(environ or {}))
         self.process = subprocess.Popen(
             [sys.executable, "-m", "otpy", "run", *args],
             cwd=cwd,
@@ -294,6 +328,40 @@ def test_tour_tree_runs_and_stops_cleanly_on_sigint(nodes: list[Node], tmp_path:
         "otpy: stopped",
     ]
     assert (tmp_path / "var" / "dead-letters.db").is_file()
+
+
+def test_run_with_no_target_runs_the_messaging_node_on_the_defaults(
+    nodes: list[Node], tmp_path: Path
+) -> None:
+    """``otpy run`` alone runs otpy.supervisors.node:node with its files in ./var; SIGTERM exits 0."""
+    node = Node(
+        "--log-level",
+        "info",
+        cwd=tmp_path,
+        environ={"OTPY_INGEST_PORT": "0", "OTPY_ADMIN_ENABLED": "false"},
+    )
+    nodes.append(node)
+    listening = node.wait_for(r"ingest listening on http://127\.0\.0\.1:(\d+)$")
+    assert int(listening.group(1)) > 0
+    ready = node.wait_for(READY.pattern)
+    assert ready.group(1) == "otpy.supervisors.node:node"
+    node.signal(signal.SIGTERM)
+    assert node.wait() == 0, node.seen
+    assert node.seen[-1] == "otpy: stopped"
+    names = {"journal.sqlite3", "outbox.sqlite3", "dead-letters.sqlite3"}
+    assert names <= {p.name for p in (tmp_path / "var").iterdir()}
+
+
+def test_a_bad_config_exits_2_before_anything_starts(nodes: list[Node], tmp_path: Path) -> None:
+    """A config error names the key, the value and what is allowed; exit 2, no files made."""
+    (tmp_path / "otpy.toml").write_text('[ingest]\nport = "eighty"\n')
+    node = Node("--config", "otpy.toml", cwd=tmp_path)
+    nodes.append(node)
+    assert node.wait() == 2
+    message = " ".join(node.seen)
+    assert "the configuration is invalid" in message
+    assert "ingest.port" in message and "'eighty'" in message and "port" in message
+    assert not (tmp_path / "var").exists()
 
 
 def test_sigterm_stops_cleanly(nodes: list[Node]) -> None:

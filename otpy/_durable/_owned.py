@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, final
 
+import anyio
+
 from .._core import Actor
 
 if TYPE_CHECKING:
@@ -127,10 +129,16 @@ class StoreKeeper(Actor):
         """Open *handle*'s store and start its housekeeping."""
         await handle.open()
         self.handle = handle
-        self.start_task(handle.housekeeping, name=f"{self.ref.label} housekeeping")
+        self._housekeeping = anyio.CancelScope()
+        self.start_task(self._tend, name=f"{self.ref.label} housekeeping")
+
+    async def _tend(self) -> None:
+        with self._housekeeping:
+            await self.handle.housekeeping()
 
     async def terminate(self, reason: object) -> None:
-        """Close the store (what uses it has stopped first)."""
+        """Stop the housekeeping, then close the store (what uses it has stopped first)."""
+        self._housekeeping.cancel("the store is closing")
         await self.handle.aclose()
 
     def format_status(self) -> Mapping[str, object]:
