@@ -90,6 +90,13 @@ DEFAULT_MAX_BODY_SIZE: Final = 1_048_576
 DEFAULT_MAX_BATCH_SIZE: Final = 16 * 1_048_576
 """The largest batch request accepted (all its lines): 16 MiB."""
 
+MAX_KEY_LENGTH: Final = 256
+"""The longest ordering key or idempotency key accepted, in characters.
+
+An idempotency key is kept in the dedup table for the whole window, and neither
+key counts against the journal's budget: without a bound, one request could store
+megabytes outside it."""
+
 KEY_HEADER: Final = "x-otpy-key"
 PRIORITY_HEADER: Final = "x-otpy-priority"
 IDEMPOTENCY_HEADER: Final = "idempotency-key"
@@ -463,6 +470,10 @@ class IngestApp:
     async def _http_error(self, request: Request, exc: HTTPException) -> Response:
         await anyio.lowlevel.checkpoint()
         reason = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+        # Labelled with the route only if it is one of ours: a label per path a
+        # scanner tries would be a metric series each.
+        route = request.path_params.get("route")
+        _count_refused(route if route in self.routes else None, reason)
         return JSONResponse(
             {"error": reason, "detail": exc.detail},
             status_code=exc.status_code,
@@ -619,6 +630,13 @@ class IngestApp:
         parent: otel_context.Context | None,
     ) -> _Message:
         """Build the entry, with its receive span's trace context (or the caller's, without a provider)."""
+        for what, value in (("ordering key", key), ("idempotency key", idempotency_key)):
+            if value is not None and len(value) > MAX_KEY_LENGTH:
+                raise Refused(
+                    400,
+                    "bad_request",
+                    f"the {what} is {len(value)} characters, over the {MAX_KEY_LENGTH} allowed",
+                )
         span = _start_receive(route.name, parent)
         if span is not None:
             carrier: dict[str, str] = {}
@@ -783,7 +801,8 @@ def _parse_line(raw: bytes, limit: int, default: Priority) -> dict[str, Any]:
     """One batch line's fields, checked; a :class:`Refused` (400/413) says what is wrong."""
     try:
         line = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: arrays or objects nested deeper than the parser goes.
         raise Refused(400, "bad_json", f"the line is not JSON: {exc}") from None
     if not isinstance(line, dict):
         raise Refused(400, "bad_line", f"a line must be a JSON object, got {type(line).__name__}")

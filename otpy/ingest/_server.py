@@ -37,6 +37,9 @@ DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8080
 """The ingest's default port."""
 
+DEFAULT_READ_TIMEOUT: Final = 30.0
+"""Seconds a connection may send nothing before the server closes it."""
+
 logger = get_logger("otpy.ingest")
 hypercorn_logger = get_logger("otpy.ingest.hypercorn")
 
@@ -60,7 +63,7 @@ def _bind(host: str, port: int) -> socket.socket:
 class IngestServer(Actor):
     """Serves an :class:`IngestApp` over HTTP with Hypercorn, as one supervised actor.
 
-    ``init(app, host, port, graceful_timeout)``: binds, loads the pending depths
+    ``init(app, host, port, graceful_timeout, read_timeout)``: binds, loads the pending depths
     (:meth:`IngestApp.load_pending`), starts serving, and marks the app ready. A
     crash of the server task crashes the actor, and its supervisor restarts it
     (binding again). A call ``"address"`` answers ``(host, port)``, the port bound.
@@ -77,6 +80,7 @@ class IngestServer(Actor):
         host: str = DEFAULT_HOST,
         port: int = DEFAULT_PORT,
         graceful_timeout: float = 5.0,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
     ) -> None:
         """Bind ``(host, port)``, read the journal's pending depths, serve, and become ready."""
         from hypercorn.config import Config
@@ -96,6 +100,9 @@ class IngestServer(Actor):
         config.accesslog = None
         config.errorlog = hypercorn_logger
         config.graceful_timeout = graceful_timeout
+        # Hypercorn's own default waits forever: a client that stops sending mid-body
+        # would keep its connection and its request in flight (holding up a drain).
+        config.read_timeout = read_timeout  # type: ignore[assignment]  # seconds, a float works
         config.include_server_header = False
         self.start_task(self._serve, config, name=f"{self.ref.label} http")
         app.draining = False
@@ -159,6 +166,7 @@ def ingest_server_spec(
     name: str | None = "ingest",
     shutdown: float = 30.0,
     graceful_timeout: float = 5.0,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
 ) -> ChildSpec:
     """The :class:`IngestServer` child that serves *app* on ``host:port``.
 
@@ -171,6 +179,10 @@ def ingest_server_spec(
         shutdown: seconds a stop may take to drain the requests in flight.
         graceful_timeout: seconds Hypercorn waits for its connections to close
             once the requests are done.
+        read_timeout: seconds a connection may send nothing before it is closed:
+            a client stalled mid-body gets ``400 disconnected``. A request whose
+            commit takes that long still gets its answer, then the connection
+            closes.
 
     Raises:
         InvalidArgument: a value is not allowed; the message names it.
@@ -182,10 +194,11 @@ def ingest_server_spec(
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise InvalidArgument("port", f"must be an int in [0, 65535], got {port!r}", owner=function)
     number(graceful_timeout, "graceful_timeout", owner=function)
+    number(read_timeout, "read_timeout", owner=function)
     return ChildSpec(
         id=id,
         start=IngestServer,
-        args=(app, host, port, graceful_timeout),
+        args=(app, host, port, graceful_timeout, read_timeout),
         name=name,
         shutdown=shutdown,
     )

@@ -119,5 +119,5 @@ def test_the_spec_runs_an_ingest_server() -> None:
     app = make_app()
     spec = ingest_server_spec(app, host="0.0.0.0", port=9000, shutdown=12.0)
     assert spec.start is IngestServer
-    assert spec.args == (app, "0.0.0.0", 9000, 5.0)
+    assert spec.args == (app, "0.0.0.0", 9000, 5.0, 30.0)
     assert (spec.id, spec.name, spec.shutdown) == ("ingest", "ingest", 12.0)
