@@ -664,8 +664,8 @@ class AdminApp:
             return ReplayOutcome.FAILED, _describe(exc)
         if scope.cancelled_caught:
             return ReplayOutcome.IN_DOUBT, (
-                f"the gateway did not store the message within {self.replay_timeout:g}s: "
-                "it may have"
+                f"the gateway did not answer within {self.replay_timeout:g}s: the message "
+                "may be in its outbox"
             )
         return ReplayOutcome.REPLAYED, None
 

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 import otpy
+import otpy.testing
 from otpy.cli._dlq_render import record_json
 from otpy.deadletter import (
     DeadLetter,
@@ -651,3 +652,39 @@ async def test_the_server_serves_the_api_on_loopback() -> None:
         async with httpx.AsyncClient(base_url=base) as after:
             with pytest.raises(httpx.ConnectError):
                 await after.get("/healthz")
+
+
+async def test_a_binary_payload_is_shown_in_base64_only() -> None:
+    """A payload that is not UTF-8 has `payload` and no `payload_text`."""
+    node = make()
+    record = await capture(node.store, body=b"\xff\x00\xfe")
+    async with client(node.app) as c:
+        body = (await c.get(f"/v1/dead-letters/{record.id}")).json()
+    assert body["payload"] == "/wD+"
+    assert "payload_text" not in body
+
+
+@pytest.mark.parametrize("anyio_backend", [otpy.testing.virtual_time()])
+async def test_a_replay_the_gateway_does_not_finish_in_time_is_in_doubt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past replay_timeout the side effect may have happened: in_doubt, and a second replay sends nothing."""
+    node = make(replay_timeout=5.0)
+    record = await capture(node.store)
+    calls: list[int] = []
+
+    async def stuck(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        await anyio.sleep_forever()
+
+    monkeypatch.setattr(node.outbox, "enqueue", stuck)
+    async with client(node.app) as c:
+        first = await c.post(f"/v1/dead-letters/{record.id}/replay")
+        second = await c.post(f"/v1/dead-letters/{record.id}/replay")
+    assert (first.status_code, first.json()["outcome"]) == (200, "in_doubt")
+    assert first.json()["error"] == (
+        "the gateway did not answer within 5s: the message may be in its outbox"
+    )
+    assert (second.status_code, second.json()["outcome"]) == (200, "in_doubt")
+    assert calls == [1]
+    assert (await node.store.get(record.id)).replay.status is ReplayStatus.IN_DOUBT
