@@ -27,7 +27,8 @@ And the HTTP ingest in front of it:
   :meth:`IngestApp.handed_over` is the hand-over's hook for the routes' pressure.
 - :class:`IngestRoute`: one route's token, signing secrets, body limit and pressure.
 - :class:`IngestServer` (:func:`ingest_server_spec`): Hypercorn serving the app as a
-  supervised actor's task, drained on stop.
+  supervised actor's task, drained on stop; :func:`bind_listener` and
+  :func:`serve_asgi` are the two steps it takes, shared with the node's admin API.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ from ._journal_owned import sqlite_journal as sqlite_journal
 from ._journal_sqlite import APPLICATION_ID as JOURNAL_APPLICATION_ID
 from ._journal_sqlite import SQLiteJournalStore as SQLiteJournalStore
 from ._journal_sqlite import open_journal as open_journal
+from ._serve import bind_listener as bind_listener
+from ._serve import serve_asgi as serve_asgi
 from ._server import DEFAULT_HOST as DEFAULT_HOST
 from ._server import DEFAULT_PORT as DEFAULT_PORT
 from ._server import IngestServer as IngestServer
@@ -88,8 +91,10 @@ __all__ = [
     "RouteStatistics",
     "RouteCountsHook",
     "SQLiteJournalStore",
+    "bind_listener",
     "handover_message_id",
     "ingest_server_spec",
     "open_journal",
     "sqlite_journal",
+    "serve_asgi",
 ]

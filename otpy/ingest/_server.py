@@ -11,11 +11,9 @@ trigger fires and the server closes.
 
 from __future__ import annotations
 
-import socket
 from typing import TYPE_CHECKING, Any, Final, final
 
 import anyio
-import sniffio
 
 from .._check import name as check_name
 from .._check import number
@@ -23,8 +21,10 @@ from .._core import Actor, is_normal_exit
 from .._exceptions import InvalidArgument
 from .._redact import get_logger
 from .._supervision import ChildSpec
+from ._serve import bind_listener, serve_asgi
 
 if TYPE_CHECKING:
+    import socket
     from collections.abc import Mapping
 
     from ._app import IngestApp
@@ -42,21 +42,6 @@ DEFAULT_READ_TIMEOUT: Final = 30.0
 
 logger = get_logger("otpy.ingest")
 hypercorn_logger = get_logger("otpy.ingest.hypercorn")
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``(host, port)``; port 0 picks a free one."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 @final
@@ -83,52 +68,35 @@ class IngestServer(Actor):
         read_timeout: float = DEFAULT_READ_TIMEOUT,
     ) -> None:
         """Bind ``(host, port)``, read the journal's pending depths, serve, and become ready."""
-        from hypercorn.config import Config
-
         self.app = app
         self._stop = anyio.Event()
         self._stopped = anyio.Event()
-        sock = _bind(host, port)
+        sock = bind_listener(host, port)
         self.address = (host, sock.getsockname()[1])
         try:
             await app.load_pending()
         except BaseException:
             sock.close()
             raise
-        config = Config()
-        config.bind = [f"fd://{sock.detach()}"]  # Hypercorn owns the socket from here
-        config.accesslog = None
-        config.errorlog = hypercorn_logger
-        config.graceful_timeout = graceful_timeout
-        # Hypercorn's own default waits forever: a client that stops sending mid-body
-        # would keep its connection and its request in flight (holding up a drain).
-        config.read_timeout = read_timeout  # type: ignore[assignment]  # seconds, a float works
-        config.include_server_header = False
-        self.start_task(self._serve, config, name=f"{self.ref.label} http")
+        self.start_task(
+            self._serve, sock, graceful_timeout, read_timeout, name=f"{self.ref.label} http"
+        )
         app.draining = False
         app.set_ready()
         logger.info("ingest listening on http://%s:%d", *self.address)
 
-    async def _serve(self, config: Any) -> None:
-        # Starlette's ASGI types are not Hypercorn's, though both follow the spec.
-        app: Any = self.app
+    async def _serve(
+        self, sock: socket.socket, graceful_timeout: float, read_timeout: float
+    ) -> None:
         try:
-            if sniffio.current_async_library() == "trio":
-                from hypercorn.trio import serve as trio_serve
-
-                await trio_serve(
-                    app,
-                    config,
-                    shutdown_trigger=self._stop.wait,
-                )
-            else:
-                from hypercorn.asyncio import serve as asyncio_serve
-
-                await asyncio_serve(
-                    app,
-                    config,
-                    shutdown_trigger=self._stop.wait,
-                )
+            await serve_asgi(
+                self.app,
+                sock,
+                shutdown_trigger=self._stop.wait,
+                graceful_timeout=graceful_timeout,
+                read_timeout=read_timeout,
+                errorlog=hypercorn_logger,
+            )
         finally:
             self._stopped.set()
 

@@ -12,10 +12,17 @@ from its methods: :meth:`DestinationConfig.build` (an
 :class:`~otpy.gateway.HttpDestination`), :meth:`DestinationConfig.policy` (its
 :class:`~otpy.gateway.DeliveryPolicy`), :meth:`PressureConfig.policy` and
 :meth:`DeadLettersConfig.retention`.
+
+The admin API: :class:`AdminApp` (status, destinations, dead letters and their
+replay, over HTTP, behind a bearer token) and :class:`AdminServer`, which serves it
+with Hypercorn as a supervised actor (:func:`admin_server_spec`).
 """
 
 from __future__ import annotations
 
+from ._admin import AdminApp as AdminApp
+from ._admin import AdminServer as AdminServer
+from ._admin import admin_server_spec as admin_server_spec
 from ._config import AdminConfig as AdminConfig
 from ._config import BackfillConfig as BackfillConfig
 from ._config import BreakerConfig as BreakerConfig
@@ -43,8 +50,10 @@ from ._schema import Secret as Secret
 
 __all__ = [
     "ENV_PREFIX",
+    "AdminApp",
     "AdminConfig",
     "BackfillConfig",
+    "AdminServer",
     "BreakerConfig",
     "DeadLettersConfig",
     "DestinationConfig",
@@ -62,6 +71,7 @@ __all__ = [
     "Secret",
     "StoresConfig",
     "TelemetryConfig",
+    "admin_server_spec",
     "env_table",
     "env_variables",
     "load_config",
