@@ -31,13 +31,11 @@ import attrs
 import otpy
 import otpy.pressure
 import otpy.telemetry
-from otpy.deadletter import dead_letter_children, replay_supervisor
+from otpy.deadletter import Replayer, dead_letter_children, replay_supervisor
 from otpy.ingest import ingest_server_spec
-from otpy.node import NodeConfig, NodeParts, node_parts
+from otpy.node import AdminApp, NodeConfig, NodeParts, admin_server_spec, node_parts
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     from otpy.ingest import IngestApp
 
 __all__ = ["TelemetryFlusher", "build", "node"]
@@ -158,22 +156,26 @@ def build(parts: NodeParts) -> otpy.SupervisorSpec:
         gateway,
         replay,
         ingest,
-        *extra_children(parts),
     ]
+    if config.admin.enabled:
+        admin = AdminApp(
+            token=config.admin.token,
+            dead_letters=parts.dead_letters,
+            gateway=parts.gateway,
+            ingest=parts.ingest,
+            journal=parts.journal,
+            replayer=Replayer.from_spec(replay),
+        )
+        children.append(admin_server_spec(admin, host=config.admin.host, port=config.admin.port))
     # rest_for_one: each domain uses the ones started before it (everything writes
-    # to the stores, the ingest hands over to the gateway), so when one restarts,
-    # those after it restart too. 3 in 60 s: a domain that has given up more often
+    # to the stores, the ingest hands over to the gateway, the admin API reads them
+    # all), so when one restarts, those after it restart too. 3 in 60 s: a domain that has given up more often
     # than that needs an operator; the node exits 1.
     return otpy.SupervisorSpec(
         id="node",
         flags=otpy.SupervisorFlags(strategy=otpy.Strategy.REST_FOR_ONE, intensity=3, period=60.0),
         children=children,
     )
-
-
-def extra_children(parts: NodeParts) -> Sequence[otpy.ChildSpec | otpy.SupervisorSpec]:
-    """The admin API, if enabled."""
-    return []
 
 
 def node(config: NodeConfig | None = None) -> otpy.SupervisorSpec:
