@@ -921,20 +921,106 @@ def test_db_comes_from_otpy_db(store: Fixture) -> None:
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["total"] == 7
-    helped = CliRunner().invoke(main, ["dlq", "list", "--help"])
-    assert "[env var: OTPY_DB; required]" in " ".join(helped.stdout.split())
+    helped = " ".join(CliRunner().invoke(main, ["dlq", "list", "--help"]).stdout.split())
+    assert "--db PATH The dead-letter store file. [env var: OTPY_DB]" in helped
+    assert "--config PATH The node's otpy.toml" in helped
+
+
+def node_config(tmp_path: Path, db: Path, *, destination: str = "bridge") -> Path:
+    """An otpy.toml whose dead-letter store is *db* and whose gateway has *destination*."""
+    config = tmp_path / "otpy.toml"
+    config.write_text(
+        f'''[node]
+var_dir = "{tmp_path}"
+dead_letters = "{db}"
+synchronous = "off"
+
+[gateway.destinations.{destination}]
+url = "http://127.0.0.1:9/hooks"
+'''
+    )
+    return config
+
+
+def test_the_store_comes_from_the_nodes_config(store: Fixture, tmp_path: Path) -> None:
+    """--config (or OTPY_CONFIG) names the node's store: [node] dead_letters, in var_dir."""
+    config = node_config(tmp_path, store.db)
+    assert run_json("stats", "--config", str(config))["total"] == 7
+    result = CliRunner().invoke(
+        main, ["dlq", "stats", "--json"], obj=SETTINGS, env={"OTPY_CONFIG": str(config)}
+    )
+    assert json.loads(result.stdout)["total"] == 7
+
+
+def test_without_db_or_config_the_command_says_what_it_needs() -> None:
+    """Neither --db, OTPY_DB nor --config: exit 2, naming the three."""
+    result = invoke("stats")
+    assert result.exit_code == 2
+    assert "Missing option '--db'" in result.stderr
+    assert "(or set OTPY_DB), or give the node's --config" in result.stderr
+
+
+def test_a_bad_node_config_exits_2(tmp_path: Path) -> None:
+    """A config error is a usage error naming the key."""
+    config = tmp_path / "otpy.toml"
+    config.write_text("[node]\nsynchronous = 'sometimes'\n")
+    result = invoke("stats", "--config", str(config))
+    assert result.exit_code == 2
+    assert "the configuration is invalid:" in result.stderr
+    assert "node.synchronous" in result.stderr
+
+
+def test_replay_with_the_config_enqueues_in_the_nodes_outbox(tmp_path: Path) -> None:
+    """Without --handlers, an outbound record goes back into the node's outbox, with its key."""
+    from otpy.gateway import open_outbox
+
+    db = tmp_path / "dead.db"
+    letter = record(
+        "bridge",
+        HOUR,
+        payload=b'{"order": 7}',
+        idempotency_key="order-7",
+        attributes={"messaging.destination.name": "bridge", "otpy.ordering_key": "customer-42"},
+    )
+    add(db, letter)
+    config = node_config(tmp_path, db, destination="bridge")
+    result = invoke("replay", letter.id, "--config", str(config))
+    assert result.exit_code == 0, result.output
+
+    async def pending() -> list[tuple[str, str, str | None, bytes]]:
+        async with open_outbox(tmp_path / "outbox.sqlite3", synchronous="OFF") as outbox:
+            claimed = await outbox.claim("bridge", limit=10, lease=60.0, now=NOW + 1e9)
+            await outbox.recover(now=NOW)
+            return [(m.destination, m.key, m.idempotency_key, m.body) for m in claimed]
+
+    assert anyio.run(pending, backend="asyncio") == [
+        ("bridge", "customer-42", "order-7", b'{"order": 7}')
+    ]
+    assert load(db, letter.id).replay.status is ReplayStatus.SUCCEEDED
+    again = invoke("replay", letter.id, "--config", str(config))
+    assert again.exit_code == 0
+    assert len(anyio.run(pending, backend="asyncio")) == 1  # the ledger: never enqueued twice
+
+
+def test_replay_without_handlers_or_config_exits_2(store: Fixture) -> None:
+    """Replay needs --handlers or the node's --config: exit 2, saying so."""
+    result = invoke("replay", store.id("auth"), "--db", str(store.db))
+    assert result.exit_code == 2
+    assert "Missing option '--handlers'" in result.stderr
+    assert "give the node's --config to replay through its gateway" in result.stderr
 
 
 @pytest.mark.parametrize(
     "command", ["list", "get", "replay", "archive", "purge", "stats", "resolve"]
 )
-def test_every_dlq_command_takes_json_and_otpy_db(command: str) -> None:
-    """--json and the OTPY_DB variable work the same on every dlq command."""
+def test_every_dlq_command_takes_json_otpy_db_and_the_config(command: str) -> None:
+    """--json, the OTPY_DB variable and --config (OTPY_CONFIG) work the same on every dlq command."""
     helped = CliRunner().invoke(main, ["dlq", command, "--help"])
     assert helped.exit_code == 0
     text = " ".join(helped.stdout.split())
     assert "--json Print one JSON document to stdout." in text
-    assert "[env var: OTPY_DB; required]" in text
+    assert "[env var: OTPY_DB]" in text
+    assert "[env var: OTPY_CONFIG]" in text
 
 
 # -- stats --------------------------------------------------------------------------

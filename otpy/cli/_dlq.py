@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import inspect
 import json
 import re
@@ -370,7 +371,7 @@ def _confirm(question: str) -> None:
 # -- options ------------------------------------------------------------------------
 
 
-def _check_db(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+def _check_db(ctx: click.Context, param: click.Parameter | None, value: Path) -> Path:
     if not value.exists():
         raise click.BadParameter(
             f"{value} does not exist; check the path. 'otpy dlq' never creates a store: "
@@ -404,17 +405,62 @@ def _check_ids(
     return tuple(dict.fromkeys(value))
 
 
+CONFIG_META = "otpy.dlq.config"
+"""Where ``--config``'s loaded configuration waits in the click context for the command."""
+
+
 def _db_option(fn: F) -> F:
+    """``--db PATH`` or ``--config otpy.toml`` (the node's store); the command gets ``db``."""
+
+    @functools.wraps(fn)
+    def command(*args: Any, db: Path | None, config_path: str | None, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        if config_path is not None:
+            from otpy.node import load_config  # here: the other commands need not load it
+
+            try:
+                config = load_config(config_path)
+            except otpy.ConfigError as exc:
+                raise click.UsageError(f"the configuration is invalid: {exc}") from None
+            ctx.meta[CONFIG_META] = config
+            if db is None:
+                db = _check_db(ctx, _param(ctx, "config_path"), config.node.dead_letters_path)
+        if db is None:
+            raise click.UsageError(
+                "Missing option '--db': name the dead-letter store file (or set OTPY_DB), "
+                "or give the node's --config"
+            )
+        return fn(*args, db=db, **kwargs)
+
+    command = click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=str),
+        envvar="OTPY_CONFIG",
+        show_envvar=True,
+        metavar="PATH",
+        help="The node's otpy.toml: its dead-letter store (unless --db), and for replay "
+        "its gateway.",
+    )(command)
     return click.option(
         "--db",
-        required=True,
         type=click.Path(path_type=Path),
-        callback=_check_db,
+        callback=_check_optional_db,
         metavar="PATH",
         envvar=DB_ENVVAR,
         show_envvar=True,
         help="The dead-letter store file.",
-    )(fn)
+    )(command)  # type: ignore[return-value]
+
+
+def _param(ctx: click.Context, name: str) -> click.Parameter | None:
+    return next((p for p in ctx.command.params if p.name == name), None)
+
+
+def _check_optional_db(
+    ctx: click.Context, param: click.Parameter, value: Path | None
+) -> Path | None:
+    return None if value is None else _check_db(ctx, param, value)
 
 
 def _json_option(fn: F) -> F:
@@ -660,10 +706,10 @@ def get(ctx: click.Context, record_id: str, db: Path, payload: bool, as_json: bo
 @click.option(
     "--handlers",
     "handlers_target",
-    required=True,
     metavar="MODULE:ATTR",
     help="A mapping {source: async handler}; each handler re-sends a record: "
-    "await handler(record, idempotency_key).",
+    "await handler(record, idempotency_key). Without it, --config's node: an outbound "
+    "record is enqueued again in the node's outbox, for its gateway to deliver.",
 )
 @click.option("--force", is_flag=True, help="Replay even records that succeeded or are in doubt.")
 @click.option(
@@ -683,7 +729,7 @@ def replay(
     ids: tuple[str, ...],
     db: Path,
     all_matching: bool,
-    handlers_target: str,
+    handlers_target: str | None,
     force: bool,
     partitions: int | None,
     yes: bool,
@@ -696,16 +742,48 @@ def replay(
     confirmation with the count (unless --yes) and shows a progress bar on stderr.
     Exits 0 when every record ended replayed (or had been already), 1 otherwise:
     a failure, a record in doubt, an archived record or one a replay is running for.
+
+    \b
+    With the node's config, no --handlers is needed: an outbound record goes back
+    into the node's outbox (durably, with its idempotency key), and the running
+    node's gateway delivers it (or the next one to start):
+        otpy dlq replay --all-matching --source outbound --config otpy.toml
     """
     settings = _settings(ctx)
     bulk = _selection(ids, all_matching, filters, "replay")
-    try:
-        handlers = load_handlers(handlers_target)
-    except HandlersError as exc:
-        raise click.BadParameter(str(exc), ctx, param_hint="'--handlers'") from None
+    outbox: Any = None  # the node's outbox, opened around the replay
+    handlers: dict[Source | str, ReplayHandler]
+    if handlers_target is not None:
+        try:
+            handlers = load_handlers(handlers_target)
+        except HandlersError as exc:
+            raise click.BadParameter(str(exc), ctx, param_hint="'--handlers'") from None
+        handlers_name = handlers_target
+    else:
+        config = ctx.meta.get(CONFIG_META)
+        if config is None:
+            raise click.UsageError(
+                "Missing option '--handlers': name the replay handlers (MODULE:ATTR), or "
+                "give the node's --config to replay through its gateway"
+            )
+        from otpy.node import node_parts
+
+        parts = node_parts(config)
+        handlers = {source: fn for source, fn in parts.replay_handlers.items()}
+        outbox = parts.outbox
+        handlers_name = f"the node's gateway ({config.source or 'defaults'})"
     where = _make_filter(status=Status.ACTIVE, **filters)
 
     async def main() -> list[ReplayLine]:
+        if outbox is None:
+            return await replay_all()
+        await outbox.open()
+        try:
+            return await replay_all()
+        finally:
+            await outbox.aclose()
+
+    async def replay_all() -> list[ReplayLine]:
         async with settings.open_store(str(db)) as store:
             if bulk:
                 target = _snapshot(where, settings.clock())
@@ -716,7 +794,7 @@ def replay(
             total = await store.count(target)
             if total == 0:
                 return []
-            await _check_handlers(store, target, handlers, handlers_target)
+            await _check_handlers(store, target, handlers, handlers_name)
             if bulk and not yes:
                 _confirm(f"Replay {_plural(total)}?")
             return await _replay(
