@@ -17,7 +17,9 @@ from . import (
     _deadletter,
     _fanout,
     _gateway,
+    _ingest,
     _pressure,
+    _recovery,
     _redact,
     _resilience,
     _restart,
@@ -65,6 +67,8 @@ BENCHMARKS = (
     Benchmark(name="cli-startup", title="13. CLI start-up", run=_startup.run),
     Benchmark(name="breaker", title="15. breaker overhead", run=_resilience.run_breaker),
     Benchmark(name="ratelimit", title="16. rate-limit overhead", run=_resilience.run_ratelimit),
+    Benchmark(name="ingest", title="17. HTTP ingest", run=_ingest.run),
+    Benchmark(name="recovery", title="18. backlog recovery", run=_recovery.run),
 )
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"

@@ -261,14 +261,16 @@ class Target:
     Attributes:
         text: how the table shows it, e.g. ``">= 0.5x"`` or ``"< 150 us"``.
         on: ``"ratio"`` compares otpy/baseline, ``"value"`` compares otpy's figure.
-        op: the comparison.
-        threshold: what it compares with.
+        op: the comparison; ``"within"`` means ``threshold <= value <= upper``.
+        threshold: what it compares with (the lower bound, for ``"within"``).
+        upper: the upper bound, for ``"within"`` only.
     """
 
     text: str
     on: Literal["ratio", "value"]
-    op: Literal[">=", "<=", "<"]
+    op: Literal[">=", "<=", "<", "within"]
     threshold: float
+    upper: float | None = None
 
     def met_by(self, figure: Figure) -> bool:
         """Return whether *figure* meets this target."""
@@ -277,6 +279,8 @@ class Target:
             return value >= self.threshold
         if self.op == "<=":
             return value <= self.threshold
+        if self.op == "within":
+            return self.threshold <= value <= (math.inf if self.upper is None else self.upper)
         return value < self.threshold
 
 

@@ -125,6 +125,7 @@ def _figure_json(figure: Figure, runtime: Runtime) -> dict[str, Any]:
             "on": target.on,
             "op": target.op,
             "threshold": target.threshold,
+            "upper": target.upper,
             "status": figure.status(),
             "judged": runtime.name == JUDGED_RUNTIME,
         },

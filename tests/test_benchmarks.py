@@ -30,6 +30,8 @@ CORE = {
     "gateway",
     "breaker",
     "ratelimit",
+    "ingest",
+    "recovery",
 }
 DEAD_LETTERS = {  # asyncio only: aiosqlite
     "dlq-capture",
