@@ -19,6 +19,7 @@ the destinations are not flooded when the node catches up.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, final
 
@@ -30,7 +31,7 @@ from opentelemetry.trace import SpanKind
 from .._check import callable_or_none, count, number, short
 from .._check import name as check_name
 from .._core import Actor, ActorRef, is_normal_exit
-from .._exceptions import InvalidArgument, InvalidArgumentType
+from .._exceptions import InvalidArgument, InvalidArgumentType, JournalError
 from .._redact import get_logger
 from .._supervision import ChildSpec
 from ..deadletter import Category, DeadLetter, DeadLetters, Source, stable_id
@@ -82,6 +83,9 @@ UNKNOWN_ROUTE: Final = "UnknownRoute"
 INVALID_ENTRY_ID: Final = "InvalidEntryId"
 """The dead letter's ``reason_class`` for an entry whose id cannot make a message id."""
 
+SAVE_INTERVAL: Final = 10.0
+"""Seconds between saves of the steady rate in the journal (when it changed)."""
+
 
 def destination_suffix(destination: str) -> str:
     """The stable suffix of *destination*'s message ids: six hex characters of its BLAKE2b."""
@@ -121,8 +125,10 @@ class BackfillPolicy:
     default at ``max(min_rate, factor x steady rate)``, until a page comes back short.
     The steady rate is an exponentially weighted moving average of the entries
     handed over per second while there is no backlog, one sample per
-    *sample_interval*; it is not measured during a backlog, and it lives in memory
-    (a new process starts without one, at *min_rate*).
+    *sample_interval*; it is not measured during a backlog. It is saved in the
+    journal every 10 s (:meth:`~otpy.ingest.JournalStore.save_steady_rate`) and
+    read back when the hand-over starts, so a restart's backlog drains at the rate
+    the node ran at; a journal with none saved (a new node) starts at *min_rate*.
 
     Attributes:
         factor: the backlog's rate as a multiple of the steady rate (> 0).
@@ -340,6 +346,8 @@ class Handover:
         self.stopped.set()
         self._backfill: _Backfill | None = None
         self._steady: float | None = None
+        self._saved_steady: float | None = None  # what the journal holds, as far as we know
+        self._saved_at = -math.inf
         self._window_start = 0.0
         self._window_count = 0
         self._handed_over = 0
@@ -413,6 +421,8 @@ class Handover:
         self._window_start = anyio.current_time()
         self._window_count = 0
         try:
+            if self._steady is None:
+                await self._load_steady_rate()
             while not self._draining:
                 await self.step()
         finally:
@@ -420,9 +430,39 @@ class Handover:
                 self._end_backfill()
             self.stopped.set()
 
+    async def _load_steady_rate(self) -> None:
+        """Start from the steady rate the journal saved (a restart's backlog drains at it)."""
+        try:
+            saved = await self.journal.steady_rate()
+        except (JournalError, OSError):
+            logger.warning(
+                "could not read the saved steady rate; starting without one", exc_info=True
+            )
+            return
+        if saved is not None:
+            self._steady = saved
+            self._saved_steady = saved
+            self._saved_at = anyio.current_time()
+            logger.info("hand-over starts from the saved steady rate, %.3g/s", saved)
+
+    async def _save_steady_rate(self, now: float) -> None:
+        """Save the steady rate every ``SAVE_INTERVAL`` seconds, when it changed."""
+        steady = self._steady
+        if steady is None or steady == self._saved_steady or now - self._saved_at < SAVE_INTERVAL:
+            return
+        self._saved_at = now
+        try:
+            await self.journal.save_steady_rate(steady)
+        except (JournalError, OSError):
+            logger.debug("could not save the steady rate", exc_info=True)
+        else:
+            self._saved_steady = steady
+
     async def step(self) -> None:
         """One turn of the loop: hand over a page, or wait for entries."""
-        self._sample(anyio.current_time())
+        now = anyio.current_time()
+        self._sample(now)
+        await self._save_steady_rate(now)
         backfill = self._backfill
         if backfill is None:
             page = await self.journal.pending(limit=self.page_size + 1)

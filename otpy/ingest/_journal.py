@@ -468,6 +468,22 @@ class JournalStore(Protocol):
         """Return the pending entry with this id, or ``None`` (handed over, or never accepted)."""
         ...
 
+    async def steady_rate(self) -> float | None:
+        """The hand-over's steady rate (entries per second) as last saved; ``None`` if never.
+
+        The hand-over saves it as it measures it, so after a restart a backlog drains
+        at the rate the node was running at (:class:`~otpy.ingest.BackfillPolicy`).
+        """
+        ...
+
+    async def save_steady_rate(self, rate: float) -> None:
+        """Save the hand-over's steady rate, entries per second.
+
+        Raises:
+            InvalidArgument: *rate* is not a finite number >= 0.
+        """
+        ...
+
     async def statistics(self, *, now: float | None = None) -> JournalStatistics:
         """Return the pending depth, oldest age and bytes per route and in total, and the dedup records."""
         ...

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, final
 import anyio.lowlevel
 
 from .._check import check_type
+from .._check import number as check_number
 from .._exceptions import JournalError, JournalFull
 from ._journal import (
     DEFAULT_DEDUP_MAX,
@@ -73,6 +74,7 @@ class MemoryJournalStore:
         # (accepted_at, id, route, idempotency_key), oldest first; an item whose
         # record was replaced or evicted is skipped when it comes up.
         self._ages: list[tuple[float, str, str, str]] = []
+        self._steady_rate: float | None = None
         self._closed = False
 
     def __repr__(self) -> str:
@@ -196,6 +198,21 @@ class MemoryJournalStore:
         self._open()
         await anyio.lowlevel.checkpoint()
         return self._entries.get(entry_id)
+
+    async def steady_rate(self) -> float | None:
+        """The hand-over's steady rate as last saved, or ``None`` if never saved."""
+        await anyio.lowlevel.checkpoint()
+        self._open()
+        return self._steady_rate
+
+    async def save_steady_rate(self, rate: float) -> None:
+        """Save the hand-over's steady rate, entries per second (a finite number >= 0)."""
+        await anyio.lowlevel.checkpoint()
+        rate = check_number(
+            rate, "rate", owner="MemoryJournalStore.save_steady_rate", positive=False
+        )
+        self._open()
+        self._steady_rate = rate
 
     async def statistics(self, *, now: float | None = None) -> JournalStatistics:
         """Return the pending depth, oldest age and bytes per route, and the dedup records."""

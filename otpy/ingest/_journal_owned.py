@@ -200,6 +200,14 @@ class JournalHandle(Owned[SQLiteJournalStore]):
         """See :meth:`JournalStore.get`."""
         return await self.store.get(entry_id)
 
+    async def steady_rate(self) -> float | None:
+        """See :meth:`JournalStore.steady_rate`."""
+        return await self.store.steady_rate()
+
+    async def save_steady_rate(self, rate: float) -> None:
+        """See :meth:`JournalStore.save_steady_rate`."""
+        await self.store.save_steady_rate(rate)
+
     async def statistics(self, *, now: float | None = None) -> JournalStatistics:
         """See :meth:`JournalStore.statistics`."""
         return await self.store.statistics(now=now)

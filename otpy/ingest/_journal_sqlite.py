@@ -144,8 +144,17 @@ _V1: Final = (
     """,
 )
 
-MIGRATIONS: Final = (_V1,)
-"""``MIGRATIONS[n]`` takes a journal file from ``user_version`` n to n + 1, in one transaction."""
+_V2: Final = (
+    # The hand-over's steady rate, saved as it is measured, so a backlog found after a
+    # restart drains at the rate the node was running at, not at the minimum.
+    "ALTER TABLE usage ADD COLUMN steady_rate REAL",
+)
+
+MIGRATIONS: Final = (_V1, _V2)
+"""``MIGRATIONS[n]`` takes a journal file from ``user_version`` n to n + 1, in one transaction.
+
+Version 2 added ``usage.steady_rate``.
+"""
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -163,7 +172,10 @@ COLUMNS: Final = (
     "size",
 )
 INBOX_COLUMNS: Final = ("route", "idempotency_key", "id", "accepted_at")
-USAGE_COLUMNS: Final = ("one", "pending_bytes", "dedup_records")
+USAGE_COLUMNS: Final = ("one", "pending_bytes", "dedup_records", "steady_rate")
+
+ADDED_IN: Final = {"usage.steady_rate": 2}
+"""The schema version that added each column not in version 1."""
 
 _SELECT: Final = f"SELECT {', '.join(COLUMNS)} FROM journal"
 _INSERT: Final = (
@@ -209,8 +221,8 @@ def _check_header(db: sqlite3.Connection, path: str) -> int:
     )
 
 
-def _check_schema(db: sqlite3.Connection, path: str) -> None:
-    """Refuse, without writing, a file whose tables lack a column or the usage row."""
+def _check_schema(db: sqlite3.Connection, path: str, version: int) -> None:
+    """Refuse, without writing, a file of *version* whose tables lack a column or the usage row."""
     missing = []
     for table, columns in (
         ("journal", COLUMNS),
@@ -218,7 +230,11 @@ def _check_schema(db: sqlite3.Connection, path: str) -> None:
         ("usage", USAGE_COLUMNS),
     ):
         have = {str(row[1]) for row in db.execute(f"PRAGMA table_info({table})")}
-        missing += [f"{table}.{c}" for c in columns if c not in have]
+        missing += [
+            f"{table}.{c}"
+            for c in columns
+            if c not in have and ADDED_IN.get(f"{table}.{c}", 1) <= version
+        ]
     if not missing and scalar(db, "SELECT count(*) FROM usage WHERE one = 1") != 1:
         missing.append("the usage row")
     if missing:
@@ -235,7 +251,7 @@ def _prepare(path: str, busy_timeout: float) -> None:
         migrations=MIGRATIONS,
         application_id=APPLICATION_ID,
         header=lambda db: _check_header(db, path),
-        schema=lambda db, _version: _check_schema(db, path),
+        schema=lambda db, version: _check_schema(db, path, version),
     )
 
 
@@ -510,6 +526,26 @@ class SQLiteJournalStore:
 
         row = await self._read(body)
         return None if row is None else _decode(row, self.path)
+
+    async def steady_rate(self) -> float | None:
+        """The hand-over's steady rate as last saved, or ``None`` if never saved."""
+
+        def body(db: sqlite3.Connection) -> float | None:
+            (value,) = db.execute("SELECT steady_rate FROM usage WHERE one = 1").fetchone()
+            return None if value is None else float(value)
+
+        return await self._read(body)
+
+    async def save_steady_rate(self, rate: float) -> None:
+        """Save the hand-over's steady rate, entries per second (a finite number >= 0)."""
+        rate = check_number(
+            rate, "rate", owner="SQLiteJournalStore.save_steady_rate", positive=False
+        )
+
+        def body(db: sqlite3.Connection) -> None:
+            db.execute("UPDATE usage SET steady_rate = ? WHERE one = 1", (rate,))
+
+        await self._write(body)
 
     async def statistics(self, *, now: float | None = None) -> JournalStatistics:
         """Return the pending depth, oldest age and bytes per route (one scan), and the dedup records."""

@@ -442,6 +442,71 @@ async def test_a_node_gone_quiet_drains_at_the_floor_not_at_its_old_rate() -> No
     assert pages.pages == [(float(k), 4) for k in range(1, 6)]
 
 
+async def test_in_9_a_restarted_hand_over_drains_a_backlog_at_the_saved_steady_rate() -> None:
+    """IN-9: the steady rate is saved in the journal, so a new process's backlog drains at 1.5x it."""
+    journal = MemoryJournalStore(clock=clock)
+
+    def handover(pages: Pages) -> Handover:
+        return Handover(
+            journal,
+            make_gateway("billing"),
+            {"orders": ["billing"]},
+            page_size=100,
+            backfill=BackfillPolicy(min_rate=1.0),
+            dead_letters=Sink(),
+            on_handed_over=pages,
+        )
+
+    first = handover(Pages())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(first.run)
+        await steady(journal, first, seconds=20, per_second=10)  # saved every 10 s
+        tg.cancel_scope.cancel()
+    assert await journal.steady_rate() == 10.0
+    await accept(journal, 300)  # accepted while the node was down
+    pages = Pages()
+    second = handover(pages)  # a new process: nothing measured in memory
+    async with anyio.create_task_group() as tg:
+        pages.restart()
+        tg.start_soon(second.run)
+        await anyio.sleep(10.5)
+        during = second.statistics()
+        tg.cancel_scope.cancel()
+    assert (during.backfilling, during.rate, during.steady_rate) == (True, 15.0, 10.0)
+    assert pages.pages == [(float(k), 15) for k in range(1, 11)]
+
+
+async def test_a_journal_that_cannot_give_its_saved_rate_starts_at_the_floor() -> None:
+    """A failing read of the saved rate is logged; the hand-over starts as a new node would."""
+
+    class NoSavedRate:
+        def __init__(self) -> None:
+            self.store = MemoryJournalStore(clock=clock)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.store, name)
+
+        async def steady_rate(self) -> float | None:
+            raise otpy.JournalError("journal x: the store is closed")
+
+    journal, pages = NoSavedRate(), Pages()
+    h = Handover(
+        journal,  # a JournalStore by delegation
+        make_gateway("billing"),
+        {"orders": ["billing"]},
+        page_size=100,
+        dead_letters=Sink(),
+        on_handed_over=pages,
+    )
+    await accept(journal.store, 200)
+    async with anyio.create_task_group() as tg:
+        pages.restart()
+        tg.start_soon(h.run)
+        await anyio.sleep(2.5)
+        tg.cancel_scope.cancel()
+    assert pages.pages == [(1.0, 50), (2.0, 50)]
+
+
 async def test_the_steady_rate_recovers_after_a_backlog_and_governs_the_next() -> None:
     """A backfill does not count as steady; 10/s afterwards brings the average back to 10."""
     journal, pages = MemoryJournalStore(clock=clock), Pages()

@@ -22,7 +22,7 @@ from otpy.ingest import (
     SQLiteJournalStore,
     open_journal,
 )
-from otpy.ingest._journal_sqlite import SCHEMA_VERSION, journal_error
+from otpy.ingest._journal_sqlite import MIGRATIONS, SCHEMA_VERSION, journal_error
 from otpy.pressure import Priority
 
 from ._helpers import T0, TTL, entry
@@ -326,6 +326,18 @@ async def test_dedup_max_evicts_the_oldest_records(open_store: OpenStore) -> Non
 # -- statistics, clock, closing, arguments ----------------------------------------------
 
 
+async def test_the_steady_rate_is_saved_and_read_back(open_store: OpenStore) -> None:
+    """steady_rate() is None until saved; the last save wins; a bad rate is refused by name."""
+    store = await open_store()
+    assert await store.steady_rate() is None
+    await store.save_steady_rate(12)
+    await store.save_steady_rate(40.5)
+    assert await store.steady_rate() == 40.5
+    with pytest.raises(InvalidArgument, match=r"save_steady_rate: rate must be a finite number"):
+        await store.save_steady_rate(float("nan"))
+    assert await store.steady_rate() == 40.5
+
+
 async def test_statistics_per_route_and_in_total(open_store: OpenStore) -> None:
     """Depth, oldest age and bytes per route with pending entries, summed; ages from received_at."""
     store = await open_store(max_bytes=1000)
@@ -513,6 +525,36 @@ async def test_sqlite_reopened_with_a_smaller_budget_refuses_until_it_drains(
         assert await store.accept([entry("k")], now=T0) == [Accepted(e.id, duplicate=True)]
         await store.mark_handed_over([e.id])
         assert (await store.accept([entry(body=b"")], now=T0))[0].duplicate is False
+
+
+async def test_sqlite_keeps_the_steady_rate_across_a_reopen_and_migrates_a_version_1_file(
+    tmp_path: Path,
+) -> None:
+    """The saved rate survives a reopen; a version 1 file gains the column, its entries kept."""
+    path = tmp_path / "journal.db"
+    async with open_journal(path) as store:
+        await store.save_steady_rate(250.0)
+    async with open_journal(path) as store:
+        assert await store.steady_rate() == 250.0
+
+    old = tmp_path / "v1.db"
+    with sqlite3.connect(old) as db:
+        for statement in MIGRATIONS[0]:
+            db.execute(statement)
+        db.execute(f"PRAGMA application_id = {JOURNAL_APPLICATION_ID:d}")
+        db.execute("PRAGMA user_version = 1")
+    db.close()
+    e = entry("k")
+    async with open_journal(old) as store:
+        await store.accept([e], now=T0)
+        assert await store.steady_rate() is None
+        await store.save_steady_rate(3.0)
+    async with open_journal(old) as store:
+        assert await store.pending(limit=10) == [e]
+        assert await store.steady_rate() == 3.0
+    with sqlite3.connect(old) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    db.close()
 
 
 async def test_sqlite_refuses_a_foreign_file_untouched(tmp_path: Path) -> None:
