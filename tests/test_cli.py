@@ -506,7 +506,7 @@ def test_json_lines_carry_the_exception_and_the_current_trace() -> None:
 
 
 def test_a_missing_config_file_exits_2(tmp_path: Path) -> None:
-    """--config naming no file is a usage error that names the file."""
+    """NODE-5: --config naming no file is a usage error that names the file."""
     result = invoke("run", "--config", str(tmp_path / "absent.toml"))
     assert result.exit_code == 2
     assert "Error: the configuration is invalid:" in result.output

@@ -33,6 +33,8 @@ SECTIONS = {
     "Replay": "DL",
     "Outbound gateway": "GW",
     "Ingest": "IN",
+    "Node": "NODE",
+    "Admin API": "ADM",
     "Telemetry": "TEL",
 }
 NOT_GUARANTEED = "Not guaranteed (yet)"

@@ -169,7 +169,7 @@ async def test_sup_9_a_second_stop_does_not_wait_for_a_slow_terminate(
 
 @pytest.mark.parametrize("anyio_backend", [virtual_time()])
 async def test_a_drain_past_its_budget_stops_at_once(capsys: pytest.CaptureFixture[str]) -> None:
-    """With drain_budget, a graceful stop still running after it becomes a stop at once."""
+    """NODE-4: With drain_budget, a graceful stop still running after it becomes a stop at once."""
     nodes: list[RunningNode] = []
     start = anyio.current_time()
 
@@ -189,7 +189,7 @@ async def test_a_drain_past_its_budget_stops_at_once(capsys: pytest.CaptureFixtu
 
 @pytest.mark.parametrize("anyio_backend", [virtual_time()])
 async def test_a_drain_within_its_budget_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
-    """A graceful stop that ends before drain_budget is a clean stop: no forced stop follows."""
+    """NODE-4: A graceful stop that ends before drain_budget is a clean stop: no forced stop follows."""
     nodes: list[RunningNode] = []
 
     def on_ready(running: RunningNode) -> None:
@@ -333,7 +333,7 @@ def test_tour_tree_runs_and_stops_cleanly_on_sigint(nodes: list[Node], tmp_path:
 def test_run_with_no_target_runs_the_messaging_node_on_the_defaults(
     nodes: list[Node], tmp_path: Path
 ) -> None:
-    """``otpy run`` alone runs otpy.supervisors.node:node with its files in ./var; SIGTERM exits 0."""
+    """NODE-4, NODE-6: ``otpy run`` alone runs otpy.supervisors.node:node with its files in ./var; SIGTERM exits 0."""
     node = Node(
         "--log-level",
         "info",
@@ -353,7 +353,7 @@ def test_run_with_no_target_runs_the_messaging_node_on_the_defaults(
 
 
 def test_a_bad_config_exits_2_before_anything_starts(nodes: list[Node], tmp_path: Path) -> None:
-    """A config error names the key, the value and what is allowed; exit 2, no files made."""
+    """NODE-5: A config error names the key, the value and what is allowed; exit 2, no files made."""
     (tmp_path / "otpy.toml").write_text('[ingest]\nport = "eighty"\n')
     node = Node("--config", "otpy.toml", cwd=tmp_path)
     nodes.append(node)
@@ -375,7 +375,7 @@ def test_sigterm_stops_cleanly(nodes: list[Node]) -> None:
 
 
 def test_sup_9_second_sigint_stops_a_slow_terminate_at_once(nodes: list[Node]) -> None:
-    """SUP-9: a child with shutdown INFINITY holds up the first SIGINT; a second one exits now."""
+    """SUP-9, NODE-4: a child with shutdown INFINITY holds up the first SIGINT; a second exits 1."""
     node = Node("trees:slow_stop", cwd=TESTS)
     nodes.append(node)
     node.wait_for(READY.pattern)

@@ -78,7 +78,7 @@ async def test_handles_are_stores_that_refuse_calls_until_their_keeper_opens_the
 async def test_a_keeper_opens_the_file_in_a_new_directory_and_closes_it_at_stop(
     tmp_path: Path,
 ) -> None:
-    """The keepers create the directory, open the files for the tree's lifetime, close them at stop."""
+    """NODE-7: The keepers create the directory, open the files for the tree's lifetime, close them at stop."""
     outbox = sqlite_outbox(tmp_path / "var" / "outbox.db", synchronous="normal")
     journal = sqlite_journal(tmp_path / "var" / "journal.db", synchronous="off")
     clock = Clock()
@@ -102,7 +102,7 @@ async def test_a_keeper_opens_the_file_in_a_new_directory_and_closes_it_at_stop(
 async def test_a_file_that_cannot_be_opened_fails_the_start_with_the_typed_error(
     tmp_path: Path,
 ) -> None:
-    """A foreign file refuses to open: the keeper's init fails, so the tree does not start."""
+    """NODE-7: A foreign file refuses to open: the keeper's init fails, so the tree does not start."""
     path = tmp_path / "outbox.db"
     with sqlite3.connect(path) as db:
         db.execute("PRAGMA application_id = 42")

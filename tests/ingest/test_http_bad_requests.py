@@ -169,7 +169,7 @@ async def test_the_batch_limit_is_the_batchs_not_the_routes_body_limit() -> None
 
 @pytest.mark.parametrize("path", ["/v1/routes/nope/messages", "/v1/routes/nope/batch"])
 async def test_an_unknown_route_is_404_before_its_body_is_read(path: str) -> None:
-    """No such route: 404 unknown_route, counted without a route label, the body never pulled."""
+    """IN-15: No such route: 404 unknown_route, counted without a route label, the body never pulled."""
     app = make_app()
     body = Chunks()
     with capture_metrics() as reader:
@@ -184,7 +184,7 @@ async def test_an_unknown_route_is_404_before_its_body_is_read(path: str) -> Non
 
 @pytest.mark.parametrize("path", ["/", "/v1/routes/orders", "/v1/routes/orders/other", "/v2"])
 async def test_an_unknown_path_is_404_not_found_and_counted(path: str) -> None:
-    """Any other path: 404 not_found as JSON, counted without a route label."""
+    """IN-15: Any other path: 404 not_found as JSON, counted without a route label."""
     app = make_app()
     with capture_metrics() as reader:
         async with client(app) as c:
@@ -198,7 +198,7 @@ async def test_an_unknown_path_is_404_not_found_and_counted(path: str) -> None:
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE"])
 async def test_a_wrong_method_is_405_with_allow(path: str, method: str) -> None:
-    """Only POST: any other method is 405 method_not_allowed, Allow: POST, counted by route."""
+    """IN-15: Only POST: any other method is 405 method_not_allowed, Allow: POST, counted by route."""
     app = make_app()
     with capture_metrics() as reader:
         async with client(app) as c:
@@ -211,7 +211,7 @@ async def test_a_wrong_method_is_405_with_allow(path: str, method: str) -> None:
 
 
 async def test_a_wrong_method_on_an_unknown_route_is_counted_without_its_name() -> None:
-    """A 405 on a route that does not exist has no route label (no series per name tried)."""
+    """IN-15: A 405 on a route that does not exist has no route label (no series per name tried)."""
     app = make_app()
     with capture_metrics() as reader:
         async with client(app) as c:
@@ -672,7 +672,7 @@ async def test_an_empty_ordering_key_header_is_400() -> None:
     ],
 )
 async def test_a_key_header_over_256_characters_is_400(header: str, what: str) -> None:
-    """An ordering or idempotency key is at most 256 characters: 257 is 400, 256 is accepted."""
+    """IN-15: An ordering or idempotency key is at most 256 characters: 257 is 400, 256 is accepted."""
     app = make_app()
     with capture_metrics() as reader:
         async with client(app) as c:
@@ -689,7 +689,7 @@ async def test_a_key_header_over_256_characters_is_400(header: str, what: str) -
 
 
 async def test_a_signed_webhook_id_over_256_characters_is_400() -> None:
-    """A valid signature does not let an over-long webhook-id into the dedup table."""
+    """IN-15: A valid signature does not let an over-long webhook-id into the dedup table."""
     app = make_app(IngestRoute(name="orders", signing_secrets=(SECRET,)))
     body = b"x"
     headers = webhook_headers("m" * 257, int(T0), body, [SECRET])
@@ -712,7 +712,7 @@ async def test_a_signed_webhook_id_over_256_characters_is_400() -> None:
 async def test_a_batch_lines_key_over_256_characters_is_refused_alone(
     field: str, what: str
 ) -> None:
-    """The same bound holds for a batch line's keys; the other lines go in."""
+    """IN-15: The same bound holds for a batch line's keys; the other lines go in."""
     app = make_app()
     lines = [
         json.dumps({"body": "a", field: "k" * 257}),
@@ -874,7 +874,7 @@ async def test_a_trickled_body_holds_neither_the_journal_nor_other_clients(
 async def test_a_client_that_stops_sending_is_cut_off_after_the_read_timeout(
     served: tuple[IngestApp, tuple[str, int]], path: str
 ) -> None:
-    """A body stalled mid-way: others still get 202; after read_timeout the request is refused and closed."""
+    """IN-15: A body stalled mid-way: others still get 202; after read_timeout the request is refused and closed."""
     app, (host, port) = served
     with capture_metrics() as reader, anyio.fail_after(10):
         async with await anyio.connect_tcp(host, port) as stalled:
@@ -897,7 +897,7 @@ async def test_a_client_that_stops_sending_is_cut_off_after_the_read_timeout(
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 async def test_a_commit_slower_than_the_read_timeout_still_gets_its_answer() -> None:
-    """The read timeout cuts off a silent client, not one waiting for its 202."""
+    """IN-15: The read timeout cuts off a silent client, not one waiting for its 202."""
     gate = Gate()
     app = make_app(journal=gate, ready=False)
     spec = ingest_server_spec(app, port=0, read_timeout=0.25)

@@ -152,14 +152,14 @@ TOKEN_REQUIRED = (
 
 
 async def test_healthz_answers_without_a_token() -> None:
-    """/healthz is 200 {"status": "ok"} even when a token is configured and none is given."""
+    """ADM-1: /healthz is 200 {"status": "ok"} even when a token is configured and none is given."""
     async with client(make().app, token=None) as c:
         r = await c.get("/healthz")
     assert (r.status_code, r.json()) == (200, {"status": "ok"})
 
 
 async def test_readyz_follows_the_ingest() -> None:
-    """/readyz is 503 with Retry-After while the ingest starts or drains, 200 once it is ready."""
+    """ADM-4: /readyz is 503 with Retry-After while the ingest starts or drains, 200 once it is ready."""
     node = make()
     node.ingest.ready = False
     async with client(node.app, token=None) as c:
@@ -253,7 +253,7 @@ async def test_status_of_a_node_with_only_dead_letters() -> None:
 
 
 async def test_a_failing_store_answers_503_not_500(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A store error is a 503 with Retry-After and a redacted detail."""
+    """ADM-2, ADM-4: A store error is a 503 with Retry-After and a redacted detail."""
     node = make()
 
     async def broken() -> None:
@@ -296,7 +296,7 @@ GUARDED = [
 async def test_with_a_token_every_endpoint_wants_it(
     method: str, path: str, authorization: str | None, detail: str
 ) -> None:
-    """Without the right bearer token: 401 with WWW-Authenticate: Bearer, and nothing changes."""
+    """ADM-1: Without the right bearer token: 401 with WWW-Authenticate: Bearer, and nothing changes."""
     node = make()
     headers = {} if authorization is None else {"Authorization": authorization}
     async with client(node.app, token=None) as c:
@@ -308,7 +308,7 @@ async def test_with_a_token_every_endpoint_wants_it(
 
 
 async def test_a_secret_token_is_revealed_and_compared() -> None:
-    """A token given as a Secret works like its text."""
+    """ADM-1: A token given as a Secret works like its text."""
     node = make(token=Secret("env OTPY_ADMIN", TOKEN))
     async with client(node.app) as c:
         r = await c.get("/v1/status")
@@ -318,7 +318,7 @@ async def test_a_secret_token_is_revealed_and_compared() -> None:
 
 @pytest.mark.parametrize("path", ["/v1/status", "/v1/destinations", "/v1/dead-letters"])
 async def test_without_a_token_read_only_endpoints_answer(path: str) -> None:
-    """With no token configured, the status, destinations and the dead-letter list are served."""
+    """ADM-1: With no token configured, the status, destinations and the dead-letter list are served."""
     async with client(make(token=None).app, token=None) as c:
         r = await c.get(path)
     assert r.status_code == 200
@@ -336,7 +336,7 @@ async def test_without_a_token_read_only_endpoints_answer(path: str) -> None:
 async def test_without_a_token_state_changes_and_payloads_are_refused(
     method: str, path: str
 ) -> None:
-    """With no token configured, anything that changes state or shows a payload is 403 token_required."""
+    """ADM-1: With no token configured, anything that changes state or shows a payload is 403 token_required."""
     node = make(token=None)
     record = await capture(node.store)
     async with client(node.app, token="anything") as c:
@@ -368,7 +368,7 @@ async def test_disable_and_enable_a_destination() -> None:
 
 @pytest.mark.parametrize("action", ["disable", "enable"])
 async def test_an_unknown_destination_is_404(action: str) -> None:
-    """A destination the gateway does not have is 404 unknown_destination."""
+    """ADM-4: A destination the gateway does not have is 404 unknown_destination."""
     async with client(make().app) as c:
         r = await c.post(f"/v1/destinations/billing/{action}")
     assert r.status_code == 404
@@ -386,7 +386,7 @@ async def test_without_a_gateway_there_are_no_destinations() -> None:
 
 
 async def test_unknown_paths_and_methods_answer_json() -> None:
-    """An unknown path is a JSON 404, a wrong method a JSON 405."""
+    """ADM-4: An unknown path is a JSON 404, a wrong method a JSON 405."""
     async with client(make().app) as c:
         missing = await c.get("/v1/nothing")
         wrong = await c.get("/v1/destinations/orders/disable")
@@ -398,7 +398,7 @@ async def test_unknown_paths_and_methods_answer_json() -> None:
 
 
 async def test_the_list_pages_summaries_without_payloads() -> None:
-    """A page of summaries, newest first, with a cursor to the next page; no payload, reasons redacted."""
+    """ADM-2: A page of summaries, newest first, with a cursor to the next page; no payload, reasons redacted."""
     node = make()
     records = [await capture(node.store, at=T0 + i, body=b"secret-body") for i in range(3)]
     async with client(node.app) as c:
@@ -458,7 +458,7 @@ async def test_the_list_filters_by_source_and_key() -> None:
     ],
 )
 async def test_bad_list_parameters_are_400(query: dict[str, str], error: str, detail: str) -> None:
-    """A bad limit, cursor or source is a 400 naming the parameter."""
+    """ADM-4: A bad limit, cursor or source is a 400 naming the parameter."""
     async with client(make().app) as c:
         r = await c.get("/v1/dead-letters", params=query)
     assert r.status_code == 400
@@ -466,7 +466,7 @@ async def test_bad_list_parameters_are_400(query: dict[str, str], error: str, de
 
 
 async def test_one_dead_letter_is_shown_as_dlq_get_json_shows_it() -> None:
-    """GET /v1/dead-letters/{id} is `otpy dlq get --json --payload`'s document: payload in base64 and text."""
+    """ADM-2: GET /v1/dead-letters/{id} is `otpy dlq get --json --payload`'s document: payload in base64 and text."""
     node = make()
     record = await capture(node.store)
     async with client(node.app) as c:
@@ -482,7 +482,7 @@ async def test_one_dead_letter_is_shown_as_dlq_get_json_shows_it() -> None:
 
 @pytest.mark.parametrize("record_id", ["01HZZZZZZZZZZZZZZZZZZZZZZZ", "not-an-id"])
 async def test_an_unknown_dead_letter_is_404(record_id: str) -> None:
-    """An id the store does not hold, or no id at all, is 404 not_found."""
+    """ADM-4: An id the store does not hold, or no id at all, is 404 not_found."""
     async with client(make().app) as c:
         shown = await c.get(f"/v1/dead-letters/{record_id}")
         replayed = await c.post(f"/v1/dead-letters/{record_id}/replay")
@@ -495,7 +495,7 @@ async def test_an_unknown_dead_letter_is_404(record_id: str) -> None:
 
 
 async def test_a_replay_is_sent_once_and_a_second_one_does_not_send_again() -> None:
-    """The first replay hands the message to the gateway (replayed); the second answers already_replayed and sends nothing."""
+    """ADM-3: The first replay hands the message to the gateway (replayed); the second answers already_replayed and sends nothing."""
     node = make()
     record = await capture(node.store)
     async with client(node.app) as c, running(node.gateway):
@@ -517,7 +517,7 @@ async def test_a_replay_is_sent_once_and_a_second_one_does_not_send_again() -> N
 
 
 async def test_a_record_sharing_a_replayed_key_is_not_sent_again() -> None:
-    """A second record with the idempotency key of one already replayed answers already_replayed."""
+    """ADM-3: A second record with the idempotency key of one already replayed answers already_replayed."""
     node = make()
     first = await capture(node.store, idempotency_key="order-1")
     twin = await capture(node.store, idempotency_key="order-1", at=T0 + 1)
@@ -542,7 +542,7 @@ async def test_a_replay_the_gateway_refuses_is_failed_and_stays_replayable() -> 
 
 
 async def test_a_replay_running_elsewhere_is_409_then_in_doubt_once_its_lease_expired() -> None:
-    """While another replay holds the record: 409 in_progress; after its lease, it is in doubt and not sent."""
+    """ADM-3: While another replay holds the record: 409 in_progress; after its lease, it is in doubt and not sent."""
     node = make()
     record = await capture(node.store)
     await node.store.start_replay(record.id, lease=60.0)  # a replay worker, mid-send
@@ -581,7 +581,7 @@ async def test_only_outbound_records_replay_through_the_gateway() -> None:
 
 
 async def test_a_replay_goes_through_the_replay_workers_when_given_them() -> None:
-    """With a replayer, the replay runs in the node's replay workers, with the same outcomes."""
+    """ADM-3: With a replayer, the replay runs in the node's replay workers, with the same outcomes."""
     node = make()
     record = await capture(node.store)
     async with open_replayer(node.store, {Source.OUTBOUND: node.gateway.replay}) as replayer:
@@ -631,7 +631,7 @@ def test_the_spec_runs_an_admin_server() -> None:
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 async def test_the_server_serves_the_api_on_loopback() -> None:
-    """AdminServer binds a free loopback port, answers "address", serves the API, and closes on stop."""
+    """ADM-1: AdminServer binds a free loopback port, answers "address", serves the API, and closes on stop."""
     node = make()
     async with otpy.open_node() as n:
         async with otpy.open_supervisor(

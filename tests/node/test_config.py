@@ -38,7 +38,7 @@ def load(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> No
 
 
 def test_no_file_gives_the_defaults_in_var() -> None:
-    """Without a file the node listens on loopback 8080, admin on 8081, and keeps its files in ./var."""
+    """NODE-6: Without a file the node listens on loopback 8080, admin on 8081, and keeps its files in ./var."""
     config = load_config(None, environ={})
     assert (config.ingest.host, config.ingest.port) == ("127.0.0.1", 8080)
     assert (config.admin.host, config.admin.port, config.admin.token) == ("127.0.0.1", 8081, None)
@@ -438,7 +438,7 @@ def test_a_bad_signing_secret_is_refused_without_showing_it(tmp_path: Path) -> N
 def test_a_secret_written_in_the_file_is_refused(
     tmp_path: Path, text: str, key: str, fix: str
 ) -> None:
-    """A secret value in the TOML itself is refused, saying where to put it instead."""
+    """NODE-6: A secret value in the TOML itself is refused, saying where to put it instead."""
     with pytest.raises(
         ConfigError, match=rf": {key} is a secret, which is never written in the config: .*{fix}"
     ) as caught:
