@@ -515,7 +515,7 @@ def test_the_clients_waited_out_the_kills_and_the_starts(outcome: Outcome) -> No
 
 
 def test_every_acknowledged_message_reaches_each_destination(outcome: Outcome) -> None:
-    """Each acknowledged message got a 200 from each destination of its route, none dead."""
+    """NODE-1: each acknowledged message got a 200 from each destination of its route, none dead."""
     delivered = {(r.idempotency_key, r.destination) for r in outcome.receipts if not r.held}
     for ack in outcome.acks:
         for destination in ROUTES[route_of(ack.key)]:
@@ -538,7 +538,7 @@ def test_every_request_carries_the_message_s_id_and_key(outcome: Outcome) -> Non
 
 
 def test_each_key_reaches_each_destination_in_order(outcome: Outcome) -> None:
-    """Per destination and key, first deliveries follow the sequence; a repeat is an earlier one (IN-7, GW-3)."""
+    """NODE-1: per destination and key, first deliveries follow the sequence; a repeat is an earlier one (IN-7, GW-3)."""
     firsts: dict[tuple[str, str], list[int]] = defaultdict(list)
     for receipt in outcome.receipts:
         stream = firsts[receipt.destination, receipt.key]
@@ -550,7 +550,7 @@ def test_each_key_reaches_each_destination_in_order(outcome: Outcome) -> None:
 
 
 def test_only_what_a_kill_caught_in_flight_is_sent_again(outcome: Outcome) -> None:
-    """A repeated request follows a kill of the run that sent the first, a bounded few per kill (GW-2)."""
+    """NODE-2: a repeated request follows a kill of the run that sent the first, a bounded few per kill (GW-2)."""
     by_message: dict[str, list[Receipt]] = defaultdict(list)
     for receipt in outcome.receipts:
         by_message[receipt.webhook_id].append(receipt)
