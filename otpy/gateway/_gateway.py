@@ -426,6 +426,11 @@ class _Worker:
         try:
             await self._loop()
         finally:
+            # The loop's attempts have all ended: close the destination's connection
+            # pool (an HttpDestination opens a new one at its next send, after a restart).
+            aclose = getattr(self.destination, "aclose", None)
+            if aclose is not None:
+                await aclose()
             self.stopped.set()
 
     async def _loop(self) -> None:
