@@ -92,7 +92,7 @@ def in_order(requests: list[Received]) -> dict[str, list[int]]:
 async def test_posted_messages_fan_out_once_per_destination_signed_and_in_order(
     tmp_path: Path,
 ) -> None:
-    """Concurrent POSTs on 3 keys reach both destinations once each, in key order, signed, with their ids."""
+    """NODE-1: concurrent POSTs on 3 keys reach both destinations once each, in key order, signed, with their ids."""
     keys, per_key = ["k0", "k1", "k2"], 10
     async with running_sink() as sink, running_node(node_config(tmp_path, fan_out(sink))) as node:
         ids: dict[tuple[str, int], str] = {}
@@ -235,7 +235,7 @@ async def outbox_message(
 async def test_a_drain_refuses_new_posts_settles_released_attempts_and_keeps_held_ones(
     tmp_path: Path,
 ) -> None:
-    """Stopping: a POST gets 503, the one in flight 202; a released attempt settles, a held one is pending again and resent with its key."""
+    """NODE-3: stopping, a POST gets 503, the one in flight 202; a released attempt settles, a held one is pending again and resent with its key."""
     release_quick, never = anyio.Event(), anyio.Event()
     holding = True
 
