@@ -180,3 +180,38 @@ def test_a_config_error_exits_2(tmp_path: Path) -> None:
     assert missing.exit_code == 2
     assert "does not exist" in missing.stderr
     assert invoke("-", stdin="").exit_code == 2  # no --config, no OTPY_CONFIG
+
+
+def test_a_file_that_is_not_a_journal_exits_1(tmp_path: Path) -> None:
+    """The config's journal path holds something else: one line saying so, exit 1, nothing written."""
+    config = node_config(tmp_path)
+    journal = load_config(str(config)).node.journal_path
+    journal.write_bytes(b"not a database, but long enough to look like a header" * 4)
+    result = invoke("-", "--route", "orders", "--config", str(config), stdin=jsonl({"body": "a"}))
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: ")
+    assert str(journal) in result.stderr
+    assert journal.read_bytes() == b"not a database, but long enough to look like a header" * 4
+
+
+def test_json_lists_the_refusals_with_their_routes(tmp_path: Path) -> None:
+    """A refused line in ``--json``: its line, route, status, reason and detail."""
+    config = node_config(tmp_path)
+    data = jsonl({"body": "a", "route": "nope"}, {"body": "b", "route": "audit"})
+    result = invoke("-", "--config", str(config), "--json", stdin=data)
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)
+    assert (document["source"], document["accepted"], document["refused"]) == (
+        "stdin",
+        1,
+        {"unknown_route": 1},
+    )
+    assert document["refusals"] == [
+        {
+            "line": 1,
+            "route": "nope",
+            "status": 404,
+            "error": "unknown_route",
+            "detail": "no route 'nope'",
+        }
+    ]

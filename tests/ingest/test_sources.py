@@ -581,3 +581,26 @@ async def test_a_bad_load_argument_is_named(
     arguments: dict[str, Any] = {"source": MemorySource([]), "app": make_app(), **kwargs}
     with pytest.raises(error, match=match):
         await load_source(arguments.pop("source"), arguments.pop("app"), **arguments)
+
+
+async def test_a_stream_giving_text_is_refused_when_read() -> None:
+    """A stream-like object whose readline gives str: TypeError naming the source."""
+
+    class Lines:
+        def readline(self, limit: int = -1) -> str:
+            return '{"body": "x"}\n'
+
+    source = JsonLinesSource(Lines(), route="orders")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^JsonLinesSource: source must be a binary stream"):
+        await batches(source)
+
+
+def test_sources_say_what_they_read() -> None:
+    """Their reprs name the file (or a stream), the route and the batch."""
+    assert repr(JsonLinesSource("in.jsonl", route="orders")) == (
+        "<JsonLinesSource 'in.jsonl' route='orders' batch=100>"
+    )
+    assert repr(JsonLinesSource(io.BytesIO(b""), batch=5)) == (
+        "<JsonLinesSource 'stream' route=None batch=5>"
+    )
+    assert repr(MemorySource([message()], batch=2)) == "<MemorySource messages=1 batch=2>"
