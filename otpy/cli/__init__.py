@@ -1,6 +1,7 @@
 """The ``otpy`` command line: ``otpy run MODULE:ATTR`` runs a supervision tree as a node.
 
 ``otpy dlq ...`` lists, inspects, replays, archives and purges dead letters.
+``otpy ingest load FILE`` loads JSON lines into the node's journal.
 
 Also reachable as ``python -m otpy``.
 
@@ -34,6 +35,7 @@ LAZY_COMMANDS: Final[dict[str, tuple[str, str]]] = {
     # name: (the module defining a click command of that name, the summary
     # ``otpy --help`` lists it with; a test checks it is the command's own)
     "dlq": ("otpy.cli._dlq", "Inspect, replay, archive and purge dead letters."),
+    "ingest": ("otpy.cli._ingest", "Load messages into the node's journal from outside HTTP."),
 }
 """Subcommands imported only when they run, not to list them in ``otpy --help``."""
 

@@ -29,6 +29,18 @@ And the HTTP ingest in front of it:
 - :class:`IngestServer` (:func:`ingest_server_spec`): Hypercorn serving the app as a
   supervised actor's task, drained on stop; :func:`bind_listener` and
   :func:`serve_asgi` are the two steps it takes, shared with the node's admin API.
+
+And the other sources, behind the same checks:
+
+- :meth:`IngestApp.submit` journals :class:`IngestMessage` objects as the batch
+  endpoint would, answering a :class:`SubmitResult` per message (a refusal is a
+  result: ``404``, ``413``, ``429``...).
+- :class:`MessageSource`: an async iterable of :class:`SourceBatch`;
+  :class:`JsonLinesSource` reads the batch endpoint's JSON lines from a file or
+  stdin (a line may name its ``route``), :class:`MemorySource` a list.
+- :func:`load_source` submits a source batch by batch, waits out the ``429``s, and
+  returns a :class:`LoadReport` (accepted, duplicates, each :class:`Refusal`, each
+  :class:`Malformed` line); ``otpy ingest load`` runs it on a node's journal.
 """
 
 from __future__ import annotations
@@ -58,12 +70,23 @@ from ._journal_owned import sqlite_journal as sqlite_journal
 from ._journal_sqlite import APPLICATION_ID as JOURNAL_APPLICATION_ID
 from ._journal_sqlite import SQLiteJournalStore as SQLiteJournalStore
 from ._journal_sqlite import open_journal as open_journal
+from ._message import IngestMessage as IngestMessage
+from ._message import SubmitResult as SubmitResult
 from ._serve import bind_listener as bind_listener
 from ._serve import serve_asgi as serve_asgi
 from ._server import DEFAULT_HOST as DEFAULT_HOST
 from ._server import DEFAULT_PORT as DEFAULT_PORT
 from ._server import IngestServer as IngestServer
 from ._server import ingest_server_spec as ingest_server_spec
+from ._sources import DEFAULT_MAX_WAIT as DEFAULT_MAX_WAIT
+from ._sources import JsonLinesSource as JsonLinesSource
+from ._sources import LoadReport as LoadReport
+from ._sources import Malformed as Malformed
+from ._sources import MemorySource as MemorySource
+from ._sources import MessageSource as MessageSource
+from ._sources import Refusal as Refusal
+from ._sources import SourceBatch as SourceBatch
+from ._sources import load_source as load_source
 
 __all__ = [
     "DEFAULT_DEDUP_MAX",
@@ -72,6 +95,7 @@ __all__ = [
     "DEFAULT_MAX_BATCH_SIZE",
     "DEFAULT_MAX_BODY_SIZE",
     "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_WAIT",
     "DEFAULT_PORT",
     "JOURNAL_APPLICATION_ID",
     "Accepted",
@@ -80,21 +104,31 @@ __all__ = [
     "HandoverStatistics",
     "HandoverWorker",
     "IngestApp",
+    "IngestMessage",
     "IngestRoute",
     "IngestServer",
     "JournalEntry",
+    "JournalHandle",
     "JournalStatistics",
     "JournalStore",
-    "JournalHandle",
+    "JsonLinesSource",
+    "LoadReport",
+    "Malformed",
     "MemoryJournalStore",
+    "MemorySource",
+    "MessageSource",
+    "Refusal",
+    "RouteCountsHook",
     "RouteSettings",
     "RouteStatistics",
-    "RouteCountsHook",
     "SQLiteJournalStore",
+    "SourceBatch",
+    "SubmitResult",
     "bind_listener",
     "handover_message_id",
     "ingest_server_spec",
+    "load_source",
     "open_journal",
-    "sqlite_journal",
     "serve_asgi",
+    "sqlite_journal",
 ]

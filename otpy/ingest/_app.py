@@ -64,6 +64,7 @@ from ..telemetry import (
     providers_set,
 )
 from ._journal import JournalEntry, JournalStore, check_priority
+from ._message import IngestMessage, SubmitResult
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -126,6 +127,17 @@ _DROPPED: Final = frozenset(
 
 _LINE_FIELDS: Final = frozenset(
     {"body", "body_base64", "key", "idempotency_key", "priority", "content_type"}
+)
+SOURCE_LINE_FIELDS: Final = _LINE_FIELDS | {"route"}
+"""A source's JSON line: the batch endpoint's fields, and the route it goes to."""
+_TEXT_FIELDS: Final = (
+    "body",
+    "body_base64",
+    "key",
+    "idempotency_key",
+    "priority",
+    "content_type",
+    "route",
 )
 
 _propagator = TraceContextTextMapPropagator()
@@ -465,6 +477,105 @@ class IngestApp:
         stats = await self.journal.statistics()
         self.set_pending({name: r.depth for name, r in stats.routes.items()})
 
+    # -- other sources ----------------------------------------------------------------
+
+    async def submit(self, messages: Sequence[IngestMessage]) -> list[SubmitResult]:
+        """Journal *messages* from a source other than HTTP, as the batch endpoint would.
+
+        Each message goes through the checks an HTTP request's does, in the same
+        order: its route exists (``404 unknown_route``), its body is within the
+        route's limit (``413 too_large``), the route's pressure admits its priority
+        (``429 shed``, ``deferred``, ``route_full``; the messages admitted before it
+        in the call count), its keys are at most 256 characters (``400
+        bad_request``). Those admitted are accepted in one journal call, so a
+        :exc:`~otpy.JournalFull` refuses them all (``429 journal_full``). Then, as
+        for HTTP: the routes' pending depths rise, ``on_accepted`` is called with
+        the entries stored, each message has its ``receive {route}`` span, and the
+        accepted, duplicates and refusals are counted.
+
+        A refusal is a result, not an exception, so a batch load reports each
+        message. The app need not be ready (readiness and draining are the HTTP
+        server's), and there is no token or signature to check: whoever runs a
+        source can write the journal anyway.
+
+        Args:
+            messages: the messages, of any routes, in order.
+
+        Returns:
+            One :class:`SubmitResult` per message, in order.
+
+        Raises:
+            InvalidArgumentType: *messages* holds something else than an
+                :class:`IngestMessage`.
+            JournalError: the journal failed (a closed or broken store); nothing
+                was acknowledged.
+
+        .. versionadded:: 0.2.0
+        """
+        await anyio.lowlevel.checkpoint()
+        messages = list(messages)
+        for message in messages:
+            if not isinstance(message, IngestMessage):
+                raise InvalidArgumentType(
+                    "messages",
+                    f"must hold IngestMessage objects, got {type(message).__name__}",
+                    owner="IngestApp.submit",
+                )
+        now = self.clock()
+        results: list[SubmitResult | None] = [None] * len(messages)
+        admitted: dict[str, int] = {}
+        prepared: list[tuple[int, _Message]] = []
+        for index, message in enumerate(messages):
+            route = self.routes.get(message.route)
+            try:
+                if route is None:
+                    raise Refused(404, "unknown_route", f"no route {message.route!r}")
+                prepared.append((index, self._prepare(route, message, now, admitted)))
+            except Refused as exc:
+                _count_refused(None if route is None else route.name, exc.reason)
+                results[index] = _refusal(exc)
+                continue
+            admitted[route.name] = admitted.get(route.name, 0) + 1
+        if prepared:
+            try:
+                answers = await self._journal([m for _, m in prepared])
+            except Refused as exc:
+                for route_name, n in admitted.items():
+                    _count_refused(route_name, exc.reason, n)
+                for index, _ in prepared:
+                    results[index] = _refusal(exc)
+            else:
+                for (index, _), answer in zip(prepared, answers, strict=True):
+                    results[index] = SubmitResult(
+                        status=200 if answer.duplicate else 202,
+                        id=answer.id,
+                        duplicate=answer.duplicate,
+                    )
+        return [result for result in results if result is not None]
+
+    def _prepare(
+        self, route: IngestRoute, message: IngestMessage, now: float, admitted: Mapping[str, int]
+    ) -> _Message:
+        """Check *message* against its route (size, pressure, keys) and build its entry."""
+        limit = route.max_body_size if route.max_body_size is not None else self.max_body_size
+        if len(message.body) > limit:
+            raise Refused(
+                413, "too_large", f"the body is {len(message.body)} bytes, over the {limit} allowed"
+            )
+        priority = route.priority if message.priority is None else message.priority
+        self._admit(route, priority, extra=admitted.get(route.name, 0))
+        return self._entry(
+            route,
+            message.body,
+            now=now,
+            key=message.key,
+            idempotency_key=message.idempotency_key,
+            priority=priority,
+            content_type=message.content_type,
+            headers=_kept(message.headers),
+            parent=None,
+        )
+
     # -- handlers --------------------------------------------------------------------
 
     async def _http_error(self, request: Request, exc: HTTPException) -> Response:
@@ -661,8 +772,8 @@ class IngestApp:
             raise Refused(400, "bad_request", str(exc)) from None
         return _Message(entry, span)
 
-    async def _journal(self, route: IngestRoute, messages: Sequence[_Message]) -> list[Accepted]:
-        """Accept *messages* in one journal call; count them and end their spans."""
+    async def _journal(self, messages: Sequence[_Message]) -> list[Accepted]:
+        """Accept *messages* (of any routes) in one journal call; count them and end their spans."""
         try:
             answers = await self.journal.accept([m.entry for m in messages])
         except JournalFull as exc:
@@ -674,12 +785,15 @@ class IngestApp:
                 _end_span(message.span, error="journal_error")
             raise
         stored = [m.entry for m, a in zip(messages, answers, strict=True) if not a.duplicate]
-        pressure = self._pressure[route.name]
-        if stored:
-            pressure.pending += len(stored)
-            pressure.observe()
-        duplicates = len(messages) - len(stored)
-        _count(route.name, accepted=len(stored), duplicates=duplicates)
+        counts: dict[str, list[int]] = {}  # route: [accepted, duplicates], in first-seen order
+        for message, answer in zip(messages, answers, strict=True):
+            counts.setdefault(message.entry.route, [0, 0])[1 if answer.duplicate else 0] += 1
+        for route_name, (accepted, duplicates) in counts.items():
+            if accepted:
+                pressure = self._pressure[route_name]
+                pressure.pending += accepted
+                pressure.observe()
+            _count(route_name, accepted=accepted, duplicates=duplicates)
         for message, answer in zip(messages, answers, strict=True):
             _end_span(message.span, message_id=answer.id, duplicate=answer.duplicate)
         if stored and self.on_accepted is not None:
@@ -710,7 +824,7 @@ class IngestApp:
             headers=_kept(headers.items()),
             parent=_extract(headers),
         )
-        [answer] = await self._journal(route, [message])
+        [answer] = await self._journal([message])
         return JSONResponse(
             {"id": answer.id, "duplicate": answer.duplicate},
             status_code=200 if answer.duplicate else 202,
@@ -757,7 +871,7 @@ class IngestApp:
             messages.append((number_, message))
         if messages:
             try:
-                answers = await self._journal(route, [m for _, m in messages])
+                answers = await self._journal([m for _, m in messages])
             except Refused as exc:
                 # The lines already refused were counted; count those refused now.
                 return self._refuse(exc, route.name, len(messages))
@@ -769,6 +883,15 @@ class IngestApp:
                     "duplicate": answer.duplicate,
                 }
         return JSONResponse({"results": [results[n] for n in sorted(results)]})
+
+
+def _refusal(refused: Refused) -> SubmitResult:
+    return SubmitResult(
+        status=refused.status,
+        error=refused.reason,
+        detail=refused.detail,
+        retry_after=refused.retry_after,
+    )
 
 
 # -- parsing ----------------------------------------------------------------------------
@@ -799,6 +922,21 @@ def _kept(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
 
 def _parse_line(raw: bytes, limit: int, default: Priority) -> dict[str, Any]:
     """One batch line's fields, checked; a :class:`Refused` (400/413) says what is wrong."""
+    fields = line_fields(raw, _LINE_FIELDS)
+    body = fields["body"]
+    if len(body) > limit:
+        raise Refused(413, "too_large", f"the body is {len(body)} bytes, over the {limit} allowed")
+    fields["priority"] = _header_priority(fields["priority"], default)
+    return fields
+
+
+def line_fields(raw: bytes, allowed: frozenset[str]) -> dict[str, Any]:
+    """A JSON line's fields, their types checked and its body decoded; the priority is left a name.
+
+    *allowed* is the fields a line may have (the batch endpoint's, or a source's, which
+    adds ``route``). A :class:`Refused` (400, ``bad_json`` or ``bad_line``) says what
+    is wrong.
+    """
     try:
         line = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
@@ -806,12 +944,12 @@ def _parse_line(raw: bytes, limit: int, default: Priority) -> dict[str, Any]:
         raise Refused(400, "bad_json", f"the line is not JSON: {exc}") from None
     if not isinstance(line, dict):
         raise Refused(400, "bad_line", f"a line must be a JSON object, got {type(line).__name__}")
-    unknown = sorted(set(line) - _LINE_FIELDS)
+    unknown = sorted(set(line) - allowed)
     if unknown:
-        raise Refused(400, "bad_line", f"unknown fields {unknown}; allowed: {sorted(_LINE_FIELDS)}")
+        raise Refused(400, "bad_line", f"unknown fields {unknown}; allowed: {sorted(allowed)}")
     if ("body" in line) == ("body_base64" in line):
         raise Refused(400, "bad_line", "a line has exactly one of 'body' and 'body_base64'")
-    for field in ("body", "body_base64", "key", "idempotency_key", "priority", "content_type"):
+    for field in _TEXT_FIELDS:
         if field in line and not isinstance(line[field], str):
             raise Refused(
                 400, "bad_line", f"{field!r} must be a string, got {type(line[field]).__name__}"
@@ -826,14 +964,13 @@ def _parse_line(raw: bytes, limit: int, default: Priority) -> dict[str, Any]:
             body = base64.b64decode(line["body_base64"], validate=True)
         except (binascii.Error, ValueError):
             raise Refused(400, "bad_line", "'body_base64' is not valid base64") from None
-    if len(body) > limit:
-        raise Refused(413, "too_large", f"the body is {len(body)} bytes, over the {limit} allowed")
     return {
         "body": body,
         "key": line.get("key"),
         "idempotency_key": line.get("idempotency_key"),
-        "priority": _header_priority(line.get("priority"), default),
+        "priority": line.get("priority"),
         "content_type": line.get("content_type", "application/octet-stream"),
+        "route": line.get("route"),
     }
 
 
