@@ -298,19 +298,30 @@ def _routes(value: object) -> dict[str, IngestRoute]:
 
 @final
 class _Pressure:
-    """A route's pending depth and level; the level moves only when the depth does."""
+    """A route's pending depth and level; the level moves only when the depth does.
 
-    __slots__ = ("capacity", "pending", "policy", "state")
+    ``reserved`` counts the messages admitted but not yet answered by the journal
+    (a commit in progress, the lines of a batch): they count towards the level and
+    the capacity, so concurrent requests, or a batch's lines, cannot all pass a
+    level that only their sum reaches.
+    """
+
+    __slots__ = ("capacity", "pending", "policy", "reserved", "state")
 
     def __init__(self, route: IngestRoute) -> None:
         self.capacity = route.capacity
         self.policy = route.policy
         self.pending = 0
+        self.reserved = 0
         self.state = LevelState()
+
+    @property
+    def depth(self) -> int:
+        return self.pending + self.reserved
 
     def observe(self) -> Level:
         self.state = advance(
-            self.policy, self.state, self.pending / self.capacity, anyio.current_time()
+            self.policy, self.state, self.depth / self.capacity, anyio.current_time()
         )
         return self.state.level
 
@@ -441,8 +452,8 @@ class IngestApp:
         return self._in_flight
 
     def pending(self, route: str) -> int:
-        """The pending depth counted for *route* (what its pressure level is measured on)."""
-        return self._pressure[route].pending
+        """The depth *route*'s pressure level is measured on: its entries not yet handed over, and its messages admitted and waiting for the journal's answer."""
+        return self._pressure[route].depth
 
     def level(self, route: str) -> Level:
         """*route*'s pressure level now (brought up to date with ``min_dwell`` first)."""
@@ -530,7 +541,7 @@ class IngestApp:
             try:
                 if route is None:
                     raise Refused(404, "unknown_route", f"no route {message.route!r}")
-                prepared.append((index, self._prepare(route, message, now, admitted)))
+                prepared.append((index, self._prepare(route, message, now)))
             except Refused as exc:
                 _count_refused(None if route is None else route.name, exc.reason)
                 results[index] = _refusal(exc)
@@ -553,9 +564,7 @@ class IngestApp:
                     )
         return [result for result in results if result is not None]
 
-    def _prepare(
-        self, route: IngestRoute, message: IngestMessage, now: float, admitted: Mapping[str, int]
-    ) -> _Message:
+    def _prepare(self, route: IngestRoute, message: IngestMessage, now: float) -> _Message:
         """Check *message* against its route (size, pressure, keys) and build its entry."""
         limit = route.max_body_size if route.max_body_size is not None else self.max_body_size
         if len(message.body) > limit:
@@ -563,18 +572,22 @@ class IngestApp:
                 413, "too_large", f"the body is {len(message.body)} bytes, over the {limit} allowed"
             )
         priority = route.priority if message.priority is None else message.priority
-        self._admit(route, priority, extra=admitted.get(route.name, 0))
-        return self._entry(
-            route,
-            message.body,
-            now=now,
-            key=message.key,
-            idempotency_key=message.idempotency_key,
-            priority=priority,
-            content_type=message.content_type,
-            headers=_kept(message.headers),
-            parent=None,
-        )
+        self._admit(route, priority)
+        try:
+            return self._entry(
+                route,
+                message.body,
+                now=now,
+                key=message.key,
+                idempotency_key=message.idempotency_key,
+                priority=priority,
+                content_type=message.content_type,
+                headers=_kept(message.headers),
+                parent=None,
+            )
+        except BaseException:
+            self._release([route.name])
+            raise
 
     # -- handlers --------------------------------------------------------------------
 
@@ -693,15 +706,19 @@ class IngestApp:
         except SignatureError as exc:
             raise Refused(401, "bad_signature", str(exc)) from None
 
-    def _admit(self, route: IngestRoute, priority: Priority, extra: int = 0) -> None:
-        """Refuse with 429 what the route's pressure level does not let in."""
+    def _admit(self, route: IngestRoute, priority: Priority) -> None:
+        """Refuse with 429 what the route's pressure level does not let in; reserve a place for the rest.
+
+        The place is the journal's to settle (:meth:`_journal`), or the caller's to
+        give back (:meth:`_release`) if the message is refused before it gets there.
+        """
         pressure = self._pressure[route.name]
         level = pressure.observe()
         verdict = admit(
             pressure.policy,
             level,
             priority,
-            depth=pressure.pending + extra,
+            depth=pressure.depth,
             capacity=pressure.capacity,
         ).verdict
         label = priority.name.lower()
@@ -726,6 +743,15 @@ class IngestApp:
                 f"route {route.name!r} has {pressure.capacity} messages pending, its capacity",
                 retry_after=self.retry_after,
             )
+        pressure.reserved += 1
+        pressure.observe()
+
+    def _release(self, routes: Iterable[str]) -> None:
+        """Give back the places :meth:`_admit` reserved for messages of *routes* (one each)."""
+        for name in routes:
+            pressure = self._pressure[name]
+            pressure.reserved = max(pressure.reserved - 1, 0)
+            pressure.observe()
 
     def _entry(
         self,
@@ -777,10 +803,12 @@ class IngestApp:
         try:
             answers = await self.journal.accept([m.entry for m in messages])
         except JournalFull as exc:
+            self._release(m.entry.route for m in messages)
             for message in messages:
                 _end_span(message.span, error="journal_full")
             raise Refused(429, "journal_full", str(exc), retry_after=self.retry_after) from None
         except BaseException:
+            self._release(m.entry.route for m in messages)
             for message in messages:
                 _end_span(message.span, error="journal_error")
             raise
@@ -789,10 +817,10 @@ class IngestApp:
         for message, answer in zip(messages, answers, strict=True):
             counts.setdefault(message.entry.route, [0, 0])[1 if answer.duplicate else 0] += 1
         for route_name, (accepted, duplicates) in counts.items():
-            if accepted:
-                pressure = self._pressure[route_name]
-                pressure.pending += accepted
-                pressure.observe()
+            pressure = self._pressure[route_name]
+            pressure.reserved = max(pressure.reserved - accepted - duplicates, 0)
+            pressure.pending += accepted
+            pressure.observe()
             _count(route_name, accepted=accepted, duplicates=duplicates)
         for message, answer in zip(messages, answers, strict=True):
             _end_span(message.span, message_id=answer.id, duplicate=answer.duplicate)
@@ -813,17 +841,21 @@ class IngestApp:
         headers = request.headers
         priority = _header_priority(headers.get(PRIORITY_HEADER), route.priority)
         self._admit(route, priority)
-        message = self._entry(
-            route,
-            body,
-            now=self.clock(),
-            key=headers.get(KEY_HEADER),
-            idempotency_key=headers.get(IDEMPOTENCY_HEADER) or webhook_id,
-            priority=priority,
-            content_type=headers.get("content-type") or "application/octet-stream",
-            headers=_kept(headers.items()),
-            parent=_extract(headers),
-        )
+        try:
+            message = self._entry(
+                route,
+                body,
+                now=self.clock(),
+                key=headers.get(KEY_HEADER),
+                idempotency_key=headers.get(IDEMPOTENCY_HEADER) or webhook_id,
+                priority=priority,
+                content_type=headers.get("content-type") or "application/octet-stream",
+                headers=_kept(headers.items()),
+                parent=_extract(headers),
+            )
+        except BaseException:
+            self._release([route.name])
+            raise
         [answer] = await self._journal([message])
         return JSONResponse(
             {"id": answer.id, "duplicate": answer.duplicate},
@@ -845,9 +877,11 @@ class IngestApp:
         for number_, raw in enumerate(body.split(b"\n"), start=1):
             if not raw.strip():
                 continue
+            admitted = False
             try:
                 fields = _parse_line(raw, limit, route.priority)
-                self._admit(route, fields["priority"], extra=len(messages))
+                self._admit(route, fields["priority"])
+                admitted = True
                 message = self._entry(
                     route,
                     fields["body"],
@@ -860,6 +894,8 @@ class IngestApp:
                     parent=parent,
                 )
             except Refused as exc:
+                if admitted:
+                    self._release([route.name])
                 _count_refused(route.name, exc.reason)
                 results[number_] = {
                     "line": number_,

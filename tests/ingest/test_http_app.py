@@ -384,6 +384,55 @@ async def test_shed_refuses_low_priority_from_exactly_the_enter_ratio() -> None:
     assert normal.status_code == 202  # only the shed priorities are refused
 
 
+async def test_a_batchs_own_lines_raise_the_level_so_low_lines_stop_at_shed() -> None:
+    """IN-12: each admitted line counts at once: 25 low lines on capacity 20 pass 19, then shed."""
+    app = pressured()
+    lines = b"".join(b'{"body": "x", "priority": "low"}\n' for _ in range(25))
+    async with client(app) as c:
+        r = await c.post("/v1/routes/orders/batch", content=lines)
+    results = r.json()["results"]
+    assert [x["status"] for x in results] == [202] * 19 + [429] * 6
+    assert {x["error"] for x in results[19:]} == {"shed"}
+    assert app.pending("orders") == 19
+
+
+async def test_concurrent_requests_waiting_for_the_journal_count_towards_the_level() -> None:
+    """IN-12: requests admitted but not yet journalled count: 25 concurrent low POSTs pass 19."""
+    from ._http import Gate
+
+    gate = Gate()
+    app = make_app(
+        IngestRoute(name="orders", capacity=20, policy=PressurePolicy(throttle=0.0)), journal=gate
+    )
+    statuses: list[int] = []
+    async with client(app) as c, anyio.create_task_group() as tg:
+
+        async def post() -> None:
+            r = await c.post(URL, content=b"x", headers={"X-Otpy-Priority": "low"})
+            statuses.append(r.status_code)
+
+        for _ in range(25):
+            tg.start_soon(post)
+        await gate.entered.wait()
+        await anyio.wait_all_tasks_blocked()
+        assert sorted(statuses) == [429] * 6  # shed while the 19 wait for the journal
+        assert app.pending("orders") == 19
+        gate.release.set()
+    assert sorted(statuses) == [202] * 19 + [429] * 6
+    assert app.pending("orders") == 19
+    assert (await gate.store.statistics()).depth == 19
+
+
+async def test_a_message_refused_after_admission_gives_its_place_back() -> None:
+    """IN-12: a 400 (an over-long key) or a full journal after admission leaves the depth as it was."""
+    app = make_app(IngestRoute(name="orders", capacity=20), journal=Counting(max_bytes=1))
+    async with client(app) as c:
+        too_long = await c.post(URL, content=b"", headers={"X-Otpy-Key": "k" * 257})
+        full = await c.post(URL, content=b"xx")
+    assert (too_long.status_code, full.status_code) == (400, 429)
+    assert app.pending("orders") == 0
+
+
 async def test_shed_is_left_only_below_its_exit_ratio() -> None:
     """Hysteresis: shed holds at 17/20 (0.85, the exit ratio) and ends at 16/20."""
     app = pressured()
