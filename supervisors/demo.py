@@ -686,11 +686,12 @@ class Narrator(otpy.Actor):
                 say(f"{name}: {added} message(s) dead-lettered ({dead} since start)")
             self.dead[name] = dead
         for route in self.parts.config.ingest.routes:
-            published = otpy.pressure.pressure_statistics(f"pressure.{route}", node=self.node)
+            key = f"route.{route}"  # the key node.py watches a route under, and its monitor's name
+            published = otpy.pressure.pressure_statistics(key, node=self.node)
             if published is None:
                 continue
-            source = published.sources.get(route)
-            level = published.level(route)
+            source = published.sources.get(key)
+            level = published.level(key)
             before_level = self.levels.get(route, otpy.pressure.Level.NORMAL)
             if level != before_level:
                 depth = "" if source is None else f", {source.depth}/{source.capacity} pending"

@@ -5,7 +5,7 @@
     node              rest_for_one
     ├── stores        rest_for_one   journal, outbox, dead letters (store, writer, retention, router)
     ├── telemetry     flushes spans and metrics when the node stops
-    ├── pressure      one_for_one    a monitor per ingest route
+    ├── pressure      one_for_one    a monitor per ingest route (route.<name>)
     ├── gateway       one_for_one    the outbox keeper, then one actor per destination
     ├── replay        one_for_one    dead-letter replay workers, partitioned by key
     ├── ingest        one_for_one    the hand-over (journal -> gateway), the HTTP server
@@ -103,16 +103,18 @@ def build(parts: NodeParts) -> otpy.SupervisorSpec:
     )
     # one_for_one: each route's monitor only observes; a crash loses one route's
     # level history and nothing else. 10 in 60 s: a sampling bug must not stop the node.
+    # A monitor is registered under the key it watches ("route.<name>"), so the
+    # console shows the route's level on the monitor's row.
     pressure = otpy.SupervisorSpec(
         id="pressure",
         flags=otpy.SupervisorFlags(strategy=otpy.Strategy.ONE_FOR_ONE, intensity=10, period=60.0),
         children=[
             otpy.ChildSpec(
-                id=f"pressure.{name}",
+                id=f"route.{name}",
                 start=otpy.pressure.PressureMonitor,
-                name=f"pressure.{name}",
+                name=f"route.{name}",
                 args=(
-                    {name: WatchedRoute(parts.ingest, name)},
+                    {f"route.{name}": WatchedRoute(parts.ingest, name)},
                     route.pressure.policy(),
                     1.0,
                     "ingest",
