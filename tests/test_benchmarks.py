@@ -32,6 +32,7 @@ CORE = {
     "ratelimit",
     "ingest",
     "recovery",
+    "e2e",
 }
 DEAD_LETTERS = {  # asyncio only: aiosqlite
     "dlq-capture",

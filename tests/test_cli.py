@@ -542,3 +542,26 @@ def test_load_target_passes_the_config_to_a_factory_of_one_argument(project: Pat
     import configured  # type: ignore[import-not-found]
 
     assert configured.seen == [config]
+
+
+@pytest.mark.parametrize(
+    ("level", "httpx_level"), [("info", logging.WARNING), ("debug", logging.NOTSET)]
+)
+def test_the_http_clients_request_lines_are_kept_out_of_info(
+    level: str, httpx_level: int, telemetry: FakeTelemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At --log-level info httpx's line per request is not logged (a flood under load); at debug it is."""
+    seen: list[int] = []
+    monkeypatch.setattr(
+        "otpy.cli._run.run_node",
+        lambda *args, **kwargs: _record_level(seen),
+    )
+    result = invoke("run", "trees:quick", "--log-level", level)
+    assert result.exit_code == 0, result.output
+    assert seen == [httpx_level]
+    assert logging.getLogger("httpx").level == logging.NOTSET  # restored after the run
+
+
+async def _record_level(seen: list[int]) -> int:
+    seen.append(logging.getLogger("httpx").level)
+    return 0

@@ -526,12 +526,22 @@ def _install_logging(level: str, *, console: bool, json_lines: bool = False) -> 
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(level.upper())
+    if root.level > logging.DEBUG:
+        # One line per HTTP request the gateway makes: noise at info, a flood under load.
+        for name in CHATTY_LOGGERS:
+            logging.getLogger(name).setLevel(max(root.level, logging.WARNING))
     return handler
+
+
+CHATTY_LOGGERS = ("httpx", "httpcore")
+"""Loggers kept at WARNING unless ``--log-level debug``: they log every request at INFO."""
 
 
 def _uninstall_logging(handler: logging.Handler) -> None:
     logging.getLogger().removeHandler(handler)
     logging.captureWarnings(False)
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET)
 
 
 class _JsonUsageError(click.ClickException):

@@ -45,6 +45,12 @@ __all__ = [
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
 """The header that carries a request's idempotency key, the same on every attempt."""
 
+POOL_SIZE: Final = 8
+"""The most connections in one httpx pool. httpcore looks at every connection of a
+pool on every request (is it expired? is it idle?), so a pool of 64 costs a request
+64 socket checks (encode/httpcore#928); a destination with more connections than
+this spreads them over several pools, and each attempt takes the least busy one."""
+
 DEFAULT_EXCERPT_LIMIT: Final = 1024
 """How many bytes of a response's body a :class:`DeliveryResult` keeps, by default."""
 
@@ -416,7 +422,8 @@ class HttpDestination:
                 owner=owner,
             )
         self._transport = transport
-        self._client: httpx.AsyncClient | None = None
+        self._pools: list[httpx.AsyncClient] = []
+        self._busy: list[int] = []  # attempts using each pool now
 
     def __repr__(self) -> str:
         signed = f" signing_secrets=<{len(self._secrets)} redacted>" if self._secrets else ""
@@ -451,21 +458,26 @@ class HttpDestination:
         """The rate limiter, or ``None`` without a rate limit."""
         return self._limiter
 
-    def _ensure_client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                timeout=None,  # the deadline is ours: anyio.fail_after around the attempt
-                limits=httpx.Limits(
-                    max_connections=self._max_connections,
-                    max_keepalive_connections=self._max_connections,
-                ),
-                follow_redirects=False,
-                transport=self._transport,
-            )
-        return self._client
+    def _ensure_pools(self) -> list[httpx.AsyncClient]:
+        """The connection pools, opened on first use: ``max_connections`` in pools of at most :data:`POOL_SIZE`."""
+        if not self._pools:
+            total = self._max_connections
+            count_ = -(-total // POOL_SIZE)
+            base, extra = divmod(total, count_)
+            self._pools = [
+                httpx.AsyncClient(
+                    timeout=None,  # the deadline is ours: anyio.fail_after around the attempt
+                    limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+                    follow_redirects=False,
+                    transport=self._transport,
+                )
+                for size in (base + (1 if i < extra else 0) for i in range(count_))
+            ]
+            self._busy = [0] * count_
+        return self._pools
 
     async def __aenter__(self) -> HttpDestination:
-        self._ensure_client()
+        self._ensure_pools()
         return self
 
     async def __aexit__(
@@ -477,10 +489,11 @@ class HttpDestination:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool; a later :meth:`send` opens a new one."""
-        client, self._client = self._client, None
-        if client is not None:
-            with anyio.CancelScope(shield=True):
+        """Close the connection pools; a later :meth:`send` opens new ones."""
+        pools, self._pools = self._pools, []
+        self._busy = []
+        with anyio.CancelScope(shield=True):
+            for client in pools:
                 await client.aclose()
 
     def _request_headers(self, request: OutboundRequest, now: float) -> list[tuple[str, str]]:
@@ -551,7 +564,18 @@ class HttpDestination:
             return await self._attempt(request, now)
 
     async def _attempt(self, request: OutboundRequest, now: float) -> DeliveryResult:
-        client = self._ensure_client()
+        pools = self._ensure_pools()
+        busy = self._busy
+        index = min(range(len(pools)), key=busy.__getitem__)
+        busy[index] += 1
+        try:
+            return await self._attempt_on(pools[index], request, now)
+        finally:
+            busy[index] -= 1
+
+    async def _attempt_on(
+        self, client: httpx.AsyncClient, request: OutboundRequest, now: float
+    ) -> DeliveryResult:
         headers = self._request_headers(request, now)
         started = anyio.current_time()
         try:

@@ -541,3 +541,28 @@ async def test_a_delivered_attempt_carries_no_request_description() -> None:
     """Describing the request costs nothing on the path that succeeds."""
     result = await deliver(Reply(status=200))
     assert result.request == ()
+
+
+@REAL_CLOCK
+async def test_max_connections_bounds_the_connections_across_its_pools() -> None:
+    """20 connections (three pools of at most 8): 21 held attempts open 20; the 21st waits, then goes."""
+    hold = anyio.Event()
+    results: list[DeliveryResult] = []
+    async with (
+        running_sink(Reply(hang=hold)) as sink,
+        HttpDestination("orders", sink.url, max_concurrent=21, max_connections=20) as dest,
+        anyio.create_task_group() as tg,
+    ):
+
+        async def send() -> None:
+            results.append(await dest.send(request(), now=NOW))
+
+        for _ in range(21):
+            tg.start_soon(send)
+        with anyio.fail_after(10):
+            await sink.wait_for(lambda: len(sink.received) == 20)
+        await anyio.wait_all_tasks_blocked()
+        assert len(sink.received) == 20  # every pool is full; none was left idle
+        hold.set()
+    assert len(results) == 21
+    assert {r.outcome for r in results} == {Outcome.SUCCESS}
