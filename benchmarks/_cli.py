@@ -15,6 +15,7 @@ from . import (
     _call,
     _cast,
     _deadletter,
+    _e2e,
     _fanout,
     _gateway,
     _ingest,
@@ -69,6 +70,7 @@ BENCHMARKS = (
     Benchmark(name="ratelimit", title="16. rate-limit overhead", run=_resilience.run_ratelimit),
     Benchmark(name="ingest", title="17. HTTP ingest", run=_ingest.run),
     Benchmark(name="recovery", title="18. backlog recovery", run=_recovery.run),
+    Benchmark(name="e2e", title="19. the node end to end", run=_e2e.run),
 )
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"
