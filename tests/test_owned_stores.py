@@ -163,7 +163,9 @@ async def test_the_journal_keeper_purges_expired_dedup_records_and_samples_its_g
                     await anyio.sleep(0.01)
             await supervisor.stop()
     assert purged == 1
-    assert points(data, METRIC_INGEST_JOURNAL_DEPTH) == {
+    depth = points(data, METRIC_INGEST_JOURNAL_DEPTH)
+    mine = {key: depth[key] for key in depth if key[0][1] in ("audit", "orders")}
+    assert mine == {  # a gauge also repeats the last value of other tests' routes
         (("otpy.ingest.route", "audit"),): 0,
         (("otpy.ingest.route", "orders"),): 1,
     }
