@@ -24,6 +24,7 @@ from . import (
     _redact,
     _resilience,
     _restart,
+    _soak,
     _spawn,
     _startup,
 )
@@ -71,6 +72,7 @@ BENCHMARKS = (
     Benchmark(name="ingest", title="17. HTTP ingest", run=_ingest.run),
     Benchmark(name="recovery", title="18. backlog recovery", run=_recovery.run),
     Benchmark(name="e2e", title="19. the node end to end", run=_e2e.run),
+    Benchmark(name="soak", title="20. the node at 10x overload", run=_soak.run),
 )
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
     from ._harness import Runtime, Size
 
-__all__ = ["run"]
+__all__ = ["run", "running_node"]
 
 CLIENTS = 64
 BODY_PAD = "x" * 150
@@ -137,21 +137,20 @@ def _ready(base: str) -> bool:
 
 
 @contextlib.contextmanager
-def _node(directory: Path, sink: str) -> Iterator[str]:
-    """Start ``otpy run --config`` on a fresh var dir; yield the ingest's base URL; SIGTERM it."""
+def running_node(
+    directory: Path, config_text: str, port: int, **environ: str
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """Run ``otpy run --config`` on *config_text* (its ingest on *port*) in *directory*.
+
+    Yields the process and the ingest's base URL once ``/readyz`` answers; SIGTERM
+    stops it after. Its stderr goes to ``node.log``: a pipe nobody reads fills up
+    and stalls the node.
+    """
     config = directory / "otpy.toml"
-    port = _free_port()
-    config.write_text(
-        _CONFIG.format(var=directory / "var", sink=sink, clients=CLIENTS, port=port),
-        encoding="utf-8",
-    )
+    config.write_text(config_text, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OTPY_"))}
-    env.update(
-        OTEL_TRACES_EXPORTER="none",
-        OTEL_METRICS_EXPORTER="none",
-        BENCH_SIGNING_SECRET="whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-    )
-    log = directory / "node.log"  # a file, not a pipe: a full pipe would stall the node
+    env.update(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none", **environ)
+    log = directory / "node.log"
     with log.open("wb") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "otpy", "run", "--config", str(config)],
@@ -168,7 +167,7 @@ def _node(directory: Path, sink: str) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise RuntimeError("the node was not ready in time")
             time.sleep(0.02)
-        yield base
+        yield process, base
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -176,6 +175,16 @@ def _node(directory: Path, sink: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextlib.contextmanager
+def _node(directory: Path, sink: str) -> Iterator[str]:
+    """The node of this benchmark, delivering to *sink*; yields the ingest's base URL."""
+    port = _free_port()
+    text = _CONFIG.format(var=directory / "var", sink=sink, clients=CLIENTS, port=port)
+    secret = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    with running_node(directory, text, port, BENCH_SIGNING_SECRET=secret) as (_, base):
+        yield base
 
 
 @contextlib.asynccontextmanager

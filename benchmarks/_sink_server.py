@@ -3,7 +3,7 @@
 ``python -m benchmarks._sink_server`` binds a free loopback port, prints
 ``PORT <n>`` on stdout and serves, with Hypercorn on asyncio:
 
-- ``POST /hooks``: ``200``; the body's first field, ``{"t": <time.time_ns()>, ...}``,
+- ``POST /hooks``: ``200`` (after ``?delay=SECONDS``, if given); the body's first field, ``{"t": <time.time_ns()>, ...}``,
   is when the client sent it, so the sink records how long the message took to
   arrive (the clients and the sink share the machine's clock);
 - ``GET /stats``: ``{"count": n, "latencies_ns": [...]}`` since the last reset;
@@ -36,6 +36,9 @@ _latencies: list[int] = []
 
 async def _hooks(request: Request) -> Response:
     body = await request.body()
+    delay = float(request.query_params.get("delay", 0))
+    if delay > 0:  # a slow receiver: ?delay=SECONDS
+        await anyio.sleep(delay)
     received = time.time_ns()
     try:
         sent = int(json.loads(body)["t"])

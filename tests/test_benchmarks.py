@@ -33,6 +33,7 @@ CORE = {
     "ingest",
     "recovery",
     "e2e",
+    "soak",
 }
 DEAD_LETTERS = {  # asyncio only: aiosqlite
     "dlq-capture",

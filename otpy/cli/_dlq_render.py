@@ -11,7 +11,6 @@ a payload cannot restyle, clear or retitle the operator's terminal.
 
 from __future__ import annotations
 
-import base64
 import datetime
 import unicodedata
 from collections import Counter
@@ -27,7 +26,14 @@ from rich.table import Table
 from rich.text import Text
 
 from otpy._exceptions import ReplayRejected
-from otpy.deadletter import LEDGER_EVICTED, ReplayOutcome, ReplayStatus, Status
+from otpy.deadletter import (
+    LEDGER_EVICTED,
+    ReplayOutcome,
+    ReplayStatus,
+    Status,
+    iso_time,
+    record_document,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -106,12 +112,6 @@ def printable(text: str, *, keep_newlines: bool = False) -> str:
     return "".join(out)
 
 
-def iso_time(epoch: float) -> str:
-    """Return *epoch* as ISO 8601 UTC with milliseconds: ``2024-05-01T12:00:03.250Z``."""
-    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def format_time(epoch: float) -> str:
     """Return *epoch* for a table: ``2024-05-01 12:00:03`` (UTC)."""
     return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
@@ -125,61 +125,8 @@ def epoch_or_none(epoch: float | None) -> str | None:
 # -- JSON ---------------------------------------------------------------------------
 
 
-def _time_fields(name: str, epoch: float | None) -> dict[str, Any]:
-    return {name: epoch_or_none(epoch), f"{name}_epoch": epoch}
-
-
-def record_json(record: DeadLetter, *, payload: bool) -> dict[str, Any]:
-    """Return *record* as a JSON-ready dict.
-
-    Times appear twice: ``created_at`` in ISO 8601 UTC and ``created_at_epoch`` in
-    seconds since the epoch. With *payload*, ``payload`` holds the body in base64
-    (``None`` when a listing left a large one out: ``get`` loads it) and
-    ``payload_text`` the body decoded, when it is valid UTF-8. Without it, neither
-    key is present: payloads are shown only when asked for.
-    """
-    replay = record.replay
-    doc: dict[str, Any] = {
-        "id": record.id,
-        "key": record.key,
-        "status": record.status.value,
-        "source": record.source.value,
-        "category": record.category.value,
-        "reason_class": record.reason_class,
-        "reason": record.reason,
-        "correlation_id": record.correlation_id,
-        "idempotency_key": record.idempotency_key,
-        "replay_key": record.replay_key,
-        "attempt": record.attempt,
-        "max_attempts": record.max_attempts,
-        "content_type": record.content_type,
-        "payload_size": record.payload_size,
-        "headers": [[name, value] for name, value in record.headers],
-        "diagnostics": {
-            "pressure_level": record.diagnostics.pressure_level,
-            "queue_depth": record.diagnostics.queue_depth,
-            "queue_capacity": record.diagnostics.queue_capacity,
-        },
-        "trace_context": dict(record.trace_context),
-        "attributes": dict(record.attributes),
-        "replay": {
-            "status": replay.status.value,
-            "attempts": replay.attempts,
-            **_time_fields("last_attempt_at", replay.last_attempt_at),
-            "last_outcome": None if replay.last_outcome is None else replay.last_outcome.value,
-            "last_error": replay.last_error,
-            **_time_fields("lease_expires_at", replay.lease_expires_at),
-        },
-        **_time_fields("created_at", record.created_at),
-        **_time_fields("updated_at", record.updated_at),
-    }
-    if payload:
-        body = _body(record)
-        doc["payload"] = None if body is None else base64.b64encode(body).decode("ascii")
-        text = _utf8(body) if body is not None else None
-        if text is not None:
-            doc["payload_text"] = text
-    return doc
+record_json = record_document
+"""*record* as ``--json`` prints it: :func:`otpy.deadletter.record_document`."""
 
 
 def _body(record: DeadLetter) -> bytes | None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 from ._capture import dead_letter_from_event as dead_letter_from_event
 from ._capture import encode_payload as encode_payload
 from ._capture import route_dead_letters as route_dead_letters
+from ._document import iso_time as iso_time
+from ._document import record_document as record_document
 from ._guard import Action as Action
 from ._guard import Decision as Decision
 from ._guard import LedgerEntry as LedgerEntry
@@ -76,6 +78,8 @@ from ._writer import WriterStatistics as WriterStatistics
 from ._writer import running_stores as running_stores
 
 __all__ = [
+    "iso_time",
+    "record_document",
     "Action",
     "Category",
     "DeadLetter",

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 import attrs
 
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = [
+    "SETTLED_KEPT",
     "DestinationState",
     "DestinationStatistics",
     "OutboxMessage",
@@ -56,6 +57,14 @@ __all__ = [
 
 
 _OWNER = "OutboxMessage"
+
+SETTLED_KEPT: Final = 100_000
+"""How many ids of the messages that left an outbox (delivered, or dead-lettered and
+removed) it remembers: enqueuing one of them again stores nothing. The ingest's
+hand-over commits the outbox, then its journal; a crash between the two hands the
+page over again at the next start, when some of its messages may have been
+delivered already. The count bounds the memory; the window it covers is the
+messages settled between a hand-over and its repeat, a few seconds' worth."""
 
 
 class OutboxState(enum.Enum):

@@ -7,6 +7,7 @@ atomic on the event loop; it works on asyncio and trio.
 from __future__ import annotations
 
 import bisect
+import collections
 import time
 from typing import TYPE_CHECKING, final
 
@@ -16,6 +17,7 @@ import attrs
 from .._check import check_type
 from .._exceptions import OutboxError, OutboxMessageNotFound
 from ._outbox import (
+    SETTLED_KEPT,
     DestinationState,
     OutboxMessage,
     OutboxState,
@@ -52,6 +54,8 @@ class MemoryOutboxStore:
         # (destination, key) -> the ids of its messages, ascending: the head first.
         self._keys: dict[tuple[str, str], list[str]] = {}
         self._destinations: dict[str, DestinationState] = {}
+        # The ids of the latest SETTLED_KEPT messages that left: never stored again.
+        self._settled: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._closed = False
 
     def __repr__(self) -> str:
@@ -74,7 +78,7 @@ class MemoryOutboxStore:
         self._open()
         new = 0
         for message in messages:
-            if message.id in self._messages:
+            if message.id in self._messages or message.id in self._settled:
                 continue
             self._messages[message.id] = message
             bisect.insort(self._keys.setdefault((message.destination, message.key), []), message.id)
@@ -202,6 +206,9 @@ class MemoryOutboxStore:
             ids.remove(message_id)
             if not ids:
                 del self._keys[where]
+            self._settled[message_id] = None
+            if len(self._settled) > SETTLED_KEPT:
+                self._settled.popitem(last=False)
         return message
 
     async def complete(self, message_id: str) -> None:

@@ -44,6 +44,7 @@ from .._durable import (
 )
 from .._exceptions import OutboxError, OutboxMessageNotFound
 from ._outbox import (
+    SETTLED_KEPT,
     DestinationState,
     OutboxMessage,
     OutboxState,
@@ -62,7 +63,12 @@ if TYPE_CHECKING:
     import sqlite3
     from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
-__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteOutboxStore", "open_outbox"]
+__all__ = [
+    "APPLICATION_ID",
+    "SCHEMA_VERSION",
+    "SQLiteOutboxStore",
+    "open_outbox",
+]
 
 _T = TypeVar("_T")
 
@@ -121,11 +127,35 @@ _V2: Final = (
     """,
 )
 
-MIGRATIONS: Final = (_V1, _V2)
+_V3: Final = (
+    # The ids of the messages that left the outbox (delivered, or dead-lettered and
+    # removed), the latest SETTLED_KEPT of them: a message handed over again after a
+    # crash (the ingest's hand-over commits the outbox, then its journal) is not
+    # stored, and so not sent, again.
+    "CREATE TABLE settled (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE)",
+    """
+    CREATE TRIGGER outbox_settled AFTER DELETE ON outbox BEGIN
+        INSERT OR IGNORE INTO settled (id) VALUES (OLD.id);
+    END
+    """,
+    f"""
+    CREATE TRIGGER settled_kept AFTER INSERT ON settled BEGIN
+        DELETE FROM settled WHERE seq <= NEW.seq - {SETTLED_KEPT};
+    END
+    """,
+    """
+    CREATE TRIGGER outbox_once BEFORE INSERT ON outbox
+    WHEN EXISTS (SELECT 1 FROM settled WHERE id = NEW.id) BEGIN
+        SELECT RAISE(IGNORE);
+    END
+    """,
+)
+
+MIGRATIONS: Final = (_V1, _V2, _V3)
 """``MIGRATIONS[n]`` takes an outbox file from ``user_version`` n to n + 1, in one transaction.
 
 Version 2 added ``outbox.dead_at`` (the ``dead`` state) and the ``destination_state``
-table.
+table; version 3 the ``settled`` table and its triggers.
 """
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -138,9 +168,12 @@ DESTINATION_COLUMNS: Final = (
     "failing_since",
 )
 
+SETTLED_COLUMNS: Final = ("seq", "id")
+
 ADDED_IN: Final = {
     "outbox.dead_at": 2,
     **{f"destination_state.{c}": 2 for c in DESTINATION_COLUMNS},
+    **{f"settled.{c}": 3 for c in SETTLED_COLUMNS},
 }
 """The schema version that added each column not in version 1."""
 
@@ -218,7 +251,11 @@ def _check_header(db: sqlite3.Connection, path: str) -> int:
 def _check_schema(db: sqlite3.Connection, path: str, version: int) -> None:
     """Refuse, without writing, a file of schema *version* whose tables lack a column."""
     missing = []
-    for table, columns in (("outbox", COLUMNS), ("destination_state", DESTINATION_COLUMNS)):
+    for table, columns in (
+        ("outbox", COLUMNS),
+        ("destination_state", DESTINATION_COLUMNS),
+        ("settled", SETTLED_COLUMNS),
+    ):
         have = {str(row[1]) for row in db.execute(f"PRAGMA table_info({table})")}
         missing += [
             f"{table}.{c}"

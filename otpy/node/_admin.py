@@ -25,8 +25,6 @@ A record replayed once is never sent again by a second request.
 
 from __future__ import annotations
 
-import base64
-import datetime
 import hmac
 import re
 import time
@@ -63,9 +61,9 @@ from ..deadletter import (
     ReplayOutcome,
     ReplayStarter,
     Source,
+    iso_time,
+    record_document,
     redact,
-    redact_attributes,
-    redact_headers,
 )
 from ..gateway import Gateway
 from ..ingest import IngestApp, JournalStore, bind_listener, serve_asgi
@@ -155,69 +153,12 @@ def _token(value: object) -> str | None:
 # -- JSON -------------------------------------------------------------------------------
 
 
-def _iso(epoch: float) -> str:
-    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _time_fields(name: str, epoch: float | None) -> dict[str, Any]:
-    return {name: None if epoch is None else _iso(epoch), f"{name}_epoch": epoch}
+def _times(name: str, epoch: float | None) -> dict[str, Any]:
+    return {name: None if epoch is None else iso_time(epoch), f"{name}_epoch": epoch}
 
 
 def _text(value: str | None) -> str | None:
     return None if value is None else redact(value)
-
-
-def record_document(record: DeadLetter, *, payload: bool) -> dict[str, Any]:
-    """*record* as ``otpy dlq get --json`` shows it, its texts redacted once more.
-
-    With *payload*, ``payload`` holds the body in base64 and ``payload_text`` the
-    body decoded, when it is valid UTF-8.
-    """
-    replay = record.replay
-    doc: dict[str, Any] = {
-        "id": record.id,
-        "key": record.key,
-        "status": record.status.value,
-        "source": record.source.value,
-        "category": record.category.value,
-        "reason_class": record.reason_class,
-        "reason": redact(record.reason),
-        "correlation_id": record.correlation_id,
-        "idempotency_key": record.idempotency_key,
-        "replay_key": record.replay_key,
-        "attempt": record.attempt,
-        "max_attempts": record.max_attempts,
-        "content_type": record.content_type,
-        "payload_size": record.payload_size,
-        "headers": [[name, value] for name, value in redact_headers(record.headers)],
-        "diagnostics": {
-            "pressure_level": record.diagnostics.pressure_level,
-            "queue_depth": record.diagnostics.queue_depth,
-            "queue_capacity": record.diagnostics.queue_capacity,
-        },
-        "trace_context": dict(record.trace_context),
-        "attributes": dict(redact_attributes(record.attributes)),
-        "replay": {
-            "status": replay.status.value,
-            "attempts": replay.attempts,
-            **_time_fields("last_attempt_at", replay.last_attempt_at),
-            "last_outcome": None if replay.last_outcome is None else replay.last_outcome.value,
-            "last_error": _text(replay.last_error),
-            **_time_fields("lease_expires_at", replay.lease_expires_at),
-        },
-        **_time_fields("created_at", record.created_at),
-        **_time_fields("updated_at", record.updated_at),
-    }
-    if payload:
-        body = (record.payload or b"") if record.payload_loaded else None
-        doc["payload"] = None if body is None else base64.b64encode(body).decode("ascii")
-        if body is not None:
-            try:
-                doc["payload_text"] = body.decode("utf-8")
-            except UnicodeDecodeError:
-                pass
-    return doc
 
 
 def summary_document(record: DeadLetter) -> dict[str, Any]:
@@ -240,7 +181,7 @@ def summary_document(record: DeadLetter) -> dict[str, Any]:
                 None if record.replay.last_outcome is None else record.replay.last_outcome.value
             ),
         },
-        **_time_fields("created_at", record.created_at),
+        **_times("created_at", record.created_at),
     }
 
 
@@ -255,7 +196,7 @@ def _destination_document(name: str, stats: DeliveryStatistics) -> dict[str, Any
         "succeeded": stats.succeeded,
         "retried": stats.retried,
         "dead_lettered": stats.dead_lettered,
-        **_time_fields("failing_since", stats.failing_since),
+        **_times("failing_since", stats.failing_since),
     }
 
 

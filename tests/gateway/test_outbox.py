@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from otpy import InvalidArgument, InvalidArgumentType, OutboxError, OutboxMessageNotFound
 from otpy.gateway._outbox import (
+    SETTLED_KEPT,
     OutboxMessage,
     OutboxState,
     OutboxStore,
@@ -558,3 +560,54 @@ def test_a_header_that_could_not_be_sent_is_refused_when_the_message_is_built() 
     """A lone surrogate cannot be encoded for the store or the request: refused at once, named."""
     with pytest.raises(InvalidArgument, match=r"headers.*lone surrogate"):
         message(headers={"x-note": "broken \udc80"})
+
+
+async def test_gw_1_an_id_that_left_the_outbox_is_not_stored_again(store: OutboxStore) -> None:
+    """GW-1: a message delivered (complete) or dead-lettered (remove) is refused if enqueued again."""
+    delivered, dead, fresh = message("a"), message("b"), message("c")
+    assert await store.enqueue([delivered, dead]) == 2
+    await store.claim("hooks", now=T0, limit=5, lease=LEASE)
+    await store.complete(delivered.id)
+    await store.remove(dead.id)
+    assert await store.enqueue([delivered, fresh, dead]) == 1
+    assert await store.get(delivered.id) is None
+    assert await store.get(dead.id) is None
+    assert await store.get(fresh.id) == fresh
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_sqlite_remembers_the_latest_settled_ids_only(tmp_path: Path) -> None:
+    """The settled ids are bounded: past SETTLED_KEPT more, the oldest one may be stored again."""
+    path = tmp_path / "outbox.db"
+    first = message("a")
+    async with open_outbox(path, synchronous="OFF") as store:
+        await store.enqueue([first])
+        await store.complete(first.id)
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+            "INSERT INTO settled (id) SELECT 'filler-' || i FROM n",
+            (SETTLED_KEPT - 1,),
+        )
+        assert db.execute("SELECT count(*) FROM settled").fetchone() == (SETTLED_KEPT,)
+    async with open_outbox(path, synchronous="OFF") as store:
+        assert await store.enqueue([first]) == 0  # still among the latest SETTLED_KEPT
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("INSERT INTO settled (id) VALUES ('one-more')")
+        assert db.execute("SELECT count(*) FROM settled").fetchone() == (SETTLED_KEPT,)
+    async with open_outbox(path, synchronous="OFF") as store:
+        assert await store.enqueue([first]) == 1
+
+
+async def test_memory_remembers_the_latest_settled_ids_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The memory store keeps the same bound (here 2): the oldest settled id may come back."""
+    monkeypatch.setattr("otpy.gateway._outbox_memory.SETTLED_KEPT", 2)
+    store = MemoryOutboxStore(clock=lambda: T0)
+    a, b, c = message("a"), message("b"), message("c")
+    await store.enqueue([a, b, c])
+    for m in (a, b, c):
+        await store.complete(m.id)
+    assert await store.enqueue([b, c]) == 0
+    assert await store.enqueue([a]) == 1

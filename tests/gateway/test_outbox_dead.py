@@ -419,11 +419,11 @@ def _version_1_file(path: Path, row: OutboxMessage) -> None:
 
 
 async def test_a_version_1_file_is_migrated_keeping_its_messages(tmp_path: Path) -> None:
-    """A file written before dead rows and destination states gains both, its messages intact."""
+    """A file written before dead rows, destination states and settled ids gains them, its messages intact."""
     path = tmp_path / "outbox.db"
     old = attrs.evolve(message("a", headers={"X-A": "1"}), attempts=2, last_status=503)
     _version_1_file(path, old)
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
     async with open_outbox(path, synchronous="OFF") as store:
         assert await store.get(old.id) == old
         assert dict(await store.destination_states()) == {}
@@ -431,10 +431,10 @@ async def test_a_version_1_file_is_migrated_keeping_its_messages(tmp_path: Path)
         assert await store.dead() == [dead]
         await store.set_destination_state("hooks", DestinationState(failing_since=T0))
     with contextlib.closing(sqlite3.connect(path)) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (2,)
+        assert db.execute("PRAGMA user_version").fetchone() == (3,)
         indexes = {row[1] for row in db.execute("PRAGMA index_list(outbox)")}
     assert "outbox_dead" in indexes
-    async with open_outbox(path) as store:  # reopening a version 2 file changes nothing
+    async with open_outbox(path) as store:  # reopening a version 3 file changes nothing
         assert await store.dead() == [dead]
         assert dict(await store.destination_states()) == {
             "hooks": DestinationState(failing_since=T0)

@@ -208,6 +208,26 @@ async def test_a_crash_between_enqueue_and_mark_hands_over_again_and_delivers_on
         assert [c.body for c in destination(g, name).calls] == [b"one", b"two"]
 
 
+async def test_in_6_a_page_handed_over_again_after_its_delivery_is_not_sent_again() -> None:
+    """IN-6, GW-1: delivered between the outbox's commit and a crash before the mark, it is not resent."""
+    outbox, journal = MemoryOutboxStore(clock=clock), MarkFailsOnce()
+    g = make_gateway("billing", "crm", outbox=outbox)
+    await journal.store.accept([new_entry(b"one", key="k"), new_entry(b"two", key="k")])
+    h = Handover(journal, g, ROUTES, dead_letters=Sink())
+    with pytest.raises(RuntimeError, match="killed between"):
+        await h.step()
+    async with running(g):  # the restarted node's gateway delivers them first
+        await anyio.sleep(5)
+    assert (await outbox.statistics()).depth == 0
+    await h.step()  # then its hand-over reads the unmarked page again
+    assert await journal.store.pending(limit=10) == []
+    assert (await outbox.statistics()).depth == 0  # the outbox remembers they left
+    async with running(g):
+        await anyio.sleep(5)
+    for name in ("billing", "crm"):
+        assert [c.body for c in destination(g, name).calls] == [b"one", b"two"]
+
+
 async def test_a_keys_order_holds_across_pages() -> None:
     """Seven entries of one key, in pages of two, reach the destination in the order accepted."""
     journal, pages = MemoryJournalStore(clock=clock), Pages()
