@@ -50,6 +50,7 @@ from ._app import DEFAULT_MAX_BODY_SIZE as DEFAULT_MAX_BODY_SIZE
 from ._app import IngestApp as IngestApp
 from ._app import IngestRoute as IngestRoute
 from ._app import RouteSettings as RouteSettings
+from ._handover import DEFAULT_OUTBOX_LIMIT as DEFAULT_OUTBOX_LIMIT
 from ._handover import BackfillPolicy as BackfillPolicy
 from ._handover import Handover as Handover
 from ._handover import HandoverStatistics as HandoverStatistics
@@ -89,6 +90,7 @@ from ._sources import SourceBatch as SourceBatch
 from ._sources import load_source as load_source
 
 __all__ = [
+    "DEFAULT_OUTBOX_LIMIT",
     "DEFAULT_DEDUP_MAX",
     "DEFAULT_DEDUP_TTL",
     "DEFAULT_HOST",

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from opentelemetry.util.types import AttributeValue
 
 __all__ = [
+    "DEFAULT_OUTBOX_LIMIT",
     "BackfillPolicy",
     "Handover",
     "HandoverStatistics",
@@ -82,6 +83,9 @@ UNKNOWN_ROUTE: Final = "UnknownRoute"
 
 INVALID_ENTRY_ID: Final = "InvalidEntryId"
 """The dead letter's ``reason_class`` for an entry whose id cannot make a message id."""
+
+DEFAULT_OUTBOX_LIMIT: Final = 10_000
+"""Messages a destination may have in the outbox before its routes wait in the journal."""
 
 SAVE_INTERVAL: Final = 10.0
 """Seconds between saves of the steady rate in the journal (when it changed)."""
@@ -174,6 +178,8 @@ class HandoverStatistics:
         backlog: the entries estimated pending while backfilling (the journal's depth
             at the start, less those handed over since); else 0.
         backfills: backlogs met since the hand-over was built.
+        held: the routes held back now, because a destination of theirs has
+            ``outbox_limit`` messages or more in the outbox.
     """
 
     handed_over: int
@@ -183,6 +189,7 @@ class HandoverStatistics:
     rate: float | None
     backlog: int
     backfills: int
+    held: tuple[str, ...] = ()
 
 
 # -- telemetry --------------------------------------------------------------------------
@@ -277,6 +284,11 @@ class Handover:
             :class:`~otpy.deadletter.DeadLetters` client or an async callable storing
             one :class:`~otpy.deadletter.DeadLetter` durably; by default
             ``DeadLetters()``, the node's default writer.
+        outbox_limit: the most messages a destination may have in the outbox before
+            the routes that send to it are held back in the journal (>= 1; ``None``:
+            no limit). The journal is the spill and has a disk budget: held there,
+            a route's pending depth rises and its pressure refuses (``429``), where
+            an unbounded outbox would grow for as long as a destination is slow.
         on_handed_over: called after each page with ``{route: n}``, the entries of
             each route that left the journal (handed over or dead-lettered), so the
             HTTP app can lower its pending counts. It must not block; an exception
@@ -301,6 +313,7 @@ class Handover:
         backfill: BackfillPolicy | None = None,
         dead_letters: DeadLetters | DeadLetterSink | None = None,
         on_handed_over: RouteCountsHook | None = None,
+        outbox_limit: int | None = DEFAULT_OUTBOX_LIMIT,
     ) -> None:
         owner = "Handover"
         if not isinstance(journal, JournalStore):
@@ -330,6 +343,14 @@ class Handover:
         self.routes = _check_routes(routes, set(gateway.statistics().destinations))
         self.page_size = count(page_size, "page_size", owner=owner)
         self.poll_interval = number(poll_interval, "poll_interval", owner=owner)
+        self.outbox_limit = (
+            None if outbox_limit is None else count(outbox_limit, "outbox_limit", owner=owner)
+        )
+        self._held: frozenset[str] = frozenset()
+        self._held_checked = -math.inf
+        # Each destination's outbox depth: measured every poll_interval, and counted
+        # up by the messages handed over since (so a limit is passed by a page at most).
+        self._depths: dict[str, int] = {}
         self.backfill = policy
         if dead_letters is None:
             dead_letters = DeadLetters()
@@ -380,6 +401,7 @@ class Handover:
             rate=None if backfill is None else backfill.rate,
             backlog=0 if backfill is None else backfill.backlog,
             backfills=self._backfills,
+            held=tuple(sorted(self._held)),
         )
 
     # -- running ------------------------------------------------------------------------
@@ -463,19 +485,20 @@ class Handover:
         now = anyio.current_time()
         self._sample(now)
         await self._save_steady_rate(now)
+        held = await self._held_routes(now)
         backfill = self._backfill
         if backfill is None:
-            page = await self.journal.pending(limit=self.page_size + 1)
+            page = await self.journal.pending(limit=self.page_size + 1, exclude=held)
             if len(page) <= self.page_size:
                 if page:
                     await self.hand_over(page)
                 else:
-                    await self._idle()
+                    await self._idle(held=bool(held))
                 return
             backfill = await self._start_backfill()
             page = page[: backfill.chunk]
         else:
-            page = await self.journal.pending(limit=backfill.chunk)
+            page = await self.journal.pending(limit=backfill.chunk, exclude=held)
             if not page:
                 self._end_backfill()
                 return
@@ -488,14 +511,57 @@ class Handover:
         if len(page) < backfill.chunk:
             self._end_backfill()
 
-    async def _idle(self) -> None:
-        """Wait for :meth:`notify` or the poll interval, whichever comes first; a drain ends it."""
+    async def _held_routes(self, now: float) -> frozenset[str]:
+        """The routes to hold back: a destination of theirs has ``outbox_limit`` messages or more.
+
+        The outbox is measured at most once per ``poll_interval``; a failure to
+        measure keeps the last answer (logged at DEBUG).
+        """
+        limit = self.outbox_limit
+        if limit is None:
+            return self._held
+        if now - self._held_checked >= self.poll_interval:
+            self._held_checked = now
+            try:
+                statistics = await self.gateway.outbox.statistics()
+            except Exception:
+                logger.debug(
+                    "could not measure the outbox for the hand-over's limit", exc_info=True
+                )
+            else:
+                self._depths = {n: d.depth for n, d in statistics.destinations.items()}
+        full = {name for name, depth in self._depths.items() if depth >= limit}
+        held = frozenset(
+            route for route, destinations in self.routes.items() if full.intersection(destinations)
+        )
+        for route in sorted(held - self._held):
+            logger.warning(
+                "hand-over holds route %r in the journal: %s has %d messages or more in the "
+                "outbox (outbox_limit)",
+                route,
+                ", ".join(sorted(full.intersection(self.routes[route]))),
+                limit,
+            )
+        for route in sorted(self._held - held):
+            logger.info("hand-over resumes route %r: its destinations' outboxes drained", route)
+        self._held = held
+        return held
+
+    async def _idle(self, *, held: bool = False) -> None:
+        """Wait for :meth:`notify` or the poll interval, whichever comes first; a drain ends it.
+
+        With routes *held*, only the poll interval: an accept (a notify) cannot
+        make room in a full outbox, and a read that skips the held routes is not
+        worth repeating for every accept.
+        """
         event = self._wakeup
         with anyio.CancelScope() as scope:
             self._scope = scope
             if self._draining:
                 scope.cancel()
             with anyio.move_on_after(self.poll_interval):
+                if held:
+                    await anyio.sleep_forever()
                 await event.wait()
         self._scope = None
         if event.is_set():
@@ -560,6 +626,8 @@ class Handover:
                 dead.append(self._dead_letter(entry, INVALID_ENTRY_ID, str(exc)))
         if messages:
             await self.gateway.enqueue_many(messages)
+            for message in messages:
+                self._depths[message.destination] = self._depths.get(message.destination, 0) + 1
         for record in dead:
             await self._sink(record)
         await self.journal.mark_handed_over([entry.id for entry in entries])

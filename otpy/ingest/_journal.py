@@ -29,6 +29,7 @@ the checks of every call's arguments live here, shared by both.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 import attrs
@@ -41,7 +42,7 @@ from ..deadletter import new_id
 from ..pressure import Priority
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Collection, Mapping, Sequence
 
 __all__ = [
     "DEFAULT_DEDUP_MAX",
@@ -361,13 +362,22 @@ def check_ids(ids: object, function: str) -> tuple[str, ...]:
     return tuple(ids)
 
 
-def check_pending(limit: object, after: object, function: str) -> tuple[int, str | None]:
-    """Check :meth:`JournalStore.pending`'s arguments; return them."""
+def check_pending(
+    limit: object, after: object, function: str, exclude: object = ()
+) -> tuple[int, str | None, frozenset[str]]:
+    """Check :meth:`JournalStore.pending`'s arguments; return them (*exclude* as a set)."""
     if after is not None and not isinstance(after, str):
         raise InvalidArgumentType(
             "after", f"must be an entry id or None, got {short(after)}", owner=function
         )
-    return count(limit, "limit", owner=function), after
+    if isinstance(exclude, (str, bytes)) or not isinstance(exclude, Iterable):
+        raise InvalidArgumentType(
+            "exclude", f"must be a collection of route names, got {short(exclude)}", owner=function
+        )
+    routes = frozenset(exclude)
+    if not all(isinstance(route, str) for route in routes):
+        raise InvalidArgumentType("exclude", "must hold route names (str)", owner=function)
+    return count(limit, "limit", owner=function), after, routes
 
 
 def check_timeout(timeout: object, function: str) -> float | None:
@@ -436,7 +446,9 @@ class JournalStore(Protocol):
         """
         ...
 
-    async def pending(self, *, limit: int, after: str | None = None) -> list[JournalEntry]:
+    async def pending(
+        self, *, limit: int, after: str | None = None, exclude: Collection[str] = ()
+    ) -> list[JournalEntry]:
         """Return up to *limit* pending entries, oldest (lowest id) first, with ids above *after*.
 
         The hand-over loop reads them, and after a crash reads them all again:
@@ -446,6 +458,8 @@ class JournalStore(Protocol):
             limit: the most entries to return, >= 1.
             after: return only ids above this one (the last id of the previous
                 page); from the start if ``None``.
+            exclude: routes whose entries to leave out (the hand-over holds back
+                the routes whose destinations' outboxes are full).
         """
         ...
 

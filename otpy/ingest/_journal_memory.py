@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import itertools
 import time
 from typing import TYPE_CHECKING, final
 
@@ -33,7 +34,7 @@ from ._journal import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Collection, Sequence
 
 __all__ = ["MemoryJournalStore"]
 
@@ -160,12 +161,18 @@ class MemoryJournalStore:
         await anyio.lowlevel.checkpoint()
         return answers
 
-    async def pending(self, *, limit: int, after: str | None = None) -> list[JournalEntry]:
+    async def pending(
+        self, *, limit: int, after: str | None = None, exclude: Collection[str] = ()
+    ) -> list[JournalEntry]:
         """Return pending entries oldest first, ids above *after* (see :meth:`JournalStore.pending`)."""
-        limit, after = check_pending(limit, after, "MemoryJournalStore.pending")
+        limit, after, routes = check_pending(limit, after, "MemoryJournalStore.pending", exclude)
         self._open()
         start = 0 if after is None else bisect.bisect_right(self._ids, after)
-        page = [self._entries[i] for i in self._ids[start : start + limit]]
+        if routes:
+            kept = (self._entries[i] for i in self._ids[start:])
+            page = list(itertools.islice((e for e in kept if e.route not in routes), limit))
+        else:
+            page = [self._entries[i] for i in self._ids[start : start + limit]]
         await anyio.lowlevel.checkpoint()
         return page
 

@@ -34,7 +34,7 @@ from ._journal import DEFAULT_DEDUP_MAX, DEFAULT_DEDUP_TTL, DEFAULT_MAX_BYTES
 from ._journal_sqlite import SQLiteJournalStore
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Collection, Mapping, Sequence
 
     from ._journal import Accepted, JournalEntry, JournalStatistics
 
@@ -184,9 +184,11 @@ class JournalHandle(Owned[SQLiteJournalStore]):
         """See :meth:`JournalStore.accept`."""
         return await self.store.accept(entries, now=now, timeout=timeout)
 
-    async def pending(self, *, limit: int, after: str | None = None) -> list[JournalEntry]:
+    async def pending(
+        self, *, limit: int, after: str | None = None, exclude: Collection[str] = ()
+    ) -> list[JournalEntry]:
         """See :meth:`JournalStore.pending`."""
-        return await self.store.pending(limit=limit, after=after)
+        return await self.store.pending(limit=limit, after=after, exclude=exclude)
 
     async def mark_handed_over(self, ids: Sequence[str]) -> int:
         """See :meth:`JournalStore.mark_handed_over`."""

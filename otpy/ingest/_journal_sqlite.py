@@ -67,7 +67,7 @@ from ._journal import (
 
 if TYPE_CHECKING:
     import sqlite3
-    from collections.abc import AsyncIterator, Callable, Sequence
+    from collections.abc import AsyncIterator, Callable, Collection, Sequence
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteJournalStore", "open_journal"]
 
@@ -477,11 +477,15 @@ class SQLiteJournalStore:
             "still be: accepting the same entries again answers them as duplicates"
         )
 
-    async def pending(self, *, limit: int, after: str | None = None) -> list[JournalEntry]:
+    async def pending(
+        self, *, limit: int, after: str | None = None, exclude: Collection[str] = ()
+    ) -> list[JournalEntry]:
         """Return pending entries oldest first, ids above *after* (see :meth:`JournalStore.pending`)."""
-        limit, after = check_pending(limit, after, "SQLiteJournalStore.pending")
-        sql = f"{_SELECT} WHERE id > ? ORDER BY id LIMIT ?"
-        parameters = ("" if after is None else after, limit)  # every id sorts above ""
+        limit, after, routes = check_pending(limit, after, "SQLiteJournalStore.pending", exclude)
+        skip = f" AND route NOT IN ({', '.join('?' * len(routes))})" if routes else ""
+        sql = f"{_SELECT} WHERE id > ?{skip} ORDER BY id LIMIT ?"
+        # every id sorts above ""
+        parameters = ("" if after is None else after, *sorted(routes), limit)
 
         def body(db: sqlite3.Connection) -> list[tuple[object, ...]]:
             found: list[tuple[object, ...]] = db.execute(sql, parameters).fetchall()

@@ -32,7 +32,13 @@ from ..gateway import (
     RetryPolicy,
     SigningSecret,
 )
-from ..ingest import DEFAULT_DEDUP_MAX, DEFAULT_DEDUP_TTL, DEFAULT_MAX_BYTES, BackfillPolicy
+from ..ingest import (
+    DEFAULT_DEDUP_MAX,
+    DEFAULT_DEDUP_TTL,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_OUTBOX_LIMIT,
+    BackfillPolicy,
+)
 from ..pressure import PressurePolicy, Priority, Threshold
 from . import _schema as k
 from ._schema import SECRET, SECRET_TABLE, SECRETS, Named, Secret, Section, meta
@@ -270,6 +276,8 @@ class IngestConfig:
             handed over; past it the ingest answers ``429``.
         dedup_ttl: seconds a repeat of an idempotency key is answered as a duplicate.
         dedup_max: the most dedup records kept; beyond it the oldest go.
+        outbox_limit: the most messages a destination may have in the outbox before
+            the routes sending to it wait in the journal (``None``: no limit).
         backfill: how fast a backlog drains.
         routes: the routes, by name.
     """
@@ -292,6 +300,10 @@ class IngestConfig:
     )
     dedup_max: int = attrs.field(
         default=DEFAULT_DEDUP_MAX, metadata=meta(k.COUNT, "most dedup records kept")
+    )
+    outbox_limit: int | None = attrs.field(
+        default=DEFAULT_OUTBOX_LIMIT,
+        metadata=meta(k.OPTIONAL_COUNT, "a destination's most outbox messages"),
     )
     backfill: BackfillConfig = attrs.field(
         factory=BackfillConfig, metadata=meta(Section(BackfillConfig), "")

@@ -116,6 +116,7 @@ def node_parts(
         backfill=ingest.backfill.policy(),
         dead_letters=DeadLetters(),
         on_handed_over=handed_over,
+        outbox_limit=ingest.outbox_limit,
     )
     app = IngestApp(
         journal,

@@ -228,6 +228,37 @@ async def test_in_6_a_page_handed_over_again_after_its_delivery_is_not_sent_agai
         assert [c.body for c in destination(g, name).calls] == [b"one", b"two"]
 
 
+async def test_in_18_a_route_whose_destination_has_a_full_outbox_waits_in_the_journal() -> None:
+    """IN-18: at outbox_limit the route's entries stay in the journal; other routes go on; it resumes."""
+    outbox, journal = MemoryOutboxStore(clock=clock), MemoryJournalStore(clock=clock)
+    g = make_gateway("billing", "crm", outbox=outbox)
+    h = Handover(
+        journal,
+        g,
+        {"orders": ["billing"], "contacts": ["crm"]},
+        outbox_limit=3,
+        page_size=2,
+        dead_letters=Sink(),
+    )
+    await accept(journal, 5, route="orders")
+    await accept(journal, 2, route="contacts")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(h.run)
+        await anyio.sleep(2.5)  # billing is not delivering: its outbox fills to the limit
+        held = h.statistics().held
+        left = {e.route for e in await journal.pending(limit=10)}
+        depth = (await outbox.statistics()).destinations["billing"].depth
+        async with running(g):  # billing delivers: its outbox drains, orders resumes
+            await anyio.sleep(5)
+        tg.cancel_scope.cancel()
+    assert held == ("orders",)
+    assert left == {"orders"}  # contacts went through; one of orders waits
+    assert depth == 4  # a page (2) at most past the limit (3)
+    assert await journal.pending(limit=10) == []
+    assert h.statistics().held == ()
+    assert len(destination(g, "billing").calls) == 5
+
+
 async def test_a_keys_order_holds_across_pages() -> None:
     """Seven entries of one key, in pages of two, reach the destination in the order accepted."""
     journal, pages = MemoryJournalStore(clock=clock), Pages()
