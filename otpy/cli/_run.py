@@ -404,6 +404,9 @@ def _exit_code(running: RunningNode, reason: object) -> int:
 class _StderrHandler(logging.Handler):
     """Writes to whatever ``sys.stderr`` is now, so the live console can redirect it."""
 
+    previous_level = logging.NOTSET
+    """The root logger's level before :func:`_install_logging`, restored by :func:`_uninstall_logging`."""
+
     def emit(self, record: logging.LogRecord) -> None:
         try:
             sys.stderr.write(self.format(record) + "\n")
@@ -512,7 +515,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
-def _install_logging(level: str, *, console: bool, json_lines: bool = False) -> logging.Handler:
+def _install_logging(level: str, *, console: bool, json_lines: bool = False) -> _StderrHandler:
     """Send log records, and warnings (``py.warnings``), to stderr in the chosen format."""
     logging.captureWarnings(True)
     handler = _StderrHandler()
@@ -524,6 +527,7 @@ def _install_logging(level: str, *, console: bool, json_lines: bool = False) -> 
             _OneLineFormatter(fmt, "%H:%M:%S") if console else _RedactingFormatter(fmt)
         )
     root = logging.getLogger()
+    handler.previous_level = root.level
     root.addHandler(handler)
     root.setLevel(level.upper())
     if root.level > logging.DEBUG:
@@ -537,8 +541,11 @@ CHATTY_LOGGERS = ("httpx", "httpcore")
 """Loggers kept at WARNING unless ``--log-level debug``: they log every request at INFO."""
 
 
-def _uninstall_logging(handler: logging.Handler) -> None:
-    logging.getLogger().removeHandler(handler)
+def _uninstall_logging(handler: _StderrHandler) -> None:
+    """Undo :func:`_install_logging`: the handler, the warnings, the levels as they were."""
+    root = logging.getLogger()
+    root.removeHandler(handler)
+    root.setLevel(handler.previous_level)
     logging.captureWarnings(False)
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.NOTSET)
