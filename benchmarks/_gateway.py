@@ -26,9 +26,7 @@ headers), all of it on the same core as the sink and the client.
 from __future__ import annotations
 
 import functools
-import tempfile
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -48,10 +46,12 @@ from ._harness import (
     latency_figures,
     latency_sample,
     median,
+    rounds_on_files,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine
+    from pathlib import Path
 
     from otpy.deadletter import DeadLetter
 
@@ -318,36 +318,10 @@ async def _raw_httpx_paced(_path: Path, n: int, *, rate: float) -> Sample:
     return await _with_sink(n, body)
 
 
-async def _call(fn: Callable[[Path, int], Awaitable[Sample]], path: Path, n: int, _: int) -> Sample:
-    return await fn(path, n)
-
-
-def _rounds(
-    runtime: Runtime,
-    contenders: dict[str, Callable[[Path, int], Awaitable[Sample]]],
-    n: int,
-    repeat: int,
-) -> dict[str, list[Sample]]:
-    """Run each contender *repeat* times, each on a fresh outbox file; the first rotates."""
-    names = list(contenders)
-    samples: dict[str, list[Sample]] = {name: [] for name in names}
-    with tempfile.TemporaryDirectory(prefix="otpy-bench-") as tmp:
-        directory = Path(tmp)
-        for rep in range(repeat):
-            shift = rep % len(names)
-            for name in names[shift:] + names[:shift]:
-                path = directory / f"{name}-{rep}.db"
-                fn = functools.partial(_call, contenders[name], path, n)
-                samples[name].append(runtime.run(fn, 0))
-                for leftover in directory.iterdir():
-                    leftover.unlink()
-    return samples
-
-
 def run(runtime: Runtime, size: Size, repeat: int) -> BenchmarkResult:
     """The gateway, durable and with fsync off, against raw httpx at the same concurrency."""
     n = size.pick(full=20_000, quick=5_000, smoke=200)
-    samples = _rounds(
+    samples = rounds_on_files(
         runtime,
         {
             "otpy": functools.partial(_otpy, synchronous="FULL"),
@@ -360,7 +334,7 @@ def run(runtime: Runtime, size: Size, repeat: int) -> BenchmarkResult:
     durable, fsync_off, raw = samples["otpy"], samples["otpy_off"], samples["httpx"]
     paced_n = size.pick(full=1_000, quick=400, smoke=20)
     rate_now = size.pick(full=PACED_RATE, quick=PACED_RATE, smoke=1_000)
-    paced = _rounds(
+    paced = rounds_on_files(
         runtime,
         {
             "otpy": functools.partial(_otpy_paced, rate=rate_now),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import gc
 import importlib.metadata
 import math
@@ -10,6 +11,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 __all__ = [
+    "rounds_on_files",
     "CAPACITY",
     "JUDGED_RUNTIME",
     "Benchmark",
@@ -485,3 +488,36 @@ def environment() -> dict[str, object]:
         "gc_enabled": gc.isenabled(),
         "gc_thresholds": list(gc.get_threshold()),
     }
+
+
+async def _call_on_file(
+    fn: Callable[[Path, int], Awaitable[Sample]], path: Path, n: int, _: int
+) -> Sample:
+    return await fn(path, n)
+
+
+def rounds_on_files(
+    runtime: Runtime,
+    contenders: dict[str, Callable[[Path, int], Awaitable[Sample]]],
+    n: int,
+    repeat: int,
+) -> dict[str, list[Sample]]:
+    """Run each contender *repeat* times, each on a fresh file in a temporary directory.
+
+    ``contenders[name](path, n)`` measures once with its store at *path*; the order of
+    the contenders rotates from one repetition to the next, so none always runs
+    first on a cold machine.
+    """
+    names = list(contenders)
+    samples: dict[str, list[Sample]] = {name: [] for name in names}
+    with tempfile.TemporaryDirectory(prefix="otpy-bench-") as tmp:
+        directory = Path(tmp)
+        for rep in range(repeat):
+            shift = rep % len(names)
+            for name in names[shift:] + names[:shift]:
+                path = directory / f"{name}-{rep}.db"
+                fn = functools.partial(_call_on_file, contenders[name], path, n)
+                samples[name].append(runtime.run(fn, 0))
+                for leftover in directory.iterdir():
+                    leftover.unlink()
+    return samples

@@ -28,9 +28,7 @@ import functools
 import logging
 import socket
 import ssl
-import tempfile
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -56,10 +54,11 @@ from ._harness import (
     latency_sample,
     median,
     rate_and_latency_figures,
+    rounds_on_files,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from pathlib import Path
 
     from starlette.requests import Request
     from starlette.responses import Response
@@ -220,36 +219,10 @@ async def _bare(_path: Path, n: int) -> Sample:
     return sample
 
 
-async def _call(fn: Callable[[Path, int], Awaitable[Sample]], path: Path, n: int, _: int) -> Sample:
-    return await fn(path, n)
-
-
-def _rounds(
-    runtime: Runtime,
-    contenders: dict[str, Callable[[Path, int], Awaitable[Sample]]],
-    n: int,
-    repeat: int,
-) -> dict[str, list[Sample]]:
-    """Run each contender *repeat* times, each on a fresh journal file; the first rotates."""
-    names = list(contenders)
-    samples: dict[str, list[Sample]] = {name: [] for name in names}
-    with tempfile.TemporaryDirectory(prefix="otpy-bench-") as tmp:
-        directory = Path(tmp)
-        for rep in range(repeat):
-            shift = rep % len(names)
-            for name in names[shift:] + names[:shift]:
-                path = directory / f"{name}-{rep}.db"
-                fn = functools.partial(_call, contenders[name], path, n)
-                samples[name].append(runtime.run(fn, 0))
-                for leftover in directory.iterdir():
-                    leftover.unlink()
-    return samples
-
-
 def run(runtime: Runtime, size: Size, repeat: int) -> BenchmarkResult:
     """The durable HTTP ingest against the same server answering 202 without a journal."""
     n = size.pick(full=10_000, quick=3_000, smoke=128)
-    samples = _rounds(
+    samples = rounds_on_files(
         runtime, {"otpy": _otpy, "otpy_memory": _otpy_memory, "bare": _bare}, n, repeat
     )
     durable, memory, bare = samples["otpy"], samples["otpy_memory"], samples["bare"]
