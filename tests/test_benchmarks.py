@@ -32,10 +32,10 @@ CORE = {
     "ratelimit",
     "ingest",
     "recovery",
+}
+DEAD_LETTERS = {  # asyncio only: aiosqlite, and the node's own process
     "e2e",
     "soak",
-}
-DEAD_LETTERS = {  # asyncio only: aiosqlite
     "dlq-capture",
     "dlq-capture-one",
     "dlq-schema",
