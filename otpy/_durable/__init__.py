@@ -13,6 +13,7 @@ from ._file import SYNCHRONOUS_MODES as SYNCHRONOUS_MODES
 from ._file import StoreFile as StoreFile
 from ._file import check_header as check_header
 from ._file import describe_error as describe_error
+from ._file import missing_columns as missing_columns
 from ._file import open_reader as open_reader
 from ._file import prepare as prepare
 from ._file import scalar as scalar
@@ -48,6 +49,7 @@ __all__ = [
     "check_header",
     "connect",
     "describe_error",
+    "missing_columns",
     "open_reader",
     "prepare",
     "scalar",

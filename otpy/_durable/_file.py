@@ -19,7 +19,7 @@ from .._exceptions import InvalidArgument
 from ._writer import DEFAULT_MAX_BATCH, DEFAULT_MAX_PENDING, SQLiteWriter
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
 __all__ = [
     "SYNCHRONOUS_MODES",
@@ -27,6 +27,7 @@ __all__ = [
     "synchronous_mode",
     "check_header",
     "describe_error",
+    "missing_columns",
     "open_reader",
     "prepare",
     "scalar",
@@ -71,6 +72,32 @@ def scalar(db: sqlite3.Connection, sql: str) -> int:
     (value,) = db.execute(sql).fetchone()
     assert isinstance(value, int)
     return value
+
+
+def missing_columns(
+    db: sqlite3.Connection,
+    tables: Sequence[tuple[str, Sequence[str]]],
+    version: int,
+    added_in: Mapping[str, int],
+) -> list[str]:
+    """The ``table.column`` names a file of schema *version* should have and lacks.
+
+    Args:
+        db: a connection to the file.
+        tables: each table and its columns, as the newest schema has them.
+        version: the file's ``user_version``.
+        added_in: the version that added each ``table.column`` not in version 1; a
+            column added after *version* is not missed.
+    """
+    missing = []
+    for table, columns in tables:
+        have = {str(row[1]) for row in db.execute(f"PRAGMA table_info({table})")}
+        missing += [
+            f"{table}.{c}"
+            for c in columns
+            if c not in have and added_in.get(f"{table}.{c}", 1) <= version
+        ]
+    return missing
 
 
 def check_header(

@@ -40,6 +40,7 @@ from .._durable import (
     Write,
     check_header,
     describe_error,
+    missing_columns,
     prepare,
 )
 from .._exceptions import OutboxError, OutboxMessageNotFound
@@ -250,18 +251,12 @@ def _check_header(db: sqlite3.Connection, path: str) -> int:
 
 def _check_schema(db: sqlite3.Connection, path: str, version: int) -> None:
     """Refuse, without writing, a file of schema *version* whose tables lack a column."""
-    missing = []
-    for table, columns in (
+    tables = (
         ("outbox", COLUMNS),
         ("destination_state", DESTINATION_COLUMNS),
         ("settled", SETTLED_COLUMNS),
-    ):
-        have = {str(row[1]) for row in db.execute(f"PRAGMA table_info({table})")}
-        missing += [
-            f"{table}.{c}"
-            for c in columns
-            if c not in have and ADDED_IN.get(f"{table}.{c}", 1) <= version
-        ]
+    )
+    missing = missing_columns(db, tables, version, ADDED_IN)
     if missing:
         raise OutboxError(
             f"outbox {path}: refused: the schema is damaged, missing " + ", ".join(missing)

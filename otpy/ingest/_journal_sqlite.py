@@ -45,6 +45,7 @@ from .._durable import (
     StoreFile,
     check_header,
     describe_error,
+    missing_columns,
     prepare,
     scalar,
 )
@@ -223,18 +224,8 @@ def _check_header(db: sqlite3.Connection, path: str) -> int:
 
 def _check_schema(db: sqlite3.Connection, path: str, version: int) -> None:
     """Refuse, without writing, a file of *version* whose tables lack a column or the usage row."""
-    missing = []
-    for table, columns in (
-        ("journal", COLUMNS),
-        ("inbox", INBOX_COLUMNS),
-        ("usage", USAGE_COLUMNS),
-    ):
-        have = {str(row[1]) for row in db.execute(f"PRAGMA table_info({table})")}
-        missing += [
-            f"{table}.{c}"
-            for c in columns
-            if c not in have and ADDED_IN.get(f"{table}.{c}", 1) <= version
-        ]
+    tables = (("journal", COLUMNS), ("inbox", INBOX_COLUMNS), ("usage", USAGE_COLUMNS))
+    missing = missing_columns(db, tables, version, ADDED_IN)
     if not missing and scalar(db, "SELECT count(*) FROM usage WHERE one = 1") != 1:
         missing.append("the usage row")
     if missing:
