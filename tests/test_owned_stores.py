@@ -10,7 +10,7 @@ import pytest
 
 import otpy
 from otpy.gateway import OutboxMessage, OutboxStore, sqlite_outbox
-from otpy.ingest import JournalEntry, JournalStore, sqlite_journal
+from otpy.ingest import JournalEntry, JournalStore, MemoryJournalStore, sqlite_journal
 from otpy.telemetry import (
     METRIC_INGEST_JOURNAL_BYTES,
     METRIC_INGEST_JOURNAL_DEPTH,
@@ -191,3 +191,36 @@ async def test_a_bad_option_is_refused_when_the_tree_is_built(
     """sqlite_outbox/sqlite_journal check their options at once, naming the argument."""
     with pytest.raises(otpy.InvalidArgument, match=rf"^{make.__name__}: {argument} must be"):
         make(tmp_path / "x.db", **{argument: value})
+
+
+@VIRTUAL
+async def test_a_sample_running_past_the_next_purge_does_not_crash_the_housekeeping(
+    tmp_path: Path,
+) -> None:
+    """The keeper's wait never goes negative: a slow sample ending after the purge is due purges next."""
+    journal = sqlite_journal(
+        tmp_path / "journal.db", synchronous="off", purge_interval=6.0, sample_interval=5.0
+    )
+
+    class Slow:
+        """A journal whose statistics take 0.9 s: the second sample ends after the purge is due."""
+
+        def __init__(self) -> None:
+            self.store = MemoryJournalStore()
+            self.purges: list[float] = []
+
+        async def statistics(self) -> Any:
+            await anyio.sleep(0.9)
+            return await self.store.statistics()
+
+        async def purge(self) -> int:
+            self.purges.append(anyio.current_time())
+            return 0
+
+    slow = Slow()
+    journal._store = slow  # type: ignore[assignment]  # the store the keeper would have opened
+    with capture_metrics():
+        start = anyio.current_time()
+        with anyio.move_on_after(20.0):
+            await journal.housekeeping()
+    assert [round(t - start, 1) for t in slow.purges] == [0.0, 6.8, 13.6]

@@ -161,7 +161,10 @@ class JournalHandle(Owned[SQLiteJournalStore]):
                     logger.debug("could not read the journal's statistics", exc_info=True)
                 else:
                     record_journal(statistics, self.routes)
-            await anyio.sleep(min(options.sample_interval, next_purge - anyio.current_time()))
+            # A sample that ran past the next purge's time purges at once, never a
+            # negative wait (which anyio refuses, and which would crash the keeper).
+            until_purge = max(next_purge - anyio.current_time(), 0.0)
+            await anyio.sleep(min(options.sample_interval, until_purge))
 
     def child_spec(self, *, id: str = "journal", name: str | None = "journal") -> ChildSpec:
         """The keeper that opens the file at start, tends it, and closes it at stop.
